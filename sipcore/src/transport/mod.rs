@@ -1,0 +1,1 @@
+//! SIP transports (RFC 3261 §18).
