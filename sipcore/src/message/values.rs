@@ -40,7 +40,11 @@ impl<'a> Iterator for ListIter<'a> {
                 i += 1;
             }
             let item = trim_lws(&self.rest[..end]);
-            self.rest = if end < self.rest.len() { &self.rest[end + 1..] } else { "" };
+            self.rest = if end < self.rest.len() {
+                &self.rest[end + 1..]
+            } else {
+                ""
+            };
             if !item.is_empty() {
                 return Some(item);
             }
@@ -103,7 +107,11 @@ impl<'a> Iterator for ParamSplit<'a> {
         }
         let end = i.min(bytes.len());
         let item = &self.rest[..end];
-        self.rest = if end < self.rest.len() { &self.rest[end + 1..] } else { "" };
+        self.rest = if end < self.rest.len() {
+            &self.rest[end + 1..]
+        } else {
+            ""
+        };
         Some(item)
     }
 }
@@ -122,7 +130,10 @@ pub fn parse_u32(s: &str) -> Option<u32> {
     if digits.len() > 10 {
         return None;
     }
-    digits.parse::<u64>().ok().and_then(|v| u32::try_from(v).ok())
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|v| u32::try_from(v).ok())
 }
 
 /// Splits `host[:port]`, with IPv6 references in brackets.
@@ -150,4 +161,22 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         return None;
     }
     Some((host, Some(port)))
+}
+
+/// The parameter string with any `tag` parameter removed, each kept
+/// parameter printed as `;name[=value]`.
+pub fn params_without_tag(params: &str) -> String {
+    let mut out = String::with_capacity(params.len());
+    for (k, v) in params_iter(params) {
+        if k.eq_ignore_ascii_case("tag") {
+            continue;
+        }
+        out.push(';');
+        out.push_str(k);
+        if let Some(v) = v {
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+    out
 }

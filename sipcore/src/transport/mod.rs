@@ -1,1 +1,387 @@
 //! SIP transports (RFC 3261 §18).
+//!
+//! * [`framing`] — finds message boundaries on a byte stream
+//!   (`Content-Length`, CRLF keep-alives) and splits messages off the read
+//!   buffer without copying.
+//! * [`udp`] — one UDP socket with large kernel buffers; every datagram is
+//!   one message.
+//! * [`tcp`] — a listener plus a table of connections, inbound and
+//!   outbound, reused by remote address; responses go back on the
+//!   connection the request came in on (§18.2.2).
+//! * [`Transports`] — the front the rest of Tandem uses: UDP and TCP bound
+//!   on one local address, one channel of [`Incoming`] messages, one
+//!   [`Transports::send`], counters and graceful shutdown.
+//!
+//! All tasks started here stop when the [`CancellationToken`] of their
+//! [`EndpointContext`] is cancelled ([`Transports::shutdown`] does that and
+//! waits for them), or when the receiver of the incoming channel is
+//! dropped.
+
+pub mod framing;
+pub mod tcp;
+pub mod udp;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Result};
+
+pub use framing::{Frame, Framer, MAX_MESSAGE_SIZE};
+pub use tcp::{TcpConfig, TcpTransport};
+pub use udp::{UdpConfig, UdpTransport};
+
+/// The transport protocol of a message, as named in `Via` (RFC 3261 §18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TransportKind {
+    Udp,
+    Tcp,
+    // Tls: the TLS transport (RFC 3261 §26.2) goes here. It is a stream
+    // like Tcp and reuses `framing` and the connection table of `tcp`.
+}
+
+impl TransportKind {
+    /// The transport token used in `Via` (`SIP/2.0/UDP`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "UDP",
+            TransportKind::Tcp => "TCP",
+        }
+    }
+
+    /// Stream transports are reliable and need `Content-Length` framing;
+    /// over them a client transaction does not retransmit (§17.1.1.2).
+    pub fn is_stream(self) -> bool {
+        match self {
+            TransportKind::Udp => false,
+            TransportKind::Tcp => true,
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies one stream connection for the lifetime of the process.
+/// Ids are never reused, so a stale id finds no connection rather than a
+/// wrong one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// One message received on any transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// The exact bytes of the message. Over UDP leading CR/LF bytes are
+    /// stripped; nothing else is touched.
+    pub data: Bytes,
+    /// The remote address the message came from.
+    pub source: SocketAddr,
+    /// The local address it arrived on: the bound address of the UDP socket
+    /// (may be unspecified, `0.0.0.0`), or the local end of the connection.
+    pub local: SocketAddr,
+    pub transport: TransportKind,
+    /// The connection it came on (stream transports only).
+    pub connection: Option<ConnectionId>,
+}
+
+impl Incoming {
+    /// Where a response to this message goes by default: the same
+    /// transport, the source address and, for a stream, the same
+    /// connection (RFC 3261 §18.2.2). The `Via` based rules of §18.2.2
+    /// (`received`, `rport`, `maddr`) are the transaction layer's business.
+    pub fn reply_target(&self) -> Target {
+        Target {
+            transport: self.transport,
+            addr: self.source,
+            connection: self.connection,
+        }
+    }
+}
+
+/// Where [`Transports::send`] sends a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub transport: TransportKind,
+    /// The remote address.
+    pub addr: SocketAddr,
+    /// Stream transports: send on exactly this connection. If it is gone,
+    /// the send fails with [`Error::NoConnection`] and the caller decides
+    /// whether to send to an address instead (§18.2.2 says a response then
+    /// goes to the `Via` sent-by port, which the caller knows, not us).
+    /// `None`: reuse any open connection to `addr`, or open one.
+    pub connection: Option<ConnectionId>,
+}
+
+impl Target {
+    pub fn udp(addr: SocketAddr) -> Self {
+        Target {
+            transport: TransportKind::Udp,
+            addr,
+            connection: None,
+        }
+    }
+
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Target {
+            transport: TransportKind::Tcp,
+            addr,
+            connection: None,
+        }
+    }
+
+    pub fn with_connection(self, connection: ConnectionId) -> Self {
+        Target {
+            connection: Some(connection),
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.transport, self.addr)?;
+        if let Some(c) = self.connection {
+            write!(f, " ({c})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a transport endpoint needs from its owner: where to deliver
+/// messages, when to stop, and a tracker for the tasks it spawns.
+#[derive(Debug, Clone)]
+pub struct EndpointContext {
+    pub incoming: mpsc::Sender<Incoming>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+/// Counters of one transport endpoint, shared with its tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub messages_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub keepalives_received: AtomicU64,
+    pub garbage_dropped: AtomicU64,
+    pub framing_errors: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub connections_rejected: AtomicU64,
+}
+
+/// Add `n` to a counter. Relaxed: counters are statistics, not
+/// synchronisation.
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            messages_received: get(&self.messages_received),
+            bytes_received: get(&self.bytes_received),
+            messages_sent: get(&self.messages_sent),
+            bytes_sent: get(&self.bytes_sent),
+            keepalives_received: get(&self.keepalives_received),
+            garbage_dropped: get(&self.garbage_dropped),
+            framing_errors: get(&self.framing_errors),
+            send_errors: get(&self.send_errors),
+            connections_opened: get(&self.connections_opened),
+            connections_closed: get(&self.connections_closed),
+            connections_rejected: get(&self.connections_rejected),
+        }
+    }
+}
+
+/// A point-in-time copy of one endpoint's counters. All are monotonic
+/// totals since the endpoint was bound (Prometheus `_total` counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Messages handed up on the incoming channel.
+    pub messages_received: u64,
+    /// Bytes read off the wire, including keep-alives and garbage.
+    pub bytes_received: u64,
+    /// Messages written successfully.
+    pub messages_sent: u64,
+    /// Bytes written, including keep-alive pongs.
+    pub bytes_sent: u64,
+    /// CRLF keep-alives received (UDP datagrams, or stream pings).
+    pub keepalives_received: u64,
+    /// UDP datagrams dropped as empty, too large or not SIP.
+    pub garbage_dropped: u64,
+    /// Streams that could not be framed (each closed its connection).
+    pub framing_errors: u64,
+    /// Sends that failed (connect, write, or no such connection).
+    pub send_errors: u64,
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    /// Inbound connections refused because the table was full.
+    pub connections_rejected: u64,
+}
+
+impl StatsSnapshot {
+    /// Connections open right now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_opened
+            .saturating_sub(self.connections_closed)
+    }
+}
+
+/// Counters of a [`Transports`], per transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    pub udp: StatsSnapshot,
+    pub tcp: StatsSnapshot,
+}
+
+/// Configuration of a [`Transports`].
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub udp: UdpConfig,
+    pub tcp: TcpConfig,
+    /// Capacity of the incoming channel. When it is full the receive tasks
+    /// wait: UDP then queues in the kernel buffer (and drops there), TCP
+    /// stops reading (flow control pushes back on the peer).
+    pub incoming_queue: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            udp: UdpConfig::default(),
+            tcp: TcpConfig::default(),
+            incoming_queue: 4096,
+        }
+    }
+}
+
+/// UDP and TCP bound on one local address (same IP, same port), with one
+/// channel of incoming messages.
+///
+/// Dropping it stops all its tasks (without waiting);
+/// [`Transports::shutdown`] stops them and waits.
+#[derive(Debug)]
+pub struct Transports {
+    udp: UdpTransport,
+    tcp: TcpTransport,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Transports {
+    /// Bind UDP and TCP on `local`. With port 0 both get the same
+    /// ephemeral port. Must be called inside a Tokio runtime.
+    pub fn bind(
+        local: SocketAddr,
+        config: &TransportConfig,
+    ) -> Result<(Self, mpsc::Receiver<Incoming>)> {
+        let (tx, rx) = mpsc::channel(config.incoming_queue.max(1));
+        let ctx = EndpointContext {
+            incoming: tx,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        // With port 0 the port the kernel picks for UDP may be taken for
+        // TCP: try a few times.
+        let attempts = if local.port() == 0 { 16 } else { 1 };
+        let mut attempt = 0;
+        let (udp_socket, listener) = loop {
+            attempt += 1;
+            let udp_socket = udp::bind_socket(local, &config.udp)?;
+            let addr = udp_socket.local;
+            match tcp::bind_listener(addr, &config.tcp) {
+                Ok(listener) => break (udp_socket, listener),
+                Err(Error::Io { source, .. })
+                    if attempt < attempts && source.kind() == std::io::ErrorKind::AddrInUse => {}
+                Err(e) => return Err(e),
+            }
+        };
+        let udp = UdpTransport::from_socket(udp_socket, ctx.clone())?;
+        let tcp = TcpTransport::from_listener(listener, config.tcp.clone(), ctx.clone())?;
+        let transports = Transports {
+            udp,
+            tcp,
+            shutdown: ctx.shutdown,
+            tasks: ctx.tasks,
+        };
+        Ok((transports, rx))
+    }
+
+    /// The bound address (UDP and TCP share it).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.udp.local_addr()
+    }
+
+    pub fn udp(&self) -> &UdpTransport {
+        &self.udp
+    }
+
+    pub fn tcp(&self) -> &TcpTransport {
+        &self.tcp
+    }
+
+    /// Send one message. Over TCP this reuses or opens a connection, see
+    /// [`Target::connection`].
+    pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
+        match target.transport {
+            TransportKind::Udp => self.udp.send_to(&data, target.addr).await,
+            TransportKind::Tcp => self
+                .tcp
+                .send(target.addr, target.connection, &data)
+                .await
+                .map(drop),
+        }
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        TransportStats {
+            udp: self.udp.stats(),
+            tcp: self.tcp.stats(),
+        }
+    }
+
+    /// The token that stops every task of these transports; cancel it from
+    /// a process-wide shutdown, or link it with `child_token`.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Stop receiving, close every connection and wait until all tasks have
+    /// ended. Sends fail afterwards. Callers that need a bound wrap it in
+    /// `tokio::time::timeout`; a connection stuck in a write ends at the
+    /// latest after [`TcpConfig::write_timeout`].
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Drop for Transports {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[cfg(test)]
+mod test_util;
+#[cfg(test)]
+mod tests;

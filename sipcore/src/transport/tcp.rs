@@ -1,0 +1,610 @@
+//! The TCP transport (RFC 3261 §18): a listener and a table of
+//! connections.
+//!
+//! Every connection, accepted or opened by us, is in one table, keyed by
+//! [`ConnectionId`] and by remote address. Each has one read task that
+//! frames the stream ([`Framer`]), hands messages up, answers CRLF pings
+//! and closes the connection when it is idle, when the stream cannot be
+//! framed, when the peer closes, or on shutdown. The read task is the only
+//! place that removes a connection from the table. The write half sits
+//! behind an async mutex so that any task can write whole messages.
+//!
+//! Sending to an address reuses any open connection to that address —
+//! including one the peer opened to us — and otherwise connects, from the
+//! bound IP when it is not a wildcard (so that a floating IP is the source),
+//! within [`TcpConfig::connect_timeout`]. Concurrent sends to the same new
+//! address open one connection, not several.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::framing::{Frame, Framer, MAX_MESSAGE_SIZE, PONG};
+use super::{
+    bump, ConnectionId, Counters, EndpointContext, Incoming, StatsSnapshot, TransportKind,
+};
+use crate::error::{Error, Result};
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
+const LISTEN_BACKLOG: i32 = 1024;
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Settings of a TCP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// A connection with nothing read or written for this long is closed.
+    /// CRLF keep-alives count as traffic; RFC 5626 clients ping every
+    /// 95–120 s, so keep this above that.
+    pub idle_timeout: Duration,
+    /// Deadline for opening an outgoing connection.
+    pub connect_timeout: Duration,
+    /// Deadline for writing one message (including waiting for other
+    /// writers); on expiry the connection is closed.
+    pub write_timeout: Duration,
+    /// Inbound connections beyond this many open ones are refused.
+    pub max_connections: usize,
+    /// `SO_REUSEADDR` on the listener, so a restart can bind while old
+    /// connections linger in TIME_WAIT.
+    pub reuse_address: bool,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            idle_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 16 * 1024,
+            reuse_address: true,
+        }
+    }
+}
+
+/// Create, configure, bind and listen a TCP socket.
+pub(crate) fn bind_listener(addr: SocketAddr, config: &TcpConfig) -> Result<std::net::TcpListener> {
+    let ctx = |what: &str| format!("TCP {what} on {addr}");
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| Error::io(ctx("socket"), e))?;
+    if addr.is_ipv6() {
+        socket
+            .set_only_v6(true)
+            .map_err(|e| Error::io(ctx("IPV6_V6ONLY"), e))?;
+    }
+    socket
+        .set_reuse_address(config.reuse_address)
+        .map_err(|e| Error::io(ctx("SO_REUSEADDR"), e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| Error::io(ctx("O_NONBLOCK"), e))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| Error::io(ctx("bind"), e))?;
+    socket
+        .listen(LISTEN_BACKLOG)
+        .map_err(|e| Error::io(ctx("listen"), e))?;
+    Ok(socket.into())
+}
+
+/// A listening TCP endpoint and its connections. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TcpTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    local: SocketAddr,
+    config: TcpConfig,
+    /// Weak, so that the incoming channel ends once every task has ended:
+    /// the accept loop and each connection task hold a strong sender.
+    incoming: mpsc::WeakSender<Incoming>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    table: Mutex<Table>,
+    /// One lock per address being connected to, so that concurrent sends
+    /// to a new address share one connection.
+    connecting: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
+    stats: Counters,
+    /// Reference point of [`Connection::last_activity`].
+    epoch: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_id: HashMap<ConnectionId, Arc<Connection>>,
+    /// Connections per remote address, oldest first; the newest open one
+    /// is used. Almost always one.
+    by_addr: HashMap<SocketAddr, Vec<ConnectionId>>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    id: ConnectionId,
+    peer: SocketAddr,
+    local: SocketAddr,
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Milliseconds since [`Inner::epoch`] of the last read or write.
+    last_activity: AtomicU64,
+    closed: AtomicBool,
+    /// Wakes the read task to close the connection.
+    close: Notify,
+}
+
+/// Why a connection's read task ended.
+#[derive(Debug)]
+enum CloseReason {
+    PeerClosed { unframed: usize },
+    Idle,
+    Shutdown,
+    Requested,
+    ChannelClosed,
+    Framing(Error),
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl TcpTransport {
+    /// Bind and listen on `addr`, start accepting. Must be called inside a
+    /// Tokio runtime.
+    pub fn bind(addr: SocketAddr, config: TcpConfig, ctx: EndpointContext) -> Result<Self> {
+        let listener = bind_listener(addr, &config)?;
+        Self::from_listener(listener, config, ctx)
+    }
+
+    pub(crate) fn from_listener(
+        listener: std::net::TcpListener,
+        config: TcpConfig,
+        ctx: EndpointContext,
+    ) -> Result<Self> {
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("TCP listener address", e))?;
+        let listener = TcpListener::from_std(listener)
+            .map_err(|e| Error::io(format!("TCP register {local}"), e))?;
+        let inner = Arc::new(Inner {
+            local,
+            config,
+            incoming: ctx.incoming.downgrade(),
+            shutdown: ctx.shutdown.clone(),
+            tasks: ctx.tasks.clone(),
+            table: Mutex::default(),
+            connecting: Mutex::default(),
+            stats: Counters::default(),
+            epoch: Instant::now(),
+        });
+        ctx.tasks
+            .spawn(accept_loop(inner.clone(), listener, ctx.incoming));
+        Ok(TcpTransport { inner })
+    }
+
+    /// The listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    /// Write one message.
+    ///
+    /// With `connection`, exactly that connection is used; if it is gone
+    /// the result is [`Error::NoConnection`]. Without, an open connection to
+    /// `addr` is reused or a new one is opened. Returns the connection
+    /// used. A failed write closes the connection.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        connection: Option<ConnectionId>,
+        data: &[u8],
+    ) -> Result<ConnectionId> {
+        let result = self.try_send(addr, connection, data).await;
+        let stats = &self.inner.stats;
+        match &result {
+            Ok(_) => {
+                bump(&stats.messages_sent, 1);
+                bump(&stats.bytes_sent, data.len() as u64);
+            }
+            Err(_) => bump(&stats.send_errors, 1),
+        }
+        result
+    }
+
+    async fn try_send(
+        &self,
+        addr: SocketAddr,
+        connection: Option<ConnectionId>,
+        data: &[u8],
+    ) -> Result<ConnectionId> {
+        if self.inner.shutdown.is_cancelled() {
+            let e = io::Error::new(io::ErrorKind::NotConnected, "transport is shut down");
+            return Err(Error::io(format!("TCP send to {addr}"), e));
+        }
+        if data.len() > MAX_MESSAGE_SIZE {
+            return Err(Error::TooLarge {
+                size: data.len(),
+                limit: MAX_MESSAGE_SIZE,
+            });
+        }
+        let conn = match connection {
+            Some(id) => self.inner.get(id).ok_or(Error::NoConnection(addr))?,
+            None => self.inner.connection_to(addr).await?,
+        };
+        self.inner
+            .write(&conn, data)
+            .await
+            .map_err(|e| Error::io(format!("TCP send to {} ({})", conn.peer, conn.id), e))?;
+        Ok(conn.id)
+    }
+
+    /// Close a connection. Returns whether it was open. The read task
+    /// removes it from the table shortly after.
+    pub fn close(&self, id: ConnectionId) -> bool {
+        match self.inner.get(id) {
+            Some(conn) => {
+                conn.request_close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The open connection to use for `addr`, if there is one.
+    pub fn connection_for(&self, addr: SocketAddr) -> Option<ConnectionId> {
+        self.inner.lookup_addr(addr).map(|c| c.id)
+    }
+
+    /// The remote address of an open connection.
+    pub fn peer_addr(&self, id: ConnectionId) -> Option<SocketAddr> {
+        self.inner.get(id).map(|c| c.peer)
+    }
+
+    /// Number of connections in the table.
+    pub fn connection_count(&self) -> usize {
+        self.inner.table().by_id.len()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+}
+
+impl Connection {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn request_close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // notify_one keeps a permit if the read task is not waiting now.
+        self.close.notify_one();
+    }
+}
+
+impl Inner {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves a consistent table (every
+        // update is a single insert or remove), so poisoning is ignored.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: ConnectionId) -> Option<Arc<Connection>> {
+        self.table()
+            .by_id
+            .get(&id)
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    fn lookup_addr(&self, addr: SocketAddr) -> Option<Arc<Connection>> {
+        let table = self.table();
+        let ids = table.by_addr.get(&addr)?;
+        ids.iter()
+            .rev()
+            .filter_map(|id| table.by_id.get(id))
+            .find(|c| !c.is_closed())
+            .cloned()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self, conn: &Connection) {
+        conn.last_activity.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn idle_deadline(&self, conn: &Connection) -> Instant {
+        self.epoch
+            + Duration::from_millis(conn.last_activity.load(Ordering::Relaxed))
+            + self.config.idle_timeout
+    }
+
+    /// Write all of `data` within the write timeout; on failure the
+    /// connection is closed.
+    async fn write(&self, conn: &Connection, data: &[u8]) -> io::Result<()> {
+        let result = tokio::time::timeout(self.config.write_timeout, async {
+            let mut writer = conn.writer.lock().await;
+            writer.write_all(data).await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            let msg = format!("write not done within {:?}", self.config.write_timeout);
+            Err(io::Error::new(io::ErrorKind::TimedOut, msg))
+        });
+        match &result {
+            Ok(()) => self.touch(conn),
+            Err(e) => {
+                debug!(peer = %conn.peer, conn = %conn.id, error = %e, "TCP write failed, closing");
+                conn.request_close();
+            }
+        }
+        result
+    }
+
+    /// An open connection to `addr`, reused or newly opened.
+    async fn connection_to(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Connection>> {
+        if let Some(conn) = self.lookup_addr(addr) {
+            return Ok(conn);
+        }
+        let lock = {
+            let mut connecting = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
+            connecting.entry(addr).or_default().clone()
+        };
+        let result = {
+            let _guard = lock.lock().await;
+            match self.lookup_addr(addr) {
+                Some(conn) => Ok(conn),
+                None => self.connect(addr).await,
+            }
+        };
+        // Drop the per-address lock when nobody else holds it. Counting and
+        // dropping under the map's mutex makes the last holder see 2.
+        let mut connecting = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&lock) <= 2 {
+            connecting.remove(&addr);
+        }
+        drop(lock);
+        drop(connecting);
+        result
+    }
+
+    async fn connect(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Connection>> {
+        let context = || format!("TCP connect from {} to {addr}", self.local.ip());
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| Error::io(context(), e))?;
+        let ip = self.local.ip();
+        if !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4() {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| Error::io(context(), e))?;
+        }
+        let timeout = self.config.connect_timeout;
+        let stream = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => {
+                let e = io::Error::new(io::ErrorKind::NotConnected, "transport is shut down");
+                return Err(Error::io(context(), e));
+            }
+            r = tokio::time::timeout(timeout, socket.connect(addr)) => match r {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(Error::io(context(), e)),
+                Err(_) => {
+                    let e = io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {timeout:?}"));
+                    return Err(Error::io(context(), e));
+                }
+            },
+        };
+        debug!(peer = %addr, "TCP connection opened");
+        self.register(stream, addr)
+            .map_err(|e| Error::io(context(), e))
+    }
+
+    /// Put a new connection in the table and start its read task.
+    fn register(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> io::Result<Arc<Connection>> {
+        let incoming = self
+            .incoming
+            .upgrade()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "transport is shut down"))?;
+        // Small messages must not wait for Nagle.
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let (reader, writer) = stream.into_split();
+        let conn = Arc::new(Connection {
+            id: ConnectionId(NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)),
+            peer,
+            local,
+            writer: tokio::sync::Mutex::new(writer),
+            last_activity: AtomicU64::new(self.now_ms()),
+            closed: AtomicBool::new(false),
+            close: Notify::new(),
+        });
+        {
+            let mut table = self.table();
+            table.by_id.insert(conn.id, conn.clone());
+            table.by_addr.entry(peer).or_default().push(conn.id);
+        }
+        bump(&self.stats.connections_opened, 1);
+        self.tasks
+            .spawn(run_connection(self.clone(), conn.clone(), reader, incoming));
+        Ok(conn)
+    }
+
+    /// Take a connection out of the table (read task only).
+    fn remove(&self, conn: &Connection) {
+        conn.closed.store(true, Ordering::Release);
+        let mut table = self.table();
+        if table.by_id.remove(&conn.id).is_some() {
+            bump(&self.stats.connections_closed, 1);
+        }
+        if let Some(ids) = table.by_addr.get_mut(&conn.peer) {
+            ids.retain(|&id| id != conn.id);
+            if ids.is_empty() {
+                table.by_addr.remove(&conn.peer);
+            }
+        }
+    }
+}
+
+/// `_incoming` keeps the channel open while the endpoint accepts.
+async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, _incoming: mpsc::Sender<Incoming>) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = inner.shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                if inner.table().by_id.len() >= inner.config.max_connections {
+                    bump(&inner.stats.connections_rejected, 1);
+                    warn!(%peer, local = %inner.local, limit = inner.config.max_connections, "TCP connection refused: table full");
+                    continue;
+                }
+                debug!(%peer, local = %inner.local, "TCP connection accepted");
+                if let Err(e) = inner.register(stream, peer) {
+                    warn!(%peer, error = %e, "TCP connection setup failed");
+                }
+            }
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                warn!(local = %inner.local, error = %e, "TCP accept failed");
+                tokio::select! {
+                    _ = inner.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The read task of one connection: runs until the connection is closed
+/// for any reason, then removes it from the table. Dropping the last
+/// reference to the write half then closes the socket.
+async fn run_connection(
+    inner: Arc<Inner>,
+    conn: Arc<Connection>,
+    mut reader: OwnedReadHalf,
+    incoming: mpsc::Sender<Incoming>,
+) {
+    let reason = read_loop(&inner, &conn, &mut reader, &incoming).await;
+    inner.remove(&conn);
+    match &reason {
+        CloseReason::Framing(e) => {
+            warn!(peer = %conn.peer, conn = %conn.id, error = %e, "TCP stream cannot be framed, connection closed")
+        }
+        CloseReason::Read(e) | CloseReason::Write(e) => {
+            debug!(peer = %conn.peer, conn = %conn.id, error = %e, "TCP connection failed")
+        }
+        CloseReason::PeerClosed { unframed } if *unframed > 0 => {
+            debug!(peer = %conn.peer, conn = %conn.id, unframed, "TCP peer closed in the middle of a message")
+        }
+        other => {
+            debug!(peer = %conn.peer, conn = %conn.id, reason = ?other, "TCP connection closed")
+        }
+    }
+}
+
+async fn read_loop(
+    inner: &Inner,
+    conn: &Connection,
+    reader: &mut OwnedReadHalf,
+    incoming: &mpsc::Sender<Incoming>,
+) -> CloseReason {
+    let stats = &inner.stats;
+    let mut framer = Framer::new();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if conn.is_closed() {
+            return CloseReason::Requested;
+        }
+        // Hand up everything complete before reading more: the buffer then
+        // never holds more than one partial message plus one read.
+        loop {
+            match framer.decode(&mut buf) {
+                Ok(Some(Frame::Message(data))) => {
+                    bump(&stats.messages_received, 1);
+                    let item = Incoming {
+                        data,
+                        source: conn.peer,
+                        local: conn.local,
+                        transport: TransportKind::Tcp,
+                        connection: Some(conn.id),
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = inner.shutdown.cancelled() => return CloseReason::Shutdown,
+                        sent = incoming.send(item) => if sent.is_err() {
+                            return CloseReason::ChannelClosed;
+                        }
+                    }
+                }
+                Ok(Some(Frame::Ping)) => {
+                    bump(&stats.keepalives_received, 1);
+                    if let Err(e) = inner.write(conn, PONG).await {
+                        return CloseReason::Write(e);
+                    }
+                    bump(&stats.bytes_sent, PONG.len() as u64);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    bump(&stats.framing_errors, 1);
+                    return CloseReason::Framing(e);
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        let idle_at = inner.idle_deadline(conn);
+        tokio::select! {
+            biased;
+            _ = inner.shutdown.cancelled() => return CloseReason::Shutdown,
+            _ = conn.close.notified() => return CloseReason::Requested,
+            _ = tokio::time::sleep_until(idle_at) => {
+                // A write may have moved the deadline meanwhile.
+                if inner.idle_deadline(conn) <= Instant::now() {
+                    return CloseReason::Idle;
+                }
+            }
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) => {
+                    let unframed = buf.iter().filter(|&&b| b != b'\r' && b != b'\n').count();
+                    if unframed > 0 {
+                        // The peer closed in the middle of a message.
+                        bump(&stats.framing_errors, 1);
+                    }
+                    return CloseReason::PeerClosed { unframed };
+                }
+                Ok(n) => {
+                    bump(&stats.bytes_received, n as u64);
+                    inner.touch(conn);
+                }
+                Err(e) => return CloseReason::Read(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+//! The UDP transport (RFC 3261 §18.1.1, §18.2.1): one socket, one message
+//! per datagram.
+//!
+//! The socket gets large kernel buffers (a burst of INVITEs or a
+//! retransmission storm must queue in the kernel, not be dropped there) and
+//! `SO_REUSEADDR`. Note that on Linux `SO_REUSEADDR` on UDP lets a second
+//! process bind the same address and port; set
+//! [`UdpConfig::reuse_address`] to `false` where that must be refused.
+//! IPv6 sockets are `IPV6_V6ONLY`: bind IPv4 and IPv6 separately, so that
+//! sources are never v4-mapped addresses.
+//!
+//! Datagrams that are empty, larger than [`MAX_MESSAGE_SIZE`] or do not
+//! start like a SIP message (STUN, TLS, noise) are dropped and counted as
+//! garbage; CR/LF-only datagrams are keep-alives and dropped silently.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{debug, warn};
+
+use super::framing::{is_crlf_only, is_token_char, MAX_MESSAGE_SIZE};
+use super::{bump, Counters, EndpointContext, Incoming, StatsSnapshot, TransportKind};
+use crate::error::{Error, Result};
+
+/// Socket options of a UDP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// Requested `SO_RCVBUF` in bytes. The kernel may grant less (Linux
+    /// caps it at `net.core.rmem_max` and reports twice the granted value);
+    /// [`UdpTransport::recv_buffer_size`] tells what was granted.
+    pub recv_buffer_size: usize,
+    /// Requested `SO_SNDBUF` in bytes (capped by `net.core.wmem_max`).
+    pub send_buffer_size: usize,
+    pub reuse_address: bool,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            recv_buffer_size: 4 << 20,
+            send_buffer_size: 4 << 20,
+            reuse_address: true,
+        }
+    }
+}
+
+/// A bound, configured socket not yet handed to Tokio.
+#[derive(Debug)]
+pub(crate) struct BoundUdp {
+    socket: std::net::UdpSocket,
+    pub(crate) local: SocketAddr,
+    recv_buffer_size: usize,
+    send_buffer_size: usize,
+}
+
+/// Create, configure and bind a UDP socket.
+pub(crate) fn bind_socket(addr: SocketAddr, config: &UdpConfig) -> Result<BoundUdp> {
+    let ctx = |what: &str| format!("UDP {what} on {addr}");
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| Error::io(ctx("socket"), e))?;
+    if addr.is_ipv6() {
+        socket
+            .set_only_v6(true)
+            .map_err(|e| Error::io(ctx("IPV6_V6ONLY"), e))?;
+    }
+    socket
+        .set_reuse_address(config.reuse_address)
+        .map_err(|e| Error::io(ctx("SO_REUSEADDR"), e))?;
+    socket
+        .set_recv_buffer_size(config.recv_buffer_size)
+        .map_err(|e| Error::io(ctx("SO_RCVBUF"), e))?;
+    socket
+        .set_send_buffer_size(config.send_buffer_size)
+        .map_err(|e| Error::io(ctx("SO_SNDBUF"), e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| Error::io(ctx("O_NONBLOCK"), e))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| Error::io(ctx("bind"), e))?;
+    let recv_buffer_size = socket
+        .recv_buffer_size()
+        .map_err(|e| Error::io(ctx("SO_RCVBUF"), e))?;
+    let send_buffer_size = socket
+        .send_buffer_size()
+        .map_err(|e| Error::io(ctx("SO_SNDBUF"), e))?;
+    if recv_buffer_size < config.recv_buffer_size {
+        warn!(
+            %addr,
+            requested = config.recv_buffer_size,
+            granted = recv_buffer_size,
+            "UDP receive buffer smaller than requested; raise net.core.rmem_max"
+        );
+    }
+    if send_buffer_size < config.send_buffer_size {
+        warn!(
+            %addr,
+            requested = config.send_buffer_size,
+            granted = send_buffer_size,
+            "UDP send buffer smaller than requested; raise net.core.wmem_max"
+        );
+    }
+    let local = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| Error::io(ctx("local address"), io::Error::other("not an IP socket")))?;
+    Ok(BoundUdp {
+        socket: socket.into(),
+        local,
+        recv_buffer_size,
+        send_buffer_size,
+    })
+}
+
+/// A bound UDP endpoint with its receive task running. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UdpTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    socket: UdpSocket,
+    local: SocketAddr,
+    recv_buffer_size: usize,
+    send_buffer_size: usize,
+    stats: Counters,
+}
+
+impl UdpTransport {
+    /// Bind `addr` and start receiving into `ctx.incoming`. Must be called
+    /// inside a Tokio runtime.
+    pub fn bind(addr: SocketAddr, config: &UdpConfig, ctx: EndpointContext) -> Result<Self> {
+        Self::from_socket(bind_socket(addr, config)?, ctx)
+    }
+
+    pub(crate) fn from_socket(bound: BoundUdp, ctx: EndpointContext) -> Result<Self> {
+        let local = bound.local;
+        let socket = UdpSocket::from_std(bound.socket)
+            .map_err(|e| Error::io(format!("UDP register {local}"), e))?;
+        let inner = Arc::new(Inner {
+            socket,
+            local,
+            recv_buffer_size: bound.recv_buffer_size,
+            send_buffer_size: bound.send_buffer_size,
+            stats: Counters::default(),
+        });
+        ctx.tasks.spawn(receive_loop(inner.clone(), ctx.clone()));
+        Ok(UdpTransport { inner })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    /// The `SO_RCVBUF` the kernel granted, as it reports it.
+    pub fn recv_buffer_size(&self) -> usize {
+        self.inner.recv_buffer_size
+    }
+
+    /// The `SO_SNDBUF` the kernel granted, as it reports it.
+    pub fn send_buffer_size(&self) -> usize {
+        self.inner.send_buffer_size
+    }
+
+    /// Send one datagram to `addr`.
+    pub async fn send_to(&self, data: &[u8], addr: SocketAddr) -> Result<()> {
+        let stats = &self.inner.stats;
+        if data.len() > MAX_MESSAGE_SIZE {
+            bump(&stats.send_errors, 1);
+            return Err(Error::TooLarge {
+                size: data.len(),
+                limit: MAX_MESSAGE_SIZE,
+            });
+        }
+        match self.inner.socket.send_to(data, addr).await {
+            Ok(n) if n == data.len() => {
+                bump(&stats.messages_sent, 1);
+                bump(&stats.bytes_sent, n as u64);
+                Ok(())
+            }
+            Ok(n) => {
+                bump(&stats.send_errors, 1);
+                let e = io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("sent {n} of {} bytes", data.len()),
+                );
+                Err(Error::io(
+                    format!("UDP send from {} to {addr}", self.inner.local),
+                    e,
+                ))
+            }
+            Err(e) => {
+                bump(&stats.send_errors, 1);
+                Err(Error::io(
+                    format!("UDP send from {} to {addr}", self.inner.local),
+                    e,
+                ))
+            }
+        }
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+}
+
+/// What to do with one datagram.
+#[derive(Debug, PartialEq, Eq)]
+enum Datagram<'a> {
+    Message(&'a [u8]),
+    KeepAlive,
+    Garbage(&'static str),
+}
+
+fn classify(data: &[u8]) -> Datagram<'_> {
+    if data.is_empty() {
+        return Datagram::Garbage("empty");
+    }
+    if data.len() > MAX_MESSAGE_SIZE {
+        return Datagram::Garbage("too large");
+    }
+    if is_crlf_only(data) {
+        return Datagram::KeepAlive;
+    }
+    let start = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let message = &data[start..];
+    if !is_token_char(message[0]) {
+        return Datagram::Garbage("not SIP");
+    }
+    Datagram::Message(message)
+}
+
+async fn receive_loop(inner: Arc<Inner>, ctx: EndpointContext) {
+    // One byte more than the limit, to see that a datagram is too large
+    // (Linux truncates silently). Each message is copied out into its own
+    // exactly sized buffer: a small copy, and no message ever pins a large
+    // shared receive buffer while the transaction or dialog layer keeps it.
+    let mut scratch = vec![0u8; MAX_MESSAGE_SIZE + 1];
+    let stats = &inner.stats;
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => break,
+            r = inner.socket.recv_from(&mut scratch) => r,
+        };
+        let (n, source) = match received {
+            Ok(r) => r,
+            // ICMP errors of earlier sends (reported on some systems).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                debug!(local = %inner.local, error = %e, "UDP receive: ICMP error ignored");
+                continue;
+            }
+            Err(e) => {
+                warn!(local = %inner.local, error = %e, "UDP receive failed");
+                // Do not spin on a persistent error.
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
+                }
+            }
+        };
+        bump(&stats.bytes_received, n as u64);
+        let message = match classify(&scratch[..n]) {
+            Datagram::Message(m) => Bytes::copy_from_slice(m),
+            Datagram::KeepAlive => {
+                bump(&stats.keepalives_received, 1);
+                continue;
+            }
+            Datagram::Garbage(why) => {
+                bump(&stats.garbage_dropped, 1);
+                debug!(local = %inner.local, %source, size = n, why, "UDP datagram dropped");
+                continue;
+            }
+        };
+        bump(&stats.messages_received, 1);
+        let incoming = Incoming {
+            data: message,
+            source,
+            local: inner.local,
+            transport: TransportKind::Udp,
+            connection: None,
+        };
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => break,
+            sent = ctx.incoming.send(incoming) => if sent.is_err() {
+                debug!(local = %inner.local, "incoming channel closed, UDP receive stops");
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
