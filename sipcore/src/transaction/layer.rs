@@ -1,0 +1,769 @@
+//! The transaction layer: the tokio driver of the four state machines.
+//!
+//! [`TransactionLayer`] keeps every live transaction in one map, keyed per
+//! RFC 3261 §17.1.3 (client: top Via branch + CSeq method, [`ClientKey`])
+//! and §17.2.3 (server: branch + sent-by + method, ACK counted as INVITE,
+//! [`ServerKey`]). It stores the messages the machines refer to (the
+//! request, the last response, the ACK for a non-2xx), carries out their
+//! [`Action`]s and runs all their timers from one tokio task: a binary heap
+//! of deadlines and `sleep_until` on the earliest.
+//!
+//! Input comes from two sides, both synchronous calls:
+//! * the transport hands every message to [`TransactionLayer::on_incoming`]
+//!   (or, parsed, to [`TransactionLayer::on_message`]), and reports late
+//!   send failures to [`TransactionLayer::transport_error`];
+//! * the TU (proxy or UA) calls [`TransactionLayer::send_request`] and
+//!   [`TransactionLayer::send_response`].
+//!
+//! Output goes to the network through a [`Transmit`] (an
+//! `mpsc::UnboundedSender<Outgoing>` is one) and to the TU as [`TuEvent`]s
+//! on an unbounded channel.
+//!
+//! Retransmitted requests are absorbed here (the stored response is sent
+//! again), responses that match no client transaction and ACKs that match
+//! no INVITE server transaction (the ACK of a 2xx, which is its own
+//! transaction) are handed to the TU as stray messages to deal with.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use super::{
+    Action, ClientEvent, ClientInvite, ClientInviteState, ClientNonInvite, ClientNonInviteState,
+    ServerEvent, ServerInvite, ServerInviteState, ServerNonInvite, ServerNonInviteState, Timer,
+    TimerConfig,
+};
+use crate::message::{Message, Method, RequestBuilder, ResponseBuilder};
+use crate::transport::{Incoming, Target};
+use crate::ParseError;
+
+/// One message for the transport, with the transaction that sends it so
+/// that a failure detected later can be reported back with
+/// [`TransactionLayer::transport_error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub key: TransactionKey,
+    pub target: Target,
+    pub bytes: Bytes,
+}
+
+/// How the layer sends. `send` is called with the layer's lock held: it
+/// must not block (queue the bytes) and must not call back into the layer.
+/// An `Err` is a transport error (§17.1.4, §17.2.4) for the transaction
+/// that sent; a failure found after `send` returned goes to
+/// [`TransactionLayer::transport_error`].
+pub trait Transmit: Send + Sync + 'static {
+    fn send(&self, out: Outgoing) -> crate::Result<()>;
+}
+
+/// Queues into a channel, e.g. for a task that awaits
+/// [`crate::transport::Transports::send`].
+impl Transmit for mpsc::UnboundedSender<Outgoing> {
+    fn send(&self, out: Outgoing) -> crate::Result<()> {
+        let addr = out.target.addr;
+        mpsc::UnboundedSender::send(self, out).map_err(|_| {
+            crate::Error::io(
+                format!("sending to {addr}"),
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "transport channel closed"),
+            )
+        })
+    }
+}
+
+/// The magic cookie of an RFC 3261 branch (§8.1.1.7).
+const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// Identifies a client transaction (§17.1.3): the branch of the top Via and
+/// the CSeq method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientKey {
+    pub branch: String,
+    pub method: Method,
+}
+
+impl ClientKey {
+    /// The key of a request sent or of a response received; `None` when the
+    /// top Via has no branch.
+    pub fn from_message(msg: &Message) -> Option<ClientKey> {
+        let branch = msg.top_via().branch()?;
+        Some(ClientKey {
+            branch: branch.to_owned(),
+            method: msg.cseq().method.clone(),
+        })
+    }
+}
+
+/// Identifies a server transaction (§17.2.3): branch, sent-by and method of
+/// the request, where an ACK counts as INVITE so that it matches the INVITE
+/// transaction it acknowledges. A CANCEL has its own transaction; see
+/// [`TransactionLayer::find_invite_for_cancel`].
+///
+/// A request whose branch lacks the RFC 3261 magic cookie (an RFC 2543
+/// element) gets a `branch` built from Call-ID, From tag, CSeq number and
+/// the whole top Via, which also matches its ACK for a non-2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServerKey {
+    pub branch: String,
+    /// `host:port` of the top Via, host in lower case, default port filled
+    /// in.
+    pub sent_by: String,
+    pub method: Method,
+}
+
+impl ServerKey {
+    /// The key of a received request; `None` for a response.
+    pub fn from_request(msg: &Message) -> Option<ServerKey> {
+        let method = match msg.method()? {
+            Method::Ack => Method::Invite,
+            m => m.clone(),
+        };
+        let via = msg.top_via();
+        let branch = match via.branch() {
+            Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_owned(),
+            _ => format!(
+                "rfc2543;{};{};{};{}",
+                msg.call_id(),
+                msg.from_tag().unwrap_or(""),
+                msg.cseq().seq,
+                via.raw
+            ),
+        };
+        let sent_by = format!("{}:{}", via.host.to_ascii_lowercase(), via.sent_by_port());
+        Some(ServerKey {
+            branch,
+            sent_by,
+            method,
+        })
+    }
+}
+
+/// Either kind of key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TransactionKey {
+    Client(ClientKey),
+    Server(ServerKey),
+}
+
+/// The state of a transaction, for inspection (tests, status page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransactionState {
+    ClientInvite(ClientInviteState),
+    ClientNonInvite(ClientNonInviteState),
+    ServerInvite(ServerInviteState),
+    ServerNonInvite(ServerNonInviteState),
+}
+
+/// What the layer tells the TU.
+#[derive(Debug, Clone)]
+pub enum TuEvent {
+    /// A new request (not ACK) created a server transaction. Answer it with
+    /// [`TransactionLayer::send_response`] and `key`.
+    Request {
+        key: ServerKey,
+        request: Message,
+        source: Target,
+    },
+    /// A response of a client transaction: provisional, final, or (RFC 6026)
+    /// a retransmitted or forked 2xx to an INVITE, which the TU ACKs.
+    Response { key: ClientKey, response: Message },
+    /// An ACK. `key` is the INVITE server transaction it matched (in state
+    /// Accepted, i.e. an ACK for a 2xx sharing the INVITE's branch), or
+    /// `None` when it matched no transaction (an ACK for a 2xx, §17).
+    Ack {
+        key: Option<ServerKey>,
+        ack: Message,
+        source: Target,
+    },
+    /// A response that matched no client transaction (§18.1.2); a proxy
+    /// forwards it statelessly (§16.7).
+    StrayResponse { response: Message, source: Target },
+    /// Timer B or F fired without a final response (treat as 408), or
+    /// Timer H fired without an ACK.
+    Timeout { key: TransactionKey, timer: Timer },
+    /// The transport failed to send for this transaction.
+    TransportError { key: TransactionKey },
+    /// The transaction is gone; later messages with its key start anew
+    /// (requests) or are stray (responses).
+    Terminated { key: TransactionKey },
+}
+
+/// Misuse of the layer by the TU.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionError {
+    #[error("invalid timer configuration: {0}")]
+    Config(&'static str),
+    #[error("expected a request")]
+    NotARequest,
+    #[error("expected a response")]
+    NotAResponse,
+    #[error("ACK is not sent through a client transaction")]
+    Ack,
+    #[error("the top Via of the request has no branch")]
+    NoBranch,
+    #[error("a transaction with this key exists already: {0:?}")]
+    Exists(TransactionKey),
+    #[error("no such transaction: {0:?}")]
+    NoSuchTransaction(TransactionKey),
+    #[error("the transaction does not take a {status} response in state {state:?}")]
+    ResponseRefused {
+        status: u16,
+        state: TransactionState,
+    },
+}
+
+/// The ACK for a non-2xx final response (§17.1.1.3): Request-URI, Call-ID,
+/// From and CSeq number of the request, method ACK, To of the response, the
+/// single top Via of the request and the request's Route headers.
+pub fn build_ack(request: &Message, response: &Message) -> Bytes {
+    RequestBuilder::new(&Method::Ack, request.request_uri_str().unwrap_or_default())
+        .header("Via", request.top_via().raw)
+        .headers("Route", request.headers("Route"))
+        .header("From", request.header("From").unwrap_or_default())
+        .header("To", response.header("To").unwrap_or_default())
+        .header("Call-ID", request.call_id())
+        .header("CSeq", &format!("{} ACK", request.cseq().seq))
+        .build()
+}
+
+/// Where responses to `request` received from `source` go (§18.2.2): back
+/// on the connection for reliable transports; for UDP to the source address
+/// with the source port if the Via asks for `rport` (RFC 3581), else the
+/// sent-by port.
+pub fn response_target(request: &Message, source: Target) -> Target {
+    if source.transport.is_stream() {
+        return source;
+    }
+    let via = request.top_via();
+    if via.rport().is_some() {
+        return source;
+    }
+    Target {
+        addr: SocketAddr::new(source.addr.ip(), via.sent_by_port()),
+        ..source
+    }
+}
+
+/// The machine of a transaction, by the usual abbreviations: INVITE client
+/// (ICT), non-INVITE client (NICT), INVITE server (IST), non-INVITE server
+/// (NIST).
+#[derive(Debug, Clone)]
+enum Machine {
+    Ict(ClientInvite),
+    Nict(ClientNonInvite),
+    Ist(ServerInvite),
+    Nist(ServerNonInvite),
+}
+
+impl Machine {
+    fn client(&mut self, event: ClientEvent) -> Vec<Action> {
+        match self {
+            Machine::Ict(m) => m.handle(event),
+            Machine::Nict(m) => m.handle(event),
+            _ => vec![],
+        }
+    }
+
+    fn server(&mut self, event: ServerEvent) -> Vec<Action> {
+        match self {
+            Machine::Ist(m) => m.handle(event),
+            Machine::Nist(m) => m.handle(event),
+            _ => vec![],
+        }
+    }
+
+    fn timer(&mut self, timer: Timer) -> Vec<Action> {
+        match self {
+            Machine::Ict(m) => m.handle(ClientEvent::TimerFired(timer)),
+            Machine::Nict(m) => m.handle(ClientEvent::TimerFired(timer)),
+            Machine::Ist(m) => m.handle(ServerEvent::TimerFired(timer)),
+            Machine::Nist(m) => m.handle(ServerEvent::TimerFired(timer)),
+        }
+    }
+
+    fn transport_error(&mut self) -> Vec<Action> {
+        match self {
+            Machine::Ict(m) => m.handle(ClientEvent::TransportError),
+            Machine::Nict(m) => m.handle(ClientEvent::TransportError),
+            Machine::Ist(m) => m.handle(ServerEvent::TransportError),
+            Machine::Nist(m) => m.handle(ServerEvent::TransportError),
+        }
+    }
+
+    fn state(&self) -> TransactionState {
+        match self {
+            Machine::Ict(m) => TransactionState::ClientInvite(m.state()),
+            Machine::Nict(m) => TransactionState::ClientNonInvite(m.state()),
+            Machine::Ist(m) => TransactionState::ServerInvite(m.state()),
+            Machine::Nist(m) => TransactionState::ServerNonInvite(m.state()),
+        }
+    }
+}
+
+/// One live transaction with the messages its machine refers to.
+struct Entry {
+    key: TransactionKey,
+    machine: Machine,
+    /// The request sent (client) or received (server).
+    request: Message,
+    /// Client: where the request goes. Server: where responses go.
+    target: Target,
+    last_response: Option<Bytes>,
+    ack: Option<Bytes>,
+    /// Running timers and the sequence number of their heap entry; heap
+    /// entries whose number is not here any more are stale.
+    timers: Vec<(Timer, u64)>,
+}
+
+/// What triggered a batch of actions.
+#[derive(Clone, Copy)]
+enum Ctx<'a> {
+    None,
+    Received(&'a Message, &'a Target),
+    Sending(&'a Message),
+}
+
+type Deadline = Reverse<(Instant, u64, u64, Timer)>;
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<u64, Entry>,
+    index: HashMap<TransactionKey, u64>,
+    /// (deadline, sequence, entry id, timer), earliest first.
+    heap: BinaryHeap<Deadline>,
+    next_id: u64,
+    next_seq: u64,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    config: TimerConfig,
+    transmit: Arc<dyn Transmit>,
+    tu: mpsc::UnboundedSender<TuEvent>,
+    /// Wakes the timer task when an earlier deadline is added or the layer
+    /// is dropped.
+    notify: Arc<Notify>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.notify.notify_one();
+    }
+}
+
+/// The transaction layer; cheap to clone (all clones share one state and
+/// one timer task, which ends when the last clone is dropped).
+#[derive(Clone)]
+pub struct TransactionLayer {
+    shared: Arc<Shared>,
+}
+
+impl TransactionLayer {
+    /// Creates the layer and spawns its timer task on the current tokio
+    /// runtime (panics outside one). Returns the receiver of the TU events.
+    pub fn new(
+        config: TimerConfig,
+        transmit: Arc<dyn Transmit>,
+    ) -> Result<(TransactionLayer, mpsc::UnboundedReceiver<TuEvent>), TransactionError> {
+        config.validate().map_err(TransactionError::Config)?;
+        let (tu, rx) = mpsc::unbounded_channel();
+        let notify = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            config,
+            transmit,
+            tu,
+            notify: notify.clone(),
+        });
+        tokio::spawn(timer_task(Arc::downgrade(&shared), notify));
+        Ok((TransactionLayer { shared }, rx))
+    }
+
+    pub fn config(&self) -> TimerConfig {
+        self.shared.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; go on.
+        self.shared.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Input from the transport: a message received from `source`.
+    pub fn on_message(&self, msg: Message, source: Target) {
+        let shared = &*self.shared;
+        let mut inner = self.lock();
+        if let Some(status) = msg.status() {
+            let id = ClientKey::from_message(&msg)
+                .and_then(|k| inner.index.get(&TransactionKey::Client(k)).copied());
+            match id {
+                Some(id) => {
+                    let actions = inner.machine(id).client(ClientEvent::Response(status));
+                    inner.apply(shared, id, actions, Ctx::Received(&msg, &source));
+                }
+                None => {
+                    let _ = shared.tu.send(TuEvent::StrayResponse {
+                        response: msg,
+                        source,
+                    });
+                }
+            }
+            return;
+        }
+        let Some(key) = ServerKey::from_request(&msg) else {
+            return;
+        };
+        let is_ack = msg.method() == Some(&Method::Ack);
+        let tkey = TransactionKey::Server(key);
+        if let Some(&id) = inner.index.get(&tkey) {
+            let event = if is_ack {
+                ServerEvent::Ack
+            } else {
+                ServerEvent::Retransmission
+            };
+            let actions = inner.machine(id).server(event);
+            inner.apply(shared, id, actions, Ctx::Received(&msg, &source));
+        } else if is_ack {
+            let _ = shared.tu.send(TuEvent::Ack {
+                key: None,
+                ack: msg,
+                source,
+            });
+        } else {
+            let reliable = source.transport.is_stream();
+            let (machine, actions) = if msg.method() == Some(&Method::Invite) {
+                let (m, a) = ServerInvite::new(shared.config, reliable);
+                (Machine::Ist(m), a)
+            } else {
+                let (m, a) = ServerNonInvite::new(shared.config, reliable);
+                (Machine::Nist(m), a)
+            };
+            let target = response_target(&msg, source);
+            let id = inner.insert(tkey, machine, msg.clone(), target);
+            inner.apply(shared, id, actions, Ctx::Received(&msg, &source));
+        }
+    }
+
+    /// Input from [`crate::transport`]: parses the message and hands it to
+    /// [`Self::on_message`] with the connection-aware source. A parse error
+    /// is returned for the caller to answer (400) or drop.
+    pub fn on_incoming(&self, incoming: Incoming) -> Result<(), ParseError> {
+        let msg = Message::parse(incoming.data.clone())?;
+        self.on_message(msg, incoming.reply_target());
+        Ok(())
+    }
+
+    /// A send of transaction `key` failed after [`Transmit::send`] had
+    /// accepted it (e.g. a TCP connect that failed later).
+    pub fn transport_error(&self, key: &TransactionKey) {
+        let shared = &*self.shared;
+        let mut inner = self.lock();
+        if let Some(&id) = inner.index.get(key) {
+            let actions = inner.machine(id).transport_error();
+            inner.apply(shared, id, actions, Ctx::None);
+        }
+    }
+
+    /// Sends `request` to `target` as a new client transaction. The top Via
+    /// must carry a branch unique to this request (the key).
+    pub fn send_request(
+        &self,
+        request: Message,
+        target: Target,
+    ) -> Result<ClientKey, TransactionError> {
+        let method = request.method().ok_or(TransactionError::NotARequest)?;
+        if *method == Method::Ack {
+            return Err(TransactionError::Ack);
+        }
+        let key = ClientKey::from_message(&request).ok_or(TransactionError::NoBranch)?;
+        let tkey = TransactionKey::Client(key.clone());
+        let shared = &*self.shared;
+        let mut inner = self.lock();
+        if inner.index.contains_key(&tkey) {
+            return Err(TransactionError::Exists(tkey));
+        }
+        let reliable = target.transport.is_stream();
+        let (machine, actions) = if *method == Method::Invite {
+            let (m, a) = ClientInvite::new(shared.config, reliable);
+            (Machine::Ict(m), a)
+        } else {
+            let (m, a) = ClientNonInvite::new(shared.config, reliable);
+            (Machine::Nict(m), a)
+        };
+        let id = inner.insert(tkey, machine, request, target);
+        inner.apply(shared, id, actions, Ctx::None);
+        Ok(key)
+    }
+
+    /// Sends `response` on the server transaction `key`. An INVITE
+    /// transaction in state Accepted takes the TU's 2xx retransmissions.
+    pub fn send_response(
+        &self,
+        key: &ServerKey,
+        response: Message,
+    ) -> Result<(), TransactionError> {
+        let status = response.status().ok_or(TransactionError::NotAResponse)?;
+        let tkey = TransactionKey::Server(key.clone());
+        let shared = &*self.shared;
+        let mut inner = self.lock();
+        let id = *inner
+            .index
+            .get(&tkey)
+            .ok_or(TransactionError::NoSuchTransaction(tkey))?;
+        let machine = inner.machine(id);
+        let state = machine.state();
+        let actions = machine.server(ServerEvent::TuResponse(status));
+        if !actions.contains(&Action::SendResponse) {
+            return Err(TransactionError::ResponseRefused { status, state });
+        }
+        inner.apply(shared, id, actions, Ctx::Sending(&response));
+        Ok(())
+    }
+
+    /// The INVITE server transaction that the CANCEL transaction `cancel`
+    /// cancels (§9.2: same branch and sent-by), if it is still there.
+    pub fn find_invite_for_cancel(&self, cancel: &ServerKey) -> Option<ServerKey> {
+        if cancel.method != Method::Cancel {
+            return None;
+        }
+        let invite = ServerKey {
+            method: Method::Invite,
+            ..cancel.clone()
+        };
+        let found = self
+            .lock()
+            .index
+            .contains_key(&TransactionKey::Server(invite.clone()));
+        found.then_some(invite)
+    }
+
+    /// The state of the transaction `key`, if it exists.
+    pub fn state(&self, key: &TransactionKey) -> Option<TransactionState> {
+        let inner = self.lock();
+        let id = inner.index.get(key)?;
+        inner.entries.get(id).map(|e| e.machine.state())
+    }
+
+    /// The number of live transactions.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn insert(
+        &mut self,
+        key: TransactionKey,
+        machine: Machine,
+        request: Message,
+        target: Target,
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.index.insert(key.clone(), id);
+        let entry = Entry {
+            key,
+            machine,
+            request,
+            target,
+            last_response: None,
+            ack: None,
+            timers: Vec::new(),
+        };
+        self.entries.insert(id, entry);
+        id
+    }
+
+    /// The machine of a live entry (callers got `id` from the index).
+    fn machine(&mut self, id: u64) -> &mut Machine {
+        &mut self
+            .entries
+            .get_mut(&id)
+            .expect("indexed transaction exists")
+            .machine
+    }
+
+    /// Carries out `actions` of entry `id`. A failed send is fed back to
+    /// the machine as a transport error once the batch is done.
+    fn apply(&mut self, shared: &Shared, id: u64, actions: Vec<Action>, ctx: Ctx<'_>) {
+        let mut send_failed = false;
+        for action in actions {
+            let Inner {
+                entries,
+                index,
+                heap,
+                next_seq,
+                ..
+            } = self;
+            let Some(entry) = entries.get_mut(&id) else {
+                return;
+            };
+            let mut send = |bytes: Bytes| {
+                let out = Outgoing {
+                    key: entry.key.clone(),
+                    target: entry.target,
+                    bytes,
+                };
+                if let Err(e) = shared.transmit.send(out) {
+                    tracing::debug!(target = %entry.target, error = %e, "transaction send failed");
+                    send_failed = true;
+                }
+            };
+            match action {
+                Action::SendRequest => send(entry.request.as_bytes().clone()),
+                Action::SendAck => {
+                    if entry.ack.is_none() {
+                        if let Ctx::Received(response, _) = ctx {
+                            entry.ack = Some(build_ack(&entry.request, response));
+                        }
+                    }
+                    if let Some(ack) = entry.ack.clone() {
+                        send(ack);
+                    }
+                }
+                Action::SendResponse => {
+                    if let Ctx::Sending(response) = ctx {
+                        let bytes = response.as_bytes().clone();
+                        entry.last_response = Some(bytes.clone());
+                        send(bytes);
+                    }
+                }
+                Action::ResendResponse => {
+                    if let Some(bytes) = entry.last_response.clone() {
+                        send(bytes);
+                    }
+                }
+                Action::SendTrying => {
+                    let bytes = ResponseBuilder::new(&entry.request, 100, "Trying").build();
+                    entry.last_response = Some(bytes.clone());
+                    send(bytes);
+                }
+                Action::StartTimer { timer, after } => {
+                    *next_seq += 1;
+                    let seq = *next_seq;
+                    match entry.timers.iter_mut().find(|(t, _)| *t == timer) {
+                        Some(slot) => slot.1 = seq,
+                        None => entry.timers.push((timer, seq)),
+                    }
+                    let at = Instant::now() + after;
+                    let earliest = heap.peek().is_none_or(|Reverse((first, ..))| at < *first);
+                    heap.push(Reverse((at, seq, id, timer)));
+                    if earliest {
+                        shared.notify.notify_one();
+                    }
+                }
+                Action::CancelTimer(timer) => entry.timers.retain(|(t, _)| *t != timer),
+                Action::PassToTu => {
+                    if let Ctx::Received(msg, source) = ctx {
+                        let event = match (&entry.key, msg.method()) {
+                            (TransactionKey::Client(key), _) => TuEvent::Response {
+                                key: key.clone(),
+                                response: msg.clone(),
+                            },
+                            (TransactionKey::Server(key), Some(Method::Ack)) => TuEvent::Ack {
+                                key: Some(key.clone()),
+                                ack: msg.clone(),
+                                source: *source,
+                            },
+                            (TransactionKey::Server(key), _) => TuEvent::Request {
+                                key: key.clone(),
+                                request: msg.clone(),
+                                source: *source,
+                            },
+                        };
+                        let _ = shared.tu.send(event);
+                    }
+                }
+                Action::Timeout(timer) => {
+                    let _ = shared.tu.send(TuEvent::Timeout {
+                        key: entry.key.clone(),
+                        timer,
+                    });
+                }
+                Action::TransportError => {
+                    let _ = shared.tu.send(TuEvent::TransportError {
+                        key: entry.key.clone(),
+                    });
+                }
+                Action::Terminated => {
+                    if let Some(entry) = entries.remove(&id) {
+                        index.remove(&entry.key);
+                        let _ = shared.tu.send(TuEvent::Terminated { key: entry.key });
+                    }
+                    return;
+                }
+            }
+        }
+        if send_failed {
+            if let Some(entry) = self.entries.get_mut(&id) {
+                let actions = entry.machine.transport_error();
+                self.apply(shared, id, actions, Ctx::None);
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`, earliest first.
+    fn fire_due(&mut self, shared: &Shared, now: Instant) {
+        while let Some(&Reverse((at, seq, id, timer))) = self.heap.peek() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            let Some(pos) = entry
+                .timers
+                .iter()
+                .position(|&(t, s)| t == timer && s == seq)
+            else {
+                continue;
+            };
+            entry.timers.swap_remove(pos);
+            let actions = entry.machine.timer(timer);
+            self.apply(shared, id, actions, Ctx::None);
+        }
+    }
+
+    /// The earliest deadline still in the heap (stale ones included; they
+    /// only cause a spurious wake-up).
+    fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, ..))| *at)
+    }
+}
+
+/// The one timer task of a layer. Holds only a weak reference so that
+/// dropping the layer ends it.
+async fn timer_task(shared: Weak<Shared>, notify: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let mut inner = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.fire_due(&shared, Instant::now());
+            inner.next_deadline()
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = notify.notified() => {}
+                }
+            }
+            None => notify.notified().await,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "layer_tests.rs"]
+mod tests;

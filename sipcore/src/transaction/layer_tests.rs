@@ -1,0 +1,872 @@
+//! Tests of the transaction layer under tokio's paused clock: every timer
+//! path end to end, with a recording [`Transmit`] instead of sockets.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::*;
+use crate::transport::{ConnectionId, TransportKind};
+
+const UAC: &str = "127.0.0.1:5060";
+const UAS: &str = "127.0.0.1:5070";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Records what the layer sends, with the virtual time in ms.
+struct Wire {
+    start: Instant,
+    sent: Mutex<Vec<(u64, Target, Bytes)>>,
+    fail: AtomicBool,
+}
+
+impl Wire {
+    fn new() -> Arc<Wire> {
+        Arc::new(Wire {
+            start: Instant::now(),
+            sent: Mutex::new(vec![]),
+            fail: AtomicBool::new(false),
+        })
+    }
+
+    fn sent(&self) -> Vec<(u64, Target, Message)> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, to, b)| {
+                (
+                    *t,
+                    *to,
+                    Message::parse(b.clone()).expect("layer sent a valid message"),
+                )
+            })
+            .collect()
+    }
+
+    /// Times at which a message whose first line starts with `start` was sent.
+    fn times(&self, start: &str) -> Vec<u64> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, b)| b.starts_with(start.as_bytes()))
+            .map(|(t, _, _)| *t)
+            .collect()
+    }
+
+    /// Sleeps until `ms` after the wire was created.
+    async fn at(&self, ms: u64) {
+        tokio::time::sleep_until(self.start + Duration::from_millis(ms)).await;
+    }
+}
+
+impl Transmit for Wire {
+    fn send(&self, out: Outgoing) -> crate::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(crate::Error::NoConnection(out.target.addr));
+        }
+        let t = (Instant::now() - self.start).as_millis() as u64;
+        self.sent.lock().unwrap().push((t, out.target, out.bytes));
+        Ok(())
+    }
+}
+
+fn layer(wire: &Arc<Wire>) -> (TransactionLayer, mpsc::UnboundedReceiver<TuEvent>) {
+    TransactionLayer::new(TimerConfig::default(), wire.clone()).unwrap()
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<TuEvent>) -> Vec<TuEvent> {
+    let mut out = vec![];
+    while let Ok(e) = rx.try_recv() {
+        out.push(e);
+    }
+    out
+}
+
+fn request_with(method: &str, branch: &str, via: &str, extra: &str) -> Message {
+    let text = format!(
+        "{method} sip:bob@127.0.0.1:5070 SIP/2.0\r\n\
+         Via: SIP/2.0/{via};branch={branch}\r\n\
+         {extra}\
+         Max-Forwards: 70\r\n\
+         From: Alice <sip:alice@127.0.0.1>;tag=a1\r\n\
+         To: Bob <sip:bob@127.0.0.1>\r\n\
+         Call-ID: c1@127.0.0.1\r\n\
+         CSeq: 1 {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    Message::parse(Bytes::from(text)).unwrap()
+}
+
+fn request(method: &str, branch: &str) -> Message {
+    request_with(method, branch, &format!("UDP {UAC}"), "")
+}
+
+fn response(req: &Message, status: u16) -> Message {
+    let to_tag = (status > 100).then_some("b2");
+    Message::parse(ResponseBuilder::with_to_tag(req, status, "Reason", to_tag).build()).unwrap()
+}
+
+fn ack_for(invite: &Message, resp: &Message) -> Message {
+    Message::parse(build_ack(invite, resp)).unwrap()
+}
+
+fn names(events: &[TuEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            TuEvent::Request { request, .. } => format!("Request {}", request.method().unwrap()),
+            TuEvent::Response { response, .. } => {
+                format!("Response {}", response.status().unwrap())
+            }
+            TuEvent::Ack { key, .. } => format!("Ack matched={}", key.is_some()),
+            TuEvent::StrayResponse { response, .. } => {
+                format!("Stray {}", response.status().unwrap())
+            }
+            TuEvent::Timeout { timer, .. } => format!("Timeout {timer:?}"),
+            TuEvent::TransportError { .. } => "TransportError".into(),
+            TuEvent::Terminated { .. } => "Terminated".into(),
+        })
+        .collect()
+}
+
+fn server_key(ev: &TuEvent) -> ServerKey {
+    match ev {
+        TuEvent::Request { key, .. } => key.clone(),
+        other => panic!("expected a request, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- client
+
+#[tokio::test(start_paused = true)]
+async fn client_invite_timer_a_then_timeout_b() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let key = tl
+        .send_request(request("INVITE", "z9hG4bKa"), Target::udp(addr(UAS)))
+        .unwrap();
+    assert_eq!(
+        key,
+        ClientKey {
+            branch: "z9hG4bKa".into(),
+            method: Method::Invite
+        }
+    );
+    let tkey = TransactionKey::Client(key);
+    assert_eq!(
+        tl.state(&tkey),
+        Some(TransactionState::ClientInvite(ClientInviteState::Calling))
+    );
+    wire.at(31_999).await;
+    assert!(drain(&mut rx).is_empty());
+    wire.at(32_001).await;
+    assert_eq!(names(&drain(&mut rx)), ["Timeout B", "Terminated"]);
+    wire.at(100_000).await;
+    assert_eq!(
+        wire.times("INVITE"),
+        [0, 500, 1500, 3500, 7500, 15_500, 31_500]
+    );
+    assert!(wire
+        .sent()
+        .iter()
+        .all(|(_, to, _)| *to == Target::udp(addr(UAS))));
+    assert!(tl.is_empty());
+    assert_eq!(tl.state(&tkey), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_non_invite_timer_e_capped_then_timeout_f() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    tl.send_request(request("OPTIONS", "z9hG4bKo"), Target::udp(addr(UAS)))
+        .unwrap();
+    wire.at(31_999).await;
+    assert!(drain(&mut rx).is_empty());
+    wire.at(40_000).await;
+    assert_eq!(names(&drain(&mut rx)), ["Timeout F", "Terminated"]);
+    assert_eq!(
+        wire.times("OPTIONS"),
+        [0, 500, 1500, 3500, 7500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
+    );
+    assert!(tl.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_non_invite_final_then_timer_k() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let req = request("BYE", "z9hG4bKbye");
+    tl.send_request(req.clone(), Target::udp(addr(UAS)))
+        .unwrap();
+    wire.at(700).await;
+    tl.on_message(response(&req, 200), Target::udp(addr(UAS)));
+    assert_eq!(names(&drain(&mut rx)), ["Response 200"]);
+    // Retransmitted 200 is absorbed.
+    tl.on_message(response(&req, 200), Target::udp(addr(UAS)));
+    assert!(drain(&mut rx).is_empty());
+    wire.at(5699).await;
+    assert_eq!(tl.len(), 1);
+    wire.at(5701).await;
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    assert_eq!(wire.times("BYE"), [0, 500]);
+    // Late response after termination: stray.
+    tl.on_message(response(&req, 200), Target::udp(addr(UAS)));
+    assert_eq!(names(&drain(&mut rx)), ["Stray 200"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_invite_non_2xx_is_acked() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let routes =
+        "Route: <sip:p1.example.com;lr>\r\nRoute: <sip:p2.example.com;lr>, <sip:p3;lr>\r\n";
+    let inv = request_with("INVITE", "z9hG4bKn", &format!("UDP {UAC}"), routes);
+    tl.send_request(inv.clone(), Target::udp(addr(UAS)))
+        .unwrap();
+    wire.at(100).await;
+    tl.on_message(response(&inv, 180), Target::udp(addr(UAS)));
+    assert_eq!(names(&drain(&mut rx)), ["Response 180"]);
+    wire.at(1000).await;
+    let busy = response(&inv, 486);
+    tl.on_message(busy.clone(), Target::udp(addr(UAS)));
+    assert_eq!(names(&drain(&mut rx)), ["Response 486"]);
+
+    let sent = wire.sent();
+    assert_eq!(
+        sent.len(),
+        2,
+        "INVITE, ACK; no retransmission after the 180"
+    );
+    let (t, to, ack) = &sent[1];
+    assert_eq!((*t, *to), (1000, Target::udp(addr(UAS))));
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(ack.request_uri_str(), inv.request_uri_str());
+    assert_eq!(ack.call_id(), inv.call_id());
+    assert_eq!(ack.header("From"), inv.header("From"));
+    assert_eq!(ack.header("To"), busy.header("To"));
+    assert_eq!(ack.to_tag(), Some("b2"));
+    assert_eq!(
+        *ack.cseq(),
+        crate::message::CSeq {
+            seq: 1,
+            method: Method::Ack
+        }
+    );
+    assert_eq!(ack.vias().count(), 1);
+    assert_eq!(ack.top_via(), inv.top_via());
+    assert_eq!(
+        ack.headers("Route").collect::<Vec<_>>(),
+        inv.headers("Route").collect::<Vec<_>>()
+    );
+    assert_eq!(ack.body(), b"");
+
+    // A retransmitted 486 is ACKed again and not passed up.
+    wire.at(2000).await;
+    tl.on_message(busy.clone(), Target::udp(addr(UAS)));
+    assert!(drain(&mut rx).is_empty());
+    assert_eq!(wire.times("ACK"), [1000, 2000]);
+    assert_eq!(wire.sent()[1].2.as_bytes(), wire.sent()[2].2.as_bytes());
+
+    // Timer D: 32 s after the 486.
+    wire.at(32_999).await;
+    assert_eq!(tl.len(), 1);
+    wire.at(33_001).await;
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    tl.on_message(busy, Target::udp(addr(UAS)));
+    assert_eq!(names(&drain(&mut rx)), ["Stray 486"]);
+    assert_eq!(wire.times("ACK"), [1000, 2000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_invite_accepted_passes_2xx_retransmissions_up() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request("INVITE", "z9hG4bKok");
+    let key = tl
+        .send_request(inv.clone(), Target::udp(addr(UAS)))
+        .unwrap();
+    wire.at(600).await;
+    let ok = response(&inv, 200);
+    tl.on_message(ok.clone(), Target::udp(addr(UAS)));
+    assert_eq!(
+        tl.state(&TransactionKey::Client(key)),
+        Some(TransactionState::ClientInvite(ClientInviteState::Accepted))
+    );
+    wire.at(1100).await;
+    tl.on_message(ok.clone(), Target::udp(addr(UAS)));
+    wire.at(2100).await;
+    tl.on_message(ok.clone(), Target::udp(addr(UAS)));
+    assert_eq!(
+        names(&drain(&mut rx)),
+        ["Response 200", "Response 200", "Response 200"]
+    );
+    // Timer M from the first 2xx; no ACK from the layer, no more INVITEs.
+    wire.at(32_599).await;
+    assert!(drain(&mut rx).is_empty());
+    wire.at(32_601).await;
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    assert_eq!(wire.times("INVITE"), [0, 500]);
+    assert!(wire.times("ACK").is_empty());
+    tl.on_message(ok, Target::udp(addr(UAS)));
+    assert_eq!(names(&drain(&mut rx)), ["Stray 200"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_over_tcp_never_retransmits() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request_with("INVITE", "z9hG4bKt", &format!("TCP {UAC}"), "");
+    tl.send_request(inv.clone(), Target::tcp(addr(UAS)))
+        .unwrap();
+    wire.at(20_000).await;
+    assert_eq!(wire.times("INVITE"), [0]);
+    // Non-2xx: ACK and Timer D = 0 end the transaction at once.
+    tl.on_message(response(&inv, 503), Target::tcp(addr(UAS)));
+    assert_eq!(names(&drain(&mut rx)), ["Response 503", "Terminated"]);
+    assert_eq!(wire.times("ACK"), [20_000]);
+    assert!(tl.is_empty());
+
+    let opt = request_with("OPTIONS", "z9hG4bKt2", &format!("TCP {UAC}"), "");
+    tl.send_request(opt, Target::tcp(addr(UAS))).unwrap();
+    wire.at(60_000).await;
+    assert_eq!(names(&drain(&mut rx)), ["Timeout F", "Terminated"]);
+    assert_eq!(wire.times("OPTIONS"), [20_000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_transport_error_is_reported() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    wire.fail.store(true, Ordering::SeqCst);
+    tl.send_request(request("INVITE", "z9hG4bKx"), Target::udp(addr(UAS)))
+        .unwrap();
+    assert_eq!(names(&drain(&mut rx)), ["TransportError", "Terminated"]);
+    assert!(tl.is_empty());
+    // Failure on a retransmission.
+    wire.fail.store(false, Ordering::SeqCst);
+    tl.send_request(request("MESSAGE", "z9hG4bKy"), Target::udp(addr(UAS)))
+        .unwrap();
+    wire.at(100).await;
+    wire.fail.store(true, Ordering::SeqCst);
+    wire.at(600).await;
+    assert_eq!(names(&drain(&mut rx)), ["TransportError", "Terminated"]);
+    assert!(tl.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn late_transport_error_is_reported() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let key = tl
+        .send_request(request("INVITE", "z9hG4bKlate"), Target::tcp(addr(UAS)))
+        .unwrap();
+    let tkey = TransactionKey::Client(key);
+    tl.transport_error(&tkey);
+    let events = drain(&mut rx);
+    assert_eq!(names(&events), ["TransportError", "Terminated"]);
+    assert!(matches!(&events[0], TuEvent::TransportError { key } if *key == tkey));
+    assert!(tl.is_empty());
+    // Unknown keys are ignored.
+    tl.transport_error(&tkey);
+    assert!(drain(&mut rx).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn incoming_from_transport() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request_with("INVITE", "z9hG4bKinc", &format!("TCP {UAC}"), "");
+    let incoming = Incoming {
+        data: inv.as_bytes().clone(),
+        source: addr("127.0.0.1:40001"),
+        local: addr(UAS),
+        transport: TransportKind::Tcp,
+        connection: Some(ConnectionId(7)),
+    };
+    tl.on_incoming(incoming.clone()).unwrap();
+    let events = drain(&mut rx);
+    let TuEvent::Request { key, source, .. } = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*source, incoming.reply_target());
+    // Responses go back on the connection.
+    tl.send_response(key, response(&inv, 404)).unwrap();
+    assert_eq!(wire.sent()[0].1.connection, Some(ConnectionId(7)));
+    let garbage = Incoming {
+        data: Bytes::from_static(b"hello\r\n\r\n"),
+        ..incoming
+    };
+    assert!(tl.on_incoming(garbage).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_request_errors() {
+    let wire = Wire::new();
+    let (tl, _rx) = layer(&wire);
+    let to = Target::udp(addr(UAS));
+    let inv = request("INVITE", "z9hG4bKd");
+    tl.send_request(inv.clone(), to).unwrap();
+    assert!(matches!(
+        tl.send_request(inv.clone(), to),
+        Err(TransactionError::Exists(_))
+    ));
+    assert_eq!(
+        tl.send_request(request("ACK", "z9hG4bKe"), to),
+        Err(TransactionError::Ack)
+    );
+    assert_eq!(
+        tl.send_request(response(&inv, 200), to),
+        Err(TransactionError::NotARequest)
+    );
+    let no_branch = Message::parse(Bytes::from(
+        "OPTIONS sip:b@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1\r\nMax-Forwards: 70\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        tl.send_request(no_branch, to),
+        Err(TransactionError::NoBranch)
+    );
+    // CANCEL shares the INVITE's branch but is its own transaction.
+    tl.send_request(request("CANCEL", "z9hG4bKd"), to).unwrap();
+    assert_eq!(tl.len(), 2);
+    let bad = TimerConfig {
+        t1: Duration::ZERO,
+        ..TimerConfig::default()
+    };
+    assert!(matches!(
+        TransactionLayer::new(bad, wire.clone()),
+        Err(TransactionError::Config(_))
+    ));
+}
+
+// ---------------------------------------------------------------- server
+
+#[tokio::test(start_paused = true)]
+async fn server_invite_trying_timer_g_and_timeout_h() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request("INVITE", "z9hG4bKs");
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let events = drain(&mut rx);
+    assert_eq!(names(&events), ["Request INVITE"]);
+    let key = server_key(&events[0]);
+    assert_eq!(
+        key,
+        ServerKey {
+            branch: "z9hG4bKs".into(),
+            sent_by: "127.0.0.1:5060".into(),
+            method: Method::Invite
+        }
+    );
+    // Retransmission before any response: absorbed, nothing to resend.
+    wire.at(100).await;
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    assert!(drain(&mut rx).is_empty());
+    assert!(wire.sent().is_empty());
+    // 100 Trying from the transaction after 200 ms.
+    wire.at(201).await;
+    let sent = wire.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].0, sent[0].1, sent[0].2.status()),
+        (200, Target::udp(addr(UAC)), Some(100))
+    );
+    assert_eq!(sent[0].2.top_via(), inv.top_via());
+    // ... and resent for a retransmitted INVITE.
+    wire.at(300).await;
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    assert_eq!(wire.times("SIP/2.0 100"), [200, 300]);
+
+    wire.at(1000).await;
+    tl.send_response(&key, response(&inv, 486)).unwrap();
+    wire.at(32_999).await;
+    assert!(drain(&mut rx).is_empty());
+    wire.at(33_001).await;
+    assert_eq!(names(&drain(&mut rx)), ["Timeout H", "Terminated"]);
+    assert_eq!(
+        wire.times("SIP/2.0 486"),
+        [1000, 1500, 2500, 4500, 8500, 12_500, 16_500, 20_500, 24_500, 28_500, 32_500]
+    );
+    assert!(tl.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_invite_no_trying_when_tu_answers_fast() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request("INVITE", "z9hG4bKf");
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    wire.at(50).await;
+    tl.send_response(&key, response(&inv, 180)).unwrap();
+    wire.at(1000).await;
+    assert!(wire.times("SIP/2.0 100").is_empty());
+    tl.on_message(inv, Target::udp(addr(UAC)));
+    assert_eq!(wire.times("SIP/2.0 180"), [50, 1000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_invite_ack_confirms_and_is_absorbed() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request("INVITE", "z9hG4bKack");
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    let busy = response(&inv, 486);
+    tl.send_response(&key, busy.clone()).unwrap();
+    let tkey = TransactionKey::Server(key.clone());
+    assert_eq!(
+        tl.state(&tkey),
+        Some(TransactionState::ServerInvite(ServerInviteState::Completed))
+    );
+
+    wire.at(700).await;
+    let ack = ack_for(&inv, &busy);
+    assert_eq!(ServerKey::from_request(&ack).as_ref(), Some(&key));
+    tl.on_message(ack.clone(), Target::udp(addr(UAC)));
+    assert_eq!(
+        tl.state(&tkey),
+        Some(TransactionState::ServerInvite(ServerInviteState::Confirmed))
+    );
+    // ACK retransmission and INVITE retransmission: absorbed silently.
+    tl.on_message(ack, Target::udp(addr(UAC)));
+    tl.on_message(inv, Target::udp(addr(UAC)));
+    assert!(drain(&mut rx).is_empty());
+    // Timer I = T4.
+    wire.at(5699).await;
+    assert_eq!(tl.len(), 1);
+    wire.at(5701).await;
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    assert_eq!(wire.times("SIP/2.0 486"), [0, 500]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_invite_accepted() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request("INVITE", "z9hG4bKacc");
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    let tkey = TransactionKey::Server(key.clone());
+    wire.at(50).await;
+    let ok = response(&inv, 200);
+    tl.send_response(&key, ok.clone()).unwrap();
+    assert_eq!(
+        tl.state(&tkey),
+        Some(TransactionState::ServerInvite(ServerInviteState::Accepted))
+    );
+    // INVITE retransmission: absorbed, nothing resent, not passed up.
+    wire.at(1000).await;
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    assert!(drain(&mut rx).is_empty());
+    // The TU retransmits its 2xx through the transaction.
+    tl.send_response(&key, ok.clone()).unwrap();
+    // A non-2xx after the 2xx is refused.
+    assert_eq!(
+        tl.send_response(&key, response(&inv, 500)),
+        Err(TransactionError::ResponseRefused {
+            status: 500,
+            state: TransactionState::ServerInvite(ServerInviteState::Accepted)
+        })
+    );
+    // An ACK that shares the INVITE's branch is passed up with the key; an
+    // ACK with its own branch (the usual 2xx ACK) is passed up as stray.
+    let ack = ack_for(&inv, &ok);
+    tl.on_message(ack, Target::udp(addr(UAC)));
+    let other = request("ACK", "z9hG4bKother");
+    tl.on_message(other, Target::udp(addr(UAC)));
+    let events = drain(&mut rx);
+    assert_eq!(names(&events), ["Ack matched=true", "Ack matched=false"]);
+    assert!(matches!(&events[0], TuEvent::Ack { key: Some(k), .. } if *k == key));
+    // Timer L = 64*T1 from the 2xx.
+    wire.at(32_049).await;
+    assert_eq!(tl.len(), 1);
+    wire.at(32_051).await;
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    assert_eq!(wire.times("SIP/2.0 200"), [50, 1000]);
+    assert!(wire.times("SIP/2.0 100").is_empty());
+    assert_eq!(
+        tl.send_response(&key, ok),
+        Err(TransactionError::NoSuchTransaction(tkey))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_non_invite_absorbs_and_resends() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let opt = request("OPTIONS", "z9hG4bKopt");
+    tl.on_message(opt.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    // Trying: a retransmission is absorbed, nothing sent (no 100 for
+    // non-INVITE).
+    wire.at(500).await;
+    tl.on_message(opt.clone(), Target::udp(addr(UAC)));
+    assert!(drain(&mut rx).is_empty());
+    assert!(wire.sent().is_empty());
+    wire.at(600).await;
+    tl.send_response(&key, response(&opt, 200)).unwrap();
+    wire.at(1500).await;
+    tl.on_message(opt.clone(), Target::udp(addr(UAC)));
+    assert!(drain(&mut rx).is_empty());
+    assert_eq!(wire.times("SIP/2.0 200"), [600, 1500]);
+    // A second final response is refused.
+    assert!(matches!(
+        tl.send_response(&key, response(&opt, 500)),
+        Err(TransactionError::ResponseRefused { status: 500, .. })
+    ));
+    // Timer J = 64*T1.
+    wire.at(32_599).await;
+    assert_eq!(tl.len(), 1);
+    wire.at(32_601).await;
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    // The same request now starts a new transaction.
+    tl.on_message(opt, Target::udp(addr(UAC)));
+    assert_eq!(names(&drain(&mut rx)), ["Request OPTIONS"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_over_tcp() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request_with("INVITE", "z9hG4bKtcp", &format!("TCP {UAC}"), "");
+    let src = Target::tcp(addr("127.0.0.1:40000"));
+    tl.on_message(inv.clone(), src);
+    let key = server_key(&drain(&mut rx)[0]);
+    let busy = response(&inv, 486);
+    tl.send_response(&key, busy.clone()).unwrap();
+    wire.at(20_000).await;
+    // Over TCP: responses back to the connection, no Timer G.
+    assert_eq!(wire.times("SIP/2.0 486"), [0]);
+    assert!(wire.sent().iter().all(|(_, to, _)| *to == src));
+    // ACK: Timer I = 0, terminated at once.
+    tl.on_message(ack_for(&inv, &busy), src);
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    assert!(tl.is_empty());
+
+    let bye = request_with("BYE", "z9hG4bKtcp2", &format!("TCP {UAC}"), "");
+    tl.on_message(bye.clone(), src);
+    let key = server_key(&drain(&mut rx)[0]);
+    tl.send_response(&key, response(&bye, 200)).unwrap();
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_transport_error() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request("INVITE", "z9hG4bKte");
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    wire.fail.store(true, Ordering::SeqCst);
+    tl.send_response(&key, response(&inv, 404)).unwrap();
+    assert_eq!(names(&drain(&mut rx)), ["TransportError", "Terminated"]);
+    assert!(tl.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_is_matched_to_its_invite() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request("INVITE", "z9hG4bKcan");
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let cancel = request("CANCEL", "z9hG4bKcan");
+    tl.on_message(cancel.clone(), Target::udp(addr(UAC)));
+    let events = drain(&mut rx);
+    assert_eq!(names(&events), ["Request INVITE", "Request CANCEL"]);
+    let (inv_key, cancel_key) = (server_key(&events[0]), server_key(&events[1]));
+    assert_ne!(inv_key, cancel_key);
+    assert_eq!(tl.len(), 2);
+    assert_eq!(
+        tl.find_invite_for_cancel(&cancel_key),
+        Some(inv_key.clone())
+    );
+    // Not for the INVITE's own key, nor for a CANCEL of another branch.
+    assert_eq!(tl.find_invite_for_cancel(&inv_key), None);
+    let stray = ServerKey {
+        branch: "z9hG4bKnone".into(),
+        ..cancel_key.clone()
+    };
+    assert_eq!(tl.find_invite_for_cancel(&stray), None);
+    // A CANCEL from another sent-by does not match either.
+    let elsewhere = request_with("CANCEL", "z9hG4bKcan", "UDP 127.0.0.9:5060", "");
+    tl.on_message(elsewhere.clone(), Target::udp(addr("127.0.0.9:5060")));
+    let other_key = server_key(&drain(&mut rx)[0]);
+    assert_eq!(tl.find_invite_for_cancel(&other_key), None);
+    tl.send_response(&other_key, response(&elsewhere, 481))
+        .unwrap();
+
+    // The usual proxy/UAS reaction: 200 to the CANCEL, 487 to the INVITE.
+    tl.send_response(&cancel_key, response(&cancel, 200))
+        .unwrap();
+    tl.send_response(&inv_key, response(&inv, 487)).unwrap();
+    tl.on_message(ack_for(&inv, &response(&inv, 487)), Target::udp(addr(UAC)));
+    assert_eq!(
+        tl.state(&TransactionKey::Server(inv_key.clone())),
+        Some(TransactionState::ServerInvite(ServerInviteState::Confirmed))
+    );
+    wire.at(40_000).await;
+    assert!(tl.is_empty());
+    assert_eq!(tl.find_invite_for_cancel(&cancel_key), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stray_ack_goes_to_tu() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    tl.on_message(request("ACK", "z9hG4bKlone"), Target::udp(addr(UAC)));
+    assert_eq!(names(&drain(&mut rx)), ["Ack matched=false"]);
+    assert!(tl.is_empty());
+}
+
+// ---------------------------------------------------------------- keys etc.
+
+#[test]
+fn response_target_follows_18_2_2() {
+    let src = Target::udp(addr("127.0.0.5:40000"));
+    let plain = request_with("OPTIONS", "z9hG4bK1", "UDP host.example.com:5080", "");
+    assert_eq!(
+        response_target(&plain, src),
+        Target::udp(addr("127.0.0.5:5080"))
+    );
+    let default_port = request_with("OPTIONS", "z9hG4bK1", "UDP host.example.com", "");
+    assert_eq!(
+        response_target(&default_port, src),
+        Target::udp(addr("127.0.0.5:5060"))
+    );
+    let rport = request_with("OPTIONS", "z9hG4bK1;rport", "UDP host.example.com:5080", "");
+    assert_eq!(response_target(&rport, src), src);
+    let tcp = Target::tcp(addr("127.0.0.5:40000"));
+    assert_eq!(response_target(&plain, tcp), tcp);
+}
+
+#[test]
+fn server_keys() {
+    let inv = request_with("INVITE", "z9hG4bKk", "UDP HOST.Example.com", "");
+    let key = ServerKey::from_request(&inv).unwrap();
+    assert_eq!(key.sent_by, "host.example.com:5060");
+    assert_eq!(key.method, Method::Invite);
+    let ack = request_with("ACK", "z9hG4bKk", "UDP host.example.com:5060", "");
+    assert_eq!(ServerKey::from_request(&ack), Some(key.clone()));
+    let cancel = request_with("CANCEL", "z9hG4bKk", "UDP host.example.com", "");
+    assert_eq!(
+        ServerKey::from_request(&cancel).unwrap().method,
+        Method::Cancel
+    );
+    assert_eq!(ServerKey::from_request(&response(&inv, 200)), None);
+    // RFC 2543 branch: the fallback key still matches the ACK.
+    let old = request_with("INVITE", "1234", "UDP host.example.com", "");
+    let old_ack = request_with("ACK", "1234", "UDP host.example.com", "");
+    let old_key = ServerKey::from_request(&old).unwrap();
+    assert!(old_key.branch.starts_with("rfc2543;"));
+    assert_eq!(ServerKey::from_request(&old_ack), Some(old_key));
+}
+
+#[test]
+fn client_key_of_response_matches_request() {
+    let inv = request("INVITE", "z9hG4bKq");
+    assert_eq!(
+        ClientKey::from_message(&inv),
+        ClientKey::from_message(&response(&inv, 180))
+    );
+    let cancel = request("CANCEL", "z9hG4bKq");
+    assert_ne!(
+        ClientKey::from_message(&inv),
+        ClientKey::from_message(&cancel)
+    );
+}
+
+// ---------------------------------------------------------------- end to end
+
+/// Two layers joined by channel "wires"; `drop_first` of the UAC→UAS
+/// messages are lost.
+async fn pump(
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    to: TransactionLayer,
+    source: SocketAddr,
+    mut drop_first: usize,
+) {
+    while let Some(out) = rx.recv().await {
+        if drop_first > 0 {
+            drop_first -= 1;
+            continue;
+        }
+        let incoming = Incoming {
+            data: out.bytes,
+            source,
+            local: out.target.addr,
+            transport: out.target.transport,
+            connection: None,
+        };
+        to.on_incoming(incoming).unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn end_to_end_lost_invite_busy_and_ack() {
+    let start = Instant::now();
+    let (a_tx, a_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let (b_tx, b_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let (uac, mut uac_rx) = TransactionLayer::new(TimerConfig::default(), Arc::new(a_tx)).unwrap();
+    let (uas, mut uas_rx) = TransactionLayer::new(TimerConfig::default(), Arc::new(b_tx)).unwrap();
+    tokio::spawn(pump(a_rx, uas.clone(), addr(UAC), 1));
+    tokio::spawn(pump(b_rx, uac.clone(), addr(UAS), 0));
+
+    let inv = request("INVITE", "z9hG4bKe2e");
+    let ckey = uac
+        .send_request(inv.clone(), Target::udp(addr(UAS)))
+        .unwrap();
+    tokio::time::sleep_until(start + Duration::from_millis(100)).await;
+    assert!(drain(&mut uas_rx).is_empty(), "the first INVITE was lost");
+    // Timer A brings it through at 500 ms.
+    tokio::time::sleep_until(start + Duration::from_millis(501)).await;
+    let events = drain(&mut uas_rx);
+    assert_eq!(names(&events), ["Request INVITE"]);
+    let skey = server_key(&events[0]);
+    // The UAS TU rejects; the UAC layer ACKs; the UAS layer matches the ACK.
+    uas.send_response(&skey, response(&inv, 486)).unwrap();
+    tokio::time::sleep_until(start + Duration::from_millis(510)).await;
+    assert_eq!(names(&drain(&mut uac_rx)), ["Response 486"]);
+    assert!(
+        drain(&mut uas_rx).is_empty(),
+        "ACK is absorbed by the server transaction"
+    );
+    assert_eq!(
+        uac.state(&TransactionKey::Client(ckey)),
+        Some(TransactionState::ClientInvite(ClientInviteState::Completed))
+    );
+    assert_eq!(
+        uas.state(&TransactionKey::Server(skey)),
+        Some(TransactionState::ServerInvite(ServerInviteState::Confirmed))
+    );
+    // Timer I (5 s) and Timer D (32 s) end both sides.
+    tokio::time::sleep_until(start + Duration::from_millis(6000)).await;
+    assert!(uas.is_empty());
+    assert_eq!(uac.len(), 1);
+    tokio::time::sleep_until(start + Duration::from_millis(33_000)).await;
+    assert!(uac.is_empty());
+    assert_eq!(names(&drain(&mut uac_rx)), ["Terminated"]);
+    assert_eq!(names(&drain(&mut uas_rx)), ["Terminated"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_layer_ends_the_timer_task() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    tl.send_request(request("INVITE", "z9hG4bKdrop"), Target::udp(addr(UAS)))
+        .unwrap();
+    drop(tl);
+    wire.at(40_000).await;
+    // Only the first send; no timer ran after the drop, and the channel is
+    // closed because the layer (its sender) is gone.
+    assert_eq!(wire.times("INVITE"), [0]);
+    assert!(matches!(
+        rx.try_recv(),
+        Err(mpsc::error::TryRecvError::Disconnected)
+    ));
+}
