@@ -27,5 +27,6 @@ pub mod sdp;
 pub mod transport;
 pub mod transaction;
 pub mod dialog;
+pub mod endpoint;
 
 pub use error::{Error, ParseError, Result};

@@ -1,0 +1,297 @@
+//! A SIP endpoint: transports, the transaction layer and the receive loop
+//! joined into the one object a UA, proxy or B2BUA builds on.
+//!
+//! The receive loop parses every message once. What fails to parse gets a
+//! verdict (RFC 3261 §8.2, §16.3): a request that can be answered gets a
+//! `400 Bad Request` whose reason phrase and `Warning` say what was wrong;
+//! a request with another SIP version gets `505`; anything else (garbage,
+//! a broken response, a broken ACK, which may not be answered) is dropped
+//! and counted. Nothing reaches the TU unparsed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use crate::message::{Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
+use crate::transaction::{
+    Outgoing, TimerConfig, TransactionError, TransactionKey, TransactionLayer, Transmit, TuEvent,
+};
+use crate::transport::{Incoming, Target, TransportConfig, TransportStats, Transports};
+use crate::{Error, ParseError};
+
+#[derive(Debug, Clone, Default)]
+pub struct EndpointConfig {
+    pub transport: TransportConfig,
+    pub timers: TimerConfig,
+}
+
+/// Counters of the receive loop (the transports count bytes and frames).
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    rejected_400: AtomicU64,
+    rejected_505: AtomicU64,
+    dropped: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Messages parsed and handed to the transaction layer.
+    pub received: u64,
+    /// Requests answered 400 because they did not parse.
+    pub rejected_400: u64,
+    /// Requests answered 505 (unsupported SIP version).
+    pub rejected_505: u64,
+    /// Unparseable messages that could not be answered.
+    pub dropped: u64,
+    pub transport: TransportStats,
+}
+
+enum Out {
+    Transaction(Outgoing),
+    Raw(Target, Bytes),
+}
+
+struct Sender(mpsc::UnboundedSender<Out>);
+
+impl Transmit for Sender {
+    fn send(&self, out: Outgoing) -> crate::Result<()> {
+        let addr = out.target.addr;
+        self.0.send(Out::Transaction(out)).map_err(|_| closed(addr))
+    }
+}
+
+fn closed(addr: SocketAddr) -> Error {
+    Error::io(
+        format!("sending to {addr}"),
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, "endpoint is shut down"),
+    )
+}
+
+/// UDP + TCP on one local address with a transaction layer on top.
+#[derive(Clone)]
+pub struct Endpoint {
+    transports: Arc<Transports>,
+    layer: TransactionLayer,
+    out: mpsc::UnboundedSender<Out>,
+    counters: Arc<Counters>,
+}
+
+impl Endpoint {
+    /// Binds UDP and TCP on `local` and starts the receive and send tasks
+    /// on the current tokio runtime. TU events arrive on the receiver.
+    pub fn bind(
+        local: SocketAddr,
+        config: &EndpointConfig,
+    ) -> crate::Result<(Endpoint, mpsc::UnboundedReceiver<TuEvent>)> {
+        let (transports, incoming) = Transports::bind(local, &config.transport)?;
+        let transports = Arc::new(transports);
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (layer, events) = TransactionLayer::new(config.timers, Arc::new(Sender(out.clone())))
+            .map_err(|e: TransactionError| {
+                Error::io("transaction layer", std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+            })?;
+        let counters = Arc::new(Counters::default());
+        let endpoint = Endpoint { transports, layer, out, counters };
+        tokio::spawn(send_loop(endpoint.transports.clone(), endpoint.layer.clone(), out_rx));
+        tokio::spawn(receive_loop(endpoint.clone(), incoming));
+        Ok((endpoint, events))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transports.local_addr()
+    }
+
+    pub fn layer(&self) -> &TransactionLayer {
+        &self.layer
+    }
+
+    /// Sends bytes outside any transaction: the ACK for a 2xx, a 2xx
+    /// retransmission by the TU, stateless responses. Never blocks.
+    pub fn send_raw(&self, target: Target, bytes: Bytes) -> crate::Result<()> {
+        let addr = target.addr;
+        self.out.send(Out::Raw(target, bytes)).map_err(|_| closed(addr))
+    }
+
+    pub fn stats(&self) -> EndpointStats {
+        let c = &self.counters;
+        EndpointStats {
+            received: c.received.load(Ordering::Relaxed),
+            rejected_400: c.rejected_400.load(Ordering::Relaxed),
+            rejected_505: c.rejected_505.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            transport: self.transports.stats(),
+        }
+    }
+
+    /// Stops the transports; the TU event channel ends once the last
+    /// clone of the endpoint is dropped.
+    pub async fn shutdown(&self) {
+        self.transports.shutdown().await;
+    }
+
+    fn on_incoming(&self, incoming: Incoming) {
+        let source = incoming.reply_target();
+        match Message::parse(incoming.data.clone()) {
+            Ok(msg) => {
+                if msg.is_request() && !msg.version().eq_ignore_ascii_case("SIP/2.0") {
+                    if msg.method() != Some(&Method::Ack) {
+                        let resp = ResponseBuilder::new(&msg, 505, "Version Not Supported").build();
+                        let _ = self.send_raw(source, resp);
+                        self.counters.rejected_505.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                self.counters.received.fetch_add(1, Ordering::Relaxed);
+                self.layer.on_message(msg, source);
+            }
+            Err(err) => match bad_request_response(&incoming.data, &err) {
+                Some(resp) => {
+                    tracing::debug!(peer = %incoming.source, %err, "rejected a malformed request");
+                    self.counters.rejected_400.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.send_raw(source, resp);
+                }
+                None => {
+                    tracing::debug!(peer = %incoming.source, %err, "dropped an unparseable message");
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        }
+    }
+}
+
+async fn receive_loop(endpoint: Endpoint, mut incoming: mpsc::Receiver<Incoming>) {
+    while let Some(msg) = incoming.recv().await {
+        endpoint.on_incoming(msg);
+    }
+}
+
+async fn send_loop(
+    transports: Arc<Transports>,
+    layer: TransactionLayer,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+) {
+    // A TCP connect can take seconds, so stream sends run in one task per
+    // destination: they never hold up other destinations, and messages to
+    // one destination keep their order (a 180 must not overtake its 200).
+    let mut streams: HashMap<Target, mpsc::UnboundedSender<Queued>> = HashMap::new();
+    while let Some(out) = rx.recv().await {
+        let (target, bytes, key) = match out {
+            Out::Transaction(o) => (o.target, o.bytes, Some(o.key)),
+            Out::Raw(t, b) => (t, b, None),
+        };
+        if !target.transport.is_stream() {
+            send_one(&transports, &layer, target, bytes, key).await;
+            continue;
+        }
+        let mut item = (bytes, key);
+        loop {
+            let queue = streams.entry(target).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(stream_sender(transports.clone(), layer.clone(), target, rx));
+                tx
+            });
+            match queue.send(item) {
+                Ok(()) => break,
+                // The sender task ended after being idle: start a new one.
+                Err(mpsc::error::SendError(back)) => {
+                    item = back;
+                    streams.remove(&target);
+                }
+            }
+        }
+        if streams.len() > 1024 {
+            streams.retain(|_, q| !q.is_closed());
+        }
+    }
+}
+
+type Queued = (Bytes, Option<TransactionKey>);
+
+async fn stream_sender(
+    transports: Arc<Transports>,
+    layer: TransactionLayer,
+    target: Target,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+) {
+    const IDLE: Duration = Duration::from_secs(30);
+    while let Ok(Some((bytes, key))) = tokio::time::timeout(IDLE, rx.recv()).await {
+        send_one(&transports, &layer, target, bytes, key).await;
+    }
+}
+
+async fn send_one(
+    transports: &Transports,
+    layer: &TransactionLayer,
+    target: Target,
+    bytes: Bytes,
+    key: Option<TransactionKey>,
+) {
+    if let Err(e) = transports.send(&target, bytes).await {
+        tracing::debug!(%target, error = %e, "send failed");
+        if let Some(key) = key {
+            layer.transport_error(&key);
+        }
+    }
+}
+
+/// Builds the 400 for a request that did not parse, from whatever header
+/// lines can be found raw (§8.2: the response needs Via, From, To,
+/// Call-ID, CSeq). Returns `None` for responses, ACKs, non-SIP data and
+/// requests too broken to be answered.
+pub fn bad_request_response(data: &[u8], err: &ParseError) -> Option<Bytes> {
+    if data.len() > MAX_MESSAGE_SIZE {
+        return None;
+    }
+    let text = std::str::from_utf8(data).ok()?;
+    let text = text.trim_start_matches(['\r', '\n']);
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let first = lines.next()?;
+    let (method, rest) = first.split_once(' ')?;
+    if method == "ACK" || method.starts_with("SIP/") || !rest.contains(" SIP/") {
+        return None;
+    }
+    let wanted = |name: &str| -> Option<&'static str> {
+        let n = name.trim();
+        for (long, short) in
+            [("Via", "v"), ("From", "f"), ("To", "t"), ("Call-ID", "i"), ("CSeq", "")]
+        {
+            if n.eq_ignore_ascii_case(long) || (!short.is_empty() && n.eq_ignore_ascii_case(short)) {
+                return Some(long);
+            }
+        }
+        None
+    };
+    let mut copied: Vec<(&'static str, &str)> = Vec::new();
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if let Some(long) = wanted(name) {
+                copied.push((long, value.trim()));
+            }
+        }
+    }
+    for needed in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        if !copied.iter().any(|(n, _)| *n == needed) {
+            return None;
+        }
+    }
+    let reason = err.to_string().replace(['\r', '\n', '"'], " ");
+    let mut out = BytesMut::with_capacity(512);
+    out.put_slice(format!("SIP/2.0 400 Bad Request ({reason})\r\n").as_bytes());
+    for (name, value) in copied {
+        out.put_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    out.put_slice(format!("Warning: 399 tandem \"{reason}\"\r\nContent-Length: 0\r\n\r\n").as_bytes());
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,74 @@
+use super::*;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+
+const NO_MAX_FORWARDS: &str = "OPTIONS sip:tandem@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKbad1\r\n\
+From: <sip:a@127.0.0.1>;tag=1\r\n\
+To: <sip:b@127.0.0.1>\r\n\
+Call-ID: bad1@127.0.0.1\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n";
+
+#[test]
+fn bad_request_gets_400_naming_the_fault() {
+    let err = Message::parse(Bytes::from_static(NO_MAX_FORWARDS.as_bytes())).unwrap_err();
+    let resp = bad_request_response(NO_MAX_FORWARDS.as_bytes(), &err).unwrap();
+    let resp = Message::parse(resp).unwrap();
+    assert_eq!(resp.status(), Some(400));
+    assert!(resp.reason_phrase().unwrap().contains("Max-Forwards"), "{:?}", resp.reason_phrase());
+    assert!(resp.header("Warning").unwrap().starts_with("399 tandem \"missing mandatory header"));
+    assert_eq!(resp.call_id(), "bad1@127.0.0.1");
+    assert_eq!(resp.top_via().branch(), Some("z9hG4bKbad1"));
+}
+
+#[test]
+fn unanswerable_input_is_not_answered() {
+    let err = ParseError::new("x");
+    assert!(bad_request_response(b"\x16\x03\x01garbage", &err).is_none());
+    assert!(bad_request_response(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", &err).is_none());
+    let ack = NO_MAX_FORWARDS.replace("OPTIONS", "ACK");
+    assert!(bad_request_response(ack.as_bytes(), &err).is_none());
+    let no_call_id = NO_MAX_FORWARDS.replace("Call-ID: bad1@127.0.0.1\r\n", "");
+    assert!(bad_request_response(no_call_id.as_bytes(), &err).is_none());
+}
+
+async fn recv(sock: &UdpSocket) -> Message {
+    let mut buf = vec![0u8; 65536];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+        .await
+        .expect("answer within 5 s")
+        .unwrap();
+    Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap()
+}
+
+#[tokio::test]
+async fn endpoint_answers_bad_requests_and_passes_good_ones() {
+    let (ep, mut events) = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &EndpointConfig::default()).unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let via_port = peer.local_addr().unwrap().port();
+    let bad = NO_MAX_FORWARDS.replace("5999", &via_port.to_string());
+    peer.send_to(bad.as_bytes(), ep.local_addr()).await.unwrap();
+    assert_eq!(recv(&peer).await.status(), Some(400));
+
+    let v7 = bad.replace("SIP/2.0\r\n", "SIP/7.0\r\n").replace("CSeq: 1 OPTIONS", "Max-Forwards: 70\r\nCSeq: 1 OPTIONS");
+    peer.send_to(v7.as_bytes(), ep.local_addr()).await.unwrap();
+    assert_eq!(recv(&peer).await.status(), Some(505));
+
+    peer.send_to(b"\x00\x01garbage", ep.local_addr()).await.unwrap();
+    let good = bad.replace("CSeq: 1 OPTIONS", "Max-Forwards: 70\r\nCSeq: 1 OPTIONS");
+    peer.send_to(good.as_bytes(), ep.local_addr()).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    let TuEvent::Request { key, request, .. } = ev else { panic!("expected a request, got {ev:?}") };
+    assert_eq!(request.method(), Some(&Method::Options));
+    let ok = Message::parse(ResponseBuilder::new(&request, 200, "OK").build()).unwrap();
+    ep.layer().send_response(&key, ok).unwrap();
+    assert_eq!(recv(&peer).await.status(), Some(200));
+
+    let stats = ep.stats();
+    assert_eq!(stats.rejected_400, 1);
+    assert_eq!(stats.rejected_505, 1);
+    assert_eq!(stats.received, 1);
+    assert!(stats.dropped + stats.transport.udp.garbage_dropped >= 1);
+    ep.shutdown().await;
+}
