@@ -34,7 +34,10 @@ pub fn require_sipp() {
         .stderr(Stdio::null())
         .status()
         .is_ok();
-    assert!(found, "sipp not found: run ./scripts/test, which installs Debian's sip-tester");
+    assert!(
+        found,
+        "sipp not found: run ./scripts/test, which installs Debian's sip-tester"
+    );
 }
 
 /// A SIPp invocation.
@@ -67,12 +70,28 @@ impl Sipp {
         if let Some(t) = target {
             args.push(t.to_string());
         }
-        for a in ["-i", "127.0.0.1", "-nostdin", "-buff_size", "4194304", "-trace_stat", "-fd", "1"] {
+        for a in [
+            "-i",
+            "127.0.0.1",
+            "-nostdin",
+            "-buff_size",
+            "4194304",
+            "-trace_stat",
+            "-fd",
+            "1",
+        ] {
             args.push(a.into());
         }
         args.extend(["-p".into(), port.to_string()]);
-        args.extend(["-stf".into(), dir.path().join("stat.csv").display().to_string()]);
-        args.extend(["-trace_err".into(), "-error_file".into(), dir.path().join("errors.log").display().to_string()]);
+        args.extend([
+            "-stf".into(),
+            dir.path().join("stat.csv").display().to_string(),
+        ]);
+        args.extend([
+            "-trace_err".into(),
+            "-error_file".into(),
+            dir.path().join("errors.log").display().to_string(),
+        ]);
         Sipp { args, dir, port }
     }
 
@@ -145,7 +164,10 @@ impl Sipp {
             Err(_) => {
                 let _ = proc.child.kill().await;
                 let outcome = proc.sipp.outcome(None);
-                panic!("sipp still running after {deadline:?}; killed. {}", outcome.log);
+                panic!(
+                    "sipp still running after {deadline:?}; killed. {}",
+                    outcome.log
+                );
             }
         }
     }
@@ -213,7 +235,7 @@ fn read_stats(path: &Path) -> (u64, u64, u64) {
     let Some(header) = lines.next() else {
         return (0, 0, 0);
     };
-    let Some(last) = lines.filter(|l| !l.trim().is_empty()).last() else {
+    let Some(last) = lines.rfind(|l| !l.trim().is_empty()) else {
         return (0, 0, 0);
     };
     let cols: Vec<&str> = header.split(';').collect();
@@ -225,5 +247,9 @@ fn read_stats(path: &Path) -> (u64, u64, u64) {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     };
-    (get("SuccessfulCall(C)"), get("FailedCall(C)"), get("Retransmissions(C)"))
+    (
+        get("SuccessfulCall(C)"),
+        get("FailedCall(C)"),
+        get("Retransmissions(C)"),
+    )
 }

@@ -21,6 +21,7 @@ mod name_addr;
 mod uri;
 mod values;
 mod via;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -33,11 +34,12 @@ pub use header::HeaderName;
 pub use method::Method;
 pub use name_addr::NameAddr;
 pub use uri::Uri;
-pub use values::{find_param, split_list};
+pub use values::{find_param, params_without_tag, split_list};
 pub use via::Via;
 
 use crate::ParseError;
-use values::{parse_u32, trim_lws};
+use memchr::memchr;
+use values::{is_lws_byte, is_token, is_token_byte, parse_u32, trim_lws};
 
 /// The largest message Tandem accepts, on any transport. RFC 3261 sets no
 /// limit; 64 KiB is the UDP datagram limit and more than any sane INVITE.
@@ -52,7 +54,10 @@ struct Span {
 
 impl Span {
     fn new(start: usize, end: usize) -> Span {
-        Span { start: start as u32, end: end as u32 }
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
     }
     fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
@@ -115,18 +120,25 @@ impl Message {
         if buf.len() > MAX_MESSAGE_SIZE {
             return Err(ParseError::new("message larger than 64 KiB"));
         }
-        let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-        let (hdr_end, body_start) = find_header_end(&buf[skip..])
-            .map(|(h, b)| (h + skip, b + skip))
-            .ok_or(ParseError::new("no empty line after the headers"))?;
-        if std::str::from_utf8(&buf[skip..hdr_end]).is_err() {
-            return Err(ParseError::new("header section is not valid UTF-8"));
+        let skip = buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        let end = find_header_end(&buf, skip).ok_or(NO_HEADER_END)?;
+        match parse_head(&buf, skip, end)? {
+            Some(msg) => Ok(Message { buf, ..msg }),
+            None => {
+                // Folded lines: unfold a copy and parse that, which has
+                // no folds left in its header block.
+                let unfolded = unfold(&buf, skip, end.headers);
+                let msg = parse_head(&unfolded, skip, end)?
+                    .ok_or(ParseError::new("malformed folded header line"))?;
+                Ok(Message {
+                    buf: unfolded,
+                    ..msg
+                })
+            }
         }
-        let buf = if has_folding(&buf[skip..hdr_end]) { unfold(&buf, skip, hdr_end) } else { buf };
-        Parser { buf: &buf, pos: skip, hdr_end }.run(body_start).map(|mut m| {
-            m.buf = buf.clone();
-            m
-        })
     }
 
     fn text(&self, span: Span) -> &str {
@@ -194,16 +206,22 @@ impl Message {
     }
 
     pub fn from_header(&self) -> NameAddr<'_> {
-        self.name_addr(self.from, "From")
+        self.name_addr(self.from)
     }
 
     pub fn to_header(&self) -> NameAddr<'_> {
-        self.name_addr(self.to, "To")
+        self.name_addr(self.to)
     }
 
-    fn name_addr(&self, idx: u16, name: &'static str) -> NameAddr<'_> {
+    fn name_addr(&self, idx: u16) -> NameAddr<'_> {
+        // Validated during parse: only split here.
         let raw = self.text(self.headers[idx as usize].value);
-        NameAddr::parse(raw, name).unwrap_or(NameAddr { raw, display: None, uri: raw, params: "" })
+        NameAddr::split(raw).unwrap_or(NameAddr {
+            raw,
+            display: None,
+            uri: raw,
+            params: "",
+        })
     }
 
     pub fn from_tag(&self) -> Option<&str> {
@@ -217,7 +235,8 @@ impl Message {
     /// All Via values in order, whether comma-joined on one line or on
     /// separate lines. Validated during parse.
     pub fn vias(&self) -> impl Iterator<Item = Via<'_>> + '_ {
-        self.values(HeaderName::Via).filter_map(|v| Via::parse(v).ok())
+        self.values(HeaderName::Via)
+            .filter_map(|v| Via::parse(v).ok())
     }
 
     /// The first Via value; every message has one (checked by parse).
@@ -232,11 +251,13 @@ impl Message {
     }
 
     pub fn max_forwards(&self) -> Option<u32> {
-        self.typed_header(HeaderName::MaxForwards).and_then(parse_u32)
+        self.typed_header(HeaderName::MaxForwards)
+            .and_then(parse_u32)
     }
 
     pub fn content_length(&self) -> Option<u32> {
-        self.typed_header(HeaderName::ContentLength).and_then(parse_u32)
+        self.typed_header(HeaderName::ContentLength)
+            .and_then(parse_u32)
     }
 
     pub fn content_type(&self) -> Option<&str> {
@@ -247,17 +268,25 @@ impl Message {
         self.typed_header(HeaderName::Expires).and_then(parse_u32)
     }
 
-    /// Contact values; `*` (REGISTER) is returned as an address with URI `*`.
+    /// Contact values; `*` (REGISTER) is returned as an address with URI
+    /// `*`. Contact and Route are validated during parse, so their
+    /// iterators yield only `Ok` for a parsed message.
     pub fn contacts(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> + '_ {
-        self.values(HeaderName::Contact).map(|v| NameAddr::parse(v, "Contact"))
+        self.values(HeaderName::Contact).map(|v| {
+            NameAddr::split(v).ok_or(ParseError::in_header("malformed address", "Contact"))
+        })
     }
 
     pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> + '_ {
-        self.values(HeaderName::Route).map(|v| NameAddr::parse(v, "Route"))
+        self.values(HeaderName::Route)
+            .map(|v| NameAddr::split(v).ok_or(ParseError::in_header("malformed address", "Route")))
     }
 
+    /// Record-Route values, validated here (parse only finds them: a proxy
+    /// forwards them untouched).
     pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> + '_ {
-        self.values(HeaderName::RecordRoute).map(|v| NameAddr::parse(v, "Record-Route"))
+        self.values(HeaderName::RecordRoute)
+            .map(|v| NameAddr::parse(v, "Record-Route"))
     }
 
     /// Option tags of Require.
@@ -272,7 +301,9 @@ impl Message {
 
     /// Whether option tag `tag` appears in Require or Supported.
     pub fn supports(&self, tag: &str) -> bool {
-        self.supported().chain(self.require()).any(|t| t.eq_ignore_ascii_case(tag))
+        self.supported()
+            .chain(self.require())
+            .any(|t| t.eq_ignore_ascii_case(tag))
     }
 
     /// The first value of a header by name (long or compact, any case).
@@ -285,7 +316,8 @@ impl Message {
     }
 
     fn is_named(&self, h: &HeaderEntry, kind: HeaderName, name: &str) -> bool {
-        h.kind == kind && (kind != HeaderName::Other || self.text(h.name).eq_ignore_ascii_case(name))
+        h.kind == kind
+            && (kind != HeaderName::Other || self.text(h.name).eq_ignore_ascii_case(name))
     }
 
     /// Every line of a header by name, in order, each as one raw value.
@@ -304,7 +336,10 @@ impl Message {
     }
 
     fn typed_header(&self, kind: HeaderName) -> Option<&str> {
-        self.headers.iter().find(|h| h.kind == kind).map(|h| self.text(h.value))
+        self.headers
+            .iter()
+            .find(|h| h.kind == kind)
+            .map(|h| self.text(h.value))
     }
 
     fn values(&self, kind: HeaderName) -> impl Iterator<Item = &str> + '_ {
@@ -316,7 +351,9 @@ impl Message {
 
     /// All headers as `(name as received, value)`, in order.
     pub fn iter_headers(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.headers.iter().map(|h| (self.text(h.name), self.text(h.value)))
+        self.headers
+            .iter()
+            .map(|h| (self.text(h.name), self.text(h.value)))
     }
 
     pub fn body(&self) -> &[u8] {
@@ -344,310 +381,412 @@ impl Message {
     }
 }
 
-/// Finds the end of the header block: returns (offset of the line end that
-/// ends the last header, offset of the body). Accepts bare LF line ends.
-fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
-        let nl = from + i;
-        let next = nl + 1;
-        if next < buf.len() && buf[next] == b'\n' {
-            let hdr_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
-            return Some((hdr_end, next + 1));
-        }
-        if next + 1 < buf.len() && buf[next] == b'\r' && buf[next + 1] == b'\n' {
-            let hdr_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
-            return Some((hdr_end, next + 2));
-        }
-        if next >= buf.len() {
-            // The last line ends the buffer without an empty line: accept
-            // it as a message without body only if it is a full line.
-            return None;
-        }
-        from = next;
-    }
-    None
+const NO_HEADER_END: ParseError = ParseError::new("no empty line after the headers");
+const NOT_UTF8: ParseError = ParseError::new("header section is not valid UTF-8");
+
+/// Where the header block of a message ends.
+#[derive(Clone, Copy)]
+struct HeaderEnd {
+    /// Offset of the line end of the last header line.
+    headers: usize,
+    /// Offset of the body.
+    body: usize,
 }
 
-fn has_folding(block: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', block)
-        .any(|i| matches!(block.get(i + 1), Some(b' ') | Some(b'\t')))
+/// Finds the first empty line at or after `from` (bare LF line ends
+/// accepted) with two SIMD substring searches.
+fn find_header_end(buf: &[u8], from: usize) -> Option<HeaderEnd> {
+    use memchr::memmem::Finder;
+    use std::sync::OnceLock;
+    // Building a searcher costs more than searching a typical message.
+    static EMPTY_LINE_CRLF: OnceLock<Finder<'static>> = OnceLock::new();
+    static EMPTY_LINE_LF: OnceLock<Finder<'static>> = OnceLock::new();
+    let hay = &buf[from..];
+    // "\n\r\n" also finds the usual CRLF CRLF.
+    let crlf = EMPTY_LINE_CRLF
+        .get_or_init(|| Finder::new(b"\n\r\n"))
+        .find(hay);
+    let limit = crlf.map_or(hay.len(), |p| p + 1);
+    let lf = EMPTY_LINE_LF
+        .get_or_init(|| Finder::new(b"\n\n"))
+        .find(&hay[..limit]);
+    let (nl, body) = match lf {
+        Some(p) => (p, p + 2),
+        None => crlf.map(|p| (p, p + 3))?,
+    };
+    let headers = if nl > 0 && hay[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    Some(HeaderEnd {
+        headers: from + headers,
+        body: from + body,
+    })
 }
 
 /// Replaces the line break of every folded line with spaces. Lengths are
 /// unchanged so the parser's offsets stay those of the original message.
 fn unfold(buf: &Bytes, start: usize, end: usize) -> Bytes {
     let mut copy = BytesMut::from(&buf[..]);
-    let mut i = start;
-    while i < end {
-        if copy[i] == b'\n' && matches!(copy.get(i + 1), Some(b' ') | Some(b'\t')) {
+    for i in memchr::memchr_iter(b'\n', &buf[start..end]).map(|i| start + i) {
+        if matches!(copy.get(i + 1), Some(b' ' | b'\t')) {
             copy[i] = b' ';
             if i > 0 && copy[i - 1] == b'\r' {
                 copy[i - 1] = b' ';
             }
         }
-        i += 1;
     }
     copy.freeze()
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
-        })
+/// One line of the header block, as offsets into the message buffer.
+struct Line<'h> {
+    /// The line without its line end.
+    text: &'h str,
+    start: usize,
+    end: usize,
+    /// Whether the next line continues this one (starts with SP or HT).
+    folded: bool,
 }
 
-struct Parser<'b> {
-    buf: &'b Bytes,
+/// The lines of the header block `head` from offset `pos` on. One
+/// `memchr` iterator for the whole block: cheaper than a search per line.
+struct Lines<'h> {
+    head: &'h str,
+    base: usize,
     pos: usize,
-    hdr_end: usize,
+    line_ends: memchr::Memchr<'h>,
 }
 
-impl Parser<'_> {
-    /// Next line of the header block: (start, end without line end).
-    fn next_line(&mut self) -> Option<(usize, usize)> {
-        if self.pos >= self.hdr_end {
+impl<'h> Lines<'h> {
+    fn new(head: &'h str, pos: usize) -> Self {
+        Lines {
+            head,
+            base: pos,
+            pos,
+            line_ends: memchr::memchr_iter(b'\n', &head.as_bytes()[pos..]),
+        }
+    }
+}
+
+impl<'h> Iterator for Lines<'h> {
+    type Item = Line<'h>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Line<'h>> {
+        let b = self.head.as_bytes();
+        let start = self.pos;
+        if start >= b.len() {
             return None;
         }
-        let start = self.pos;
-        let (end, next) = match memchr::memchr(b'\n', &self.buf[start..self.hdr_end]) {
-            Some(i) => (start + i, start + i + 1),
-            None => (self.hdr_end, self.hdr_end),
-        };
-        let end_trim = if end > start && self.buf[end - 1] == b'\r' { end - 1 } else { end };
-        self.pos = next;
-        Some((start, end_trim))
-    }
-
-    fn str_at(&self, a: usize, b: usize) -> &str {
-        std::str::from_utf8(&self.buf[a..b]).unwrap_or("")
-    }
-
-    fn run(mut self, body_start: usize) -> Result<Message, ParseError> {
-        let (ls, le) = self.next_line().ok_or(ParseError::new("empty message"))?;
-        let first_line = (ls, le);
-        let line = self.str_at(ls, le);
-        let (start, version) = if let Some(rest) = line.strip_prefix("SIP/") {
-            // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-            let sp = rest.find(' ').ok_or(ParseError::new("malformed status line"))?;
-            let version = Span::new(ls, ls + 4 + sp);
-            let after = &rest[sp + 1..];
-            let code = after.get(..3).ok_or(ParseError::new("malformed status code"))?;
-            let status: u16 = code
-                .parse()
-                .ok()
-                .filter(|s| (100..=699).contains(s) && code.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or(ParseError::new("malformed status code"))?;
-            let reason_off = ls + 4 + sp + 1 + 3;
-            if after.len() > 3 && !after[3..].starts_with(' ') {
-                return Err(ParseError::new("malformed status code"));
-            }
-            let reason = Span::new((reason_off + 1).min(le), le);
-            (StartLine::Response { status, reason }, version)
+        let nl = self.line_ends.next().map_or(b.len(), |i| self.base + i);
+        let end = if nl > start && b[nl - 1] == b'\r' {
+            nl - 1
         } else {
-            // Request-Line = Method SP Request-URI SP SIP-Version; exactly
-            // single spaces (RFC 4475 §3.1.2.7: LWS there is an error).
-            let sp1 = line.find(' ').ok_or(ParseError::new("malformed request line"))?;
-            let sp2 = line.rfind(' ').ok_or(ParseError::new("malformed request line"))?;
-            if sp1 == sp2 {
-                return Err(ParseError::new("malformed request line"));
-            }
-            let method_s = &line[..sp1];
-            let uri_s = &line[sp1 + 1..sp2];
-            let ver_s = &line[sp2 + 1..];
-            if !is_token(method_s) {
-                return Err(ParseError::new("malformed method"));
-            }
-            if uri_s.is_empty() || uri_s.contains([' ', '\t', '<', '>']) {
-                return Err(ParseError::new("malformed Request-URI"));
-            }
-            Uri::parse(uri_s).map_err(|_| ParseError::new("malformed Request-URI"))?;
-            if !valid_version(ver_s) {
-                return Err(ParseError::new("malformed SIP version"));
-            }
-            let method = Method::from_token(method_s);
-            (
-                StartLine::Request { method, uri: Span::new(ls + sp1 + 1, ls + sp2) },
-                Span::new(ls + sp2 + 1, le),
-            )
+            nl
         };
-        if let StartLine::Response { .. } = start {
-            if !valid_version(self.str_at(version.start as usize, version.end as usize)) {
-                return Err(ParseError::new("malformed SIP version"));
-            }
-        }
+        self.pos = nl + 1;
+        Some(Line {
+            text: &self.head[start..end],
+            start,
+            end,
+            folded: matches!(b.get(nl + 1), Some(b' ' | b'\t')),
+        })
+    }
+}
 
-        let mut headers = Vec::with_capacity(24);
-        let mut seen = 0u8;
-        let (mut call_id, mut from, mut to) = (0u16, 0u16, 0u16);
-        let mut cseq = None;
-        let mut content_length: Option<u32> = None;
-        while let Some((ls, le)) = self.next_line() {
-            if ls == le {
-                continue;
+/// Parses start line and headers of the message in `buf`, whose start
+/// line begins at `pos` and whose header block ends at `end`. Spans are
+/// offsets into `buf`. Returns `None` when a line is folded: the caller
+/// unfolds a copy and parses that.
+fn parse_head(buf: &[u8], pos: usize, end: HeaderEnd) -> Result<Option<Message>, ParseError> {
+    // One UTF-8 check for the whole block; from here on the parser slices
+    // `&str`s at ASCII delimiters.
+    let head = std::str::from_utf8(&buf[..end.headers]).map_err(|_| NOT_UTF8)?;
+    let mut lines = Lines::new(head, pos);
+    let first = lines.next().ok_or(ParseError::new("empty message"))?;
+    if first.folded {
+        return Ok(None);
+    }
+    let (start, version) = parse_start_line(first.text, first.start)?;
+
+    let mut headers = Vec::with_capacity(24);
+    let mut seen = 0u8;
+    let (mut call_id, mut from, mut to) = (0u16, 0u16, 0u16);
+    let mut cseq = None;
+    let mut content_length: Option<u32> = None;
+    for line in lines {
+        if line.folded {
+            return Ok(None);
+        }
+        let (name, value, value_at) = split_header_line(line.text)?;
+        let kind = HeaderName::classify(name);
+        if headers.len() >= u16::MAX as usize {
+            return Err(ParseError::new("too many headers"));
+        }
+        let idx = headers.len() as u16;
+        match kind {
+            HeaderName::Via => {
+                let mut any = false;
+                for v in split_list(value) {
+                    Via::parse(v)?;
+                    any = true;
+                }
+                if !any {
+                    return Err(ParseError::in_header("empty Via", "Via"));
+                }
+                seen |= MANDATORY_VIA;
             }
-            let line = self.str_at(ls, le);
-            let colon = line.find(':').ok_or(ParseError::new("header line without colon"))?;
-            let name = line[..colon].trim_end_matches([' ', '\t']);
-            if !is_token(name) {
-                return Err(ParseError::new("malformed header name"));
+            HeaderName::From => {
+                once(&mut seen, MANDATORY_FROM, "From")?;
+                NameAddr::parse(value, "From")?;
+                from = idx;
             }
-            let raw_value = &line[colon + 1..];
-            let lead = raw_value.len() - raw_value.trim_start_matches([' ', '\t']).len();
-            let value = trim_lws(raw_value);
-            let vstart = ls + colon + 1 + lead;
-            let kind = HeaderName::classify(name);
-            if headers.len() >= u16::MAX as usize {
-                return Err(ParseError::new("too many headers"));
+            HeaderName::To => {
+                once(&mut seen, MANDATORY_TO, "To")?;
+                NameAddr::parse(value, "To")?;
+                to = idx;
             }
-            let idx = headers.len() as u16;
-            match kind {
-                HeaderName::Via => {
-                    let mut any = false;
-                    for v in split_list(value) {
-                        Via::parse(v)?;
-                        any = true;
-                    }
-                    if !any {
-                        return Err(ParseError::in_header("empty Via", "Via"));
-                    }
-                    seen |= MANDATORY_VIA;
+            HeaderName::CallId => {
+                once(&mut seen, MANDATORY_CALL_ID, "Call-ID")?;
+                if value.is_empty() || value.bytes().any(|c| c <= b' ' || c == 0x7f) {
+                    return Err(ParseError::in_header("malformed Call-ID", "Call-ID"));
                 }
-                HeaderName::From | HeaderName::To => {
-                    let (bit, hname) = if kind == HeaderName::From {
-                        (MANDATORY_FROM, "From")
-                    } else {
-                        (MANDATORY_TO, "To")
-                    };
-                    if seen & bit != 0 {
-                        return Err(ParseError::in_header("header appears twice", hname));
-                    }
-                    NameAddr::parse(value, hname)?;
-                    if kind == HeaderName::From {
-                        from = idx;
-                    } else {
-                        to = idx;
-                    }
-                    seen |= bit;
-                }
-                HeaderName::CallId => {
-                    if seen & MANDATORY_CALL_ID != 0 {
-                        return Err(ParseError::in_header("header appears twice", "Call-ID"));
-                    }
-                    if value.is_empty() || value.contains([' ', '\t']) {
-                        return Err(ParseError::in_header("malformed Call-ID", "Call-ID"));
-                    }
-                    call_id = idx;
-                    seen |= MANDATORY_CALL_ID;
-                }
-                HeaderName::CSeq => {
-                    if seen & MANDATORY_CSEQ != 0 {
-                        return Err(ParseError::in_header("header appears twice", "CSeq"));
-                    }
-                    cseq = Some(parse_cseq(value)?);
-                    seen |= MANDATORY_CSEQ;
-                }
-                HeaderName::MaxForwards => {
-                    parse_u32(value)
-                        .filter(|&v| v <= 255)
-                        .ok_or(ParseError::in_header("malformed Max-Forwards", "Max-Forwards"))?;
-                    seen |= MANDATORY_MAX_FORWARDS;
-                }
-                HeaderName::ContentLength => {
-                    let cl = parse_u32(value).ok_or(ParseError::in_header(
-                        "malformed Content-Length",
+                call_id = idx;
+            }
+            HeaderName::CSeq => {
+                once(&mut seen, MANDATORY_CSEQ, "CSeq")?;
+                cseq = Some(parse_cseq(value)?);
+            }
+            HeaderName::MaxForwards => {
+                once(&mut seen, MANDATORY_MAX_FORWARDS, "Max-Forwards")?;
+                parse_u32(value).filter(|&v| v <= 255).ok_or(ParseError::in_header(
+                    "malformed Max-Forwards",
+                    "Max-Forwards",
+                ))?;
+            }
+            HeaderName::ContentLength => {
+                let cl = parse_u32(value).ok_or(ParseError::in_header(
+                    "malformed Content-Length",
+                    "Content-Length",
+                ))?;
+                if content_length.is_some_and(|old| old != cl) {
+                    return Err(ParseError::in_header(
+                        "conflicting Content-Length values",
                         "Content-Length",
-                    ))?;
-                    if content_length.is_some_and(|old| old != cl) {
-                        return Err(ParseError::in_header(
-                            "conflicting Content-Length values",
-                            "Content-Length",
-                        ));
-                    }
-                    content_length = Some(cl);
+                    ));
                 }
-                _ => {}
+                content_length = Some(cl);
             }
-            headers.push(HeaderEntry {
-                kind,
-                name: Span::new(ls, ls + name.len()),
-                value: Span::new(vstart, vstart + value.len()),
-            });
+            // What routing and registration rely on is checked up front.
+            // Record-Route is only forwarded by a proxy: it is checked
+            // when read (`record_routes`).
+            HeaderName::Contact | HeaderName::Route => {
+                let hname = if kind == HeaderName::Contact {
+                    "Contact"
+                } else {
+                    "Route"
+                };
+                for v in split_list(value) {
+                    NameAddr::parse(v, hname)?;
+                }
+            }
+            _ => {}
         }
+        let vs = line.start + value_at;
+        headers.push(HeaderEntry {
+            kind,
+            name: Span::new(line.start, line.start + name.len()),
+            value: Span::new(vs, vs + value.len()),
+        });
+    }
 
-        let is_request = matches!(start, StartLine::Request { .. });
-        for (bit, name) in [
+    let is_request = matches!(start, StartLine::Request { .. });
+    let required = if is_request { 0x3f } else { 0x1f };
+    if seen & required != required {
+        let missing = [
             (MANDATORY_VIA, "Via"),
             (MANDATORY_FROM, "From"),
             (MANDATORY_TO, "To"),
             (MANDATORY_CALL_ID, "Call-ID"),
             (MANDATORY_CSEQ, "CSeq"),
             (MANDATORY_MAX_FORWARDS, "Max-Forwards"),
-        ] {
-            if seen & bit == 0 && (is_request || bit != MANDATORY_MAX_FORWARDS) {
-                return Err(ParseError::in_header("missing mandatory header", name));
-            }
+        ]
+        .into_iter()
+        .find(|&(bit, _)| required & bit != 0 && seen & bit == 0)
+        .map_or("Via", |(_, name)| name);
+        return Err(ParseError::in_header("missing mandatory header", missing));
+    }
+    let cseq = cseq.ok_or(ParseError::in_header("missing mandatory header", "CSeq"))?;
+    if let StartLine::Request { method, .. } = &start {
+        if *method != cseq.method {
+            return Err(ParseError::in_header(
+                "CSeq method does not match the request",
+                "CSeq",
+            ));
         }
-        let cseq = cseq.ok_or(ParseError::in_header("missing mandatory header", "CSeq"))?;
-        if let StartLine::Request { method, .. } = &start {
-            if *method != cseq.method {
-                return Err(ParseError::in_header("CSeq method does not match the request", "CSeq"));
-            }
-        }
+    }
 
-        let available = self.buf.len().saturating_sub(body_start);
-        let body_len = match content_length {
-            Some(cl) if cl as usize > available => {
-                return Err(ParseError::in_header(
-                    "Content-Length larger than the body",
-                    "Content-Length",
-                ))
-            }
-            Some(cl) => cl as usize,
-            None => available,
+    let body_start = end.body;
+    let available = buf.len() - body_start;
+    let body_len = match content_length {
+        Some(cl) if cl as usize > available => {
+            return Err(ParseError::in_header(
+                "Content-Length larger than the body",
+                "Content-Length",
+            ))
+        }
+        Some(cl) => cl as usize,
+        None => available,
+    };
+    Ok(Some(Message {
+        buf: Bytes::new(),
+        start,
+        start_line: Span::new(first.start, first.end),
+        version,
+        headers,
+        headers_end: end.headers as u32,
+        body: Span::new(body_start, body_start + body_len),
+        cseq,
+        call_id,
+        from,
+        to,
+    }))
+}
+
+/// Splits `name SWS ":" SWS value SWS` (§7.3.1): returns the name, the
+/// value without surrounding white space, and where the value starts in
+/// the line.
+#[inline]
+fn split_header_line(line: &str) -> Result<(&str, &str, usize), ParseError> {
+    let lb = line.as_bytes();
+    let name_end = lb
+        .iter()
+        .position(|&c| !is_token_byte(c))
+        .unwrap_or(lb.len());
+    let mut i = name_end;
+    while i < lb.len() && matches!(lb[i], b' ' | b'\t') {
+        i += 1;
+    }
+    if i == lb.len() || lb[i] != b':' || name_end == 0 {
+        return Err(if memchr(b':', lb).is_some() {
+            ParseError::new("malformed header name")
+        } else {
+            ParseError::new("header line without colon")
+        });
+    }
+    i += 1;
+    while i < lb.len() && is_lws_byte(lb[i]) {
+        i += 1;
+    }
+    let mut end = lb.len();
+    while end > i && is_lws_byte(lb[end - 1]) {
+        end -= 1;
+    }
+    Ok((&line[..name_end], &line[i..end], i))
+}
+
+/// Parses the start line `line`, which starts at offset `at` of the
+/// message: returns it and the span of its SIP-Version.
+fn parse_start_line(line: &str, at: usize) -> Result<(StartLine, Span), ParseError> {
+    let lb = line.as_bytes();
+    let le = at + lb.len();
+    if lb.len() >= 4 && lb[..4].eq_ignore_ascii_case(b"SIP/") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        const BAD_CODE: ParseError = ParseError::new("malformed status code");
+        let sp = memchr(b' ', lb).ok_or(ParseError::new("malformed status line"))?;
+        if !valid_version(&line[..sp]) {
+            return Err(ParseError::new("malformed SIP version"));
+        }
+        let code = lb.get(sp + 1..sp + 4).ok_or(BAD_CODE)?;
+        if !code.iter().all(u8::is_ascii_digit) {
+            return Err(BAD_CODE);
+        }
+        let status = code
+            .iter()
+            .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+        if !(100..=699).contains(&status) {
+            return Err(BAD_CODE);
+        }
+        // The SP before an empty reason phrase is often left out.
+        let reason = match lb.get(sp + 4) {
+            None => le,
+            Some(b' ') => at + sp + 5,
+            Some(_) => return Err(BAD_CODE),
         };
-        Ok(Message {
-            buf: Bytes::new(),
-            start,
-            start_line: Span::new(first_line.0, first_line.1),
-            version,
-            headers,
-            headers_end: self.hdr_end as u32,
-            body: Span::new(body_start, body_start + body_len),
-            cseq,
-            call_id,
-            from,
-            to,
-        })
+        let start = StartLine::Response {
+            status,
+            reason: Span::new(reason, le),
+        };
+        Ok((start, Span::new(at, at + sp)))
+    } else {
+        // Request-Line = Method SP Request-URI SP SIP-Version; exactly
+        // single spaces (RFC 4475 §3.1.2.9 and §3.1.2.10: extra SP
+        // there is an error).
+        const BAD_LINE: ParseError = ParseError::new("malformed request line");
+        let sp1 = memchr(b' ', lb).ok_or(BAD_LINE)?;
+        let sp2 = memchr::memrchr(b' ', lb).ok_or(BAD_LINE)?;
+        if sp1 == sp2 {
+            return Err(BAD_LINE);
+        }
+        let (method_s, uri_s, ver_s) = (&line[..sp1], &line[sp1 + 1..sp2], &line[sp2 + 1..]);
+        if !is_token(method_s) {
+            return Err(ParseError::new("malformed method"));
+        }
+        // Rejects LWS (lwsruri, lwsstart), `<…>` (ltgtruri) and headers
+        // (escruri) in the Request-URI.
+        Uri::parse_request_uri(uri_s).map_err(|_| ParseError::new("malformed Request-URI"))?;
+        if !valid_version(ver_s) {
+            return Err(ParseError::new("malformed SIP version"));
+        }
+        let start = StartLine::Request {
+            method: Method::from_token(method_s),
+            uri: Span::new(at + sp1 + 1, at + sp2),
+        };
+        Ok((start, Span::new(at + sp2 + 1, le)))
     }
 }
 
+/// SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT, "SIP" in any case.
 fn valid_version(v: &str) -> bool {
-    // SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT (case-insensitive "SIP").
-    let Some(num) = v.get(..4).filter(|p| p.eq_ignore_ascii_case("SIP/")).map(|_| &v[4..]) else {
+    let b = v.as_bytes();
+    if b.len() < 7 || !b[..4].eq_ignore_ascii_case(b"SIP/") {
         return false;
-    };
-    match num.split_once('.') {
-        Some((a, b)) => {
-            !a.is_empty()
-                && !b.is_empty()
-                && a.bytes().all(|c| c.is_ascii_digit())
-                && b.bytes().all(|c| c.is_ascii_digit())
+    }
+    match v[4..].split_once('.') {
+        Some((major, minor)) => {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|c| c.is_ascii_digit())
+                && minor.bytes().all(|c| c.is_ascii_digit())
         }
         None => false,
     }
 }
 
+/// CSeq = 1*DIGIT LWS Method, the number below 2**31 (§8.1.1.5).
 fn parse_cseq(value: &str) -> Result<CSeq, ParseError> {
     const BAD: ParseError = ParseError::in_header("malformed CSeq", "CSeq");
-    let value = trim_lws(value);
-    let sp = value.find([' ', '\t']).ok_or(BAD)?;
-    let seq = parse_u32(&value[..sp]).filter(|&s| s < (1 << 31)).ok_or(BAD)?;
+    let sp = memchr::memchr2(b' ', b'\t', value.as_bytes()).ok_or(BAD)?;
+    let seq = parse_u32(&value[..sp])
+        .filter(|&s| s < (1 << 31))
+        .ok_or(BAD)?;
     let method = trim_lws(&value[sp..]);
     if !is_token(method) {
         return Err(BAD);
     }
-    Ok(CSeq { seq, method: Method::from_token(method) })
+    Ok(CSeq {
+        seq,
+        method: Method::from_token(method),
+    })
+}
+
+/// Marks a header that may appear only once as seen.
+fn once(seen: &mut u8, bit: u8, name: &'static str) -> Result<(), ParseError> {
+    if *seen & bit != 0 {
+        return Err(ParseError::in_header("header appears twice", name));
+    }
+    *seen |= bit;
+    Ok(())
 }

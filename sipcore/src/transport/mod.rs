@@ -37,7 +37,9 @@ pub use tcp::{TcpConfig, TcpTransport};
 pub use udp::{UdpConfig, UdpTransport};
 
 /// The transport protocol of a message, as named in `Via` (RFC 3261 §18).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum TransportKind {
     Udp,
     Tcp,

@@ -1,0 +1,125 @@
+//! A call through the B2BUA as plain data: everything the active node
+//! knows about it, serialisable so that a standby can be given a copy.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sipcore::dialog::Dialog;
+use sipcore::message::Message;
+use sipcore::transaction::{ClientKey, ServerKey};
+use sipcore::transport::TransportKind;
+use tokio::time::Instant;
+
+/// Where a call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallState {
+    /// Leg B's INVITE is out; nothing but 100 back yet.
+    Calling,
+    /// A provisional response (ringing, early media) was forwarded to A.
+    Early,
+    /// 2xx sent to A; waiting for A's ACK.
+    Answered,
+    /// Both legs confirmed: the call is up.
+    Confirmed,
+    /// A CANCEL from A arrived before the answer: waiting for leg B to
+    /// finish so that no call is left on the media server.
+    Cancelling,
+}
+
+/// Leg A: Tandem is the UAS toward the trunk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LegA {
+    pub call_id: String,
+    /// Our To tag toward the trunk.
+    pub local_tag: String,
+    /// The INVITE as received: responses are built from it, and the
+    /// identity and carried headers of any new leg B come from it.
+    pub invite: Message,
+    /// The INVITE server transaction while it awaits a final response.
+    pub invite_key: Option<ServerKey>,
+    /// Transport and address the trunk sent from.
+    pub transport: TransportKind,
+    pub source: std::net::SocketAddr,
+    pub dialog: Option<Dialog>,
+    /// The INVITE carried an offer (otherwise leg B's answer carries the
+    /// offer and A's ACK the answer).
+    pub had_offer: bool,
+}
+
+/// Leg B: Tandem is the UAC toward a media server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LegB {
+    pub call_id: String,
+    pub local_tag: String,
+    /// Index of the pool member.
+    pub member: usize,
+    /// Members tried for this call, in order (failover never repeats one).
+    pub tried: Vec<usize>,
+    /// The INVITE we sent (CANCEL and failover are built from it).
+    pub invite: Message,
+    pub invite_key: Option<ClientKey>,
+    pub dialog: Option<Dialog>,
+    /// Any response but 100 arrived: CANCEL is allowed now (§9.1).
+    pub provisional: bool,
+    /// The 2xx's ACK is held until A's ACK brings the answer (late offer).
+    pub ack_pending: bool,
+    pub cancel_sent: bool,
+}
+
+/// Which leg a message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Leg {
+    A,
+    B,
+}
+
+impl Leg {
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+
+    pub fn side(self) -> media_relay::Side {
+        match self {
+            Leg::A => media_relay::Side::A,
+            Leg::B => media_relay::Side::B,
+        }
+    }
+}
+
+/// Times as milliseconds since the Unix epoch: plain data that means the
+/// same on another node.
+pub type UnixMillis = u64;
+
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Call {
+    pub id: u64,
+    pub state: CallState,
+    pub a: LegA,
+    pub b: LegB,
+    /// The relay session anchoring both legs' RTP.
+    pub media: u64,
+    pub created_at: UnixMillis,
+    pub answered_at: Option<UnixMillis>,
+    /// Last successful session refresh (RFC 4028), or the answer.
+    pub refreshed_at: UnixMillis,
+    /// Negotiated Session-Expires in seconds, if session timers are on.
+    pub session_expires: Option<u32>,
+    /// A re-INVITE or UPDATE is in progress (answer 491 to another one).
+    pub offer_pending: bool,
+    /// Every media server this call used, with the time it started there.
+    pub servers: Vec<(String, UnixMillis)>,
+    /// The offer as sent to leg B (relay addresses), kept for failover.
+    pub offer: Option<Bytes>,
+    /// When the INVITE arrived, for the setup latency (local clock only).
+    #[serde(skip, default = "Instant::now")]
+    pub started: Instant,
+}

@@ -1,0 +1,282 @@
+//! Timers, OPTIONS probes of the pool, session hygiene and the end of a
+//! call (BYEs, relay session freed, CDR line, metrics).
+
+use std::time::Duration;
+
+use media_relay::{SessionId, Side};
+use sipcore::message::{Method, RequestBuilder};
+use tokio::time::Instant;
+
+use super::call::{now_millis, CallState, Leg};
+use super::{member_transport, token, ClientRole, Engine, TimerEvent};
+use crate::metrics;
+use crate::pool::Health;
+
+/// How long a call may stay unanswered (INVITE timer C, RFC 3261 §16.6).
+const RING_LIMIT: Duration = Duration::from_secs(180);
+
+impl Engine {
+    pub(super) fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(event) = self.timers.pop_due(now) {
+            match event {
+                TimerEvent::MemberAnswer { call, key } => {
+                    let waiting = self
+                        .calls
+                        .get(&call)
+                        .is_some_and(|c| c.b.invite_key.as_ref() == Some(&key) && !c.b.provisional);
+                    if waiting {
+                        self.clients.remove(&key);
+                        self.leg_b_failed(call, &key, "media server did not answer");
+                    }
+                }
+                TimerEvent::Retransmit2xx {
+                    call,
+                    leg,
+                    key,
+                    response,
+                    interval,
+                    give_up,
+                } => {
+                    if self.unacked.get(&(call, leg)) != Some(&response.cseq().seq) {
+                        continue;
+                    }
+                    if now >= give_up {
+                        // No ACK for 64*T1: the dialog is dead (§13.3.1.4).
+                        self.unacked.remove(&(call, leg));
+                        tracing::warn!(call, ?leg, "no ACK for the 2xx; ending the call");
+                        self.end_call(call, "no_ack", leg == Leg::B, leg == Leg::A);
+                        continue;
+                    }
+                    if let Err(e) = self.ep.layer().send_response(&key, (*response).clone()) {
+                        tracing::debug!(call, error = %e, "2xx retransmission not sent");
+                    }
+                    let t2 = self.ep.layer().config().t2;
+                    let interval = (interval * 2).min(t2);
+                    self.timers.at(
+                        now + interval,
+                        TimerEvent::Retransmit2xx {
+                            call,
+                            leg,
+                            key,
+                            response,
+                            interval,
+                            give_up,
+                        },
+                    );
+                }
+                TimerEvent::ProbeTimeout { member, key } => {
+                    if self.probes.get(member).and_then(|p| p.as_ref()) == Some(&key) {
+                        self.probes[member] = None;
+                        self.clients.remove(&key);
+                        self.probe_outcome(member, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one OPTIONS to each member that has no probe outstanding.
+    pub(super) fn send_probes(&mut self) {
+        let timeout = Duration::from_millis(self.config.pool.health.timeout_ms);
+        for member in 0..self.pool.members.len() {
+            if self.probes[member].is_some() {
+                continue;
+            }
+            let m = self.pool.member(member).clone();
+            let transport = member_transport(m.transport);
+            let bytes = RequestBuilder::new(&Method::Options, &format!("sip:{}", m.address))
+                .header("Via", &self.new_via(transport))
+                .header(
+                    "From",
+                    &format!("<sip:tandem@{}>;tag={}", self.advertised, token(10)),
+                )
+                .header("To", &format!("<sip:{}>", m.address))
+                .header("Call-ID", &format!("{}@tandem", token(20)))
+                .header("CSeq", "1 OPTIONS")
+                .header("Max-Forwards", "70")
+                .build();
+            let target = sipcore::transport::Target {
+                transport,
+                addr: m.address,
+                connection: None,
+            };
+            if let Some(key) = self.send_request(bytes, target, ClientRole::Probe { member }) {
+                self.probes[member] = Some(key.clone());
+                self.timers.at(
+                    Instant::now() + timeout,
+                    TimerEvent::ProbeTimeout { member, key },
+                );
+            } else {
+                self.probe_outcome(member, false);
+            }
+        }
+    }
+
+    pub(super) fn probe_outcome(&mut self, member: usize, alive: bool) {
+        if let Some(change) = self.pool.probe_result(member, alive) {
+            let name = &self.pool.member(member).name;
+            match change.now {
+                Health::Down => tracing::warn!(member = %name, "media server is down"),
+                Health::Up => tracing::info!(member = %name, "media server is up"),
+            }
+            metrics::member_health(name, change.now == Health::Up);
+        }
+    }
+
+    /// Session hygiene: calls that nobody hangs up are ended here.
+    pub(super) fn housekeeping(&mut self) {
+        let now = now_millis();
+        let calls = &self.config.calls;
+        let max_ms = calls.max_duration_s * 1000;
+        let media_ms = calls.media_timeout_s * 1000;
+        let mut ends: Vec<(u64, &'static str)> = Vec::new();
+        let mut timeouts: Vec<u64> = Vec::new();
+        for (id, call) in &self.calls {
+            match call.state {
+                CallState::Calling | CallState::Early => {
+                    if now.saturating_sub(call.created_at) > RING_LIMIT.as_millis() as u64 {
+                        timeouts.push(*id);
+                    }
+                }
+                CallState::Cancelling => {
+                    if now.saturating_sub(call.created_at) > RING_LIMIT.as_millis() as u64 + 64_000
+                    {
+                        ends.push((*id, "cancelled"));
+                    }
+                }
+                CallState::Answered | CallState::Confirmed => {
+                    let answered = call.answered_at.unwrap_or(call.created_at);
+                    if max_ms > 0 && now.saturating_sub(answered) > max_ms {
+                        ends.push((*id, "max_duration"));
+                    } else if let Some(se) = call.session_expires {
+                        if now.saturating_sub(call.refreshed_at) > se as u64 * 1000 {
+                            ends.push((*id, "session_expired"));
+                        }
+                    }
+                    if media_ms > 0 && now.saturating_sub(answered) > media_ms {
+                        let session = SessionId(call.media);
+                        let idle = |side| {
+                            self.relay
+                                .idle_time(session, side)
+                                .ok()
+                                .map(|d| d.map_or(u64::MAX, |d: Duration| d.as_millis() as u64))
+                                .unwrap_or(u64::MAX)
+                        };
+                        if idle(Side::A) > media_ms && idle(Side::B) > media_ms {
+                            ends.push((*id, "media_timeout"));
+                        }
+                    }
+                }
+            }
+        }
+        for id in timeouts {
+            self.send_leg_b_cancel_if_ringing(id);
+            self.fail_call(
+                id,
+                408,
+                "Request Timeout",
+                Some("399 tandem \"no answer in time\"".into()),
+                "timeout",
+            );
+        }
+        for (id, reason) in ends {
+            tracing::info!(call = id, reason, "ending call");
+            let answered = self.calls.get(&id).is_some_and(|c| c.a.dialog.is_some());
+            self.end_call(id, reason, answered, answered);
+        }
+        metrics::relay(&self.relay.counters());
+    }
+
+    fn send_leg_b_cancel_if_ringing(&mut self, id: u64) {
+        if self.calls.get(&id).is_some_and(|c| c.b.provisional) {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.state = CallState::Cancelling;
+            }
+        }
+    }
+
+    /// Ends a call: BYE to the legs asked for, the relay session freed,
+    /// one CDR line, metrics.
+    pub(super) fn end_call(&mut self, id: u64, reason: &str, bye_a: bool, bye_b: bool) {
+        let Some(mut call) = self.calls.remove(&id) else {
+            return;
+        };
+        self.by_a.remove(&call.a.call_id);
+        self.by_b.remove(&call.b.call_id);
+        self.unacked.remove(&(id, Leg::A));
+        self.unacked.remove(&(id, Leg::B));
+        if let Some(m) = self.pool.members.get_mut(call.b.member) {
+            if call.b.invite_key.is_some() || call.b.dialog.is_some() {
+                m.active_calls = m.active_calls.saturating_sub(1);
+            }
+        }
+        let bye_reason = format!("Q.850;cause=16;text=\"{reason}\"");
+        for (leg, wanted) in [(Leg::A, bye_a), (Leg::B, bye_b)] {
+            if !wanted {
+                continue;
+            }
+            let transport = match leg {
+                Leg::A => call.a.transport,
+                Leg::B => member_transport(self.pool.member(call.b.member).transport),
+            };
+            let via = self.new_via(transport);
+            let target = self.leg_target(&call, leg);
+            let dialog = match leg {
+                Leg::A => call.a.dialog.as_mut(),
+                Leg::B => call.b.dialog.as_mut(),
+            };
+            if let Some(d) = dialog {
+                let bye = d
+                    .request(&Method::Bye, &via)
+                    .header("Reason", &bye_reason)
+                    .build();
+                self.send_request(bye, target, ClientRole::Own);
+            }
+        }
+        let session = SessionId(call.media);
+        let stats = self.relay.stats(session).ok();
+        let now = now_millis();
+        let servers: Vec<String> = call
+            .servers
+            .iter()
+            .map(|(n, t)| format!("{n}@{t}"))
+            .collect();
+        let (a_rx, b_rx) = match &stats {
+            Some(s) => (s.side(Side::A).clone(), s.side(Side::B).clone()),
+            None => Default::default(),
+        };
+        tracing::info!(
+            target: "cdr",
+            call = id,
+            a_call_id = %call.a.call_id,
+            b_call_id = %call.b.call_id,
+            caller = %call.a.invite.from_header().uri,
+            callee = %call.a.invite.to_header().uri,
+            servers = %servers.join(","),
+            setup_ms = call.created_at,
+            answer_ms = call.answered_at.unwrap_or(0),
+            end_ms = now,
+            reason,
+            a_packets = a_rx.packets,
+            a_lost = a_rx.lost,
+            a_jitter_ms = a_rx.jitter_ms,
+            a_max_gap_ms = a_rx.max_gap.as_millis() as u64,
+            b_packets = b_rx.packets,
+            b_lost = b_rx.lost,
+            b_jitter_ms = b_rx.jitter_ms,
+            b_max_gap_ms = b_rx.max_gap.as_millis() as u64,
+            "call ended"
+        );
+        self.drop_session(session);
+        metrics::call_ended(reason, call.answered_at.is_some());
+        metrics::calls_active(self.calls.len());
+    }
+
+    pub(super) fn drop_session(&self, session: SessionId) {
+        let relay = self.relay.clone();
+        tokio::spawn(async move {
+            let _ = relay.remove_session(session).await;
+        });
+    }
+}

@@ -1,0 +1,412 @@
+//! Requests inside an established call: ACK, BYE, CANCEL before the
+//! answer, and everything Tandem forwards from one leg to the other
+//! (re-INVITE and UPDATE for hold/unhold and session refresh, INFO for
+//! DTMF, OPTIONS, NOTIFY, …). A forwarded request is a new request in the
+//! other leg's dialog; its final answer comes back as the answer to the
+//! original one. SDP is rewritten both ways, so the relay stays in the path.
+
+use bytes::Bytes;
+use media_relay::SessionId;
+use sipcore::dialog::DialogError;
+use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
+use sipcore::transaction::ServerKey;
+use tokio::time::Instant;
+
+use super::call::{now_millis, CallState, Leg};
+use super::{member_transport, ClientRole, Engine, TimerEvent};
+use crate::media::{is_sdp, relay_sdp};
+
+/// Headers a forwarded in-dialog request or response keeps.
+const FORWARDED_HEADERS: &[&str] = &[
+    "Session-Expires",
+    "Min-SE",
+    "Event",
+    "Subscription-State",
+    "Info-Package",
+    "Recv-Info",
+    "Reason",
+    "Refer-To",
+    "Referred-By",
+];
+
+impl Engine {
+    pub(super) fn on_in_dialog_request(&mut self, key: ServerKey, request: Message) {
+        let Some((id, leg)) = self.call_of(request.call_id()) else {
+            self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
+        let call = self.calls.get_mut(&id).expect("indexed call exists");
+        let dialog = match leg {
+            Leg::A => call.a.dialog.as_mut(),
+            Leg::B => call.b.dialog.as_mut(),
+        };
+        let checked = match dialog {
+            Some(d) => d.on_remote_request(&request),
+            None => Err(DialogError::NotThisDialog),
+        };
+        match checked {
+            Ok(()) => {}
+            Err(DialogError::CSeqOutOfOrder { .. }) => {
+                self.respond(
+                    &key,
+                    &request,
+                    500,
+                    "Server Internal Error",
+                    &[("Warning", "399 tandem \"CSeq out of order\"")],
+                );
+                return;
+            }
+            Err(_) => {
+                self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
+                return;
+            }
+        }
+        let method = request.method().cloned().unwrap_or(Method::Ack);
+        match method {
+            Method::Bye => {
+                self.respond(&key, &request, 200, "OK", &[]);
+                let reason = match leg {
+                    Leg::A => "bye_caller",
+                    Leg::B => "bye_server",
+                };
+                let (bye_a, bye_b) = (leg == Leg::B, leg == Leg::A);
+                self.end_call(id, reason, bye_a, bye_b);
+            }
+            Method::Invite | Method::Update if call.offer_pending => {
+                // Glare (RFC 3261 §14.2, RFC 3311 §5.2).
+                let retry_after = if leg == Leg::A { "1" } else { "2" };
+                self.respond(
+                    &key,
+                    &request,
+                    491,
+                    "Request Pending",
+                    &[("Retry-After", retry_after)],
+                );
+            }
+            _ => self.forward_request(id, leg, key, request, method),
+        }
+    }
+
+    fn forward_request(
+        &mut self,
+        id: u64,
+        from: Leg,
+        key: ServerKey,
+        request: Message,
+        method: Method,
+    ) {
+        let to = from.other();
+        let transport = match to {
+            Leg::A => self.calls[&id].a.transport,
+            Leg::B => member_transport(self.pool.member(self.calls[&id].b.member).transport),
+        };
+        let via = self.new_via(transport);
+        let body = match self.rewrite_body(id, from, &request) {
+            Ok(b) => b,
+            Err(e) => {
+                self.respond(
+                    &key,
+                    &request,
+                    e.status,
+                    e.reason,
+                    &[("Warning", &e.warning())],
+                );
+                return;
+            }
+        };
+        let target = self.leg_target(&self.calls[&id], to);
+        let carried: Vec<(&str, &str)> = request
+            .iter_headers()
+            .filter(|(n, _)| self.carried(n))
+            .collect();
+        let call = self.calls.get_mut(&id).expect("call exists");
+        let dialog = match to {
+            Leg::A => call.a.dialog.as_mut(),
+            Leg::B => call.b.dialog.as_mut(),
+        };
+        let Some(dialog) = dialog else {
+            self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
+        let mut req: RequestBuilder = dialog.request(&method, &via);
+        let max_forwards = request.max_forwards().unwrap_or(70).saturating_sub(1);
+        if max_forwards == 0 {
+            self.respond(&key, &request, 483, "Too Many Hops", &[]);
+            return;
+        }
+        req = req.header("Max-Forwards", &max_forwards.to_string());
+        for name in FORWARDED_HEADERS {
+            for v in request.headers(name) {
+                req = req.header(name, v);
+            }
+        }
+        if request.supports("timer") {
+            req = req.header("Supported", "timer");
+        }
+        for (name, value) in carried {
+            req = req.header(name, value);
+        }
+        if let Some((ct, body)) = body {
+            req = req.body(&ct, body);
+        }
+        if matches!(method, Method::Invite | Method::Update) {
+            call.offer_pending = true;
+        }
+        let role = ClientRole::Forwarded {
+            call: id,
+            to,
+            origin: key.clone(),
+            request: request.clone(),
+        };
+        if self.send_request(req.build(), target, role).is_none() {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.offer_pending = false;
+            }
+            self.respond(
+                &key,
+                &request,
+                500,
+                "Server Internal Error",
+                &[("Warning", "399 tandem \"cannot forward\"")],
+            );
+        }
+    }
+
+    /// The body of a message from leg `from` as it goes to the other leg:
+    /// SDP rewritten through the relay, anything else unchanged.
+    fn rewrite_body(
+        &self,
+        id: u64,
+        from: Leg,
+        msg: &Message,
+    ) -> Result<Option<(String, Bytes)>, crate::error::Error> {
+        if msg.body().is_empty() {
+            return Ok(None);
+        }
+        let ct = msg
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        if !is_sdp(Some(&ct)) {
+            return Ok(Some((ct, msg.body_bytes())));
+        }
+        let session = SessionId(self.calls[&id].media);
+        let info = self.relay.session_info(session).map_err(|e| {
+            crate::error::Error::internal(500, "Server Internal Error", e.to_string())
+        })?;
+        let sdp = relay_sdp(&self.relay, session, &info, from.side(), msg.body())?;
+        Ok(Some(("application/sdp".to_owned(), sdp)))
+    }
+
+    pub(super) fn on_forwarded_response(
+        &mut self,
+        id: u64,
+        to: Leg,
+        origin: ServerKey,
+        request: Message,
+        response: Message,
+    ) {
+        let status = response.status().unwrap_or(0);
+        if status < 200 || !self.calls.contains_key(&id) {
+            return;
+        }
+        let method = response.cseq().method.clone();
+        let from = to.other();
+        let origin_transport = match from {
+            Leg::A => self.calls[&id].a.transport,
+            Leg::B => member_transport(self.pool.member(self.calls[&id].b.member).transport),
+        };
+        let body = self.rewrite_body(id, to, &response).unwrap_or_else(|e| {
+            tracing::warn!(call = id, error = %e, "answer SDP not usable");
+            None
+        });
+        let contact = self.contact(origin_transport);
+        let ack_via = self.new_via(match to {
+            Leg::A => self.calls[&id].a.transport,
+            Leg::B => member_transport(self.pool.member(self.calls[&id].b.member).transport),
+        });
+        let call = self.calls.get_mut(&id).expect("call exists");
+        if matches!(method, Method::Invite | Method::Update) {
+            call.offer_pending = false;
+        }
+        let dialog = match to {
+            Leg::A => call.a.dialog.as_mut(),
+            Leg::B => call.b.dialog.as_mut(),
+        };
+        if let Some(d) = dialog {
+            d.on_response(&response);
+        }
+        let ok = (200..300).contains(&status);
+        if ok && matches!(method, Method::Invite | Method::Update) {
+            call.refreshed_at = now_millis();
+        }
+        let mut b = ResponseBuilder::new(&request, status, response.reason_phrase().unwrap_or(""));
+        if ok && matches!(method, Method::Invite | Method::Update) {
+            b = b.header("Contact", &contact);
+        }
+        for name in [
+            "Session-Expires",
+            "Min-SE",
+            "Retry-After",
+            "Reason",
+            "Warning",
+            "Allow",
+        ] {
+            if let Some(v) = response.header(name) {
+                b = b.header(name, v);
+            }
+        }
+        if response.require().any(|t| t.eq_ignore_ascii_case("timer")) {
+            b = b.header("Require", "timer");
+        }
+        if let Some((ct, body)) = body {
+            b = b.body(&ct, body);
+        }
+        let bytes = b.build();
+        if ok && method == Method::Invite {
+            // ACK the leg that answered at once (its offer came from the
+            // other side, so the ACK carries no body) and make sure the
+            // leg that asked gets the 2xx until it ACKs.
+            let seq = response.cseq().seq;
+            let ack = match to {
+                Leg::A => call.a.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
+                Leg::B => call.b.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
+            };
+            let target = self.leg_target(&self.calls[&id], to);
+            if let Some(ack) = ack {
+                let _ = self.ep.send_raw(target, ack);
+            }
+            if let Ok(msg) = Message::parse(bytes.clone()) {
+                self.unacked.insert((id, from), request.cseq().seq);
+                let t1 = self.ep.layer().config().t1;
+                self.timers.at(
+                    Instant::now() + t1,
+                    TimerEvent::Retransmit2xx {
+                        call: id,
+                        leg: from,
+                        key: origin.clone(),
+                        response: Box::new(msg),
+                        interval: t1,
+                        give_up: Instant::now() + 64 * t1,
+                    },
+                );
+            }
+        }
+        self.send_response(&origin, bytes);
+    }
+
+    pub(super) fn on_ack(&mut self, ack: Message) {
+        let Some((id, leg)) = self.call_of(ack.call_id()) else {
+            return;
+        };
+        if self.unacked.get(&(id, leg)) == Some(&ack.cseq().seq) {
+            self.unacked.remove(&(id, leg));
+        }
+        if leg != Leg::A {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state == CallState::Answered {
+            call.state = CallState::Confirmed;
+            metrics_answered();
+        }
+        if call.b.ack_pending {
+            let body = match self.rewrite_body(id, Leg::A, &ack) {
+                Ok(Some((_, b))) => Some(b),
+                _ => None,
+            };
+            self.send_leg_b_ack(id, body);
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, key: ServerKey, cancel: Message) {
+        let invite_key = self.ep.layer().find_invite_for_cancel(&key);
+        let found = invite_key.as_ref().and_then(|ik| {
+            let (id, leg) = self.call_of(cancel.call_id())?;
+            let call = self.calls.get(&id)?;
+            (leg == Leg::A && call.a.invite_key.as_ref() == Some(ik)).then_some(id)
+        });
+        let Some(id) = found else {
+            self.respond(&key, &cancel, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
+        self.respond(&key, &cancel, 200, "OK", &[]);
+        let call = self.calls.get_mut(&id).expect("call exists");
+        if let Some(ik) = call.a.invite_key.take() {
+            let resp = ResponseBuilder::with_to_tag(
+                &call.a.invite,
+                487,
+                "Request Terminated",
+                Some(&call.a.local_tag),
+            )
+            .build();
+            self.send_response(&ik, resp);
+        }
+        let call = self.calls.get_mut(&id).expect("call exists");
+        call.state = CallState::Cancelling;
+        if call.b.provisional {
+            self.send_leg_b_cancel(id);
+        }
+        // Otherwise the CANCEL goes out with leg B's first provisional
+        // response (§9.1: not before), see `finish_cancel`.
+    }
+
+    /// Leg B answered while the call is being cancelled.
+    pub(super) fn finish_cancel(&mut self, id: u64, response: &Message) {
+        let status = response.status().unwrap_or(0);
+        match status {
+            101..=199 => self.send_leg_b_cancel(id),
+            200..=299 => {
+                self.reject_late_2xx(response);
+                self.end_call(id, "cancelled", false, false);
+            }
+            _ => self.end_call(id, "cancelled", false, false),
+        }
+    }
+
+    fn send_leg_b_cancel(&mut self, id: u64) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.b.cancel_sent {
+            return;
+        }
+        call.b.cancel_sent = true;
+        let inv = &call.b.invite;
+        let bytes = RequestBuilder::new(&Method::Cancel, inv.request_uri_str().unwrap_or_default())
+            .header("Via", inv.top_via().raw)
+            .header("Max-Forwards", "70")
+            .header("From", inv.header("From").unwrap_or_default())
+            .header("To", inv.header("To").unwrap_or_default())
+            .header("Call-ID", inv.call_id())
+            .header("CSeq", &format!("{} CANCEL", inv.cseq().seq))
+            .header("Reason", "SIP;cause=487;text=\"Request Terminated\"")
+            .build();
+        let target = self.leg_target(&self.calls[&id], Leg::B);
+        self.send_request(bytes, target, ClientRole::Own);
+    }
+
+    pub(super) fn on_stray_response(&mut self, response: Message) {
+        let status = response.status().unwrap_or(0);
+        if !(200..300).contains(&status) || response.cseq().method != Method::Invite {
+            return;
+        }
+        // A 2xx retransmitted after leg B's client transaction ended: our
+        // ACK was lost. ACK again; unknown dialogs are hung up.
+        match self.call_of(response.call_id()) {
+            Some((id, Leg::B)) if !self.calls[&id].b.ack_pending => {
+                if response.cseq().seq == self.calls[&id].b.invite.cseq().seq {
+                    self.send_leg_b_ack(id, None);
+                }
+            }
+            Some(_) => {}
+            None => self.reject_late_2xx(&response),
+        }
+    }
+}
+
+fn metrics_answered() {
+    crate::metrics::call_answered();
+}

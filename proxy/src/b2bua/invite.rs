@@ -1,0 +1,657 @@
+//! A new call: leg A's INVITE is checked, a media session is opened, a
+//! pool member is chosen and leg B's INVITE is sent; leg B's answers come
+//! back here. Before the answer, a member that fails (408, 5xx, timeout,
+//! transport error) is replaced by the next one without leg A noticing.
+
+use bytes::Bytes;
+use media_relay::{SessionId, SessionParams};
+use sipcore::dialog::{Dialog, DialogState};
+use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
+use sipcore::transaction::{ClientKey, ServerKey};
+use sipcore::transport::Target;
+use tokio::time::Instant;
+
+use super::call::{now_millis, Call, CallState, Leg, LegA, LegB};
+use super::{member_transport, token, ClientRole, Engine, TimerEvent};
+use crate::error::Error;
+use crate::media::{is_sdp, relay_sdp};
+use crate::metrics;
+
+/// Option tags Tandem supports end to end. 100rel is not among them: a
+/// `Require: 100rel` gets 420, a `Supported: 100rel` is not passed on, so
+/// media servers answer with plain provisional responses.
+const SUPPORTED: &[&str] = &["timer"];
+
+impl Engine {
+    pub(super) fn on_new_invite(&mut self, key: ServerKey, invite: Message, source: Target) {
+        match self.admit(&invite, source) {
+            Ok(()) => {}
+            Err(e) => {
+                metrics::call_rejected(e.status);
+                tracing::info!(peer = %source.addr, call_id = invite.call_id(), status = e.status, detail = %e.detail, "INVITE refused");
+                let mut headers = vec![("Warning", e.warning())];
+                if e.status == 420 {
+                    headers.push(("Unsupported", unsupported(&invite).join(", ")));
+                }
+                if e.status == 503 {
+                    headers.push(("Retry-After", "5".into()));
+                }
+                let hs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                self.respond(&key, &invite, e.status, e.reason, &hs);
+                return;
+            }
+        }
+        // A retransmitted INVITE is absorbed by the transaction layer; a
+        // second INVITE with the same Call-ID and no To tag (a new branch)
+        // would be a fork: refuse it rather than open a second call.
+        if self.by_a.contains_key(invite.call_id()) {
+            self.respond(
+                &key,
+                &invite,
+                482,
+                "Loop Detected",
+                &[("Warning", "399 tandem \"duplicate Call-ID\"")],
+            );
+            return;
+        }
+        self.respond(&key, &invite, 100, "Trying", &[]);
+
+        let id = self.next_call;
+        self.next_call += 1;
+        let session = SessionId(id);
+        let info = match self.relay.create_session(session, SessionParams::default()) {
+            Ok(info) => info,
+            Err(e) => {
+                let e = Error::internal(503, "Service Unavailable", format!("no media ports: {e}"));
+                metrics::call_rejected(e.status);
+                self.respond(
+                    &key,
+                    &invite,
+                    e.status,
+                    e.reason,
+                    &[("Warning", &e.warning()), ("Retry-After", "5")],
+                );
+                return;
+            }
+        };
+        let had_offer = !invite.body().is_empty() && is_sdp(invite.content_type());
+        let offer = if had_offer {
+            match relay_sdp(
+                &self.relay,
+                session,
+                &info,
+                media_relay::Side::A,
+                invite.body(),
+            ) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    self.drop_session(session);
+                    metrics::call_rejected(e.status);
+                    self.respond(
+                        &key,
+                        &invite,
+                        e.status,
+                        e.reason,
+                        &[("Warning", &e.warning())],
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let now = now_millis();
+        let call = Call {
+            id,
+            state: CallState::Calling,
+            a: LegA {
+                call_id: invite.call_id().to_owned(),
+                local_tag: token(12),
+                invite: invite.clone(),
+                invite_key: Some(key),
+                transport: source.transport,
+                source: source.addr,
+                dialog: None,
+                had_offer,
+            },
+            b: LegB {
+                call_id: String::new(),
+                local_tag: String::new(),
+                member: usize::MAX,
+                tried: Vec::new(),
+                invite: invite.clone(),
+                invite_key: None,
+                dialog: None,
+                provisional: false,
+                ack_pending: false,
+                cancel_sent: false,
+            },
+            media: id,
+            created_at: now,
+            answered_at: None,
+            refreshed_at: now,
+            session_expires: None,
+            offer_pending: false,
+            servers: Vec::new(),
+            offer,
+            started: Instant::now(),
+        };
+        self.by_a.insert(call.a.call_id.clone(), id);
+        self.calls.insert(id, call);
+        metrics::calls_active(self.calls.len());
+        self.try_next_member(id, "no media server available");
+    }
+
+    /// Checks that decide before anything is allocated.
+    fn admit(&self, invite: &Message, source: Target) -> Result<(), Error> {
+        if self.draining {
+            return Err(Error::internal(503, "Service Unavailable", "shutting down"));
+        }
+        if self.config.trunk_for(source.addr.ip()).is_none() {
+            return Err(Error::downstream(
+                403,
+                "Forbidden",
+                format!("source {} is not a configured trunk", source.addr.ip()),
+            ));
+        }
+        if invite.max_forwards() == Some(0) {
+            return Err(Error::downstream(483, "Too Many Hops", "Max-Forwards is 0"));
+        }
+        let me = self.advertised;
+        if invite
+            .vias()
+            .any(|v| v.host == me.ip().to_string() && v.sent_by_port() == me.port())
+        {
+            return Err(Error::downstream(
+                482,
+                "Loop Detected",
+                "the INVITE already passed through Tandem",
+            ));
+        }
+        if let Some(uri) = invite.request_uri() {
+            if !uri.is_sip() && !uri.scheme.eq_ignore_ascii_case("tel") {
+                return Err(Error::downstream(
+                    416,
+                    "Unsupported URI Scheme",
+                    format!("scheme {}", uri.scheme),
+                ));
+            }
+        }
+        if !unsupported(invite).is_empty() {
+            return Err(Error::downstream(
+                420,
+                "Bad Extension",
+                "required extension not supported",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends leg B's INVITE to the next healthy member not tried yet; when
+    /// none is left, answers leg A with `last_error`.
+    pub(super) fn try_next_member(&mut self, id: u64, why: &str) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let tried = call.b.tried.clone();
+        let Some(member) = self.pool.select(&tried) else {
+            let e = Error::upstream(503, "Service Unavailable", why.to_owned());
+            self.fail_call(id, e.status, e.reason, Some(e.warning()), "no_server");
+            return;
+        };
+        let m = self.pool.member(member).clone();
+        let transport = member_transport(m.transport);
+        let call = &self.calls[&id];
+        let a = &call.a.invite;
+        let b_call_id = format!("{}@tandem", token(20));
+        let b_tag = token(12);
+        let from = a.from_header();
+        let to = a.to_header();
+        let ruri_user = a.request_uri().and_then(|u| u.user).unwrap_or("");
+        let host = self.advertised;
+        let ident = |display: Option<&str>, user: Option<&str>, host: &str| -> String {
+            let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+            match display {
+                Some(d) => format!("{d} <sip:{user}{host}>"),
+                None => format!("<sip:{user}{host}>"),
+            }
+        };
+        let ruri = if ruri_user.is_empty() {
+            format!("sip:{}", m.address)
+        } else {
+            format!("sip:{ruri_user}@{}", m.address)
+        };
+        let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).to_string();
+        let mut req = RequestBuilder::new(&Method::Invite, &ruri)
+            .header("Via", &self.new_via(transport))
+            .header("Max-Forwards", &max_forwards)
+            .header(
+                "From",
+                &format!(
+                    "{};tag={b_tag}",
+                    ident(from.display, from.uri().user, &host.to_string())
+                ),
+            )
+            .header(
+                "To",
+                &ident(to.display, to.uri().user, &m.address.to_string()),
+            )
+            .header("Call-ID", &b_call_id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", &self.contact(transport))
+            .header("Allow", super::ALLOW);
+        if a.supports("timer") {
+            req = req.header("Supported", "timer");
+        }
+        for name in ["Session-Expires", "Min-SE"] {
+            if let Some(v) = a.header(name) {
+                req = req.header(name, v);
+            }
+        }
+        for (name, value) in a.iter_headers() {
+            if self.carried(name) {
+                req = req.header(name, value);
+            }
+        }
+        if let Some(offer) = &call.offer {
+            req = req.body("application/sdp", offer.clone());
+        } else if !a.body().is_empty() {
+            // A body Tandem does not rewrite (not SDP) passes unchanged.
+            req = req.body(
+                a.content_type().unwrap_or("application/octet-stream"),
+                a.body_bytes(),
+            );
+        }
+        let bytes = req.build();
+        let Ok(b_invite) = Message::parse(bytes.clone()) else {
+            self.fail_call(id, 500, "Server Internal Error", None, "internal");
+            return;
+        };
+        let target = Target {
+            transport,
+            addr: m.address,
+            connection: None,
+        };
+        let key = self.send_request(bytes, target, ClientRole::LegBInvite { call: id });
+        let timeout = std::time::Duration::from_millis(self.config.calls.member_answer_timeout_ms);
+        let call = self.calls.get_mut(&id).expect("call exists");
+        if !call.b.call_id.is_empty() {
+            self.by_b.remove(&call.b.call_id);
+        }
+        call.b = LegB {
+            call_id: b_call_id.clone(),
+            local_tag: b_tag,
+            member,
+            tried: {
+                let mut t = tried;
+                t.push(member);
+                t
+            },
+            invite: b_invite,
+            invite_key: key.clone(),
+            dialog: None,
+            provisional: false,
+            ack_pending: false,
+            cancel_sent: false,
+        };
+        call.servers.push((m.name.clone(), now_millis()));
+        self.by_b.insert(b_call_id, id);
+        self.pool.members[member].active_calls += 1;
+        match key {
+            Some(key) => self.timers.at(
+                Instant::now() + timeout,
+                TimerEvent::MemberAnswer { call: id, key },
+            ),
+            None => self.leg_b_failed(
+                id,
+                &ClientKey {
+                    branch: String::new(),
+                    method: Method::Invite,
+                },
+                "send failed",
+            ),
+        }
+    }
+
+    pub(super) fn carried(&self, name: &str) -> bool {
+        self.config
+            .calls
+            .carry_headers
+            .iter()
+            .any(|pat| match pat.strip_suffix('*') {
+                Some(prefix) => {
+                    name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+                }
+                None => name.eq_ignore_ascii_case(pat),
+            })
+    }
+
+    pub(super) fn on_leg_b_invite_response(&mut self, id: u64, key: ClientKey, response: Message) {
+        let status = response.status().unwrap_or(0);
+        let Some(call) = self.calls.get_mut(&id) else {
+            if (200..300).contains(&status) {
+                self.reject_late_2xx(&response);
+            }
+            return;
+        };
+        if call.b.invite_key.as_ref() != Some(&key) {
+            // An answer of a member we already gave up on.
+            if (200..300).contains(&status) {
+                self.reject_late_2xx(&response);
+            }
+            return;
+        }
+        if status == 100 {
+            return;
+        }
+        call.b.provisional = true;
+        if call.state == CallState::Cancelling {
+            self.finish_cancel(id, &response);
+            return;
+        }
+        match status {
+            101..=199 => self.forward_provisional(id, response),
+            200..=299 => self.on_leg_b_answer(id, response),
+            _ => {
+                let retry = status == 408 || (500..600).contains(&status);
+                if retry && matches!(self.calls[&id].state, CallState::Calling | CallState::Early) {
+                    self.release_member(id);
+                    let why = format!("media server answered {status}");
+                    tracing::info!(
+                        call = id,
+                        status,
+                        "member failed before answer, trying the next"
+                    );
+                    self.try_next_member(id, &why);
+                } else {
+                    let reason = response.reason_phrase().unwrap_or("").to_owned();
+                    let extra: Vec<(String, String)> = ["Retry-After", "Reason", "Warning"]
+                        .iter()
+                        .filter_map(|n| response.header(n).map(|v| (n.to_string(), v.to_owned())))
+                        .collect();
+                    self.fail_call_with(id, status, &reason, &extra, "rejected");
+                }
+            }
+        }
+    }
+
+    fn forward_provisional(&mut self, id: u64, response: Message) {
+        let contact = self.contact(self.calls[&id].a.transport);
+        let call = self.calls.get_mut(&id).expect("call exists");
+        if response.to_tag().is_some() {
+            if let Ok(d) = Dialog::from_uac_response(&call.b.invite, &response, "") {
+                call.b.dialog = Some(d);
+            }
+        }
+        call.state = CallState::Early;
+        let mut b = ResponseBuilder::with_to_tag(
+            &call.a.invite,
+            response.status().unwrap_or(180),
+            response.reason_phrase().unwrap_or("Ringing"),
+            Some(&call.a.local_tag),
+        )
+        .header("Contact", &contact);
+        if !response.body().is_empty() && is_sdp(response.content_type()) {
+            let session = SessionId(call.media);
+            if let Ok(info) = self.relay.session_info(session) {
+                if let Ok(sdp) = relay_sdp(
+                    &self.relay,
+                    session,
+                    &info,
+                    media_relay::Side::B,
+                    response.body(),
+                ) {
+                    b = b.body("application/sdp", sdp);
+                }
+            }
+        }
+        if let Some(key) = call.a.invite_key.clone() {
+            self.send_response(&key, b.build());
+        }
+    }
+
+    fn on_leg_b_answer(&mut self, id: u64, response: Message) {
+        let local_contact = {
+            let call = &self.calls[&id];
+            self.contact(member_transport(self.pool.member(call.b.member).transport))
+        };
+        let a_contact = self.contact(self.calls[&id].a.transport);
+        let call = self.calls.get_mut(&id).expect("call exists");
+        let b_dialog = match Dialog::from_uac_response(&call.b.invite, &response, &local_contact) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(call = id, error = %e, "media server's 2xx cannot make a dialog");
+                self.reject_late_2xx(&response);
+                self.release_member(id);
+                self.try_next_member(id, "media server answered without Contact");
+                return;
+            }
+        };
+        call.b.dialog = Some(b_dialog);
+        let session = SessionId(call.media);
+        let info = self.relay.session_info(session).ok();
+        let mut body: Option<Bytes> = None;
+        if !response.body().is_empty() && is_sdp(response.content_type()) {
+            if let Some(info) = &info {
+                match relay_sdp(
+                    &self.relay,
+                    session,
+                    info,
+                    media_relay::Side::B,
+                    response.body(),
+                ) {
+                    Ok(b) => body = Some(b),
+                    Err(e) => {
+                        tracing::warn!(call = id, error = %e, "media server's SDP not usable")
+                    }
+                }
+            }
+        }
+        // ACK leg B now unless A's ACK must bring the answer (late offer).
+        if call.a.had_offer {
+            self.send_leg_b_ack(id, None);
+        } else {
+            self.calls.get_mut(&id).expect("call").b.ack_pending = true;
+        }
+        let call = self.calls.get_mut(&id).expect("call exists");
+        let mut b =
+            ResponseBuilder::with_to_tag(&call.a.invite, 200, "OK", Some(&call.a.local_tag))
+                .header("Contact", &a_contact)
+                .header("Allow", super::ALLOW);
+        if let Some(se) = response.header("Session-Expires") {
+            b = b.header("Session-Expires", se);
+            if response.require().any(|t| t.eq_ignore_ascii_case("timer")) {
+                b = b.header("Require", "timer");
+            }
+            call.session_expires = sipcore::message::split_list(se)
+                .next()
+                .and_then(|v| v.split(';').next())
+                .and_then(|v| v.trim().parse().ok());
+        }
+        if let Some(body) = body {
+            b = b.body("application/sdp", body);
+        }
+        let ok = b.build();
+        let a_dialog = Message::parse(ok.clone()).ok().and_then(|_| {
+            Dialog::from_uas_request(
+                &call.a.invite,
+                &call.a.local_tag,
+                &a_contact,
+                DialogState::Confirmed,
+            )
+            .ok()
+        });
+        call.a.dialog = a_dialog;
+        call.state = CallState::Answered;
+        let now = now_millis();
+        call.answered_at = Some(now);
+        call.refreshed_at = now;
+        metrics::setup_latency(call.started.elapsed());
+        let t1 = self.ep.layer().config().t1;
+        let seq = call.a.invite.cseq().seq;
+        if let (Some(key), Ok(msg)) = (call.a.invite_key.take(), Message::parse(ok.clone())) {
+            self.send_response(&key, ok);
+            self.unacked.insert((id, Leg::A), seq);
+            let now = Instant::now();
+            self.timers.at(
+                now + t1,
+                TimerEvent::Retransmit2xx {
+                    call: id,
+                    leg: Leg::A,
+                    key,
+                    response: Box::new(msg),
+                    interval: t1,
+                    give_up: now + 64 * t1,
+                },
+            );
+        }
+    }
+
+    /// ACK for leg B's 2xx (§13.2.2.4), with the answer when A's ACK
+    /// brought one (late offer).
+    pub(super) fn send_leg_b_ack(&mut self, id: u64, body: Option<Bytes>) {
+        let Some(member) = self.calls.get(&id).map(|c| c.b.member) else {
+            return;
+        };
+        let via = self.new_via(member_transport(self.pool.member(member).transport));
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.b.ack_pending = false;
+        let Some(dialog) = call.b.dialog.as_ref() else {
+            return;
+        };
+        let mut ack = dialog.ack(call.b.invite.cseq().seq, &via);
+        if let Some(body) = body {
+            ack = ack.body("application/sdp", body);
+        }
+        let target = self.leg_target(&self.calls[&id], Leg::B);
+        let _ = self.ep.send_raw(target, ack.build());
+    }
+
+    /// A 2xx nobody wants (a member answered after we moved on, or after a
+    /// CANCEL): ACK it and hang up so no call is left on the server.
+    pub(super) fn reject_late_2xx(&mut self, response: &Message) {
+        if response.cseq().method != Method::Invite {
+            return;
+        }
+        let Some(contact) = response
+            .contacts()
+            .next()
+            .and_then(Result::ok)
+            .map(|c| c.uri.to_owned())
+        else {
+            return;
+        };
+        let Some(addr) = super::uri_socket_addr(&contact) else {
+            return;
+        };
+        let transport = sipcore::transport::TransportKind::Udp;
+        let target = Target {
+            transport,
+            addr,
+            connection: None,
+        };
+        let from = response.header("From").unwrap_or_default();
+        let to = response.header("To").unwrap_or_default();
+        let seq = response.cseq().seq;
+        let ack = RequestBuilder::new(&Method::Ack, &contact)
+            .header("Via", &self.new_via(transport))
+            .header("From", from)
+            .header("To", to)
+            .header("Call-ID", response.call_id())
+            .header("CSeq", &format!("{seq} ACK"))
+            .build();
+        let _ = self.ep.send_raw(target, ack);
+        let bye = RequestBuilder::new(&Method::Bye, &contact)
+            .header("Via", &self.new_via(transport))
+            .header("From", from)
+            .header("To", to)
+            .header("Call-ID", response.call_id())
+            .header("CSeq", &format!("{} BYE", seq + 1))
+            .header("Reason", "SIP;cause=200;text=\"Call completed elsewhere\"")
+            .build();
+        self.send_request(bye, target, ClientRole::Own);
+    }
+
+    /// Leg B's INVITE failed without a final response (timeout, transport
+    /// error): before the answer, try the next member.
+    pub(super) fn leg_b_failed(&mut self, id: u64, key: &ClientKey, why: &str) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if !key.branch.is_empty() && call.b.invite_key.as_ref() != Some(key) {
+            return;
+        }
+        match call.state {
+            CallState::Calling | CallState::Early => {
+                tracing::info!(call = id, member = %self.pool.member(call.b.member).name, why, "trying the next member");
+                self.release_member(id);
+                self.try_next_member(id, why);
+            }
+            CallState::Cancelling => self.end_call(id, "cancelled", false, false),
+            _ => {}
+        }
+    }
+
+    pub(super) fn release_member(&mut self, id: u64) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            let m = call.b.member;
+            call.b.invite_key = None;
+            if let Some(member) = self.pool.members.get_mut(m) {
+                member.active_calls = member.active_calls.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Answers leg A's INVITE with a final error and forgets the call.
+    pub(super) fn fail_call(
+        &mut self,
+        id: u64,
+        status: u16,
+        reason: &str,
+        warning: Option<String>,
+        outcome: &str,
+    ) {
+        let extra: Vec<(String, String)> = warning
+            .map(|w| ("Warning".to_owned(), w))
+            .into_iter()
+            .collect();
+        self.fail_call_with(id, status, reason, &extra, outcome);
+    }
+
+    fn fail_call_with(
+        &mut self,
+        id: u64,
+        status: u16,
+        reason: &str,
+        extra: &[(String, String)],
+        outcome: &str,
+    ) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            if let Some(key) = call.a.invite_key.take() {
+                let mut b = ResponseBuilder::with_to_tag(
+                    &call.a.invite,
+                    status,
+                    reason,
+                    Some(&call.a.local_tag),
+                );
+                for (n, v) in extra {
+                    b = b.header(n, v);
+                }
+                let bytes = b.build();
+                self.send_response(&key, bytes);
+            }
+        }
+        self.end_call(id, outcome, false, false);
+    }
+}
+
+/// Option tags of `Require` that Tandem does not support.
+fn unsupported(invite: &Message) -> Vec<String> {
+    invite
+        .require()
+        .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,458 @@
+//! The B2BUA: one engine task owns every call and reacts to events from
+//! the transaction layer, its own timers and the health probes.
+//!
+//! One task, no locks: the call table is plain data touched only here, so
+//! every state change is one step that can later be shipped to a standby
+//! as it is. The work per event is small (a few parses and prints); the
+//! RTP, which is where the volume is, never passes through this task.
+//!
+//! Files follow the SIP flows: [`invite`] (a new call and leg B's
+//! answers, failover between media servers), [`in_dialog`] (ACK, BYE,
+//! CANCEL, re-INVITE/UPDATE/INFO/OPTIONS forwarding), [`housekeeping`]
+//! (timers, OPTIONS probes, session hygiene, the end of a call).
+
+mod call;
+mod housekeeping;
+mod in_dialog;
+mod invite;
+
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use media_relay::MediaRelay;
+use rand::Rng;
+use sipcore::endpoint::Endpoint;
+use sipcore::message::{Message, Method, ResponseBuilder};
+use sipcore::transaction::{ClientKey, ServerKey, TransactionKey, TuEvent};
+use sipcore::transport::{Target, TransportKind};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+pub use call::{Call, Leg};
+
+use crate::config::{Config, MemberTransport};
+use crate::metrics;
+use crate::pool::Pool;
+
+/// What each of our client transactions is for.
+#[derive(Debug, Clone)]
+enum ClientRole {
+    /// Leg B's initial INVITE for `call`.
+    LegBInvite { call: u64 },
+    /// A request forwarded to leg `to` of `call`; its final response is
+    /// relayed to the server transaction `origin` on the other leg.
+    Forwarded {
+        call: u64,
+        to: Leg,
+        origin: ServerKey,
+        request: Message,
+    },
+    /// A BYE or CANCEL Tandem sent on its own; the answer needs no action.
+    Own,
+    /// An OPTIONS keepalive to pool member `member`.
+    Probe { member: usize },
+}
+
+#[derive(Debug, Clone)]
+enum TimerEvent {
+    /// The member did not answer leg B's INVITE at all in time.
+    MemberAnswer {
+        call: u64,
+        key: ClientKey,
+    },
+    /// Retransmit a 2xx on leg `leg` until its ACK (RFC 3261 §13.3.1.4).
+    Retransmit2xx {
+        call: u64,
+        leg: Leg,
+        key: ServerKey,
+        response: Box<Message>,
+        interval: Duration,
+        give_up: Instant,
+    },
+    ProbeTimeout {
+        member: usize,
+        key: ClientKey,
+    },
+}
+
+/// Deadlines of the engine; stale events are recognised when they fire.
+#[derive(Default)]
+struct Timers {
+    heap: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    events: HashMap<u64, TimerEvent>,
+    seq: u64,
+}
+
+impl Timers {
+    fn at(&mut self, when: Instant, event: TimerEvent) {
+        self.seq += 1;
+        self.heap.push(std::cmp::Reverse((when, self.seq)));
+        self.events.insert(self.seq, event);
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|r| r.0 .0)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<TimerEvent> {
+        let std::cmp::Reverse((when, seq)) = *self.heap.peek()?;
+        if when > now {
+            return None;
+        }
+        self.heap.pop();
+        self.events.remove(&seq)
+    }
+}
+
+pub struct Engine {
+    config: Arc<Config>,
+    ep: Endpoint,
+    relay: Arc<MediaRelay>,
+    pool: Pool,
+    calls: HashMap<u64, Call>,
+    /// Leg A Call-ID → call; leg B Call-ID → call.
+    by_a: HashMap<String, u64>,
+    by_b: HashMap<String, u64>,
+    clients: HashMap<ClientKey, ClientRole>,
+    /// 2xx responses to INVITEs awaiting their ACK: (call, leg) → CSeq.
+    unacked: HashMap<(u64, Leg), u32>,
+    /// The outstanding probe of each member.
+    probes: Vec<Option<ClientKey>>,
+    timers: Timers,
+    next_call: u64,
+    /// `sip:host:port` of Tandem, for Via, Contact and loop detection.
+    advertised: SocketAddr,
+    draining: bool,
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>, ep: Endpoint, relay: Arc<MediaRelay>) -> Engine {
+        let pool = Pool::new(&config.pool);
+        let members = pool.members.len();
+        let advertised = config.advertised();
+        for m in &pool.members {
+            metrics::member_health(&m.name, true);
+        }
+        Engine {
+            config,
+            ep,
+            relay,
+            pool,
+            calls: HashMap::new(),
+            by_a: HashMap::new(),
+            by_b: HashMap::new(),
+            clients: HashMap::new(),
+            unacked: HashMap::new(),
+            probes: vec![None; members],
+            timers: Timers::default(),
+            next_call: 1,
+            advertised,
+            draining: false,
+        }
+    }
+
+    /// Runs until the TU channel closes, or until `shutdown` turns true
+    /// and every call has ended (new calls are refused meanwhile).
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<TuEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+        let probe_every = Duration::from_millis(self.config.pool.health.interval_ms);
+        let mut probes = tokio::time::interval(probe_every);
+        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let probing = self.config.pool.health.enabled;
+        loop {
+            let next = self.timers.next();
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    None => break,
+                },
+                _ = sleep_until(next), if next.is_some() => self.fire_timers(),
+                _ = housekeeping.tick() => self.housekeeping(),
+                _ = probes.tick(), if probing => self.send_probes(),
+                changed = shutdown.changed(), if !self.draining => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        tracing::info!(calls = self.calls.len(), "draining: new calls are refused");
+                        self.draining = true;
+                    }
+                }
+            }
+            if self.draining && self.calls.is_empty() {
+                break;
+            }
+        }
+        tracing::info!("engine stopped");
+    }
+
+    fn on_event(&mut self, event: TuEvent) {
+        match event {
+            TuEvent::Request {
+                key,
+                request,
+                source,
+            } => self.on_request(key, request, source),
+            TuEvent::Response { key, response } => self.on_response(key, response),
+            TuEvent::Ack { ack, .. } => self.on_ack(ack),
+            TuEvent::StrayResponse { response, .. } => self.on_stray_response(response),
+            TuEvent::Timeout {
+                key: TransactionKey::Client(key),
+                ..
+            }
+            | TuEvent::TransportError {
+                key: TransactionKey::Client(key),
+            } => self.on_client_failure(key),
+            TuEvent::Terminated {
+                key: TransactionKey::Client(key),
+            } => {
+                // A probe's outcome is decided by its own timeout; any other
+                // role has seen its final response or failure by now.
+                if !matches!(self.clients.get(&key), Some(ClientRole::Probe { .. })) {
+                    self.clients.remove(&key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, key: ServerKey, request: Message, source: Target) {
+        metrics::sip_in_request(request.method());
+        let method = request.method().cloned().unwrap_or(Method::Ack);
+        if method == Method::Cancel {
+            return self.on_cancel(key, request);
+        }
+        if request.to_tag().is_some() {
+            return self.on_in_dialog_request(key, request);
+        }
+        match method {
+            Method::Invite => self.on_new_invite(key, request, source),
+            Method::Options => {
+                // Out-of-dialog OPTIONS: trunks and SBCs ping us like we
+                // ping our media servers.
+                self.respond(
+                    &key,
+                    &request,
+                    200,
+                    "OK",
+                    &[("Allow", ALLOW), ("Accept", "application/sdp")],
+                );
+            }
+            _ => self.respond(
+                &key,
+                &request,
+                405,
+                "Method Not Allowed",
+                &[("Allow", ALLOW)],
+            ),
+        }
+    }
+
+    fn on_response(&mut self, key: ClientKey, response: Message) {
+        metrics::sip_in_response(response.status().unwrap_or(0));
+        let Some(role) = self.clients.get(&key).cloned() else {
+            return self.on_stray_response(response);
+        };
+        let status = response.status().unwrap_or(0);
+        if status >= 200 && !matches!(role, ClientRole::Probe { .. }) {
+            self.clients.remove(&key);
+        }
+        match role {
+            ClientRole::LegBInvite { call } => self.on_leg_b_invite_response(call, key, response),
+            ClientRole::Forwarded {
+                call,
+                to,
+                origin,
+                request,
+            } => self.on_forwarded_response(call, to, origin, request, response),
+            ClientRole::Own => {}
+            ClientRole::Probe { member } => {
+                if self.probes.get(member).and_then(|p| p.as_ref()) == Some(&key) {
+                    self.probes[member] = None;
+                    self.clients.remove(&key);
+                    self.probe_outcome(member, true);
+                }
+            }
+        }
+    }
+
+    fn on_client_failure(&mut self, key: ClientKey) {
+        let Some(role) = self.clients.remove(&key) else {
+            return;
+        };
+        match role {
+            ClientRole::LegBInvite { call } => {
+                self.leg_b_failed(call, &key, "no answer from media server")
+            }
+            ClientRole::Forwarded {
+                call,
+                to,
+                origin,
+                request,
+            } => {
+                // The other side gets a clear 408 for its request.
+                self.respond(&origin, &request, 408, "Request Timeout", &[]);
+                if let Some(c) = self.calls.get_mut(&call) {
+                    if matches!(request.method(), Some(Method::Invite | Method::Update)) {
+                        c.offer_pending = false;
+                    }
+                }
+                tracing::warn!(call, leg = ?to, "in-dialog request got no answer");
+            }
+            ClientRole::Own => {}
+            ClientRole::Probe { member } => {
+                if self.probes.get(member).and_then(|p| p.as_ref()) == Some(&key) {
+                    self.probes[member] = None;
+                    self.probe_outcome(member, false);
+                }
+            }
+        }
+    }
+
+    // ---- helpers shared by the flows ----
+
+    /// Sends a response on a server transaction, built from its request.
+    fn respond(
+        &self,
+        key: &ServerKey,
+        request: &Message,
+        status: u16,
+        reason: &str,
+        headers: &[(&str, &str)],
+    ) {
+        let mut b = ResponseBuilder::new(request, status, reason);
+        for (n, v) in headers {
+            b = b.header(n, v);
+        }
+        self.send_response(key, b.build());
+    }
+
+    fn send_response(&self, key: &ServerKey, bytes: Bytes) {
+        match Message::parse(bytes) {
+            Ok(msg) => {
+                metrics::sip_out_response(msg.status().unwrap_or(0));
+                if let Err(e) = self.ep.layer().send_response(key, msg) {
+                    tracing::debug!(error = %e, "response not sent");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "built an unparseable response"),
+        }
+    }
+
+    /// Sends a request as a client transaction with the given role.
+    fn send_request(
+        &mut self,
+        bytes: Bytes,
+        target: Target,
+        role: ClientRole,
+    ) -> Option<ClientKey> {
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "built an unparseable request");
+                return None;
+            }
+        };
+        metrics::sip_out_request(msg.method());
+        match self.ep.layer().send_request(msg, target) {
+            Ok(key) => {
+                self.clients.insert(key.clone(), role);
+                Some(key)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %target, "request not sent");
+                None
+            }
+        }
+    }
+
+    /// A Via value for a new request of ours, with a fresh branch.
+    fn new_via(&self, transport: TransportKind) -> String {
+        format!(
+            "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+            transport.as_str(),
+            self.advertised,
+            token(16)
+        )
+    }
+
+    fn contact(&self, transport: TransportKind) -> String {
+        match transport {
+            TransportKind::Udp => format!("<sip:tandem@{}>", self.advertised),
+            TransportKind::Tcp => format!("<sip:tandem@{};transport=tcp>", self.advertised),
+        }
+    }
+
+    /// Where leg `leg` of a call is reached.
+    fn leg_target(&self, call: &Call, leg: Leg) -> Target {
+        match leg {
+            Leg::A => {
+                // The trunk's Contact if it is an IP literal, else where the
+                // INVITE came from (DNS is not used on the call path).
+                let addr = call
+                    .a
+                    .dialog
+                    .as_ref()
+                    .and_then(|d| uri_socket_addr(&d.remote_target))
+                    .unwrap_or(call.a.source);
+                Target {
+                    transport: call.a.transport,
+                    addr,
+                    connection: None,
+                }
+            }
+            Leg::B => {
+                let m = self.pool.member(call.b.member);
+                Target {
+                    transport: member_transport(m.transport),
+                    addr: m.address,
+                    connection: None,
+                }
+            }
+        }
+    }
+
+    fn call_of(&self, call_id: &str) -> Option<(u64, Leg)> {
+        if let Some(&id) = self.by_a.get(call_id) {
+            return Some((id, Leg::A));
+        }
+        self.by_b.get(call_id).map(|&id| (id, Leg::B))
+    }
+}
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+
+async fn sleep_until(when: Option<Instant>) {
+    match when {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {
+    match t {
+        MemberTransport::Udp => TransportKind::Udp,
+        MemberTransport::Tcp => TransportKind::Tcp,
+    }
+}
+
+/// A random token for tags, branches and Call-IDs.
+pub(crate) fn token(len: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// `sip:user@1.2.3.4:5070;params` → 1.2.3.4:5070 when the host is an IP.
+fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
+    let u = sipcore::message::Uri::parse(uri).ok()?;
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+}

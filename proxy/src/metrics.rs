@@ -1,0 +1,126 @@
+//! Prometheus metrics (`/metrics` on the admin address). Names follow
+//! Prometheus conventions: `tandem_` prefix, units in the name, `_total`
+//! for counters.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use media_relay::RelayCounters;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use sipcore::endpoint::EndpointStats;
+use sipcore::message::Method;
+
+/// Installs the recorder and, with an address, the HTTP listener. Must run
+/// inside a tokio runtime.
+pub fn install(listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let mut builder = PrometheusBuilder::new().set_buckets_for_metric(
+        Matcher::Full("tandem_call_setup_seconds".into()),
+        &[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ],
+    )?;
+    if let Some(addr) = listen {
+        builder = builder.with_http_listener(addr);
+        builder
+            .install()
+            .map_err(|e| anyhow::anyhow!("admin listener on {addr}: {e}"))?;
+    } else {
+        builder
+            .install_recorder()
+            .map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))?;
+    }
+    Ok(())
+}
+
+fn method_label(method: Option<&Method>) -> String {
+    method.map(|m| m.as_str().to_owned()).unwrap_or_default()
+}
+
+fn class_label(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "6xx",
+    }
+}
+
+pub fn sip_in_request(method: Option<&Method>) {
+    counter!("tandem_sip_requests_total", "direction" => "in", "method" => method_label(method))
+        .increment(1);
+}
+
+pub fn sip_out_request(method: Option<&Method>) {
+    counter!("tandem_sip_requests_total", "direction" => "out", "method" => method_label(method))
+        .increment(1);
+}
+
+pub fn sip_in_response(status: u16) {
+    counter!("tandem_sip_responses_total", "direction" => "in", "class" => class_label(status))
+        .increment(1);
+}
+
+pub fn sip_out_response(status: u16) {
+    counter!("tandem_sip_responses_total", "direction" => "out", "class" => class_label(status))
+        .increment(1);
+}
+
+pub fn call_rejected(status: u16) {
+    counter!("tandem_calls_total", "outcome" => "rejected", "status" => status.to_string())
+        .increment(1);
+}
+
+pub fn call_answered() {
+    counter!("tandem_calls_answered_total").increment(1);
+}
+
+pub fn call_ended(reason: &str, answered: bool) {
+    let outcome = if answered { "completed" } else { "failed" };
+    counter!("tandem_calls_total", "outcome" => outcome, "reason" => reason.to_owned())
+        .increment(1);
+}
+
+pub fn calls_active(n: usize) {
+    gauge!("tandem_calls_active").set(n as f64);
+}
+
+pub fn setup_latency(d: Duration) {
+    histogram!("tandem_call_setup_seconds").record(d.as_secs_f64());
+}
+
+pub fn member_health(member: &str, up: bool) {
+    gauge!("tandem_media_server_up", "member" => member.to_owned()).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn relay(c: &RelayCounters) {
+    gauge!("tandem_media_sessions_active").set(c.sessions_active as f64);
+    counter!("tandem_rtp_packets_relayed_total").absolute(c.packets_relayed);
+    counter!("tandem_rtp_bytes_relayed_total").absolute(c.bytes_relayed);
+    counter!("tandem_rtp_packets_dropped_total", "reason" => "wrong_source")
+        .absolute(c.dropped_wrong_source);
+    counter!("tandem_rtp_packets_dropped_total", "reason" => "malformed")
+        .absolute(c.dropped_malformed);
+    counter!("tandem_rtp_packets_dropped_total", "reason" => "no_destination")
+        .absolute(c.dropped_no_destination);
+    counter!("tandem_rtp_packets_dropped_total", "reason" => "send_error")
+        .absolute(c.dropped_send_error);
+    gauge!("tandem_media_port_pairs_free").set(c.port_pairs_free as f64);
+}
+
+pub fn endpoint(s: &EndpointStats) {
+    counter!("tandem_sip_rejected_total", "status" => "400").absolute(s.rejected_400);
+    counter!("tandem_sip_rejected_total", "status" => "505").absolute(s.rejected_505);
+    counter!("tandem_sip_garbage_dropped_total")
+        .absolute(s.dropped + s.transport.udp.garbage_dropped + s.transport.tcp.garbage_dropped);
+    counter!("tandem_sip_messages_received_total", "transport" => "udp")
+        .absolute(s.transport.udp.messages_received);
+    counter!("tandem_sip_messages_received_total", "transport" => "tcp")
+        .absolute(s.transport.tcp.messages_received);
+    counter!("tandem_sip_messages_sent_total", "transport" => "udp")
+        .absolute(s.transport.udp.messages_sent);
+    counter!("tandem_sip_messages_sent_total", "transport" => "tcp")
+        .absolute(s.transport.tcp.messages_sent);
+}

@@ -1,0 +1,194 @@
+//! The media-server pool: member selection and health state.
+//!
+//! Pure data and decisions; the engine sends the OPTIONS probes and feeds
+//! their outcome in. Health is a small hysteresis machine per member:
+//! `failures_to_down` consecutive failed probes take an up member down,
+//! `successes_to_up` consecutive answers bring a down member back. Any
+//! response counts as alive (a 404 or 405 to OPTIONS still proves the
+//! server's SIP stack is running).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{HealthConfig, MemberTransport, PoolConfig, Strategy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Health {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub address: SocketAddr,
+    pub transport: MemberTransport,
+    pub weight: u32,
+    pub priority: u32,
+    pub health: Health,
+    /// Consecutive probe outcomes against the current state.
+    streak: u32,
+    /// Calls currently anchored on this member.
+    pub active_calls: u64,
+}
+
+/// A change of a member's health, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthChange {
+    pub member: usize,
+    pub now: Health,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    strategy: Strategy,
+    failures_to_down: u32,
+    successes_to_up: u32,
+    pub members: Vec<Member>,
+    /// Round-robin position: the member after the last one picked.
+    cursor: usize,
+    /// Deterministic pseudo-random state for `random` and `weighted`, so a
+    /// pool snapshot replays the same choices.
+    rng: u64,
+}
+
+impl Pool {
+    pub fn new(config: &PoolConfig) -> Pool {
+        let HealthConfig {
+            failures_to_down,
+            successes_to_up,
+            ..
+        } = config.health;
+        Pool {
+            name: config.name.clone(),
+            strategy: config.strategy,
+            failures_to_down,
+            successes_to_up,
+            members: config
+                .members
+                .iter()
+                .map(|m| Member {
+                    name: m.name.clone(),
+                    address: m.address,
+                    transport: m.transport,
+                    weight: m.weight,
+                    priority: m.priority,
+                    // Members start up: a freshly started Tandem takes
+                    // calls at once, and the first probes correct it.
+                    health: Health::Up,
+                    streak: 0,
+                    active_calls: 0,
+                })
+                .collect(),
+            cursor: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// Picks a healthy member not in `exclude` by the pool's strategy.
+    pub fn select(&mut self, exclude: &[usize]) -> Option<usize> {
+        let n = self.members.len();
+        let eligible = |i: usize, m: &Member| m.health == Health::Up && !exclude.contains(&i);
+        match self.strategy {
+            Strategy::RoundRobin => {
+                let pick = (0..n)
+                    .map(|k| (self.cursor + k) % n)
+                    .find(|&i| eligible(i, &self.members[i]))?;
+                self.cursor = (pick + 1) % n;
+                Some(pick)
+            }
+            Strategy::Sequential => self
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(i, m)| eligible(*i, m))
+                .min_by_key(|(i, m)| (m.priority, *i))
+                .map(|(i, _)| i),
+            Strategy::Random | Strategy::Weighted => {
+                let weights: Vec<(usize, u64)> = self
+                    .members
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, m)| eligible(*i, m))
+                    .map(|(i, m)| {
+                        (
+                            i,
+                            if self.strategy == Strategy::Weighted {
+                                m.weight as u64
+                            } else {
+                                1
+                            },
+                        )
+                    })
+                    .collect();
+                let total: u64 = weights.iter().map(|(_, w)| w).sum();
+                if total == 0 {
+                    return None;
+                }
+                let mut r = self.next_random() % total;
+                for (i, w) in weights {
+                    if r < w {
+                        return Some(i);
+                    }
+                    r -= w;
+                }
+                None
+            }
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: plenty for spreading calls.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Feeds one probe outcome; returns the change of state, if any.
+    pub fn probe_result(&mut self, member: usize, alive: bool) -> Option<HealthChange> {
+        let (to_down, to_up) = (self.failures_to_down, self.successes_to_up);
+        let m = self.members.get_mut(member)?;
+        match (m.health, alive) {
+            (Health::Up, true) | (Health::Down, false) => {
+                m.streak = 0;
+                None
+            }
+            (Health::Up, false) => {
+                m.streak += 1;
+                (m.streak >= to_down).then(|| {
+                    m.health = Health::Down;
+                    m.streak = 0;
+                    HealthChange {
+                        member,
+                        now: Health::Down,
+                    }
+                })
+            }
+            (Health::Down, true) => {
+                m.streak += 1;
+                (m.streak >= to_up).then(|| {
+                    m.health = Health::Up;
+                    m.streak = 0;
+                    HealthChange {
+                        member,
+                        now: Health::Up,
+                    }
+                })
+            }
+        }
+    }
+
+    /// A transport error or timeout of a call attempt is evidence too, but
+    /// only the probes decide: one lost INVITE must not take a server out.
+    pub fn member(&self, i: usize) -> &Member {
+        &self.members[i]
+    }
+}
+
+#[cfg(test)]
+mod tests;

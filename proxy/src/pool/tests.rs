@@ -1,0 +1,95 @@
+use super::*;
+use crate::config::MemberConfig;
+
+fn config(strategy: Strategy, n: usize) -> PoolConfig {
+    PoolConfig {
+        name: "media".into(),
+        strategy,
+        health: HealthConfig {
+            failures_to_down: 2,
+            successes_to_up: 2,
+            ..HealthConfig::default()
+        },
+        members: (0..n)
+            .map(|i| MemberConfig {
+                name: format!("ms{i}"),
+                address: format!("127.0.0.1:{}", 5070 + i).parse().unwrap(),
+                transport: MemberTransport::Udp,
+                weight: (i as u32 + 1) * 10,
+                priority: (n - i) as u32,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn round_robin_spreads_and_skips_down_members() {
+    let mut p = Pool::new(&config(Strategy::RoundRobin, 3));
+    let picks: Vec<_> = (0..6).map(|_| p.select(&[]).unwrap()).collect();
+    assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
+    p.probe_result(1, false);
+    assert_eq!(
+        p.probe_result(1, false),
+        Some(HealthChange {
+            member: 1,
+            now: Health::Down
+        })
+    );
+    let picks: Vec<_> = (0..4).map(|_| p.select(&[]).unwrap()).collect();
+    assert_eq!(picks, vec![0, 2, 0, 2]);
+    assert_eq!(p.select(&[0, 2]), None);
+}
+
+#[test]
+fn health_needs_consecutive_outcomes() {
+    let mut p = Pool::new(&config(Strategy::RoundRobin, 1));
+    assert_eq!(p.probe_result(0, false), None);
+    assert_eq!(
+        p.probe_result(0, true),
+        None,
+        "a success resets the failure streak"
+    );
+    assert_eq!(p.probe_result(0, false), None);
+    assert!(p.probe_result(0, false).is_some());
+    assert_eq!(p.member(0).health, Health::Down);
+    assert_eq!(p.select(&[]), None);
+    assert_eq!(p.probe_result(0, true), None);
+    assert_eq!(
+        p.probe_result(0, true),
+        Some(HealthChange {
+            member: 0,
+            now: Health::Up
+        })
+    );
+    assert_eq!(p.select(&[]), Some(0));
+}
+
+#[test]
+fn sequential_takes_lowest_priority_first() {
+    let mut p = Pool::new(&config(Strategy::Sequential, 3));
+    assert_eq!(p.select(&[]), Some(2));
+    assert_eq!(p.select(&[]), Some(2));
+    assert_eq!(p.select(&[2]), Some(1));
+}
+
+#[test]
+fn weighted_follows_weights() {
+    let mut p = Pool::new(&config(Strategy::Weighted, 3));
+    let mut counts = [0u32; 3];
+    for _ in 0..6000 {
+        counts[p.select(&[]).unwrap()] += 1;
+    }
+    // Weights 10:20:30.
+    assert!(counts[0] > 700 && counts[0] < 1300, "{counts:?}");
+    assert!(counts[2] > 2600 && counts[2] < 3400, "{counts:?}");
+}
+
+#[test]
+fn random_uses_every_member() {
+    let mut p = Pool::new(&config(Strategy::Random, 3));
+    let mut seen = [false; 3];
+    for _ in 0..100 {
+        seen[p.select(&[1]).unwrap()] = true;
+    }
+    assert_eq!(seen, [true, false, true]);
+}

@@ -1,0 +1,76 @@
+//! Starting and stopping Tandem: endpoint, relay, metrics, engine, and a
+//! graceful shutdown (first SIGTERM/SIGINT: refuse new calls and wait for
+//! the calls in progress; a second one: stop now).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use media_relay::{MediaRelay, RelayConfig};
+use sipcore::endpoint::{Endpoint, EndpointConfig};
+use sipcore::transaction::TimerConfig;
+use tokio::sync::watch;
+
+use crate::b2bua::Engine;
+use crate::config::Config;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    crate::metrics::install(config.admin.listen)?;
+    let config = Arc::new(config);
+    let (t1, t2, t4) = config.timers();
+    let mut ep_config = EndpointConfig {
+        timers: TimerConfig { t1, t2, t4 },
+        ..Default::default()
+    };
+    ep_config.transport.udp.recv_buffer_size = config.sip.udp_recv_buffer;
+    let listen = config.sip.listen[0];
+    let (endpoint, events) =
+        Endpoint::bind(listen, &ep_config).with_context(|| format!("binding SIP on {listen}"))?;
+    let relay_config = RelayConfig {
+        local_ip: config.media.ip,
+        port_min: config.media.port_min,
+        port_max: config.media.port_max,
+        workers: config.media.workers,
+        ..RelayConfig::default()
+    };
+    let relay = Arc::new(MediaRelay::new(relay_config).context("starting the media relay")?);
+    tracing::info!(sip = %endpoint.local_addr(), media = %config.media.ip, admin = ?config.admin.listen, "tandem running");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let engine = Engine::new(config.clone(), endpoint.clone(), relay.clone());
+    let stats_ep = endpoint.clone();
+    let stats = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            crate::metrics::endpoint(&stats_ep.stats());
+        }
+    });
+    let mut engine_task = tokio::spawn(engine.run(events, stop_rx));
+    tokio::select! {
+        _ = &mut engine_task => {}
+        _ = shutdown_signal() => {
+            tracing::info!("shutdown requested: refusing new calls, waiting for calls to end (signal again to stop now)");
+            let _ = stop_tx.send(true);
+            tokio::select! {
+                _ = &mut engine_task => {}
+                _ = shutdown_signal() => tracing::warn!("stopping with calls in progress"),
+            }
+        }
+    }
+    stats.abort();
+    endpoint.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
