@@ -156,7 +156,7 @@ impl Engine {
             call: id,
             to,
             origin: key.clone(),
-            request: request.clone(),
+            request: Box::new(request.clone()),
         };
         if self.send_request(req.build(), target, role).is_none() {
             if let Some(c) = self.calls.get_mut(&id) {
@@ -203,7 +203,7 @@ impl Engine {
         id: u64,
         to: Leg,
         origin: ServerKey,
-        request: Message,
+        request: Box<Message>,
         response: Message,
     ) {
         let status = response.status().unwrap_or(0);

@@ -48,7 +48,7 @@ enum ClientRole {
         call: u64,
         to: Leg,
         origin: ServerKey,
-        request: Message,
+        request: Box<Message>,
     },
     /// A BYE or CANCEL Tandem sent on its own; the answer needs no action.
     Own,
@@ -207,14 +207,12 @@ impl Engine {
             | TuEvent::TransportError {
                 key: TransactionKey::Client(key),
             } => self.on_client_failure(key),
+            // A probe's outcome is decided by its own timeout; any other
+            // role has seen its final response or failure by now.
             TuEvent::Terminated {
                 key: TransactionKey::Client(key),
-            } => {
-                // A probe's outcome is decided by its own timeout; any other
-                // role has seen its final response or failure by now.
-                if !matches!(self.clients.get(&key), Some(ClientRole::Probe { .. })) {
-                    self.clients.remove(&key);
-                }
+            } if !matches!(self.clients.get(&key), Some(ClientRole::Probe { .. })) => {
+                self.clients.remove(&key);
             }
             _ => {}
         }
