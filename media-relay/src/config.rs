@@ -1,0 +1,153 @@
+//! Relay configuration and per-session options.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Largest receive/send batch (messages per `recvmmsg`/`sendmmsg` call).
+pub const MAX_BATCH: usize = 64;
+
+/// Configuration of a [`MediaRelay`](crate::MediaRelay). Deserialisable from
+/// TOML; unknown keys are errors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Local address every session socket is bound to (the media address
+    /// written into SDP; on an HA pair, the floating IP).
+    pub local_ip: IpAddr,
+    /// Lowest port of the RTP/RTCP range (rounded up to even).
+    pub port_min: u16,
+    /// Highest port of the range (an RTP port is used only if RTP+1 fits).
+    pub port_max: u16,
+    /// Forwarding threads; 0 = one per available core.
+    pub workers: usize,
+    /// Pin worker `i` to core `cpu_affinity[i % len]` (empty = no pinning).
+    pub cpu_affinity: Vec<usize>,
+    /// Set IP_FREEBIND on every socket, so that a standby can bind the
+    /// floating IP before it owns it.
+    pub freebind: bool,
+    /// SO_RCVBUF per socket in bytes (0 = kernel default; capped by
+    /// `net.core.rmem_max`).
+    pub recv_buffer_bytes: usize,
+    /// SO_SNDBUF per socket in bytes (0 = kernel default).
+    pub send_buffer_bytes: usize,
+    /// Datagrams per `recvmmsg`/`sendmmsg` call (1..=64).
+    pub batch_size: usize,
+    /// Once a side has latched, give it a second socket on the same port,
+    /// `connect`ed to the latched peer (sockets use SO_REUSEPORT for this):
+    /// the kernel then delivers that peer's packets to it and caches the
+    /// route for sends, which saves work per packet. Foreign packets still
+    /// reach the unconnected socket, where they are counted and dropped.
+    pub connect_latched: bool,
+    /// After the last packet, keep polling without sleeping for this many
+    /// microseconds before blocking (0 = never spin). Spinning avoids the
+    /// cost of being woken per packet at the price of a busy core.
+    pub busy_poll_us: u64,
+    /// Options a session gets when `create_session` names none.
+    pub session_defaults: SessionOptions,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            local_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port_min: 30000,
+            port_max: 39999,
+            workers: 0,
+            cpu_affinity: Vec::new(),
+            freebind: false,
+            recv_buffer_bytes: 0,
+            send_buffer_bytes: 0,
+            batch_size: 32,
+            connect_latched: true,
+            busy_poll_us: 0,
+            session_defaults: SessionOptions::default(),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Checks ranges and consistency; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let cfg = |key, reason: String| Err(Error::Config { key, reason });
+        if self.port_min == 0 {
+            return cfg("port_min", "must be at least 1".into());
+        }
+        if self.port_min > self.port_max {
+            return cfg(
+                "port_max",
+                format!("{} is below port_min {}", self.port_max, self.port_min),
+            );
+        }
+        if crate::pool::PortPool::pair_count(self.port_min, self.port_max) == 0 {
+            return cfg(
+                "port_max",
+                format!(
+                    "range {}-{} holds no even/odd port pair",
+                    self.port_min, self.port_max
+                ),
+            );
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH {
+            return cfg(
+                "batch_size",
+                format!("{} is not in 1..={MAX_BATCH}", self.batch_size),
+            );
+        }
+        if self.busy_poll_us > 1_000_000 {
+            return cfg(
+                "busy_poll_us",
+                format!("{} is more than one second", self.busy_poll_us),
+            );
+        }
+        self.session_defaults
+            .validate("session_defaults.clock_rate")
+    }
+
+    /// Number of worker threads this config starts.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Per-session behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionOptions {
+    /// RTP clock rate in Hz, for jitter and for timestamp continuity.
+    pub clock_rate: u32,
+    /// After an upstream switch, rewrite SSRC/sequence/timestamp of the new
+    /// upstream's stream so that leg A keeps seeing one continuous stream.
+    pub continuity: bool,
+    /// After latching, a packet from another source that carries a new SSRC
+    /// re-latches the side to that source (instead of being dropped).
+    pub relatch_on_ssrc_change: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            clock_rate: 8000,
+            continuity: true,
+            relatch_on_ssrc_change: false,
+        }
+    }
+}
+
+impl SessionOptions {
+    pub(crate) fn validate(&self, key: &'static str) -> Result<()> {
+        if self.clock_rate == 0 || self.clock_rate > 1_000_000 {
+            return Err(Error::Config {
+                key,
+                reason: format!("{} Hz is not in 1..=1000000", self.clock_rate),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! The one error type of the crate.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::SessionId;
+
+/// Everything that can go wrong in the media relay. Each variant names the
+/// session, port, address or config key that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A config value is out of range or inconsistent.
+    #[error("media relay config: `{key}`: {reason}")]
+    Config {
+        /// The config key (as spelled in TOML).
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No free even/odd port pair is left in the configured range.
+    #[error("session {session}: port range {min}-{max} exhausted (no free RTP/RTCP port pair)")]
+    PortsExhausted {
+        /// The session that asked for ports.
+        session: SessionId,
+        /// Lowest port of the configured range.
+        min: u16,
+        /// Highest port of the configured range.
+        max: u16,
+    },
+    /// A specific port (from a snapshot) cannot be taken from the pool.
+    #[error("session {session}: RTP port {port} unavailable: {reason}")]
+    PortUnavailable {
+        /// The session being restored.
+        session: SessionId,
+        /// The RTP (even) port asked for.
+        port: u16,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
+    /// Creating, configuring or binding a socket failed.
+    #[error("session {session}: cannot bind UDP socket {addr}: {source}")]
+    Bind {
+        /// The session the socket was for.
+        session: SessionId,
+        /// The local address that failed.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// `create_session`/`restore_session` with an id that is in use.
+    #[error("session {0} already exists")]
+    SessionExists(SessionId),
+    /// The id names no live session.
+    #[error("no media session {0}")]
+    NoSuchSession(SessionId),
+    /// A worker thread has stopped (it panicked or the relay is shutting down).
+    #[error("media relay worker {worker} is gone (session {session})")]
+    WorkerGone {
+        /// Index of the worker thread.
+        worker: usize,
+        /// The session the request was about.
+        session: SessionId,
+    },
+    /// Starting a worker (poller, waker or thread) failed.
+    #[error("cannot start media relay worker {worker}: {source}")]
+    WorkerStart {
+        /// Index of the worker thread.
+        worker: usize,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Result alias of the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,452 @@
+//! Session state: the per-side addresses (configured, latched), latching and
+//! source checks, the continuity state of both directions and the stats of
+//! both received streams. [`SessionState::on_packet`] decides the fate of
+//! one received datagram; the worker calls it under the session's lock, once
+//! per datagram of a received batch.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::SessionOptions;
+use crate::continuity::ContinuityState;
+use crate::rtp::{self, Kind};
+use crate::stats::{DropReason, StreamRecorder, StreamStats};
+
+/// Identifies a media session (chosen by the proxy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One side of a session. Side A faces leg A (trunk), side B faces leg B
+/// (media server, the "upstream").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Side {
+    /// Trunk side.
+    A,
+    /// Media-server side.
+    B,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::A => "A",
+            Side::B => "B",
+        })
+    }
+}
+
+/// Which socket of a side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Port {
+    Rtp,
+    Rtcp,
+}
+
+/// Local address of one side of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LocalPorts {
+    /// Local IP (the configured relay address).
+    pub ip: IpAddr,
+    /// Even RTP port.
+    pub rtp_port: u16,
+    /// RTCP port (RTP + 1).
+    pub rtcp_port: u16,
+}
+
+impl LocalPorts {
+    pub(crate) fn new(ip: IpAddr, rtp_port: u16) -> LocalPorts {
+        LocalPorts {
+            ip,
+            rtp_port,
+            rtcp_port: rtp_port + 1,
+        }
+    }
+
+    /// RTP socket address.
+    pub fn rtp_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.rtp_port)
+    }
+
+    /// RTCP socket address.
+    pub fn rtcp_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.rtcp_port)
+    }
+}
+
+/// What `create_session` returns: the local addresses to put into SDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session.
+    pub id: SessionId,
+    /// Local ports facing leg A (put into the SDP sent to leg A).
+    pub side_a: LocalPorts,
+    /// Local ports facing leg B (put into the SDP sent to leg B).
+    pub side_b: LocalPorts,
+}
+
+/// Parameters of a new session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionParams {
+    /// Leg A's RTP address from its SDP, if known.
+    pub remote_a: Option<SocketAddr>,
+    /// Leg B's RTP address from its SDP, if known.
+    pub remote_b: Option<SocketAddr>,
+    /// Options; `None` takes the relay's `session_defaults`.
+    pub options: Option<SessionOptions>,
+}
+
+/// Most sources refused on a side after upstream switches.
+const MAX_REFUSED: usize = 8;
+
+/// Addresses of one side. Plain data: part of the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideState {
+    /// Local ports.
+    pub local: LocalPorts,
+    /// RTP address from SDP (where to send until latched).
+    pub remote_rtp: Option<SocketAddr>,
+    /// RTCP address from SDP (`a=rtcp`); None means RTP port + 1.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// Source of the RTP actually received (symmetric RTP).
+    pub latched_rtp: Option<SocketAddr>,
+    /// Source of the RTCP actually received.
+    pub latched_rtcp: Option<SocketAddr>,
+    /// SSRC of the latched RTP source.
+    pub latched_ssrc: Option<u32>,
+    /// Sources that may not latch (the previous upstream, after a switch).
+    pub refused_sources: Vec<SocketAddr>,
+}
+
+impl SideState {
+    pub(crate) fn new(local: LocalPorts, remote_rtp: Option<SocketAddr>) -> SideState {
+        SideState {
+            local,
+            remote_rtp,
+            remote_rtcp: None,
+            latched_rtp: None,
+            latched_rtcp: None,
+            latched_ssrc: None,
+            refused_sources: Vec::new(),
+        }
+    }
+
+    /// Where RTP toward this side goes.
+    pub fn rtp_destination(&self) -> Option<SocketAddr> {
+        self.latched_rtp.or(self.remote_rtp)
+    }
+
+    /// Where RTCP toward this side goes: the latched RTCP source, else the
+    /// SDP RTCP address, else the RTP destination's port + 1.
+    pub fn rtcp_destination(&self) -> Option<SocketAddr> {
+        self.latched_rtcp.or(self.remote_rtcp).or_else(|| {
+            self.rtp_destination().map(|mut a| {
+                a.set_port(a.port().wrapping_add(1));
+                a
+            })
+        })
+    }
+
+    fn unlatch(&mut self) {
+        self.latched_rtp = None;
+        self.latched_rtcp = None;
+        self.latched_ssrc = None;
+    }
+}
+
+/// Plain-data copy of one session: enough to re-create it elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSnapshot {
+    /// The session.
+    pub id: SessionId,
+    /// Its options.
+    pub options: SessionOptions,
+    /// Side A (trunk).
+    pub side_a: SideState,
+    /// Side B (media server).
+    pub side_b: SideState,
+    /// Where leg B's media currently goes (side B's configured remote).
+    pub upstream: Option<SocketAddr>,
+    /// Upstream switches so far.
+    pub upstream_switches: u32,
+    /// Rewrite state of the stream sent toward side A.
+    pub continuity_toward_a: ContinuityState,
+    /// Rewrite state of the stream sent toward side B.
+    pub continuity_toward_b: ContinuityState,
+}
+
+/// Plain-data copy of the whole session table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelaySnapshot {
+    /// All sessions, by id.
+    pub sessions: Vec<SessionSnapshot>,
+}
+
+/// Stats of one session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionStats {
+    /// The session.
+    pub id: SessionId,
+    /// The stream received from leg A (on side A) and sent to leg B.
+    pub side_a: StreamStats,
+    /// The stream received from leg B (on side B) and sent to leg A.
+    pub side_b: StreamStats,
+    /// Upstream switches so far.
+    pub upstream_switches: u32,
+}
+
+impl SessionStats {
+    /// The stream received on `side`.
+    pub fn side(&self, side: Side) -> &StreamStats {
+        match side {
+            Side::A => &self.side_a,
+            Side::B => &self.side_b,
+        }
+    }
+}
+
+/// What to do with one received datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Forward it (it may have been rewritten in place).
+    Forward,
+    /// Drop it.
+    Drop(DropReason),
+}
+
+/// Mutable state of a session, behind the session's mutex.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    pub id: SessionId,
+    pub options: SessionOptions,
+    pub sides: [SideState; 2],
+    /// Indexed by the side the stream is sent toward.
+    pub continuity: [ContinuityState; 2],
+    /// Indexed by the side the stream is received on.
+    pub stats: [StreamRecorder; 2],
+    pub upstream_switches: u32,
+}
+
+impl SessionState {
+    pub(crate) fn new(
+        id: SessionId,
+        options: SessionOptions,
+        side_a: SideState,
+        side_b: SideState,
+    ) -> SessionState {
+        SessionState {
+            id,
+            options,
+            sides: [side_a, side_b],
+            continuity: Default::default(),
+            stats: [
+                StreamRecorder::new(options.clock_rate),
+                StreamRecorder::new(options.clock_rate),
+            ],
+            upstream_switches: 0,
+        }
+    }
+
+    pub(crate) fn from_snapshot(s: &SessionSnapshot) -> SessionState {
+        let mut st = SessionState::new(s.id, s.options, s.side_a.clone(), s.side_b.clone());
+        st.continuity = [s.continuity_toward_a.clone(), s.continuity_toward_b.clone()];
+        st.upstream_switches = s.upstream_switches;
+        st
+    }
+
+    pub(crate) fn snapshot(&self) -> SessionSnapshot {
+        SessionSnapshot {
+            id: self.id,
+            options: self.options,
+            side_a: self.sides[0].clone(),
+            side_b: self.sides[1].clone(),
+            upstream: self.sides[1].remote_rtp,
+            upstream_switches: self.upstream_switches,
+            continuity_toward_a: self.continuity[0].clone(),
+            continuity_toward_b: self.continuity[1].clone(),
+        }
+    }
+
+    pub(crate) fn stats(&self, now: Instant) -> SessionStats {
+        SessionStats {
+            id: self.id,
+            side_a: self.stats[0].snapshot(now),
+            side_b: self.stats[1].snapshot(now),
+            upstream_switches: self.upstream_switches,
+        }
+    }
+
+    pub(crate) fn info(&self) -> SessionInfo {
+        SessionInfo {
+            id: self.id,
+            side_a: self.sides[0].local,
+            side_b: self.sides[1].local,
+        }
+    }
+
+    /// New SDP address of a side. A different address re-arms latching.
+    pub(crate) fn set_remote(&mut self, side: Side, addr: SocketAddr) {
+        let s = &mut self.sides[side.index()];
+        if s.remote_rtp != Some(addr) {
+            s.remote_rtp = Some(addr);
+            s.remote_rtcp = None;
+            s.unlatch();
+        }
+    }
+
+    /// New SDP RTCP address of a side (`a=rtcp`). Re-arms RTCP latching.
+    pub(crate) fn set_remote_rtcp(&mut self, side: Side, addr: SocketAddr) {
+        let s = &mut self.sides[side.index()];
+        if s.remote_rtcp != Some(addr) {
+            s.remote_rtcp = Some(addr);
+            s.latched_rtcp = None;
+        }
+    }
+
+    /// Moves leg B to a new media server: side B sends there, re-latches,
+    /// refuses the old server's addresses, and (with continuity) the stream
+    /// toward side A continues seamlessly.
+    pub(crate) fn switch_upstream(&mut self, addr: SocketAddr) {
+        let b = &mut self.sides[Side::B.index()];
+        let mut old = [
+            b.latched_rtp,
+            b.latched_rtcp,
+            b.remote_rtp,
+            b.rtcp_destination(),
+        ];
+        let mut rtcp_guess = addr;
+        rtcp_guess.set_port(addr.port().wrapping_add(1));
+        for a in old.iter_mut().flatten() {
+            if *a != addr && *a != rtcp_guess && !b.refused_sources.contains(a) {
+                b.refused_sources.push(*a);
+            }
+        }
+        b.refused_sources.retain(|a| *a != addr && *a != rtcp_guess);
+        let excess = b.refused_sources.len().saturating_sub(MAX_REFUSED);
+        b.refused_sources.drain(..excess);
+        b.remote_rtp = Some(addr);
+        b.remote_rtcp = None;
+        b.unlatch();
+        if self.options.continuity {
+            self.continuity[Side::A.index()].arm();
+        }
+        self.upstream_switches += 1;
+    }
+
+    /// The latched peer of `side`'s `port`.
+    pub(crate) fn latched(&self, side: Side, port: Port) -> Option<SocketAddr> {
+        let s = &self.sides[side.index()];
+        match port {
+            Port::Rtp => s.latched_rtp,
+            Port::Rtcp => s.latched_rtcp,
+        }
+    }
+
+    /// Destination of what was received on `from`'s `port`.
+    pub(crate) fn destination(&self, from: Side, port: Port) -> Option<SocketAddr> {
+        let to = &self.sides[from.other().index()];
+        match port {
+            Port::Rtp => to.rtp_destination(),
+            Port::Rtcp => to.rtcp_destination(),
+        }
+    }
+
+    /// Decides about one datagram received on `side`'s `port` from `src`,
+    /// latching, counting and rewriting it in place as needed.
+    pub(crate) fn on_packet(
+        &mut self,
+        side: Side,
+        port: Port,
+        p: &mut [u8],
+        src: SocketAddr,
+        now: Instant,
+        now_unix_us: u64,
+    ) -> Verdict {
+        let rx = side.index();
+        let kind = rtp::classify(p);
+        if matches!((port, kind), (_, Kind::Malformed) | (Port::Rtcp, Kind::Rtp)) {
+            self.stats[rx].on_drop(DropReason::Malformed, 1);
+            return Verdict::Drop(DropReason::Malformed);
+        }
+
+        // Source check and latching.
+        let relatch = self.options.relatch_on_ssrc_change;
+        let s = &mut self.sides[rx];
+        let current = match port {
+            Port::Rtp => s.latched_rtp,
+            Port::Rtcp => s.latched_rtcp,
+        };
+        let accept = match current {
+            Some(l) => {
+                l == src
+                    || (relatch
+                        && port == Port::Rtp
+                        && kind == Kind::Rtp
+                        && s.latched_ssrc != Some(rtp::ssrc(p)))
+            }
+            None => !s.refused_sources.contains(&src),
+        };
+        if !accept {
+            self.stats[rx].on_drop(DropReason::WrongSource, 1);
+            return Verdict::Drop(DropReason::WrongSource);
+        }
+        if current != Some(src) {
+            match port {
+                Port::Rtp => {
+                    if current.is_some() {
+                        // Re-latch: the new source's RTCP latches afresh.
+                        s.latched_rtcp = None;
+                    }
+                    s.latched_rtp = Some(src);
+                }
+                Port::Rtcp => s.latched_rtcp = Some(src),
+            }
+        }
+
+        let tx = side.other().index();
+        match kind {
+            Kind::Rtp => {
+                let ssrc = rtp::ssrc(p);
+                s.latched_ssrc = Some(ssrc);
+                self.stats[rx].on_rtp(rtp::seq(p), rtp::timestamp(p), ssrc, p.len(), now);
+                self.continuity[tx].on_rtp(p, now_unix_us, self.options.clock_rate);
+            }
+            _ => {
+                self.stats[rx].on_rtcp(p.len());
+                if let Some(rw) = self.continuity[tx].rewrite {
+                    rtp::rtcp_map_from_upstream(p, &rw);
+                }
+                if let Some(rw) = self.continuity[rx].rewrite {
+                    rtp::rtcp_map_toward_upstream(p, &rw);
+                }
+            }
+        }
+        Verdict::Forward
+    }
+}
+
+#[cfg(test)]
+mod tests;

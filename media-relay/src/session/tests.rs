@@ -1,0 +1,239 @@
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use super::*;
+use crate::rtp::build_rtp;
+
+fn addr(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port)
+}
+
+fn session(options: SessionOptions) -> SessionState {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    SessionState::new(
+        SessionId(1),
+        options,
+        SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000))),
+        SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000))),
+    )
+}
+
+fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+    build_rtp(0, seq, u32::from(seq) * 160, ssrc, &[0; 160])
+}
+
+fn send(s: &mut SessionState, side: Side, port: Port, p: &mut [u8], src: SocketAddr) -> Verdict {
+    s.on_packet(side, port, p, src, Instant::now(), 1_000_000)
+}
+
+const FWD: Verdict = Verdict::Forward;
+const WRONG: Verdict = Verdict::Drop(DropReason::WrongSource);
+const BAD: Verdict = Verdict::Drop(DropReason::Malformed);
+
+#[test]
+fn first_packet_latches_and_becomes_the_destination() {
+    let mut s = session(SessionOptions::default());
+    assert_eq!(s.destination(Side::B, Port::Rtp), Some(addr(10, 5000)));
+    assert_eq!(s.destination(Side::B, Port::Rtcp), Some(addr(10, 5001)));
+    // Leg A is behind NAT: its RTP comes from elsewhere than its SDP says.
+    let nat = addr(11, 40000);
+    assert_eq!(send(&mut s, Side::A, Port::Rtp, &mut rtp(1, 7), nat), FWD);
+    assert_eq!(s.sides[0].latched_rtp, Some(nat));
+    assert_eq!(s.sides[0].latched_ssrc, Some(7));
+    assert_eq!(s.destination(Side::B, Port::Rtp), Some(nat));
+    assert_eq!(s.destination(Side::B, Port::Rtcp), Some(addr(11, 40001)));
+    // The SDP address itself is now foreign.
+    assert_eq!(
+        send(&mut s, Side::A, Port::Rtp, &mut rtp(2, 7), addr(10, 5000)),
+        WRONG
+    );
+    assert_eq!(send(&mut s, Side::A, Port::Rtp, &mut rtp(3, 7), nat), FWD);
+    let st = s.stats(Instant::now());
+    assert_eq!(st.side_a.packets, 2);
+    assert_eq!(st.side_a.dropped_wrong_source, 1);
+    assert_eq!(st.side_b.packets, 0);
+}
+
+#[test]
+fn rtcp_latches_separately() {
+    let mut s = session(SessionOptions::default());
+    let rr = |ssrc: u32| {
+        let mut p = vec![0x80, 201, 0, 1];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p
+    };
+    let src = addr(10, 7777);
+    assert_eq!(send(&mut s, Side::A, Port::Rtcp, &mut rr(1), src), FWD);
+    assert_eq!(s.sides[0].latched_rtcp, Some(src));
+    assert_eq!(s.sides[0].latched_rtp, None);
+    assert_eq!(s.destination(Side::B, Port::Rtcp), Some(src));
+    assert_eq!(
+        send(&mut s, Side::A, Port::Rtcp, &mut rr(1), addr(10, 7778)),
+        WRONG
+    );
+    // RTP on the RTCP port is malformed there.
+    assert_eq!(send(&mut s, Side::A, Port::Rtcp, &mut rtp(1, 1), src), BAD);
+    let st = s.stats(Instant::now()).side_a;
+    assert_eq!(
+        (st.rtcp_packets, st.packets, st.dropped_malformed),
+        (1, 0, 1)
+    );
+}
+
+#[test]
+fn rtcp_mux_passes_on_the_rtp_port() {
+    let mut s = session(SessionOptions::default());
+    let src = addr(20, 6000);
+    assert_eq!(send(&mut s, Side::B, Port::Rtp, &mut rtp(1, 5), src), FWD);
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&5u32.to_be_bytes());
+    sr.extend_from_slice(&[0; 20]);
+    let before = sr.clone();
+    assert_eq!(send(&mut s, Side::B, Port::Rtp, &mut sr, src), FWD);
+    assert_eq!(sr, before);
+    let st = s.stats(Instant::now()).side_b;
+    assert_eq!((st.packets, st.rtcp_packets), (1, 1));
+}
+
+#[test]
+fn malformed_packets_are_dropped_before_latching() {
+    let mut s = session(SessionOptions::default());
+    assert_eq!(
+        send(&mut s, Side::A, Port::Rtp, &mut [0x80, 0, 1], addr(9, 1)),
+        BAD
+    );
+    assert_eq!(s.sides[0].latched_rtp, None);
+}
+
+#[test]
+fn relatch_on_ssrc_change_is_optional() {
+    let (first, second) = (addr(10, 5000), addr(12, 5000));
+    let mut strict = session(SessionOptions::default());
+    send(&mut strict, Side::A, Port::Rtp, &mut rtp(1, 1), first);
+    assert_eq!(
+        send(&mut strict, Side::A, Port::Rtp, &mut rtp(1, 2), second),
+        WRONG
+    );
+    assert_eq!(strict.sides[0].latched_rtp, Some(first));
+
+    let mut loose = session(SessionOptions {
+        relatch_on_ssrc_change: true,
+        ..SessionOptions::default()
+    });
+    send(&mut loose, Side::A, Port::Rtp, &mut rtp(1, 1), first);
+    // Same SSRC from elsewhere: still foreign.
+    assert_eq!(
+        send(&mut loose, Side::A, Port::Rtp, &mut rtp(2, 1), second),
+        WRONG
+    );
+    // New SSRC from elsewhere: re-latch.
+    assert_eq!(
+        send(&mut loose, Side::A, Port::Rtp, &mut rtp(1, 2), second),
+        FWD
+    );
+    assert_eq!(loose.sides[0].latched_rtp, Some(second));
+    // The latched SSRC from another address is foreign again.
+    assert_eq!(
+        send(&mut loose, Side::A, Port::Rtp, &mut rtp(2, 2), first),
+        WRONG
+    );
+}
+
+#[test]
+fn set_remote_rearms_latching_only_when_it_changes() {
+    let mut s = session(SessionOptions::default());
+    let nat = addr(11, 40000);
+    send(&mut s, Side::A, Port::Rtp, &mut rtp(1, 7), nat);
+    s.set_remote(Side::A, addr(10, 5000));
+    assert_eq!(s.sides[0].latched_rtp, Some(nat));
+    s.set_remote(Side::A, addr(10, 5002));
+    assert_eq!(s.sides[0].latched_rtp, None);
+    assert_eq!(s.destination(Side::B, Port::Rtp), Some(addr(10, 5002)));
+    s.set_remote_rtcp(Side::A, addr(10, 9999));
+    assert_eq!(s.destination(Side::B, Port::Rtcp), Some(addr(10, 9999)));
+}
+
+#[test]
+fn switch_upstream_refuses_the_old_server_and_continues_the_stream() {
+    let mut s = session(SessionOptions::default());
+    let (old, new) = (addr(20, 6000), addr(21, 8000));
+    for seq in 1..=3 {
+        assert_eq!(
+            send(&mut s, Side::B, Port::Rtp, &mut rtp(seq, 0xaaaa), old),
+            FWD
+        );
+    }
+    s.switch_upstream(new);
+    assert_eq!(s.upstream_switches, 1);
+    assert_eq!(s.destination(Side::A, Port::Rtp), Some(new));
+    assert_eq!(s.destination(Side::A, Port::Rtcp), Some(addr(21, 8001)));
+    assert!(s.sides[1].refused_sources.contains(&old));
+    assert!(s.sides[1].refused_sources.contains(&addr(20, 6001)));
+    // A late packet of the old server cannot latch.
+    assert_eq!(
+        send(&mut s, Side::B, Port::Rtp, &mut rtp(4, 0xaaaa), old),
+        WRONG
+    );
+    let mut p = rtp(900, 0xbbbb);
+    assert_eq!(send(&mut s, Side::B, Port::Rtp, &mut p, new), FWD);
+    assert_eq!((rtp::ssrc(&p), rtp::seq(&p)), (0xaaaa, 4));
+    assert!(rtp::marker(&p));
+    assert_eq!(s.sides[1].latched_rtp, Some(new));
+
+    // Switching back to the first server un-refuses it.
+    s.switch_upstream(old);
+    assert!(!s.sides[1].refused_sources.contains(&old));
+    assert!(s.sides[1].refused_sources.contains(&new));
+    let mut p = rtp(50, 0xcccc);
+    assert_eq!(send(&mut s, Side::B, Port::Rtp, &mut p, old), FWD);
+    assert_eq!((rtp::ssrc(&p), rtp::seq(&p)), (0xaaaa, 5));
+}
+
+#[test]
+fn switch_without_continuity_passes_the_new_stream_through() {
+    let mut s = session(SessionOptions {
+        continuity: false,
+        ..SessionOptions::default()
+    });
+    send(
+        &mut s,
+        Side::B,
+        Port::Rtp,
+        &mut rtp(1, 0xaaaa),
+        addr(20, 6000),
+    );
+    s.switch_upstream(addr(21, 8000));
+    let mut p = rtp(900, 0xbbbb);
+    assert_eq!(
+        send(&mut s, Side::B, Port::Rtp, &mut p, addr(21, 8000)),
+        FWD
+    );
+    assert_eq!((rtp::ssrc(&p), rtp::seq(&p)), (0xbbbb, 900));
+}
+
+#[test]
+fn refused_list_is_bounded() {
+    let mut s = session(SessionOptions::default());
+    for i in 0..20u16 {
+        s.switch_upstream(addr(30, 10000 + 2 * i));
+    }
+    assert!(s.sides[1].refused_sources.len() <= MAX_REFUSED);
+}
+
+#[test]
+fn snapshot_round_trip_keeps_addresses_and_continuity() {
+    let mut s = session(SessionOptions::default());
+    send(&mut s, Side::A, Port::Rtp, &mut rtp(1, 1), addr(11, 40000));
+    send(&mut s, Side::B, Port::Rtp, &mut rtp(1, 2), addr(20, 6000));
+    s.switch_upstream(addr(21, 8000));
+    send(&mut s, Side::B, Port::Rtp, &mut rtp(77, 3), addr(21, 8000));
+    let snap = s.snapshot();
+    assert_eq!(snap.upstream, Some(addr(21, 8000)));
+    assert!(snap.continuity_toward_a.rewrite.is_some());
+    let json = serde_json::to_string(&snap).unwrap();
+    let back: SessionSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, snap);
+    let restored = SessionState::from_snapshot(&back);
+    assert_eq!(restored.snapshot(), snap);
+    assert_eq!(restored.info(), s.info());
+}
