@@ -94,11 +94,23 @@ impl Endpoint {
         let (out, out_rx) = mpsc::unbounded_channel();
         let (layer, events) = TransactionLayer::new(config.timers, Arc::new(Sender(out.clone())))
             .map_err(|e: TransactionError| {
-                Error::io("transaction layer", std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-            })?;
+            Error::io(
+                "transaction layer",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            )
+        })?;
         let counters = Arc::new(Counters::default());
-        let endpoint = Endpoint { transports, layer, out, counters };
-        tokio::spawn(send_loop(endpoint.transports.clone(), endpoint.layer.clone(), out_rx));
+        let endpoint = Endpoint {
+            transports,
+            layer,
+            out,
+            counters,
+        };
+        tokio::spawn(send_loop(
+            endpoint.transports.clone(),
+            endpoint.layer.clone(),
+            out_rx,
+        ));
         tokio::spawn(receive_loop(endpoint.clone(), incoming));
         Ok((endpoint, events))
     }
@@ -115,7 +127,9 @@ impl Endpoint {
     /// retransmission by the TU, stateless responses. Never blocks.
     pub fn send_raw(&self, target: Target, bytes: Bytes) -> crate::Result<()> {
         let addr = target.addr;
-        self.out.send(Out::Raw(target, bytes)).map_err(|_| closed(addr))
+        self.out
+            .send(Out::Raw(target, bytes))
+            .map_err(|_| closed(addr))
     }
 
     pub fn stats(&self) -> EndpointStats {
@@ -258,10 +272,15 @@ pub fn bad_request_response(data: &[u8], err: &ParseError) -> Option<Bytes> {
     }
     let wanted = |name: &str| -> Option<&'static str> {
         let n = name.trim();
-        for (long, short) in
-            [("Via", "v"), ("From", "f"), ("To", "t"), ("Call-ID", "i"), ("CSeq", "")]
-        {
-            if n.eq_ignore_ascii_case(long) || (!short.is_empty() && n.eq_ignore_ascii_case(short)) {
+        for (long, short) in [
+            ("Via", "v"),
+            ("From", "f"),
+            ("To", "t"),
+            ("Call-ID", "i"),
+            ("CSeq", ""),
+        ] {
+            if n.eq_ignore_ascii_case(long) || (!short.is_empty() && n.eq_ignore_ascii_case(short))
+            {
                 return Some(long);
             }
         }
@@ -289,7 +308,9 @@ pub fn bad_request_response(data: &[u8], err: &ParseError) -> Option<Bytes> {
     for (name, value) in copied {
         out.put_slice(format!("{name}: {value}\r\n").as_bytes());
     }
-    out.put_slice(format!("Warning: 399 tandem \"{reason}\"\r\nContent-Length: 0\r\n\r\n").as_bytes());
+    out.put_slice(
+        format!("Warning: 399 tandem \"{reason}\"\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    );
     Some(out.freeze())
 }
 

@@ -15,10 +15,16 @@ pub struct ParseError {
 
 impl ParseError {
     pub const fn new(reason: &'static str) -> Self {
-        ParseError { reason, header: None }
+        ParseError {
+            reason,
+            header: None,
+        }
     }
     pub const fn in_header(reason: &'static str, header: &'static str) -> Self {
-        ParseError { reason, header: Some(header) }
+        ParseError {
+            reason,
+            header: Some(header),
+        }
     }
 }
 
@@ -41,7 +47,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -21,12 +21,12 @@
 //! parse budget (see `benches/parse.rs` and the crate README for figures).
 #![forbid(unsafe_code)]
 
+pub mod dialog;
+pub mod endpoint;
 pub mod error;
 pub mod message;
 pub mod sdp;
-pub mod transport;
 pub mod transaction;
-pub mod dialog;
-pub mod endpoint;
+pub mod transport;
 
 pub use error::{Error, ParseError, Result};

@@ -41,7 +41,8 @@ impl Uas {
             TuEvent::Ack { ack, .. } => {
                 if self.unacked.remove(ack.call_id()).is_some() {
                     if let Some(d) = self.dialogs.get_mut(ack.call_id()) {
-                        d.on_remote_request(&ack).expect("ACK belongs to the dialog");
+                        d.on_remote_request(&ack)
+                            .expect("ACK belongs to the dialog");
                     }
                 }
             }
@@ -57,21 +58,34 @@ impl Uas {
                 let ringing = ResponseBuilder::with_to_tag(&request, 180, "Ringing", Some(&tag))
                     .header("Contact", "<sip:uas@127.0.0.1>")
                     .build();
-                layer.send_response(&key, Message::parse(ringing).unwrap()).unwrap();
+                layer
+                    .send_response(&key, Message::parse(ringing).unwrap())
+                    .unwrap();
                 let ok = ResponseBuilder::with_to_tag(&request, 200, "OK", Some(&tag))
                     .header("Contact", "<sip:uas@127.0.0.1>")
                     .body("application/sdp", Bytes::from_static(SDP.as_bytes()))
                     .build();
                 let ok = Message::parse(ok).unwrap();
                 layer.send_response(&key, ok.clone()).unwrap();
-                let dialog = Dialog::from_uas_request(&request, &tag, "<sip:uas@127.0.0.1>", DialogState::Confirmed)
-                    .expect("INVITE creates a dialog");
+                let dialog = Dialog::from_uas_request(
+                    &request,
+                    &tag,
+                    "<sip:uas@127.0.0.1>",
+                    DialogState::Confirmed,
+                )
+                .expect("INVITE creates a dialog");
                 self.dialogs.insert(request.call_id().to_owned(), dialog);
                 let t1 = layer.config().t1;
                 let now = Instant::now();
                 self.unacked.insert(
                     request.call_id().to_owned(),
-                    Unacked { key, ok, next: now + t1, interval: t1, give_up: now + 64 * t1 },
+                    Unacked {
+                        key,
+                        ok,
+                        next: now + t1,
+                        interval: t1,
+                        give_up: now + 64 * t1,
+                    },
                 );
                 self.answered += 1;
             }
@@ -81,8 +95,19 @@ impl Uas {
                     .get_mut(request.call_id())
                     .is_some_and(|d| d.on_remote_request(&request).is_ok());
                 let status = if accepted { 200 } else { 481 };
-                let resp = ResponseBuilder::new(&request, status, if status == 200 { "OK" } else { "Call/Transaction Does Not Exist" }).build();
-                layer.send_response(&key, Message::parse(resp).unwrap()).unwrap();
+                let resp = ResponseBuilder::new(
+                    &request,
+                    status,
+                    if status == 200 {
+                        "OK"
+                    } else {
+                        "Call/Transaction Does Not Exist"
+                    },
+                )
+                .build();
+                layer
+                    .send_response(&key, Message::parse(resp).unwrap())
+                    .unwrap();
                 if status == 200 {
                     self.dialogs.remove(request.call_id());
                     self.byes += 1;
@@ -116,9 +141,16 @@ impl Uas {
 /// Runs the UAS until SIPp finishes; returns SIPp's outcome and the UAS
 /// counts (answered INVITEs, accepted BYEs).
 async fn run_calls(sipp_args: &[&str], calls: u64) -> (testkit::SippOutcome, u64, u64) {
-    let (ep, mut events) = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &EndpointConfig::default()).unwrap();
+    let (ep, mut events) =
+        Endpoint::bind("127.0.0.1:0".parse().unwrap(), &EndpointConfig::default()).unwrap();
     let target = ep.local_addr();
-    let mut uas = Uas { ep: ep.clone(), unacked: HashMap::new(), dialogs: HashMap::new(), answered: 0, byes: 0 };
+    let mut uas = Uas {
+        ep: ep.clone(),
+        unacked: HashMap::new(),
+        dialogs: HashMap::new(),
+        answered: 0,
+        byes: 0,
+    };
     let sipp = Sipp::builtin("uac", Some(target))
         .args(["-m", &calls.to_string(), "-r", "20", "-d", "200"])
         .args(["-timeout", "100s", "-timeout_error"])
@@ -153,7 +185,11 @@ async fn sipp_calls_complete_with_ten_percent_loss() {
     assert_eq!(out.exit_code, Some(0), "{}", out.log);
     assert_eq!(out.successful, 40, "{}", out.log);
     assert_eq!(out.failed, 0, "{}", out.log);
-    assert!(out.retransmissions > 0, "with 10 % loss someone must have retransmitted: {}", out.log);
+    assert!(
+        out.retransmissions > 0,
+        "with 10 % loss someone must have retransmitted: {}",
+        out.log
+    );
     // Every INVITE was answered exactly once per call (retransmissions are
     // absorbed by the transaction layer), and every call's BYE arrived.
     assert_eq!(answered, 40);

@@ -16,8 +16,15 @@ fn bad_request_gets_400_naming_the_fault() {
     let resp = bad_request_response(NO_MAX_FORWARDS.as_bytes(), &err).unwrap();
     let resp = Message::parse(resp).unwrap();
     assert_eq!(resp.status(), Some(400));
-    assert!(resp.reason_phrase().unwrap().contains("Max-Forwards"), "{:?}", resp.reason_phrase());
-    assert!(resp.header("Warning").unwrap().starts_with("399 tandem \"missing mandatory header"));
+    assert!(
+        resp.reason_phrase().unwrap().contains("Max-Forwards"),
+        "{:?}",
+        resp.reason_phrase()
+    );
+    assert!(resp
+        .header("Warning")
+        .unwrap()
+        .starts_with("399 tandem \"missing mandatory header"));
     assert_eq!(resp.call_id(), "bad1@127.0.0.1");
     assert_eq!(resp.top_via().branch(), Some("z9hG4bKbad1"));
 }
@@ -44,22 +51,34 @@ async fn recv(sock: &UdpSocket) -> Message {
 
 #[tokio::test]
 async fn endpoint_answers_bad_requests_and_passes_good_ones() {
-    let (ep, mut events) = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &EndpointConfig::default()).unwrap();
+    let (ep, mut events) =
+        Endpoint::bind("127.0.0.1:0".parse().unwrap(), &EndpointConfig::default()).unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let via_port = peer.local_addr().unwrap().port();
     let bad = NO_MAX_FORWARDS.replace("5999", &via_port.to_string());
     peer.send_to(bad.as_bytes(), ep.local_addr()).await.unwrap();
     assert_eq!(recv(&peer).await.status(), Some(400));
 
-    let v7 = bad.replace("SIP/2.0\r\n", "SIP/7.0\r\n").replace("CSeq: 1 OPTIONS", "Max-Forwards: 70\r\nCSeq: 1 OPTIONS");
+    let v7 = bad
+        .replace("SIP/2.0\r\n", "SIP/7.0\r\n")
+        .replace("CSeq: 1 OPTIONS", "Max-Forwards: 70\r\nCSeq: 1 OPTIONS");
     peer.send_to(v7.as_bytes(), ep.local_addr()).await.unwrap();
     assert_eq!(recv(&peer).await.status(), Some(505));
 
-    peer.send_to(b"\x00\x01garbage", ep.local_addr()).await.unwrap();
+    peer.send_to(b"\x00\x01garbage", ep.local_addr())
+        .await
+        .unwrap();
     let good = bad.replace("CSeq: 1 OPTIONS", "Max-Forwards: 70\r\nCSeq: 1 OPTIONS");
-    peer.send_to(good.as_bytes(), ep.local_addr()).await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
-    let TuEvent::Request { key, request, .. } = ev else { panic!("expected a request, got {ev:?}") };
+    peer.send_to(good.as_bytes(), ep.local_addr())
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let TuEvent::Request { key, request, .. } = ev else {
+        panic!("expected a request, got {ev:?}")
+    };
     assert_eq!(request.method(), Some(&Method::Options));
     let ok = Message::parse(ResponseBuilder::new(&request, 200, "OK").build()).unwrap();
     ep.layer().send_response(&key, ok).unwrap();

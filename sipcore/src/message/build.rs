@@ -21,7 +21,11 @@ impl RequestBuilder {
         out.put_u8(b' ');
         out.put_slice(request_uri.as_bytes());
         out.put_slice(b" SIP/2.0\r\n");
-        RequestBuilder { out, has_max_forwards: false, body: None }
+        RequestBuilder {
+            out,
+            has_max_forwards: false,
+            body: None,
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -75,7 +79,10 @@ impl ResponseBuilder {
         out.put_slice(reason.as_bytes());
         out.put_slice(b"\r\n");
         let dialog_creating = (101..300).contains(&status)
-            && matches!(request.method(), Some(Method::Invite | Method::Subscribe | Method::Refer));
+            && matches!(
+                request.method(),
+                Some(Method::Invite | Method::Subscribe | Method::Refer)
+            );
         for h in &request.headers {
             let copy = match h.kind {
                 HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => true,

@@ -6,8 +6,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{HeaderEntry, HeaderName, Message, StartLine};
 use super::values::split_list;
+use super::{HeaderEntry, HeaderName, Message, StartLine};
 
 /// Collects edits to a [`Message`]; [`Editor::build`] prints the result.
 pub struct Editor<'m> {
@@ -83,14 +83,15 @@ impl<'m> Editor<'m> {
     }
 
     /// Replaces the body. With `Some(content_type)` the Content-Type is set
-    /// too; an empty body drops Content-Type.
+    /// too, with `None` the received one is kept (an SDP rewrite); an empty
+    /// body drops Content-Type.
     pub fn set_body(mut self, content_type: Option<&str>, body: Bytes) -> Self {
         self.body = Some((content_type.map(str::to_owned), body));
         self
     }
 
-    fn named(&self, h: &HeaderEntry, name: &str) -> bool {
-        self.msg.is_named(h, HeaderName::classify(name), name)
+    fn named(&self, h: &HeaderEntry, name: &(HeaderName, &str)) -> bool {
+        self.msg.is_named(h, name.0, name.1)
     }
 
     /// Prints the edited message.
@@ -118,12 +119,28 @@ impl<'m> Editor<'m> {
 
         let mut via_popped = !self.pop_via;
         let mut rr_written = self.record_routes.is_empty();
+        // Names classified once, not once per header line.
+        let removed: Vec<(HeaderName, &str)> = self
+            .removed
+            .iter()
+            .map(|n| (HeaderName::classify(n), n.as_str()))
+            .collect();
+        let set: Vec<(HeaderName, &str)> = self
+            .set
+            .iter()
+            .map(|(n, _)| (HeaderName::classify(n), n.as_str()))
+            .collect();
         let mut set_done = vec![false; self.set.len()];
-        let replacing_body = self.body.is_some();
+        // Drop the received Content-Type when a new one is given or the
+        // new body is empty.
+        let drop_content_type = self
+            .body
+            .as_ref()
+            .is_some_and(|(ct, b)| ct.is_some() || b.is_empty());
         for h in &msg.headers {
             if h.kind == HeaderName::ContentLength
-                || (replacing_body && h.kind == HeaderName::ContentType)
-                || self.removed.iter().any(|n| self.named(h, n))
+                || (drop_content_type && h.kind == HeaderName::ContentType)
+                || removed.iter().any(|n| self.named(h, n))
             {
                 continue;
             }
@@ -133,7 +150,7 @@ impl<'m> Editor<'m> {
                 }
                 rr_written = true;
             }
-            if let Some(i) = self.set.iter().position(|(n, _)| self.named(h, n)) {
+            if let Some(i) = set.iter().position(|n| self.named(h, n)) {
                 if !set_done[i] {
                     set_done[i] = true;
                     put_header(&mut out, &self.set[i].0, &self.set[i].1);
@@ -198,7 +215,7 @@ pub(super) fn put_header(out: &mut BytesMut, name: &str, value: &str) {
 
 /// Writes `Content-Length: n` and the empty line that ends the headers.
 pub(super) fn put_content_length(out: &mut BytesMut, len: usize) {
-    out.put_slice(b"Content-Length: ");
-    out.put_slice(len.to_string().as_bytes());
-    out.put_slice(b"\r\n\r\n");
+    use std::fmt::Write;
+    // Writing into a BytesMut cannot fail.
+    let _ = write!(out, "Content-Length: {len}\r\n\r\n");
 }

@@ -4,10 +4,20 @@
 //! A [`Message`] owns one [`Bytes`] buffer and an index of spans into it:
 //! parsing is one pass over the header block that records where each
 //! header's name and value are, classifies the name (compact forms equal
-//! long ones) and validates what a proxy relies on (Via, From, To,
-//! Call-ID, CSeq, Max-Forwards, Content-Length). Everything else is looked
-//! at only when asked. Cloning a message is cheap (the buffer is reference
-//! counted) and forwarding an unchanged message sends the received bytes.
+//! long ones) and validates what a proxy relies on: the start line, Via,
+//! From, To, Call-ID, CSeq (and that its method is the request's),
+//! Max-Forwards, Content-Length, Contact and Route. Everything else is
+//! looked at only when asked (Record-Route when read). Cloning a message is
+//! cheap (the buffer is reference counted) and forwarding an unchanged
+//! message sends the received bytes.
+//!
+//! What is rejected follows RFC 4475 §3.1.2 (see `tests/torture.rs`):
+//! extra SP in the request line, `<>`, LWS or headers in the Request-URI,
+//! unterminated quotes and non-token characters in display names, LWS
+//! inside `<…>`, an addr-spec that needs `<…>`, scalar overflows,
+//! Content-Length beyond the body or disagreeing with itself, mandatory
+//! headers missing or repeated. Unknown SIP versions, URI schemes and
+//! methods parse, so that a server can answer 505, 416 or 501/405.
 //!
 //! Folded header lines (RFC 3261 §7.3.1) are the one case that copies: the
 //! line break of each fold is overwritten with spaces, which keeps every
@@ -561,10 +571,12 @@ fn parse_head(buf: &[u8], pos: usize, end: HeaderEnd) -> Result<Option<Message>,
             }
             HeaderName::MaxForwards => {
                 once(&mut seen, MANDATORY_MAX_FORWARDS, "Max-Forwards")?;
-                parse_u32(value).filter(|&v| v <= 255).ok_or(ParseError::in_header(
-                    "malformed Max-Forwards",
-                    "Max-Forwards",
-                ))?;
+                parse_u32(value)
+                    .filter(|&v| v <= 255)
+                    .ok_or(ParseError::in_header(
+                        "malformed Max-Forwards",
+                        "Max-Forwards",
+                    ))?;
             }
             HeaderName::ContentLength => {
                 let cl = parse_u32(value).ok_or(ParseError::in_header(
@@ -703,9 +715,7 @@ fn parse_start_line(line: &str, at: usize) -> Result<(StartLine, Span), ParseErr
         if !code.iter().all(u8::is_ascii_digit) {
             return Err(BAD_CODE);
         }
-        let status = code
-            .iter()
-            .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+        let status = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
         if !(100..=699).contains(&status) {
             return Err(BAD_CODE);
         }
@@ -727,7 +737,7 @@ fn parse_start_line(line: &str, at: usize) -> Result<(StartLine, Span), ParseErr
         const BAD_LINE: ParseError = ParseError::new("malformed request line");
         let sp1 = memchr(b' ', lb).ok_or(BAD_LINE)?;
         let sp2 = memchr::memrchr(b' ', lb).ok_or(BAD_LINE)?;
-        if sp1 == sp2 {
+        if sp1 == sp2 || sp2 == sp1 + 1 || memchr(b' ', &lb[sp1 + 1..sp2]).is_some() {
             return Err(BAD_LINE);
         }
         let (method_s, uri_s, ver_s) = (&line[..sp1], &line[sp1 + 1..sp2], &line[sp2 + 1..]);

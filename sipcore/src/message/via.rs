@@ -1,6 +1,6 @@
 //! The Via header (RFC 3261 §20.42, §18.2.1 for received/rport).
 
-use super::values::{find_param, split_host_port, trim_lws};
+use super::values::{find_param, host_end, port_at, skip_lws, token_end, trim_lws};
 use crate::ParseError;
 
 /// One Via value. `Via: a, b` on one line and two Via lines give the same
@@ -20,32 +20,51 @@ pub struct Via<'a> {
 const BAD_VIA: ParseError = ParseError::in_header("malformed Via", "Via");
 
 impl<'a> Via<'a> {
+    /// Parses one via-parm: `sent-protocol LWS sent-by *(;via-params)`.
+    /// LWS is allowed around each `/` of sent-protocol (RFC 4475
+    /// §3.1.1.1). Any protocol version is accepted so that a server can
+    /// answer 505 to `SIP/7.0` rather than 400 (RFC 4475 §3.1.2.16).
     pub fn parse(raw: &'a str) -> Result<Via<'a>, ParseError> {
         let raw = trim_lws(raw);
-        // sent-protocol allows LWS around each slash (RFC 4475 §3.1.1.1).
-        let mut rest = raw;
-        let mut parts = [""; 3];
-        for (i, part) in parts.iter_mut().enumerate() {
-            rest = trim_lws(rest);
-            let end = rest
-                .find(|c: char| c == '/' || c == ' ' || c == '\t' || c == '\r' || c == '\n')
-                .unwrap_or(rest.len());
-            *part = &rest[..end];
-            rest = trim_lws(&rest[end..]);
-            if i < 2 {
-                rest = rest.strip_prefix('/').ok_or(BAD_VIA)?;
-            }
-        }
-        if !parts[0].eq_ignore_ascii_case("SIP") || parts[1] != "2.0" || parts[2].is_empty() {
+        let b = raw.as_bytes();
+        // sent-protocol = protocol-name SLASH protocol-version SLASH
+        // transport, where SLASH = SWS "/" SWS.
+        let name_end = token_end(b, 0);
+        let mut i = skip_lws(b, name_end);
+        if name_end == 0 || b.get(i) != Some(&b'/') {
             return Err(BAD_VIA);
         }
-        let transport = parts[2];
-        let (sent_by, params) = match rest.find(';') {
-            Some(s) => (&rest[..s], &rest[s..]),
-            None => (rest, ""),
-        };
-        let (host, port) = split_host_port(sent_by).ok_or(BAD_VIA)?;
-        Ok(Via { raw, transport, host, port, params: trim_lws(params) })
+        let version_start = skip_lws(b, i + 1);
+        let version_end = token_end(b, version_start);
+        i = skip_lws(b, version_end);
+        if version_end == version_start || b.get(i) != Some(&b'/') {
+            return Err(BAD_VIA);
+        }
+        let transport_start = skip_lws(b, i + 1);
+        let transport_end = token_end(b, transport_start);
+        // LWS sent-by, sent-by = host [ COLON port ], COLON = SWS ":" SWS
+        let host_start = skip_lws(b, transport_end);
+        if transport_end == transport_start || host_start == transport_end {
+            return Err(BAD_VIA);
+        }
+        let host_stop = host_end(raw, host_start).ok_or(BAD_VIA)?;
+        i = skip_lws(b, host_stop);
+        let mut port = None;
+        if b.get(i) == Some(&b':') {
+            let (p, end) = port_at(b, skip_lws(b, i + 1)).ok_or(BAD_VIA)?;
+            port = Some(p);
+            i = skip_lws(b, end);
+        }
+        if i < b.len() && b[i] != b';' {
+            return Err(BAD_VIA);
+        }
+        Ok(Via {
+            raw,
+            transport: &raw[transport_start..transport_end],
+            host: &raw[host_start..host_stop],
+            port,
+            params: &raw[i..],
+        })
     }
 
     pub fn param(&self, name: &str) -> Option<&'a str> {
@@ -74,6 +93,11 @@ impl<'a> Via<'a> {
 
     /// `host:port` as received, the port defaulting to 5060 (5061 for TLS).
     pub fn sent_by_port(&self) -> u16 {
-        self.port.unwrap_or(if self.transport.eq_ignore_ascii_case("TLS") { 5061 } else { 5060 })
+        self.port
+            .unwrap_or(if self.transport.eq_ignore_ascii_case("TLS") {
+                5061
+            } else {
+                5060
+            })
     }
 }
