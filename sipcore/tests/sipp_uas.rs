@@ -38,12 +38,10 @@ impl Uas {
     fn on_event(&mut self, event: TuEvent) {
         match event {
             TuEvent::Request { key, request, .. } => self.on_request(key, request),
-            TuEvent::Ack { ack, .. } => {
-                if self.unacked.remove(ack.call_id()).is_some() {
-                    if let Some(d) = self.dialogs.get_mut(ack.call_id()) {
-                        d.on_remote_request(&ack)
-                            .expect("ACK belongs to the dialog");
-                    }
+            TuEvent::Ack { ack, .. } if self.unacked.remove(ack.call_id()).is_some() => {
+                if let Some(d) = self.dialogs.get_mut(ack.call_id()) {
+                    d.on_remote_request(&ack)
+                        .expect("ACK belongs to the dialog");
                 }
             }
             _ => {}
