@@ -45,6 +45,14 @@ pub struct RelayConfig {
     /// microseconds before blocking (0 = never spin). Spinning avoids the
     /// cost of being woken per packet at the price of a busy core.
     pub busy_poll_us: u64,
+    /// Most port pairs whose two sockets stay open and bound after their
+    /// session ends, parked in the port pool for the next session that
+    /// gets the pair (no `socket`/`bind`/`close`/`epoll_ctl` per session).
+    /// Each parked pair holds two file descriptors. `None` (default): a
+    /// an eighth of the process's open-file soft limit at start-up (raise it
+    /// first, see `sys::raise_fd_limit`), at most every pair of the range;
+    /// `Some(0)`: close the sockets of every ended session.
+    pub max_parked_pairs: Option<usize>,
     /// Options a session gets when `create_session` names none.
     pub session_defaults: SessionOptions,
 }
@@ -63,6 +71,7 @@ impl Default for RelayConfig {
             batch_size: 32,
             connect_latched: true,
             busy_poll_us: 0,
+            max_parked_pairs: None,
             session_defaults: SessionOptions::default(),
         }
     }
@@ -104,6 +113,15 @@ impl RelayConfig {
         }
         self.session_defaults
             .validate("session_defaults.clock_rate")
+    }
+
+    /// Port pairs parked at most (see `max_parked_pairs`).
+    pub(crate) fn parked_pairs_limit(&self) -> usize {
+        let pairs = crate::pool::PortPool::pair_count(self.port_min, self.port_max);
+        let limit = self.max_parked_pairs.unwrap_or_else(|| {
+            crate::sys::fd_limit().map_or(0, |n| usize::try_from(n / 8).unwrap_or(usize::MAX))
+        });
+        limit.min(pairs)
     }
 
     /// Number of worker threads this config starts.

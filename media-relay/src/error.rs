@@ -37,7 +37,8 @@ pub enum Error {
         /// Why it cannot be used.
         reason: &'static str,
     },
-    /// Creating, configuring or binding a socket failed.
+    /// Creating, configuring, binding or registering (with a worker's
+    /// poll) a socket failed.
     #[error("session {session}: cannot bind UDP socket {addr}: {source}")]
     Bind {
         /// The session the socket was for.

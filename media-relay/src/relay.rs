@@ -3,24 +3,33 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
+use mio::Interest;
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::oneshot;
 
 use crate::config::{RelayConfig, SessionOptions};
 use crate::error::{Error, Result};
-use crate::pool::PortPool;
+use crate::pool::{PortPool, Unavailable};
 use crate::session::{
     LocalPorts, RelaySnapshot, SessionId, SessionInfo, SessionParams, SessionSnapshot,
     SessionState, SessionStats, Side, SideState,
 };
 use crate::stats::DropReason;
-use crate::worker::{self, lock, Command, SharedState, WorkerHandle, WorkerSession};
+use crate::worker::{
+    self, lock, pair_token, Command, Parked, SharedPool, SharedState, WorkerHandle, WorkerSession,
+    REAP_INTERVAL,
+};
+
+/// Longest wait of `create_session`/`restore_session` for the ports of a
+/// removed session when no other pair is free.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+/// Most datagrams read off a reused socket before a session gets it.
+const MAX_STRAYS: usize = 4096;
 
 /// Relay-wide counters, for Prometheus.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,8 +48,13 @@ pub struct RelayCounters {
     pub dropped_no_destination: u64,
     /// Dropped: the kernel refused to send.
     pub dropped_send_error: u64,
-    /// Free RTP/RTCP port pairs.
+    /// Dropped: stray datagrams found on a parked socket when its port
+    /// pair was given to a new session (sent to an ended session).
+    pub dropped_stray: u64,
+    /// Free RTP/RTCP port pairs (not used by any session).
     pub port_pairs_free: usize,
+    /// Free pairs whose sockets are kept bound for reuse.
+    pub port_pairs_parked: usize,
     /// All port pairs of the range.
     pub port_pairs_total: usize,
 }
@@ -56,18 +70,28 @@ struct Registry {
     load: Vec<usize>,
 }
 
+/// One port pair made ready for a session.
+struct ReadyPair {
+    port: u16,
+    index: usize,
+    socks: [UdpSocket; 2],
+}
+
 /// The media relay: worker threads forwarding RTP/RTCP, and the session
 /// table. Share it as `Arc<MediaRelay>`; every method takes `&self`.
 ///
 /// All methods are non-blocking (they take short mutexes and make a few
-/// socket system calls) and can be called from async tasks, except
-/// [`remove_session`](Self::remove_session), which is `async` because it
-/// waits for the worker to close the session's sockets.
+/// socket system calls) and can be called from async tasks.
+/// [`remove_session`](Self::remove_session) is `async` for compatibility;
+/// it does not wait for the worker.
 pub struct MediaRelay {
     config: RelayConfig,
-    pool: Arc<Mutex<PortPool>>,
+    /// First RTP port of the range (pair index 0).
+    first_port: u16,
+    pool: Arc<SharedPool>,
     registry: Mutex<Registry>,
     workers: Vec<WorkerHandle>,
+    dropped_stray: AtomicU64,
 }
 
 impl std::fmt::Debug for MediaRelay {
@@ -84,19 +108,31 @@ impl MediaRelay {
     /// Validates the config and starts the worker threads.
     pub fn new(config: RelayConfig) -> Result<MediaRelay> {
         config.validate()?;
-        let pool = Arc::new(Mutex::new(PortPool::new(config.port_min, config.port_max)));
         let n = config.worker_count();
+        let pool = PortPool::with_parking(
+            config.port_min,
+            config.port_max,
+            config.parked_pairs_limit(),
+            n,
+        );
+        let pairs = pool.total_pairs();
+        let pool = Arc::new(SharedPool {
+            pool: Mutex::new(pool),
+            released: Condvar::new(),
+        });
         let workers = (0..n)
-            .map(|i| worker::spawn(i, &config, pool.clone()))
+            .map(|i| worker::spawn(i, &config, pool.clone(), pairs))
             .collect::<Result<Vec<_>>>()?;
         Ok(MediaRelay {
             registry: Mutex::new(Registry {
                 sessions: HashMap::new(),
                 load: vec![0; n],
             }),
+            first_port: config.port_min + config.port_min % 2,
             config,
             pool,
             workers,
+            dropped_stray: AtomicU64::new(0),
         })
     }
 
@@ -105,8 +141,12 @@ impl MediaRelay {
         &self.config
     }
 
-    /// Allocates ports for both sides, binds the four sockets and starts
-    /// forwarding. Returns the local addresses to put into SDP.
+    /// Allocates ports for both sides, makes their four sockets ready and
+    /// starts forwarding. Returns the local addresses to put into SDP.
+    ///
+    /// A pair whose sockets are parked from an ended session gets them
+    /// back (drained of anything that arrived since); otherwise new
+    /// sockets are bound.
     pub fn create_session(&self, id: SessionId, params: SessionParams) -> Result<SessionInfo> {
         let options = params.options.unwrap_or(self.config.session_defaults);
         options.validate("options.clock_rate")?;
@@ -115,22 +155,22 @@ impl MediaRelay {
             return Err(Error::SessionExists(id));
         }
         let ip = self.config.local_ip;
-        let (port_a, socks_a) = self.bind_side(id, ip, None)?;
-        let (port_b, socks_b) = match self.bind_side(id, ip, None) {
+        let worker = Self::least_loaded(&reg.load);
+        let a = self.take_pair(id, ip, None, worker)?;
+        let b = match self.take_pair(id, ip, None, worker) {
             Ok(x) => x,
             Err(e) => {
-                drop(socks_a);
-                lock(&self.pool).release(port_a);
+                self.discard(a);
                 return Err(e);
             }
         };
         let state = SessionState::new(
             id,
             options,
-            SideState::new(LocalPorts::new(ip, port_a), params.remote_a),
-            SideState::new(LocalPorts::new(ip, port_b), params.remote_b),
+            SideState::new(LocalPorts::new(ip, a.port), params.remote_a),
+            SideState::new(LocalPorts::new(ip, b.port), params.remote_b),
         );
-        self.install(&mut reg, state, socks_a, socks_b)
+        self.install(&mut reg, worker, state, a, b)
     }
 
     /// Re-creates a session from a snapshot: the same ports (taken from the
@@ -143,19 +183,19 @@ impl MediaRelay {
         if reg.sessions.contains_key(&id) {
             return Err(Error::SessionExists(id));
         }
-        let (a, b) = (&snap.side_a.local, &snap.side_b.local);
-        let (port_a, socks_a) = self.bind_side(id, a.ip, Some(a.rtp_port))?;
-        let (port_b, socks_b) = match self.bind_side(id, b.ip, Some(b.rtp_port)) {
+        let (la, lb) = (&snap.side_a.local, &snap.side_b.local);
+        let worker = Self::least_loaded(&reg.load);
+        let a = self.take_pair(id, la.ip, Some(la.rtp_port), worker)?;
+        let b = match self.take_pair(id, lb.ip, Some(lb.rtp_port), worker) {
             Ok(x) => x,
             Err(e) => {
-                drop(socks_a);
-                lock(&self.pool).release(port_a);
+                self.discard(a);
                 return Err(e);
             }
         };
-        debug_assert_eq!((port_a, port_b), (a.rtp_port, b.rtp_port));
+        debug_assert_eq!((a.port, b.port), (la.rtp_port, lb.rtp_port));
         let state = SessionState::from_snapshot(snap);
-        self.install(&mut reg, state, socks_a, socks_b)
+        self.install(&mut reg, worker, state, a, b)
     }
 
     /// Restores every session of a table snapshot; one result per session,
@@ -170,18 +210,16 @@ impl MediaRelay {
     fn install(
         &self,
         reg: &mut Registry,
+        worker: usize,
         state: SessionState,
-        socks_a: [UdpSocket; 2],
-        socks_b: [UdpSocket; 2],
+        a: ReadyPair,
+        b: ReadyPair,
     ) -> Result<SessionInfo> {
         let id = state.id;
         let info = state.info();
         let state = Arc::new(Mutex::new(state));
-        let worker = (0..reg.load.len())
-            .min_by_key(|&w| reg.load[w])
-            .unwrap_or(0);
-        let [a_rtp, a_rtcp] = socks_a;
-        let [b_rtp, b_rtcp] = socks_b;
+        let [a_rtp, a_rtcp] = a.socks;
+        let [b_rtp, b_rtcp] = b.socks;
         let session = WorkerSession {
             id,
             state: state.clone(),
@@ -194,13 +232,14 @@ impl MediaRelay {
             ],
             conns: Default::default(),
             no_conn: [None; 4],
-            ports: [info.side_a.rtp_port, info.side_b.rtp_port],
+            ports: [a.port, b.port],
+            pairs: [a.index, b.index],
         };
         if let Err(cmd) = self.workers[worker].send(Command::Add(Box::new(session))) {
-            drop(cmd);
-            let mut pool = lock(&self.pool);
-            pool.release(info.side_a.rtp_port);
-            pool.release(info.side_b.rtp_port);
+            drop(cmd); // closes the sockets
+            let mut pool = lock(&self.pool.pool);
+            pool.give_back(a.port, None, 0);
+            pool.give_back(b.port, None, 0);
             return Err(Error::WorkerGone {
                 worker,
                 session: id,
@@ -212,49 +251,70 @@ impl MediaRelay {
         Ok(info)
     }
 
-    /// Takes a port pair (a given one, or the next free one) and binds its
-    /// two sockets.
-    fn bind_side(
+    /// Closes the sockets of a pair taken for a session that could not be
+    /// created, then gives the pair back.
+    fn discard(&self, pair: ReadyPair) {
+        let port = pair.port;
+        drop(pair);
+        lock(&self.pool.pool).give_back(port, None, 0);
+    }
+
+    /// The worker for a new session.
+    fn least_loaded(load: &[usize]) -> usize {
+        (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0)
+    }
+
+    /// Takes a port pair (a given one, or the next free one, preferably
+    /// one parked at worker `w`) and makes its two sockets ready for `w`.
+    fn take_pair(
         &self,
         id: SessionId,
         ip: IpAddr,
         want: Option<u16>,
-    ) -> Result<(u16, [UdpSocket; 2])> {
+        w: usize,
+    ) -> Result<ReadyPair> {
         if let Some(port) = want {
-            lock(&self.pool)
-                .reserve(port)
-                .map_err(|reason| Error::PortUnavailable {
-                    session: id,
-                    port,
-                    reason,
-                })?;
-            return match self.bind_pair(ip, port) {
-                Ok(s) => Ok((port, s)),
-                Err((addr, source)) => {
-                    lock(&self.pool).release(port);
-                    Err(Error::Bind {
+            let parked = self.take_given(id, port)?;
+            return self
+                .ready_pair(ip, port, parked, w)
+                .map_err(|(addr, source)| {
+                    lock(&self.pool.pool).give_back(port, None, 0);
+                    Error::Bind {
                         session: id,
                         addr,
                         source,
-                    })
-                }
-            };
+                    }
+                });
         }
-        let attempts = lock(&self.pool).total_pairs().min(16);
+        let attempts = lock(&self.pool.pool).total_pairs().min(16);
         let mut last = None;
         for _ in 0..attempts {
-            let port = lock(&self.pool).allocate().ok_or(Error::PortsExhausted {
-                session: id,
-                min: self.config.port_min,
-                max: self.config.port_max,
-            })?;
-            match self.bind_pair(ip, port) {
-                Ok(s) => return Ok((port, s)),
+            let (port, parked) = self.take_next(id, w)?;
+            match self.ready_pair(ip, port, parked, w) {
+                Ok(p) => return Ok(p),
                 Err((addr, source)) => {
                     // Taken by another program: put it at the back and try
                     // the next pair.
-                    lock(&self.pool).release(port);
-                    let in_use = source.kind() == io::ErrorKind::AddrInUse;
+                    let mut pool = lock(&self.pool.pool);
+                    pool.give_back(port, None, 0);
+                    let out_of_fds = is_out_of_fds(&source);
+                    // Out of file descriptors: close some parked sockets
+                    // (a cache) so the live session gets its own.
+                    let unparked = if out_of_fds {
+                        pool.unpark(UNPARK_BATCH)
+                    } else {
+                        Vec::new()
+                    };
+                    drop(pool);
+                    let retry = !unparked.is_empty();
+                    if retry {
+                        tracing::debug!(
+                            closed = unparked.len(),
+                            "out of file descriptors: closed parked port pairs"
+                        );
+                    }
+                    drop(unparked);
+                    let in_use = source.kind() == io::ErrorKind::AddrInUse || retry;
                     last = Some(Error::Bind {
                         session: id,
                         addr,
@@ -266,11 +326,131 @@ impl MediaRelay {
                 }
             }
         }
-        Err(last.unwrap_or(Error::PortsExhausted {
+        Err(last.unwrap_or(self.exhausted(id)))
+    }
+
+    fn exhausted(&self, id: SessionId) -> Error {
+        Error::PortsExhausted {
             session: id,
             min: self.config.port_min,
             max: self.config.port_max,
-        }))
+        }
+    }
+
+    /// Takes the next free pair for worker `w`. When none is free but pairs of removed
+    /// sessions are on their way back, wakes the workers and waits for
+    /// them (up to `RELEASE_WAIT`).
+    fn take_next(&self, id: SessionId, w: usize) -> Result<(u16, Option<Parked>)> {
+        let mut pool = lock(&self.pool.pool);
+        let mut deadline = None;
+        loop {
+            if let Some(taken) = pool.take(Some(w)) {
+                return Ok(taken);
+            }
+            if pool.releasing_pairs() == 0 {
+                return Err(self.exhausted(id));
+            }
+            pool = self
+                .wait_release(pool, &mut deadline)
+                .ok_or(self.exhausted(id))?;
+        }
+    }
+
+    /// Takes a given pair, waiting like [`take_next`](Self::take_next) if
+    /// its session was just removed.
+    fn take_given(&self, id: SessionId, port: u16) -> Result<Option<Parked>> {
+        let mut pool = lock(&self.pool.pool);
+        let mut deadline = None;
+        let busy = |reason| Error::PortUnavailable {
+            session: id,
+            port,
+            reason,
+        };
+        loop {
+            match pool.take_port(port) {
+                Ok(parked) => return Ok(parked),
+                Err(Unavailable::Refused(reason)) => return Err(busy(reason)),
+                Err(Unavailable::Releasing) => {
+                    pool = self
+                        .wait_release(pool, &mut deadline)
+                        .ok_or(busy("still held by a removed session"))?;
+                }
+            }
+        }
+    }
+
+    /// One wait for a releasing pair; None when the deadline has passed.
+    fn wait_release<'a>(
+        &self,
+        mut pool: MutexGuard<'a, PortPool<Parked>>,
+        deadline: &mut Option<Instant>,
+    ) -> Option<MutexGuard<'a, PortPool<Parked>>> {
+        let now = Instant::now();
+        let end = *deadline.get_or_insert_with(|| {
+            for w in &self.workers {
+                w.wake();
+            }
+            now + RELEASE_WAIT
+        });
+        let left = end.saturating_duration_since(now);
+        if left.is_zero() {
+            return None;
+        }
+        pool.waiters += 1;
+        let (mut pool, _) = self
+            .pool
+            .released
+            .wait_timeout(pool, left.min(REAP_INTERVAL))
+            .unwrap_or_else(PoisonError::into_inner);
+        pool.waiters -= 1;
+        Some(pool)
+    }
+
+    /// The two sockets of pair `port` for a session of worker `w`: the
+    /// parked ones (moved to `w`'s poll if they were registered with
+    /// another worker, and drained of stray datagrams), or new ones.
+    fn ready_pair(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        parked: Option<Parked>,
+        w: usize,
+    ) -> std::result::Result<ReadyPair, (SocketAddr, io::Error)> {
+        let index = usize::from((port - self.first_port) / 2);
+        let addr = |k: usize| SocketAddr::new(ip, port + k as u16);
+        if let Some(parked) = parked {
+            if parked.ip == ip {
+                let Parked {
+                    mut socks, home, ..
+                } = parked;
+                if home != w {
+                    for (k, s) in socks.iter_mut().enumerate() {
+                        let _ = self.workers[home].registry.deregister(s);
+                        self.workers[w]
+                            .registry
+                            .register(s, pair_token(index, k), Interest::READABLE)
+                            .map_err(|e| (addr(k), e))?;
+                    }
+                }
+                let strays: usize = socks.iter().map(drain_strays).sum();
+                if strays > 0 {
+                    self.dropped_stray
+                        .fetch_add(strays as u64, Ordering::Relaxed);
+                    tracing::debug!(port, strays, "stray datagrams dropped on port reuse");
+                }
+                return Ok(ReadyPair { port, index, socks });
+            }
+            // Bound to another address: close them before binding anew.
+            drop(parked);
+        }
+        let mut socks = self.bind_pair(ip, port)?;
+        for (k, s) in socks.iter_mut().enumerate() {
+            self.workers[w]
+                .registry
+                .register(s, pair_token(index, k), Interest::READABLE)
+                .map_err(|e| (addr(k), e))?;
+        }
+        Ok(ReadyPair { port, index, socks })
     }
 
     fn bind_pair(
@@ -382,10 +562,12 @@ impl MediaRelay {
             ..Default::default()
         };
         {
-            let pool = lock(&self.pool);
-            c.port_pairs_free = pool.free_pairs();
+            let pool = lock(&self.pool.pool);
+            c.port_pairs_free = pool.free_pairs() + pool.releasing_pairs();
+            c.port_pairs_parked = pool.parked_pairs();
             c.port_pairs_total = pool.total_pairs();
         }
+        c.dropped_stray = self.dropped_stray.load(Ordering::Relaxed);
         for w in &self.workers {
             let wc = &w.counters;
             let get = |r: DropReason| wc.dropped[r as usize].load(Ordering::Relaxed);
@@ -399,10 +581,12 @@ impl MediaRelay {
         c
     }
 
-    /// Ends a session: its worker stops forwarding and closes the sockets,
-    /// then the ports go back to the pool (at the back of the queue).
-    /// Returns the final stats. If the future is dropped early, the removal
-    /// still completes.
+    /// Ends a session: nothing more is forwarded or counted for it, and
+    /// its final stats are returned. Its worker lets go of the sockets at
+    /// its next wake-up (at most a few tens of ms later; it is not woken
+    /// for this); only then do the ports go back to the pool (at the back
+    /// of the queue), with their sockets parked for reuse. Does not wait
+    /// for the worker.
     pub async fn remove_session(&self, id: SessionId) -> Result<SessionStats> {
         let (worker, state) = {
             let mut reg = lock(&self.registry);
@@ -410,22 +594,52 @@ impl MediaRelay {
             reg.load[e.worker] -= 1;
             (e.worker, e.state)
         };
-        let gone = Error::WorkerGone {
-            worker,
-            session: id,
+        let (stats, ports) = {
+            let mut st = lock(&state);
+            st.removed = true;
+            let ports = [st.sides[0].local.rtp_port, st.sides[1].local.rtp_port];
+            (st.stats(Instant::now()), ports)
         };
-        let (done, wait) = oneshot::channel();
-        if self.workers[worker]
-            .send(Command::Remove { id, done })
-            .is_err()
         {
-            return Err(gone);
+            let mut pool = lock(&self.pool.pool);
+            for port in ports {
+                pool.mark_releasing(port);
+            }
         }
-        wait.await.map_err(|_| gone)?;
+        if self.workers[worker].send(Command::Remove(id)).is_err() {
+            return Err(Error::WorkerGone {
+                worker,
+                session: id,
+            });
+        }
         tracing::debug!(session = %id, "media session removed");
-        let stats = lock(&state).stats(Instant::now());
         Ok(stats)
     }
+}
+
+/// Reads and drops whatever waits on a reused socket (sent to the session
+/// that had the port before). Returns how many datagrams.
+/// Parked pairs closed at once when the process runs out of descriptors.
+const UNPARK_BATCH: usize = 64;
+
+/// `EMFILE` (process limit) or `ENFILE` (system limit).
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+fn drain_strays(sock: &UdpSocket) -> usize {
+    let mut buf = [0u8; 1]; // dropped anyway: truncation is fine
+    let mut n = 0;
+    while n < MAX_STRAYS {
+        match sock.recv(&mut buf) {
+            Ok(_) => n += 1,
+            Err(e) => match e.kind() {
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => continue,
+                _ => break, // WouldBlock: empty
+            },
+        }
+    }
+    n
 }
 
 /// A non-blocking UDP socket bound to `addr`, with the configured options.
@@ -433,7 +647,12 @@ pub(crate) fn bind_socket(
     config: &RelayConfig,
     addr: SocketAddr,
 ) -> io::Result<std::net::UdpSocket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Non-blocking (and close-on-exec) from the start: no fcntl calls.
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.nonblocking(),
+        Some(Protocol::UDP),
+    )?;
     if config.freebind {
         match addr {
             SocketAddr::V4(_) => sock.set_freebind(true)?,
@@ -450,7 +669,6 @@ pub(crate) fn bind_socket(
         // Lets the connected per-peer socket share the port.
         sock.set_reuse_port(true)?;
     }
-    sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     Ok(sock.into())
 }

@@ -248,6 +248,9 @@ pub(crate) struct SessionState {
     /// Indexed by the side the stream is received on.
     pub stats: [StreamRecorder; 2],
     pub upstream_switches: u32,
+    /// Set by `remove_session`: the worker forwards and counts nothing more
+    /// (the stats returned by the removal are final).
+    pub removed: bool,
 }
 
 impl SessionState {
@@ -267,6 +270,7 @@ impl SessionState {
                 StreamRecorder::new(options.clock_rate),
             ],
             upstream_switches: 0,
+            removed: false,
         }
     }
 

@@ -5,7 +5,8 @@
 //! * [`SendBatch::send`] wraps `sendmmsg(2)`: one system call sends many
 //!   datagrams, each to its own destination.
 //! * [`pin_current_thread`] wraps `sched_setaffinity(2)`, [`raise_fd_limit`]
-//!   wraps `setrlimit(2)`, [`set_rx_timestamps`] sets SO_TIMESTAMPNS.
+//!   and [`fd_limit`] wrap `setrlimit(2)`/`getrlimit(2)`,
+//!   [`set_rx_timestamps`] sets SO_TIMESTAMPNS.
 //!
 //! Safety argument, once for the module: every pointer handed to the kernel
 //! points into memory owned by the batch (boxed slices that never move or
@@ -378,6 +379,18 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The soft limit of open files (`RLIMIT_NOFILE`).
+pub fn fd_limit() -> io::Result<u64> {
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(lim.rlim_cur as u64)
+    }
 }
 
 /// Raises the soft limit of open files to the hard limit (each session

@@ -6,7 +6,24 @@
 //! (latching, stats, rewrite in place) and sent on with one `sendmmsg` from
 //! the peer socket. A socket that still has data after a few full batches is
 //! put at the back of the round, so one busy stream cannot starve the rest.
-//! The control side talks to a worker through a channel plus a `mio::Waker`.
+//!
+//! The control side talks to a worker through a channel *without* waking
+//! it: the worker handles queued commands whenever it wakes up (first
+//! thing, before the events), and wakes at least every `REAP_INTERVAL`
+//! while it has sessions. The control side registers a new session's
+//! sockets with the worker's poll itself (a cloned `mio::Registry`); a
+//! session added before its first packet is therefore in place before that
+//! packet's event is handled. A removal marks the session state (nothing
+//! more is forwarded or counted), and the worker lets go of the sockets at
+//! its next wake-up: their port pairs go back to the pool with the two
+//! sockets still bound and registered (parked), so that the next session
+//! on the pair needs no new sockets. A worker without sessions for a while
+//! sleeps without timeout and is woken by the next command.
+//!
+//! Tokens name port pairs of the pool (`pair * 4 + k`), not sessions: a
+//! parked pair keeps its registration, and an event for a pair no session
+//! of this worker uses is only noted (`PairSlot::seen`; its sockets are
+//! read once a session gets them).
 //!
 //! Each of a session's four ports has an unconnected socket, which receives
 //! everything, and, once the port has latched (and `connect_latched` is on),
@@ -19,18 +36,17 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use socket2::SockAddr;
-use tokio::sync::oneshot;
 
 use crate::config::RelayConfig;
 use crate::error::{Error, Result};
@@ -43,13 +59,38 @@ use crate::sys::{pin_current_thread, RecvBatch, SendBatch};
 const WAKER: Token = Token(usize::MAX);
 /// Full batches read from one socket before it yields to the others.
 const MAX_ROUNDS: usize = 4;
-/// Tokens per session: 4 unconnected sockets, then 4 connected ones.
-const TOKENS: usize = 8;
+/// Tokens per port pair: its RTP and RTCP sockets, then the sockets
+/// connected to their latched peers.
+const TOKENS: usize = 4;
+/// A worker with sessions acts on queued commands at least this often,
+/// even when no packet wakes it (commands do not wake it).
+pub(crate) const REAP_INTERVAL: Duration = Duration::from_millis(20);
+/// A worker without sessions for this long sleeps until a command wakes it.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+/// Commands queued without a wake-up before the next one wakes the worker
+/// (bounds the queue, and the pairs waiting to be released, under load).
+const WAKE_EVERY: usize = 64;
+
+/// What the control side and a worker signal each other besides commands.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Signals {
+    /// Set by the worker before it sleeps without a timeout.
+    asleep: AtomicBool,
+    /// Commands sent since the worker last looked at its queue.
+    queued: AtomicUsize,
+}
 
 pub(crate) type SharedState = Arc<Mutex<SessionState>>;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Token of socket `k` of port pair `pair` (0 = RTP, 1 = RTCP, 2 and 3 =
+/// their connected sockets).
+pub(crate) fn pair_token(pair: usize, k: usize) -> Token {
+    Token(pair * TOKENS + k)
 }
 
 /// Port `i` of a session: 0 = A RTP, 1 = A RTCP, 2 = B RTP, 3 = B RTCP.
@@ -70,7 +111,25 @@ pub(crate) struct Conn {
     peer: SocketAddr,
 }
 
-/// A session as handed to its worker.
+/// The two sockets of a free port pair, kept bound for the next session
+/// that gets the pair. They stay registered with the poll of worker
+/// `home`, which does not read them while no session of its own uses them.
+pub(crate) struct Parked {
+    pub socks: [UdpSocket; 2],
+    pub ip: IpAddr,
+    pub home: usize,
+}
+
+/// The port pool, shared by the control side and the workers.
+pub(crate) struct SharedPool {
+    pub pool: Mutex<PortPool<Parked>>,
+    /// Signalled when a releasing pair comes back (only if
+    /// `PortPool::waiters` says someone waits).
+    pub released: Condvar,
+}
+
+/// A session as handed to its worker. Its sockets are already registered
+/// with the worker's poll, under the tokens of their pairs.
 pub(crate) struct WorkerSession {
     pub id: SessionId,
     pub state: SharedState,
@@ -85,14 +144,15 @@ pub(crate) struct WorkerSession {
     pub no_conn: [Option<SocketAddr>; 4],
     /// RTP ports of side A and side B, returned to the pool on removal.
     pub ports: [u16; 2],
+    /// Pool indexes of those pairs (they name the sockets' tokens).
+    pub pairs: [usize; 2],
 }
 
 pub(crate) enum Command {
     Add(Box<WorkerSession>),
-    Remove {
-        id: SessionId,
-        done: oneshot::Sender<()>,
-    },
+    /// The session was removed (its state is marked): close or park its
+    /// sockets and give its ports back.
+    Remove(SessionId),
     Shutdown,
 }
 
@@ -116,23 +176,48 @@ impl WorkerCounters {
 pub(crate) struct WorkerHandle {
     tx: mpsc::Sender<Command>,
     waker: Arc<Waker>,
+    signals: Arc<Signals>,
+    /// The worker's poll registry (epoll_ctl is thread-safe): the control
+    /// side registers sockets for it.
+    pub registry: Registry,
     pub counters: Arc<WorkerCounters>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl WorkerHandle {
-    /// Queues a command; gives it back if the worker is gone.
+    /// Queues a command; gives it back if the worker is gone. The worker is
+    /// not woken for it (it acts on it at its next wake-up: a packet, or
+    /// `REAP_INTERVAL`), unless it sleeps idle or `WAKE_EVERY` commands
+    /// are waiting.
     pub(crate) fn send(&self, cmd: Command) -> Result<(), Command> {
         self.tx.send(cmd).map_err(|e| e.0)?;
+        let sig = &self.signals;
+        if sig.queued.fetch_add(1, Ordering::Relaxed) + 1 == WAKE_EVERY {
+            self.wake();
+            return Ok(());
+        }
+        // Pairs with the fence between `asleep = true` and the last
+        // `try_recv` of the worker: either it sees the command, or this
+        // sees the flag.
+        fence(Ordering::SeqCst);
+        if sig.asleep.load(Ordering::Relaxed) && sig.asleep.swap(false, Ordering::Relaxed) {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Wakes the worker now.
+    pub(crate) fn wake(&self) {
         // A failed wake means the poller is gone; the next send will fail.
         let _ = self.waker.wake();
-        Ok(())
     }
 }
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
-        let _ = self.send(Command::Shutdown);
+        if self.tx.send(Command::Shutdown).is_ok() {
+            self.wake();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -142,14 +227,17 @@ impl Drop for WorkerHandle {
 pub(crate) fn spawn(
     index: usize,
     config: &RelayConfig,
-    pool: Arc<Mutex<PortPool>>,
+    pool: Arc<SharedPool>,
+    pairs: usize,
 ) -> Result<WorkerHandle> {
     let start = |source: io::Error| Error::WorkerStart {
         worker: index,
         source,
     };
     let poll = Poll::new().map_err(start)?;
+    let registry = poll.registry().try_clone().map_err(start)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(start)?);
+    let signals = Arc::new(Signals::default());
     let (tx, rx) = mpsc::channel();
     let counters = Arc::new(WorkerCounters::default());
     let core = (!config.cpu_affinity.is_empty())
@@ -162,12 +250,14 @@ pub(crate) fn spawn(
         slots: Vec::new(),
         free_slots: Vec::new(),
         by_id: HashMap::new(),
+        pairs: vec![PairSlot::default(); pairs],
         recv: RecvBatch::new(config.batch_size),
         send: SendBatch::new(),
         keep: vec![false; config.batch_size],
         pending: Vec::new(),
         counters: counters.clone(),
         pool,
+        signals: signals.clone(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("media-relay-{index}"))
@@ -183,9 +273,21 @@ pub(crate) fn spawn(
     Ok(WorkerHandle {
         tx,
         waker,
+        signals,
+        registry,
         counters,
         thread: Some(thread),
     })
+}
+
+/// What a worker knows of one port pair of the pool.
+#[derive(Clone, Copy, Debug, Default)]
+struct PairSlot {
+    /// Slot and side of the session of this worker using the pair.
+    owner: Option<(u32, u8)>,
+    /// An event came while no session of this worker used the pair: its
+    /// sockets are read once a session gets them.
+    seen: bool,
 }
 
 struct Worker {
@@ -196,12 +298,14 @@ struct Worker {
     slots: Vec<Option<WorkerSession>>,
     free_slots: Vec<usize>,
     by_id: HashMap<SessionId, usize>,
+    pairs: Vec<PairSlot>,
     recv: RecvBatch,
     send: SendBatch,
     keep: Vec<bool>,
     pending: Vec<usize>,
     counters: Arc<WorkerCounters>,
-    pool: Arc<Mutex<PortPool>>,
+    pool: Arc<SharedPool>,
+    signals: Arc<Signals>,
 }
 
 fn unix_us() -> u64 {
@@ -216,14 +320,38 @@ impl Worker {
         let mut round = Vec::new();
         let spin = Duration::from_micros(self.config.busy_poll_us);
         let mut last_busy = Instant::now();
+        let mut empty_since = Some(Instant::now());
         loop {
             let timeout =
                 if !self.pending.is_empty() || (!spin.is_zero() && last_busy.elapsed() < spin) {
                     Some(Duration::ZERO)
+                } else if empty_since.is_some_and(|t| t.elapsed() >= IDLE_AFTER) {
+                    // Nothing to reap: sleep until a packet or a command
+                    // (which wakes a sleeping worker) comes.
+                    self.signals.asleep.store(true, Ordering::Relaxed);
+                    fence(Ordering::SeqCst);
+                    match self.rx.try_recv() {
+                        Ok(cmd) => {
+                            self.signals.asleep.store(false, Ordering::Relaxed);
+                            if !self.command(cmd) {
+                                return;
+                            }
+                            if !self.by_id.is_empty() {
+                                empty_since = None;
+                            }
+                            continue;
+                        }
+                        Err(mpsc::TryRecvError::Disconnected) => return,
+                        Err(mpsc::TryRecvError::Empty) => None,
+                    }
                 } else {
-                    None
+                    Some(REAP_INTERVAL)
                 };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let polled = self.poll.poll(&mut events, timeout);
+            if timeout.is_none() {
+                self.signals.asleep.store(false, Ordering::Relaxed);
+            }
+            if let Err(e) = polled {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -233,88 +361,165 @@ impl Worker {
             if !events.is_empty() && !spin.is_zero() {
                 last_busy = Instant::now();
             }
+            // Commands first: a session added before its first packet came
+            // is in place before that packet's event is handled.
+            if !self.commands() {
+                return;
+            }
+            if !self.by_id.is_empty() {
+                empty_since = None;
+            } else if empty_since.is_none() {
+                empty_since = Some(Instant::now());
+            }
             // Sockets left over from the last round go after this round's
             // fresh events.
             std::mem::swap(&mut round, &mut self.pending);
-            let mut commands = false;
             for ev in events.iter() {
-                match ev.token() {
-                    WAKER => commands = true,
-                    Token(t) => self.drain(t),
+                if ev.token() != WAKER {
+                    self.drain(ev.token().0);
                 }
             }
             for t in round.drain(..) {
                 self.drain(t);
-            }
-            if commands && !self.commands() {
-                return;
             }
         }
     }
 
     /// Handles queued commands; false means stop.
     fn commands(&mut self) -> bool {
+        self.signals.queued.store(0, Ordering::Relaxed);
         loop {
             match self.rx.try_recv() {
-                Ok(Command::Add(s)) => self.add(*s),
-                Ok(Command::Remove { id, done }) => {
-                    self.remove(id);
-                    let _ = done.send(());
+                Ok(cmd) => {
+                    if !self.command(cmd) {
+                        return false;
+                    }
                 }
-                Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return false,
                 Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
             }
         }
     }
 
-    fn add(&mut self, mut s: WorkerSession) {
+    /// Handles one command; false means stop.
+    fn command(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Add(s) => self.add(*s),
+            Command::Remove(id) => self.remove(id),
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    fn add(&mut self, s: WorkerSession) {
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        for (i, sock) in s.sockets.iter_mut().enumerate() {
-            let token = Token(slot * TOKENS + i);
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(sock, token, Interest::READABLE)
-            {
-                tracing::error!(worker = self.index, session = %s.id, "cannot register socket: {e}");
+        for (side, &pair) in s.pairs.iter().enumerate() {
+            let e = &mut self.pairs[pair];
+            e.owner = Some((slot as u32, side as u8));
+            if std::mem::take(&mut e.seen) {
+                // Something arrived before the session was in place.
+                self.pending.push(pair_token(pair, 0).0);
+                self.pending.push(pair_token(pair, 1).0);
             }
-            // Drain whatever arrived before registration.
-            self.pending.push(token.0);
         }
         self.by_id.insert(s.id, slot);
         self.slots[slot] = Some(s);
     }
 
+    /// Lets go of a removed session's sockets: its connected sockets are
+    /// closed, its port pairs go back to the pool with their two sockets
+    /// parked (still registered here) while the pool has room, else closed
+    /// first.
     fn remove(&mut self, id: SessionId) {
         let Some(slot) = self.by_id.remove(&id) else {
             return;
         };
-        if let Some(mut s) = self.slots[slot].take() {
-            let registry = self.poll.registry();
-            for sock in s.sockets.iter_mut() {
-                let _ = registry.deregister(sock);
+        self.free_slots.push(slot);
+        let Some(s) = self.slots[slot].take() else {
+            return;
+        };
+        let WorkerSession {
+            sockets,
+            local,
+            mut conns,
+            ports,
+            pairs,
+            ..
+        } = s;
+        let registry = self.poll.registry();
+        for c in conns.iter_mut().flatten() {
+            let _ = registry.deregister(&mut c.sock);
+        }
+        drop(conns); // closed before the ports are reused
+        for pair in pairs {
+            self.pairs[pair] = PairSlot::default();
+        }
+        let [a_rtp, a_rtcp, b_rtp, b_rtcp] = sockets;
+        let mut sides = [
+            Some(Parked {
+                socks: [a_rtp, a_rtcp],
+                ip: local[0].ip(),
+                home: self.index,
+            }),
+            Some(Parked {
+                socks: [b_rtp, b_rtcp],
+                ip: local[2].ip(),
+                home: self.index,
+            }),
+        ];
+        let shared = &self.pool;
+        let mut close = false;
+        {
+            let mut pool = lock(&shared.pool);
+            for (side, port) in sides.iter_mut().zip(ports) {
+                if pool.parking_room() {
+                    pool.give_back(port, side.take(), self.index);
+                } else {
+                    close = true;
+                }
             }
-            for c in s.conns.iter_mut().flatten() {
-                let _ = registry.deregister(&mut c.sock);
-            }
-            let ports = s.ports;
-            drop(s); // closes the sockets before their ports are reused
-            let mut pool = lock(&self.pool);
-            for p in ports {
-                pool.release(p);
+            if pool.waiters > 0 {
+                shared.released.notify_all();
             }
         }
-        self.free_slots.push(slot);
+        if close {
+            // No room to park: close the sockets before their ports can be
+            // handed out again.
+            let mut closed = [None; 2];
+            for ((side, port), c) in sides.iter_mut().zip(ports).zip(&mut closed) {
+                if let Some(parked) = side.take() {
+                    drop(parked);
+                    *c = Some(port);
+                }
+            }
+            let mut pool = lock(&shared.pool);
+            for port in closed.into_iter().flatten() {
+                pool.give_back(port, None, self.index);
+            }
+            if pool.waiters > 0 {
+                shared.released.notify_all();
+            }
+        }
     }
 
     /// Reads socket `token` until it is empty (or has had its share), then
     /// brings the port's connected socket in line with its latch.
     fn drain(&mut self, token: usize) {
-        let (slot, i) = (token / TOKENS, token % TOKENS);
-        let p = i % 4;
+        let (pair, k) = (token / TOKENS, token % TOKENS);
+        let Some(entry) = self.pairs.get_mut(pair) else {
+            return;
+        };
+        let Some((slot, side)) = entry.owner else {
+            // A parked pair (strays are drained when it is reused), or a
+            // pair on its way to a session.
+            entry.seen = true;
+            return;
+        };
+        let (slot, p) = (slot as usize, usize::from(side) * 2 + k % 2);
+        let i = if k < 2 { p } else { p + 4 };
         match self.drain_socket(slot, i) {
             Drained::Done(latched) => {
                 if self.config.connect_latched {
@@ -366,6 +571,13 @@ impl Worker {
             let mut forward = 0u64;
             let dest = {
                 let mut st = lock(&sess.state);
+                if st.removed {
+                    // Waiting to be reaped: nothing more is counted.
+                    if n < self.recv.capacity() {
+                        return Drained::Done(None);
+                    }
+                    continue;
+                }
                 for k in 0..n {
                     let verdict = match self.recv.source(k) {
                         Some(src) if !self.recv.truncated(k) => {
@@ -449,7 +661,8 @@ impl Worker {
         match connected_socket(&self.config, sess.local[p], peer) {
             Ok(s) => {
                 let mut sock = UdpSocket::from_std(s);
-                let token = Token(slot * TOKENS + 4 + p);
+                let pair = sess.pairs[p / 2];
+                let token = pair_token(pair, 2 + p % 2);
                 if let Err(e) = registry.register(&mut sock, token, Interest::READABLE) {
                     tracing::debug!(session = %sess.id, "cannot register connected socket: {e}");
                     sess.no_conn[p] = Some(peer);
@@ -458,7 +671,7 @@ impl Worker {
                 sess.conns[p] = Some(Conn { sock, peer });
                 // Packets that reached the unconnected socket while the
                 // connected one was being set up.
-                self.pending.push(slot * TOKENS + p);
+                self.pending.push(pair_token(pair, p % 2).0);
             }
             Err(e) => {
                 tracing::debug!(session = %sess.id, local = %sess.local[p], %peer, "no connected socket: {e}");

@@ -140,7 +140,13 @@ async fn relays_rtp_and_rtcp_both_ways() {
         r.remove_session(id).await,
         Err(Error::NoSuchSession(_))
     ));
-    // The sockets are closed: the ports can be bound again.
+    // The worker lets go of the sockets: the ports go back to the pool,
+    // their sockets stay bound (parked) for the next session on them...
+    eventually("ports parked", || r.counters().port_pairs_parked == 2);
+    assert_eq!(r.counters().port_pairs_free, r.counters().port_pairs_total);
+    assert!(UdpSocket::bind(info.side_a.rtp_addr()).is_err());
+    // ...and are closed with the relay: the ports can be bound again.
+    drop(r);
     UdpSocket::bind(info.side_a.rtp_addr()).expect("port freed");
     UdpSocket::bind(info.side_b.rtcp_addr()).expect("port freed");
 }
@@ -638,4 +644,122 @@ async fn works_without_connected_sockets_and_with_busy_polling() {
     server.send_to(&rtp_pkt(5, 0, 2), b).unwrap();
     assert_eq!(recv(&trunk).1, a);
     r.remove_session(id).await.unwrap();
+}
+
+#[tokio::test]
+async fn reused_ports_forward_with_fresh_latching_and_drop_strays() {
+    let net = 111;
+    // Two pairs: every session gets the ports of the one before.
+    let r = relay(net, 22000, 22003);
+    let (trunk1, server1) = (peer(net, 2), peer(net, 3));
+    let (trunk2, server2) = (peer(net, 4), peer(net, 5));
+    let params = |server: &UdpSocket| SessionParams {
+        remote_a: None,
+        remote_b: Some(addr(server)),
+        options: None,
+    };
+
+    // Session 1 latches both sides (and gets connected sockets).
+    let i1 = r.create_session(SessionId(1), params(&server1)).unwrap();
+    let (a, b) = (i1.side_a.rtp_addr(), i1.side_b.rtp_addr());
+    trunk1.send_to(&rtp_pkt(1, 0, 0x1), a).unwrap();
+    assert_eq!(rtp::ssrc(&recv(&server1).0), 0x1);
+    server1.send_to(&rtp_pkt(1, 0, 0xb1), b).unwrap();
+    assert_eq!(recv(&trunk1).1, a);
+    r.remove_session(SessionId(1)).await.unwrap();
+    eventually("ports parked", || r.counters().port_pairs_parked == 2);
+
+    // Late media of the ended call reaches the parked sockets.
+    for seq in 2..5 {
+        trunk1.send_to(&rtp_pkt(seq, 0, 0x1), a).unwrap();
+    }
+    trunk1.send_to(&rr(0x1), i1.side_a.rtcp_addr()).unwrap();
+    server1.send_to(&rtp_pkt(2, 0, 0xb1), b).unwrap();
+
+    // Session 2 gets the same ports, with nothing latched.
+    let i2 = r.create_session(SessionId(2), params(&server2)).unwrap();
+    assert_eq!(
+        (i2.side_a, i2.side_b),
+        (i1.side_a, i1.side_b),
+        "the parked pairs are reused"
+    );
+    assert_eq!(r.counters().dropped_stray, 5);
+    assert_eq!(r.counters().port_pairs_parked, 0);
+    let snap = r.session_snapshot(SessionId(2)).unwrap();
+    assert_eq!(snap.side_a.latched_rtp, None);
+    assert_eq!(snap.side_b.latched_rtp, None);
+    assert_eq!(snap.side_a.latched_ssrc, None);
+
+    // The new caller's first packet is the first thing the new server gets
+    // (a stray would have come first, or latched side A to trunk 1).
+    trunk2.send_to(&rtp_pkt(100, 0, 0x2), a).unwrap();
+    let p = recv(&server2).0;
+    assert_eq!((rtp::seq(&p), rtp::ssrc(&p)), (100, 0x2));
+    // And back: side B latches to the new server, not the old one.
+    server2.send_to(&rtp_pkt(7, 0, 0xb2), b).unwrap();
+    let (p, from) = recv(&trunk2);
+    assert_eq!((rtp::ssrc(&p), from), (0xb2, a));
+    let snap = r.session_snapshot(SessionId(2)).unwrap();
+    assert_eq!(snap.side_a.latched_rtp, Some(addr(&trunk2)));
+    assert_eq!(snap.side_b.latched_rtp, Some(addr(&server2)));
+    // RTCP of the new call is taken (the stray RR was not).
+    trunk2.send_to(&rr(0x2), i2.side_a.rtcp_addr()).unwrap();
+    eventually("the new RTCP", || {
+        r.stats(SessionId(2)).unwrap().side_a.rtcp_packets == 1
+    });
+    let snap = r.session_snapshot(SessionId(2)).unwrap();
+    assert_eq!(snap.side_a.latched_rtcp, Some(addr(&trunk2)));
+
+    // The old caller is now a stranger on side A: its packet reaches the
+    // new session's socket (not a leftover connected socket) and is
+    // dropped there.
+    trunk1.send_to(&rtp_pkt(5, 0, 0x1), a).unwrap();
+    trunk2.send_to(&rtp_pkt(101, 160, 0x2), a).unwrap();
+    assert_eq!(rtp::seq(&recv(&server2).0), 101);
+    eventually("the stranger's drop", || {
+        r.stats(SessionId(2)).unwrap().side_a.dropped_wrong_source == 1
+    });
+    let st = r.remove_session(SessionId(2)).await.unwrap();
+    assert_eq!((st.side_a.packets, st.side_a.rtcp_packets), (2, 1));
+    assert_eq!(st.side_b.packets, 1);
+}
+
+#[tokio::test]
+async fn without_parking_the_sockets_are_closed_after_removal() {
+    let net = 112;
+    let r = MediaRelay::new(RelayConfig {
+        local_ip: ip(net, 1),
+        port_min: 22100,
+        port_max: 22103,
+        workers: 2,
+        max_parked_pairs: Some(0),
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let (trunk, server) = (peer(net, 2), peer(net, 3));
+    for n in 1..=3 {
+        let id = SessionId(n);
+        let info = r
+            .create_session(
+                id,
+                SessionParams {
+                    remote_a: None,
+                    remote_b: Some(addr(&server)),
+                    options: None,
+                },
+            )
+            .unwrap();
+        trunk
+            .send_to(&rtp_pkt(n as u16, 0, 1), info.side_a.rtp_addr())
+            .unwrap();
+        assert_eq!(rtp::seq(&recv(&server).0), n as u16);
+        r.remove_session(id).await.unwrap();
+        assert_eq!(r.counters().port_pairs_free, 2);
+        // The worker closes the sockets (it is not woken for it).
+        eventually("the ports closed", || {
+            UdpSocket::bind(info.side_a.rtp_addr()).is_ok()
+                && UdpSocket::bind(info.side_b.rtcp_addr()).is_ok()
+        });
+        assert_eq!(r.counters().port_pairs_parked, 0);
+    }
 }

@@ -64,3 +64,92 @@ fn double_release_is_harmless() {
     assert_eq!(p.allocate(), Some(10000));
     assert_eq!(p.allocate(), None);
 }
+
+#[test]
+fn parked_payload_comes_back_with_its_pair_preferably_at_home() {
+    // 8 pairs, homes 0 and 1, room for 3 payloads.
+    let mut p: PortPool<&str> = PortPool::with_parking(10000, 10015, 3, 2);
+    let ports: Vec<u16> = (0..8).map(|_| p.take(Some(0)).unwrap().0).collect();
+    assert_eq!(
+        ports,
+        [10000, 10002, 10004, 10006, 10008, 10010, 10012, 10014]
+    );
+    assert_eq!(p.take(Some(1)), None);
+
+    p.give_back(10000, Some("a"), 1);
+    p.give_back(10002, Some("b"), 0);
+    p.give_back(10004, Some("c"), 1);
+    assert_eq!(p.parked_pairs(), 3);
+    assert!(!p.parking_room());
+    p.give_back(10006, None, 1); // no payload: any worker's
+    assert_eq!(p.free_pairs(), 4);
+
+    // Home 0: its own pair is in the older half of the free pairs.
+    assert_eq!(p.take(Some(0)), Some((10002, Some("b"))));
+    // Home 1: the oldest is its own.
+    assert_eq!(p.take(Some(1)), Some((10000, Some("a"))));
+    // Home 0 has nothing left: a pair without payload, oldest first.
+    assert_eq!(p.take(Some(0)), Some((10006, None)));
+    assert_eq!(p.take(None), Some((10004, Some("c"))));
+    assert_eq!(p.parked_pairs(), 0);
+    assert!(p.parking_room());
+}
+
+#[test]
+fn a_young_pair_at_home_waits_behind_old_ones_elsewhere() {
+    let mut p: PortPool<u8> = PortPool::with_parking(10000, 10015, 8, 2);
+    for _ in 0..8 {
+        p.take(None).unwrap();
+    }
+    // Six pairs freed at home 1, then one at home 0.
+    for (i, port) in [10000, 10002, 10004, 10006, 10008, 10010]
+        .into_iter()
+        .enumerate()
+    {
+        p.give_back(port, Some(i as u8), 1);
+    }
+    p.give_back(10012, Some(9), 0);
+    // For home 0 its pair is too young: the oldest go (to be moved)...
+    for (i, port) in [10000, 10002, 10004, 10006, 10008].into_iter().enumerate() {
+        assert_eq!(p.take(Some(0)), Some((port, Some(i as u8))));
+    }
+    // ...until it is in the older half (of the two left).
+    assert_eq!(p.take(Some(0)), Some((10012, Some(9))));
+    assert_eq!(p.take(Some(0)), Some((10010, Some(5))));
+}
+
+#[test]
+fn a_releasing_pair_is_neither_free_nor_reservable() {
+    let mut p = PortPool::new(10000, 10003);
+    let a = p.allocate().unwrap();
+    p.mark_releasing(a);
+    assert_eq!(p.releasing_pairs(), 1);
+    assert_eq!(p.free_pairs(), 1);
+    assert_eq!(p.take_port(a), Err(super::Unavailable::Releasing));
+    assert_eq!(p.allocate(), Some(10002));
+    assert_eq!(p.allocate(), None);
+    p.release(a);
+    assert_eq!((p.releasing_pairs(), p.free_pairs()), (0, 1));
+    assert_eq!(p.allocate(), Some(a));
+}
+
+#[test]
+fn unpark_takes_payloads_of_free_pairs_only_and_leaves_them_free() {
+    let mut p: PortPool<&str> = PortPool::with_parking(10000, 10007, 4, 1);
+    for _ in 0..4 {
+        p.take(Some(0)).unwrap();
+    }
+    p.give_back(10000, Some("a"), 0);
+    p.give_back(10002, Some("b"), 0);
+    p.give_back(10004, Some("c"), 0);
+    assert_eq!(p.unpark(2), vec!["a", "b"]);
+    assert_eq!(p.parked_pairs(), 1);
+    assert_eq!(p.free_pairs(), 3);
+    assert!(p.parking_room());
+    assert_eq!(p.unpark(10), vec!["c"]);
+    assert_eq!(p.unpark(10), Vec::<&str>::new());
+    // The pairs are still handed out, now without payload.
+    let mut got: Vec<_> = (0..3).map(|_| p.take(Some(0)).unwrap()).collect();
+    got.sort();
+    assert_eq!(got, [(10000, None), (10002, None), (10004, None)]);
+}

@@ -67,3 +67,82 @@ fn relay_can_be_shared_between_tasks() {
     shareable::<crate::RelaySnapshot>();
     shareable::<crate::SessionStats>();
 }
+
+fn peer(host: u8) -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind(SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 113, host)),
+        0,
+    ))
+    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[tokio::test]
+async fn parked_pairs_move_to_the_worker_of_their_next_session() {
+    use crate::rtp::{self, build_rtp};
+    use crate::worker::lock;
+    use crate::{MediaRelay, SessionId, SessionParams};
+
+    let r = MediaRelay::new(RelayConfig {
+        local_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 113, 1)),
+        port_min: 22200,
+        port_max: 22211,
+        workers: 2,
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let (trunk, server) = (peer(2), peer(3));
+    let worker_of = |id| lock(&r.registry).sessions[&SessionId(id)].worker;
+    for id in 1..=3 {
+        let params = SessionParams {
+            remote_a: None,
+            remote_b: Some(server.local_addr().unwrap()),
+            options: None,
+        };
+        r.create_session(SessionId(id), params).unwrap();
+    }
+    assert_eq!([worker_of(1), worker_of(2), worker_of(3)], [0, 1, 0]);
+    let snap = r.session_snapshot(SessionId(1)).unwrap();
+    r.remove_session(SessionId(1)).await.unwrap();
+    r.remove_session(SessionId(2)).await.unwrap();
+    eventually("four pairs parked", || r.counters().port_pairs_parked == 4);
+
+    // Session 1's pairs are parked with worker 0, but worker 1 is the
+    // least loaded now: the sockets move there.
+    let info = r.restore_session(&snap).unwrap();
+    assert_eq!(worker_of(1), 1);
+    assert_eq!(r.counters().port_pairs_parked, 2);
+    let pkt = build_rtp(0, 7, 0, 0x77, &[0; 160]);
+    trunk.send_to(&pkt, info.side_a.rtp_addr()).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = server.recv_from(&mut buf).expect("forwarded");
+    assert_eq!((rtp::seq(&buf[..n]), from), (7, info.side_b.rtp_addr()));
+    server
+        .send_to(&build_rtp(0, 9, 0, 0x99, &[0; 160]), info.side_b.rtp_addr())
+        .unwrap();
+    let (n, from) = trunk.recv_from(&mut buf).expect("forwarded back");
+    assert_eq!((rtp::seq(&buf[..n]), from), (9, info.side_a.rtp_addr()));
+
+    // Worker 0's old session still forwards (its tokens were not disturbed).
+    let info3 = r.session_info(SessionId(3)).unwrap();
+    trunk.send_to(&pkt, info3.side_a.rtp_addr()).unwrap();
+    let (n, from) = server.recv_from(&mut buf).expect("forwarded");
+    assert_eq!((rtp::seq(&buf[..n]), from), (7, info3.side_b.rtp_addr()));
+    for id in [1, 3] {
+        r.remove_session(SessionId(id)).await.unwrap();
+    }
+    eventually("all pairs parked", || r.counters().port_pairs_parked == 6);
+}
