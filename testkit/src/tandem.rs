@@ -1,0 +1,451 @@
+//! Tandem itself as a peer of the tests: a generated configuration on
+//! fresh loopback ports, the real `tandem` binary started with it (killed
+//! when the handle is dropped), its Prometheus metrics and its CDR lines.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use crate::{free_port, port_range, wait_for};
+
+/// Relay ports per Tandem: 32 RTP/RTCP pairs, plenty for a test's calls.
+const MEDIA_PORTS: u16 = 64;
+
+/// The parts of a Tandem configuration a test chooses; the listen ports
+/// and the media port range are picked when Tandem starts.
+#[derive(Debug, Clone)]
+pub struct TandemConfig {
+    members: Vec<(String, SocketAddr)>,
+    strategy: String,
+    trunk_networks: Vec<String>,
+    member_answer_timeout_ms: u64,
+    /// interval, timeout, failures to down, successes to up
+    health: (u64, u64, u32, u32),
+    health_enabled: bool,
+    t1_ms: u64,
+    media_ports: u16,
+}
+
+impl TandemConfig {
+    /// A pool of `members` (name, address), round-robin, every loopback
+    /// source a trunk, OPTIONS every 500 ms.
+    pub fn new<S: Into<String>>(members: impl IntoIterator<Item = (S, SocketAddr)>) -> Self {
+        TandemConfig {
+            members: members.into_iter().map(|(n, a)| (n.into(), a)).collect(),
+            strategy: "round-robin".into(),
+            trunk_networks: vec!["127.0.0.0/8".into()],
+            member_answer_timeout_ms: 4000,
+            health: (500, 400, 2, 2),
+            health_enabled: true,
+            t1_ms: 500,
+            media_ports: MEDIA_PORTS,
+        }
+    }
+
+    pub fn strategy(mut self, strategy: &str) -> Self {
+        self.strategy = strategy.into();
+        self
+    }
+
+    /// The networks of the one `[[trunk]]`.
+    pub fn trunk_networks<S: Into<String>>(mut self, nets: impl IntoIterator<Item = S>) -> Self {
+        self.trunk_networks = nets.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn member_answer_timeout_ms(mut self, ms: u64) -> Self {
+        self.member_answer_timeout_ms = ms;
+        self
+    }
+
+    pub fn health(
+        mut self,
+        interval_ms: u64,
+        timeout_ms: u64,
+        failures_to_down: u32,
+        successes_to_up: u32,
+    ) -> Self {
+        self.health = (interval_ms, timeout_ms, failures_to_down, successes_to_up);
+        self
+    }
+
+    /// No OPTIONS probes: every member stays up.
+    pub fn without_health(mut self) -> Self {
+        self.health_enabled = false;
+        self
+    }
+
+    /// Size of the relay's port range (4 ports per call; default 64).
+    pub fn media_ports(mut self, ports: u16) -> Self {
+        self.media_ports = ports;
+        self
+    }
+
+    pub fn t1_ms(mut self, ms: u64) -> Self {
+        self.t1_ms = ms;
+        self
+    }
+
+    /// The TOML text for the given ports.
+    pub fn render(&self, sip: SocketAddr, admin: SocketAddr, media: RangeInclusive<u16>) -> String {
+        let mut t = String::new();
+        t += &format!(
+            "[sip]\nlisten = [\"{sip}\"]\nt1_ms = {}\nt2_ms = 4000\n\n",
+            self.t1_ms
+        );
+        t += &format!("[admin]\nlisten = \"{admin}\"\n\n");
+        t += &format!(
+            "[media]\nip = \"127.0.0.1\"\nport_min = {}\nport_max = {}\nworkers = 1\n\n",
+            media.start(),
+            media.end()
+        );
+        t += &format!(
+            "[calls]\nmember_answer_timeout_ms = {}\n\n",
+            self.member_answer_timeout_ms
+        );
+        let nets: Vec<String> = self
+            .trunk_networks
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect();
+        t += &format!(
+            "[[trunk]]\nname = \"trunk\"\nnetworks = [{}]\n\n",
+            nets.join(", ")
+        );
+        t += &format!(
+            "[pool]\nname = \"media\"\nstrategy = \"{}\"\n\n",
+            self.strategy
+        );
+        let (interval, timeout, down, up) = self.health;
+        t += &format!(
+            "[pool.health]\nenabled = {}\ninterval_ms = {interval}\ntimeout_ms = {timeout}\n\
+             failures_to_down = {down}\nsuccesses_to_up = {up}\n\n",
+            self.health_enabled
+        );
+        for (name, addr) in &self.members {
+            t += &format!("[[pool.member]]\nname = \"{name}\"\naddress = \"{addr}\"\n\n");
+        }
+        t
+    }
+}
+
+/// A running `tandem run`; killed (SIGKILL) when dropped.
+pub struct Tandem {
+    child: Child,
+    dir: tempfile::TempDir,
+    sip: SocketAddr,
+    admin: SocketAddr,
+    media: RangeInclusive<u16>,
+}
+
+impl Tandem {
+    /// Starts the binary `bin` (`env!("CARGO_BIN_EXE_tandem")`) with
+    /// `config` on fresh ports and waits until it serves SIP and
+    /// `/metrics`.
+    pub async fn start(bin: impl AsRef<Path>, config: TandemConfig) -> Tandem {
+        let dir = crate::work_dir("tandem");
+        let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let base = port_range(config.media_ports);
+        let media = base..=base + config.media_ports - 1;
+        let path = dir.path().join("tandem.toml");
+        std::fs::write(&path, config.render(sip, admin, media.clone())).expect("write config");
+        let log = std::fs::File::create(dir.path().join("tandem.log")).expect("tandem log");
+        let child = Command::new(bin.as_ref())
+            .args(["run", "--config"])
+            .arg(&path)
+            .env(
+                "RUST_LOG",
+                std::env::var("TANDEM_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("clone log file")))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.as_ref().display()));
+        let mut tandem = Tandem {
+            child,
+            dir,
+            sip,
+            admin,
+            media,
+        };
+        tandem.wait_ready(Duration::from_secs(10)).await;
+        tandem
+    }
+
+    async fn wait_ready(&mut self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("tandem exited at start ({status}):\n{}", self.log_tail(40));
+            }
+            let sip_bound = std::net::UdpSocket::bind(self.sip).is_err();
+            if sip_bound && self.try_metrics().await.is_ok() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "tandem not ready after {deadline:?}:\n{}",
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// The relay's port range (`[media] port_min..=port_max`).
+    pub fn media_ports(&self) -> RangeInclusive<u16> {
+        self.media.clone()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tandem.toml")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything Tandem logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tandem.log")).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the log, for assertion messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        format!(
+            "--- tandem log (last {lines} lines) ---\n{}",
+            all[all.len().saturating_sub(lines)..].join("\n")
+        )
+    }
+
+    /// GET /metrics once (2 s limit).
+    pub async fn try_metrics(&self) -> Result<Metrics, String> {
+        let fetch = async {
+            let mut s = tokio::net::TcpStream::connect(self.admin)
+                .await
+                .map_err(|e| format!("connect {}: {e}", self.admin))?;
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: tandem\r\n\r\n")
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let (head, body) = text
+                .split_once("\r\n\r\n")
+                .ok_or_else(|| format!("not HTTP: {text:?}"))?;
+            if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
+                return Err(format!("unexpected answer: {head}"));
+            }
+            Ok(Metrics::parse(body))
+        };
+        tokio::time::timeout(Duration::from_secs(2), fetch)
+            .await
+            .map_err(|_| "GET /metrics took over 2 s".to_owned())?
+    }
+
+    /// GET /metrics, failing the test when it does not answer.
+    pub async fn metrics(&self) -> Metrics {
+        match self.try_metrics().await {
+            Ok(m) => m,
+            Err(e) => panic!("/metrics: {e}\n{}", self.log_tail(30)),
+        }
+    }
+
+    /// Waits until the series `name{labels}` (summed over the series that
+    /// carry at least these labels) equals `value`.
+    pub async fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+        deadline: Duration,
+    ) {
+        wait_for(
+            &format!("{name}{labels:?} == {value}"),
+            deadline,
+            || async {
+                let m = self.try_metrics().await?;
+                match m.value(name, labels) {
+                    Some(v) if v == value => Ok(()),
+                    other => Err(format!("{other:?}\n{}", self.log_tail(15))),
+                }
+            },
+        )
+        .await
+    }
+
+    /// The CDR lines logged so far (`call ended`), in order.
+    pub fn cdrs(&self) -> Vec<Cdr> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("call ended"))
+            .map(Cdr::parse)
+            .collect()
+    }
+
+    /// Waits until at least `n` CDR lines were logged.
+    pub async fn wait_cdrs(&self, n: usize, deadline: Duration) -> Vec<Cdr> {
+        wait_for(&format!("{n} CDR lines"), deadline, || async {
+            let cdrs = self.cdrs();
+            if cdrs.len() >= n {
+                Ok(cdrs)
+            } else {
+                Err(format!("{} CDRs\n{}", cdrs.len(), self.log_tail(20)))
+            }
+        })
+        .await
+    }
+}
+
+/// One sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// One scrape of `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    series: Vec<Sample>,
+    text: String,
+}
+
+impl Metrics {
+    /// Parses the Prometheus text format (samples only; comments skipped).
+    pub fn parse(text: &str) -> Metrics {
+        let mut series = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = match key.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+                None => (key, Vec::new()),
+            };
+            series.push((name.to_owned(), labels, value));
+        }
+        Metrics {
+            series,
+            text: text.to_owned(),
+        }
+    }
+
+    /// The sum of the series named `name` that carry all of `labels`;
+    /// `None` when there is none.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut found = None;
+        for (n, ls, v) in &self.series {
+            if n != name {
+                continue;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, val)| ls.iter().any(|(lk, lv)| lk == k && lv == val));
+            if all {
+                *found.get_or_insert(0.0) += v;
+            }
+        }
+        found
+    }
+
+    /// [`Metrics::value`], 0 when absent.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.value(name, labels).unwrap_or(0.0)
+    }
+
+    /// The scraped text, for assertion messages.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some((k, r)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = r.char_indices();
+        let mut end = r.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(n);
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((k.trim().trim_start_matches(',').trim().to_owned(), value));
+        rest = &r[end..];
+    }
+    out
+}
+
+/// One CDR line of Tandem's log: its `key=value` fields.
+#[derive(Debug, Clone)]
+pub struct Cdr {
+    pub fields: HashMap<String, String>,
+    pub line: String,
+}
+
+impl Cdr {
+    fn parse(line: &str) -> Cdr {
+        let fields = line
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect();
+        Cdr {
+            fields,
+            line: line.to_owned(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.fields.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// A numeric field; 0 when absent.
+    pub fn num(&self, key: &str) -> u64 {
+        self.get(key).parse().unwrap_or(0)
+    }
+
+    /// The media servers the call used, by name, in order.
+    pub fn servers(&self) -> Vec<String> {
+        self.get("servers")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split('@').next().unwrap_or(s).to_owned())
+            .collect()
+    }
+}
