@@ -186,6 +186,9 @@ impl Engine {
             self.end_call(id, reason, answered, answered);
         }
         metrics::relay(&self.relay.counters());
+        // A 2xx is retransmitted for at most 64*T1 (RFC 3261 §13.3.1.4).
+        let horizon = 64 * self.ep.layer().config().t1;
+        self.hung_up_b.retain(|_, at| at.elapsed() < horizon);
     }
 
     fn send_leg_b_cancel_if_ringing(&mut self, id: u64) {
@@ -206,6 +209,12 @@ impl Engine {
         self.by_b.remove(&call.b.call_id);
         self.unacked.remove(&(id, Leg::A));
         self.unacked.remove(&(id, Leg::B));
+        if call.answered_at.is_some() {
+            // Leg B's dialog ends here (our BYE below, or the server's own
+            // BYE): its late 2xx retransmissions only need an ACK.
+            self.hung_up_b
+                .insert(call.b.call_id.clone(), Instant::now());
+        }
         if let Some(m) = self.pool.members.get_mut(call.b.member) {
             if call.b.invite_key.is_some() || call.b.dialog.is_some() {
                 m.active_calls = m.active_calls.saturating_sub(1);

@@ -563,6 +563,15 @@ impl Engine {
             .header("CSeq", &format!("{seq} ACK"))
             .build();
         let _ = self.ep.send_raw(target, ack);
+        if self
+            .hung_up_b
+            .insert(response.call_id().to_owned(), Instant::now())
+            .is_some()
+        {
+            // A retransmission of a 2xx we already hung up: the ACK above
+            // was all it needed.
+            return;
+        }
         let bye = RequestBuilder::new(&Method::Bye, &contact)
             .header("Via", &self.new_via(transport))
             .header("From", from)

@@ -121,6 +121,12 @@ pub struct Engine {
     unacked: HashMap<(u64, Leg), u32>,
     /// The outstanding probe of each member.
     probes: Vec<Option<ClientKey>>,
+    /// Leg-B Call-IDs Tandem has already hung up (BYE sent, or the media
+    /// server's own BYE taken), with when. A 2xx retransmitted for one of
+    /// them (our ACK was lost) is ACKed again but gets no second BYE: a
+    /// second BYE with a new CSeq is a new request for a dialog the server
+    /// has already closed, which SIPp, for one, treats as a protocol error.
+    hung_up_b: HashMap<String, Instant>,
     timers: Timers,
     next_call: u64,
     /// `sip:host:port` of Tandem, for Via, Contact and loop detection.
@@ -147,6 +153,7 @@ impl Engine {
             clients: HashMap::new(),
             unacked: HashMap::new(),
             probes: vec![None; members],
+            hung_up_b: HashMap::new(),
             timers: Timers::default(),
             next_call: 1,
             advertised,
