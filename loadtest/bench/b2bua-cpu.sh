@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Tandem's CPU time per call as a B2BUA (INVITE/100/180/200/ACK/BYE/200 on
+# both legs, no media), at a sustained rate, and its memory per held call.
+#
+#   loadtest/bench/b2bua-cpu.sh [RATE] [SECONDS]        (defaults 400 cps, 30 s)
+#   HOLD_CALLS=10000 loadtest/bench/b2bua-cpu.sh         (also: memory per held call)
+#
+# tandem is pinned to core 0, SIPp (UAC and UAS) to core 1. CPU time is
+# read from /proc/<pid>/stat (utime+stime) around the measured window; a
+# run counts only with zero failed calls, zero retransmissions and no new
+# UDP receive-buffer errors in /proc/net/snmp.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RATE=${1:-400}
+SECS=${2:-30}
+HOLD_CALLS=${HOLD_CALLS:-0}
+command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 2; }
+cargo build --release --bin tandem >/dev/null 2>&1
+
+dir=$(mktemp -d /tmp/tandem-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+SIP=25060 MS=25070 ADMIN=29090
+cat >"$dir/tandem.toml" <<TOML
+[sip]
+listen = ["127.0.0.1:$SIP"]
+udp_recv_buffer = 8388608
+[admin]
+listen = "127.0.0.1:$ADMIN"
+[media]
+ip = "127.0.0.1"
+port_min = 30000
+port_max = 59999
+workers = 1
+[calls]
+media_timeout_s = 0
+[[trunk]]
+name = "bench"
+networks = ["127.0.0.0/8"]
+[pool]
+strategy = "round-robin"
+[[pool.member]]
+name = "uas"
+address = "127.0.0.1:$MS"
+TOML
+
+taskset -c 1 sipp -sn uas -i 127.0.0.1 -p $MS -aa -nostdin -buff_size 8388608 >"$dir/uas.log" 2>&1 &
+pids+=($!)
+taskset -c 0 ./target/release/tandem run --config "$dir/tandem.toml" >"$dir/tandem.log" 2>&1 &
+tpid=$!
+pids+=($tpid)
+sleep 1.5
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rcvbuf_errors() { awk '/^Udp:/{if(!h){split($0,n);h=1}else{split($0,v);for(i in n) if(n[i]=="RcvbufErrors") print v[i]}}' /proc/net/snmp; }
+hz=$(getconf CLK_TCK)
+
+calls=$((RATE * SECS))
+err0=$(rcvbuf_errors)
+c0=$(cpu_ticks $tpid)
+t0=$(date +%s.%N)
+taskset -c 1 sipp -sn uac 127.0.0.1:$SIP -i 127.0.0.1 -p 25090 -m $calls -r $RATE -d 0 -l $((RATE * 4)) \
+    -nostdin -buff_size 8388608 -trace_stat -stf "$dir/uac.csv" -fd 1 -timeout $((SECS * 3))s >"$dir/uac.log" 2>&1 || true
+c1=$(cpu_ticks $tpid)
+t1=$(date +%s.%N)
+err1=$(rcvbuf_errors)
+col() { awk -F';' -v col="$1" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} NF{v=$c} END{print v+0}' "$dir/uac.csv"; }
+ok=$(col 'SuccessfulCall(C)'); failed=$(col 'FailedCall(C)'); retrans=$(col 'Retransmissions(C)')
+cpu_s=$(echo "($c1 - $c0) / $hz" | bc -l)
+wall=$(echo "$t1 - $t0" | bc -l)
+us_per_call=$(echo "$cpu_s * 1000000 / $ok" | bc -l)
+printf 'rate %d cps for %d s: %d calls ok, %d failed, %d retransmissions, %d new UDP rcvbuf errors\n' \
+    "$RATE" "$SECS" "$ok" "$failed" "$retrans" "$((err1 - err0))"
+printf 'tandem CPU: %.2f s over %.1f s wall = %.1f us per call (%.0f%% of one core)\n' \
+    "$cpu_s" "$wall" "$us_per_call" "$(echo "$cpu_s * 100 / $wall" | bc -l)"
+
+if [ "$HOLD_CALLS" -gt 0 ]; then
+    rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+    r0=$(rss $tpid)
+    hold_rate=500
+    taskset -c 1 sipp -sn uac 127.0.0.1:$SIP -i 127.0.0.1 -p 25091 -m $HOLD_CALLS -r $hold_rate \
+        -l $HOLD_CALLS -d $(( (HOLD_CALLS / hold_rate + 20) * 1000 )) -nostdin -buff_size 8388608 \
+        -trace_stat -stf "$dir/hold.csv" -fd 1 >"$dir/hold.log" 2>&1 &
+    hpid=$!
+    pids+=($hpid)
+    active=0
+    for _ in $(seq $((HOLD_CALLS / hold_rate + 15))); do
+        sleep 1
+        active=$(curl -sf http://127.0.0.1:$ADMIN/metrics | awk '/^tandem_calls_active/{print $2}')
+        [ "${active%.*}" -ge "$HOLD_CALLS" ] && break
+    done
+    sleep 1
+    r1=$(rss $tpid)
+    printf 'memory: RSS %d KiB idle, %d KiB with %s calls held = %.0f bytes per call (both legs + media session)\n' \
+        "$r0" "$r1" "${active%.*}" "$(echo "($r1 - $r0) * 1024 / ${active%.*}" | bc -l)"
+    kill $hpid 2>/dev/null || true
+fi
+echo "logs: $dir"
