@@ -44,6 +44,8 @@ pub struct Config {
     pub trunks: Vec<TrunkConfig>,
     /// The media-server group calls are sent to.
     pub pool: PoolConfig,
+    #[serde(default)]
+    pub survival: SurvivalConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +117,63 @@ impl Default for CallsConfig {
             member_answer_timeout_ms: default_member_answer_timeout(),
         }
     }
+}
+
+/// Call survival: answered calls of a media server that fails are resumed
+/// on another member while the caller stays on the line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurvivalConfig {
+    /// Resume answered calls when their media server fails. Off: such
+    /// calls are ended (BYE to the caller), as other proxies do.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Most resume INVITEs per second over the whole pool, so that a
+    /// server with a thousand calls dying does not flatten the survivors.
+    #[serde(default = "default_resume_rate")]
+    pub resume_rate: u32,
+    /// Leg B's RTP silent this long while leg A's keeps arriving makes the
+    /// member suspect (an immediate OPTIONS probe confirms or clears it);
+    /// 0 disables media-silence detection. Calls on hold are exempt.
+    #[serde(default = "default_media_silence")]
+    pub media_silence_ms: u64,
+    /// Resume a call whose in-dialog request to the media server times out
+    /// or is answered 408, 481 or 503.
+    #[serde(default = "default_true")]
+    pub in_dialog_failure: bool,
+    /// When no member is left for a call: `hangup` (BYE with a Reason to
+    /// the caller) or `hold` (keep the caller and retry every second for
+    /// `hold_retry_s`).
+    #[serde(default)]
+    pub on_no_server: OnNoServer,
+    #[serde(default = "default_hold_retry")]
+    pub hold_retry_s: u64,
+    /// Rewrite SSRC, sequence number and timestamp after a switch so that
+    /// the trunk sees one continuous RTP stream.
+    #[serde(default = "default_true")]
+    pub continuity: bool,
+}
+
+impl Default for SurvivalConfig {
+    fn default() -> Self {
+        SurvivalConfig {
+            enabled: true,
+            resume_rate: default_resume_rate(),
+            media_silence_ms: default_media_silence(),
+            in_dialog_failure: true,
+            on_no_server: OnNoServer::default(),
+            hold_retry_s: default_hold_retry(),
+            continuity: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNoServer {
+    #[default]
+    Hangup,
+    Hold,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +282,15 @@ fn default_media_timeout() -> u64 {
 }
 fn default_member_answer_timeout() -> u64 {
     4000
+}
+fn default_resume_rate() -> u32 {
+    200
+}
+fn default_media_silence() -> u64 {
+    500
+}
+fn default_hold_retry() -> u64 {
+    30
 }
 fn default_pool_name() -> String {
     "media".into()
@@ -354,6 +422,18 @@ impl Config {
             return Err(invalid(
                 "pool.health.failures_to_down",
                 "counts must be >= 1".into(),
+            ));
+        }
+        if self.survival.resume_rate == 0 {
+            return Err(invalid(
+                "survival.resume_rate",
+                "must be at least 1 resume per second".into(),
+            ));
+        }
+        if self.survival.media_silence_ms > 0 && self.survival.media_silence_ms < 100 {
+            return Err(invalid(
+                "survival.media_silence_ms",
+                "below 100 ms ordinary jitter looks like a failure (0 disables)".into(),
             ));
         }
         for (i, name) in self.calls.carry_headers.iter().enumerate() {

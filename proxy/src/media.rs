@@ -92,3 +92,82 @@ pub fn relay_sdp(
     };
     Ok(Bytes::from(sdp.rewrite(&rewrite)))
 }
+
+/// The offer for a new media server when a call resumes: `offer` (what
+/// leg B was offered first, with the relay's address) restricted to the
+/// codec `answer` chose, plus telephone-event when the answer kept it, so
+/// that the new server answers with what leg A already uses and leg A
+/// needs no re-INVITE. Only the first stream is narrowed; every other
+/// line passes unchanged.
+pub fn narrow_offer(offer: &[u8], answer: &[u8]) -> Result<Bytes, Error> {
+    let internal = |what: &str| Error::internal(500, "Server Internal Error", what.to_owned());
+    let answer = Sdp::parse(answer).map_err(|e| internal(&format!("stored answer: {e}")))?;
+    let offer_sdp = Sdp::parse(offer).map_err(|e| internal(&format!("stored offer: {e}")))?;
+    let (Some(a), Some(o)) = (answer.media().first(), offer_sdp.media().first()) else {
+        return Err(internal("no media stream to narrow"));
+    };
+    let codec = a.codec().ok_or_else(|| internal("answer has no codec"))?;
+    // Map the answer's choices onto the offer's payload types by name and
+    // clock rate (an answerer may renumber dynamic types).
+    let same = |x: &sipcore::sdp::RtpMap<'_>, y: &sipcore::sdp::RtpMap<'_>| {
+        x.encoding.eq_ignore_ascii_case(y.encoding) && x.clock_rate == y.clock_rate
+    };
+    let offer_pt_for = |wanted: &sipcore::sdp::RtpMap<'_>| -> Option<String> {
+        o.formats()
+            .find(|f| {
+                f.parse::<u8>()
+                    .ok()
+                    .and_then(|pt| o.rtpmap(pt))
+                    .is_some_and(|m| same(&m, wanted))
+            })
+            .map(str::to_owned)
+    };
+    let mut keep: Vec<String> = Vec::new();
+    match codec.rtpmap {
+        Some(m) => keep.push(offer_pt_for(&m).unwrap_or_else(|| codec.format.to_owned())),
+        None => keep.push(codec.format.to_owned()),
+    }
+    if let Some(te) = a
+        .rtpmaps()
+        .find(|m| m.encoding.eq_ignore_ascii_case("telephone-event"))
+    {
+        if let Some(pt) = offer_pt_for(&te) {
+            keep.push(pt);
+        }
+    }
+
+    // Rewrite the first m= section line by line.
+    let text = std::str::from_utf8(offer).map_err(|_| internal("offer is not UTF-8"))?;
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(text.len());
+    let mut section = 0usize;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\r', '\n']);
+        if content.starts_with("m=") {
+            section += 1;
+            if section == 1 {
+                let mut parts = content.splitn(4, ' ');
+                let (kind, port, proto) = (parts.next(), parts.next(), parts.next());
+                if let (Some(kind), Some(port), Some(proto)) = (kind, port, proto) {
+                    out.push_str(&format!("{kind} {port} {proto} {}{eol}", keep.join(" ")));
+                    continue;
+                }
+            }
+        } else if section == 1 {
+            let pt_attr = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                .iter()
+                .find_map(|p| content.strip_prefix(p))
+                .map(|rest| rest.split([' ', '\t']).next().unwrap_or(""));
+            if let Some(pt) = pt_attr {
+                if pt != "*" && !keep.iter().any(|k| k == pt) {
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests;

@@ -14,12 +14,19 @@ use sipcore::message::Method;
 /// Installs the recorder and, with an address, the HTTP listener. Must run
 /// inside a tokio runtime.
 pub fn install(listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let mut builder = PrometheusBuilder::new().set_buckets_for_metric(
-        Matcher::Full("tandem_call_setup_seconds".into()),
-        &[
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ],
-    )?;
+    let mut builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("tandem_call_setup_seconds".into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("tandem_resume_seconds".into()),
+            &[
+                0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+            ],
+        )?;
     if let Some(addr) = listen {
         builder = builder.with_http_listener(addr);
         builder
@@ -93,6 +100,28 @@ pub fn setup_latency(d: Duration) {
 
 pub fn member_health(member: &str, up: bool) {
     gauge!("tandem_media_server_up", "member" => member.to_owned()).set(if up { 1.0 } else { 0.0 });
+    member_state(member, if up { "up" } else { "down" });
+}
+
+/// A member's state for operators: `up`, `suspect` (media silence seen,
+/// probe outstanding) or `down`; one series per state, 1 for the current.
+pub fn member_state(member: &str, state: &str) {
+    for s in ["up", "suspect", "down"] {
+        gauge!("tandem_media_server_state", "member" => member.to_owned(), "state" => s)
+            .set(if s == state { 1.0 } else { 0.0 });
+    }
+}
+
+/// One resume attempt's end: `ok`, `failed` (that member refused or did
+/// not answer; the next is tried), `no_server`, `gave_up` (hold expired).
+pub fn call_resumed(from: &str, to: &str, outcome: &str) {
+    counter!("tandem_calls_resumed_total", "from" => from.to_owned(), "to" => to.to_owned(), "outcome" => outcome.to_owned())
+        .increment(1);
+}
+
+/// Failure detected → the new leg B answered.
+pub fn resume_latency(d: Duration) {
+    histogram!("tandem_resume_seconds").record(d.as_secs_f64());
 }
 
 pub fn relay(c: &RelayCounters) {

@@ -183,6 +183,20 @@ impl Pool {
         }
     }
 
+    /// Takes a member down at once (its failure was confirmed otherwise,
+    /// e.g. media silence and an unanswered probe). Returns the change.
+    pub fn force_down(&mut self, member: usize) -> Option<HealthChange> {
+        let m = self.members.get_mut(member)?;
+        m.streak = 0;
+        (m.health == Health::Up).then(|| {
+            m.health = Health::Down;
+            HealthChange {
+                member,
+                now: Health::Down,
+            }
+        })
+    }
+
     /// A transport error or timeout of a call attempt is evidence too, but
     /// only the probes decide: one lost INVITE must not take a server out.
     pub fn member(&self, i: usize) -> &Member {

@@ -31,6 +31,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         port_min: config.media.port_min,
         port_max: config.media.port_max,
         workers: config.media.workers,
+        session_defaults: media_relay::SessionOptions {
+            continuity: config.survival.continuity,
+            ..media_relay::SessionOptions::default()
+        },
         ..RelayConfig::default()
     };
     let relay = Arc::new(MediaRelay::new(relay_config).context("starting the media relay")?);

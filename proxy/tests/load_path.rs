@@ -3,93 +3,12 @@
 //! back, calls spread over both servers. The load tool checks what SIPp
 //! cannot: the audio that comes back through the relay.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::Value;
-use testkit::{wait_for, Tandem, TandemConfig};
-
-const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
-const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// `tandem-load` sits next to `tandem` when the workspace's tests are
-/// built together (`cargo test --workspace`); otherwise it is built here.
-fn tandem_load() -> PathBuf {
-    let bin = Path::new(TANDEM).with_file_name("tandem-load");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "loadtest", "--bin", "tandem-load"])
-            .status()
-            .expect("run cargo build for tandem-load");
-        assert!(status.success(), "cargo build -p loadtest failed");
-    }
-    bin
-}
-
-/// A child process killed (and reaped) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// SIGTERM, then waits at most `deadline` for the exit.
-    fn terminate(&mut self, deadline: Duration) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let until = Instant::now() + deadline;
-        while Instant::now() < until {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-fn answerer(bin: &Path, port: u16, json: &Path) -> Proc {
-    Proc(
-        Command::new(bin)
-            .args(["answer", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--rtp", "echo", "--quiet", "--json"])
-            .arg(json)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tandem-load answer"),
-    )
-}
-
-fn read_json(path: &Path) -> Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-/// Runs `tandem-load call` to its end, killed after `limit`.
-async fn run_call(bin: &Path, args: &[String], limit: Duration) -> Output {
-    let child = tokio::process::Command::new(bin)
-        .arg("call")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start tandem-load call");
-    tokio::time::timeout(limit, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("tandem-load call still running after {limit:?}"))
-        .expect("tandem-load call output")
-}
+use common::{
+    answerer, read_json, run_call, said, tandem_load, wait_members_up, Proc, SECS, TANDEM,
+};
+use testkit::{Tandem, TandemConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_calls_with_rtp_through_tandem_lose_nothing() {
@@ -115,16 +34,7 @@ async fn fifty_calls_with_rtp_through_tandem_lose_nothing() {
     )
     .await;
     // Both members up before the first call, so round-robin uses both.
-    wait_for("both members up", SECS(10), || async {
-        let m = tandem.try_metrics().await?;
-        let up = |name| m.value("tandem_media_server_up", &[("member", name)]) == Some(1.0);
-        if up("ms1") && up("ms2") {
-            Ok(())
-        } else {
-            Err(m.text().to_owned())
-        }
-    })
-    .await;
+    wait_members_up(&tandem, &["ms1", "ms2"]).await;
 
     let call_json = dir.path().join("call.json");
     let args: Vec<String> = [
@@ -145,12 +55,7 @@ async fn fifty_calls_with_rtp_through_tandem_lose_nothing() {
     .map(|s| s.to_string())
     .collect();
     let out = run_call(&bin, &args, SECS(60)).await;
-    let said = format!(
-        "{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        tandem.log_tail(30)
-    );
+    let said = said(&out, &tandem);
     assert!(out.status.success(), "{said}");
 
     let r = read_json(&call_json);

@@ -119,7 +119,35 @@ pub struct Call {
     pub servers: Vec<(String, UnixMillis)>,
     /// The offer as sent to leg B (relay addresses), kept for failover.
     pub offer: Option<Bytes>,
+    /// The last SDP Tandem sent to leg B (relay addresses) and the last
+    /// one leg B sent: what a new media server is offered on resume.
+    pub b_local_sdp: Option<Bytes>,
+    pub b_remote_sdp: Option<Bytes>,
+    /// Set while the call is being moved to another media server.
+    pub resuming: Option<Resuming>,
+    /// How many times the call moved to another media server.
+    pub resumes: u32,
     /// When the INVITE arrived, for the setup latency (local clock only).
     #[serde(skip, default = "Instant::now")]
     pub started: Instant,
+}
+
+/// A call on its way from a failed media server to another one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resuming {
+    /// The member the call was on when it failed.
+    pub from: usize,
+    /// What gave the failure away (`keepalive`, `media_silence`,
+    /// `in_dialog_408`, …).
+    pub reason: String,
+    pub detected_at: UnixMillis,
+    /// Members tried for this resume (never tried again).
+    pub tried: Vec<usize>,
+    /// With `on_no_server = hold`: keep retrying until then.
+    pub hold_until: Option<UnixMillis>,
+    /// A resume INVITE is out (otherwise the call waits in the queue).
+    pub inviting: bool,
+    /// When the failure was detected, for the resume latency (local clock).
+    #[serde(skip, default = "Instant::now")]
+    pub detected: Instant,
 }

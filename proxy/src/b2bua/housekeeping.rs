@@ -65,6 +65,7 @@ impl Engine {
                         },
                     );
                 }
+                TimerEvent::ResumeRetry { call } => self.resume_retry(call),
                 TimerEvent::ProbeTimeout { member, key } => {
                     if self.probes.get(member).and_then(|p| p.as_ref()) == Some(&key) {
                         self.probes[member] = None;
@@ -78,11 +79,18 @@ impl Engine {
 
     /// Sends one OPTIONS to each member that has no probe outstanding.
     pub(super) fn send_probes(&mut self) {
-        let timeout = Duration::from_millis(self.config.pool.health.timeout_ms);
         for member in 0..self.pool.members.len() {
-            if self.probes[member].is_some() {
-                continue;
+            if self.probes[member].is_none() {
+                self.send_probe(member);
             }
+        }
+    }
+
+    /// One OPTIONS keepalive to `member`; its outcome comes back through
+    /// [`probe_outcome`](Self::probe_outcome).
+    pub(super) fn send_probe(&mut self, member: usize) {
+        let timeout = Duration::from_millis(self.config.pool.health.timeout_ms);
+        {
             let m = self.pool.member(member).clone();
             let transport = member_transport(m.transport);
             let bytes = RequestBuilder::new(&Method::Options, &format!("sip:{}", m.address))
@@ -114,13 +122,19 @@ impl Engine {
     }
 
     pub(super) fn probe_outcome(&mut self, member: usize, alive: bool) {
+        if self.settle_suspect(member, alive) {
+            return;
+        }
         if let Some(change) = self.pool.probe_result(member, alive) {
-            let name = &self.pool.member(member).name;
+            let name = self.pool.member(member).name.clone();
             match change.now {
                 Health::Down => tracing::warn!(member = %name, "media server is down"),
                 Health::Up => tracing::info!(member = %name, "media server is up"),
             }
-            metrics::member_health(name, change.now == Health::Up);
+            metrics::member_health(&name, change.now == Health::Up);
+            if change.now == Health::Down {
+                self.member_failed(member, "keepalive");
+            }
         }
     }
 
@@ -263,6 +277,7 @@ impl Engine {
             caller = %call.a.invite.from_header().uri,
             callee = %call.a.invite.to_header().uri,
             servers = %servers.join(","),
+            resumes = call.resumes,
             setup_ms = call.created_at,
             answer_ms = call.answered_at.unwrap_or(0),
             end_ms = now,

@@ -72,6 +72,9 @@ impl Engine {
                 let (bye_a, bye_b) = (leg == Leg::B, leg == Leg::A);
                 self.end_call(id, reason, bye_a, bye_b);
             }
+            _ if leg == Leg::A && call.resuming.is_some() => {
+                self.respond_call_moving(&key, &request);
+            }
             Method::Invite | Method::Update if call.offer_pending => {
                 // Glare (RFC 3261 §14.2, RFC 3311 §5.2).
                 let retry_after = if leg == Leg::A { "1" } else { "2" };
@@ -147,7 +150,13 @@ impl Engine {
             req = req.header(name, value);
         }
         if let Some((ct, body)) = body {
+            if to == Leg::B && crate::media::is_sdp(Some(&ct)) {
+                call.b_local_sdp = Some(body.clone());
+            }
             req = req.body(&ct, body);
+        }
+        if from == Leg::B && is_sdp(request.content_type()) && !request.body().is_empty() {
+            call.b_remote_sdp = Some(request.body_bytes());
         }
         if matches!(method, Method::Invite | Method::Update) {
             call.offer_pending = true;
@@ -210,6 +219,15 @@ impl Engine {
         if status < 200 || !self.calls.contains_key(&id) {
             return;
         }
+        if to == Leg::B && matches!(status, 408 | 481 | 503) && self.resumes_on_in_dialog_failure()
+        {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.offer_pending = false;
+            }
+            self.respond_call_moving(&origin, &request);
+            self.leg_b_in_dialog_failure(id, &format!("in_dialog_{status}"));
+            return;
+        }
         let method = response.cseq().method.clone();
         let from = to.other();
         let origin_transport = match from {
@@ -228,6 +246,16 @@ impl Engine {
         let call = self.calls.get_mut(&id).expect("call exists");
         if matches!(method, Method::Invite | Method::Update) {
             call.offer_pending = false;
+        }
+        if (200..300).contains(&status) {
+            // Leg B's side of the offer/answer: what a resume offers.
+            match (to, &body) {
+                (Leg::B, _) if is_sdp(response.content_type()) && !response.body().is_empty() => {
+                    call.b_remote_sdp = Some(response.body_bytes());
+                }
+                (Leg::A, Some((ct, b))) if is_sdp(Some(ct)) => call.b_local_sdp = Some(b.clone()),
+                _ => {}
+            }
         }
         let dialog = match to {
             Leg::A => call.a.dialog.as_mut(),

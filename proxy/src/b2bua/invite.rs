@@ -133,7 +133,11 @@ impl Engine {
             session_expires: None,
             offer_pending: false,
             servers: Vec::new(),
+            b_local_sdp: None,
+            b_remote_sdp: None,
             offer,
+            resuming: None,
+            resumes: 0,
             started: Instant::now(),
         };
         self.by_a.insert(call.a.call_id.clone(), id);
@@ -199,6 +203,38 @@ impl Engine {
             self.fail_call(id, e.status, e.reason, Some(e.warning()), "no_server");
             return;
         };
+        let body = self.calls[&id].offer.clone();
+        let sent = self.send_leg_b_invite(id, member, body, &[]);
+        let call = self.calls.get_mut(&id).expect("call exists");
+        call.b.tried = {
+            let mut t = tried;
+            t.push(member);
+            t
+        };
+        if !sent {
+            self.leg_b_failed(
+                id,
+                &ClientKey {
+                    branch: String::new(),
+                    method: Method::Invite,
+                },
+                "send failed",
+            );
+        }
+    }
+
+    /// Builds and sends a new leg B INVITE for call `id` to `member`:
+    /// A's identity and carried headers, fresh Call-ID and tags, `offer`
+    /// (or A's non-SDP body) and `extra` headers. Leg B is replaced by
+    /// the new one (its `tried` list is kept). False when nothing could be
+    /// sent (the caller decides what follows).
+    pub(super) fn send_leg_b_invite(
+        &mut self,
+        id: u64,
+        member: usize,
+        offer: Option<Bytes>,
+        extra: &[(&str, &str)],
+    ) -> bool {
         let m = self.pool.member(member).clone();
         let transport = member_transport(m.transport);
         let call = &self.calls[&id];
@@ -253,9 +289,12 @@ impl Engine {
                 req = req.header(name, value);
             }
         }
-        if let Some(offer) = &call.offer {
+        for (name, value) in extra {
+            req = req.header(name, value);
+        }
+        if let Some(offer) = &offer {
             req = req.body("application/sdp", offer.clone());
-        } else if !a.body().is_empty() {
+        } else if !a.body().is_empty() && !is_sdp(a.content_type()) {
             // A body Tandem does not rewrite (not SDP) passes unchanged.
             req = req.body(
                 a.content_type().unwrap_or("application/octet-stream"),
@@ -264,8 +303,8 @@ impl Engine {
         }
         let bytes = req.build();
         let Ok(b_invite) = Message::parse(bytes.clone()) else {
-            self.fail_call(id, 500, "Server Internal Error", None, "internal");
-            return;
+            tracing::error!(call = id, "built an unparseable leg B INVITE");
+            return false;
         };
         let target = Target {
             transport,
@@ -278,15 +317,12 @@ impl Engine {
         if !call.b.call_id.is_empty() {
             self.by_b.remove(&call.b.call_id);
         }
+        let tried = std::mem::take(&mut call.b.tried);
         call.b = LegB {
             call_id: b_call_id.clone(),
             local_tag: b_tag,
             member,
-            tried: {
-                let mut t = tried;
-                t.push(member);
-                t
-            },
+            tried,
             invite: b_invite,
             invite_key: key.clone(),
             dialog: None,
@@ -294,22 +330,21 @@ impl Engine {
             ack_pending: false,
             cancel_sent: false,
         };
+        if offer.is_some() {
+            call.b_local_sdp = offer;
+        }
         call.servers.push((m.name.clone(), now_millis()));
         self.by_b.insert(b_call_id, id);
         self.pool.members[member].active_calls += 1;
         match key {
-            Some(key) => self.timers.at(
-                Instant::now() + timeout,
-                TimerEvent::MemberAnswer { call: id, key },
-            ),
-            None => self.leg_b_failed(
-                id,
-                &ClientKey {
-                    branch: String::new(),
-                    method: Method::Invite,
-                },
-                "send failed",
-            ),
+            Some(key) => {
+                self.timers.at(
+                    Instant::now() + timeout,
+                    TimerEvent::MemberAnswer { call: id, key },
+                );
+                true
+            }
+            None => false,
         }
     }
 
@@ -343,6 +378,9 @@ impl Engine {
         }
         if status == 100 {
             return;
+        }
+        if call.resuming.is_some() {
+            return self.on_resume_response(id, response);
         }
         call.b.provisional = true;
         if call.state == CallState::Cancelling {
@@ -428,6 +466,9 @@ impl Engine {
             }
         };
         call.b.dialog = Some(b_dialog);
+        if !response.body().is_empty() && is_sdp(response.content_type()) {
+            call.b_remote_sdp = Some(response.body_bytes());
+        }
         let session = SessionId(call.media);
         let info = self.relay.session_info(session).ok();
         let mut body: Option<Bytes> = None;
@@ -523,6 +564,7 @@ impl Engine {
         };
         let mut ack = dialog.ack(call.b.invite.cseq().seq, &via);
         if let Some(body) = body {
+            call.b_local_sdp = Some(body.clone());
             ack = ack.body("application/sdp", body);
         }
         let target = self.leg_target(&self.calls[&id], Leg::B);
@@ -591,6 +633,9 @@ impl Engine {
         };
         if !key.branch.is_empty() && call.b.invite_key.as_ref() != Some(key) {
             return;
+        }
+        if call.resuming.is_some() {
+            return self.resume_attempt_failed(id, why);
         }
         match call.state {
             CallState::Calling | CallState::Early => {

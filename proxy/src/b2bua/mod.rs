@@ -15,6 +15,7 @@ mod call;
 mod housekeeping;
 mod in_dialog;
 mod invite;
+mod survival;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -54,6 +55,8 @@ enum ClientRole {
     Own,
     /// An OPTIONS keepalive to pool member `member`.
     Probe { member: usize },
+    /// A re-INVITE to leg A after a resume changed the codec.
+    Reoffer { call: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +78,10 @@ enum TimerEvent {
     ProbeTimeout {
         member: usize,
         key: ClientKey,
+    },
+    /// `on_no_server = hold`: try to resume the call again.
+    ResumeRetry {
+        call: u64,
     },
 }
 
@@ -128,6 +135,7 @@ pub struct Engine {
     /// has already closed, which SIPp, for one, treats as a protocol error.
     hung_up_b: HashMap<String, Instant>,
     timers: Timers,
+    survival: survival::Survival,
     next_call: u64,
     /// `sip:host:port` of Tandem, for Via, Contact and loop detection.
     advertised: SocketAddr,
@@ -155,6 +163,7 @@ impl Engine {
             probes: vec![None; members],
             hung_up_b: HashMap::new(),
             timers: Timers::default(),
+            survival: survival::Survival::default(),
             next_call: 1,
             advertised,
             draining: false,
@@ -173,6 +182,10 @@ impl Engine {
         let mut probes = tokio::time::interval(probe_every);
         probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let probing = self.config.pool.health.enabled;
+        // Resumes are paced and media silence is checked on this tick.
+        let mut survival = tokio::time::interval(Duration::from_millis(SURVIVAL_TICK_MS));
+        survival.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
         loop {
             let next = self.timers.next();
             tokio::select! {
@@ -183,6 +196,15 @@ impl Engine {
                 _ = sleep_until(next), if next.is_some() => self.fire_timers(),
                 _ = housekeeping.tick() => self.housekeeping(),
                 _ = probes.tick(), if probing => self.send_probes(),
+                _ = survival.tick() => {
+                    ticks += 1;
+                    // Silence is looked for every 100 ms: often enough for
+                    // a 500 ms threshold, rare enough to cost nothing.
+                    if ticks.is_multiple_of(100 / SURVIVAL_TICK_MS) {
+                        self.check_media_silence();
+                    }
+                    self.drain_resumes();
+                }
                 changed = shutdown.changed(), if !self.draining => {
                     if changed.is_err() || *shutdown.borrow() {
                         tracing::info!(calls = self.calls.len(), "draining: new calls are refused");
@@ -282,6 +304,34 @@ impl Engine {
                     self.probe_outcome(member, true);
                 }
             }
+            ClientRole::Reoffer { call } => self.on_reoffer_response(call, response),
+        }
+    }
+
+    /// Leg A's answer to a re-INVITE Tandem sent on its own (after a
+    /// resume changed the codec): ACK a 2xx; the call goes on either way.
+    fn on_reoffer_response(&mut self, id: u64, response: Message) {
+        let status = response.status().unwrap_or(0);
+        if status < 200 {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.offer_pending = false;
+        if let Some(d) = call.a.dialog.as_mut() {
+            d.on_response(&response);
+        }
+        if (200..300).contains(&status) {
+            let via = self.new_via(self.calls[&id].a.transport);
+            let call = &self.calls[&id];
+            if let Some(d) = call.a.dialog.as_ref() {
+                let ack = d.ack(response.cseq().seq, &via).build();
+                let target = self.leg_target(call, Leg::A);
+                let _ = self.ep.send_raw(target, ack);
+            }
+        } else {
+            tracing::warn!(call = id, status, "leg A refused the new codec");
         }
     }
 
@@ -299,14 +349,26 @@ impl Engine {
                 origin,
                 request,
             } => {
-                // The other side gets a clear 408 for its request.
-                self.respond(&origin, &request, 408, "Request Timeout", &[]);
                 if let Some(c) = self.calls.get_mut(&call) {
                     if matches!(request.method(), Some(Method::Invite | Method::Update)) {
                         c.offer_pending = false;
                     }
                 }
                 tracing::warn!(call, leg = ?to, "in-dialog request got no answer");
+                if to == Leg::B && self.resumes_on_in_dialog_failure() {
+                    // The caller must not hear 408 (it would end the
+                    // dialog, RFC 3261 §14.1): the call is moving.
+                    self.respond_call_moving(&origin, &request);
+                    self.leg_b_in_dialog_failure(call, "in_dialog_timeout");
+                } else {
+                    // The other side gets a clear 408 for its request.
+                    self.respond(&origin, &request, 408, "Request Timeout", &[]);
+                }
+            }
+            ClientRole::Reoffer { call } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.offer_pending = false;
+                }
             }
             ClientRole::Own => {}
             ClientRole::Probe { member } => {
@@ -319,6 +381,35 @@ impl Engine {
     }
 
     // ---- helpers shared by the flows ----
+
+    fn resumes_on_in_dialog_failure(&self) -> bool {
+        self.config.survival.enabled && self.config.survival.in_dialog_failure
+    }
+
+    /// The answer to leg A's in-dialog request while its call is moving to
+    /// another media server: 491 for an offer (the caller retries it a
+    /// moment later, RFC 3261 §14.1), 503 with Retry-After for the rest
+    /// (RFC 5057: neither ends the dialog).
+    fn respond_call_moving(&self, key: &ServerKey, request: &Message) {
+        let warning = ("Warning", "399 tandem \"media server failed, call moving\"");
+        if matches!(request.method(), Some(Method::Invite | Method::Update)) {
+            self.respond(
+                key,
+                request,
+                491,
+                "Request Pending",
+                &[warning, ("Retry-After", "1")],
+            );
+        } else {
+            self.respond(
+                key,
+                request,
+                503,
+                "Service Unavailable",
+                &[warning, ("Retry-After", "1")],
+            );
+        }
+    }
 
     /// Sends a response on a server transaction, built from its request.
     fn respond(
@@ -428,6 +519,8 @@ impl Engine {
         self.by_b.get(call_id).map(|&id| (id, Leg::B))
     }
 }
+
+const SURVIVAL_TICK_MS: u64 = 20;
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
 

@@ -71,3 +71,24 @@ fn missing_file_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn survival_settings_are_checked() {
+    let c = parse(EXAMPLE).unwrap();
+    assert!(c.survival.enabled);
+    assert_eq!(c.survival.on_no_server, OnNoServer::Hangup);
+    let text = EXAMPLE.replace("media_silence_ms = 500", "media_silence_ms = 20");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("`survival.media_silence_ms`"), "{err}");
+    let text = EXAMPLE.replace("resume_rate = 200", "resume_rate = 0");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("`survival.resume_rate`"), "{err}");
+    let text = EXAMPLE.replace("on_no_server = \"hangup\"", "on_no_server = \"retry\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("retry"), "{err}");
+    // Without the section: the defaults, survival on.
+    let start = EXAMPLE.find("# Call survival").unwrap();
+    let c = parse(&EXAMPLE[..start]).unwrap();
+    assert!(c.survival.enabled && c.survival.continuity);
+    assert_eq!(c.survival.media_silence_ms, 500);
+}

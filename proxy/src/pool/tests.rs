@@ -93,3 +93,21 @@ fn random_uses_every_member() {
     }
     assert_eq!(seen, [true, false, true]);
 }
+
+#[test]
+fn force_down_is_immediate_and_the_probes_bring_the_member_back() {
+    let mut p = Pool::new(&config(Strategy::RoundRobin, 2));
+    assert_eq!(p.probe_result(0, false), None, "one failure of two");
+    assert_eq!(
+        p.force_down(0),
+        Some(HealthChange {
+            member: 0,
+            now: Health::Down
+        })
+    );
+    assert_eq!(p.force_down(0), None, "already down");
+    assert_eq!(p.select(&[]), Some(1));
+    assert_eq!(p.probe_result(0, true), None);
+    assert!(p.probe_result(0, true).is_some(), "two answers: up again");
+    assert_eq!(p.member(0).health, Health::Up);
+}

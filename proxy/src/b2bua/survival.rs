@@ -1,0 +1,561 @@
+//! Call survival: when a media server fails, its answered calls are
+//! resumed on another member while the caller stays on the line.
+//!
+//! Detection feeds one queue: the pool's OPTIONS keepalive taking a member
+//! down, media silence on leg B confirmed per member by a probe, and
+//! in-dialog failures of leg B. The queue is drained at a fixed pace
+//! (`survival.resume_rate`), so that a member with a thousand calls dying
+//! sends the survivors a steady stream of INVITEs rather than a wall.
+//!
+//! A resume is a fresh leg B: new Call-ID and tags, leg A's identity and
+//! carried headers, `X-Tandem-Resumed` for the new server's dialplan, and
+//! the codec leg A already uses. When it answers, the relay's leg-B side
+//! switches to the new server (with SSRC/sequence/timestamp continuity
+//! toward leg A); leg A sees nothing.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use media_relay::{SessionId, Side};
+use sipcore::dialog::Dialog;
+use sipcore::message::{Message, Method};
+use sipcore::sdp::{Direction, Sdp};
+use tokio::time::Instant;
+
+use super::call::{now_millis, CallState, Leg, Resuming};
+use super::{member_transport, ClientRole, Engine, TimerEvent};
+use crate::config::OnNoServer;
+use crate::media::{is_sdp, narrow_offer};
+use crate::metrics;
+
+/// Survival's own state in the engine.
+#[derive(Debug, Default)]
+pub(super) struct Survival {
+    /// Calls waiting for their resume INVITE, oldest first.
+    queue: VecDeque<u64>,
+    /// Resume INVITEs that may be sent now (token bucket).
+    allowance: f64,
+    last_refill: Option<Instant>,
+    /// Per member: media silence seen, its confirming probe outstanding.
+    suspect: Vec<bool>,
+    /// Per member: when a suspicion was last cleared (no new one before
+    /// a health interval has passed, so a silent call on a live server
+    /// does not keep the member probed).
+    cleared_at: Vec<Option<Instant>>,
+}
+
+impl Engine {
+    /// The member's calls go to the resume queue (keepalive or media said
+    /// it is dead).
+    pub(super) fn member_failed(&mut self, member: usize, reason: &str) {
+        let ids: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.b.member == member && c.resuming.is_none())
+            .filter(|c| matches!(c.state, CallState::Answered | CallState::Confirmed))
+            .map(|c| c.id)
+            .collect();
+        if !ids.is_empty() {
+            tracing::warn!(
+                member = %self.pool.member(member).name,
+                calls = ids.len(),
+                reason,
+                "media server failed: resuming its calls"
+            );
+        }
+        for id in ids {
+            self.call_failed(id, reason);
+        }
+        // Calls still ringing there go to another member as any failure
+        // before the answer does; the trunk sees one call.
+        let ringing: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.b.member == member && c.b.invite_key.is_some())
+            .filter(|c| matches!(c.state, CallState::Calling | CallState::Early))
+            .map(|c| c.id)
+            .collect();
+        for id in ringing {
+            self.release_member(id);
+            self.try_next_member(id, "media server down");
+        }
+    }
+
+    /// One answered call lost its media server: queue its resume (or end
+    /// it, with survival off).
+    pub(super) fn call_failed(&mut self, id: u64, reason: &str) {
+        let enabled = self.config.survival.enabled;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.resuming.is_some()
+            || !matches!(call.state, CallState::Answered | CallState::Confirmed)
+        {
+            return;
+        }
+        if !enabled {
+            tracing::info!(call = id, reason, "media server failed; survival is off");
+            self.end_call(id, "media_server_failed", true, false);
+            return;
+        }
+        let from = call.b.member;
+        call.resuming = Some(Resuming {
+            from,
+            reason: reason.to_owned(),
+            detected_at: now_millis(),
+            tried: vec![from],
+            hold_until: None,
+            inviting: false,
+            detected: Instant::now(),
+        });
+        self.release_leg_b(id);
+        self.survival.queue.push_back(id);
+    }
+
+    /// Lets go of the failed leg B: BYE (a server whose SIP still lives
+    /// must not keep a ghost call), member count, Call-ID index.
+    fn release_leg_b(&mut self, id: u64) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let member = call.b.member;
+        let old_call_id = call.b.call_id.clone();
+        let transport = member_transport(self.pool.member(member).transport);
+        let via = self.new_via(transport);
+        let call = self.calls.get_mut(&id).expect("call exists");
+        call.b.invite_key = None;
+        call.b.ack_pending = false;
+        let bye = call.b.dialog.take().map(|mut d| {
+            d.request(&Method::Bye, &via)
+                .header(
+                    "Reason",
+                    "SIP;cause=503;text=\"media server failed, call moved\"",
+                )
+                .build()
+        });
+        if let Some(bye) = bye {
+            let target = sipcore::transport::Target {
+                transport,
+                addr: self.pool.member(member).address,
+                connection: None,
+            };
+            self.send_request(bye, target, ClientRole::Own);
+        }
+        self.unacked.remove(&(id, Leg::B));
+        self.by_b.remove(&old_call_id);
+        self.hung_up_b.insert(old_call_id, Instant::now());
+        if let Some(m) = self.pool.members.get_mut(member) {
+            m.active_calls = m.active_calls.saturating_sub(1);
+        }
+    }
+
+    /// Sends the resume INVITEs the pace allows. Runs on the survival tick.
+    pub(super) fn drain_resumes(&mut self) {
+        let now = Instant::now();
+        let rate = f64::from(self.config.survival.resume_rate);
+        let elapsed = self
+            .survival
+            .last_refill
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        self.survival.last_refill = Some(now);
+        // A burst of at most a tenth of a second's worth (at least one).
+        self.survival.allowance =
+            (self.survival.allowance + rate * elapsed).min((rate / 10.0).max(1.0));
+        while self.survival.allowance >= 1.0 {
+            let Some(id) = self.survival.queue.pop_front() else {
+                break;
+            };
+            if self
+                .calls
+                .get(&id)
+                .and_then(|c| c.resuming.as_ref())
+                .is_some()
+            {
+                self.survival.allowance -= 1.0;
+                self.send_resume(id);
+            }
+        }
+    }
+
+    /// The resume INVITE to the next member, or what `on_no_server` says.
+    fn send_resume(&mut self, id: u64) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(r) = call.resuming.clone() else {
+            return;
+        };
+        let from_name = self.pool.member(r.from).name.clone();
+        let Some(member) = self.pool.select(&r.tried) else {
+            return self.no_server_left(id);
+        };
+        let offer = match (&call.b_local_sdp, &call.b_remote_sdp) {
+            (Some(offer), Some(answer)) => match narrow_offer(offer, answer) {
+                Ok(narrowed) => Some(narrowed),
+                Err(e) => {
+                    tracing::debug!(call = id, error = %e, "offering the last SDP unchanged");
+                    Some(offer.clone())
+                }
+            },
+            (offer, _) => offer.clone(),
+        };
+        let resumed = format!("{};from={from_name}", call.a.call_id);
+        let sent = self.send_leg_b_invite(id, member, offer, &[("X-Tandem-Resumed", &resumed)]);
+        let call = self.calls.get_mut(&id).expect("call exists");
+        let r = call.resuming.as_mut().expect("resuming");
+        r.tried.push(member);
+        r.inviting = sent;
+        tracing::info!(
+            call = id,
+            from = %from_name,
+            to = %self.pool.member(member).name,
+            "resume INVITE sent"
+        );
+        if !sent {
+            self.resume_attempt_failed(id, "resume INVITE not sent");
+        }
+    }
+
+    /// The member tried for a resume refused, timed out or could not be
+    /// reached: try the next one (at the same pace as the rest).
+    pub(super) fn resume_attempt_failed(&mut self, id: u64, why: &str) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(r) = call.resuming.as_mut() else {
+            return;
+        };
+        r.inviting = false;
+        let (from, to) = (r.from, call.b.member);
+        call.b.invite_key = None;
+        let name = |i: usize| {
+            self.pool
+                .members
+                .get(i)
+                .map(|m| m.name.clone())
+                .unwrap_or_default()
+        };
+        metrics::call_resumed(&name(from), &name(to), "failed");
+        tracing::info!(call = id, member = %name(to), why, "resume attempt failed");
+        if let Some(m) = self.pool.members.get_mut(to) {
+            m.active_calls = m.active_calls.saturating_sub(1);
+        }
+        let b_call_id = call.b.call_id.clone();
+        self.by_b.remove(&b_call_id);
+        self.survival.queue.push_back(id);
+    }
+
+    /// No member left for a resume.
+    fn no_server_left(&mut self, id: u64) {
+        let hold_s = self.config.survival.hold_retry_s;
+        let hold = self.config.survival.on_no_server == OnNoServer::Hold;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(r) = call.resuming.as_mut() else {
+            return;
+        };
+        let from = self.pool.member(r.from).name.clone();
+        let now = now_millis();
+        if hold {
+            let until = *r.hold_until.get_or_insert(now + hold_s * 1000);
+            if now < until {
+                // Retry every member but the one that failed, in a second.
+                r.tried.truncate(1);
+                self.timers.at(
+                    Instant::now() + std::time::Duration::from_secs(1),
+                    TimerEvent::ResumeRetry { call: id },
+                );
+                return;
+            }
+            metrics::call_resumed(&from, "", "gave_up");
+        } else {
+            metrics::call_resumed(&from, "", "no_server");
+        }
+        tracing::warn!(call = id, from = %from, "no media server left for the call; hanging up");
+        self.end_call(id, "no_media_server", true, false);
+    }
+
+    pub(super) fn resume_retry(&mut self, id: u64) {
+        if self.calls.get(&id).is_some_and(|c| c.resuming.is_some()) {
+            self.survival.queue.push_back(id);
+        }
+    }
+
+    /// A response to a resume INVITE (provisional ones are not forwarded:
+    /// leg A is already answered).
+    pub(super) fn on_resume_response(&mut self, id: u64, response: Message) {
+        let status = response.status().unwrap_or(0);
+        match status {
+            0..=199 => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.b.provisional = true;
+                }
+            }
+            200..=299 => self.on_resume_answer(id, response),
+            _ => self.resume_attempt_failed(id, &format!("answered {status}")),
+        }
+    }
+
+    fn on_resume_answer(&mut self, id: u64, response: Message) {
+        let member = self.calls[&id].b.member;
+        let local_contact = self.contact(member_transport(self.pool.member(member).transport));
+        let call = self.calls.get_mut(&id).expect("call exists");
+        let dialog = match Dialog::from_uac_response(&call.b.invite, &response, &local_contact) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(call = id, error = %e, "resume 2xx cannot make a dialog");
+                self.reject_late_2xx(&response);
+                return self.resume_attempt_failed(id, "2xx without a usable Contact");
+            }
+        };
+        call.b.dialog = Some(dialog);
+        call.b.invite_key = None;
+        let session = SessionId(call.media);
+        let new_addr = answer_rtp_addr(&response);
+        let previous = call.b_remote_sdp.clone();
+        if is_sdp(response.content_type()) && !response.body().is_empty() {
+            call.b_remote_sdp = Some(response.body_bytes());
+        }
+        self.send_leg_b_ack(id, None);
+        let switched = match new_addr {
+            Some(addr) => self
+                .relay
+                .switch_upstream(session, addr)
+                .map_err(|e| e.to_string()),
+            None => Err("the answer has no RTP address".to_owned()),
+        };
+        if let Err(e) = switched {
+            tracing::warn!(call = id, error = %e, "relay not switched to the new server");
+        }
+        let call = self.calls.get_mut(&id).expect("call exists");
+        let r = call.resuming.take().expect("resuming");
+        call.resumes += 1;
+        let from = self.pool.member(r.from).name.clone();
+        let to = self.pool.member(member).name.clone();
+        if codec_changed(previous.as_deref(), call.b_remote_sdp.as_deref()) {
+            // The new server insisted on another codec: leg A must hear of
+            // it, or the trunk decodes garbage.
+            self.reoffer_leg_a(id);
+        }
+        metrics::call_resumed(&from, &to, "ok");
+        metrics::resume_latency(r.detected.elapsed());
+        tracing::info!(
+            call = id,
+            from = %from,
+            to = %to,
+            reason = %r.reason,
+            ms = r.detected.elapsed().as_millis() as u64,
+            "call resumed"
+        );
+    }
+
+    /// A re-INVITE on leg A offering what the new server answered
+    /// (rewritten to the relay), sent when a resume changed the codec.
+    fn reoffer_leg_a(&mut self, id: u64) {
+        let call = &self.calls[&id];
+        let Some(sdp) = call.b_remote_sdp.clone() else {
+            return;
+        };
+        let session = SessionId(call.media);
+        let Ok(info) = self.relay.session_info(session) else {
+            return;
+        };
+        let body = match crate::media::relay_sdp(&self.relay, session, &info, Side::B, &sdp) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(call = id, error = %e, "cannot re-offer leg A");
+                return;
+            }
+        };
+        let via = self.new_via(call.a.transport);
+        let contact = self.contact(call.a.transport);
+        let target = self.leg_target(call, Leg::A);
+        let call = self.calls.get_mut(&id).expect("call exists");
+        let Some(dialog) = call.a.dialog.as_mut() else {
+            return;
+        };
+        let req = dialog
+            .request(&Method::Invite, &via)
+            .header("Contact", &contact)
+            .header("Max-Forwards", "70")
+            .body("application/sdp", body)
+            .build();
+        call.offer_pending = true;
+        self.send_request(req, target, ClientRole::Reoffer { call: id });
+    }
+
+    /// Media silence: leg B quiet while leg A talks makes the member
+    /// suspect; its probe then decides. Runs on the survival tick.
+    pub(super) fn check_media_silence(&mut self) {
+        let silence_ms = self.config.survival.media_silence_ms;
+        if silence_ms == 0 || !self.config.survival.enabled {
+            return;
+        }
+        let members = self.pool.members.len();
+        self.survival.suspect.resize(members, false);
+        self.survival.cleared_at.resize(members, None);
+        let cooldown = std::time::Duration::from_millis(self.config.pool.health.interval_ms);
+        let mut newly: Vec<usize> = Vec::new();
+        for (member, silent, _) in self.silence_by_member(silence_ms) {
+            let cooling = self.survival.cleared_at[member].is_some_and(|t| t.elapsed() < cooldown);
+            if silent > 0 && !self.survival.suspect[member] && !cooling {
+                newly.push(member);
+            }
+        }
+        for member in newly {
+            self.survival.suspect[member] = true;
+            let name = self.pool.member(member).name.clone();
+            tracing::info!(member = %name, "media silence on leg B: member suspect, probing");
+            metrics::member_state(&name, "suspect");
+            if self.probes[member].is_none() {
+                self.send_probe(member);
+            }
+        }
+    }
+
+    /// Per member with answered calls: (member, silent calls, calls that
+    /// count: answered long enough, not on hold, not being moved, with
+    /// leg A's RTP arriving).
+    fn silence_by_member(&self, silence_ms: u64) -> Vec<(usize, usize, usize)> {
+        let mut out: Vec<(usize, usize, usize)> = Vec::new();
+        let now = now_millis();
+        for call in self.calls.values() {
+            if call.state != CallState::Confirmed && call.state != CallState::Answered {
+                continue;
+            }
+            if call.resuming.is_some()
+                || on_hold(call.b_local_sdp.as_deref(), call.b_remote_sdp.as_deref())
+            {
+                continue;
+            }
+            let since = call.answered_at.unwrap_or(now);
+            if now.saturating_sub(since) < silence_ms {
+                continue;
+            }
+            let session = SessionId(call.media);
+            let idle_ms = |side| -> Option<u64> {
+                self.relay
+                    .idle_time(session, side)
+                    .ok()
+                    .map(|d| d.map_or(u64::MAX, |d| d.as_millis() as u64))
+            };
+            let (Some(a), Some(b)) = (idle_ms(Side::A), idle_ms(Side::B)) else {
+                continue;
+            };
+            if a >= silence_ms {
+                // The caller is quiet too: nothing to compare with.
+                continue;
+            }
+            let entry = match out.iter_mut().find(|e| e.0 == call.b.member) {
+                Some(e) => e,
+                None => {
+                    out.push((call.b.member, 0, 0));
+                    out.last_mut().expect("pushed")
+                }
+            };
+            entry.2 += 1;
+            if b >= silence_ms {
+                entry.1 += 1;
+            }
+        }
+        out
+    }
+
+    /// The outcome of a probe of a suspect member: no answer confirms the
+    /// failure; an answer clears it unless every call that counts on the
+    /// member is silent (its SIP lives but its media is dead).
+    /// Returns true when the member is failed by this.
+    pub(super) fn settle_suspect(&mut self, member: usize, alive: bool) -> bool {
+        if !self.survival.suspect.get(member).copied().unwrap_or(false) {
+            return false;
+        }
+        self.survival.suspect[member] = false;
+        let name = self.pool.member(member).name.clone();
+        let media_dead = alive && {
+            let silence_ms = self.config.survival.media_silence_ms;
+            self.silence_by_member(silence_ms)
+                .iter()
+                .any(|&(m, silent, counted)| m == member && counted > 0 && silent == counted)
+        };
+        if alive && !media_dead {
+            tracing::info!(member = %name, "suspect member answered and has live media: cleared");
+            self.survival.cleared_at[member] = Some(Instant::now());
+            metrics::member_state(&name, "up");
+            return false;
+        }
+        let why = if alive {
+            "media_silence"
+        } else {
+            "probe_after_silence"
+        };
+        if let Some(change) = self.pool.force_down(member) {
+            tracing::warn!(member = %name, why, "media server is down");
+            metrics::member_health(&name, change.now == crate::pool::Health::Up);
+        }
+        self.member_failed(member, why);
+        true
+    }
+
+    /// In-dialog failure on leg B (408/481/503 or no answer): resume.
+    pub(super) fn leg_b_in_dialog_failure(&mut self, id: u64, why: &str) {
+        if self.config.survival.in_dialog_failure {
+            tracing::info!(call = id, why, "in-dialog failure on leg B");
+            self.call_failed(id, why);
+        }
+    }
+}
+
+/// The RTP address of the first stream of a response's SDP.
+fn answer_rtp_addr(response: &Message) -> Option<SocketAddr> {
+    if !is_sdp(response.content_type()) {
+        return None;
+    }
+    let sdp = Sdp::parse(response.body()).ok()?;
+    let m = sdp.media().first()?;
+    let ip = m.connection().filter(|ip| !ip.is_unspecified())?;
+    (!m.is_rejected()).then(|| SocketAddr::new(ip, m.port()))
+}
+
+/// Whether either side of leg B's last exchange holds the stream (any
+/// direction but sendrecv): such a call is quiet on purpose.
+fn on_hold(local: Option<&[u8]>, remote: Option<&[u8]>) -> bool {
+    [local, remote].into_iter().flatten().any(|body| {
+        Sdp::parse(body)
+            .ok()
+            .and_then(|s| {
+                s.media()
+                    .first()
+                    .map(|m| m.direction() != Direction::SendRecv || m.is_on_hold())
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// Whether two answers chose different codecs (encoding name and clock
+/// rate of the first stream's first format).
+fn codec_changed(before: Option<&[u8]>, after: Option<&[u8]>) -> bool {
+    let codec = |b: &[u8]| -> Option<(String, u32)> {
+        let sdp = Sdp::parse(b).ok()?;
+        let m = sdp.media().first()?;
+        let c = m.codec()?;
+        Some(match c.rtpmap {
+            Some(r) => (r.encoding.to_ascii_lowercase(), r.clock_rate),
+            // Static payload types (RFC 3551) often come without rtpmap.
+            None => match c.format {
+                "0" => ("pcmu".to_owned(), 8000),
+                "8" => ("pcma".to_owned(), 8000),
+                "9" => ("g722".to_owned(), 8000),
+                "18" => ("g729".to_owned(), 8000),
+                other => (other.to_owned(), 8000),
+            },
+        })
+    };
+    match (before.and_then(codec), after.and_then(codec)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
