@@ -137,6 +137,11 @@ pub struct SurvivalConfig {
     /// 0 disables media-silence detection. Calls on hold are exempt.
     #[serde(default = "default_media_silence")]
     pub media_silence_ms: u64,
+    /// How long the probe of a suspect member may take to be answered
+    /// (shorter than the keepalive's: the calls are silent meanwhile, and
+    /// a live server answers OPTIONS in milliseconds).
+    #[serde(default = "default_suspect_probe_timeout")]
+    pub suspect_probe_timeout_ms: u64,
     /// Resume a call whose in-dialog request to the media server times out
     /// or is answered 408, 481 or 503.
     #[serde(default = "default_true")]
@@ -160,6 +165,7 @@ impl Default for SurvivalConfig {
             enabled: true,
             resume_rate: default_resume_rate(),
             media_silence_ms: default_media_silence(),
+            suspect_probe_timeout_ms: default_suspect_probe_timeout(),
             in_dialog_failure: true,
             on_no_server: OnNoServer::default(),
             hold_retry_s: default_hold_retry(),
@@ -288,6 +294,9 @@ fn default_resume_rate() -> u32 {
 }
 fn default_media_silence() -> u64 {
     500
+}
+fn default_suspect_probe_timeout() -> u64 {
+    250
 }
 fn default_hold_retry() -> u64 {
     30
@@ -434,6 +443,12 @@ impl Config {
             return Err(invalid(
                 "survival.media_silence_ms",
                 "below 100 ms ordinary jitter looks like a failure (0 disables)".into(),
+            ));
+        }
+        if self.survival.suspect_probe_timeout_ms == 0 {
+            return Err(invalid(
+                "survival.suspect_probe_timeout_ms",
+                "must be > 0".into(),
             ));
         }
         for (i, name) in self.calls.carry_headers.iter().enumerate() {

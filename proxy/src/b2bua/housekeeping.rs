@@ -79,17 +79,18 @@ impl Engine {
 
     /// Sends one OPTIONS to each member that has no probe outstanding.
     pub(super) fn send_probes(&mut self) {
+        let timeout = Duration::from_millis(self.config.pool.health.timeout_ms);
         for member in 0..self.pool.members.len() {
             if self.probes[member].is_none() {
-                self.send_probe(member);
+                self.send_probe(member, timeout);
             }
         }
     }
 
-    /// One OPTIONS keepalive to `member`; its outcome comes back through
+    /// One OPTIONS keepalive to `member` (it replaces an outstanding one,
+    /// whose outcome is then ignored); its outcome comes back through
     /// [`probe_outcome`](Self::probe_outcome).
-    pub(super) fn send_probe(&mut self, member: usize) {
-        let timeout = Duration::from_millis(self.config.pool.health.timeout_ms);
+    pub(super) fn send_probe(&mut self, member: usize, timeout: Duration) {
         {
             let m = self.pool.member(member).clone();
             let transport = member_transport(m.transport);

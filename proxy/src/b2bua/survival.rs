@@ -408,9 +408,9 @@ impl Engine {
             let name = self.pool.member(member).name.clone();
             tracing::info!(member = %name, "media silence on leg B: member suspect, probing");
             metrics::member_state(&name, "suspect");
-            if self.probes[member].is_none() {
-                self.send_probe(member);
-            }
+            let timeout =
+                std::time::Duration::from_millis(self.config.survival.suspect_probe_timeout_ms);
+            self.send_probe(member, timeout);
         }
     }
 
