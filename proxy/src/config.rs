@@ -142,6 +142,12 @@ pub struct SurvivalConfig {
     /// a live server answers OPTIONS in milliseconds).
     #[serde(default = "default_suspect_probe_timeout")]
     pub suspect_probe_timeout_ms: u64,
+    /// A member whose probe is answered is still failed when at least this
+    /// many of its calls are silent and none of them is not (its SIP lives,
+    /// its media is dead). One silent call alone never moves: it may be
+    /// silence suppression.
+    #[serde(default = "default_media_dead_min_calls")]
+    pub media_dead_min_calls: usize,
     /// Resume a call whose in-dialog request to the media server times out
     /// or is answered 408, 481 or 503.
     #[serde(default = "default_true")]
@@ -166,6 +172,7 @@ impl Default for SurvivalConfig {
             resume_rate: default_resume_rate(),
             media_silence_ms: default_media_silence(),
             suspect_probe_timeout_ms: default_suspect_probe_timeout(),
+            media_dead_min_calls: default_media_dead_min_calls(),
             in_dialog_failure: true,
             on_no_server: OnNoServer::default(),
             hold_retry_s: default_hold_retry(),
@@ -297,6 +304,9 @@ fn default_media_silence() -> u64 {
 }
 fn default_suspect_probe_timeout() -> u64 {
     250
+}
+fn default_media_dead_min_calls() -> usize {
+    2
 }
 fn default_hold_retry() -> u64 {
     30
@@ -443,6 +453,12 @@ impl Config {
             return Err(invalid(
                 "survival.media_silence_ms",
                 "below 100 ms ordinary jitter looks like a failure (0 disables)".into(),
+            ));
+        }
+        if self.survival.media_dead_min_calls == 0 {
+            return Err(invalid(
+                "survival.media_dead_min_calls",
+                "must be at least 1".into(),
             ));
         }
         if self.survival.suspect_probe_timeout_ms == 0 {

@@ -252,6 +252,40 @@ async fn a_call_on_hold_stays_on_its_media_server() {
     );
 }
 
+// ---- no false move: one silent call may be silence suppression ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_silent_call_on_a_live_server_stays() {
+    // ms1 answers SIP and sends no RTP; the caller talks for 1.5 s. One
+    // silent call makes ms1 suspect, its probe is answered, and one call
+    // is not enough to call its media dead (media_dead_min_calls = 2).
+    let ms1 = media_server(None, false).await;
+    let ms2 = media_server(None, true).await;
+    let tandem = tandem(ms1.addr(), ms2.addr()).await;
+    let mut uac = Uac::new(&tandem).await;
+    uac.invite("sendrecv").await;
+    uac.send_rtp(75).await;
+    uac.bye().await;
+
+    let server = server_calls(&ms1, 1).await;
+    assert_eq!(server.failed, 0, "{}\n{}", server.log, tandem.log_tail(30));
+    assert_eq!(ms2.outcome().count("_INVITE_Recv"), 0, "the call moved");
+    let m = tandem.metrics().await;
+    assert_eq!(
+        m.get("tandem_calls_resumed_total", &[]),
+        0.0,
+        "{}",
+        m.text()
+    );
+    let cdr = &tandem.wait_cdrs(1, SECS(5)).await[0];
+    assert_eq!(cdr.servers(), vec!["ms1"], "{}", cdr.line);
+    assert!(
+        tandem.log().contains("member suspect"),
+        "the silence was seen (and cleared): {}",
+        tandem.log_tail(30)
+    );
+}
+
 /// A small trunk-side UAC: one call, hold/unhold, RTP on demand.
 struct Uac {
     ep: Endpoint,

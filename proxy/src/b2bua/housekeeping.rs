@@ -21,11 +21,21 @@ impl Engine {
         while let Some(event) = self.timers.pop_due(now) {
             match event {
                 TimerEvent::MemberAnswer { call, key } => {
-                    let waiting = self
-                        .calls
-                        .get(&call)
-                        .is_some_and(|c| c.b.invite_key.as_ref() == Some(&key) && !c.b.provisional);
+                    // A new call may ring as long as the trunk lets it; a
+                    // resume may not: its caller hears silence meanwhile.
+                    let (waiting, ringing_resume) =
+                        self.calls.get(&call).map_or((false, false), |c| {
+                            let mine = c.b.invite_key.as_ref() == Some(&key);
+                            let resume = c.resuming.is_some();
+                            (
+                                mine && (!c.b.provisional || resume),
+                                mine && resume && c.b.provisional,
+                            )
+                        });
                     if waiting {
+                        if ringing_resume {
+                            self.send_leg_b_cancel(call);
+                        }
                         self.clients.remove(&key);
                         self.leg_b_failed(call, &key, "media server did not answer");
                     }
@@ -91,6 +101,10 @@ impl Engine {
     /// whose outcome is then ignored); its outcome comes back through
     /// [`probe_outcome`](Self::probe_outcome).
     pub(super) fn send_probe(&mut self, member: usize, timeout: Duration) {
+        if let Some(old) = self.probes[member].take() {
+            // Its answer, should it still come, is a stray now.
+            self.clients.remove(&old);
+        }
         {
             let m = self.pool.member(member).clone();
             let transport = member_transport(m.transport);

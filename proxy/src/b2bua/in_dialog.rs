@@ -64,12 +64,19 @@ impl Engine {
         let method = request.method().cloned().unwrap_or(Method::Ack);
         match method {
             Method::Bye => {
+                let cancel_resume =
+                    call.resuming.is_some() && call.b.provisional && call.b.invite_key.is_some();
                 self.respond(&key, &request, 200, "OK", &[]);
                 let reason = match leg {
                     Leg::A => "bye_caller",
                     Leg::B => "bye_server",
                 };
                 let (bye_a, bye_b) = (leg == Leg::B, leg == Leg::A);
+                if cancel_resume {
+                    // The caller hung up while its call was moving: the
+                    // new server's ringing INVITE must not stay behind.
+                    self.send_leg_b_cancel(id);
+                }
                 self.end_call(id, reason, bye_a, bye_b);
             }
             _ if leg == Leg::A && call.resuming.is_some() => {
@@ -156,7 +163,7 @@ impl Engine {
             req = req.body(&ct, body);
         }
         if from == Leg::B && is_sdp(request.content_type()) && !request.body().is_empty() {
-            call.b_remote_sdp = Some(request.body_bytes());
+            call.b_remote_sdp = Some(Bytes::copy_from_slice(request.body()));
         }
         if matches!(method, Method::Invite | Method::Update) {
             call.offer_pending = true;
@@ -251,7 +258,7 @@ impl Engine {
             // Leg B's side of the offer/answer: what a resume offers.
             match (to, &body) {
                 (Leg::B, _) if is_sdp(response.content_type()) && !response.body().is_empty() => {
-                    call.b_remote_sdp = Some(response.body_bytes());
+                    call.b_remote_sdp = Some(Bytes::copy_from_slice(response.body()));
                 }
                 (Leg::A, Some((ct, b))) if is_sdp(Some(ct)) => call.b_local_sdp = Some(b.clone()),
                 _ => {}
@@ -394,7 +401,7 @@ impl Engine {
         }
     }
 
-    fn send_leg_b_cancel(&mut self, id: u64) {
+    pub(super) fn send_leg_b_cancel(&mut self, id: u64) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

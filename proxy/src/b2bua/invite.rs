@@ -467,7 +467,7 @@ impl Engine {
         };
         call.b.dialog = Some(b_dialog);
         if !response.body().is_empty() && is_sdp(response.content_type()) {
-            call.b_remote_sdp = Some(response.body_bytes());
+            call.b_remote_sdp = Some(Bytes::copy_from_slice(response.body()));
         }
         let session = SessionId(call.media);
         let info = self.relay.session_info(session).ok();

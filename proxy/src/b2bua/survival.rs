@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use media_relay::{SessionId, Side};
 use sipcore::dialog::Dialog;
 use sipcore::message::{Message, Method};
@@ -315,7 +316,7 @@ impl Engine {
         let new_addr = answer_rtp_addr(&response);
         let previous = call.b_remote_sdp.clone();
         if is_sdp(response.content_type()) && !response.body().is_empty() {
-            call.b_remote_sdp = Some(response.body_bytes());
+            call.b_remote_sdp = Some(Bytes::copy_from_slice(response.body()));
         }
         self.send_leg_b_ack(id, None);
         let switched = match new_addr {
@@ -474,9 +475,12 @@ impl Engine {
         let name = self.pool.member(member).name.clone();
         let media_dead = alive && {
             let silence_ms = self.config.survival.media_silence_ms;
+            let min_calls = self.config.survival.media_dead_min_calls.max(1);
             self.silence_by_member(silence_ms)
                 .iter()
-                .any(|&(m, silent, counted)| m == member && counted > 0 && silent == counted)
+                .any(|&(m, silent, counted)| {
+                    m == member && silent >= min_calls && silent == counted
+                })
         };
         if alive && !media_dead {
             tracing::info!(member = %name, "suspect member answered and has live media: cleared");
