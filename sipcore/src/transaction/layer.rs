@@ -309,8 +309,9 @@ impl Machine {
 struct Entry {
     key: TransactionKey,
     machine: Machine,
-    /// The request sent (client) or received (server).
-    request: Message,
+    /// The request sent (client) or received (server); dropped once the
+    /// machine can no longer need it (see [`Entry::shed`]).
+    request: Option<Message>,
     /// Client: where the request goes. Server: where responses go.
     target: Target,
     last_response: Option<Bytes>,
@@ -318,6 +319,41 @@ struct Entry {
     /// Running timers and the sequence number of their heap entry; heap
     /// entries whose number is not here any more are stale.
     timers: Vec<(Timer, u64)>,
+}
+
+impl Entry {
+    /// Drops the messages the machine's state can no longer use. The wait
+    /// states last up to 64*T1 (32 s) and only absorb retransmissions, so
+    /// at a few thousand calls a second they would otherwise hold a
+    /// hundred thousand copies of requests and responses nobody reads.
+    fn shed(&mut self) {
+        use ClientInviteState as Ict;
+        use ClientNonInviteState as Nict;
+        use ServerInviteState as Ist;
+        use ServerNonInviteState as Nist;
+        let (request, response) = match self.machine.state() {
+            // The ACK for a non-2xx is built (Completed); a 2xx goes to
+            // the TU (Accepted): no retransmission of the request.
+            TransactionState::ClientInvite(Ict::Completed | Ict::Accepted | Ict::Terminated) => {
+                (false, false)
+            }
+            TransactionState::ClientNonInvite(Nict::Completed | Nict::Terminated) => (false, false),
+            // Completed resends the final response to a retransmission.
+            TransactionState::ServerInvite(Ist::Completed) => (false, true),
+            TransactionState::ServerInvite(Ist::Confirmed | Ist::Accepted | Ist::Terminated) => {
+                (false, false)
+            }
+            TransactionState::ServerNonInvite(Nist::Completed) => (false, true),
+            TransactionState::ServerNonInvite(Nist::Terminated) => (false, false),
+            _ => (true, true),
+        };
+        if !request {
+            self.request = None;
+        }
+        if !response {
+            self.last_response = None;
+        }
+    }
 }
 
 /// What triggered a batch of actions.
@@ -548,6 +584,15 @@ impl TransactionLayer {
         inner.entries.get(id).map(|e| e.machine.state())
     }
 
+    /// Whether the transaction `key` still holds its request and its last
+    /// response (what [`Entry::shed`] left).
+    #[cfg(test)]
+    fn holds(&self, key: &TransactionKey) -> Option<(bool, bool)> {
+        let inner = self.lock();
+        let e = inner.entries.get(inner.index.get(key)?)?;
+        Some((e.request.is_some(), e.last_response.is_some()))
+    }
+
     /// The number of live transactions.
     pub fn len(&self) -> usize {
         self.lock().entries.len()
@@ -572,7 +617,7 @@ impl Inner {
         let entry = Entry {
             key,
             machine,
-            request,
+            request: Some(request),
             target,
             last_response: None,
             ack: None,
@@ -618,11 +663,15 @@ impl Inner {
                 }
             };
             match action {
-                Action::SendRequest => send(entry.request.as_bytes().clone()),
+                Action::SendRequest => {
+                    if let Some(request) = &entry.request {
+                        send(request.as_bytes().clone());
+                    }
+                }
                 Action::SendAck => {
                     if entry.ack.is_none() {
-                        if let Ctx::Received(response, _) = ctx {
-                            entry.ack = Some(build_ack(&entry.request, response));
+                        if let (Ctx::Received(response, _), Some(request)) = (ctx, &entry.request) {
+                            entry.ack = Some(build_ack(request, response));
                         }
                     }
                     if let Some(ack) = entry.ack.clone() {
@@ -642,9 +691,11 @@ impl Inner {
                     }
                 }
                 Action::SendTrying => {
-                    let bytes = ResponseBuilder::new(&entry.request, 100, "Trying").build();
-                    entry.last_response = Some(bytes.clone());
-                    send(bytes);
+                    if let Some(request) = &entry.request {
+                        let bytes = ResponseBuilder::new(request, 100, "Trying").build();
+                        entry.last_response = Some(bytes.clone());
+                        send(bytes);
+                    }
                 }
                 Action::StartTimer { timer, after } => {
                     *next_seq += 1;
@@ -701,6 +752,9 @@ impl Inner {
                     return;
                 }
             }
+        }
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.shed();
         }
         if send_failed {
             if let Some(entry) = self.entries.get_mut(&id) {

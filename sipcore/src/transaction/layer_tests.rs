@@ -870,3 +870,36 @@ async fn dropping_the_layer_ends_the_timer_task() {
         Err(mpsc::error::TryRecvError::Disconnected)
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn wait_states_keep_only_what_a_retransmission_needs() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    // Server INVITE answered 2xx (Accepted): neither message is needed.
+    let inv = request("INVITE", "z9hG4bKshed1");
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    let tkey = TransactionKey::Server(key.clone());
+    assert_eq!(tl.holds(&tkey), Some((true, false)));
+    tl.send_response(&key, response(&inv, 200)).unwrap();
+    assert_eq!(tl.holds(&tkey), Some((false, false)));
+    // Server non-INVITE answered (Completed): the response stays for
+    // retransmissions of the request, and is resent.
+    let bye = request("BYE", "z9hG4bKshed2");
+    tl.on_message(bye.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    tl.send_response(&key, response(&bye, 200)).unwrap();
+    assert_eq!(tl.holds(&TransactionKey::Server(key)), Some((false, true)));
+    wire.at(700).await;
+    tl.on_message(bye, Target::udp(addr(UAC)));
+    assert_eq!(wire.times("SIP/2.0 200").len(), 3);
+    // Client INVITE answered 2xx (Accepted): the request is not resent.
+    let out = request("INVITE", "z9hG4bKshed3");
+    let ckey = tl
+        .send_request(out.clone(), Target::udp(addr(UAS)))
+        .unwrap();
+    let ctkey = TransactionKey::Client(ckey);
+    assert_eq!(tl.holds(&ctkey), Some((true, false)));
+    tl.on_message(response(&out, 200), Target::udp(addr(UAS)));
+    assert_eq!(tl.holds(&ctkey), Some((false, false)));
+}
