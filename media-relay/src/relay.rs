@@ -521,6 +521,18 @@ impl MediaRelay {
         })
     }
 
+    /// How long since the peer of `side` last refused a packet (ICMP port
+    /// unreachable; None: never): on a LAN, the sign that a media server's
+    /// process died, long before its silence says so.
+    pub fn refused_since(&self, id: SessionId, side: Side) -> Result<Option<Duration>> {
+        let now = Instant::now();
+        self.with_state(id, |st| {
+            st.stats[side.index()]
+                .last_refused()
+                .map(|t| now.saturating_duration_since(t))
+        })
+    }
+
     /// Local addresses of a session.
     pub fn session_info(&self, id: SessionId) -> Result<SessionInfo> {
         self.with_state(id, |st| st.info())

@@ -318,6 +318,8 @@ impl SessionState {
             s.remote_rtp = Some(addr);
             s.remote_rtcp = None;
             s.unlatch();
+            // Refusals were the old peer's.
+            self.stats[side.index()].forget_refused();
         }
     }
 
@@ -334,6 +336,7 @@ impl SessionState {
     /// refuses the old server's addresses, and (with continuity) the stream
     /// toward side A continues seamlessly.
     pub(crate) fn switch_upstream(&mut self, addr: SocketAddr) {
+        self.stats[Side::B.index()].forget_refused();
         let b = &mut self.sides[Side::B.index()];
         let mut old = [
             b.latched_rtp,

@@ -69,6 +69,9 @@ pub struct StreamStats {
     pub dropped_no_destination: u64,
     /// Dropped: sending failed.
     pub send_errors: u64,
+    /// ICMP port-unreachable errors for packets sent to this stream's
+    /// peer: it is gone or not listening any more.
+    pub peer_refused: u64,
 }
 
 /// Running state behind [`StreamStats`].
@@ -95,6 +98,8 @@ pub struct StreamRecorder {
     last_transit: Option<u32>,
     epoch: Option<Instant>,
     last_arrival: Option<Instant>,
+    refused: u64,
+    last_refused: Option<Instant>,
     max_gap: Duration,
     drops: [u64; 4],
 }
@@ -121,6 +126,8 @@ impl StreamRecorder {
             last_transit: None,
             epoch: None,
             last_arrival: None,
+            refused: 0,
+            last_refused: None,
             max_gap: Duration::ZERO,
             drops: [0; 4],
         }
@@ -170,6 +177,23 @@ impl StreamRecorder {
     /// Counts `n` dropped packets.
     pub fn on_drop(&mut self, reason: DropReason, n: u64) {
         self.drops[reason as usize] += n;
+    }
+
+    /// The peer refused `n` packets (ICMP port unreachable).
+    pub fn on_refused(&mut self, n: u64, now: Instant) {
+        self.refused += n;
+        self.last_refused = Some(now);
+    }
+
+    /// The peer changed: its predecessor's refusals say nothing of it
+    /// (the count stays, for the session's totals).
+    pub fn forget_refused(&mut self) {
+        self.last_refused = None;
+    }
+
+    /// When the peer last refused a packet.
+    pub fn last_refused(&self) -> Option<Instant> {
+        self.last_refused
     }
 
     /// Time of the last RTP packet.
@@ -254,6 +278,7 @@ impl StreamRecorder {
             dropped_malformed: self.drops[DropReason::Malformed as usize],
             dropped_no_destination: self.drops[DropReason::NoDestination as usize],
             send_errors: self.drops[DropReason::SendError as usize],
+            peer_refused: self.refused,
         }
     }
 }

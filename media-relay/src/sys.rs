@@ -252,6 +252,9 @@ pub struct SendOutcome {
     pub bytes: usize,
     /// Datagrams that failed (dropped).
     pub failed: usize,
+    /// ICMP errors (port unreachable) a connected socket reported for
+    /// earlier datagrams: the peer is gone or not listening.
+    pub refused: usize,
     /// The last error seen, if any.
     pub last_error: Option<io::Error>,
 }
@@ -344,6 +347,7 @@ impl SendBatch {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::ConnectionRefused if retried != at => {
                     retried = at;
+                    out.refused += 1;
                     continue;
                 }
                 io::ErrorKind::WouldBlock => {

@@ -557,8 +557,12 @@ impl Worker {
                 Ok(n) => n,
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return Drained::Done(latched),
+                    io::ErrorKind::Interrupted => continue,
                     // A connected socket reports ICMP errors of its peer.
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => continue,
+                    io::ErrorKind::ConnectionRefused => {
+                        lock(&sess.state).stats[rx].on_refused(1, Instant::now());
+                        continue;
+                    }
                     _ => {
                         tracing::debug!(session = %sess.id, "recv on port {}: {e}", sess.local[p]);
                         return Drained::Done(latched);
@@ -622,6 +626,9 @@ impl Worker {
                 let c = &self.counters;
                 c.add(&c.packets_relayed, res.sent as u64);
                 c.add(&c.bytes_relayed, res.bytes as u64);
+                if res.refused > 0 {
+                    lock(&sess.state).stats[rx ^ 1].on_refused(res.refused as u64, now);
+                }
                 if res.failed > 0 {
                     drops[DropReason::SendError as usize] += res.failed as u64;
                     lock(&sess.state).stats[rx].on_drop(DropReason::SendError, res.failed as u64);

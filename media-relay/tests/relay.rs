@@ -590,6 +590,17 @@ async fn survives_icmp_errors_when_the_peer_port_closes() {
     eventually("the packets toward the dead port", || {
         r.stats(id).unwrap().side_a.packets == 9
     });
+    // The refusals are reported for side B's peer, never for side A's.
+    eventually("the peer's refusals", || {
+        r.stats(id).unwrap().side_b.peer_refused > 0
+    });
+    let since = r.refused_since(id, Side::B).unwrap();
+    assert!(since.is_some_and(|d| d < DEADLINE), "{since:?}");
+    assert_eq!(r.refused_since(id, Side::A).unwrap(), None);
+    assert_eq!(r.stats(id).unwrap().side_a.peer_refused, 0);
+    // A new upstream starts with a clean record.
+    r.switch_upstream(id, server_addr).unwrap();
+    assert_eq!(r.refused_since(id, Side::B).unwrap(), None);
     // It comes back on the same port: media flows both ways again.
     let server = UdpSocket::bind(server_addr).expect("rebind the server port");
     server.set_read_timeout(Some(DEADLINE)).unwrap();

@@ -172,6 +172,13 @@ async fn killed_media_server_its_answered_calls_continue_on_the_other() {
         "{}",
         m.text()
     );
+    // On loopback the dead server's RTP port answered with ICMP port
+    // unreachable: that, not 500 ms of silence, raised the suspicion.
+    assert!(
+        tandem.log().contains("RTP port refuses packets"),
+        "{}",
+        tandem.log_tail(40)
+    );
     ms1.kill().await;
 }
 

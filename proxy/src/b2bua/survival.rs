@@ -397,22 +397,56 @@ impl Engine {
         self.survival.suspect.resize(members, false);
         self.survival.cleared_at.resize(members, None);
         let cooldown = std::time::Duration::from_millis(self.config.pool.health.interval_ms);
-        let mut newly: Vec<usize> = Vec::new();
+        let mut newly: Vec<(usize, &str)> = Vec::new();
         for (member, silent, _) in self.silence_by_member(silence_ms) {
-            let cooling = self.survival.cleared_at[member].is_some_and(|t| t.elapsed() < cooldown);
-            if silent > 0 && !self.survival.suspect[member] && !cooling {
-                newly.push(member);
+            if silent > 0 {
+                newly.push((member, "media silence on leg B"));
             }
         }
-        for member in newly {
+        for member in self.refusing_members() {
+            newly.push((member, "media server's RTP port refuses packets"));
+        }
+        newly.retain(|&(m, _)| {
+            !self.survival.suspect[m]
+                && self.survival.cleared_at[m].is_none_or(|t| t.elapsed() >= cooldown)
+        });
+        newly.sort_by_key(|&(m, _)| m);
+        newly.dedup_by_key(|&mut (m, _)| m);
+        for (member, why) in newly {
             self.survival.suspect[member] = true;
             let name = self.pool.member(member).name.clone();
-            tracing::info!(member = %name, "media silence on leg B: member suspect, probing");
+            tracing::info!(member = %name, why, "member suspect, probing");
             metrics::member_state(&name, "suspect");
             let timeout =
                 std::time::Duration::from_millis(self.config.survival.suspect_probe_timeout_ms);
             self.send_probe(member, timeout);
         }
+    }
+
+    /// Members with an answered call whose leg-B peer refused RTP (ICMP
+    /// port unreachable) in the last second: on a LAN, a media server
+    /// process that died says so within one packet. Only a suspicion: the
+    /// probe decides, as for silence.
+    fn refusing_members(&self) -> Vec<usize> {
+        let recent = std::time::Duration::from_secs(1);
+        let mut out: Vec<usize> = Vec::new();
+        for call in self.calls.values() {
+            if call.resuming.is_some()
+                || !matches!(call.state, CallState::Answered | CallState::Confirmed)
+                || out.contains(&call.b.member)
+            {
+                continue;
+            }
+            let refused = self
+                .relay
+                .refused_since(SessionId(call.media), Side::B)
+                .ok()
+                .flatten();
+            if refused.is_some_and(|d| d < recent) {
+                out.push(call.b.member);
+            }
+        }
+        out
     }
 
     /// Per member with answered calls: (member, silent calls, calls that
