@@ -49,7 +49,7 @@ pub struct RelayConfig {
     /// session ends, parked in the port pool for the next session that
     /// gets the pair (no `socket`/`bind`/`close`/`epoll_ctl` per session).
     /// Each parked pair holds two file descriptors. `None` (default): a
-    /// an eighth of the process's open-file soft limit at start-up (raise it
+    /// a quarter of the process's open-file soft limit at start-up (raise it
     /// first, see `sys::raise_fd_limit`), at most every pair of the range;
     /// `Some(0)`: close the sockets of every ended session.
     pub max_parked_pairs: Option<usize>,
@@ -119,7 +119,7 @@ impl RelayConfig {
     pub(crate) fn parked_pairs_limit(&self) -> usize {
         let pairs = crate::pool::PortPool::pair_count(self.port_min, self.port_max);
         let limit = self.max_parked_pairs.unwrap_or_else(|| {
-            crate::sys::fd_limit().map_or(0, |n| usize::try_from(n / 8).unwrap_or(usize::MAX))
+            crate::sys::fd_limit().map_or(0, |n| usize::try_from(n / 4).unwrap_or(usize::MAX))
         });
         limit.min(pairs)
     }

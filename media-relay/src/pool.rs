@@ -9,11 +9,14 @@
 //! two bound sockets there, registered with one worker, its *home*); it is
 //! handed out with the pair. Free pairs therefore sit in one FIFO queue per
 //! home, plus one for pairs without payload. [`PortPool::take`] for a
-//! worker hands out the oldest pair of that worker's queue or of the queue
-//! without payload, as long as that pair is in the older half of all free
-//! pairs (by release order); otherwise the oldest free pair of all. So a
-//! pair is reused only after at least half of the pairs freed before it,
-//! and usually without moving its sockets to another worker.
+//! worker hands out the oldest pair parked at that worker if it was
+//! released at least `reuse_after` ago (its sockets are ready: no
+//! `socket`/`bind`/`close` for this session), else the oldest pair of that
+//! worker's queue or of the queue without payload as long as that pair is
+//! in the older half of all free pairs (by release order), else the oldest
+//! free pair of all. So a pair is reused only after it rested
+//! `reuse_after` or after at least half of the pairs freed before it, and
+//! usually without moving its sockets to another worker.
 //!
 //! Allocation, release and reservation of a given pair are O(1)
 //! (amortised): queue entries carry a generation, and an entry whose
@@ -24,6 +27,7 @@
 //! is *releasing*: not free yet, not in use by a session either.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum State {
@@ -46,6 +50,7 @@ struct Queued {
     pair: u32,
     generation: u32,
     stamp: u64,
+    released: Instant,
 }
 
 /// Why a given pair cannot be reserved.
@@ -70,6 +75,9 @@ pub(crate) struct PortPool<P = ()> {
     releasing: usize,
     parked: usize,
     max_parked: usize,
+    /// A pair parked at a worker is handed to that worker again once it
+    /// rested this long (see the module docs).
+    reuse_after: Duration,
     /// Threads waiting for a releasing pair (maintained by the relay).
     pub(crate) waiters: usize,
 }
@@ -91,19 +99,28 @@ impl<P> PortPool<P> {
     /// A pool that parks nothing.
     #[cfg(test)]
     pub(crate) fn new(min: u16, max: u16) -> PortPool<P> {
-        Self::with_parking(min, max, 0, 0)
+        Self::with_parking(min, max, 0, 0, Duration::MAX)
     }
 
     /// A pool that keeps the payload of at most `max_parked` free pairs,
-    /// whose homes are `0..homes`.
-    pub(crate) fn with_parking(min: u16, max: u16, max_parked: usize, homes: usize) -> PortPool<P> {
+    /// whose homes are `0..homes`, and hands a parked pair to its home
+    /// again after `reuse_after`.
+    pub(crate) fn with_parking(
+        min: u16,
+        max: u16,
+        max_parked: usize,
+        homes: usize,
+        reuse_after: Duration,
+    ) -> PortPool<P> {
         let count = PortPool::pair_count(min, max);
         let mut queues = vec![VecDeque::new(); homes + 1];
+        let now = Instant::now();
         queues[homes] = (0..count as u32)
             .map(|i| Queued {
                 pair: i,
                 generation: 0,
                 stamp: u64::from(i),
+                released: now,
             })
             .collect();
         PortPool {
@@ -121,6 +138,7 @@ impl<P> PortPool<P> {
             releasing: 0,
             parked: 0,
             max_parked,
+            reuse_after,
             waiters: 0,
         }
     }
@@ -165,7 +183,14 @@ impl<P> PortPool<P> {
             }
         }
         let (mut q, oldest_stamp) = oldest?;
-        if let Some(h) = home.filter(|&h| h < unbound) {
+        let reuse_after = self.reuse_after;
+        let rested_home = home.filter(|&h| h < unbound).filter(|&h| {
+            self.front(h)
+                .is_some_and(|e| e.released.elapsed() >= reuse_after)
+        });
+        if let Some(h) = rested_home {
+            q = h;
+        } else if let Some(h) = home.filter(|&h| h < unbound) {
             let own = [h, unbound]
                 .into_iter()
                 .filter_map(|q| self.front(q).map(|e| (q, e.stamp)))
@@ -250,6 +275,7 @@ impl<P> PortPool<P> {
             pair: i as u32,
             generation: pair.generation,
             stamp: self.stamp,
+            released: Instant::now(),
         });
         self.stamp += 1;
         self.free += 1;

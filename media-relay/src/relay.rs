@@ -114,6 +114,7 @@ impl MediaRelay {
             config.port_max,
             config.parked_pairs_limit(),
             n,
+            PARKED_REUSE_AFTER,
         );
         let pairs = pool.total_pairs();
         let pool = Arc::new(SharedPool {
@@ -631,6 +632,13 @@ impl MediaRelay {
 
 /// Reads and drops whatever waits on a reused socket (sent to the session
 /// that had the port before). Returns how many datagrams.
+/// A parked pair goes to its worker's next session once it rested this
+/// long: the last call's peers have long stopped sending by then (a late
+/// straggler is drained on reuse and latching ignores a foreign source),
+/// and at a few thousand calls a second the sockets of the pairs freed in
+/// one second are all that has to stay parked.
+const PARKED_REUSE_AFTER: Duration = Duration::from_millis(500);
+
 /// Parked pairs closed at once when the process runs out of descriptors.
 const UNPARK_BATCH: usize = 64;
 

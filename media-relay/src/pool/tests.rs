@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::PortPool;
 
 #[test]
@@ -68,7 +70,7 @@ fn double_release_is_harmless() {
 #[test]
 fn parked_payload_comes_back_with_its_pair_preferably_at_home() {
     // 8 pairs, homes 0 and 1, room for 3 payloads.
-    let mut p: PortPool<&str> = PortPool::with_parking(10000, 10015, 3, 2);
+    let mut p: PortPool<&str> = PortPool::with_parking(10000, 10015, 3, 2, Duration::MAX);
     let ports: Vec<u16> = (0..8).map(|_| p.take(Some(0)).unwrap().0).collect();
     assert_eq!(
         ports,
@@ -97,7 +99,7 @@ fn parked_payload_comes_back_with_its_pair_preferably_at_home() {
 
 #[test]
 fn a_young_pair_at_home_waits_behind_old_ones_elsewhere() {
-    let mut p: PortPool<u8> = PortPool::with_parking(10000, 10015, 8, 2);
+    let mut p: PortPool<u8> = PortPool::with_parking(10000, 10015, 8, 2, Duration::MAX);
     for _ in 0..8 {
         p.take(None).unwrap();
     }
@@ -135,7 +137,7 @@ fn a_releasing_pair_is_neither_free_nor_reservable() {
 
 #[test]
 fn unpark_takes_payloads_of_free_pairs_only_and_leaves_them_free() {
-    let mut p: PortPool<&str> = PortPool::with_parking(10000, 10007, 4, 1);
+    let mut p: PortPool<&str> = PortPool::with_parking(10000, 10007, 4, 1, Duration::MAX);
     for _ in 0..4 {
         p.take(Some(0)).unwrap();
     }
@@ -152,4 +154,23 @@ fn unpark_takes_payloads_of_free_pairs_only_and_leaves_them_free() {
     let mut got: Vec<_> = (0..3).map(|_| p.take(Some(0)).unwrap()).collect();
     got.sort();
     assert_eq!(got, [(10000, None), (10002, None), (10004, None)]);
+}
+
+#[test]
+fn a_rested_pair_parked_at_home_goes_before_fresh_ones() {
+    // 8 pairs, 2 used and parked at home 0; 6 never used (older by
+    // release order). Rested: the parked ones are taken first.
+    let mut p: PortPool<u8> = PortPool::with_parking(10000, 10015, 8, 1, Duration::ZERO);
+    let a = p.take(Some(0)).unwrap().0;
+    let b = p.take(Some(0)).unwrap().0;
+    p.give_back(a, Some(1), 0);
+    p.give_back(b, Some(2), 0);
+    assert_eq!(p.take(Some(0)), Some((a, Some(1))));
+    assert_eq!(p.take(Some(0)), Some((b, Some(2))));
+    assert_eq!(p.take(Some(0)), Some((10004, None)));
+    // Not rested yet: the fresh pairs go first.
+    let mut p: PortPool<u8> = PortPool::with_parking(10000, 10015, 8, 1, Duration::from_secs(60));
+    let a = p.take(Some(0)).unwrap().0;
+    p.give_back(a, Some(1), 0);
+    assert_eq!(p.take(Some(0)), Some((10002, None)));
 }
