@@ -182,6 +182,36 @@ async fn killed_media_server_its_answered_calls_continue_on_the_other() {
     ms1.kill().await;
 }
 
+// ---- a ringing call on a member that dies goes to another member ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_ringing_on_a_dead_member_is_answered_by_another() {
+    // ms1 rings and never answers; it dies while the call rings there.
+    let mut ms1 = media_server(Some("ring_uas.xml"), false).await;
+    let ms2 = media_server(None, false).await;
+    let tandem = tandem(ms1.addr(), ms2.addr()).await;
+    let mut trunk = Sipp::scenario_file(&scenario("uac.xml"), Some(tandem.sip_addr()))
+        .args(["-m", "1", "-d", "500"])
+        .spawn();
+    ms1.wait_count("_INVITE_Recv", 1, SECS(10)).await;
+    ms1.kill().await;
+    // The trunk sees one call, answered (by ms2), and hangs up normally.
+    let out = trunk.wait_exit(SECS(30)).await;
+    assert_eq!(
+        (out.exit_code, out.successful, out.failed),
+        (Some(0), 1, 0),
+        "{}\n{}",
+        out.log,
+        tandem.log_tail(30)
+    );
+    let server = server_calls(&ms2, 1).await;
+    assert_eq!(server.failed, 0, "{}", server.log);
+    let cdr = &tandem.wait_cdrs(1, SECS(5)).await[0];
+    assert_eq!(cdr.servers(), vec!["ms1", "ms2"], "{}", cdr.line);
+    assert_eq!(cdr.get("reason"), "bye_caller", "{}", cdr.line);
+    assert_eq!(cdr.num("resumes"), 0, "not a resume: it was never answered");
+}
+
 // ---- the media server's SIP lives, its RTP does not ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
