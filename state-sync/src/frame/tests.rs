@@ -1,0 +1,122 @@
+use super::*;
+
+const SECRET: &[u8] = b"pair secret";
+
+fn rec(key: &str, version: u64) -> Record {
+    Record {
+        kind: "call".into(),
+        key: key.into(),
+        version,
+        data: Bytes::from(format!("state of {key} v{version}")),
+    }
+}
+
+fn all_frames() -> Vec<Frame> {
+    vec![
+        Frame::Hello {
+            node: "tandem-b".into(),
+            schema: 3,
+            last_seq: None,
+        },
+        Frame::Hello {
+            node: "tandem-b".into(),
+            schema: 3,
+            last_seq: Some(41),
+        },
+        Frame::SnapshotBegin { seq: 7, records: 2 },
+        Frame::SnapshotRecord(rec("c1", 1)),
+        Frame::SnapshotEnd { seq: 7 },
+        Frame::Delta {
+            seq: 8,
+            change: Change::Upsert(rec("c2", 5)),
+        },
+        Frame::Delta {
+            seq: 9,
+            change: Change::Delete(RecordId {
+                kind: "call".into(),
+                key: "c1".into(),
+            }),
+        },
+        Frame::Ack { seq: 9 },
+        Frame::Heartbeat { seq: 9 },
+        Frame::Refused {
+            reason: "schema 4 is newer".into(),
+        },
+    ]
+}
+
+#[test]
+fn every_frame_round_trips_with_its_epoch() {
+    for (i, f) in all_frames().into_iter().enumerate() {
+        let bytes = encode(SECRET, i as u64 + 1, &f);
+        assert_eq!(check(&bytes), Ok(bytes.len()));
+        let (env, used) = decode(SECRET, &bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(
+            env,
+            Envelope {
+                epoch: i as u64 + 1,
+                frame: f
+            }
+        );
+    }
+}
+
+#[test]
+fn a_partial_frame_is_incomplete_at_every_cut() {
+    let bytes = encode(SECRET, 1, &Frame::SnapshotRecord(rec("c1", 1)));
+    for cut in 0..bytes.len() {
+        assert_eq!(
+            check(&bytes[..cut]),
+            Err(FrameError::Incomplete),
+            "cut {cut}"
+        );
+    }
+}
+
+#[test]
+fn two_frames_in_one_read_are_taken_one_by_one() {
+    let mut buf = encode(SECRET, 1, &Frame::Ack { seq: 1 }).to_vec();
+    buf.extend_from_slice(&encode(SECRET, 1, &Frame::Ack { seq: 2 }));
+    let (first, used) = decode(SECRET, &buf).unwrap();
+    assert_eq!(first.frame, Frame::Ack { seq: 1 });
+    let (second, rest) = decode(SECRET, &buf[used..]).unwrap();
+    assert_eq!(second.frame, Frame::Ack { seq: 2 });
+    assert_eq!(used + rest, buf.len());
+}
+
+#[test]
+fn a_peer_without_the_secret_is_refused() {
+    let bytes = encode(b"another secret", 1, &Frame::Heartbeat { seq: 1 });
+    assert_eq!(check(&bytes), Ok(bytes.len()), "well formed...");
+    assert_eq!(
+        decode(SECRET, &bytes),
+        Err(FrameError::BadMac),
+        "...but not ours"
+    );
+}
+
+#[test]
+fn any_changed_byte_fails_authentication_or_framing() {
+    let bytes = encode(SECRET, 3, &Frame::SnapshotRecord(rec("c1", 1)));
+    for i in 0..bytes.len() {
+        let mut b = bytes.to_vec();
+        b[i] ^= 0x01;
+        assert!(
+            decode(SECRET, &b).is_err(),
+            "byte {i} changed and still accepted"
+        );
+    }
+}
+
+#[test]
+fn garbage_and_oversize_are_named() {
+    assert_eq!(check(b"GET / HTTP/1.1\r\n"), Err(FrameError::BadMagic));
+    assert_eq!(check(b"X"), Err(FrameError::BadMagic));
+    let mut b = encode(SECRET, 1, &Frame::Ack { seq: 1 }).to_vec();
+    b[4] = 9;
+    assert_eq!(check(&b), Err(FrameError::Format(9)));
+    let mut b = encode(SECRET, 1, &Frame::Ack { seq: 1 }).to_vec();
+    b[14..18].copy_from_slice(&(MAX_BODY as u32 + 1).to_be_bytes());
+    assert_eq!(check(&b), Err(FrameError::TooLarge(MAX_BODY + 1)));
+}
