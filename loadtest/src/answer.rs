@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sipcore::dialog::{Dialog, DialogError, DialogState};
-use sipcore::endpoint::{Endpoint, EndpointConfig};
 use sipcore::message::{Message, Method};
 use sipcore::transaction::{ServerKey, TransactionLayer, TuEvent};
 use sipcore::transport::Target;
@@ -56,19 +55,7 @@ struct Uas {
 
 /// Answers calls until SIGINT / SIGTERM or the configured duration.
 pub async fn run(cfg: AnswerConfig) -> Result<AnswerReport> {
-    let (ep, mut events) =
-        Endpoint::bind(cfg.listen, &EndpointConfig::default()).map_err(|source| {
-            Error::BindSip {
-                addr: cfg.listen,
-                source,
-            }
-        })?;
-    std::net::UdpSocket::bind(SocketAddr::new(cfg.media_ip, 0)).map_err(|e| {
-        Error::config(
-            "--media-ip",
-            format!("cannot bind an RTP socket on {}: {e}", cfg.media_ip),
-        )
-    })?;
+    let (ep, mut events) = sip::bind(cfg.listen, cfg.media_ip)?;
     let local = ep.local_addr();
     let epoch = Instant::now();
     let mode = match cfg.rtp {

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sipcore::dialog::{Dialog, DialogError};
-use sipcore::endpoint::{Endpoint, EndpointConfig};
+use sipcore::endpoint::Endpoint;
 use sipcore::message::{Message, Method, RequestBuilder};
 use sipcore::transaction::{ClientKey, ServerKey, TransactionKey, TransactionLayer, TuEvent};
 use sipcore::transport::{Target, TransportKind};
@@ -124,19 +124,7 @@ struct Uac {
 /// Runs the calls as configured and returns the report. Errors only for
 /// what prevents the run (the SIP address cannot be bound).
 pub async fn run(cfg: CallConfig) -> Result<CallReport> {
-    let (ep, mut events) =
-        Endpoint::bind(cfg.local, &EndpointConfig::default()).map_err(|source| Error::BindSip {
-            addr: cfg.local,
-            source,
-        })?;
-    // A media address that cannot be bound is a configuration error too:
-    // find out before the first call.
-    std::net::UdpSocket::bind(SocketAddr::new(cfg.media_ip, 0)).map_err(|e| {
-        Error::config(
-            "--media-ip",
-            format!("cannot bind an RTP socket on {}: {e}", cfg.media_ip),
-        )
-    })?;
+    let (ep, mut events) = sip::bind(cfg.local, cfg.media_ip)?;
     let local = ep.local_addr();
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)

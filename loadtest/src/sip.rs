@@ -9,11 +9,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sipcore::endpoint::{Endpoint, EndpointConfig};
 use sipcore::message::{Message, ResponseBuilder, Uri};
 use sipcore::sdp::{MediaKind, Sdp};
-use sipcore::transaction::{ServerKey, TransactionLayer};
+use sipcore::transaction::{ServerKey, TransactionLayer, TuEvent};
 use sipcore::transport::{Target, TransportKind};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
+
+use crate::error::{Error, Result};
 
 /// The product token in User-Agent and Server headers.
 pub const AGENT: &str = concat!("tandem-load/", env!("CARGO_PKG_VERSION"));
@@ -142,6 +146,21 @@ pub fn reply(layer: &TransactionLayer, key: &ServerKey, request: &Message, statu
     if let Err(e) = layer.send_response(key, msg) {
         tracing::debug!(error = %e, status, "could not send a response");
     }
+}
+
+/// Binds the SIP endpoint of either role on `sip`, and finds out before
+/// the first call whether RTP sockets can be bound on `media_ip` (a bad
+/// `--media-ip` is a configuration error, not a run of failed calls).
+pub fn bind(sip: SocketAddr, media_ip: IpAddr) -> Result<(Endpoint, UnboundedReceiver<TuEvent>)> {
+    let bound = Endpoint::bind(sip, &EndpointConfig::default())
+        .map_err(|source| Error::BindSip { addr: sip, source })?;
+    std::net::UdpSocket::bind(SocketAddr::new(media_ip, 0)).map_err(|e| {
+        Error::config(
+            "--media-ip",
+            format!("cannot bind an RTP socket on {media_ip}: {e}"),
+        )
+    })?;
+    Ok(bound)
 }
 
 /// `200 OK` to an OPTIONS (a proxy's health check) with what we accept.
