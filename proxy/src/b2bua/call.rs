@@ -120,9 +120,15 @@ pub struct Call {
     /// The offer as sent to leg B (relay addresses), kept for failover.
     pub offer: Option<Bytes>,
     /// The last SDP Tandem sent to leg B (relay addresses) and the last
-    /// one leg B sent: what a new media server is offered on resume.
+    /// one leg B sent: what a new media server is offered on resume. Set
+    /// through [`Call::set_b_local_sdp`] and [`Call::set_b_remote_sdp`].
     pub b_local_sdp: Option<Bytes>,
     pub b_remote_sdp: Option<Bytes>,
+    /// Whether those hold the stream (any direction but sendrecv): such a
+    /// call is quiet on purpose. Derived from the two SDPs when either is
+    /// set, because the media-silence check reads it for every call
+    /// twenty times a second.
+    pub b_held: bool,
     /// Set while the call is being moved to another media server.
     pub resuming: Option<Resuming>,
     /// How many times the call moved to another media server.
@@ -145,9 +151,26 @@ pub struct Resuming {
     pub tried: Vec<usize>,
     /// With `on_no_server = hold`: keep retrying until then.
     pub hold_until: Option<UnixMillis>,
-    /// A resume INVITE is out (otherwise the call waits in the queue).
-    pub inviting: bool,
     /// When the failure was detected, for the resume latency (local clock).
     #[serde(skip, default = "Instant::now")]
     pub detected: Instant,
+}
+
+impl Call {
+    /// The SDP Tandem sent to leg B last.
+    pub fn set_b_local_sdp(&mut self, sdp: Bytes) {
+        self.b_local_sdp = Some(sdp);
+        self.update_b_held();
+    }
+
+    /// The SDP leg B sent last.
+    pub fn set_b_remote_sdp(&mut self, sdp: Bytes) {
+        self.b_remote_sdp = Some(sdp);
+        self.update_b_held();
+    }
+
+    fn update_b_held(&mut self) {
+        self.b_held =
+            super::survival::on_hold(self.b_local_sdp.as_deref(), self.b_remote_sdp.as_deref());
+    }
 }

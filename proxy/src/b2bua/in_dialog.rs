@@ -158,12 +158,12 @@ impl Engine {
         }
         if let Some((ct, body)) = body {
             if to == Leg::B && crate::media::is_sdp(Some(&ct)) {
-                call.b_local_sdp = Some(body.clone());
+                call.set_b_local_sdp(body.clone());
             }
             req = req.body(&ct, body);
         }
         if from == Leg::B && is_sdp(request.content_type()) && !request.body().is_empty() {
-            call.b_remote_sdp = Some(Bytes::copy_from_slice(request.body()));
+            call.set_b_remote_sdp(Bytes::copy_from_slice(request.body()));
         }
         if matches!(method, Method::Invite | Method::Update) {
             call.offer_pending = true;
@@ -258,9 +258,9 @@ impl Engine {
             // Leg B's side of the offer/answer: what a resume offers.
             match (to, &body) {
                 (Leg::B, _) if is_sdp(response.content_type()) && !response.body().is_empty() => {
-                    call.b_remote_sdp = Some(Bytes::copy_from_slice(response.body()));
+                    call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
                 }
-                (Leg::A, Some((ct, b))) if is_sdp(Some(ct)) => call.b_local_sdp = Some(b.clone()),
+                (Leg::A, Some((ct, b))) if is_sdp(Some(ct)) => call.set_b_local_sdp(b.clone()),
                 _ => {}
             }
         }

@@ -135,6 +135,7 @@ impl Engine {
             servers: Vec::new(),
             b_local_sdp: None,
             b_remote_sdp: None,
+            b_held: false,
             offer,
             resuming: None,
             resumes: 0,
@@ -330,8 +331,8 @@ impl Engine {
             ack_pending: false,
             cancel_sent: false,
         };
-        if offer.is_some() {
-            call.b_local_sdp = offer;
+        if let Some(offer) = offer {
+            call.set_b_local_sdp(offer);
         }
         call.servers.push((m.name.clone(), now_millis()));
         self.by_b.insert(b_call_id, id);
@@ -467,7 +468,7 @@ impl Engine {
         };
         call.b.dialog = Some(b_dialog);
         if !response.body().is_empty() && is_sdp(response.content_type()) {
-            call.b_remote_sdp = Some(Bytes::copy_from_slice(response.body()));
+            call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
         }
         let session = SessionId(call.media);
         let info = self.relay.session_info(session).ok();
@@ -564,7 +565,7 @@ impl Engine {
         };
         let mut ack = dialog.ack(call.b.invite.cseq().seq, &via);
         if let Some(body) = body {
-            call.b_local_sdp = Some(body.clone());
+            call.set_b_local_sdp(body.clone());
             ack = ack.body("application/sdp", body);
         }
         let target = self.leg_target(&self.calls[&id], Leg::B);

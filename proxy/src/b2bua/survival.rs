@@ -45,6 +45,16 @@ pub(super) struct Survival {
     cleared_at: Vec<Option<Instant>>,
 }
 
+/// What the media of one member's answered calls says (see
+/// [`Engine::media_by_member`]).
+#[derive(Debug)]
+struct MemberMedia {
+    member: usize,
+    refused: bool,
+    silent: usize,
+    counted: usize,
+}
+
 impl Engine {
     /// The member's calls go to the resume queue (keepalive or media said
     /// it is dead).
@@ -106,7 +116,6 @@ impl Engine {
             detected_at: now_millis(),
             tried: vec![from],
             hold_until: None,
-            inviting: false,
             detected: Instant::now(),
         });
         self.release_leg_b(id);
@@ -116,15 +125,14 @@ impl Engine {
     /// Lets go of the failed leg B: BYE (a server whose SIP still lives
     /// must not keep a ghost call), member count, Call-ID index.
     fn release_leg_b(&mut self, id: u64) {
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let member = call.b.member;
         let old_call_id = call.b.call_id.clone();
-        let transport = member_transport(self.pool.member(member).transport);
-        let via = self.new_via(transport);
+        let target = self.leg_target(call, Leg::B);
+        let via = self.new_via(target.transport);
+        self.release_member(id);
         let call = self.calls.get_mut(&id).expect("call exists");
-        call.b.invite_key = None;
         call.b.ack_pending = false;
         let bye = call.b.dialog.take().map(|mut d| {
             d.request(&Method::Bye, &via)
@@ -135,19 +143,11 @@ impl Engine {
                 .build()
         });
         if let Some(bye) = bye {
-            let target = sipcore::transport::Target {
-                transport,
-                addr: self.pool.member(member).address,
-                connection: None,
-            };
             self.send_request(bye, target, ClientRole::Own);
         }
         self.unacked.remove(&(id, Leg::B));
         self.by_b.remove(&old_call_id);
         self.hung_up_b.insert(old_call_id, Instant::now());
-        if let Some(m) = self.pool.members.get_mut(member) {
-            m.active_calls = m.active_calls.saturating_sub(1);
-        }
     }
 
     /// Sends the resume INVITEs the pace allows. Runs on the survival tick.
@@ -205,7 +205,6 @@ impl Engine {
         let call = self.calls.get_mut(&id).expect("call exists");
         let r = call.resuming.as_mut().expect("resuming");
         r.tried.push(member);
-        r.inviting = sent;
         tracing::info!(
             call = id,
             from = %from_name,
@@ -223,12 +222,11 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(r) = call.resuming.as_mut() else {
+        let Some(r) = call.resuming.as_ref() else {
             return;
         };
-        r.inviting = false;
         let (from, to) = (r.from, call.b.member);
-        call.b.invite_key = None;
+        let b_call_id = call.b.call_id.clone();
         let name = |i: usize| {
             self.pool
                 .members
@@ -238,10 +236,7 @@ impl Engine {
         };
         metrics::call_resumed(&name(from), &name(to), "failed");
         tracing::info!(call = id, member = %name(to), why, "resume attempt failed");
-        if let Some(m) = self.pool.members.get_mut(to) {
-            m.active_calls = m.active_calls.saturating_sub(1);
-        }
-        let b_call_id = call.b.call_id.clone();
+        self.release_member(id);
         self.by_b.remove(&b_call_id);
         self.survival.queue.push_back(id);
     }
@@ -316,7 +311,7 @@ impl Engine {
         let new_addr = answer_rtp_addr(&response);
         let previous = call.b_remote_sdp.clone();
         if is_sdp(response.content_type()) && !response.body().is_empty() {
-            call.b_remote_sdp = Some(Bytes::copy_from_slice(response.body()));
+            call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
         }
         self.send_leg_b_ack(id, None);
         let switched = match new_addr {
@@ -398,20 +393,17 @@ impl Engine {
         self.survival.cleared_at.resize(members, None);
         let cooldown = std::time::Duration::from_millis(self.config.pool.health.interval_ms);
         let mut newly: Vec<(usize, &str)> = Vec::new();
-        for (member, silent, _) in self.silence_by_member(silence_ms) {
-            if silent > 0 {
-                newly.push((member, "media silence on leg B"));
+        for m in self.media_by_member(silence_ms) {
+            if m.silent > 0 {
+                newly.push((m.member, "media silence on leg B"));
+            } else if m.refused {
+                newly.push((m.member, "media server's RTP port refuses packets"));
             }
-        }
-        for member in self.refusing_members() {
-            newly.push((member, "media server's RTP port refuses packets"));
         }
         newly.retain(|&(m, _)| {
             !self.survival.suspect[m]
                 && self.survival.cleared_at[m].is_none_or(|t| t.elapsed() >= cooldown)
         });
-        newly.sort_by_key(|&(m, _)| m);
-        newly.dedup_by_key(|&mut (m, _)| m);
         for (member, why) in newly {
             self.survival.suspect[member] = true;
             let name = self.pool.member(member).name.clone();
@@ -423,52 +415,49 @@ impl Engine {
         }
     }
 
-    /// Members with an answered call whose leg-B peer refused RTP (ICMP
-    /// port unreachable) in the last second: on a LAN, a media server
-    /// process that died says so within one packet. Only a suspicion: the
-    /// probe decides, as for silence.
-    fn refusing_members(&self) -> Vec<usize> {
+    /// One pass over the answered calls that are not being moved, per
+    /// member: whether a leg-B peer refused RTP (ICMP port unreachable) in
+    /// the last second — on a LAN, a media server process that died says
+    /// so within one packet — and the calls that count for silence
+    /// (answered long enough, not on hold, leg A's RTP arriving), of which
+    /// how many are silent on leg B. Both are only suspicions: the probe
+    /// decides.
+    fn media_by_member(&self, silence_ms: u64) -> Vec<MemberMedia> {
         let recent = std::time::Duration::from_secs(1);
-        let mut out: Vec<usize> = Vec::new();
-        for call in self.calls.values() {
-            if call.resuming.is_some()
-                || !matches!(call.state, CallState::Answered | CallState::Confirmed)
-                || out.contains(&call.b.member)
-            {
-                continue;
-            }
-            let refused = self
-                .relay
-                .refused_since(SessionId(call.media), Side::B)
-                .ok()
-                .flatten();
-            if refused.is_some_and(|d| d < recent) {
-                out.push(call.b.member);
-            }
-        }
-        out
-    }
-
-    /// Per member with answered calls: (member, silent calls, calls that
-    /// count: answered long enough, not on hold, not being moved, with
-    /// leg A's RTP arriving).
-    fn silence_by_member(&self, silence_ms: u64) -> Vec<(usize, usize, usize)> {
-        let mut out: Vec<(usize, usize, usize)> = Vec::new();
+        let mut out: Vec<MemberMedia> = Vec::new();
         let now = now_millis();
         for call in self.calls.values() {
             if call.state != CallState::Confirmed && call.state != CallState::Answered {
                 continue;
             }
-            if call.resuming.is_some()
-                || on_hold(call.b_local_sdp.as_deref(), call.b_remote_sdp.as_deref())
-            {
+            if call.resuming.is_some() {
+                continue;
+            }
+            let i = match out.iter().position(|e| e.member == call.b.member) {
+                Some(i) => i,
+                None => {
+                    out.push(MemberMedia {
+                        member: call.b.member,
+                        refused: false,
+                        silent: 0,
+                        counted: 0,
+                    });
+                    out.len() - 1
+                }
+            };
+            let entry = &mut out[i];
+            let session = SessionId(call.media);
+            if !entry.refused {
+                let refused = self.relay.refused_since(session, Side::B).ok().flatten();
+                entry.refused = refused.is_some_and(|d| d < recent);
+            }
+            if call.b_held {
                 continue;
             }
             let since = call.answered_at.unwrap_or(now);
             if now.saturating_sub(since) < silence_ms {
                 continue;
             }
-            let session = SessionId(call.media);
             let idle_ms = |side| -> Option<u64> {
                 self.relay
                     .idle_time(session, side)
@@ -482,16 +471,9 @@ impl Engine {
                 // The caller is quiet too: nothing to compare with.
                 continue;
             }
-            let entry = match out.iter_mut().find(|e| e.0 == call.b.member) {
-                Some(e) => e,
-                None => {
-                    out.push((call.b.member, 0, 0));
-                    out.last_mut().expect("pushed")
-                }
-            };
-            entry.2 += 1;
+            entry.counted += 1;
             if b >= silence_ms {
-                entry.1 += 1;
+                entry.silent += 1;
             }
         }
         out
@@ -510,11 +492,9 @@ impl Engine {
         let media_dead = alive && {
             let silence_ms = self.config.survival.media_silence_ms;
             let min_calls = self.config.survival.media_dead_min_calls.max(1);
-            self.silence_by_member(silence_ms)
+            self.media_by_member(silence_ms)
                 .iter()
-                .any(|&(m, silent, counted)| {
-                    m == member && silent >= min_calls && silent == counted
-                })
+                .any(|m| m.member == member && m.silent >= min_calls && m.silent == m.counted)
         };
         if alive && !media_dead {
             tracing::info!(member = %name, "suspect member answered and has live media: cleared");
@@ -557,7 +537,7 @@ fn answer_rtp_addr(response: &Message) -> Option<SocketAddr> {
 
 /// Whether either side of leg B's last exchange holds the stream (any
 /// direction but sendrecv): such a call is quiet on purpose.
-fn on_hold(local: Option<&[u8]>, remote: Option<&[u8]>) -> bool {
+pub(super) fn on_hold(local: Option<&[u8]>, remote: Option<&[u8]>) -> bool {
     [local, remote].into_iter().flatten().any(|body| {
         Sdp::parse(body)
             .ok()
