@@ -32,11 +32,15 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// Standby → active on connect: who it is, the record schema it
-    /// speaks, and the last sequence number it applied (None: it has
-    /// nothing and needs a snapshot).
+    /// speaks, the epoch of the active node whose changes its copy
+    /// follows (`history`; 0: none) and the last sequence number it
+    /// applied (None: it has nothing and needs a snapshot). Sequence
+    /// numbers only mean something within one history: a copy from
+    /// another epoch is always replaced by a snapshot.
     Hello {
         node: String,
         schema: u32,
+        history: u64,
         last_seq: Option<u64>,
     },
     /// Active → standby: a full copy follows, reflecting the journal up to
@@ -58,9 +62,20 @@ pub enum Frame {
     Ack {
         seq: u64,
     },
-    /// Either way, when nothing else was sent for a while; carries the
-    /// sender's latest sequence number.
+    /// Datagrams each node sends its peer every ping interval on every
+    /// link (main and auxiliary): who it is, the role it is in (see
+    /// `role::Role::code`), the record schema it speaks and its latest
+    /// sequence number. The envelope carries its epoch.
     Heartbeat {
+        node: String,
+        role: u8,
+        priority: u8,
+        schema: u32,
+        seq: u64,
+    },
+    /// Active → standby, after the last change: "take over now" (a
+    /// controlled switchover). The standby has every change up to `seq`.
+    Handover {
         seq: u64,
     },
     /// Active → standby before closing: why it was turned away.
@@ -132,6 +147,7 @@ pub fn decode(secret: &[u8], buf: &[u8]) -> Result<(Envelope, usize), FrameError
         1 => Frame::Hello {
             node: r.string()?,
             schema: r.u32()?,
+            history: r.u64()?,
             last_seq: match r.u8()? {
                 0 => None,
                 1 => Some(r.u64()?),
@@ -157,7 +173,14 @@ pub fn decode(secret: &[u8], buf: &[u8]) -> Result<(Envelope, usize), FrameError
             Frame::Delta { seq, change }
         }
         6 => Frame::Ack { seq: r.u64()? },
-        7 => Frame::Heartbeat { seq: r.u64()? },
+        7 => Frame::Heartbeat {
+            node: r.string()?,
+            role: r.u8()?,
+            priority: r.u8()?,
+            schema: r.u32()?,
+            seq: r.u64()?,
+        },
+        9 => Frame::Handover { seq: r.u64()? },
         8 => Frame::Refused {
             reason: r.string()?,
         },
@@ -176,10 +199,12 @@ pub fn encode(secret: &[u8], epoch: u64, frame: &Frame) -> Bytes {
         Frame::Hello {
             node,
             schema,
+            history,
             last_seq,
         } => {
             put_string(&mut body, node);
             body.put_u32(*schema);
+            body.put_u64(*history);
             match last_seq {
                 None => body.put_u8(0),
                 Some(s) => {
@@ -221,9 +246,23 @@ pub fn encode(secret: &[u8], epoch: u64, frame: &Frame) -> Bytes {
             body.put_u64(*seq);
             6
         }
-        Frame::Heartbeat { seq } => {
+        Frame::Heartbeat {
+            node,
+            role,
+            priority,
+            schema,
+            seq,
+        } => {
+            put_string(&mut body, node);
+            body.put_u8(*role);
+            body.put_u8(*priority);
+            body.put_u32(*schema);
             body.put_u64(*seq);
             7
+        }
+        Frame::Handover { seq } => {
+            body.put_u64(*seq);
+            9
         }
         Frame::Refused { reason } => {
             put_string(&mut body, reason);

@@ -57,6 +57,10 @@ impl Journal {
         self.records.get(id)
     }
 
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
+    }
+
     /// Stores a record; returns the change's sequence number, or None when
     /// a newer (or the same) version is already stored: updates that
     /// arrive out of order never roll a record back.

@@ -1,9 +1,8 @@
-//! Replication of state from the active Tandem to its standby. Knows
-//! nothing of SIP: it moves opaque, versioned [`record::Record`]s.
+//! Replication of state from the active Tandem to its standby, and the
+//! choice of which node is active. Knows nothing of SIP: it moves opaque,
+//! versioned [`record::Record`]s and asks its owner one question (does
+//! anything answer on the floating address?).
 //!
-//! Built so far, as plain data without I/O (the TCP channel, heartbeats,
-//! roles and the floating address come with the rest of the hot-standby
-//! issue):
 //! * [`frame`] — the channel's frames, each authenticated with
 //!   HMAC-SHA256 over a shared secret, cut from a byte stream in two steps
 //!   (check for a whole frame, then verify and parse).
@@ -12,14 +11,33 @@
 //!   sequence number if the journal still has it, else takes a snapshot.
 //! * [`replica`] — the standby side: applies a staged snapshot, then every
 //!   change in order; a gap says "resync".
-#![forbid(unsafe_code)]
+//! * [`role`] — the role state machine (starting, active, standby,
+//!   reconnecting, upgrade, failed), epochs and the rules against two
+//!   active nodes, as plain data.
+//! * [`link`] — the TCP replication stream and the UDP heartbeats.
+//! * [`netcheck`] — ICMP probes of the "am I cut off?" hosts.
+//! * [`vip`] — the floating address: netlink add/remove, gratuitous ARP.
+//! * [`node`] — the driver that runs all of it on its own thread.
+//!
+//! `unsafe` is denied everywhere but in `vip::sys`, which sends raw ARP
+//! frames on an `AF_PACKET` socket.
+#![deny(unsafe_code)]
 
+pub mod config;
 pub mod frame;
 pub mod journal;
+pub mod link;
+pub mod netcheck;
+pub mod node;
 pub mod record;
 pub mod replica;
+pub mod role;
+pub mod vip;
 
+pub use config::SyncConfig;
 pub use frame::{Envelope, Frame, FrameError};
 pub use journal::{CatchUp, Journal};
+pub use node::{NodeEvent, Status, SyncHandle, SyncNode, VipProbe};
 pub use record::{Change, Record, RecordId};
 pub use replica::{Replica, ReplicaError};
+pub use role::Role;

@@ -17,6 +17,8 @@ pub struct Replica {
     records: BTreeMap<RecordId, Record>,
     /// Last sequence number applied (None: never synced).
     last_seq: Option<u64>,
+    /// Epoch of the active node whose changes the copy follows (0: none).
+    history: u64,
     staging: Option<Staging>,
 }
 
@@ -46,6 +48,22 @@ impl Replica {
     /// What to put in `Hello` on (re)connect.
     pub fn last_seq(&self) -> Option<u64> {
         self.last_seq
+    }
+
+    /// The epoch of the history the copy follows (0: none).
+    pub fn history(&self) -> u64 {
+        self.history
+    }
+
+    /// Applies a frame that came with `epoch` (see [`Replica::apply`]); a
+    /// completed snapshot makes `epoch` the copy's history.
+    pub fn apply_from(&mut self, epoch: u64, frame: Frame) -> Result<Option<u64>, ReplicaError> {
+        let snapshot_end = matches!(frame, Frame::SnapshotEnd { .. });
+        let applied = self.apply(frame)?;
+        if snapshot_end {
+            self.history = epoch;
+        }
+        Ok(applied)
     }
 
     pub fn get(&self, id: &RecordId) -> Option<&Record> {
@@ -125,6 +143,7 @@ impl Replica {
             Frame::Hello { .. }
             | Frame::Ack { .. }
             | Frame::Heartbeat { .. }
+            | Frame::Handover { .. }
             | Frame::Refused { .. } => Ok(None),
         }
     }

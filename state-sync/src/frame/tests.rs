@@ -16,11 +16,13 @@ fn all_frames() -> Vec<Frame> {
         Frame::Hello {
             node: "tandem-b".into(),
             schema: 3,
+            history: 0,
             last_seq: None,
         },
         Frame::Hello {
             node: "tandem-b".into(),
             schema: 3,
+            history: 2,
             last_seq: Some(41),
         },
         Frame::SnapshotBegin { seq: 7, records: 2 },
@@ -38,7 +40,14 @@ fn all_frames() -> Vec<Frame> {
             }),
         },
         Frame::Ack { seq: 9 },
-        Frame::Heartbeat { seq: 9 },
+        Frame::Heartbeat {
+            node: "tandem-a".into(),
+            role: 1,
+            priority: 100,
+            schema: 3,
+            seq: 9,
+        },
+        Frame::Handover { seq: 9 },
         Frame::Refused {
             reason: "schema 4 is newer".into(),
         },
@@ -87,7 +96,7 @@ fn two_frames_in_one_read_are_taken_one_by_one() {
 
 #[test]
 fn a_peer_without_the_secret_is_refused() {
-    let bytes = encode(b"another secret", 1, &Frame::Heartbeat { seq: 1 });
+    let bytes = encode(b"another secret", 1, &Frame::Ack { seq: 1 });
     assert_eq!(check(&bytes), Ok(bytes.len()), "well formed...");
     assert_eq!(
         decode(SECRET, &bytes),

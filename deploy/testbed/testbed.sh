@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Network-namespace lab for Tandem's hot-standby pair: a switch (bridge),
+# the SIP trunk, the two Tandem nodes a and b, two media servers, and a
+# direct "pair link" between a and b. See README.md next to this script.
+#
+# Every lab lives in its own namespaces (NAME-sw, NAME-trunk, NAME-a,
+# NAME-b, NAME-ms1, NAME-ms2), so parallel labs reuse the same addresses.
+# Nothing is created in the root namespace: each veth pair is created
+# inside one lab namespace with its peer placed in another.
+set -euo pipefail
+
+NODES=(trunk a b ms1 ms2)
+declare -A ADDR=([trunk]=10.77.0.10 [a]=10.77.0.2 [b]=10.77.0.3 [ms1]=10.77.0.21 [ms2]=10.77.0.22)
+PREFIX=24
+PAIR_A=10.77.1.1/30
+PAIR_B=10.77.1.2/30
+
+usage() {
+    cat >&2 <<'USAGE'
+usage: testbed.sh up NAME             build lab NAME ([a-z0-9]{1,8})
+       testbed.sh down NAME           kill its processes, delete it (idempotent)
+       testbed.sh cut NAME LINK       LINK: pair | a | b | trunk | ms1 | ms2
+       testbed.sh heal NAME LINK      undo cut
+       testbed.sh kill NAME NODE      kill -9 every process in NAME-NODE
+       testbed.sh exec NAME NODE CMD… run CMD in NAME-NODE
+       testbed.sh list                lab names present
+USAGE
+    exit 2
+}
+
+die() {
+    echo "testbed.sh: $*" >&2
+    exit 1
+}
+
+check_name() {
+    [[ ${1-} =~ ^[a-z0-9]{1,8}$ ]] || die "lab name must be 1-8 characters [a-z0-9], got '${1-}'"
+}
+
+check_node() {
+    case ${1-} in
+    sw | trunk | a | b | ms1 | ms2) ;;
+    *) die "unknown node '${1-}' (sw, trunk, a, b, ms1, ms2)" ;;
+    esac
+}
+
+ns_exists() {
+    [[ -e /run/netns/$1 ]]
+}
+
+# Kills every process in namespace $1 and waits (5 s at most) until the
+# kernel reports none left.
+kill_ns() {
+    local ns=$1 pids i
+    ns_exists "$ns" || return 0
+    for ((i = 0; i < 50; i++)); do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [[ -z $pids ]] && return 0
+        # shellcheck disable=SC2086
+        kill -9 $pids 2>/dev/null || true
+        sleep 0.1
+    done
+    echo "testbed.sh: processes still in $ns after kill -9: $pids" >&2
+}
+
+# The MAC address for a host's eth0: 02:77:00:00:00:<last octet>, so
+# captures are readable. Parallel labs are separate broadcast domains.
+mac_of() {
+    printf '02:77:00:00:00:%02x' "${ADDR[$1]##*.}"
+}
+
+up() {
+    local name=$1 node ns
+    check_name "$name"
+    for ns in "$name-sw" "${NODES[@]/#/$name-}"; do
+        ns_exists "$ns" && die "namespace $ns exists: run 'testbed.sh down $name' first"
+    done
+    # Whatever fails from here on, leave nothing half built.
+    trap 'rc=$?; down "$name" >/dev/null 2>&1 || true; exit $rc' ERR
+
+    ip netns add "$name-sw"
+    ip -n "$name-sw" link set lo up
+    ip -n "$name-sw" link add br0 type bridge stp_state 0
+    ip -n "$name-sw" link set br0 up
+
+    for node in "${NODES[@]}"; do
+        ns=$name-$node
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        # eth0 in the host, its peer "p-NODE" a port of the bridge.
+        ip -n "$ns" link add eth0 address "$(mac_of "$node")" type veth peer name "p-$node" netns "$name-sw"
+        ip -n "$name-sw" link set "p-$node" master br0 up
+        ip -n "$ns" addr add "${ADDR[$node]}/$PREFIX" dev eth0
+        ip -n "$ns" link set eth0 up
+    done
+
+    # The pair link: a direct cable between the two Tandem nodes.
+    ip -n "$name-a" link add pair0 type veth peer name pair0 netns "$name-b"
+    ip -n "$name-a" addr add "$PAIR_A" dev pair0
+    ip -n "$name-b" addr add "$PAIR_B" dev pair0
+    ip -n "$name-a" link set pair0 up
+    ip -n "$name-b" link set pair0 up
+    trap - ERR
+}
+
+down() {
+    local name=$1 ns
+    check_name "$name"
+    for ns in "${NODES[@]/#/$name-}" "$name-sw"; do
+        ns_exists "$ns" || continue
+        kill_ns "$ns"
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+
+# Interfaces (namespace:device) making up LINK.
+link_ends() {
+    local name=$1 link=$2
+    case $link in
+    pair) echo "$name-a:pair0 $name-b:pair0" ;;
+    a | b) echo "$name-$link:eth0 $name-$link:pair0" ;;
+    trunk | ms1 | ms2) echo "$name-$link:eth0" ;;
+    *) die "unknown link '$link' (pair, a, b, trunk, ms1, ms2)" ;;
+    esac
+}
+
+set_link() {
+    local name=$1 link=$2 state=$3 end
+    check_name "$name"
+    ns_exists "$name-sw" || die "no lab '$name'"
+    for end in $(link_ends "$name" "$link"); do
+        ip -n "${end%%:*}" link set "${end#*:}" "$state"
+    done
+}
+
+cmd=${1-}
+shift || true
+case $cmd in
+up)
+    (($# == 1)) || usage
+    up "$1"
+    ;;
+down)
+    (($# == 1)) || usage
+    down "$1"
+    ;;
+cut | heal)
+    (($# == 2)) || usage
+    set_link "$1" "$2" "$([[ $cmd == cut ]] && echo down || echo up)"
+    ;;
+kill)
+    (($# == 2)) || usage
+    check_name "$1"
+    check_node "$2"
+    ns_exists "$1-$2" || die "no namespace $1-$2"
+    kill_ns "$1-$2"
+    ;;
+exec)
+    (($# >= 3)) || usage
+    check_name "$1"
+    check_node "$2"
+    ns=$1-$2
+    shift 2
+    exec ip netns exec "$ns" "$@"
+    ;;
+list)
+    (($# == 0)) || usage
+    ip netns list | sed -n 's/^\([a-z0-9]\{1,8\}\)-sw\( .*\)\{0,1\}$/\1/p' | sort
+    ;;
+*) usage ;;
+esac

@@ -1,0 +1,967 @@
+//! The driver of one node: heartbeats on every link, the replication
+//! stream (serving it when active, following it otherwise), the role
+//! machine, the fencing checks and the floating address.
+//!
+//! It runs on its own thread with its own runtime, so that heartbeats go
+//! out on time even when the owner's threads are saturated (a standby that
+//! flaps because the active node was busy is worse than a slow one).
+//! Everything it knows is in one loop's locals; the owner talks to it
+//! through [`SyncHandle`] and hears from it through [`NodeEvent`]s, which
+//! arrive in order: every change of the copy before the `Activate` that
+//! makes it live.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::SyncConfig;
+use crate::frame::{self, Envelope, Frame};
+use crate::journal::{CatchUp, Journal};
+use crate::link::{self, Connection, LinkEvent};
+use crate::netcheck;
+use crate::record::{Change, Record};
+use crate::replica::Replica;
+use crate::role::{self, Action, CheckResult, PeerHeartbeat, Role, RoleMachine, Timing};
+use crate::vip::FloatingIp;
+
+/// The owner's probe of the floating address: does anything serve there?
+/// (Tandem sends a SIP OPTIONS from its own address.) Called only by a
+/// node that does not hold the address.
+pub type VipProbe =
+    Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// What the node tells its owner.
+#[derive(Debug)]
+pub enum NodeEvent {
+    /// Follower: one change of the copy, in order (pre-bind its media).
+    Applied(Change),
+    /// Follower: a snapshot replaced the copy; these are all its records.
+    Resynced(Vec<Record>),
+    /// Serve now, as `epoch`: the copy given so far is the live state.
+    Activate { epoch: u64, reason: &'static str },
+    /// Active no more (a higher epoch was heard, or the switchover was
+    /// handed over): drop live state without signalling anybody — the
+    /// other node serves those calls — and wait for a resync.
+    StepDown { epoch: u64 },
+}
+
+/// The node as metrics and the admin API show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub node: String,
+    pub role: Role,
+    pub epoch: u64,
+    pub peer_role: Option<Role>,
+    pub peer_epoch: Option<u64>,
+    /// Latest sequence number (journal when active, copy otherwise).
+    pub seq: u64,
+    /// Active: a standby is connected and has been sent its catch-up.
+    pub standby_connected: bool,
+    /// Active: changes the standby has not acknowledged yet, and the age
+    /// of the oldest of them.
+    pub lag_records: u64,
+    pub lag_ms: u64,
+    /// Records held (journal or copy), by kind.
+    pub records: BTreeMap<String, usize>,
+    pub takeovers: u64,
+    /// Peer lost (or handover) → serving, of the latest takeover.
+    pub last_takeover_ms: Option<u64>,
+}
+
+enum Command {
+    Publish(Change),
+    Switchover(oneshot::Sender<Result<(), String>>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// The owner's side of a running node.
+#[derive(Clone)]
+pub struct SyncHandle {
+    cmd: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<Status>,
+}
+
+impl SyncHandle {
+    /// Journals a change (ignored unless the node is active).
+    pub fn publish(&self, change: Change) {
+        let _ = self.cmd.send(Command::Publish(change));
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Stops the node: an active node releases the floating address; the
+    /// link sockets are closed when this returns.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// A controlled switchover: every change published before this call
+    /// reaches the standby, then it is told to take over and this node
+    /// lets go of the floating address and steps down.
+    pub async fn switchover(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Switchover(tx))
+            .map_err(|_| "the replication node has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the replication node has stopped".to_string())?
+    }
+}
+
+pub struct SyncNode;
+
+impl SyncNode {
+    /// Binds the link sockets (errors name the address), then runs the
+    /// node on a thread of its own. `schema` is the owner's record schema
+    /// (`major << 16 | minor`); `epoch` the last one this node knew.
+    pub fn start(
+        config: SyncConfig,
+        schema: u32,
+        epoch: u64,
+        probe: VipProbe,
+    ) -> Result<(SyncHandle, mpsc::UnboundedReceiver<NodeEvent>), String> {
+        config.validate()?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let status = Status {
+            node: config.node.clone(),
+            role: Role::Starting,
+            epoch,
+            peer_role: None,
+            peer_epoch: None,
+            seq: 0,
+            standby_connected: false,
+            lag_records: 0,
+            lag_ms: 0,
+            records: BTreeMap::new(),
+            takeovers: 0,
+            last_takeover_ms: None,
+        };
+        let (status_tx, status_rx) = watch::channel(status);
+        std::thread::Builder::new()
+            .name("state-sync".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("runtime: {e}")));
+                        return;
+                    }
+                };
+                let stopped = rt.block_on(async move {
+                    let node =
+                        match Driver::bind(config, schema, epoch, probe, ev_tx, status_tx).await {
+                            Ok(n) => {
+                                let _ = ready_tx.send(Ok(()));
+                                n
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return None;
+                            }
+                        };
+                    node.run(cmd_rx).await
+                });
+                // Every socket is closed once the runtime is gone.
+                drop(rt);
+                if let Some(done) = stopped {
+                    let _ = done.send(());
+                }
+            })
+            .map_err(|e| format!("cannot start the state-sync thread: {e}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| "the state-sync thread ended during start".to_string())??;
+        Ok((
+            SyncHandle {
+                cmd: cmd_tx,
+                status: status_rx,
+            },
+            ev_rx,
+        ))
+    }
+}
+
+/// Internal inputs of the loop besides the owner's commands.
+enum Input {
+    Link(LinkEvent),
+    Dialed(std::io::Result<tokio::net::TcpStream>),
+    Checks(CheckResult),
+}
+
+struct Peer {
+    conn: Connection,
+    /// Active: the standby said Hello and was sent its catch-up.
+    level: bool,
+    /// Active: the standby's acknowledged sequence number.
+    acked: u64,
+}
+
+struct Driver {
+    config: SyncConfig,
+    secret: Arc<[u8]>,
+    schema: u32,
+    machine: RoleMachine,
+    journal: Journal,
+    replica: Replica,
+    /// Heartbeat sockets and where the peer listens on each link.
+    heartbeats: Vec<(Arc<UdpSocket>, SocketAddr, &'static str)>,
+    listener: TcpListener,
+    vip: Option<FloatingIp>,
+    probe: VipProbe,
+    events: mpsc::UnboundedSender<NodeEvent>,
+    status: watch::Sender<Status>,
+    inputs_tx: mpsc::UnboundedSender<Input>,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    peer: Option<Peer>,
+    next_conn: u64,
+    dialing: bool,
+    dial_failures: u32,
+    next_dial: Instant,
+    /// Active: when each unacknowledged change was journalled.
+    unacked: VecDeque<(u64, Instant)>,
+    takeovers: u64,
+    last_takeover_ms: Option<u64>,
+    last_heard: Option<Instant>,
+}
+
+impl Driver {
+    async fn bind(
+        config: SyncConfig,
+        schema: u32,
+        epoch: u64,
+        probe: VipProbe,
+        events: mpsc::UnboundedSender<NodeEvent>,
+        status: watch::Sender<Status>,
+    ) -> Result<Driver, String> {
+        let listener = TcpListener::bind(config.link.listen)
+            .await
+            .map_err(|e| format!("link.listen {}: {e}", config.link.listen))?;
+        let mut heartbeats = Vec::new();
+        for (link, name) in [(Some(config.link), "main"), (config.aux, "aux")] {
+            let Some(link) = link else { continue };
+            let sock = UdpSocket::bind(link.listen)
+                .await
+                .map_err(|e| format!("{name} link listen {}: {e}", link.listen))?;
+            heartbeats.push((Arc::new(sock), link.peer, name));
+        }
+        let vip = match &config.vip {
+            Some(v) => Some(
+                FloatingIp::new(v.clone())
+                    .await
+                    .map_err(|e| format!("vip: {e}"))?,
+            ),
+            None => None,
+        };
+        if let Some(v) = &vip {
+            // A node starts without the address: if a previous run of
+            // ours left it behind, it must not answer for it.
+            if let Err(e) = v.release().await {
+                tracing::warn!(error = %e, "could not release the floating address at start");
+            }
+        }
+        let h = config.heartbeat;
+        let timing = Timing {
+            dead_after: h.dead_after(),
+            retry_delay: Duration::from_millis(h.retry_delay_ms),
+            start_wait: Duration::from_millis(h.start_wait_ms),
+        };
+        let machine = RoleMachine::new(
+            &config.node,
+            config.priority,
+            schema,
+            epoch,
+            timing,
+            Instant::now(),
+        );
+        let (inputs_tx, inputs) = mpsc::unbounded_channel();
+        Ok(Driver {
+            secret: Arc::from(config.secret.as_bytes()),
+            journal: Journal::new(config.journal_capacity),
+            config,
+            schema,
+            machine,
+            replica: Replica::new(),
+            heartbeats,
+            listener,
+            vip,
+            probe,
+            events,
+            status,
+            inputs_tx,
+            inputs,
+            peer: None,
+            next_conn: 1,
+            dialing: false,
+            dial_failures: 0,
+            next_dial: Instant::now(),
+            unacked: VecDeque::new(),
+            takeovers: 0,
+            last_takeover_ms: None,
+            last_heard: None,
+        })
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Option<oneshot::Sender<()>> {
+        let interval = self.config.heartbeat.interval();
+        let mut beat = tokio::time::interval(interval);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The role machine looks at the clock more often than heartbeats
+        // go out, so that a loss is acted on within a few milliseconds.
+        let mut tick = tokio::time::interval(Duration::from_millis(5).max(interval / 10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report = tokio::time::interval(Duration::from_millis(200));
+        let sockets: Vec<_> = self.heartbeats.iter().map(|h| h.0.clone()).collect();
+        let (hb_tx, mut hb_rx) = mpsc::unbounded_channel();
+        for (i, s) in sockets.into_iter().enumerate() {
+            tokio::spawn(receive_heartbeats(i, s, self.secret.clone(), hb_tx.clone()));
+        }
+        tracing::info!(node = %self.config.node, link = %self.config.link.listen, "state-sync started");
+        let stopped = loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Stop(done)) => break Some(done),
+                    Some(c) => self.on_command(c).await,
+                    None => break None,
+                },
+                Some((link, from, env)) = hb_rx.recv() => self.on_heartbeat(link, from, env).await,
+                Some(input) = self.inputs.recv() => self.on_input(input).await,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, from)) => self.on_accept(stream, from),
+                    Err(e) => tracing::warn!(error = %e, "replication accept failed"),
+                },
+                _ = beat.tick() => self.send_heartbeats().await,
+                _ = tick.tick() => {
+                    let actions = self.machine.tick(Instant::now());
+                    self.act(actions).await;
+                    self.maybe_dial();
+                }
+                _ = report.tick() => self.publish_status(),
+            }
+        };
+        if self.machine.role() == Role::Active {
+            if let Some(v) = &self.vip {
+                let _ = v.release().await;
+            }
+        }
+        tracing::info!("state-sync stopped");
+        stopped
+    }
+
+    // ---- owner commands ----
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish(change) => {
+                if self.machine.role() != Role::Active {
+                    return;
+                }
+                let seq = match &change {
+                    Change::Upsert(r) => self.journal.upsert(r.clone()),
+                    Change::Delete(id) => self.journal.delete(id),
+                };
+                let Some(seq) = seq else { return };
+                if let Some(p) = self.peer.as_ref().filter(|p| p.level) {
+                    let bytes = frame::encode(
+                        &self.secret,
+                        self.machine.epoch(),
+                        &Frame::Delta { seq, change },
+                    );
+                    if p.conn.send(bytes) {
+                        self.unacked.push_back((seq, Instant::now()));
+                    }
+                }
+            }
+            Command::Switchover(reply) => {
+                let _ = reply.send(self.switchover().await);
+            }
+            Command::Stop(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    async fn switchover(&mut self) -> Result<(), String> {
+        if self.machine.role() != Role::Active {
+            return Err(format!(
+                "this node is {}, not active",
+                self.machine.role().name()
+            ));
+        }
+        let Some(p) = self.peer.as_ref().filter(|p| p.level) else {
+            return Err("no standby is connected and in sync".into());
+        };
+        if let Some(s) = self.machine.peer_schema() {
+            if !role::schema_compatible(s, self.schema) {
+                return Err(
+                    "the standby's record schema is incompatible: its copy is empty".into(),
+                );
+            }
+        }
+        let seq = self.journal.seq();
+        let handover = frame::encode(&self.secret, self.machine.epoch(), &Frame::Handover { seq });
+        if !p.conn.send(handover) {
+            return Err("the replication connection has just closed".into());
+        }
+        tracing::info!(seq, "switchover: handed over to the standby, stepping down");
+        if let Some(p) = self.peer.take() {
+            p.conn.finish();
+        }
+        self.machine.handed_over();
+        self.step_down().await;
+        Ok(())
+    }
+
+    // ---- heartbeats ----
+
+    async fn send_heartbeats(&mut self) {
+        let seq = self.current_seq();
+        let bytes = frame::encode(
+            &self.secret,
+            self.machine.epoch(),
+            &Frame::Heartbeat {
+                node: self.config.node.clone(),
+                role: self.machine.role().code(),
+                priority: self.config.priority,
+                schema: self.schema,
+                seq,
+            },
+        );
+        for (sock, peer, name) in &self.heartbeats {
+            if let Err(e) = sock.send_to(&bytes, peer).await {
+                tracing::trace!(link = name, error = %e, "heartbeat not sent");
+            }
+        }
+    }
+
+    async fn on_heartbeat(&mut self, link: usize, from: SocketAddr, env: Result<Envelope, String>) {
+        let name = self.heartbeats.get(link).map_or("?", |h| h.2);
+        let env = match env {
+            Ok(e) => e,
+            Err(why) => {
+                metrics::counter!("tandem_replication_refused_total", "link" => name).increment(1);
+                tracing::warn!(link = name, %from, %why, "heartbeat refused");
+                return;
+            }
+        };
+        let Frame::Heartbeat {
+            node,
+            role,
+            priority,
+            schema,
+            ..
+        } = env.frame
+        else {
+            return;
+        };
+        let Some(role) = Role::from_code(role) else {
+            return;
+        };
+        let now = Instant::now();
+        self.last_heard = Some(now);
+        let was = self.machine.role();
+        let actions = self.machine.heartbeat(
+            now,
+            PeerHeartbeat {
+                node,
+                role,
+                priority,
+                epoch: env.epoch,
+                schema,
+            },
+        );
+        if was != self.machine.role() {
+            tracing::info!(
+                from = was.name(),
+                to = self.machine.role().name(),
+                peer = role.name(),
+                "role changed"
+            );
+        }
+        self.act(actions).await;
+        self.maybe_dial();
+    }
+
+    fn current_seq(&self) -> u64 {
+        if self.machine.role() == Role::Active {
+            self.journal.seq()
+        } else {
+            self.replica.last_seq().unwrap_or(0)
+        }
+    }
+
+    // ---- role actions ----
+
+    async fn act(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::RunChecks => self.run_checks(),
+                Action::BecomeActive { epoch, reason } => self.become_active(epoch, reason).await,
+                Action::StepDown { epoch } => {
+                    tracing::warn!(epoch, "an active peer with a higher epoch: stepping down");
+                    self.step_down().await;
+                }
+                Action::Announce => {
+                    if let Some(v) = &self.vip {
+                        if let Err(e) = v.announce().await {
+                            tracing::warn!(error = %e, "gratuitous ARP failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_checks(&self) {
+        let hosts = self.config.fencing.probe_hosts.clone();
+        let timeout = Duration::from_millis(self.config.fencing.timeout_ms);
+        let probe = self.probe.clone();
+        let tx = self.inputs_tx.clone();
+        tokio::spawn(async move {
+            let (probes_ok, vip_answered) = tokio::join!(
+                netcheck::any_reachable(&hosts, timeout),
+                tokio::time::timeout(timeout * 2, probe(timeout)),
+            );
+            let result = CheckResult {
+                probes_ok,
+                vip_answered: vip_answered.unwrap_or(false),
+            };
+            let _ = tx.send(Input::Checks(result));
+        });
+    }
+
+    async fn become_active(&mut self, epoch: u64, reason: &'static str) {
+        let started = Instant::now();
+        // The copy becomes the journal: a standby that connects later gets
+        // every call, as a snapshot (a new epoch is a new history).
+        let mut journal = Journal::new(self.config.journal_capacity);
+        for r in self.replica.records() {
+            journal.upsert(r.clone());
+        }
+        self.journal = journal;
+        self.replica = Replica::new();
+        self.peer = None;
+        self.unacked.clear();
+        let _ = self.events.send(NodeEvent::Activate { epoch, reason });
+        if let Some(v) = &self.vip {
+            if let Err(e) = v.acquire().await {
+                tracing::error!(error = %e, "could not take the floating address");
+            }
+        }
+        // Tell the peer at once rather than at the next interval.
+        self.send_heartbeats().await;
+        let since = match reason {
+            "peer_lost" => self.last_heard.unwrap_or(started),
+            _ => started,
+        };
+        let ms = since.elapsed().as_millis() as u64;
+        self.takeovers += 1;
+        self.last_takeover_ms = Some(ms);
+        metrics::counter!("tandem_ha_takeovers_total", "reason" => reason).increment(1);
+        metrics::gauge!("tandem_ha_last_takeover_seconds").set(ms as f64 / 1000.0);
+        tracing::warn!(
+            epoch,
+            reason,
+            records = self.journal.len(),
+            since_peer_lost_ms = ms,
+            "active now"
+        );
+        self.publish_status();
+    }
+
+    async fn step_down(&mut self) {
+        if let Some(v) = &self.vip {
+            if let Err(e) = v.release().await {
+                tracing::error!(error = %e, "could not release the floating address");
+            }
+        }
+        self.peer = None;
+        self.unacked.clear();
+        self.journal = Journal::new(self.config.journal_capacity);
+        self.replica = Replica::new();
+        let _ = self.events.send(NodeEvent::StepDown {
+            epoch: self.machine.epoch(),
+        });
+        self.send_heartbeats().await;
+        self.publish_status();
+    }
+
+    // ---- the replication stream ----
+
+    /// A follower with an active peer and no stream dials it.
+    fn maybe_dial(&mut self) {
+        let following = self.machine.role().is_follower()
+            && matches!(self.machine.peer(Instant::now()), Some((Role::Active, _)));
+        if !following || self.peer.is_some() || self.dialing || Instant::now() < self.next_dial {
+            return;
+        }
+        self.dialing = true;
+        let (local, peer) = (self.config.link.listen, self.config.link.peer);
+        let tx = self.inputs_tx.clone();
+        let deadline = Duration::from_secs(2);
+        tokio::spawn(async move {
+            let r = match tokio::time::timeout(deadline, link::dial(local, peer)).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )),
+            };
+            let _ = tx.send(Input::Dialed(r));
+        });
+    }
+
+    fn new_connection(&mut self, stream: tokio::net::TcpStream) -> Option<Connection> {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let inputs = self.inputs_tx.clone();
+        // Link events go through the loop's single input queue.
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if inputs.send(Input::Link(ev)).is_err() {
+                    return;
+                }
+            }
+        });
+        match Connection::spawn(id, stream, self.secret.clone(), tx) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "replication connection unusable");
+                None
+            }
+        }
+    }
+
+    fn on_accept(&mut self, stream: tokio::net::TcpStream, from: SocketAddr) {
+        if self.machine.role() != Role::Active {
+            // Only the active node serves the stream; the peer retries.
+            return;
+        }
+        let Some(conn) = self.new_connection(stream) else {
+            return;
+        };
+        tracing::info!(%from, "standby connected");
+        // A newer connection replaces an older one (the standby restarted).
+        self.peer = Some(Peer {
+            conn,
+            level: false,
+            acked: 0,
+        });
+        self.unacked.clear();
+    }
+
+    async fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Checks(result) => {
+                let actions = self.machine.checks_done(Instant::now(), result);
+                if actions.is_empty() {
+                    tracing::info!(
+                        probes_ok = result.probes_ok,
+                        vip_answered = result.vip_answered,
+                        role = self.machine.role().name(),
+                        "fencing checks: no takeover"
+                    );
+                }
+                self.act(actions).await;
+            }
+            Input::Dialed(r) => {
+                self.dialing = false;
+                let h = self.config.heartbeat;
+                match r {
+                    Ok(stream) if self.machine.role().is_follower() => {
+                        self.dial_failures = 0;
+                        let Some(conn) = self.new_connection(stream) else {
+                            return;
+                        };
+                        let hello = Frame::Hello {
+                            node: self.config.node.clone(),
+                            schema: self.schema,
+                            history: self.replica.history(),
+                            last_seq: self.replica.last_seq(),
+                        };
+                        conn.send(frame::encode(&self.secret, self.machine.epoch(), &hello));
+                        self.peer = Some(Peer {
+                            conn,
+                            level: false,
+                            acked: 0,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.dial_failures += 1;
+                        let wait = if self.dial_failures >= h.reconnect_attempts {
+                            if self.dial_failures == h.reconnect_attempts {
+                                tracing::error!(peer = %self.config.link.peer, error = %e, attempts = self.dial_failures, "replication link: peer unreachable; retrying more slowly");
+                            }
+                            h.retry_delay_ms
+                        } else {
+                            h.reconnect_interval_ms
+                        };
+                        self.next_dial = Instant::now() + Duration::from_millis(wait);
+                    }
+                }
+            }
+            Input::Link(LinkEvent::Closed { conn, why }) => {
+                if self.peer.as_ref().is_some_and(|p| p.conn.id == conn) {
+                    let peer = self.peer.take().map(|p| p.conn.peer);
+                    if why.contains("authentication") || why.contains("magic") {
+                        metrics::counter!("tandem_replication_refused_total", "link" => "stream")
+                            .increment(1);
+                        tracing::warn!(?peer, %why, "replication peer refused");
+                    } else {
+                        tracing::info!(?peer, %why, "replication stream closed");
+                    }
+                    self.machine.set_replicating(false);
+                    self.unacked.clear();
+                    self.next_dial = Instant::now()
+                        + Duration::from_millis(self.config.heartbeat.reconnect_interval_ms);
+                }
+            }
+            Input::Link(LinkEvent::Frame { conn, envelope }) => {
+                if self.peer.as_ref().is_none_or(|p| p.conn.id != conn) {
+                    return;
+                }
+                if self.machine.role() == Role::Active {
+                    self.on_standby_frame(envelope);
+                } else {
+                    self.on_active_frame(envelope).await;
+                }
+            }
+        }
+    }
+
+    /// Active: a frame from the standby.
+    fn on_standby_frame(&mut self, env: Envelope) {
+        let epoch = self.machine.epoch();
+        match env.frame {
+            Frame::Hello {
+                node,
+                schema,
+                history,
+                last_seq,
+            } => {
+                let Some(p) = self.peer.as_mut() else { return };
+                if !role::schema_compatible(schema, self.schema) {
+                    let reason = format!(
+                        "record schema {}.{} is incompatible with {}.{}",
+                        schema >> 16,
+                        schema & 0xffff,
+                        self.schema >> 16,
+                        self.schema & 0xffff
+                    );
+                    tracing::warn!(standby = %node, %reason, "standby refused: upgrade state");
+                    p.conn.send(frame::encode(
+                        &self.secret,
+                        epoch,
+                        &Frame::Refused { reason },
+                    ));
+                    return;
+                }
+                let from = if history == epoch { last_seq } else { None };
+                let mut out = Vec::new();
+                match self.journal.catch_up(from) {
+                    CatchUp::Changes(changes) => {
+                        for (seq, change) in changes {
+                            out.push(Frame::Delta { seq, change });
+                        }
+                    }
+                    CatchUp::Snapshot { seq, records } => {
+                        out.push(Frame::SnapshotBegin {
+                            seq,
+                            records: records.len() as u64,
+                        });
+                        out.extend(records.into_iter().map(Frame::SnapshotRecord));
+                        out.push(Frame::SnapshotEnd { seq });
+                    }
+                }
+                let level = self.journal.seq();
+                // "You are level at `level`": the standby counts as in
+                // sync from here.
+                out.push(Frame::Ack { seq: level });
+                tracing::info!(standby = %node, frames = out.len(), resumed = from.is_some(), seq = level, "standby catching up");
+                for f in &out {
+                    p.conn.send(frame::encode(&self.secret, epoch, f));
+                }
+                p.level = true;
+                p.acked = from.unwrap_or(0);
+                self.unacked.clear();
+                if p.acked < level {
+                    self.unacked.push_back((level, Instant::now()));
+                }
+            }
+            Frame::Ack { seq } => {
+                let now = Instant::now();
+                if let Some(p) = self.peer.as_mut() {
+                    p.acked = p.acked.max(seq);
+                }
+                while let Some(&(s, at)) = self.unacked.front() {
+                    if s > seq {
+                        break;
+                    }
+                    metrics::histogram!("tandem_replication_ack_seconds")
+                        .record(now.duration_since(at).as_secs_f64());
+                    self.unacked.pop_front();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Follower: a frame from the active node.
+    async fn on_active_frame(&mut self, env: Envelope) {
+        match env.frame {
+            Frame::Refused { reason } => {
+                tracing::error!(%reason, "the active node refused replication");
+                self.peer = None;
+                self.next_dial = Instant::now()
+                    + Duration::from_millis(self.config.heartbeat.retry_delay_ms * 10);
+            }
+            Frame::Ack { seq } => {
+                // Level with the active node.
+                self.machine.set_replicating(true);
+                tracing::info!(seq, records = self.replica.len(), "standby in sync");
+                self.ack(seq);
+            }
+            Frame::Handover { seq } => {
+                tracing::info!(seq, applied = ?self.replica.last_seq(), "handover received");
+                let actions = self.machine.handover();
+                self.act(actions).await;
+            }
+            frame @ (Frame::SnapshotBegin { .. }
+            | Frame::SnapshotRecord(_)
+            | Frame::SnapshotEnd { .. }
+            | Frame::Delta { .. }) => {
+                let change = match &frame {
+                    Frame::Delta { change, .. } => Some(change.clone()),
+                    _ => None,
+                };
+                let end = matches!(frame, Frame::SnapshotEnd { .. });
+                match self.replica.apply_from(env.epoch, frame) {
+                    Ok(Some(seq)) => {
+                        if end {
+                            let all = self.replica.records().cloned().collect();
+                            let _ = self.events.send(NodeEvent::Resynced(all));
+                        } else if let Some(c) = change {
+                            let _ = self.events.send(NodeEvent::Applied(c));
+                        }
+                        self.ack(seq);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "replication out of step: reconnecting");
+                        self.peer = None;
+                        self.machine.set_replicating(false);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn ack(&self, seq: u64) {
+        if let Some(p) = &self.peer {
+            p.conn.send(frame::encode(
+                &self.secret,
+                self.machine.epoch(),
+                &Frame::Ack { seq },
+            ));
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let now = Instant::now();
+        let role = self.machine.role();
+        let active = role == Role::Active;
+        let mut records = BTreeMap::new();
+        let recs: Box<dyn Iterator<Item = &Record>> = if active {
+            Box::new(self.journal.records())
+        } else {
+            Box::new(self.replica.records())
+        };
+        for r in recs {
+            *records.entry(r.kind.clone()).or_insert(0) += 1;
+        }
+        let (standby_connected, lag_records) =
+            match self.peer.as_ref().filter(|p| active && p.level) {
+                Some(p) => (true, self.journal.seq().saturating_sub(p.acked)),
+                None => (false, 0),
+            };
+        let lag_ms = self
+            .unacked
+            .front()
+            .map_or(0, |(_, at)| now.duration_since(*at).as_millis() as u64);
+        let peer = self.machine.peer(now);
+        let status = Status {
+            node: self.config.node.clone(),
+            role,
+            epoch: self.machine.epoch(),
+            peer_role: peer.map(|p| p.0),
+            peer_epoch: peer.map(|p| p.1),
+            seq: self.current_seq(),
+            standby_connected,
+            lag_records,
+            lag_ms,
+            records,
+            takeovers: self.takeovers,
+            last_takeover_ms: self.last_takeover_ms,
+        };
+        for r in Role::ALL {
+            metrics::gauge!("tandem_ha_role", "role" => r.name()).set(if r == role {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        metrics::gauge!("tandem_ha_epoch").set(status.epoch as f64);
+        metrics::gauge!("tandem_replication_lag_records").set(lag_records as f64);
+        metrics::gauge!("tandem_replication_lag_seconds").set(lag_ms as f64 / 1000.0);
+        for (kind, n) in &status.records {
+            metrics::gauge!("tandem_replication_records", "kind" => kind.clone()).set(*n as f64);
+        }
+        self.status.send_replace(status);
+    }
+}
+
+/// Receives heartbeat datagrams on one link; anything that does not
+/// authenticate is reported (and counted) as refused.
+async fn receive_heartbeats(
+    link: usize,
+    sock: Arc<UdpSocket>,
+    secret: Arc<[u8]>,
+    tx: mpsc::UnboundedSender<(usize, SocketAddr, Result<Envelope, String>)>,
+) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "heartbeat receive");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let env = frame::decode(&secret, &buf[..n])
+            .map(|(e, _)| e)
+            .map_err(|e| e.to_string());
+        if tx.send((link, from, env)).is_err() {
+            return;
+        }
+    }
+}

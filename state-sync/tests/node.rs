@@ -1,0 +1,338 @@
+//! Two nodes on loopback, each on its own thread as in Tandem: roles,
+//! replication, resync after a restart under churn, takeover, refusal of
+//! a peer without the secret. No floating address here (see vip.rs for
+//! the testbed); the owner's probe of it is a flag the test sets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use state_sync::config::{HeartbeatConfig, LinkConfig};
+use state_sync::{Change, NodeEvent, Record, Role, SyncConfig, SyncHandle, SyncNode, VipProbe};
+use tokio::sync::mpsc;
+
+const SCHEMA: u32 = 1 << 16;
+const SECRET: &str = "a shared secret of the pair";
+
+fn free_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    // The TCP side must be free too.
+    std::net::TcpListener::bind(("127.0.0.1", port))
+        .map(|_| port)
+        .unwrap_or_else(|_| free_port())
+}
+
+struct Pair {
+    a: SocketAddr,
+    b: SocketAddr,
+}
+
+fn pair() -> Pair {
+    Pair {
+        a: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        b: SocketAddr::from(([127, 0, 0, 1], free_port())),
+    }
+}
+
+fn config(node: &str, listen: SocketAddr, peer: SocketAddr, secret: &str) -> SyncConfig {
+    SyncConfig {
+        node: node.into(),
+        priority: 100,
+        secret: secret.into(),
+        link: LinkConfig { listen, peer },
+        aux: None,
+        heartbeat: HeartbeatConfig {
+            interval_ms: 20,
+            timeout_ms: 100,
+            failures: 3,
+            retry_delay_ms: 200,
+            reconnect_attempts: 5,
+            reconnect_interval_ms: 50,
+            start_wait_ms: 300,
+        },
+        fencing: Default::default(),
+        vip: None,
+        journal_capacity: 100,
+    }
+}
+
+/// The probe of the floating address: answers while the flag is set.
+fn probe(flag: Arc<AtomicBool>) -> VipProbe {
+    Arc::new(move |_| {
+        let v = flag.load(Ordering::SeqCst);
+        Box::pin(async move { v })
+    })
+}
+
+/// A node with its owner's view: the records as its events built them.
+struct Node {
+    handle: SyncHandle,
+    events: mpsc::UnboundedReceiver<NodeEvent>,
+    copy: BTreeMap<String, u64>,
+    activated: Option<u64>,
+    stepped_down: bool,
+}
+
+impl Node {
+    fn start(cfg: SyncConfig, vip: Arc<AtomicBool>) -> Node {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let (handle, events) = SyncNode::start(cfg, SCHEMA, 0, probe(vip)).unwrap();
+        Node {
+            handle,
+            events,
+            copy: BTreeMap::new(),
+            activated: None,
+            stepped_down: false,
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(ev) = self.events.try_recv() {
+            match ev {
+                NodeEvent::Applied(Change::Upsert(r)) => {
+                    self.copy.insert(r.key, r.version);
+                }
+                NodeEvent::Applied(Change::Delete(id)) => {
+                    self.copy.remove(&id.key);
+                }
+                NodeEvent::Resynced(all) => {
+                    self.copy = all.into_iter().map(|r| (r.key, r.version)).collect();
+                }
+                NodeEvent::Activate { epoch, .. } => self.activated = Some(epoch),
+                NodeEvent::StepDown { .. } => self.stepped_down = true,
+            }
+        }
+    }
+
+    fn role(&self) -> Role {
+        self.handle.status().role
+    }
+}
+
+async fn until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// "a" active (the floating address answering from then on), "b" its
+/// standby in sync.
+async fn active_and_standby() -> (Pair, Arc<AtomicBool>, Node, Node) {
+    let p = pair();
+    let vip = Arc::new(AtomicBool::new(false));
+    let a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
+    until("a active", Duration::from_secs(5), || {
+        a.role() == Role::Active
+    })
+    .await;
+    vip.store(true, Ordering::SeqCst);
+    let mut b = Node::start(config("b", p.b, p.a, SECRET), vip.clone());
+    until("b in sync", Duration::from_secs(5), || {
+        b.drain();
+        b.role() == Role::Standby
+    })
+    .await;
+    (p, vip, a, b)
+}
+
+fn record(key: &str, version: u64) -> Change {
+    Change::Upsert(Record {
+        kind: "call".into(),
+        key: key.into(),
+        version,
+        data: Bytes::from(vec![7u8; 600]),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_follows_takes_over_a_dead_active_and_a_restarted_one_follows_it() {
+    let p = pair();
+    let vip = Arc::new(AtomicBool::new(false));
+    let mut a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
+    until("a active alone", Duration::from_secs(5), || {
+        a.role() == Role::Active
+    })
+    .await;
+    vip.store(true, Ordering::SeqCst);
+    a.drain();
+    assert_eq!(a.activated, Some(1), "first epoch");
+    for i in 0..300 {
+        a.handle.publish(record(&format!("c{i}"), 1));
+    }
+    let mut b = Node::start(config("b", p.b, p.a, SECRET), vip.clone());
+    until("b in sync", Duration::from_secs(5), || {
+        b.drain();
+        b.role() == Role::Standby && b.copy.len() == 300
+    })
+    .await;
+    // Live changes after the snapshot.
+    for i in 0..100 {
+        a.handle.publish(record(&format!("c{i}"), 2));
+    }
+    a.handle.publish(Change::Delete(state_sync::RecordId {
+        kind: "call".into(),
+        key: "c299".into(),
+    }));
+    until("b level with a", Duration::from_secs(5), || {
+        b.drain();
+        b.copy.len() == 299 && b.copy.get("c0") == Some(&2) && b.copy.get("c99") == Some(&2)
+    })
+    .await;
+    until("acks reach a", Duration::from_secs(5), || {
+        let s = a.handle.status();
+        s.standby_connected && s.lag_records == 0 && s.records.get("call") == Some(&299)
+    })
+    .await;
+
+    // The active node dies (its thread ends with its handle): b checks,
+    // nobody answers on the floating address, b takes over.
+    a.handle.stop().await;
+    drop(a);
+    vip.store(false, Ordering::SeqCst);
+    until("b takes over", Duration::from_secs(5), || {
+        b.drain();
+        b.activated.is_some()
+    })
+    .await;
+    assert_eq!(b.activated, Some(2), "epoch raised");
+    until("b's status", Duration::from_secs(2), || {
+        let s = b.handle.status();
+        s.role == Role::Active && s.takeovers == 1 && s.records.get("call") == Some(&299)
+    })
+    .await;
+    vip.store(true, Ordering::SeqCst);
+
+    // The old node comes back empty: it follows b and gets every record.
+    let mut a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
+    until(
+        "a follows b with every record",
+        Duration::from_secs(5),
+        || {
+            a.drain();
+            a.role() == Role::Standby && a.copy.len() == 299
+        },
+    )
+    .await;
+    assert!(a.activated.is_none(), "no fail-back");
+    assert_eq!(b.role(), Role::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_restarted_under_churn_ends_with_exactly_the_active_set() {
+    let (p, vip, a, mut b) = active_and_standby().await;
+    // Calls come and go while b is restarted twice (the journal holds 100
+    // changes: the second restart needs a snapshot).
+    let mut expected = BTreeMap::new();
+    let mut version = 0;
+    for round in 0..3 {
+        for i in 0..400u64 {
+            version += 1;
+            let key = format!("c{}", (i * 7 + round) % 250);
+            if i % 5 == 4 {
+                expected.remove(&key);
+                a.handle.publish(Change::Delete(state_sync::RecordId {
+                    kind: "call".into(),
+                    key,
+                }));
+            } else {
+                expected.insert(key.clone(), version);
+                a.handle.publish(record(&key, version));
+            }
+            if i == 200 && round < 2 {
+                b.handle.stop().await;
+                b = Node::start(config("b", p.b, p.a, SECRET), vip.clone());
+            }
+        }
+    }
+    until(
+        "b ends with exactly a's set",
+        Duration::from_secs(10),
+        || {
+            b.drain();
+            b.copy == expected
+        },
+    )
+    .await;
+    until("a's status", Duration::from_secs(2), || {
+        a.handle.status().records.get("call").copied().unwrap_or(0) == expected.len()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_pair_link_with_the_active_still_serving_is_no_takeover() {
+    let p = pair();
+    let vip = Arc::new(AtomicBool::new(false));
+    let a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
+    until("a active", Duration::from_secs(5), || {
+        a.role() == Role::Active
+    })
+    .await;
+    vip.store(true, Ordering::SeqCst);
+    // b is configured with a peer address where nothing answers: as if
+    // the pair link were cut. The floating address still answers.
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut b = Node::start(config("b", p.b, dead, SECRET), vip.clone());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.drain();
+    assert!(b.activated.is_none(), "never two actives");
+    assert_ne!(b.role(), Role::Active);
+    assert_eq!(a.role(), Role::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_the_secret_is_refused_and_never_followed() {
+    let p = pair();
+    let vip = Arc::new(AtomicBool::new(true));
+    let a = Node::start(
+        config("a", p.a, p.b, SECRET),
+        Arc::new(AtomicBool::new(false)),
+    );
+    until("a active", Duration::from_secs(5), || {
+        a.role() == Role::Active
+    })
+    .await;
+    a.handle.publish(record("secret-call", 1));
+    let mut b = Node::start(config("b", p.b, p.a, "not the pair's secret"), vip);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    b.drain();
+    let s = b.handle.status();
+    assert_eq!(s.peer_role, None, "a's heartbeats do not authenticate");
+    assert!(b.copy.is_empty());
+    assert_ne!(s.role, Role::Active, "the flag says the address answers");
+    assert!(!a.handle.status().standby_connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_hands_every_record_over_and_swaps_roles() {
+    let (_, _, mut a, mut b) = active_and_standby().await;
+    for i in 0..200 {
+        a.handle.publish(record(&format!("c{i}"), 1));
+    }
+    // No wait for the acks: the handover follows the changes in order.
+    a.handle.switchover().await.unwrap();
+    until("roles swapped", Duration::from_secs(5), || {
+        a.drain();
+        b.drain();
+        b.activated.is_some() && a.stepped_down
+    })
+    .await;
+    assert_eq!(b.copy.len(), 200, "every change before the handover");
+    until("a follows b", Duration::from_secs(5), || {
+        a.drain();
+        a.role() == Role::Standby && a.copy.len() == 200
+    })
+    .await;
+    assert_eq!(b.role(), Role::Active);
+    assert!(b.handle.status().epoch > 1);
+    assert!(a.handle.switchover().await.is_err(), "only the active node");
+}
