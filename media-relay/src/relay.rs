@@ -199,6 +199,29 @@ impl MediaRelay {
         self.install(&mut reg, worker, state, a, b)
     }
 
+    /// Brings a session in line with a newer snapshot of it (a standby
+    /// following its active node): the same local ports keep their
+    /// sockets; other ports mean a new session in its place.
+    pub fn update_session(&self, snap: &SessionSnapshot) -> Result<SessionInfo> {
+        let same_ports = self
+            .with_state(snap.id, |st| {
+                let info = st.info();
+                info.side_a == snap.side_a.local && info.side_b == snap.side_b.local
+            })
+            .ok();
+        match same_ports {
+            Some(true) => {
+                snap.options.validate("options.clock_rate")?;
+                self.with_state(snap.id, |st| {
+                    st.apply_snapshot(snap);
+                    st.info()
+                })
+            }
+            Some(false) => Err(Error::SessionExists(snap.id)),
+            None => self.restore_session(snap),
+        }
+    }
+
     /// Restores every session of a table snapshot; one result per session,
     /// in snapshot order.
     pub fn restore(&self, snap: &RelaySnapshot) -> Vec<Result<SessionInfo>> {

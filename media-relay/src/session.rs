@@ -281,6 +281,15 @@ impl SessionState {
         st
     }
 
+    /// Takes the addresses, options and continuity state of `s` (same
+    /// session, same local ports); stats are kept.
+    pub(crate) fn apply_snapshot(&mut self, s: &SessionSnapshot) {
+        self.options = s.options;
+        self.sides = [s.side_a.clone(), s.side_b.clone()];
+        self.continuity = [s.continuity_toward_a.clone(), s.continuity_toward_b.clone()];
+        self.upstream_switches = s.upstream_switches;
+    }
+
     pub(crate) fn snapshot(&self) -> SessionSnapshot {
         SessionSnapshot {
             id: self.id,

@@ -46,6 +46,10 @@ pub struct Config {
     pub pool: PoolConfig,
     #[serde(default)]
     pub survival: SurvivalConfig,
+    /// The hot-standby pair (state-sync's configuration); none: a single
+    /// node.
+    #[serde(default)]
+    pub ha: Option<state_sync::SyncConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -466,6 +470,28 @@ impl Config {
                 "survival.suspect_probe_timeout_ms",
                 "must be > 0".into(),
             ));
+        }
+        if let Some(ha) = &self.ha {
+            ha.validate().map_err(|m| {
+                let (key, message) = m.split_once(": ").unwrap_or(("", m.as_str()));
+                invalid(&format!("ha.{key}"), message.to_string())
+            })?;
+            if let Some(vip) = &ha.vip {
+                let held = |ip: IpAddr| vip.addresses.iter().any(|a| a.addr() == ip);
+                if !held(self.media.ip) {
+                    return Err(invalid(
+                        "media.ip",
+                        "must be one of ha.vip.addresses: the standby takes calls over on it"
+                            .into(),
+                    ));
+                }
+                if !held(self.sip.listen[0].ip()) {
+                    return Err(invalid(
+                        "sip.listen",
+                        "the first address must be one of ha.vip.addresses".into(),
+                    ));
+                }
+            }
         }
         for (i, name) in self.calls.carry_headers.iter().enumerate() {
             let base = name.strip_suffix('*').unwrap_or(name);

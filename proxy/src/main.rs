@@ -1,9 +1,11 @@
 //! `tandem`: the SIP-aware high-availability B2BUA.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod b2bua;
 mod config;
 mod error;
+mod ha;
 mod media;
 mod metrics;
 mod pool;
@@ -37,11 +39,25 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Controlled switchover: the active node at this admin address hands
+    /// its calls to the standby and steps down.
+    Switchover {
+        /// The active node's admin address (`admin.listen`).
+        #[arg(long)]
+        admin: std::net::SocketAddr,
+    },
+    /// Prints a node's role and replication state (JSON).
+    Status {
+        #[arg(long)]
+        admin: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Switchover { admin } => admin_request(admin, "POST", "/switchover"),
+        Command::Status { admin } => admin_request(admin, "GET", "/status"),
         Command::Check { config } => match config::Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -87,6 +103,23 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn admin_request(admin: std::net::SocketAddr, method: &str, path: &str) -> ExitCode {
+    match admin::request(admin, method, path) {
+        Ok((200, body)) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprint!("tandem: {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(2)
         }
     }
 }

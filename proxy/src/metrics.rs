@@ -2,19 +2,18 @@
 //! Prometheus conventions: `tandem_` prefix, units in the name, `_total`
 //! for counters.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use media_relay::RelayCounters;
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sipcore::endpoint::EndpointStats;
 use sipcore::message::Method;
 
-/// Installs the recorder and, with an address, the HTTP listener. Must run
-/// inside a tokio runtime.
-pub fn install(listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let mut builder = PrometheusBuilder::new()
+/// Installs the recorder; its handle renders `/metrics` for the admin
+/// server.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("tandem_call_setup_seconds".into()),
             &[
@@ -26,18 +25,15 @@ pub fn install(listen: Option<SocketAddr>) -> anyhow::Result<()> {
             &[
                 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
             ],
-        )?;
-    if let Some(addr) = listen {
-        builder = builder.with_http_listener(addr);
-        builder
-            .install()
-            .map_err(|e| anyhow::anyhow!("admin listener on {addr}: {e}"))?;
-    } else {
-        builder
-            .install_recorder()
-            .map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))?;
-    }
-    Ok(())
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("tandem_replication_ack_seconds".into()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ],
+        )?
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))
 }
 
 fn method_label(method: Option<&Method>) -> String {

@@ -15,14 +15,19 @@ use crate::b2bua::Engine;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    crate::metrics::install(config.admin.listen)?;
+    let prometheus = crate::metrics::install()?;
     let config = Arc::new(config);
+    // A pair binds the floating address before it holds it (IP_FREEBIND):
+    // the standby is ready the moment the address arrives.
+    let freebind = config.ha.is_some();
     let (t1, t2, t4) = config.timers();
     let mut ep_config = EndpointConfig {
         timers: TimerConfig { t1, t2, t4 },
         ..Default::default()
     };
     ep_config.transport.udp.recv_buffer_size = config.sip.udp_recv_buffer;
+    ep_config.transport.udp.freebind = freebind;
+    ep_config.transport.tcp.freebind = freebind;
     let listen = config.sip.listen[0];
     let (endpoint, events) =
         Endpoint::bind(listen, &ep_config).with_context(|| format!("binding SIP on {listen}"))?;
@@ -31,6 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         port_min: config.media.port_min,
         port_max: config.media.port_max,
         workers: config.media.workers,
+        freebind,
         session_defaults: media_relay::SessionOptions {
             continuity: config.survival.continuity,
             ..media_relay::SessionOptions::default()
@@ -40,8 +46,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let relay = Arc::new(MediaRelay::new(relay_config).context("starting the media relay")?);
     tracing::info!(sip = %endpoint.local_addr(), media = %config.media.ip, admin = ?config.admin.listen, "tandem running");
 
+    let (sync, node_events) = match &config.ha {
+        Some(ha) => {
+            let probe = crate::ha::vip_probe(config.sip.listen[0]);
+            let (handle, events) =
+                state_sync::SyncNode::start(ha.clone(), crate::b2bua::RECORD_SCHEMA, 0, probe)
+                    .map_err(|e| anyhow::anyhow!("ha: {e}"))?;
+            (Some(handle), Some(events))
+        }
+        None => (None, None),
+    };
+    let (admin_tx, admin_rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(listen) = config.admin.listen {
+        crate::admin::serve(
+            listen,
+            crate::admin::Admin {
+                metrics: prometheus,
+                sync: sync.clone(),
+                engine: admin_tx,
+            },
+        )
+        .await?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let engine = Engine::new(config.clone(), endpoint.clone(), relay.clone());
+    let engine = Engine::new(
+        config.clone(),
+        endpoint.clone(),
+        relay.clone(),
+        sync.clone().map(crate::b2bua::Replication::new),
+    );
     let stats_ep = endpoint.clone();
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -50,7 +83,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             crate::metrics::endpoint(&stats_ep.stats());
         }
     });
-    let mut engine_task = tokio::spawn(engine.run(events, stop_rx));
+    let mut engine_task = tokio::spawn(engine.run(events, stop_rx, node_events, admin_rx));
     tokio::select! {
         _ = &mut engine_task => {}
         _ = shutdown_signal() => {
@@ -63,6 +96,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     stats.abort();
+    if let Some(sync) = &sync {
+        // An active node lets go of the floating address on the way out.
+        sync.stop().await;
+    }
     endpoint.shutdown().await;
     Ok(())
 }

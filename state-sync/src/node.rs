@@ -69,6 +69,9 @@ pub struct Status {
     pub lag_ms: u64,
     /// Records held (journal or copy), by kind.
     pub records: BTreeMap<String, usize>,
+    /// Order-independent digest of the records held (names and versions):
+    /// equal on both nodes when the standby has exactly the active set.
+    pub digest: u64,
     pub takeovers: u64,
     /// Peer lost (or handover) → serving, of the latest takeover.
     pub last_takeover_ms: Option<u64>,
@@ -146,6 +149,7 @@ impl SyncNode {
             lag_records: 0,
             lag_ms: 0,
             records: BTreeMap::new(),
+            digest: 0,
             takeovers: 0,
             last_takeover_ms: None,
         };
@@ -350,7 +354,17 @@ impl Driver {
                 },
                 _ = beat.tick() => self.send_heartbeats().await,
                 _ = tick.tick() => {
+                    let was = self.machine.role();
                     let actions = self.machine.tick(Instant::now());
+                    if was == Role::Standby && self.machine.role() != Role::Standby {
+                        // The peer went silent: its stream is not trusted
+                        // any more, even if TCP would carry on after the
+                        // outage. Dial again and resume from our last
+                        // sequence number.
+                        if let Some(p) = self.peer.take() {
+                            tracing::info!(peer = %p.conn.peer, "replication stream dropped: peer silent");
+                        }
+                    }
                     self.act(actions).await;
                     self.maybe_dial();
                 }
@@ -895,8 +909,10 @@ impl Driver {
         } else {
             Box::new(self.replica.records())
         };
+        let mut digest = 0u64;
         for r in recs {
             *records.entry(r.kind.clone()).or_insert(0) += 1;
+            digest = digest.wrapping_add(record_hash(r));
         }
         let (standby_connected, lag_records) =
             match self.peer.as_ref().filter(|p| active && p.level) {
@@ -919,6 +935,7 @@ impl Driver {
             lag_records,
             lag_ms,
             records,
+            digest,
             takeovers: self.takeovers,
             last_takeover_ms: self.last_takeover_ms,
         };
@@ -937,6 +954,22 @@ impl Driver {
         }
         self.status.send_replace(status);
     }
+}
+
+/// FNV-1a of a record's kind, key and version: the same on every node.
+fn record_hash(r: &Record) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts: [&[u8]; 4] = [
+        r.kind.as_bytes(),
+        b"\0",
+        r.key.as_bytes(),
+        &r.version.to_be_bytes(),
+    ];
+    for b in parts.into_iter().flatten() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// Receives heartbeat datagrams on one link; anything that does not

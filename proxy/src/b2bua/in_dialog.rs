@@ -9,7 +9,7 @@ use bytes::Bytes;
 use media_relay::SessionId;
 use sipcore::dialog::DialogError;
 use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
-use sipcore::transaction::ServerKey;
+use sipcore::transaction::{ClientKey, ServerKey};
 use tokio::time::Instant;
 
 use super::call::{now_millis, CallState, Leg};
@@ -424,6 +424,12 @@ impl Engine {
     }
 
     pub(super) fn on_stray_response(&mut self, response: Message) {
+        // The answer to a leg-B INVITE sent by the node we took over from.
+        if let Some(key) = ClientKey::from_message(&response) {
+            if self.adopted_client(&key) {
+                return self.on_response(key, response);
+            }
+        }
         let status = response.status().unwrap_or(0);
         if !(200..300).contains(&status) || response.cseq().method != Method::Invite {
             return;

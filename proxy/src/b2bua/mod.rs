@@ -15,7 +15,9 @@ mod call;
 mod housekeeping;
 mod in_dialog;
 mod invite;
+mod replication;
 mod survival;
+mod table;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -33,6 +35,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 pub use call::{Call, Leg};
+pub use replication::{Replication, RECORD_SCHEMA};
+use table::CallTable;
 
 use crate::config::{Config, MemberTransport};
 use crate::metrics;
@@ -119,7 +123,7 @@ pub struct Engine {
     ep: Endpoint,
     relay: Arc<MediaRelay>,
     pool: Pool,
-    calls: HashMap<u64, Call>,
+    calls: CallTable,
     /// Leg A Call-ID → call; leg B Call-ID → call.
     by_a: HashMap<String, u64>,
     by_b: HashMap<String, u64>,
@@ -140,10 +144,23 @@ pub struct Engine {
     /// `sip:host:port` of Tandem, for Via, Contact and loop detection.
     advertised: SocketAddr,
     draining: bool,
+    /// The hot-standby pair, if configured.
+    replication: Option<Replication>,
+    /// A controlled switchover is under way.
+    handing_over: bool,
+    /// Server transactions of calls adopted at a takeover: they exist
+    /// only on the node we took over from, so their responses go out
+    /// statelessly.
+    adopted: std::collections::HashSet<ServerKey>,
 }
 
 impl Engine {
-    pub fn new(config: Arc<Config>, ep: Endpoint, relay: Arc<MediaRelay>) -> Engine {
+    pub fn new(
+        config: Arc<Config>,
+        ep: Endpoint,
+        relay: Arc<MediaRelay>,
+        replication: Option<Replication>,
+    ) -> Engine {
         let pool = Pool::new(&config.pool);
         let members = pool.members.len();
         let advertised = config.advertised();
@@ -155,7 +172,7 @@ impl Engine {
             ep,
             relay,
             pool,
-            calls: HashMap::new(),
+            calls: CallTable::new(replication.is_some()),
             by_a: HashMap::new(),
             by_b: HashMap::new(),
             clients: HashMap::new(),
@@ -167,6 +184,9 @@ impl Engine {
             next_call: 1,
             advertised,
             draining: false,
+            replication,
+            handing_over: false,
+            adopted: Default::default(),
         }
     }
 
@@ -176,7 +196,10 @@ impl Engine {
         mut self,
         mut events: mpsc::UnboundedReceiver<TuEvent>,
         mut shutdown: watch::Receiver<bool>,
+        mut node_events: Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
+        mut admin: mpsc::UnboundedReceiver<crate::admin::AdminCommand>,
     ) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         let probe_every = Duration::from_millis(self.config.pool.health.interval_ms);
         let mut probes = tokio::time::interval(probe_every);
@@ -190,14 +213,32 @@ impl Engine {
             let next = self.timers.next();
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => self.on_event(ev),
+                    // While handing over, requests are left to the peers'
+                    // retransmissions, which reach the new active node.
+                    Some(ev) if self.serving() && !self.handing_over => self.on_event(ev),
+                    Some(_) => {}
                     None => break,
                 },
+                Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev),
+                Some(cmd) = admin.recv() => self.on_admin(cmd, &done_tx),
+                Some((result, reply)) = done_rx.recv() => {
+                    if result.is_err() {
+                        self.handing_over = false;
+                    }
+                    let _ = reply.send(result);
+                }
                 _ = sleep_until(next), if next.is_some() => self.fire_timers(),
-                _ = housekeeping.tick() => self.housekeeping(),
-                _ = probes.tick(), if probing => self.send_probes(),
+                _ = housekeeping.tick(), if self.serving() => self.housekeeping(),
+                _ = probes.tick(), if probing && self.serving() => self.send_probes(),
                 _ = survival.tick() => {
+                    self.replicate();
+                    if !self.serving() {
+                        continue;
+                    }
                     ticks += 1;
+                    if self.replication.is_some() && ticks.is_multiple_of(REFRESH_MOVED_MS / SURVIVAL_TICK_MS) {
+                        self.refresh_moved_calls();
+                    }
                     // Silence is looked for every 50 ms: a tenth of the
                     // default threshold, and a few lookups per call.
                     if ticks.is_multiple_of(SILENCE_CHECK_MS / SURVIVAL_TICK_MS) {
@@ -431,12 +472,43 @@ impl Engine {
         match Message::parse(bytes) {
             Ok(msg) => {
                 metrics::sip_out_response(msg.status().unwrap_or(0));
+                if self.adopted.contains(key) {
+                    return self.send_response_stateless(msg);
+                }
                 if let Err(e) = self.ep.layer().send_response(key, msg) {
                     tracing::debug!(error = %e, "response not sent");
                 }
             }
             Err(e) => tracing::error!(error = %e, "built an unparseable response"),
         }
+    }
+
+    /// A response whose server transaction lives on the node we took over
+    /// from: sent along its top Via (`received`/`rport` first, §18.2.2).
+    fn send_response_stateless(&self, msg: Message) {
+        let Some(via) = msg.vias().next() else {
+            return;
+        };
+        let host = via.received().unwrap_or(via.host);
+        let port = via
+            .param("rport")
+            .and_then(|p| p.parse().ok())
+            .or(via.port)
+            .unwrap_or(5060);
+        let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() else {
+            return;
+        };
+        let transport = if via.transport.eq_ignore_ascii_case("TCP") {
+            TransportKind::Tcp
+        } else {
+            TransportKind::Udp
+        };
+        let target = Target {
+            transport,
+            addr: SocketAddr::new(ip, port),
+            connection: None,
+        };
+        let _ = self.ep.send_raw(target, msg.as_bytes().clone());
     }
 
     /// Sends a request as a client transaction with the given role.
@@ -521,6 +593,19 @@ impl Engine {
 }
 
 const SURVIVAL_TICK_MS: u64 = 10;
+/// How often calls that moved to another media server are re-sent to the
+/// standby: their relay's continuity state settles with the first packets
+/// from the new server, after the call event that moved them.
+const REFRESH_MOVED_MS: u64 = 1000;
+
+async fn next_node_event(
+    rx: &mut Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
+) -> Option<state_sync::NodeEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
 const SILENCE_CHECK_MS: u64 = 50;
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";

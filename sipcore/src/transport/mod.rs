@@ -32,6 +32,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 
+/// `IP_FREEBIND` / `IPV6_FREEBIND` for a socket about to bind `addr`.
+pub(crate) fn set_freebind(socket: &socket2::Socket, addr: SocketAddr) -> std::io::Result<()> {
+    match addr {
+        SocketAddr::V4(_) => socket.set_freebind(true),
+        SocketAddr::V6(_) => socket.set_freebind_ipv6(true),
+    }
+}
+
 pub use framing::{Frame, Framer, MAX_MESSAGE_SIZE};
 pub use tcp::{TcpConfig, TcpTransport};
 pub use udp::{UdpConfig, UdpTransport};

@@ -62,6 +62,8 @@ pub struct TcpConfig {
     /// `SO_REUSEADDR` on the listener, so a restart can bind while old
     /// connections linger in TIME_WAIT.
     pub reuse_address: bool,
+    /// `IP_FREEBIND` on the listener (see `UdpConfig::freebind`).
+    pub freebind: bool,
 }
 
 impl Default for TcpConfig {
@@ -72,6 +74,7 @@ impl Default for TcpConfig {
             write_timeout: Duration::from_secs(10),
             max_connections: 16 * 1024,
             reuse_address: true,
+            freebind: false,
         }
     }
 }
@@ -89,6 +92,9 @@ pub(crate) fn bind_listener(addr: SocketAddr, config: &TcpConfig) -> Result<std:
     socket
         .set_reuse_address(config.reuse_address)
         .map_err(|e| Error::io(ctx("SO_REUSEADDR"), e))?;
+    if config.freebind {
+        super::set_freebind(&socket, addr).map_err(|e| Error::io(ctx("IP_FREEBIND"), e))?;
+    }
     socket
         .set_nonblocking(true)
         .map_err(|e| Error::io(ctx("O_NONBLOCK"), e))?;

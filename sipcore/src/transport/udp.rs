@@ -37,6 +37,9 @@ pub struct UdpConfig {
     /// Requested `SO_SNDBUF` in bytes (capped by `net.core.wmem_max`).
     pub send_buffer_size: usize,
     pub reuse_address: bool,
+    /// `IP_FREEBIND`: bind an address this host does not hold (yet) — a
+    /// standby binds the floating address before it takes it over.
+    pub freebind: bool,
 }
 
 impl Default for UdpConfig {
@@ -45,6 +48,7 @@ impl Default for UdpConfig {
             recv_buffer_size: 4 << 20,
             send_buffer_size: 4 << 20,
             reuse_address: true,
+            freebind: false,
         }
     }
 }
@@ -71,6 +75,9 @@ pub(crate) fn bind_socket(addr: SocketAddr, config: &UdpConfig) -> Result<BoundU
     socket
         .set_reuse_address(config.reuse_address)
         .map_err(|e| Error::io(ctx("SO_REUSEADDR"), e))?;
+    if config.freebind {
+        super::set_freebind(&socket, addr).map_err(|e| Error::io(ctx("IP_FREEBIND"), e))?;
+    }
     socket
         .set_recv_buffer_size(config.recv_buffer_size)
         .map_err(|e| Error::io(ctx("SO_RCVBUF"), e))?;

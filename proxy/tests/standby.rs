@@ -1,0 +1,559 @@
+//! Hot standby in the network-namespace testbed (deploy/testbed): two
+//! Tandem nodes with the floating address 10.77.0.100, SIPp media servers
+//! echoing RTP, tandem-load as the trunk. Every process runs inside the
+//! lab's namespaces, which the test creates and removes (also when it
+//! fails); every wait has a deadline.
+//!
+//! The tests share the two cores of a CI machine with debug builds, so
+//! they run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::lab::Lab;
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tandem_load() -> PathBuf {
+    // Built by `cargo test --workspace`; named here so a missing build is
+    // a clear failure.
+    let p = Path::new(TANDEM).with_file_name("tandem-load");
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build -p loadtest` (cargo test --workspace does)",
+        p.display()
+    );
+    p
+}
+
+/// A process in a lab namespace, killed by pid when dropped.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct HaLab {
+    lab: Lab,
+    dir: tempfile::TempDir,
+    procs: Vec<(String, Proc)>,
+    /// Replacements applied to both nodes' configuration.
+    edits: Vec<(String, String)>,
+}
+
+impl HaLab {
+    fn up(hint: &str) -> HaLab {
+        testkit::require_sipp();
+        let _ = tandem_load();
+        HaLab {
+            lab: Lab::up(hint).expect("lab up"),
+            dir: tempfile::tempdir().unwrap(),
+            procs: Vec::new(),
+            edits: Vec::new(),
+        }
+    }
+
+    fn edit(&mut self, from: &str, to: &str) {
+        self.edits.push((from.into(), to.into()));
+    }
+
+    fn spawn(
+        &mut self,
+        name: &str,
+        node: &str,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+    ) {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = self
+            .lab
+            .command(node, program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        self.procs.retain(|(n, _)| n != name);
+        self.procs.push((name.into(), Proc { child, log }));
+    }
+
+    fn proc(&mut self, name: &str) -> &mut Proc {
+        &mut self.procs.iter_mut().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// A SIPp media server in `ms1`/`ms2`, answering OPTIONS (-aa) and
+    /// echoing RTP; `scenario` (deploy/sipp) replaces the built-in UAS.
+    fn media_server(&mut self, ms: &str, scenario: Option<(&str, u64)>) {
+        let ip = if ms == "ms1" {
+            "10.77.0.21"
+        } else {
+            "10.77.0.22"
+        };
+        let mut args: Vec<String> = Vec::new();
+        match scenario {
+            Some((file, d_ms)) => {
+                let path = workspace().join("deploy/sipp").join(file);
+                args.extend(["-sf".into(), path.display().to_string()]);
+                args.extend(["-d".into(), d_ms.to_string()]);
+            }
+            None => args.extend(["-sn".into(), "uas".into()]),
+        }
+        for a in [
+            "-i",
+            ip,
+            "-p",
+            "5060",
+            "-mi",
+            ip,
+            "-rtp_echo",
+            "-aa",
+            "-nostdin",
+        ] {
+            args.push(a.into());
+        }
+        args.extend(["-buff_size".into(), "4194304".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn(ms, ms, "sipp", &args);
+    }
+
+    /// Starts Tandem on node `a` or `b` with the testbed's configuration.
+    fn tandem(&mut self, node: &str) {
+        let mut text =
+            std::fs::read_to_string(workspace().join(format!("deploy/testbed/tandem-{node}.toml")))
+                .unwrap();
+        for (from, to) in &self.edits {
+            assert!(
+                text.contains(from.as_str()),
+                "config edit {from:?} matches nothing"
+            );
+            text = text.replace(from.as_str(), to);
+        }
+        let path = self.dir.path().join(format!("tandem-{node}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let path = path.display().to_string();
+        self.spawn(node, node, TANDEM, &["run", "--config", &path]);
+    }
+
+    /// `GET /status` of a node (None while it does not answer).
+    fn status(&self, node: &str) -> Option<Value> {
+        let out = self
+            .lab
+            .command(node, TANDEM)
+            .args(["status", "--admin", "127.0.0.1:9090"])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    async fn wait_status(
+        &self,
+        node: &str,
+        what: &str,
+        deadline: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let end = Instant::now() + deadline;
+        loop {
+            let s = self.status(node);
+            if let Some(s) = s.as_ref().filter(|s| ok(s)) {
+                return s.clone();
+            }
+            if Instant::now() > end {
+                panic!(
+                    "timed out waiting for {node}: {what}; last status {s:?}\n--- {node} log tail ---\n{}",
+                    self.log_tail(node, 30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log_tail(&self, name: &str, lines: usize) -> String {
+        let log = self
+            .procs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.log())
+            .unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Both media servers, node `a` active, node `b` its standby in sync.
+    async fn pair(&mut self) {
+        self.media_server("ms1", None);
+        self.media_server("ms2", None);
+        self.start_pair().await;
+    }
+
+    async fn start_pair(&mut self) {
+        self.tandem("a");
+        self.wait_status("a", "active", Duration::from_secs(10), |s| {
+            s["role"] == "active"
+        })
+        .await;
+        self.tandem("b");
+        self.wait_status("b", "standby", Duration::from_secs(10), |s| {
+            s["role"] == "standby"
+        })
+        .await;
+    }
+
+    /// Runs tandem-load in the trunk namespace; returns its JSON report.
+    fn load_args(&self, args: &[&str]) -> Vec<String> {
+        let json = self.dir.path().join("load.json").display().to_string();
+        let mut v: Vec<String> = [
+            "call",
+            "-t",
+            "10.77.0.100",
+            "--json",
+            &json,
+            "--per-call",
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn start_load(&mut self, args: &[&str]) {
+        let args = self.load_args(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn("load", "trunk", tandem_load(), &args);
+    }
+
+    async fn finish_load(&mut self, deadline: Duration) -> Value {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.proc("load").child.try_wait().unwrap() {
+                let text = std::fs::read_to_string(self.dir.path().join("load.json"))
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "tandem-load ({status}) wrote no JSON: {e}\n{}",
+                            self.log_tail("load", 40)
+                        )
+                    });
+                return serde_json::from_str(&text).unwrap();
+            }
+            if Instant::now() > end {
+                panic!(
+                    "tandem-load still running after {deadline:?}\n{}",
+                    self.log_tail("load", 20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for tandem-load and checks that every one of its `n` calls
+    /// was completed (answered, held, hung up by the trunk).
+    async fn all_completed(&mut self, n: u64, deadline: Duration) -> Value {
+        let report = self.finish_load(deadline).await;
+        assert_eq!(
+            outcomes(&report).get("completed"),
+            Some(&n),
+            "{}\n--- b ---\n{}",
+            report["calls"],
+            self.log_tail("b", 30)
+        );
+        report
+    }
+
+    /// Whether `node` holds the floating address.
+    fn holds_vip(&self, node: &str) -> bool {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &self.lab.ns(node),
+                "-4",
+                "addr",
+                "show",
+                "dev",
+                "eth0",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("10.77.0.100/")
+    }
+
+    fn testbed(&self, args: &[&str]) -> String {
+        let mut cmd = vec![testkit::lab::testbed_script().display().to_string()];
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        cmd.join(" ")
+    }
+}
+
+/// The calls of a tandem-load report, by outcome/reason.
+fn outcomes(report: &Value) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for c in report["per_call"].as_array().into_iter().flatten() {
+        let key = match c["reason"].as_str() {
+            Some(r) => format!("{}:{r}", c["outcome"].as_str().unwrap_or("?")),
+            None => c["outcome"].as_str().unwrap_or("?").to_string(),
+        };
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+fn max_gap_ms(report: &Value) -> f64 {
+    report["failure"]["rtp"]["gap_ms"]["max"]
+        .as_f64()
+        .unwrap_or(f64::MAX)
+}
+
+#[tokio::test]
+async fn killed_active_node_the_standby_keeps_every_call_and_both_sides_can_hang_up() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("kill");
+    lab.media_server("ms1", None);
+    // ms2 hangs up its calls itself, 6 s after answering: after the
+    // takeover, that BYE must find its way to the trunk.
+    lab.media_server("ms2", Some(("answer_then_bye_uas.xml", 6000)));
+    lab.start_pair().await;
+    let kill = lab.testbed(&["kill", lab.lab.name(), "a"]);
+    lab.start_load(&[
+        "-r",
+        "10",
+        "-n",
+        "10",
+        "--hold",
+        "9s",
+        "--fail-at",
+        "2.5",
+        "--fail-cmd",
+        &kill,
+    ]);
+    let b = lab
+        .wait_status("b", "takes over", Duration::from_secs(15), |s| {
+            s["role"] == "active"
+        })
+        .await;
+    assert_eq!(b["epoch"], 2, "the takeover raised the epoch");
+    assert!(lab.holds_vip("b"));
+    let report = lab.finish_load(Duration::from_secs(30)).await;
+    let o = outcomes(&report);
+    let f = &report["failure"];
+    assert_eq!(f["calls_up"], 10, "all calls up at the kill: {f}");
+    assert_eq!(
+        (
+            o.get("completed").copied(),
+            o.get("dropped:remote_bye").copied()
+        ),
+        (Some(5), Some(5)),
+        "ms1's calls ended by the trunk's BYE, ms2's by the server's: {o:?}\n{}",
+        lab.log_tail("b", 30)
+    );
+    assert_eq!(f["rtp"]["ssrc_changes"], 0);
+    // Audio came back through the new active node (not a timed check: a
+    // call without the takeover would be silent for the rest of its 9 s).
+    assert!(max_gap_ms(&report) < 3000.0, "gap {}", max_gap_ms(&report));
+    assert!(lab
+        .log_tail("b", 200)
+        .contains("calls adopted from the copy"));
+}
+
+#[tokio::test]
+async fn a_cut_pair_link_is_no_takeover_and_the_standby_resyncs_when_it_heals() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("pair");
+    // Without the auxiliary heartbeats a cut pair link silences the peer
+    // completely: only the probe of the floating address stops b.
+    lab.edit("aux = {", "# aux = {");
+    lab.pair().await;
+    lab.start_load(&["-r", "10", "-n", "5", "--hold", "8s", "--no-rtp"]);
+    lab.wait_status("b", "5 calls copied", Duration::from_secs(10), |s| {
+        s["records"]["call"] == 5
+    })
+    .await;
+    lab.lab.cut("pair").unwrap();
+    // Longer than the peer-lost time (500 ms) and several check rounds.
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        assert!(!lab.holds_vip("b"), "never two nodes holding the address");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = lab.status("b").unwrap();
+    assert_ne!(b["role"], "active", "{b}");
+    assert_eq!(lab.status("a").unwrap()["role"], "active");
+    lab.lab.heal("pair").unwrap();
+    let a = lab.status("a").unwrap();
+    let b = lab
+        .wait_status("b", "resynced", Duration::from_secs(10), |s| {
+            s["role"] == "standby" && s["records"]["call"] == 5
+        })
+        .await;
+    assert_eq!(b["epoch"], a["epoch"]);
+    lab.all_completed(5, Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn an_isolated_active_node_is_replaced_and_steps_down_when_it_comes_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("isol");
+    lab.pair().await;
+    let cut = lab.testbed(&["cut", lab.lab.name(), "a"]);
+    lab.start_load(&[
+        "-r",
+        "10",
+        "-n",
+        "6",
+        "--hold",
+        "8s",
+        "--fail-at",
+        "1.5",
+        "--fail-cmd",
+        &cut,
+    ]);
+    lab.wait_status("b", "takes over", Duration::from_secs(15), |s| {
+        s["role"] == "active" && s["epoch"] == 2
+    })
+    .await;
+    // Every call kept, through b.
+    lab.all_completed(6, Duration::from_secs(30)).await;
+    // a is still active in its own eyes, behind its cut cables.
+    assert!(lab.holds_vip("a"));
+    lab.lab.heal("a").unwrap();
+    let a = lab
+        .wait_status(
+            "a",
+            "steps down and resyncs",
+            Duration::from_secs(10),
+            |s| s["role"] == "standby" && s["epoch"] == 2,
+        )
+        .await;
+    assert!(!lab.holds_vip("a"), "the old active dropped the address");
+    assert!(lab.holds_vip("b"));
+    let b = lab.status("b").unwrap();
+    assert_eq!(a["digest"], b["digest"], "full resync: {a} vs {b}");
+    assert!(lab.log_tail("a", 100).contains("stepping down"));
+}
+
+#[tokio::test]
+async fn a_standby_restarted_under_load_ends_with_exactly_the_active_set() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("rest");
+    lab.pair().await;
+    // 50 calls/s for 6 s, each held 8 s: ~300 calls, new ones arriving
+    // while the standby restarts.
+    lab.start_load(&["-r", "50", "-n", "300", "--hold", "8s", "--no-rtp"]);
+    lab.wait_status("a", "200 calls up", Duration::from_secs(15), |s| {
+        s["records"]["call"].as_u64().unwrap_or(0) >= 200
+    })
+    .await;
+    lab.proc("b").kill();
+    lab.tandem("b");
+    lab.wait_status("b", "standby again", Duration::from_secs(10), |s| {
+        s["role"] == "standby"
+    })
+    .await;
+    // Once the load has placed its last call, both must hold the same set.
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (a, b) = (lab.status("a").unwrap(), lab.status("b").unwrap());
+        if a["digest"] == b["digest"] && a["records"]["call"].as_u64() >= Some(250) {
+            break;
+        }
+        assert!(Instant::now() < end, "standby never level: a {a}\nb {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lab.all_completed(300, Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn a_call_ringing_at_the_takeover_is_answered_afterwards() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("ring");
+    // Both servers ring 3 s before answering.
+    lab.media_server("ms1", Some(("late_answer_uas.xml", 3000)));
+    lab.media_server("ms2", Some(("late_answer_uas.xml", 3000)));
+    lab.start_pair().await;
+    let kill = lab.testbed(&["kill", lab.lab.name(), "a"]);
+    lab.start_load(&[
+        "-r",
+        "10",
+        "-n",
+        "2",
+        "--hold",
+        "4s",
+        "--fail-at",
+        "1",
+        "--fail-cmd",
+        &kill,
+    ]);
+    lab.wait_status("b", "takes over", Duration::from_secs(15), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    // Answered through b, held and hung up.
+    let report = lab.all_completed(2, Duration::from_secs(30)).await;
+    assert!(
+        report["rtp"]["packets_received"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        report["rtp"]
+    );
+}
+
+#[tokio::test]
+async fn a_switchover_swaps_the_roles_without_losing_a_call() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("swo");
+    lab.pair().await;
+    lab.start_load(&["-r", "10", "-n", "8", "--hold", "6s"]);
+    lab.wait_status("b", "8 calls copied", Duration::from_secs(10), |s| {
+        s["records"]["call"] == 8
+    })
+    .await;
+    let out = lab
+        .lab
+        .command("a", TANDEM)
+        .args(["switchover", "--admin", "127.0.0.1:9090"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.wait_status("b", "active", Duration::from_secs(5), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    lab.wait_status("a", "standby", Duration::from_secs(10), |s| {
+        s["role"] == "standby" && s["records"]["call"] == 8
+    })
+    .await;
+    assert!(lab.holds_vip("b") && !lab.holds_vip("a"));
+    let report = lab.all_completed(8, Duration::from_secs(30)).await;
+    assert_eq!(report["rtp"]["ssrc_changes"], 0);
+}
