@@ -33,8 +33,6 @@ pub struct Connection {
     tx: mpsc::UnboundedSender<Bytes>,
     reader: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
-    /// Let the writer flush what is queued instead of aborting it.
-    flush_on_drop: bool,
 }
 
 impl Connection {
@@ -57,7 +55,6 @@ impl Connection {
             tx,
             reader,
             writer,
-            flush_on_drop: false,
         })
     }
 
@@ -65,23 +62,12 @@ impl Connection {
     pub fn send(&self, bytes: Bytes) -> bool {
         self.tx.send(bytes).is_ok()
     }
-
-    /// Closes the connection after the frames already queued are written
-    /// (a handover must reach the peer after the node let go of it).
-    pub fn finish(mut self) {
-        self.flush_on_drop = true;
-    }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // A finished connection keeps reading until the peer closes: to
-        // close a socket with unread bytes would reset it, and the peer's
-        // kernel would throw away what it has not read yet — the handover.
-        if !self.flush_on_drop {
-            self.reader.abort();
-            self.writer.abort();
-        }
+        self.reader.abort();
+        self.writer.abort();
     }
 }
 

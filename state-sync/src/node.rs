@@ -242,7 +242,12 @@ struct Driver {
     takeovers: u64,
     last_takeover_ms: Option<u64>,
     last_heard: Option<Instant>,
+    /// A switchover waiting for the standby to take over.
+    switchover: Option<(oneshot::Sender<Result<(), String>>, Instant)>,
 }
+
+/// How long a switchover waits for the standby to announce itself active.
+const SWITCHOVER_DEADLINE: Duration = Duration::from_secs(3);
 
 impl Driver {
     async fn bind(
@@ -318,6 +323,7 @@ impl Driver {
             takeovers: 0,
             last_takeover_ms: None,
             last_heard: None,
+            switchover: None,
         })
     }
 
@@ -354,6 +360,7 @@ impl Driver {
                 },
                 _ = beat.tick() => self.send_heartbeats().await,
                 _ = tick.tick() => {
+                    self.switchover_deadline();
                     let was = self.machine.role();
                     let actions = self.machine.tick(Instant::now());
                     if was == Role::Standby && self.machine.role() != Role::Standby {
@@ -404,42 +411,66 @@ impl Driver {
                     }
                 }
             }
-            Command::Switchover(reply) => {
-                let _ = reply.send(self.switchover().await);
-            }
+            Command::Switchover(reply) => self.switchover(reply),
             Command::Stop(_) => unreachable!("handled by the loop"),
         }
     }
 
-    async fn switchover(&mut self) -> Result<(), String> {
+    /// Make before break: the standby is told to take over after the last
+    /// change; this node keeps the address (and forwards the RTP that
+    /// still reaches it) until it hears the standby active with the next
+    /// epoch, then steps down as for any higher epoch. A handover that
+    /// gets lost leaves this node active, and the switchover fails.
+    fn switchover(&mut self, reply: oneshot::Sender<Result<(), String>>) {
+        match self.send_handover() {
+            Ok(seq) => {
+                tracing::info!(
+                    seq,
+                    "switchover: handover sent, waiting for the standby to take over"
+                );
+                self.switchover = Some((reply, Instant::now() + SWITCHOVER_DEADLINE));
+            }
+            Err(why) => {
+                let _ = reply.send(Err(why));
+            }
+        }
+    }
+
+    fn send_handover(&self) -> Result<u64, String> {
         if self.machine.role() != Role::Active {
             return Err(format!(
                 "this node is {}, not active",
                 self.machine.role().name()
             ));
         }
+        if self.switchover.is_some() {
+            return Err("a switchover is already under way".into());
+        }
         let Some(p) = self.peer.as_ref().filter(|p| p.level) else {
             return Err("no standby is connected and in sync".into());
         };
-        if let Some(s) = self.machine.peer_schema() {
-            if !role::schema_compatible(s, self.schema) {
-                return Err(
-                    "the standby's record schema is incompatible: its copy is empty".into(),
-                );
-            }
-        }
         let seq = self.journal.seq();
         let handover = frame::encode(&self.secret, self.machine.epoch(), &Frame::Handover { seq });
         if !p.conn.send(handover) {
             return Err("the replication connection has just closed".into());
         }
-        tracing::info!(seq, "switchover: handed over to the standby, stepping down");
-        if let Some(p) = self.peer.take() {
-            p.conn.finish();
+        Ok(seq)
+    }
+
+    fn switchover_deadline(&mut self) {
+        if self
+            .switchover
+            .as_ref()
+            .is_some_and(|(_, d)| Instant::now() >= *d)
+        {
+            if let Some((reply, _)) = self.switchover.take() {
+                tracing::warn!("switchover: the standby did not take over; staying active");
+                let _ = reply.send(Err(format!(
+                    "the standby did not take over within {} s; this node stays active",
+                    SWITCHOVER_DEADLINE.as_secs()
+                )));
+            }
         }
-        self.machine.handed_over();
-        self.step_down().await;
-        Ok(())
     }
 
     // ---- heartbeats ----
@@ -530,6 +561,10 @@ impl Driver {
                 Action::StepDown { epoch } => {
                     tracing::warn!(epoch, "an active peer with a higher epoch: stepping down");
                     self.step_down().await;
+                    if let Some((reply, _)) = self.switchover.take() {
+                        tracing::info!(epoch, "switchover done");
+                        let _ = reply.send(Ok(()));
+                    }
                 }
                 Action::Announce => {
                     if let Some(v) = &self.vip {

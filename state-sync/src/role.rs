@@ -364,15 +364,6 @@ impl RoleMachine {
         self.take_over("switchover")
     }
 
-    /// The active node handed over: it follows from now on (the epoch is
-    /// raised by the new active node).
-    pub fn handed_over(&mut self) {
-        if self.role == Role::Active {
-            self.role = Role::Reconnecting;
-            self.replicating = false;
-        }
-    }
-
     fn take_over(&mut self, reason: &'static str) -> Vec<Action> {
         let peer_epoch = self.peer.as_ref().map_or(0, |p| p.epoch);
         self.epoch = self.epoch.max(peer_epoch) + 1;

@@ -46,8 +46,8 @@ fn config(node: &str, listen: SocketAddr, peer: SocketAddr, secret: &str) -> Syn
         link: LinkConfig { listen, peer },
         aux: None,
         heartbeat: HeartbeatConfig {
-            interval_ms: 20,
-            timeout_ms: 100,
+            interval_ms: 50,
+            timeout_ms: 250,
             failures: 3,
             retry_delay_ms: 200,
             reconnect_attempts: 5,

@@ -219,7 +219,7 @@ impl Engine {
                     Some(_) => {}
                     None => break,
                 },
-                Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev),
+                Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev).await,
                 Some(cmd) = admin.recv() => self.on_admin(cmd, &done_tx),
                 Some((result, reply)) = done_rx.recv() => {
                     if result.is_err() {

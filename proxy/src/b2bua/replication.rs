@@ -140,7 +140,10 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_node_event(&mut self, event: NodeEvent) {
+    /// Events of the node, in order. Relay sessions being dropped are
+    /// gone before the next event is looked at: a resync right after a
+    /// step-down restores the same sessions on the same ports.
+    pub(super) async fn on_node_event(&mut self, event: NodeEvent) {
         match event {
             NodeEvent::Applied(change) => self.apply_change(change),
             NodeEvent::Resynced(records) => {
@@ -150,7 +153,7 @@ impl Engine {
                     .map(|r| r.copy.drain().map(|(_, c)| c.media).collect())
                     .unwrap_or_default();
                 for media in stale {
-                    self.drop_session(SessionId(media));
+                    let _ = self.relay.remove_session(SessionId(media)).await;
                 }
                 let n = records.len();
                 for r in records {
@@ -159,7 +162,7 @@ impl Engine {
                 tracing::info!(records = n, "standby copy resynced");
             }
             NodeEvent::Activate { epoch, reason } => self.activate(epoch, reason),
-            NodeEvent::StepDown { epoch } => self.step_down(epoch),
+            NodeEvent::StepDown { epoch } => self.step_down(epoch).await,
         }
     }
 
@@ -260,7 +263,7 @@ impl Engine {
 
     /// Active no more: forget every call without signalling (the other
     /// node serves them), free their relay sessions, follow.
-    fn step_down(&mut self, epoch: u64) {
+    async fn step_down(&mut self, epoch: u64) {
         let was_serving = self.serving();
         if let Some(rep) = self.replication.as_mut() {
             rep.serving = false;
@@ -271,7 +274,7 @@ impl Engine {
         }
         let calls = self.calls.clear_silently();
         for call in &calls {
-            self.drop_session(SessionId(call.media));
+            let _ = self.relay.remove_session(SessionId(call.media)).await;
         }
         self.by_a.clear();
         self.by_b.clear();
