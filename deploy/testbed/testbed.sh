@@ -23,6 +23,9 @@ usage: testbed.sh up NAME             build lab NAME ([a-z0-9]{1,8})
        testbed.sh heal NAME LINK      undo cut
        testbed.sh kill NAME NODE      kill -9 every process in NAME-NODE
        testbed.sh exec NAME NODE CMD… run CMD in NAME-NODE
+       testbed.sh start NAME [DIR]    in lab NAME: SIPp media servers (RTP echo) on
+                                      ms1/ms2, Tandem a then b (tandem-a/b.toml here);
+                                      logs in DIR (default /tmp/tandem-lab-NAME)
        testbed.sh list                lab names present
 USAGE
     exit 2
@@ -133,6 +136,39 @@ set_link() {
     done
 }
 
+# The whole lab running: media servers, then node a (it finds no peer and
+# becomes active on the floating address), then node b (its standby).
+start() {
+    local name=$1 dir=$2 here bin
+    check_name "$name"
+    ns_exists "$name-sw" || die "no lab '$name' (testbed.sh up $name first)"
+    command -v sipp >/dev/null || die "sipp not found (apt-get install sip-tester)"
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    bin=$here/../../target/release/tandem
+    [[ -x $bin ]] || bin=$here/../../target/debug/tandem
+    [[ -x $bin ]] || die "build tandem first (cargo build --release --bin tandem)"
+    mkdir -p "$dir"
+    for ms in ms1 ms2; do
+        ip netns exec "$name-$ms" sipp -sn uas -i "${ADDR[$ms]}" -p 5060 -mi "${ADDR[$ms]}" \
+            -rtp_echo -aa -nostdin -buff_size 4194304 >"$dir/$ms.log" 2>&1 &
+    done
+    for node in a b; do
+        RUST_LOG=${RUST_LOG:-info} ip netns exec "$name-$node" "$bin" run \
+            --config "$here/tandem-$node.toml" >"$dir/$node.log" 2>&1 &
+        local want=active
+        [[ $node == b ]] && want=standby
+        for _ in $(seq 100); do
+            ip netns exec "$name-$node" "$bin" status --admin 127.0.0.1:9090 2>/dev/null \
+                | grep -q "\"role\":\"$want\"" && break
+            sleep 0.1
+        done
+        ip netns exec "$name-$node" "$bin" status --admin 127.0.0.1:9090 2>/dev/null \
+            | grep -q "\"role\":\"$want\"" || die "node $node did not become $want (log: $dir/$node.log)"
+        echo "testbed.sh: node $node is $want"
+    done
+    echo "testbed.sh: lab $name running; logs in $dir; calls go to 10.77.0.100:5060 from NAME-trunk"
+}
+
 cmd=${1-}
 shift || true
 case $cmd in
@@ -162,6 +198,10 @@ exec)
     ns=$1-$2
     shift 2
     exec ip netns exec "$ns" "$@"
+    ;;
+start)
+    (($# == 1 || $# == 2)) || usage
+    start "$1" "${2:-/tmp/tandem-lab-$1}"
     ;;
 list)
     (($# == 0)) || usage
