@@ -557,3 +557,68 @@ async fn a_switchover_swaps_the_roles_without_losing_a_call() {
     let report = lab.all_completed(8, Duration::from_secs(30)).await;
     assert_eq!(report["rtp"]["ssrc_changes"], 0);
 }
+
+#[tokio::test]
+async fn in_dialog_re_invites_and_bye_work_through_the_new_active_node() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("rinv");
+    lab.media_server("ms1", Some(("reinvite_uas.xml", 0)));
+    lab.media_server("ms2", Some(("reinvite_uas.xml", 0)));
+    lab.start_pair().await;
+    // One call, answered, then 4 s before the caller's hold re-INVITE.
+    let scenario = workspace().join("deploy/sipp/reinvite_later_uac.xml");
+    let scenario = scenario.display().to_string();
+    lab.spawn(
+        "caller",
+        "trunk",
+        "sipp",
+        &[
+            "10.77.0.100:5060",
+            "-sf",
+            &scenario,
+            "-i",
+            "10.77.0.10",
+            "-p",
+            "5060",
+            "-m",
+            "1",
+            "-d",
+            "4000",
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ],
+    );
+    lab.wait_status("b", "the call copied", Duration::from_secs(10), |s| {
+        s["records"]["call"] == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lab.lab.kill("a").unwrap();
+    lab.wait_status("b", "takes over", Duration::from_secs(10), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    // The re-INVITEs (CSeq 2 and 3 from the caller; Tandem's own CSeq
+    // toward the server above the replicated one) and the BYE all go
+    // through b; SIPp fails on any unexpected answer.
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = lab.proc("caller").child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < end,
+            "caller still running\n{}",
+            lab.log_tail("b", 30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        status.success(),
+        "caller's SIPp: {status}\n{}\n--- b ---\n{}",
+        lab.log_tail("caller", 30),
+        lab.log_tail("b", 30)
+    );
+}
