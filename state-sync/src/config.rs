@@ -41,6 +41,11 @@ pub struct SyncConfig {
     /// deploy docs) and this node only follows its role.
     #[serde(default)]
     pub vip: Option<VipConfig>,
+    /// `SCHED_FIFO` priority of the node's thread (heartbeats, roles,
+    /// replication), so that a busy machine does not look dead to its
+    /// peer; 0 leaves it at normal priority. Needs root (CAP_SYS_NICE).
+    #[serde(default = "default_realtime")]
+    pub realtime_priority: u8,
     /// Changes kept for a standby that reconnects (beyond them it takes
     /// a snapshot).
     #[serde(default = "default_journal")]
@@ -131,6 +136,10 @@ fn default_priority() -> u8 {
     100
 }
 
+fn default_realtime() -> u8 {
+    10
+}
+
 fn default_journal() -> usize {
     100_000
 }
@@ -162,6 +171,9 @@ impl SyncConfig {
         }
         if self.link.listen == self.link.peer {
             return Err("link.peer: must differ from link.listen".into());
+        }
+        if self.realtime_priority > 99 {
+            return Err("realtime_priority: 0 (off) or 1..=99".into());
         }
         if self.journal_capacity == 0 {
             return Err("journal_capacity: must be > 0".into());

@@ -19,8 +19,9 @@
 //! * [`vip`] — the floating address: netlink add/remove, gratuitous ARP.
 //! * [`node`] — the driver that runs all of it on its own thread.
 //!
-//! `unsafe` is denied everywhere but in `vip::sys`, which sends raw ARP
-//! frames on an `AF_PACKET` socket.
+//! `unsafe` is denied everywhere but in `sys`, which sends raw ARP frames
+//! on an `AF_PACKET` socket and gives the heartbeat thread real-time
+//! priority.
 #![deny(unsafe_code)]
 
 pub mod config;
@@ -32,6 +33,7 @@ pub mod node;
 pub mod record;
 pub mod replica;
 pub mod role;
+mod sys;
 pub mod vip;
 
 pub use config::SyncConfig;

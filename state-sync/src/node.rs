@@ -157,6 +157,13 @@ impl SyncNode {
         std::thread::Builder::new()
             .name("state-sync".into())
             .spawn(move || {
+                if config.realtime_priority > 0 {
+                    // Before the runtime: its blocking threads (ICMP
+                    // probes) inherit the policy.
+                    if let Err(e) = crate::sys::set_realtime(i32::from(config.realtime_priority)) {
+                        tracing::warn!(error = %e, "heartbeat thread stays at normal priority");
+                    }
+                }
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

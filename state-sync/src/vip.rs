@@ -34,7 +34,6 @@ use rtnetlink::packet_route::link::LinkAttribute;
 use serde::{Deserialize, Serialize};
 
 mod arp;
-mod sys;
 
 pub use arp::{garp_frame, GarpKind, ARP_FRAME_LEN};
 
@@ -272,9 +271,9 @@ impl FloatingIp {
             interface: interface.clone(),
             source,
         };
-        let socket = sys::PacketSocket::open(self.index).map_err(|e| arp_error(v4[0], e))?;
+        let socket = crate::sys::PacketSocket::open(self.index).map_err(|e| arp_error(v4[0], e))?;
         let mac = self.mac;
-        let send_round = move |socket: &sys::PacketSocket| -> Result<(), VipError> {
+        let send_round = move |socket: &crate::sys::PacketSocket| -> Result<(), VipError> {
             for &address in &v4 {
                 for kind in [GarpKind::Request, GarpKind::Reply] {
                     let frame = garp_frame(mac, address, kind);

@@ -56,6 +56,7 @@ fn config(node: &str, listen: SocketAddr, peer: SocketAddr, secret: &str) -> Syn
         },
         fencing: Default::default(),
         vip: None,
+        realtime_priority: 0,
         journal_capacity: 100,
     }
 }

@@ -183,7 +183,10 @@ impl Engine {
                             ends.push((*id, "session_expired"));
                         }
                     }
-                    if media_ms > 0 && now.saturating_sub(answered) > media_ms {
+                    // Media silence counts from when this node began to
+                    // serve the call (a takeover), not from the answer.
+                    let watched = answered.max(self.serving_since);
+                    if media_ms > 0 && now.saturating_sub(watched) > media_ms {
                         let session = SessionId(call.media);
                         let idle = |side| {
                             self.relay

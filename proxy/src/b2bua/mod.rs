@@ -148,6 +148,9 @@ pub struct Engine {
     replication: Option<Replication>,
     /// A controlled switchover is under way.
     handing_over: bool,
+    /// When this node began to serve (its last takeover; 0 without a
+    /// pair): media silence of adopted calls counts from then.
+    serving_since: call::UnixMillis,
     /// Server transactions of calls adopted at a takeover: they exist
     /// only on the node we took over from, so their responses go out
     /// statelessly.
@@ -186,6 +189,7 @@ impl Engine {
             draining: false,
             replication,
             handing_over: false,
+            serving_since: 0,
             adopted: Default::default(),
         }
     }

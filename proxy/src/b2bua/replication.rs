@@ -220,6 +220,7 @@ impl Engine {
         };
         rep.serving = true;
         rep.members_sent.clear();
+        self.serving_since = super::call::now_millis();
         let copy: Vec<Call> = rep.copy.drain().map(|(_, c)| c).collect();
         let n = copy.len();
         for mut call in copy {

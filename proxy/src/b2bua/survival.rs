@@ -454,7 +454,9 @@ impl Engine {
             if call.b_held {
                 continue;
             }
-            let since = call.answered_at.unwrap_or(now);
+            // A node that took the call over has seen its media only
+            // since then.
+            let since = call.answered_at.unwrap_or(now).max(self.serving_since);
             if now.saturating_sub(since) < silence_ms {
                 continue;
             }

@@ -1,7 +1,8 @@
 //! The one place in this crate with `unsafe`: an `AF_PACKET` socket to
-//! send a ready-made Ethernet frame (gratuitous ARP) on one interface.
+//! send a ready-made Ethernet frame (gratuitous ARP) on one interface, and
+//! the real-time scheduling of the heartbeat thread.
 //!
-//! Why `unsafe`: neither the standard library nor socket2 can address a
+//! Why `unsafe` for the socket: neither the standard library nor socket2 can address a
 //! packet socket safely (socket2 builds a `sockaddr_ll` only through its
 //! own `unsafe` constructors), so the socket is opened and written with
 //! libc's `socket(2)` and `sendto(2)`.
@@ -22,14 +23,14 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// A send-only raw packet socket bound by address to one interface.
-pub(super) struct PacketSocket {
+pub(crate) struct PacketSocket {
     fd: OwnedFd,
     ifindex: i32,
 }
 
 impl PacketSocket {
     /// Opens the socket (needs `CAP_NET_RAW`) for interface `ifindex`.
-    pub(super) fn open(ifindex: u32) -> io::Result<PacketSocket> {
+    pub(crate) fn open(ifindex: u32) -> io::Result<PacketSocket> {
         let ifindex = i32::try_from(ifindex).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range")
         })?;
@@ -53,7 +54,7 @@ impl PacketSocket {
 
     /// Sends `frame` (a whole Ethernet frame, header included) out of the
     /// interface, to the Ethernet broadcast address.
-    pub(super) fn send_broadcast(&self, frame: &[u8]) -> io::Result<()> {
+    pub(crate) fn send_broadcast(&self, frame: &[u8]) -> io::Result<()> {
         let mut sll_addr = [0u8; 8];
         sll_addr[..6].copy_from_slice(&[0xff; 6]);
         let addr = libc::sockaddr_ll {
@@ -90,4 +91,24 @@ impl PacketSocket {
         }
         Ok(())
     }
+}
+
+/// Puts the calling thread under `SCHED_FIFO` at `priority` (1–99), so
+/// that heartbeats are sent and read on time however busy the other
+/// threads are: a pair that fails over because the active node was merely
+/// loaded is worse than one that is slow to fail over. Needs
+/// CAP_SYS_NICE (root).
+///
+/// `unsafe`: `sched_setscheduler(2)` reads one fully initialised
+/// `sched_param` on the stack during the call; pid 0 is this thread.
+pub(crate) fn set_realtime(priority: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: see above; the pointer is valid for the whole call.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
