@@ -251,7 +251,12 @@ impl Engine {
             if self.relay.session_info(SessionId(call.media)).is_err() {
                 tracing::warn!(call = id, "no relay session for an adopted call");
             }
-            self.calls.insert(id, call);
+            // Not marked changed: the node's journal starts from this same
+            // copy, and re-sending 500 calls at the moment of a takeover
+            // would cost CPU just when the RTP has to start flowing. The
+            // CSeq headroom reaches the standby with the call's next change
+            // (a copy without it gets the headroom again at its takeover).
+            self.calls.insert_unchanged(id, call);
         }
         metrics::calls_active(self.calls.len());
         tracing::warn!(

@@ -44,6 +44,12 @@ impl CallTable {
         self.calls.insert(id, call)
     }
 
+    /// Inserts a call the standby already has as it is (adopted at a
+    /// takeover: the node's journal starts from the same copy).
+    pub fn insert_unchanged(&mut self, id: u64, call: Call) -> Option<Call> {
+        self.calls.insert(id, call)
+    }
+
     pub fn remove(&mut self, id: &u64) -> Option<Call> {
         let c = self.calls.remove(id);
         if c.is_some() {
