@@ -1,6 +1,9 @@
 //! The admin HTTP listener: `GET /metrics` (Prometheus), `GET /status`
 //! (JSON: this node and its pair), `POST /switchover` (a controlled
-//! switchover to the standby; `tandem switchover` calls it).
+//! switchover to the standby; `tandem switchover` calls it), `POST
+//! /notify/master|backup|fault` (with `ha.external_role`: the external
+//! owner of the floating address reports this node's new state; `tandem
+//! notify` calls it, from keepalived's notify script for instance).
 //!
 //! HTTP/1.0-style: one request per connection, a few bytes each way; it is
 //! for operators and scrapers, not for load. Requests are bounded in size
@@ -71,6 +74,17 @@ async fn handle(mut stream: TcpStream, admin: Admin) -> std::io::Result<()> {
                 _ => (503, "text/plain", "the engine has stopped\n".to_string()),
             }
         }
+        ("POST", "/notify/master" | "/notify/backup" | "/notify/fault") => match &admin.sync {
+            Some(sync) => {
+                sync.notify(path == "/notify/master");
+                (200, "text/plain", "noted\n".to_string())
+            }
+            None => (
+                409,
+                "text/plain",
+                "no standby pair is configured\n".to_string(),
+            ),
+        },
         (_, "/metrics" | "/status" | "/switchover") => {
             (405, "text/plain", "method not allowed\n".to_string())
         }

@@ -51,6 +51,15 @@ enum Command {
         #[arg(long)]
         admin: std::net::SocketAddr,
     },
+    /// With `ha.external_role`: tells the node its state as decided by
+    /// the program that owns the floating address (keepalived's notify
+    /// script: `tandem notify --admin 127.0.0.1:9090 $3`, lower-cased).
+    Notify {
+        #[arg(long)]
+        admin: std::net::SocketAddr,
+        #[arg(value_parser = ["master", "backup", "fault"], ignore_case = true)]
+        state: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +67,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Switchover { admin } => admin_request(admin, "POST", "/switchover"),
         Command::Status { admin } => admin_request(admin, "GET", "/status"),
+        Command::Notify { admin, state } => admin_request(
+            admin,
+            "POST",
+            &format!("/notify/{}", state.to_ascii_lowercase()),
+        ),
         Command::Check { config } => match config::Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

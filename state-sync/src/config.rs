@@ -36,11 +36,17 @@ pub struct SyncConfig {
     pub heartbeat: HeartbeatConfig,
     #[serde(default)]
     pub fencing: FencingConfig,
-    /// The floating address(es) the active node holds. None: another
-    /// component owns the address (see the keepalived notes in the
-    /// deploy docs) and this node only follows its role.
+    /// The floating address(es) the active node holds (with
+    /// `external_role`, leave it out: the external program moves it).
     #[serde(default)]
     pub vip: Option<VipConfig>,
+    /// Roles are decided by an external program that owns the floating
+    /// address (keepalived, say), which reports each change with
+    /// `tandem notify master|backup|fault`: no takeover of this node's
+    /// own, no fencing, no address moves. Replication and the epoch rule
+    /// work as usual. Not the default.
+    #[serde(default)]
+    pub external_role: bool,
     /// `SCHED_FIFO` priority of the node's thread (heartbeats, roles,
     /// replication), so that a busy machine does not look dead to its
     /// peer; 0 leaves it at normal priority. Needs root (CAP_SYS_NICE).
@@ -174,6 +180,12 @@ impl SyncConfig {
         }
         if self.realtime_priority > 99 {
             return Err("realtime_priority: 0 (off) or 1..=99".into());
+        }
+        if self.external_role && self.vip.is_some() {
+            return Err(
+                "vip: leave it out with external_role (the external program owns the address)"
+                    .into(),
+            );
         }
         if self.journal_capacity == 0 {
             return Err("journal_capacity: must be > 0".into());

@@ -79,6 +79,7 @@ pub struct Status {
 
 enum Command {
     Publish(Change),
+    External(bool),
     Switchover(oneshot::Sender<Result<(), String>>),
     Stop(oneshot::Sender<()>),
 }
@@ -98,6 +99,12 @@ impl SyncHandle {
 
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
+    }
+
+    /// With `external_role`: the external program made this node master
+    /// (`true`) or backup/fault (`false`).
+    pub fn notify(&self, master: bool) {
+        let _ = self.cmd.send(Command::External(master));
     }
 
     /// Stops the node: an active node releases the floating address; the
@@ -297,7 +304,7 @@ impl Driver {
             retry_delay: Duration::from_millis(h.retry_delay_ms),
             start_wait: Duration::from_millis(h.start_wait_ms),
         };
-        let machine = RoleMachine::new(
+        let mut machine = RoleMachine::new(
             &config.node,
             config.priority,
             schema,
@@ -305,6 +312,7 @@ impl Driver {
             timing,
             Instant::now(),
         );
+        machine.set_external(config.external_role);
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         Ok(Driver {
             secret: Arc::from(config.secret.as_bytes()),
@@ -419,6 +427,15 @@ impl Driver {
                 }
             }
             Command::Switchover(reply) => self.switchover(reply),
+            Command::External(master) => {
+                if !self.config.external_role {
+                    tracing::warn!(master, "role notification ignored: external_role is off");
+                    return;
+                }
+                tracing::info!(master, "role notified by the external owner of the address");
+                let actions = self.machine.external(master);
+                self.act(actions).await;
+            }
             Command::Stop(_) => unreachable!("handled by the loop"),
         }
     }

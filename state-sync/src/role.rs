@@ -168,6 +168,8 @@ pub struct RoleMachine {
     next_check: Option<Instant>,
     /// The replication stream is level (set by the driver).
     replicating: bool,
+    /// Roles are decided outside (see `set_external`).
+    external: bool,
 }
 
 impl RoleMachine {
@@ -191,6 +193,7 @@ impl RoleMachine {
             checking: false,
             next_check: None,
             replicating: false,
+            external: false,
         }
     }
 
@@ -213,6 +216,26 @@ impl RoleMachine {
 
     pub fn peer_schema(&self) -> Option<u32> {
         self.peer.as_ref().map(|p| p.schema)
+    }
+
+    /// Roles come only from [`RoleMachine::external`] (an external program
+    /// owns the floating address): no takeover of the machine's own.
+    pub fn set_external(&mut self, external: bool) {
+        self.external = external;
+    }
+
+    /// The external program's verdict: master (serve) or not (backup,
+    /// fault: follow).
+    pub fn external(&mut self, master: bool) -> Vec<Action> {
+        match (master, self.role == Role::Active) {
+            (true, false) => self.take_over("external"),
+            (false, true) => {
+                self.role = Role::Reconnecting;
+                self.replicating = false;
+                vec![Action::StepDown { epoch: self.epoch }]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The driver's replication stream became level (true) or broke.
@@ -303,6 +326,9 @@ impl RoleMachine {
 
     /// The passing of time: a lost peer, the end of the start wait.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        if self.external {
+            return Vec::new();
+        }
         if matches!(self.role, Role::Active | Role::Upgrade { .. }) || self.active_alive(now) {
             return Vec::new();
         }

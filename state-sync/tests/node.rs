@@ -56,6 +56,7 @@ fn config(node: &str, listen: SocketAddr, peer: SocketAddr, secret: &str) -> Syn
         },
         fencing: Default::default(),
         vip: None,
+        external_role: false,
         realtime_priority: 0,
         journal_capacity: 100,
     }
@@ -336,4 +337,53 @@ async fn a_switchover_hands_every_record_over_and_swaps_roles() {
     assert_eq!(b.role(), Role::Active);
     assert!(b.handle.status().epoch > 1);
     assert!(a.handle.switchover().await.is_err(), "only the active node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_external_owner_of_the_address_roles_follow_its_notifications() {
+    let p = pair();
+    let nobody = Arc::new(AtomicBool::new(false));
+    let external = |node, listen, peer| SyncConfig {
+        external_role: true,
+        ..config(node, listen, peer, SECRET)
+    };
+    let mut a = Node::start(external("a", p.a, p.b), nobody.clone());
+    let mut b = Node::start(external("b", p.b, p.a), nobody.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        a.role(),
+        Role::Starting,
+        "no role of its own: {:?}",
+        a.handle.status()
+    );
+    a.handle.notify(true);
+    until("a active, b its standby", Duration::from_secs(5), || {
+        a.drain();
+        b.drain();
+        a.role() == Role::Active && b.role() == Role::Standby
+    })
+    .await;
+    a.handle.publish(record("c1", 1));
+    until("b has the record", Duration::from_secs(5), || {
+        b.drain();
+        b.copy.len() == 1
+    })
+    .await;
+    // a dies; nothing answers on the address: still no takeover of b's own.
+    a.handle.stop().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    b.drain();
+    assert!(b.activated.is_none());
+    b.handle.notify(true);
+    until("b active", Duration::from_secs(5), || {
+        b.drain();
+        b.activated == Some(2)
+    })
+    .await;
+    b.handle.notify(false);
+    until("b backup", Duration::from_secs(5), || {
+        b.drain();
+        b.stepped_down
+    })
+    .await;
 }

@@ -230,3 +230,25 @@ fn role_codes_round_trip() {
     }
     assert_eq!(Role::from_code(99), None);
 }
+
+#[test]
+fn with_an_external_owner_of_the_address_only_its_notifications_change_the_role() {
+    let t0 = Instant::now();
+    let mut m = standby(t0);
+    m.set_external(true);
+    assert!(
+        m.tick(t0 + ms(10_000)).is_empty(),
+        "a silent peer is not acted on"
+    );
+    assert_eq!(m.role(), Role::Standby);
+    assert_eq!(
+        m.external(true),
+        vec![Action::BecomeActive {
+            epoch: 4,
+            reason: "external"
+        }]
+    );
+    assert!(m.external(true).is_empty(), "already active");
+    assert_eq!(m.external(false), vec![Action::StepDown { epoch: 4 }]);
+    assert!(m.role().is_follower());
+}
