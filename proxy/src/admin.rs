@@ -20,7 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 /// What the admin API asks of the engine.
 #[derive(Debug)]
 pub enum AdminCommand {
-    Switchover(oneshot::Sender<Result<(), String>>),
+    /// `force`: also to a standby in the upgrade state (its record schema
+    /// is incompatible: the calls up here are lost).
+    Switchover {
+        force: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 #[derive(Clone)]
@@ -65,9 +70,13 @@ async fn handle(mut stream: TcpStream, admin: Admin) -> std::io::Result<()> {
     let (status, ctype, body) = match (method, path) {
         ("GET", "/metrics") => (200, "text/plain; version=0.0.4", admin.metrics.render()),
         ("GET", "/status") => (200, "application/json", status_json(&admin)),
-        ("POST", "/switchover") => {
+        ("POST", "/switchover" | "/switchover?force=1") => {
             let (tx, rx) = oneshot::channel();
-            let sent = admin.engine.send(AdminCommand::Switchover(tx)).is_ok();
+            let force = path.ends_with("force=1");
+            let sent = admin
+                .engine
+                .send(AdminCommand::Switchover { force, reply: tx })
+                .is_ok();
             match (sent, rx.await) {
                 (true, Ok(Ok(()))) => (200, "text/plain", "switched over\n".to_string()),
                 (true, Ok(Err(why))) => (409, "text/plain", format!("{why}\n")),

@@ -45,6 +45,10 @@ enum Command {
         /// The active node's admin address (`admin.listen`).
         #[arg(long)]
         admin: std::net::SocketAddr,
+        /// Hand over also to a standby in the upgrade state (incompatible
+        /// record schema, so it has no copy): the calls up are lost.
+        #[arg(long)]
+        force: bool,
     },
     /// Prints a node's role and replication state (JSON).
     Status {
@@ -65,7 +69,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Switchover { admin } => admin_request(admin, "POST", "/switchover"),
+        Command::Switchover { admin, force } => admin_request(
+            admin,
+            "POST",
+            if force {
+                "/switchover?force=1"
+            } else {
+                "/switchover"
+            },
+        ),
         Command::Status { admin } => admin_request(admin, "GET", "/status"),
         Command::Notify { admin, state } => admin_request(
             admin,

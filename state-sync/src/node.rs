@@ -80,7 +80,10 @@ pub struct Status {
 enum Command {
     Publish(Change),
     External(bool),
-    Switchover(oneshot::Sender<Result<(), String>>),
+    Switchover {
+        force: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Stop(oneshot::Sender<()>),
 }
 
@@ -119,10 +122,14 @@ impl SyncHandle {
     /// A controlled switchover: every change published before this call
     /// reaches the standby, then it is told to take over and this node
     /// lets go of the floating address and steps down.
-    pub async fn switchover(&self) -> Result<(), String> {
+    ///
+    /// A standby whose record schema is incompatible (the upgrade state)
+    /// has no copy; only `force` hands over to it, and the calls up on this
+    /// node are lost — the step of a rolling upgrade across such versions.
+    pub async fn switchover(&self, force: bool) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.cmd
-            .send(Command::Switchover(tx))
+            .send(Command::Switchover { force, reply: tx })
             .map_err(|_| "the replication node has stopped".to_string())?;
         rx.await
             .map_err(|_| "the replication node has stopped".to_string())?
@@ -226,6 +233,9 @@ struct Peer {
     conn: Connection,
     /// Active: the standby said Hello and was sent its catch-up.
     level: bool,
+    /// Active: the standby speaks an incompatible record schema; the
+    /// connection stays open (no records) for a forced switchover.
+    incompatible: bool,
     /// Active: the standby's acknowledged sequence number.
     acked: u64,
 }
@@ -426,7 +436,7 @@ impl Driver {
                     }
                 }
             }
-            Command::Switchover(reply) => self.switchover(reply),
+            Command::Switchover { force, reply } => self.switchover(force, reply),
             Command::External(master) => {
                 if !self.config.external_role {
                     tracing::warn!(master, "role notification ignored: external_role is off");
@@ -445,8 +455,8 @@ impl Driver {
     /// still reaches it) until it hears the standby active with the next
     /// epoch, then steps down as for any higher epoch. A handover that
     /// gets lost leaves this node active, and the switchover fails.
-    fn switchover(&mut self, reply: oneshot::Sender<Result<(), String>>) {
-        match self.send_handover() {
+    fn switchover(&mut self, force: bool, reply: oneshot::Sender<Result<(), String>>) {
+        match self.send_handover(force) {
             Ok(seq) => {
                 tracing::info!(
                     seq,
@@ -460,7 +470,7 @@ impl Driver {
         }
     }
 
-    fn send_handover(&self) -> Result<u64, String> {
+    fn send_handover(&self, force: bool) -> Result<u64, String> {
         if self.machine.role() != Role::Active {
             return Err(format!(
                 "this node is {}, not active",
@@ -470,9 +480,16 @@ impl Driver {
         if self.switchover.is_some() {
             return Err("a switchover is already under way".into());
         }
-        let Some(p) = self.peer.as_ref().filter(|p| p.level) else {
+        let Some(p) = self.peer.as_ref().filter(|p| p.level || p.incompatible) else {
             return Err("no standby is connected and in sync".into());
         };
+        if p.incompatible && !force {
+            return Err(format!(
+                "the standby runs an incompatible record schema (upgrade state) and has none of the \
+                 {} records; a forced switchover hands over anyway and the calls up here are lost",
+                self.journal.len()
+            ));
+        }
         let seq = self.journal.seq();
         let handover = frame::encode(&self.secret, self.machine.epoch(), &Frame::Handover { seq });
         if !p.conn.send(handover) {
@@ -735,6 +752,7 @@ impl Driver {
         self.peer = Some(Peer {
             conn,
             level: false,
+            incompatible: false,
             acked: 0,
         });
         self.unacked.clear();
@@ -773,6 +791,7 @@ impl Driver {
                         self.peer = Some(Peer {
                             conn,
                             level: false,
+                            incompatible: false,
                             acked: 0,
                         });
                     }
@@ -840,6 +859,7 @@ impl Driver {
                         self.schema & 0xffff
                     );
                     tracing::warn!(standby = %node, %reason, "standby refused: upgrade state");
+                    p.incompatible = true;
                     p.conn.send(frame::encode(
                         &self.secret,
                         epoch,
@@ -901,10 +921,9 @@ impl Driver {
     async fn on_active_frame(&mut self, env: Envelope) {
         match env.frame {
             Frame::Refused { reason } => {
-                tracing::error!(%reason, "the active node refused replication");
-                self.peer = None;
-                self.next_dial = Instant::now()
-                    + Duration::from_millis(self.config.heartbeat.retry_delay_ms * 10);
+                // The connection stays open: no records come, but a forced
+                // switchover (the rolling upgrade) can.
+                tracing::error!(%reason, "the active node refused replication (upgrade state)");
             }
             Frame::Ack { seq } => {
                 // Level with the active node.

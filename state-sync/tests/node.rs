@@ -321,7 +321,7 @@ async fn a_switchover_hands_every_record_over_and_swaps_roles() {
         a.handle.publish(record(&format!("c{i}"), 1));
     }
     // No wait for the acks: the handover follows the changes in order.
-    a.handle.switchover().await.unwrap();
+    a.handle.switchover(false).await.unwrap();
     until("roles swapped", Duration::from_secs(5), || {
         a.drain();
         b.drain();
@@ -336,7 +336,10 @@ async fn a_switchover_hands_every_record_over_and_swaps_roles() {
     .await;
     assert_eq!(b.role(), Role::Active);
     assert!(b.handle.status().epoch > 1);
-    assert!(a.handle.switchover().await.is_err(), "only the active node");
+    assert!(
+        a.handle.switchover(false).await.is_err(),
+        "only the active node"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,6 +387,54 @@ async fn with_an_external_owner_of_the_address_roles_follow_its_notifications() 
     until("b backup", Duration::from_secs(5), || {
         b.drain();
         b.stepped_down
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_standby_gets_no_records_and_only_a_forced_switchover() {
+    let p = pair();
+    let vip = Arc::new(AtomicBool::new(false));
+    let a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
+    until("a active", Duration::from_secs(5), || {
+        a.role() == Role::Active
+    })
+    .await;
+    vip.store(true, Ordering::SeqCst);
+    a.handle.publish(record("c1", 1));
+    // b runs a newer version whose records a cannot share.
+    let (handle, events) = SyncNode::start(
+        config("b", p.b, p.a, SECRET),
+        2 << 16,
+        0,
+        probe(vip.clone()),
+    )
+    .unwrap();
+    let mut b = Node {
+        handle,
+        events,
+        copy: BTreeMap::new(),
+        activated: None,
+        stepped_down: false,
+    };
+    until("b in the upgrade state", Duration::from_secs(5), || {
+        b.role() == Role::Upgrade { peer_newer: false }
+    })
+    .await;
+    // Heartbeats flow, records do not.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.drain();
+    assert!(b.copy.is_empty(), "no records across incompatible schemas");
+    let refused = a.handle.switchover(false).await.unwrap_err();
+    assert!(refused.contains("upgrade state"), "{refused}");
+    a.handle.switchover(true).await.unwrap();
+    until("b active", Duration::from_secs(5), || {
+        b.drain();
+        b.activated.is_some()
+    })
+    .await;
+    until("a follows", Duration::from_secs(5), || {
+        a.role() == Role::Upgrade { peer_newer: true }
     })
     .await;
 }

@@ -313,7 +313,7 @@ impl Engine {
         cmd: crate::admin::AdminCommand,
         done: &mpsc::UnboundedSender<SwitchoverDone>,
     ) {
-        let crate::admin::AdminCommand::Switchover(reply) = cmd;
+        let crate::admin::AdminCommand::Switchover { force, reply } = cmd;
         let Some(rep) = self.replication.as_ref() else {
             let _ = reply.send(Err("no standby pair is configured".into()));
             return;
@@ -328,7 +328,7 @@ impl Engine {
         let done = done.clone();
         tokio::spawn(async move {
             let result = match handle {
-                Some(h) => h.switchover().await,
+                Some(h) => h.switchover(force).await,
                 None => Err("no standby pair".into()),
             };
             let _ = done.send((result, reply));
