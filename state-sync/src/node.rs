@@ -656,6 +656,7 @@ impl Driver {
         }
         // Tell the peer at once rather than at the next interval.
         self.send_heartbeats().await;
+        // Peer lost: from when it was last heard; otherwise from the decision.
         let since = match reason {
             "peer_lost" => self.last_heard.unwrap_or(started),
             _ => started,
@@ -669,7 +670,7 @@ impl Driver {
             epoch,
             reason,
             records = self.journal.len(),
-            since_peer_lost_ms = ms,
+            takeover_ms = ms,
             "active now"
         );
         self.publish_status();
