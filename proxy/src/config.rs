@@ -74,7 +74,8 @@ pub struct SipConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Where `/metrics` is served; none disables the admin listener.
+    /// The admin API (`/metrics`, `/status`, `/switchover`, `/notify/…`);
+    /// none disables it.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
 }
