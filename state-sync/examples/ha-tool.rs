@@ -2,7 +2,7 @@
 //! network namespace (`ip netns exec LAB-a ha-tool …`):
 //!
 //! ```text
-//! ha-tool vip-acquire IFACE ADDR/PREFIX   add the address, send gratuitous ARP
+//! ha-tool vip-acquire IFACE ADDR/PREFIX   add the address, send gratuitous ARP / unsolicited NA
 //! ha-tool vip-release IFACE ADDR/PREFIX   remove the address
 //! ha-tool vip-held    IFACE ADDR/PREFIX   exit 0 if the address is there, else 1
 //! ha-tool ping HOST [TIMEOUT_MS]          exit 0 if HOST answers (default 1000 ms)

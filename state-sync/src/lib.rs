@@ -16,7 +16,8 @@
 //!   active nodes, as plain data.
 //! * [`link`] — the TCP replication stream and the UDP heartbeats.
 //! * [`netcheck`] — ICMP probes of the "am I cut off?" hosts.
-//! * [`vip`] — the floating address: netlink add/remove, gratuitous ARP.
+//! * [`vip`] — the floating address: netlink add/remove, gratuitous ARP
+//!   (IPv4), unsolicited neighbour advertisements (IPv6).
 //! * [`node`] — the driver that runs all of it on its own thread.
 //!
 //! `unsafe` is denied everywhere but in `sys`, which sends raw ARP frames

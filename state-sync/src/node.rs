@@ -610,7 +610,7 @@ impl Driver {
                 Action::Announce => {
                     if let Some(v) = &self.vip {
                         if let Err(e) = v.announce().await {
-                            tracing::warn!(error = %e, "gratuitous ARP failed");
+                            tracing::warn!(error = %e, "announcing the floating address failed");
                         }
                     }
                 }

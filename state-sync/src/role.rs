@@ -111,8 +111,8 @@ pub enum Action {
     BecomeActive { epoch: u64, reason: &'static str },
     /// Drop the floating address and live state at once; follow the peer.
     StepDown { epoch: u64 },
-    /// Send gratuitous ARP again (an old active node came back: the
-    /// network must point at us).
+    /// Announce the address again (gratuitous ARP, unsolicited NA): an
+    /// old active node came back, the network must point at us.
     Announce,
 }
 

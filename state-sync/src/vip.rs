@@ -4,27 +4,31 @@
 //!
 //! Addresses are added, removed and listed over rtnetlink (the same calls
 //! as `ip address add/del/show`), in the network namespace the process runs
-//! in. After adding, [`FloatingIp::announce`] broadcasts gratuitous ARP on
-//! the interface for every IPv4 address, so that neighbours which already
-//! have an ARP entry for the address (the SIP trunk, the media servers)
-//! move it to this node's MAC address at once rather than after their entry
-//! goes stale and fails. Linux updates an *existing* neighbour entry from a
-//! gratuitous ARP whatever `arp_accept` says (that sysctl only governs
-//! creating new entries from one); a neighbour without an entry resolves the
-//! address normally on its next packet.
+//! in; IPv6 ones with `IFA_F_NODAD`, so they are usable at once. After
+//! adding, [`FloatingIp::announce`] tells the neighbours which already have
+//! an entry for an address (the SIP trunk, the media servers) to move it to
+//! this node's MAC address at once rather than after their entry goes stale
+//! and fails:
 //!
-//! Not built: IPv6. IPv6 addresses are added (with `IFA_F_NODAD`, so they
-//! are usable at once) and removed like IPv4 ones, but no unsolicited
-//! neighbour advertisement is sent for them; neighbours holding a cached
-//! entry for an IPv6 VIP learn the new MAC only through neighbour
-//! unreachability detection (several seconds).
+//! * for every IPv4 address, gratuitous ARP broadcast on the interface.
+//!   Linux updates an *existing* neighbour entry from a gratuitous ARP
+//!   whatever `arp_accept` says (that sysctl only governs creating new
+//!   entries from one);
+//! * for every IPv6 address, an unsolicited neighbour advertisement
+//!   (RFC 4861 §7.2.6: Override set, Solicited clear, with the Target
+//!   Link-Layer Address option) to the all-nodes group ff02::1, sent from
+//!   the address itself over a raw ICMPv6 socket. Linux updates an
+//!   existing entry from it (to `STALE` with the new MAC); it creates none
+//!   unless `accept_untracked_na` says so.
 //!
-//! The only traffic sent from here is the ARP burst, to the Ethernet
-//! broadcast address, on the configured interface, about the configured
-//! addresses.
+//! A neighbour without an entry resolves the address normally on its next
+//! packet.
+//!
+//! The only traffic sent from here is that burst, on the configured
+//! interface, about the configured addresses.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -32,10 +36,13 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::LinkAttribute;
 use serde::{Deserialize, Serialize};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod arp;
+mod ndp;
 
 pub use arp::{garp_frame, GarpKind, ARP_FRAME_LEN};
+pub use ndp::{unsolicited_na, ALL_NODES, NA_LEN};
 
 /// Where the floating address lives and how it is announced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,8 +52,9 @@ pub struct VipConfig {
     pub addresses: Vec<IpNet>,
     /// The service interface they are added to, e.g. `eth0`.
     pub interface: String,
-    /// Gratuitous ARP rounds sent by [`FloatingIp::announce`] (each round
-    /// sends a request and a reply form per IPv4 address). Several rounds
+    /// Announcement rounds sent by [`FloatingIp::announce`] (each round
+    /// sends a gratuitous ARP request and reply form per IPv4 address and
+    /// an unsolicited neighbour advertisement per IPv6 one). Several rounds
     /// cover a lost frame and the neighbour's ARP lock time (1 s by
     /// default on Linux: updates closer together than that are ignored).
     pub garp_count: u32,
@@ -106,6 +114,15 @@ pub enum VipError {
     #[error("floating IP: cannot send gratuitous ARP for {address} on {interface:?}: {source}")]
     Arp {
         address: Ipv4Addr,
+        interface: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "floating IP: cannot send an unsolicited neighbour advertisement for {address} on {interface:?}: {source}"
+    )]
+    Na {
+        address: Ipv6Addr,
         interface: String,
         #[source]
         source: io::Error,
@@ -247,55 +264,31 @@ impl FloatingIp {
         self.announce().await
     }
 
-    /// Sends the gratuitous ARP burst for every IPv4 address: `garp_count`
-    /// rounds, `garp_interval_ms` apart, each a request and a reply form,
-    /// to the Ethernet broadcast address of the interface. The first round
-    /// goes out before this returns; the others follow from a task, so
-    /// that a takeover is not held up by the spacing of the burst.
+    /// Announces every address on the interface: `garp_count` rounds,
+    /// `garp_interval_ms` apart, each a gratuitous ARP request and reply
+    /// (to the Ethernet broadcast address) per IPv4 address and an
+    /// unsolicited neighbour advertisement (to ff02::1, from the address
+    /// itself) per IPv6 address. The first round goes out before this
+    /// returns; the others follow from a task, so that a takeover is not
+    /// held up by the spacing of the burst.
     pub async fn announce(&self) -> Result<(), VipError> {
-        let v4: Vec<Ipv4Addr> = self
-            .cfg
-            .addresses
-            .iter()
-            .filter_map(|n| match n.addr() {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        if v4.is_empty() || self.cfg.garp_count == 0 {
+        if self.cfg.garp_count == 0 {
             return Ok(());
         }
-        let interface = self.cfg.interface.clone();
-        let arp_error = move |address: Ipv4Addr, source: io::Error| VipError::Arp {
-            address,
-            interface: interface.clone(),
-            source,
+        let Some(burst) = Burst::open(self)? else {
+            return Ok(());
         };
-        let socket = crate::sys::PacketSocket::open(self.index).map_err(|e| arp_error(v4[0], e))?;
-        let mac = self.mac;
-        let send_round = move |socket: &crate::sys::PacketSocket| -> Result<(), VipError> {
-            for &address in &v4 {
-                for kind in [GarpKind::Request, GarpKind::Reply] {
-                    let frame = garp_frame(mac, address, kind);
-                    socket
-                        .send_broadcast(&frame)
-                        .map_err(|e| arp_error(address, e))?;
-                }
-            }
-            Ok(())
-        };
-        send_round(&socket)?;
+        burst.send_round()?;
         let (rounds, interval) = (self.cfg.garp_count, self.cfg.garp_interval_ms);
-        let interface = self.cfg.interface.clone();
         tokio::spawn(async move {
             for _ in 1..rounds {
                 tokio::time::sleep(Duration::from_millis(interval)).await;
-                if let Err(e) = send_round(&socket) {
-                    tracing::warn!(error = %e, "gratuitous ARP round not sent");
+                if let Err(e) = burst.send_round() {
+                    tracing::warn!(error = %e, "announcement round not sent");
                     return;
                 }
             }
-            tracing::info!(%interface, rounds, "gratuitous ARP sent");
+            tracing::info!(interface = %burst.interface, rounds, "floating IP announced");
         });
         Ok(())
     }
@@ -356,6 +349,101 @@ impl FloatingIp {
                 source: os_error(e),
             })
     }
+}
+
+/// The open sockets of one announcement burst, moved into the task that
+/// sends its later rounds.
+struct Burst {
+    interface: String,
+    index: u32,
+    mac: [u8; 6],
+    /// The IPv4 addresses and the packet socket their ARP goes out on.
+    arp: Option<(Vec<Ipv4Addr>, crate::sys::PacketSocket)>,
+    /// Each IPv6 address with a raw ICMPv6 socket bound to it.
+    na: Vec<(Ipv6Addr, Socket)>,
+}
+
+impl Burst {
+    /// Opens the sockets for `ip`'s addresses; `None` when it has none.
+    fn open(ip: &FloatingIp) -> Result<Option<Burst>, VipError> {
+        let mut burst = Burst {
+            interface: ip.cfg.interface.clone(),
+            index: ip.index,
+            mac: ip.mac,
+            arp: None,
+            na: Vec::new(),
+        };
+        let mut v4 = Vec::new();
+        for net in &ip.cfg.addresses {
+            match net.addr() {
+                IpAddr::V4(a) => v4.push(a),
+                IpAddr::V6(a) => {
+                    let socket = na_socket(a, ip.index).map_err(|e| burst.na_error(a, e))?;
+                    burst.na.push((a, socket));
+                }
+            }
+        }
+        if let Some(&first) = v4.first() {
+            let socket =
+                crate::sys::PacketSocket::open(ip.index).map_err(|e| burst.arp_error(first, e))?;
+            burst.arp = Some((v4, socket));
+        }
+        Ok((burst.arp.is_some() || !burst.na.is_empty()).then_some(burst))
+    }
+
+    /// One round: gratuitous ARP (request and reply form) per IPv4
+    /// address, an unsolicited neighbour advertisement per IPv6 one.
+    fn send_round(&self) -> Result<(), VipError> {
+        if let Some((v4, socket)) = &self.arp {
+            for &address in v4 {
+                for kind in [GarpKind::Request, GarpKind::Reply] {
+                    socket
+                        .send_broadcast(&garp_frame(self.mac, address, kind))
+                        .map_err(|e| self.arp_error(address, e))?;
+                }
+            }
+        }
+        let all_nodes = SockAddr::from(SocketAddrV6::new(ALL_NODES, 0, 0, self.index));
+        for (address, socket) in &self.na {
+            socket
+                .send_to(&unsolicited_na(self.mac, *address), &all_nodes)
+                .map_err(|e| self.na_error(*address, e))?;
+        }
+        Ok(())
+    }
+
+    fn arp_error(&self, address: Ipv4Addr, source: io::Error) -> VipError {
+        VipError::Arp {
+            address,
+            interface: self.interface.clone(),
+            source,
+        }
+    }
+
+    fn na_error(&self, address: Ipv6Addr, source: io::Error) -> VipError {
+        VipError::Na {
+            address,
+            interface: self.interface.clone(),
+            source,
+        }
+    }
+}
+
+/// A send-only (in intent) raw ICMPv6 socket for unsolicited neighbour
+/// advertisements about `address` out of interface `index`: bound to
+/// `address`, which is thus their source (it was added with
+/// `IFA_F_NODAD`, so it is usable at once), hop limit 255 as RFC 4861
+/// requires of every neighbour discovery message (receivers drop others),
+/// multicast loopback off. The kernel computes the ICMPv6 checksum.
+fn na_socket(address: Ipv6Addr, index: u32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV6, Type::RAW.cloexec(), Some(Protocol::ICMPV6))?;
+    socket.set_nonblocking(true)?;
+    socket.set_multicast_hops_v6(255)?;
+    socket.set_unicast_hops_v6(255)?;
+    socket.set_multicast_if_v6(index)?;
+    socket.set_multicast_loop_v6(false)?;
+    socket.bind(&SockAddr::from(SocketAddrV6::new(address, 0, 0, 0)))?;
+    Ok(socket)
 }
 
 /// Whether an address message is about `addr` (IFA_LOCAL for IPv4, which

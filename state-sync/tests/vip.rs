@@ -1,7 +1,8 @@
 //! The floating IP and the reachability probe in a network-namespace lab
 //! (`deploy/testbed`): node a takes the address, the trunk reaches it;
-//! node b takes it over and the trunk's ARP entry follows by gratuitous
-//! ARP alone. Runs `ha-tool` (this crate's example) inside the lab's
+//! node b takes it over and the trunk's neighbour entry follows by
+//! gratuitous ARP (IPv4) or unsolicited neighbour advertisement (IPv6)
+//! alone. Runs `ha-tool` (this crate's example) inside the lab's
 //! namespaces. Needs root and iproute2 (`scripts/test`).
 
 use std::path::PathBuf;
@@ -69,22 +70,67 @@ async fn must_not(lab: &Lab, node: &str, args: &[&str]) {
     }
 }
 
-/// The MAC the trunk's neighbour table holds for the VIP, if any.
-fn trunk_entry(lab: &Lab) -> Option<String> {
-    lab.neighbour("trunk", "eth0", VIP)
+/// The MAC the trunk's neighbour table holds for `vip`, if any.
+fn trunk_entry(lab: &Lab, vip: &str) -> Option<String> {
+    lab.neighbour("trunk", "eth0", vip)
         .expect("read the trunk's neighbour table")
         .map(|(mac, _state)| mac)
 }
 
-/// Waits until the trunk's entry for the VIP is `mac`.
-async fn wait_trunk_entry(lab: &Lab, mac: &str, deadline: Duration, why: &str) {
+/// Waits until the trunk's entry for `vip` is `mac`.
+async fn wait_trunk_entry(lab: &Lab, vip: &str, mac: &str, deadline: Duration, why: &str) {
     testkit::wait_for(why, deadline, || async {
-        match trunk_entry(lab) {
+        match trunk_entry(lab, vip) {
             Some(m) if m == mac => Ok(()),
-            other => Err(format!("trunk's entry for {VIP}: {other:?}, want {mac}")),
+            other => Err(format!("trunk's entry for {vip}: {other:?}, want {mac}")),
         }
     })
     .await;
+}
+
+/// a, holding `vip`, lets go of it and b takes it over: within 2 s of b
+/// acquiring it the trunk's entry for it moves from `mac_a` to `mac_b` by
+/// b's `announcement` alone, and the trunk reaches it again.
+async fn hand_over_to_b(
+    lab: &Lab,
+    vip: &str,
+    vip_net: &str,
+    mac_a: &str,
+    mac_b: &str,
+    announcement: &str,
+) {
+    // a lets go; nothing tells the trunk, whose entry still says a.
+    must(lab, "a", &["vip-release", "eth0", vip_net]).await;
+    must_not(lab, "a", &["vip-held", "eth0", vip_net]).await;
+    // Releasing again is fine.
+    must(lab, "a", &["vip-release", "eth0", vip_net]).await;
+    assert_eq!(
+        trunk_entry(lab, vip).as_deref(),
+        Some(mac_a),
+        "the trunk's entry is stale, not gone"
+    );
+    // Past the neighbour lock time (1 s), within which some kernels ignore
+    // a new address for an entry just confirmed. A real takeover comes
+    // later than that after the last packet from the old active.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // b takes over. The trunk sends nothing meanwhile, and its stale entry
+    // could only be re-checked by unicast to a's MAC (which gets no
+    // answer), never learn b's MAC: only b's announcement (gratuitous
+    // ARP, unsolicited NA) can move it.
+    let started = Instant::now();
+    must(lab, "b", &["vip-acquire", "eth0", vip_net]).await;
+    wait_trunk_entry(
+        lab,
+        vip,
+        mac_b,
+        Duration::from_secs(2).saturating_sub(started.elapsed()),
+        &format!("{announcement} to move the trunk's entry for {vip} to b"),
+    )
+    .await;
+    must(lab, "trunk", &["ping", vip, "2000"]).await;
+    must(lab, "b", &["vip-held", "eth0", vip_net]).await;
+    must_not(lab, "a", &["vip-held", "eth0", vip_net]).await;
 }
 
 #[tokio::test]
@@ -105,7 +151,11 @@ async fn floating_ip_moves_by_gratuitous_arp() -> anyhow::Result<()> {
     // unresolved entry for it.
     must_not(&lab, "a", &["vip-held", "eth0", VIP_NET]).await;
     must_not(&lab, "trunk", &["ping", VIP, "500"]).await;
-    assert_eq!(trunk_entry(&lab), None, "nobody answered ARP for {VIP}");
+    assert_eq!(
+        trunk_entry(&lab, VIP),
+        None,
+        "nobody answered ARP for {VIP}"
+    );
 
     // a takes it: the trunk's entry resolves to a, and the VIP answers.
     must(&lab, "a", &["vip-acquire", "eth0", VIP_NET]).await;
@@ -114,44 +164,56 @@ async fn floating_ip_moves_by_gratuitous_arp() -> anyhow::Result<()> {
     must(&lab, "a", &["vip-acquire", "eth0", VIP_NET]).await;
     wait_trunk_entry(
         &lab,
+        VIP,
         &mac_a,
         Duration::from_secs(2),
         "trunk's entry for the VIP → a",
     )
     .await;
     must(&lab, "trunk", &["ping", VIP, "2000"]).await;
-    assert_eq!(trunk_entry(&lab).as_deref(), Some(mac_a.as_str()));
+    assert_eq!(trunk_entry(&lab, VIP).as_deref(), Some(mac_a.as_str()));
 
-    // a lets go; nothing tells the trunk, whose entry still says a.
-    must(&lab, "a", &["vip-release", "eth0", VIP_NET]).await;
-    must_not(&lab, "a", &["vip-held", "eth0", VIP_NET]).await;
-    // Releasing again is fine.
-    must(&lab, "a", &["vip-release", "eth0", VIP_NET]).await;
-    assert_eq!(
-        trunk_entry(&lab).as_deref(),
-        Some(mac_a.as_str()),
-        "the trunk's entry is stale, not gone"
-    );
-    // Past the neighbour lock time (1 s), within which some kernels ignore
-    // a new address for an entry just confirmed. A real takeover comes
-    // later than that after the last packet from the old active.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    hand_over_to_b(&lab, VIP, VIP_NET, &mac_a, &mac_b, "gratuitous ARP").await;
+    Ok(())
+}
 
-    // b takes over. The trunk sends nothing meanwhile, and its stale entry
-    // could only be re-checked by unicast to a's MAC (which gets no
-    // answer), never learn b's MAC: only b's gratuitous ARP can move it.
-    let started = Instant::now();
-    must(&lab, "b", &["vip-acquire", "eth0", VIP_NET]).await;
-    wait_trunk_entry(
-        &lab,
-        &mac_b,
-        Duration::from_secs(2).saturating_sub(started.elapsed()),
-        "gratuitous ARP to move the trunk's entry for the VIP to b",
-    )
-    .await;
-    must(&lab, "trunk", &["ping", VIP, "2000"]).await;
-    must(&lab, "b", &["vip-held", "eth0", VIP_NET]).await;
-    must_not(&lab, "a", &["vip-held", "eth0", VIP_NET]).await;
+/// The IPv6 twin of [`floating_ip_moves_by_gratuitous_arp`]: the lab has
+/// only link-local IPv6 addresses, so the test gives trunk, a and b ULA
+/// ones (without duplicate address detection, usable at once).
+#[tokio::test]
+async fn floating_ipv6_moves_by_unsolicited_na() -> anyhow::Result<()> {
+    const VIP6: &str = "fd77::100";
+    const VIP6_NET: &str = "fd77::100/64";
+    const TRUNK6: &str = "fd77::10";
+    ha_tool();
+    let lab = Lab::up("vi6")?;
+    for (node, addr) in [("trunk", TRUNK6), ("a", "fd77::2"), ("b", "fd77::3")] {
+        let ns = lab.ns(node);
+        let net = format!("{addr}/64");
+        let args = ["-n", &ns, "-6", "addr", "add", &net, "dev", "eth0", "nodad"];
+        let out = std::process::Command::new("ip").args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mac_a = lab.mac("a", "eth0")?;
+    let mac_b = lab.mac("b", "eth0")?;
+
+    must(&lab, "a", &["ping", TRUNK6, "2000"]).await;
+    must(&lab, "b", &["ping", TRUNK6, "2000"]).await;
+    must_not(&lab, "trunk", &["ping", VIP6, "500"]).await;
+    assert_eq!(trunk_entry(&lab, VIP6), None, "nobody answered for {VIP6}");
+
+    // a takes it; the trunk resolves it to a.
+    must(&lab, "a", &["vip-acquire", "eth0", VIP6_NET]).await;
+    must(&lab, "a", &["vip-held", "eth0", VIP6_NET]).await;
+    must(&lab, "trunk", &["ping", VIP6, "2000"]).await;
+    assert_eq!(trunk_entry(&lab, VIP6).as_deref(), Some(mac_a.as_str()));
+
+    hand_over_to_b(&lab, VIP6, VIP6_NET, &mac_a, &mac_b, "unsolicited NA").await;
     Ok(())
 }
 

@@ -40,6 +40,34 @@ fn frame_is_ethernet_minimum() {
     assert_eq!(garp_frame(MAC, VIP, GarpKind::Request).len(), 60);
 }
 
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x100);
+
+#[test]
+fn unsolicited_na_fields() {
+    let m = unsolicited_na(MAC, VIP6);
+    assert_eq!(NA_LEN, 32);
+    assert_eq!(m.len(), 32, "24-byte advertisement + 8-byte option");
+    assert_eq!(m[0], 136, "ICMPv6 type: neighbour advertisement");
+    assert_eq!(m[1], 0, "code");
+    assert_eq!(&m[2..4], &[0, 0], "checksum left to the kernel");
+    assert_eq!(m[4], 0b0010_0000, "flags: R=0, S=0, O=1");
+    assert_eq!(&m[5..8], &[0, 0, 0], "reserved");
+    assert_eq!(
+        &m[8..24],
+        &[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00],
+        "target address: the VIP"
+    );
+    assert_eq!(m[24], 2, "option type: target link-layer address");
+    assert_eq!(m[25], 1, "option length: 1 × 8 bytes");
+    assert_eq!(&m[26..32], &MAC, "option: our MAC");
+}
+
+#[test]
+fn unsolicited_na_goes_to_all_nodes() {
+    assert_eq!(ALL_NODES, "ff02::1".parse::<Ipv6Addr>().unwrap());
+    assert!(ALL_NODES.is_multicast());
+}
+
 #[test]
 fn mac_formats_like_ip_link() {
     assert_eq!(arp::format_mac(&MAC), "02:11:22:33:44:55");
