@@ -58,9 +58,7 @@ impl Engine {
                         self.end_call(call, "no_ack", leg == Leg::B, leg == Leg::A);
                         continue;
                     }
-                    if let Err(e) = self.ep.layer().send_response(&key, (*response).clone()) {
-                        tracing::debug!(call, error = %e, "2xx retransmission not sent");
-                    }
+                    self.deliver_response(&key, (*response).clone());
                     let t2 = self.ep.layer().config().t2;
                     let interval = (interval * 2).min(t2);
                     self.timers.at(

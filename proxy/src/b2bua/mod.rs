@@ -153,8 +153,8 @@ pub struct Engine {
     serving_since: call::UnixMillis,
     /// Server transactions of calls adopted at a takeover: they exist
     /// only on the node we took over from, so their responses go out
-    /// statelessly.
-    adopted: std::collections::HashSet<ServerKey>,
+    /// statelessly, to where §18.2.2 sends them.
+    adopted: HashMap<ServerKey, Target>,
 }
 
 impl Engine {
@@ -476,43 +476,29 @@ impl Engine {
         match Message::parse(bytes) {
             Ok(msg) => {
                 metrics::sip_out_response(msg.status().unwrap_or(0));
-                if self.adopted.contains(key) {
-                    return self.send_response_stateless(msg);
-                }
-                if let Err(e) = self.ep.layer().send_response(key, msg) {
-                    tracing::debug!(error = %e, "response not sent");
-                }
+                self.deliver_response(key, msg);
             }
             Err(e) => tracing::error!(error = %e, "built an unparseable response"),
         }
     }
 
-    /// A response whose server transaction lives on the node we took over
-    /// from: sent along its top Via (`received`/`rport` first, §18.2.2).
-    fn send_response_stateless(&self, msg: Message) {
-        let Some(via) = msg.vias().next() else {
-            return;
+    /// Hands a response to its server transaction, or, for one adopted
+    /// at a takeover (it lives on the old node), sends it statelessly.
+    fn deliver_response(&self, key: &ServerKey, msg: Message) {
+        let sent = match self.adopted.get(key) {
+            Some(target) => self
+                .ep
+                .send_raw(*target, msg.as_bytes().clone())
+                .map_err(|e| e.to_string()),
+            None => self
+                .ep
+                .layer()
+                .send_response(key, msg)
+                .map_err(|e| e.to_string()),
         };
-        let host = via.received().unwrap_or(via.host);
-        let port = via
-            .param("rport")
-            .and_then(|p| p.parse().ok())
-            .or(via.port)
-            .unwrap_or(5060);
-        let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() else {
-            return;
-        };
-        let transport = if via.transport.eq_ignore_ascii_case("TCP") {
-            TransportKind::Tcp
-        } else {
-            TransportKind::Udp
-        };
-        let target = Target {
-            transport,
-            addr: SocketAddr::new(ip, port),
-            connection: None,
-        };
-        let _ = self.ep.send_raw(target, msg.as_bytes().clone());
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "response not sent");
+        }
     }
 
     /// Sends a request as a client transaction with the given role.

@@ -24,7 +24,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use media_relay::{SessionId, SessionSnapshot};
 use serde::{Deserialize, Serialize};
-use sipcore::transaction::ClientKey;
+use sipcore::transaction::{response_target, ClientKey};
+use sipcore::transport::Target;
 use state_sync::{Change, NodeEvent, Record, RecordId, SyncHandle};
 use tokio::sync::{mpsc, oneshot};
 
@@ -246,7 +247,13 @@ impl Engine {
                 }
             }
             if let Some(key) = call.a.invite_key.clone() {
-                self.adopted.insert(key);
+                let source = Target {
+                    transport: call.a.transport,
+                    addr: call.a.source,
+                    connection: None,
+                };
+                self.adopted
+                    .insert(key, response_target(&call.a.invite, source));
             }
             if self.relay.session_info(SessionId(call.media)).is_err() {
                 tracing::warn!(call = id, "no relay session for an adopted call");
