@@ -208,9 +208,14 @@ impl HaLab {
     }
 
     /// Both media servers, node `a` active, node `b` its standby in sync.
+    /// Both media servers with the same scenario (see `media_server`).
+    fn media_servers(&mut self, scenario: Option<(&str, u64)>) {
+        self.media_server("ms1", scenario);
+        self.media_server("ms2", scenario);
+    }
+
     async fn pair(&mut self) {
-        self.media_server("ms1", None);
-        self.media_server("ms2", None);
+        self.media_servers(None);
         self.start_pair().await;
     }
 
@@ -252,27 +257,33 @@ impl HaLab {
         self.spawn("load", "trunk", tandem_load(), &args);
     }
 
-    async fn finish_load(&mut self, deadline: Duration) -> Value {
+    /// Waits for process `name` to exit; its exit status.
+    async fn wait_exit(&mut self, name: &str, deadline: Duration) -> std::process::ExitStatus {
         let end = Instant::now() + deadline;
         loop {
-            if let Some(status) = self.proc("load").child.try_wait().unwrap() {
-                let text = std::fs::read_to_string(self.dir.path().join("load.json"))
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "tandem-load ({status}) wrote no JSON: {e}\n{}",
-                            self.log_tail("load", 40)
-                        )
-                    });
-                return serde_json::from_str(&text).unwrap();
+            if let Some(status) = self.proc(name).child.try_wait().unwrap() {
+                return status;
             }
             if Instant::now() > end {
                 panic!(
-                    "tandem-load still running after {deadline:?}\n{}",
-                    self.log_tail("load", 20)
+                    "{name} still running after {deadline:?}\n{}\n--- b ---\n{}",
+                    self.log_tail(name, 20),
+                    self.log_tail("b", 30)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    async fn finish_load(&mut self, deadline: Duration) -> Value {
+        let status = self.wait_exit("load", deadline).await;
+        let text = std::fs::read_to_string(self.dir.path().join("load.json")).unwrap_or_else(|e| {
+            panic!(
+                "tandem-load ({status}) wrote no JSON: {e}\n{}",
+                self.log_tail("load", 40)
+            )
+        });
+        serde_json::from_str(&text).unwrap()
     }
 
     /// Waits for tandem-load and checks that every one of its `n` calls
@@ -501,8 +512,7 @@ async fn a_call_ringing_at_the_takeover_is_answered_afterwards() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut lab = HaLab::up("ring");
     // Both servers ring 3 s before answering.
-    lab.media_server("ms1", Some(("late_answer_uas.xml", 3000)));
-    lab.media_server("ms2", Some(("late_answer_uas.xml", 3000)));
+    lab.media_servers(Some(("late_answer_uas.xml", 3000)));
     lab.start_pair().await;
     let kill = lab.testbed(&["kill", lab.lab.name(), "a"]);
     lab.start_load(&[
@@ -568,8 +578,7 @@ async fn a_switchover_swaps_the_roles_without_losing_a_call() {
 async fn in_dialog_re_invites_and_bye_work_through_the_new_active_node() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut lab = HaLab::up("rinv");
-    lab.media_server("ms1", Some(("reinvite_uas.xml", 0)));
-    lab.media_server("ms2", Some(("reinvite_uas.xml", 0)));
+    lab.media_servers(Some(("reinvite_uas.xml", 0)));
     lab.start_pair().await;
     // One call, answered, then 4 s before the caller's hold re-INVITE.
     let scenario = workspace().join("deploy/sipp/reinvite_later_uac.xml");
@@ -609,18 +618,7 @@ async fn in_dialog_re_invites_and_bye_work_through_the_new_active_node() {
     // The re-INVITEs (CSeq 2 and 3 from the caller; Tandem's own CSeq
     // toward the server above the replicated one) and the BYE all go
     // through b; SIPp fails on any unexpected answer.
-    let end = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = lab.proc("caller").child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < end,
-            "caller still running\n{}",
-            lab.log_tail("b", 30)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = lab.wait_exit("caller", Duration::from_secs(30)).await;
     assert!(
         status.success(),
         "caller's SIPp: {status}\n{}\n--- b ---\n{}",

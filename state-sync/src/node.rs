@@ -240,6 +240,17 @@ struct Peer {
     acked: u64,
 }
 
+impl Peer {
+    fn new(conn: Connection) -> Peer {
+        Peer {
+            conn,
+            level: false,
+            incompatible: false,
+            acked: 0,
+        }
+    }
+}
+
 struct Driver {
     config: SyncConfig,
     secret: Arc<[u8]>,
@@ -750,12 +761,7 @@ impl Driver {
         };
         tracing::info!(%from, "standby connected");
         // A newer connection replaces an older one (the standby restarted).
-        self.peer = Some(Peer {
-            conn,
-            level: false,
-            incompatible: false,
-            acked: 0,
-        });
+        self.peer = Some(Peer::new(conn));
         self.unacked.clear();
     }
 
@@ -789,12 +795,7 @@ impl Driver {
                             last_seq: self.replica.last_seq(),
                         };
                         conn.send(frame::encode(&self.secret, self.machine.epoch(), &hello));
-                        self.peer = Some(Peer {
-                            conn,
-                            level: false,
-                            incompatible: false,
-                            acked: 0,
-                        });
+                        self.peer = Some(Peer::new(conn));
                     }
                     Ok(_) => {}
                     Err(e) => {

@@ -81,11 +81,16 @@ struct Node {
 
 impl Node {
     fn start(cfg: SyncConfig, vip: Arc<AtomicBool>) -> Node {
+        Node::with_schema(cfg, SCHEMA, vip)
+    }
+
+    /// A node speaking record schema `schema`.
+    fn with_schema(cfg: SyncConfig, schema: u32, vip: Arc<AtomicBool>) -> Node {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let (handle, events) = SyncNode::start(cfg, SCHEMA, 0, probe(vip)).unwrap();
+        let (handle, events) = SyncNode::start(cfg, schema, 0, probe(vip)).unwrap();
         Node {
             handle,
             events,
@@ -126,17 +131,23 @@ async fn until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// "a" active (the floating address answering from then on), "b" its
-/// standby in sync.
-async fn active_and_standby() -> (Pair, Arc<AtomicBool>, Node, Node) {
+/// "a" alone and active; the floating address answers from then on.
+async fn lone_active() -> (Pair, Arc<AtomicBool>, Node) {
     let p = pair();
     let vip = Arc::new(AtomicBool::new(false));
     let a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
-    until("a active", Duration::from_secs(5), || {
+    until("a active alone", Duration::from_secs(5), || {
         a.role() == Role::Active
     })
     .await;
     vip.store(true, Ordering::SeqCst);
+    (p, vip, a)
+}
+
+/// "a" active (the floating address answering from then on), "b" its
+/// standby in sync.
+async fn active_and_standby() -> (Pair, Arc<AtomicBool>, Node, Node) {
+    let (p, vip, a) = lone_active().await;
     let mut b = Node::start(config("b", p.b, p.a, SECRET), vip.clone());
     until("b in sync", Duration::from_secs(5), || {
         b.drain();
@@ -157,14 +168,7 @@ fn record(key: &str, version: u64) -> Change {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_follows_takes_over_a_dead_active_and_a_restarted_one_follows_it() {
-    let p = pair();
-    let vip = Arc::new(AtomicBool::new(false));
-    let mut a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
-    until("a active alone", Duration::from_secs(5), || {
-        a.role() == Role::Active
-    })
-    .await;
-    vip.store(true, Ordering::SeqCst);
+    let (p, vip, mut a) = lone_active().await;
     a.drain();
     assert_eq!(a.activated, Some(1), "first epoch");
     for i in 0..300 {
@@ -272,14 +276,7 @@ async fn a_standby_restarted_under_churn_ends_with_exactly_the_active_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_pair_link_with_the_active_still_serving_is_no_takeover() {
-    let p = pair();
-    let vip = Arc::new(AtomicBool::new(false));
-    let a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
-    until("a active", Duration::from_secs(5), || {
-        a.role() == Role::Active
-    })
-    .await;
-    vip.store(true, Ordering::SeqCst);
+    let (p, vip, a) = lone_active().await;
     // b is configured with a peer address where nothing answers: as if
     // the pair link were cut. The floating address still answers.
     let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -293,16 +290,7 @@ async fn a_cut_pair_link_with_the_active_still_serving_is_no_takeover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_the_secret_is_refused_and_never_followed() {
-    let p = pair();
-    let vip = Arc::new(AtomicBool::new(true));
-    let a = Node::start(
-        config("a", p.a, p.b, SECRET),
-        Arc::new(AtomicBool::new(false)),
-    );
-    until("a active", Duration::from_secs(5), || {
-        a.role() == Role::Active
-    })
-    .await;
+    let (p, vip, a) = lone_active().await;
     a.handle.publish(record("secret-call", 1));
     let mut b = Node::start(config("b", p.b, p.a, "not the pair's secret"), vip);
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -393,30 +381,10 @@ async fn with_an_external_owner_of_the_address_roles_follow_its_notifications() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incompatible_standby_gets_no_records_and_only_a_forced_switchover() {
-    let p = pair();
-    let vip = Arc::new(AtomicBool::new(false));
-    let a = Node::start(config("a", p.a, p.b, SECRET), vip.clone());
-    until("a active", Duration::from_secs(5), || {
-        a.role() == Role::Active
-    })
-    .await;
-    vip.store(true, Ordering::SeqCst);
+    let (p, vip, a) = lone_active().await;
     a.handle.publish(record("c1", 1));
     // b runs a newer version whose records a cannot share.
-    let (handle, events) = SyncNode::start(
-        config("b", p.b, p.a, SECRET),
-        2 << 16,
-        0,
-        probe(vip.clone()),
-    )
-    .unwrap();
-    let mut b = Node {
-        handle,
-        events,
-        copy: BTreeMap::new(),
-        activated: None,
-        stepped_down: false,
-    };
+    let mut b = Node::with_schema(config("b", p.b, p.a, SECRET), 2 << 16, vip.clone());
     until("b in the upgrade state", Duration::from_secs(5), || {
         b.role() == Role::Upgrade { peer_newer: false }
     })
