@@ -24,7 +24,7 @@ impl Engine {
                     // A new call may ring as long as the trunk lets it; a
                     // resume may not: its caller hears silence meanwhile.
                     let (waiting, ringing_resume) =
-                        self.calls.get(&call).map_or((false, false), |c| {
+                        self.store.get(call).map_or((false, false), |c| {
                             let mine = c.b.invite_key.as_ref() == Some(&key);
                             let resume = c.resuming.is_some();
                             (
@@ -36,7 +36,7 @@ impl Engine {
                         if ringing_resume {
                             self.send_leg_b_cancel(call);
                         }
-                        self.clients.remove(&key);
+                        self.store.unbind_client(&key);
                         self.leg_b_failed(call, &key, "media server did not answer");
                     }
                 }
@@ -48,12 +48,12 @@ impl Engine {
                     interval,
                     give_up,
                 } => {
-                    if self.unacked.get(&(call, leg)) != Some(&response.cseq().seq) {
+                    if !self.store.awaits_ack(call, leg, response.cseq().seq) {
                         continue;
                     }
                     if now >= give_up {
                         // No ACK for 64*T1: the dialog is dead (§13.3.1.4).
-                        self.unacked.remove(&(call, leg));
+                        self.store.acked(call, leg);
                         tracing::warn!(call, ?leg, "no ACK for the 2xx; ending the call");
                         self.end_call(call, "no_ack", leg == Leg::B, leg == Leg::A);
                         continue;
@@ -75,9 +75,13 @@ impl Engine {
                 }
                 TimerEvent::ResumeRetry { call } => self.resume_retry(call),
                 TimerEvent::ProbeTimeout { member, key } => {
-                    if self.probes.get(member).and_then(|p| p.as_ref()) == Some(&key) {
-                        self.probes[member] = None;
-                        self.clients.remove(&key);
+                    if let Some(p) = self
+                        .probes
+                        .get_mut(member)
+                        .filter(|p| p.as_ref() == Some(&key))
+                    {
+                        *p = None;
+                        self.store.unbind_client(&key);
                         self.probe_outcome(member, false);
                     }
                 }
@@ -89,7 +93,7 @@ impl Engine {
     pub(super) fn send_probes(&mut self) {
         let timeout = Duration::from_millis(self.config.pool.health.timeout_ms);
         for member in 0..self.pool.members.len() {
-            if self.probes[member].is_none() {
+            if self.probes.get(member).is_some_and(Option::is_none) {
                 self.send_probe(member, timeout);
             }
         }
@@ -99,12 +103,14 @@ impl Engine {
     /// whose outcome is then ignored); its outcome comes back through
     /// [`probe_outcome`](Self::probe_outcome).
     pub(super) fn send_probe(&mut self, member: usize, timeout: Duration) {
-        if let Some(old) = self.probes[member].take() {
+        if let Some(old) = self.probes.get_mut(member).and_then(Option::take) {
             // Its answer, should it still come, is a stray now.
-            self.clients.remove(&old);
+            self.store.unbind_client(&old);
         }
         {
-            let m = self.pool.member(member).clone();
+            let Some(m) = self.member(member).cloned() else {
+                return;
+            };
             let transport = member_transport(m.transport);
             let bytes = RequestBuilder::new(&Method::Options, &format!("sip:{}", m.address))
                 .header("Via", &self.new_via(transport))
@@ -123,7 +129,9 @@ impl Engine {
                 connection: None,
             };
             if let Some(key) = self.send_request(bytes, target, ClientRole::Probe { member }) {
-                self.probes[member] = Some(key.clone());
+                if let Some(p) = self.probes.get_mut(member) {
+                    *p = Some(key.clone());
+                }
                 self.timers.at(
                     Instant::now() + timeout,
                     TimerEvent::ProbeTimeout { member, key },
@@ -139,7 +147,7 @@ impl Engine {
             return;
         }
         if let Some(change) = self.pool.probe_result(member, alive) {
-            let name = self.pool.member(member).name.clone();
+            let name = self.member_name(member);
             match change.now {
                 Health::Down => tracing::warn!(member = %name, "media server is down"),
                 Health::Up => tracing::info!(member = %name, "media server is up"),
@@ -159,7 +167,7 @@ impl Engine {
         let media_ms = calls.media_timeout_s * 1000;
         let mut ends: Vec<(u64, &'static str)> = Vec::new();
         let mut timeouts: Vec<u64> = Vec::new();
-        for (id, call) in &self.calls {
+        for (id, call) in self.store.iter() {
             match call.state {
                 CallState::Calling | CallState::Early => {
                     if now.saturating_sub(call.created_at) > RING_LIMIT.as_millis() as u64 {
@@ -212,7 +220,7 @@ impl Engine {
         }
         for (id, reason) in ends {
             tracing::info!(call = id, reason, "ending call");
-            let answered = self.calls.get(&id).is_some_and(|c| c.a.dialog.is_some());
+            let answered = self.store.get(id).is_some_and(|c| c.a.dialog.is_some());
             self.end_call(id, reason, answered, answered);
         }
         metrics::relay(&self.relay.counters());
@@ -222,23 +230,17 @@ impl Engine {
     }
 
     fn send_leg_b_cancel_if_ringing(&mut self, id: u64) {
-        if self.calls.get(&id).is_some_and(|c| c.b.provisional) {
-            if let Some(c) = self.calls.get_mut(&id) {
-                c.state = CallState::Cancelling;
-            }
+        if let Some(c) = self.store.get_mut(id).filter(|c| c.b.provisional) {
+            c.state = CallState::Cancelling;
         }
     }
 
     /// Ends a call: BYE to the legs asked for, the relay session freed,
     /// one CDR line, metrics.
     pub(super) fn end_call(&mut self, id: u64, reason: &str, bye_a: bool, bye_b: bool) {
-        let Some(mut call) = self.calls.remove(&id) else {
+        let Some(mut call) = self.store.remove(id) else {
             return;
         };
-        self.by_a.remove(&call.a.call_id);
-        self.by_b.remove(&call.b.call_id);
-        self.unacked.remove(&(id, Leg::A));
-        self.unacked.remove(&(id, Leg::B));
         if call.answered_at.is_some() {
             // Leg B's dialog ends here (our BYE below, or the server's own
             // BYE): its late 2xx retransmissions only need an ACK.
@@ -255,17 +257,13 @@ impl Engine {
             if !wanted {
                 continue;
             }
-            let transport = match leg {
-                Leg::A => call.a.transport,
-                Leg::B => member_transport(self.pool.member(call.b.member).transport),
-            };
-            let via = self.new_via(transport);
+            let via = self.new_via(self.leg_transport(&call, leg));
             let target = self.leg_target(&call, leg);
             let dialog = match leg {
                 Leg::A => call.a.dialog.as_mut(),
                 Leg::B => call.b.dialog.as_mut(),
             };
-            if let Some(d) = dialog {
+            if let (Some(d), Some(target)) = (dialog, target) {
                 let bye = d
                     .request(&Method::Bye, &via)
                     .header("Reason", &bye_reason)
@@ -310,7 +308,7 @@ impl Engine {
         );
         self.drop_session(session);
         metrics::call_ended(reason, call.answered_at.is_some());
-        metrics::calls_active(self.calls.len());
+        metrics::calls_active(self.store.len());
     }
 
     pub(super) fn drop_session(&self, session: SessionId) {

@@ -13,7 +13,7 @@ use sipcore::transaction::{ClientKey, ServerKey};
 use tokio::time::Instant;
 
 use super::call::{now_millis, CallState, Leg};
-use super::{member_transport, ClientRole, Engine, TimerEvent};
+use super::{ClientRole, Engine, TimerEvent};
 use crate::media::{is_sdp, relay_sdp};
 
 /// Headers a forwarded in-dialog request or response keeps.
@@ -35,7 +35,10 @@ impl Engine {
             self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
-        let call = self.calls.get_mut(&id).expect("indexed call exists");
+        let Some(call) = self.store.get_mut(id) else {
+            self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
         let dialog = match leg {
             Leg::A => call.a.dialog.as_mut(),
             Leg::B => call.b.dialog.as_mut(),
@@ -106,11 +109,11 @@ impl Engine {
         method: Method,
     ) {
         let to = from.other();
-        let transport = match to {
-            Leg::A => self.calls[&id].a.transport,
-            Leg::B => member_transport(self.pool.member(self.calls[&id].b.member).transport),
+        let Some(call) = self.store.get(id) else {
+            return;
         };
-        let via = self.new_via(transport);
+        let via = self.new_via(self.leg_transport(call, to));
+        let target = self.leg_target(call, to);
         let body = match self.rewrite_body(id, from, &request) {
             Ok(b) => b,
             Err(e) => {
@@ -124,17 +127,18 @@ impl Engine {
                 return;
             }
         };
-        let target = self.leg_target(&self.calls[&id], to);
         let carried: Vec<(&str, &str)> = request
             .iter_headers()
             .filter(|(n, _)| self.carried(n))
             .collect();
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         let dialog = match to {
             Leg::A => call.a.dialog.as_mut(),
             Leg::B => call.b.dialog.as_mut(),
         };
-        let Some(dialog) = dialog else {
+        let (Some(dialog), Some(target)) = (dialog, target) else {
             self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
@@ -175,7 +179,7 @@ impl Engine {
             request: Box::new(request.clone()),
         };
         if self.send_request(req.build(), target, role).is_none() {
-            if let Some(c) = self.calls.get_mut(&id) {
+            if let Some(c) = self.store.get_mut(id) {
                 c.offer_pending = false;
             }
             self.respond(
@@ -206,7 +210,7 @@ impl Engine {
         if !is_sdp(Some(&ct)) {
             return Ok(Some((ct, msg.body_bytes())));
         }
-        let session = SessionId(self.calls[&id].media);
+        let session = SessionId(self.store.get(id).map_or(id, |c| c.media));
         let info = self.relay.session_info(session).map_err(|e| {
             crate::error::Error::internal(500, "Server Internal Error", e.to_string())
         })?;
@@ -223,12 +227,12 @@ impl Engine {
         response: Message,
     ) {
         let status = response.status().unwrap_or(0);
-        if status < 200 || !self.calls.contains_key(&id) {
+        if status < 200 || !self.store.contains(id) {
             return;
         }
         if to == Leg::B && matches!(status, 408 | 481 | 503) && self.resumes_on_in_dialog_failure()
         {
-            if let Some(c) = self.calls.get_mut(&id) {
+            if let Some(c) = self.store.get_mut(id) {
                 c.offer_pending = false;
             }
             self.respond_call_moving(&origin, &request);
@@ -237,20 +241,20 @@ impl Engine {
         }
         let method = response.cseq().method.clone();
         let from = to.other();
-        let origin_transport = match from {
-            Leg::A => self.calls[&id].a.transport,
-            Leg::B => member_transport(self.pool.member(self.calls[&id].b.member).transport),
+        let Some(call) = self.store.get(id) else {
+            return;
         };
+        let origin_transport = self.leg_transport(call, from);
+        let ack_via = self.new_via(self.leg_transport(call, to));
+        let ack_target = self.leg_target(call, to);
         let body = self.rewrite_body(id, to, &response).unwrap_or_else(|e| {
             tracing::warn!(call = id, error = %e, "answer SDP not usable");
             None
         });
         let contact = self.contact(origin_transport);
-        let ack_via = self.new_via(match to {
-            Leg::A => self.calls[&id].a.transport,
-            Leg::B => member_transport(self.pool.member(self.calls[&id].b.member).transport),
-        });
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         if matches!(method, Method::Invite | Method::Update) {
             call.offer_pending = false;
         }
@@ -307,12 +311,11 @@ impl Engine {
                 Leg::A => call.a.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
                 Leg::B => call.b.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
             };
-            let target = self.leg_target(&self.calls[&id], to);
-            if let Some(ack) = ack {
+            if let (Some(ack), Some(target)) = (ack, ack_target) {
                 let _ = self.ep.send_raw(target, ack);
             }
             if let Ok(msg) = Message::parse(bytes.clone()) {
-                self.unacked.insert((id, from), request.cseq().seq);
+                self.store.await_ack(id, from, request.cseq().seq);
                 let t1 = self.ep.layer().config().t1;
                 self.timers.at(
                     Instant::now() + t1,
@@ -334,13 +337,13 @@ impl Engine {
         let Some((id, leg)) = self.call_of(ack.call_id()) else {
             return;
         };
-        if self.unacked.get(&(id, leg)) == Some(&ack.cseq().seq) {
-            self.unacked.remove(&(id, leg));
+        if self.store.awaits_ack(id, leg, ack.cseq().seq) {
+            self.store.acked(id, leg);
         }
         if leg != Leg::A {
             return;
         }
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.store.get_mut(id) else {
             return;
         };
         if call.state == CallState::Answered {
@@ -360,7 +363,7 @@ impl Engine {
         let invite_key = self.ep.layer().find_invite_for_cancel(&key);
         let found = invite_key.as_ref().and_then(|ik| {
             let (id, leg) = self.call_of(cancel.call_id())?;
-            let call = self.calls.get(&id)?;
+            let call = self.store.get(id)?;
             (leg == Leg::A && call.a.invite_key.as_ref() == Some(ik)).then_some(id)
         });
         let Some(id) = found else {
@@ -368,7 +371,9 @@ impl Engine {
             return;
         };
         self.respond(&key, &cancel, 200, "OK", &[]);
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         if let Some(ik) = call.a.invite_key.take() {
             let resp = ResponseBuilder::with_to_tag(
                 &call.a.invite,
@@ -379,7 +384,9 @@ impl Engine {
             .build();
             self.send_response(&ik, resp);
         }
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         call.state = CallState::Cancelling;
         if call.b.provisional {
             self.send_leg_b_cancel(id);
@@ -402,7 +409,11 @@ impl Engine {
     }
 
     pub(super) fn send_leg_b_cancel(&mut self, id: u64) {
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.store.get(id) else {
+            return;
+        };
+        let target = self.leg_target(call, Leg::B);
+        let Some(call) = self.store.get_mut(id) else {
             return;
         };
         if call.b.cancel_sent {
@@ -419,8 +430,9 @@ impl Engine {
             .header("CSeq", &format!("{} CANCEL", inv.cseq().seq))
             .header("Reason", "SIP;cause=487;text=\"Request Terminated\"")
             .build();
-        let target = self.leg_target(&self.calls[&id], Leg::B);
-        self.send_request(bytes, target, ClientRole::Own);
+        if let Some(target) = target {
+            self.send_request(bytes, target, ClientRole::Own);
+        }
     }
 
     pub(super) fn on_stray_response(&mut self, response: Message) {
@@ -437,8 +449,11 @@ impl Engine {
         // A 2xx retransmitted after leg B's client transaction ended: our
         // ACK was lost. ACK again; unknown dialogs are hung up.
         match self.call_of(response.call_id()) {
-            Some((id, Leg::B)) if !self.calls[&id].b.ack_pending => {
-                if response.cseq().seq == self.calls[&id].b.invite.cseq().seq {
+            Some((id, Leg::B)) => {
+                let resend = self.store.get(id).is_some_and(|c| {
+                    !c.b.ack_pending && response.cseq().seq == c.b.invite.cseq().seq
+                });
+                if resend {
                     self.send_leg_b_ack(id, None);
                 }
             }

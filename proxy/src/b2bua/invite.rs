@@ -44,7 +44,7 @@ impl Engine {
         // A retransmitted INVITE is absorbed by the transaction layer; a
         // second INVITE with the same Call-ID and no To tag (a new branch)
         // would be a fork: refuse it rather than open a second call.
-        if self.by_a.contains_key(invite.call_id()) {
+        if self.store.has_leg_a(invite.call_id()) {
             self.respond(
                 &key,
                 &invite,
@@ -56,8 +56,7 @@ impl Engine {
         }
         self.respond(&key, &invite, 100, "Trying", &[]);
 
-        let id = self.next_call;
-        self.next_call += 1;
+        let id = self.store.allocate_id();
         let session = SessionId(id);
         let info = match self.relay.create_session(session, SessionParams::default()) {
             Ok(info) => info,
@@ -108,7 +107,7 @@ impl Engine {
                 call_id: invite.call_id().to_owned(),
                 local_tag: token(12),
                 invite: invite.clone(),
-                invite_key: Some(key),
+                invite_key: Some(key.clone()),
                 transport: source.transport,
                 source: source.addr,
                 dialog: None,
@@ -141,9 +140,15 @@ impl Engine {
             resumes: 0,
             started: Instant::now(),
         };
-        self.by_a.insert(call.a.call_id.clone(), id);
-        self.calls.insert(id, call);
-        metrics::calls_active(self.calls.len());
+        if let Err(e) = self.store.insert(call) {
+            // Cannot happen (the Call-ID was checked above, ids are
+            // fresh); refused rather than trusted.
+            tracing::error!(call = id, conflict = ?e, "call not stored");
+            self.drop_session(session);
+            self.respond(&key, &invite, 500, "Server Internal Error", &[]);
+            return;
+        }
+        metrics::calls_active(self.store.len());
         self.try_next_member(id, "no media server available");
     }
 
@@ -195,23 +200,24 @@ impl Engine {
     /// Sends leg B's INVITE to the next healthy member not tried yet; when
     /// none is left, answers leg A with `last_error`.
     pub(super) fn try_next_member(&mut self, id: u64, why: &str) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.store.get(id) else {
             return;
         };
         let tried = call.b.tried.clone();
+        let body = call.offer.clone();
         let Some(member) = self.pool.select(&tried) else {
             let e = Error::upstream(503, "Service Unavailable", why.to_owned());
             self.fail_call(id, e.status, e.reason, Some(e.warning()), "no_server");
             return;
         };
-        let body = self.calls[&id].offer.clone();
         let sent = self.send_leg_b_invite(id, member, body, &[]);
-        let call = self.calls.get_mut(&id).expect("call exists");
-        call.b.tried = {
-            let mut t = tried;
-            t.push(member);
-            t
-        };
+        if let Some(call) = self.store.get_mut(id) {
+            call.b.tried = {
+                let mut t = tried;
+                t.push(member);
+                t
+            };
+        }
         if !sent {
             self.leg_b_failed(
                 id,
@@ -236,9 +242,13 @@ impl Engine {
         offer: Option<Bytes>,
         extra: &[(&str, &str)],
     ) -> bool {
-        let m = self.pool.member(member).clone();
+        let Some(m) = self.member(member).cloned() else {
+            return false;
+        };
         let transport = member_transport(m.transport);
-        let call = &self.calls[&id];
+        let Some(call) = self.store.get(id) else {
+            return false;
+        };
         let a = &call.a.invite;
         let b_call_id = format!("{}@tandem", token(20));
         let b_tag = token(12);
@@ -314,12 +324,11 @@ impl Engine {
         };
         let key = self.send_request(bytes, target, ClientRole::LegBInvite { call: id });
         let timeout = std::time::Duration::from_millis(self.config.calls.member_answer_timeout_ms);
-        let call = self.calls.get_mut(&id).expect("call exists");
-        if !call.b.call_id.is_empty() {
-            self.by_b.remove(&call.b.call_id);
-        }
+        let Some(call) = self.store.get_mut(id) else {
+            return false;
+        };
         let tried = std::mem::take(&mut call.b.tried);
-        call.b = LegB {
+        let leg = LegB {
             call_id: b_call_id.clone(),
             local_tag: b_tag,
             member,
@@ -331,12 +340,20 @@ impl Engine {
             ack_pending: false,
             cancel_sent: false,
         };
+        if !self.store.set_leg_b(id, leg) {
+            tracing::error!(call = id, "leg B not stored");
+            return false;
+        }
+        let Some(call) = self.store.get_mut(id) else {
+            return false;
+        };
         if let Some(offer) = offer {
             call.set_b_local_sdp(offer);
         }
         call.servers.push((m.name.clone(), now_millis()));
-        self.by_b.insert(b_call_id, id);
-        self.pool.members[member].active_calls += 1;
+        if let Some(m) = self.pool.members.get_mut(member) {
+            m.active_calls += 1;
+        }
         match key {
             Some(key) => {
                 self.timers.at(
@@ -364,7 +381,7 @@ impl Engine {
 
     pub(super) fn on_leg_b_invite_response(&mut self, id: u64, key: ClientKey, response: Message) {
         let status = response.status().unwrap_or(0);
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.store.get_mut(id) else {
             if (200..300).contains(&status) {
                 self.reject_late_2xx(&response);
             }
@@ -384,7 +401,8 @@ impl Engine {
             return self.on_resume_response(id, response);
         }
         call.b.provisional = true;
-        if call.state == CallState::Cancelling {
+        let state = call.state;
+        if state == CallState::Cancelling {
             self.finish_cancel(id, &response);
             return;
         }
@@ -393,7 +411,7 @@ impl Engine {
             200..=299 => self.on_leg_b_answer(id, response),
             _ => {
                 let retry = status == 408 || (500..600).contains(&status);
-                if retry && matches!(self.calls[&id].state, CallState::Calling | CallState::Early) {
+                if retry && matches!(state, CallState::Calling | CallState::Early) {
                     self.release_member(id);
                     let why = format!("media server answered {status}");
                     tracing::info!(
@@ -415,8 +433,13 @@ impl Engine {
     }
 
     fn forward_provisional(&mut self, id: u64, response: Message) {
-        let contact = self.contact(self.calls[&id].a.transport);
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let Some(transport) = self.store.get(id).map(|c| c.a.transport) else {
+            return;
+        };
+        let contact = self.contact(transport);
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         if response.to_tag().is_some() {
             if let Ok(d) = Dialog::from_uac_response(&call.b.invite, &response, "") {
                 call.b.dialog = Some(d);
@@ -450,12 +473,14 @@ impl Engine {
     }
 
     fn on_leg_b_answer(&mut self, id: u64, response: Message) {
-        let local_contact = {
-            let call = &self.calls[&id];
-            self.contact(member_transport(self.pool.member(call.b.member).transport))
+        let Some(call) = self.store.get(id) else {
+            return;
         };
-        let a_contact = self.contact(self.calls[&id].a.transport);
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let local_contact = self.contact(self.leg_transport(call, Leg::B));
+        let a_contact = self.contact(call.a.transport);
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         let b_dialog = match Dialog::from_uac_response(&call.b.invite, &response, &local_contact) {
             Ok(d) => d,
             Err(e) => {
@@ -471,6 +496,7 @@ impl Engine {
             call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
         }
         let session = SessionId(call.media);
+        let had_offer = call.a.had_offer;
         let info = self.relay.session_info(session).ok();
         let mut body: Option<Bytes> = None;
         if !response.body().is_empty() && is_sdp(response.content_type()) {
@@ -490,12 +516,14 @@ impl Engine {
             }
         }
         // ACK leg B now unless A's ACK must bring the answer (late offer).
-        if call.a.had_offer {
+        if had_offer {
             self.send_leg_b_ack(id, None);
-        } else {
-            self.calls.get_mut(&id).expect("call").b.ack_pending = true;
+        } else if let Some(call) = self.store.get_mut(id) {
+            call.b.ack_pending = true;
         }
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         let mut b =
             ResponseBuilder::with_to_tag(&call.a.invite, 200, "OK", Some(&call.a.local_tag))
                 .header("Contact", &a_contact)
@@ -533,7 +561,7 @@ impl Engine {
         let seq = call.a.invite.cseq().seq;
         if let (Some(key), Ok(msg)) = (call.a.invite_key.take(), Message::parse(ok.clone())) {
             self.send_response(&key, ok);
-            self.unacked.insert((id, Leg::A), seq);
+            self.store.await_ack(id, Leg::A, seq);
             let now = Instant::now();
             self.timers.at(
                 now + t1,
@@ -552,11 +580,12 @@ impl Engine {
     /// ACK for leg B's 2xx (§13.2.2.4), with the answer when A's ACK
     /// brought one (late offer).
     pub(super) fn send_leg_b_ack(&mut self, id: u64, body: Option<Bytes>) {
-        let Some(member) = self.calls.get(&id).map(|c| c.b.member) else {
+        let Some(call) = self.store.get(id) else {
             return;
         };
-        let via = self.new_via(member_transport(self.pool.member(member).transport));
-        let Some(call) = self.calls.get_mut(&id) else {
+        let via = self.new_via(self.leg_transport(call, Leg::B));
+        let target = self.leg_target(call, Leg::B);
+        let Some(call) = self.store.get_mut(id) else {
             return;
         };
         call.b.ack_pending = false;
@@ -568,8 +597,9 @@ impl Engine {
             call.set_b_local_sdp(body.clone());
             ack = ack.body("application/sdp", body);
         }
-        let target = self.leg_target(&self.calls[&id], Leg::B);
-        let _ = self.ep.send_raw(target, ack.build());
+        if let Some(target) = target {
+            let _ = self.ep.send_raw(target, ack.build());
+        }
     }
 
     /// A 2xx nobody wants (a member answered after we moved on, or after a
@@ -629,7 +659,7 @@ impl Engine {
     /// Leg B's INVITE failed without a final response (timeout, transport
     /// error): before the answer, try the next member.
     pub(super) fn leg_b_failed(&mut self, id: u64, key: &ClientKey, why: &str) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.store.get(id) else {
             return;
         };
         if !key.branch.is_empty() && call.b.invite_key.as_ref() != Some(key) {
@@ -640,7 +670,7 @@ impl Engine {
         }
         match call.state {
             CallState::Calling | CallState::Early => {
-                tracing::info!(call = id, member = %self.pool.member(call.b.member).name, why, "trying the next member");
+                tracing::info!(call = id, member = %self.member_name(call.b.member), why, "trying the next member");
                 self.release_member(id);
                 self.try_next_member(id, why);
             }
@@ -650,7 +680,7 @@ impl Engine {
     }
 
     pub(super) fn release_member(&mut self, id: u64) {
-        if let Some(call) = self.calls.get_mut(&id) {
+        if let Some(call) = self.store.get_mut(id) {
             let m = call.b.member;
             call.b.invite_key = None;
             if let Some(member) = self.pool.members.get_mut(m) {
@@ -683,7 +713,7 @@ impl Engine {
         extra: &[(String, String)],
         outcome: &str,
     ) {
-        if let Some(call) = self.calls.get_mut(&id) {
+        if let Some(call) = self.store.get_mut(id) {
             if let Some(key) = call.a.invite_key.take() {
                 let mut b = ResponseBuilder::with_to_tag(
                     &call.a.invite,

@@ -16,8 +16,8 @@ mod housekeeping;
 mod in_dialog;
 mod invite;
 mod replication;
+mod store;
 mod survival;
-mod table;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -36,32 +36,11 @@ use tokio::time::Instant;
 
 pub use call::{Call, Leg};
 pub use replication::{Replication, RECORD_SCHEMA};
-use table::CallTable;
+use store::{CallStore, ClientRole};
 
 use crate::config::{Config, MemberTransport};
 use crate::metrics;
 use crate::pool::Pool;
-
-/// What each of our client transactions is for.
-#[derive(Debug, Clone)]
-enum ClientRole {
-    /// Leg B's initial INVITE for `call`.
-    LegBInvite { call: u64 },
-    /// A request forwarded to leg `to` of `call`; its final response is
-    /// relayed to the server transaction `origin` on the other leg.
-    Forwarded {
-        call: u64,
-        to: Leg,
-        origin: ServerKey,
-        request: Box<Message>,
-    },
-    /// A BYE or CANCEL Tandem sent on its own; the answer needs no action.
-    Own,
-    /// An OPTIONS keepalive to pool member `member`.
-    Probe { member: usize },
-    /// A re-INVITE to leg A after a resume changed the codec.
-    Reoffer { call: u64 },
-}
 
 #[derive(Debug, Clone)]
 enum TimerEvent {
@@ -123,13 +102,8 @@ pub struct Engine {
     ep: Endpoint,
     relay: Arc<MediaRelay>,
     pool: Pool,
-    calls: CallTable,
-    /// Leg A Call-ID → call; leg B Call-ID → call.
-    by_a: HashMap<String, u64>,
-    by_b: HashMap<String, u64>,
-    clients: HashMap<ClientKey, ClientRole>,
-    /// 2xx responses to INVITEs awaiting their ACK: (call, leg) → CSeq.
-    unacked: HashMap<(u64, Leg), u32>,
+    /// Every call and every index onto the calls.
+    store: CallStore,
     /// The outstanding probe of each member.
     probes: Vec<Option<ClientKey>>,
     /// Leg-B Call-IDs Tandem has already hung up (BYE sent, or the media
@@ -140,7 +114,6 @@ pub struct Engine {
     hung_up_b: HashMap<String, Instant>,
     timers: Timers,
     survival: survival::Survival,
-    next_call: u64,
     /// `sip:host:port` of Tandem, for Via, Contact and loop detection.
     advertised: SocketAddr,
     draining: bool,
@@ -175,16 +148,11 @@ impl Engine {
             ep,
             relay,
             pool,
-            calls: CallTable::new(replication.is_some()),
-            by_a: HashMap::new(),
-            by_b: HashMap::new(),
-            clients: HashMap::new(),
-            unacked: HashMap::new(),
+            store: CallStore::new(replication.is_some()),
             probes: vec![None; members],
             hung_up_b: HashMap::new(),
             timers: Timers::default(),
             survival: survival::Survival::default(),
-            next_call: 1,
             advertised,
             draining: false,
             replication,
@@ -198,7 +166,7 @@ impl Engine {
     /// and every call has ended (new calls are refused meanwhile).
     pub async fn run(
         mut self,
-        mut events: mpsc::UnboundedReceiver<TuEvent>,
+        mut events: sipcore::transaction::TuReceiver,
         mut shutdown: watch::Receiver<bool>,
         mut node_events: Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
         mut admin: mpsc::UnboundedReceiver<crate::admin::AdminCommand>,
@@ -252,12 +220,12 @@ impl Engine {
                 }
                 changed = shutdown.changed(), if !self.draining => {
                     if changed.is_err() || *shutdown.borrow() {
-                        tracing::info!(calls = self.calls.len(), "draining: new calls are refused");
+                        tracing::info!(calls = self.store.len(), "draining: new calls are refused");
                         self.draining = true;
                     }
                 }
             }
-            if self.draining && self.calls.is_empty() {
+            if self.draining && self.store.is_empty() {
                 break;
             }
         }
@@ -285,8 +253,8 @@ impl Engine {
             // role has seen its final response or failure by now.
             TuEvent::Terminated {
                 key: TransactionKey::Client(key),
-            } if !matches!(self.clients.get(&key), Some(ClientRole::Probe { .. })) => {
-                self.clients.remove(&key);
+            } if !matches!(self.store.client(&key), Some(ClientRole::Probe { .. })) => {
+                self.store.unbind_client(&key);
             }
             _ => {}
         }
@@ -326,12 +294,12 @@ impl Engine {
 
     fn on_response(&mut self, key: ClientKey, response: Message) {
         metrics::sip_in_response(response.status().unwrap_or(0));
-        let Some(role) = self.clients.get(&key).cloned() else {
+        let Some(role) = self.store.client(&key).cloned() else {
             return self.on_stray_response(response);
         };
         let status = response.status().unwrap_or(0);
         if status >= 200 && !matches!(role, ClientRole::Probe { .. }) {
-            self.clients.remove(&key);
+            self.store.unbind_client(&key);
         }
         match role {
             ClientRole::LegBInvite { call } => self.on_leg_b_invite_response(call, key, response),
@@ -341,11 +309,15 @@ impl Engine {
                 origin,
                 request,
             } => self.on_forwarded_response(call, to, origin, request, response),
-            ClientRole::Own => {}
+            ClientRole::Own | ClientRole::Orphaned { .. } => {}
             ClientRole::Probe { member } => {
-                if self.probes.get(member).and_then(|p| p.as_ref()) == Some(&key) {
-                    self.probes[member] = None;
-                    self.clients.remove(&key);
+                if let Some(p) = self
+                    .probes
+                    .get_mut(member)
+                    .filter(|p| p.as_ref() == Some(&key))
+                {
+                    *p = None;
+                    self.store.unbind_client(&key);
                     self.probe_outcome(member, true);
                 }
             }
@@ -360,7 +332,7 @@ impl Engine {
         if status < 200 {
             return;
         }
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.store.get_mut(id) else {
             return;
         };
         call.offer_pending = false;
@@ -368,11 +340,13 @@ impl Engine {
             d.on_response(&response);
         }
         if (200..300).contains(&status) {
-            let via = self.new_via(self.calls[&id].a.transport);
-            let call = &self.calls[&id];
-            if let Some(d) = call.a.dialog.as_ref() {
+            let Some(call) = self.store.get(id) else {
+                return;
+            };
+            let via = self.new_via(call.a.transport);
+            if let (Some(d), Some(target)) = (call.a.dialog.as_ref(), self.leg_target(call, Leg::A))
+            {
                 let ack = d.ack(response.cseq().seq, &via).build();
-                let target = self.leg_target(call, Leg::A);
                 let _ = self.ep.send_raw(target, ack);
             }
         } else {
@@ -381,7 +355,7 @@ impl Engine {
     }
 
     fn on_client_failure(&mut self, key: ClientKey) {
-        let Some(role) = self.clients.remove(&key) else {
+        let Some(role) = self.store.unbind_client(&key) else {
             return;
         };
         match role {
@@ -394,7 +368,7 @@ impl Engine {
                 origin,
                 request,
             } => {
-                if let Some(c) = self.calls.get_mut(&call) {
+                if let Some(c) = self.store.get_mut(call) {
                     if matches!(request.method(), Some(Method::Invite | Method::Update)) {
                         c.offer_pending = false;
                     }
@@ -410,15 +384,23 @@ impl Engine {
                     self.respond(&origin, &request, 408, "Request Timeout", &[]);
                 }
             }
+            ClientRole::Orphaned { origin, request } => {
+                // Its call ended meanwhile; the asker still gets an answer.
+                self.respond(&origin, &request, 408, "Request Timeout", &[]);
+            }
             ClientRole::Reoffer { call } => {
-                if let Some(c) = self.calls.get_mut(&call) {
+                if let Some(c) = self.store.get_mut(call) {
                     c.offer_pending = false;
                 }
             }
             ClientRole::Own => {}
             ClientRole::Probe { member } => {
-                if self.probes.get(member).and_then(|p| p.as_ref()) == Some(&key) {
-                    self.probes[member] = None;
+                if let Some(p) = self
+                    .probes
+                    .get_mut(member)
+                    .filter(|p| p.as_ref() == Some(&key))
+                {
+                    *p = None;
                     self.probe_outcome(member, false);
                 }
             }
@@ -518,7 +500,7 @@ impl Engine {
         metrics::sip_out_request(msg.method());
         match self.ep.layer().send_request(msg, target) {
             Ok(key) => {
-                self.clients.insert(key.clone(), role);
+                self.store.bind_client(key.clone(), role);
                 Some(key)
             }
             Err(e) => {
@@ -545,8 +527,9 @@ impl Engine {
         }
     }
 
-    /// Where leg `leg` of a call is reached.
-    fn leg_target(&self, call: &Call, leg: Leg) -> Target {
+    /// Where leg `leg` of a call is reached; None for a leg B that has no
+    /// member yet.
+    fn leg_target(&self, call: &Call, leg: Leg) -> Option<Target> {
         match leg {
             Leg::A => {
                 // The trunk's Contact if it is an IP literal, else where the
@@ -557,28 +540,46 @@ impl Engine {
                     .as_ref()
                     .and_then(|d| uri_socket_addr(&d.remote_target))
                     .unwrap_or(call.a.source);
-                Target {
+                Some(Target {
                     transport: call.a.transport,
                     addr,
                     connection: None,
-                }
+                })
             }
             Leg::B => {
-                let m = self.pool.member(call.b.member);
-                Target {
+                let m = self.member(call.b.member)?;
+                Some(Target {
                     transport: member_transport(m.transport),
                     addr: m.address,
                     connection: None,
-                }
+                })
             }
         }
     }
 
-    fn call_of(&self, call_id: &str) -> Option<(u64, Leg)> {
-        if let Some(&id) = self.by_a.get(call_id) {
-            return Some((id, Leg::A));
+    /// The transport of leg `leg` (leg B: its member's; UDP before one is
+    /// chosen).
+    fn leg_transport(&self, call: &Call, leg: Leg) -> TransportKind {
+        match leg {
+            Leg::A => call.a.transport,
+            Leg::B => self
+                .member(call.b.member)
+                .map_or(TransportKind::Udp, |m| member_transport(m.transport)),
         }
-        self.by_b.get(call_id).map(|&id| (id, Leg::B))
+    }
+
+    /// Pool member `i`, if there is one.
+    fn member(&self, i: usize) -> Option<&crate::pool::Member> {
+        self.pool.members.get(i)
+    }
+
+    /// Pool member `i`'s name, or "" (for logs, metrics and CDRs).
+    fn member_name(&self, i: usize) -> String {
+        self.member(i).map(|m| m.name.clone()).unwrap_or_default()
+    }
+
+    fn call_of(&self, call_id: &str) -> Option<(u64, Leg)> {
+        self.store.find(call_id)
     }
 }
 

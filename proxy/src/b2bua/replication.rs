@@ -96,10 +96,10 @@ impl Engine {
         let Some(rep) = self.replication.as_mut().filter(|r| r.serving) else {
             return;
         };
-        let changed = self.calls.take_changed();
+        let changed = self.store.take_changed();
         for id in changed {
             let key = id.to_string();
-            let Some(call) = self.calls.get(&id) else {
+            let Some(call) = self.store.get(id) else {
                 rep.handle.publish(Change::Delete(RecordId {
                     kind: KIND_CALL.into(),
                     key,
@@ -124,12 +124,12 @@ impl Engine {
             }
         }
         rep.members_sent.resize(self.pool.members.len(), None);
-        for (i, m) in self.pool.members.iter().enumerate() {
+        for (m, sent) in self.pool.members.iter().zip(rep.members_sent.iter_mut()) {
             let up = m.health == Health::Up;
-            if rep.members_sent[i] == Some(up) {
+            if *sent == Some(up) {
                 continue;
             }
-            rep.members_sent[i] = Some(up);
+            *sent = Some(up);
             rep.version += 1;
             let data = serde_json::to_vec(&MemberRecord { up }).unwrap_or_default();
             rep.handle.publish(Change::Upsert(Record {
@@ -232,20 +232,16 @@ impl Engine {
                 d.local_seq = d.local_seq.saturating_add(CSEQ_HEADROOM);
             }
             let id = call.id;
-            self.next_call = self.next_call.max(id + 1);
-            self.by_a.insert(call.a.call_id.clone(), id);
-            self.by_b.insert(call.b.call_id.clone(), id);
             if call.b.invite_key.is_some() || call.b.dialog.is_some() {
                 if let Some(m) = self.pool.members.get_mut(call.b.member) {
                     m.active_calls += 1;
                 }
             }
-            if call.answered_at.is_none() {
-                if let Some(key) = call.b.invite_key.clone() {
-                    self.clients
-                        .insert(key, ClientRole::LegBInvite { call: id });
-                }
-            }
+            let ringing = call
+                .b
+                .invite_key
+                .clone()
+                .filter(|_| call.answered_at.is_none());
             if let Some(key) = call.a.invite_key.clone() {
                 let source = Target {
                     transport: call.a.transport,
@@ -263,9 +259,16 @@ impl Engine {
             // would cost CPU just when the RTP has to start flowing. The
             // CSeq headroom reaches the standby with the call's next change
             // (a copy without it gets the headroom again at its takeover).
-            self.calls.insert_unchanged(id, call);
+            if let Err(e) = self.store.insert_unchanged(call) {
+                tracing::error!(call = id, conflict = ?e, "adopted call not stored");
+                continue;
+            }
+            if let Some(key) = ringing {
+                self.store
+                    .bind_client(key, ClientRole::LegBInvite { call: id });
+            }
         }
-        metrics::calls_active(self.calls.len());
+        metrics::calls_active(self.store.len());
         tracing::warn!(
             epoch,
             reason,
@@ -285,14 +288,10 @@ impl Engine {
         if !was_serving {
             return;
         }
-        let calls = self.calls.clear_silently();
+        let calls = self.store.clear_silently();
         for call in &calls {
             let _ = self.relay.remove_session(SessionId(call.media)).await;
         }
-        self.by_a.clear();
-        self.by_b.clear();
-        self.clients.clear();
-        self.unacked.clear();
         self.hung_up_b.clear();
         self.adopted.clear();
         self.timers = Default::default();
@@ -346,19 +345,19 @@ impl Engine {
     /// the standby gets their relay's settled continuity state.
     pub(super) fn refresh_moved_calls(&mut self) {
         let moved: Vec<u64> = self
-            .calls
+            .store
             .iter()
             .filter(|(_, c)| c.resumes > 0)
             .map(|(id, _)| *id)
             .collect();
         for id in moved {
-            self.calls.touch(id);
+            self.store.touch(id);
         }
     }
 
     /// A response for one of our client transactions that the transaction
     /// layer does not know: one begun by the node we took over from.
     pub(super) fn adopted_client(&self, key: &ClientKey) -> bool {
-        matches!(self.clients.get(key), Some(ClientRole::LegBInvite { .. }))
+        matches!(self.store.client(key), Some(ClientRole::LegBInvite { .. }))
     }
 }

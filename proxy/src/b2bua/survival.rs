@@ -24,7 +24,7 @@ use sipcore::sdp::{Direction, Sdp};
 use tokio::time::Instant;
 
 use super::call::{now_millis, CallState, Leg, Resuming};
-use super::{member_transport, ClientRole, Engine, TimerEvent};
+use super::{ClientRole, Engine, TimerEvent};
 use crate::config::OnNoServer;
 use crate::media::{is_sdp, narrow_offer};
 use crate::metrics;
@@ -60,7 +60,7 @@ impl Engine {
     /// it is dead).
     pub(super) fn member_failed(&mut self, member: usize, reason: &str) {
         let ids: Vec<u64> = self
-            .calls
+            .store
             .values()
             .filter(|c| c.b.member == member && c.resuming.is_none())
             .filter(|c| matches!(c.state, CallState::Answered | CallState::Confirmed))
@@ -68,7 +68,7 @@ impl Engine {
             .collect();
         if !ids.is_empty() {
             tracing::warn!(
-                member = %self.pool.member(member).name,
+                member = %self.member_name(member),
                 calls = ids.len(),
                 reason,
                 "media server failed: resuming its calls"
@@ -80,7 +80,7 @@ impl Engine {
         // Calls still ringing there go to another member as any failure
         // before the answer does; the trunk sees one call.
         let ringing: Vec<u64> = self
-            .calls
+            .store
             .values()
             .filter(|c| c.b.member == member && c.b.invite_key.is_some())
             .filter(|c| matches!(c.state, CallState::Calling | CallState::Early))
@@ -96,7 +96,7 @@ impl Engine {
     /// it, with survival off).
     pub(super) fn call_failed(&mut self, id: u64, reason: &str) {
         let enabled = self.config.survival.enabled;
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.store.get_mut(id) else {
             return;
         };
         if call.resuming.is_some()
@@ -125,14 +125,16 @@ impl Engine {
     /// Lets go of the failed leg B: BYE (a server whose SIP still lives
     /// must not keep a ghost call), member count, Call-ID index.
     fn release_leg_b(&mut self, id: u64) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.store.get(id) else {
             return;
         };
-        let old_call_id = call.b.call_id.clone();
         let target = self.leg_target(call, Leg::B);
-        let via = self.new_via(target.transport);
+        let via = self.new_via(self.leg_transport(call, Leg::B));
         self.release_member(id);
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let old_call_id = self.store.unindex_leg_b(id);
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         call.b.ack_pending = false;
         let bye = call.b.dialog.take().map(|mut d| {
             d.request(&Method::Bye, &via)
@@ -142,12 +144,13 @@ impl Engine {
                 )
                 .build()
         });
-        if let Some(bye) = bye {
+        if let (Some(bye), Some(target)) = (bye, target) {
             self.send_request(bye, target, ClientRole::Own);
         }
-        self.unacked.remove(&(id, Leg::B));
-        self.by_b.remove(&old_call_id);
-        self.hung_up_b.insert(old_call_id, Instant::now());
+        self.store.acked(id, Leg::B);
+        if let Some(old) = old_call_id {
+            self.hung_up_b.insert(old, Instant::now());
+        }
     }
 
     /// Sends the resume INVITEs the pace allows. Runs on the survival tick.
@@ -167,8 +170,8 @@ impl Engine {
                 break;
             };
             if self
-                .calls
-                .get(&id)
+                .store
+                .get(id)
                 .and_then(|c| c.resuming.as_ref())
                 .is_some()
             {
@@ -180,13 +183,13 @@ impl Engine {
 
     /// The resume INVITE to the next member, or what `on_no_server` says.
     fn send_resume(&mut self, id: u64) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.store.get(id) else {
             return;
         };
         let Some(r) = call.resuming.clone() else {
             return;
         };
-        let from_name = self.pool.member(r.from).name.clone();
+        let from_name = self.member_name(r.from);
         let Some(member) = self.pool.select(&r.tried) else {
             return self.no_server_left(id);
         };
@@ -202,13 +205,13 @@ impl Engine {
         };
         let resumed = format!("{};from={from_name}", call.a.call_id);
         let sent = self.send_leg_b_invite(id, member, offer, &[("X-Tandem-Resumed", &resumed)]);
-        let call = self.calls.get_mut(&id).expect("call exists");
-        let r = call.resuming.as_mut().expect("resuming");
-        r.tried.push(member);
+        if let Some(r) = self.store.get_mut(id).and_then(|c| c.resuming.as_mut()) {
+            r.tried.push(member);
+        }
         tracing::info!(
             call = id,
             from = %from_name,
-            to = %self.pool.member(member).name,
+            to = %self.member_name(member),
             "resume INVITE sent"
         );
         if !sent {
@@ -219,25 +222,17 @@ impl Engine {
     /// The member tried for a resume refused, timed out or could not be
     /// reached: try the next one (at the same pace as the rest).
     pub(super) fn resume_attempt_failed(&mut self, id: u64, why: &str) {
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.store.get(id) else {
             return;
         };
         let Some(r) = call.resuming.as_ref() else {
             return;
         };
-        let (from, to) = (r.from, call.b.member);
-        let b_call_id = call.b.call_id.clone();
-        let name = |i: usize| {
-            self.pool
-                .members
-                .get(i)
-                .map(|m| m.name.clone())
-                .unwrap_or_default()
-        };
-        metrics::call_resumed(&name(from), &name(to), "failed");
-        tracing::info!(call = id, member = %name(to), why, "resume attempt failed");
+        let (from, to) = (self.member_name(r.from), self.member_name(call.b.member));
+        metrics::call_resumed(&from, &to, "failed");
+        tracing::info!(call = id, member = %to, why, "resume attempt failed");
         self.release_member(id);
-        self.by_b.remove(&b_call_id);
+        self.store.unindex_leg_b(id);
         self.survival.queue.push_back(id);
     }
 
@@ -245,13 +240,17 @@ impl Engine {
     fn no_server_left(&mut self, id: u64) {
         let hold_s = self.config.survival.hold_retry_s;
         let hold = self.config.survival.on_no_server == OnNoServer::Hold;
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(from) = self
+            .store
+            .get(id)
+            .and_then(|c| c.resuming.as_ref())
+            .map(|r| self.member_name(r.from))
+        else {
             return;
         };
-        let Some(r) = call.resuming.as_mut() else {
+        let Some(r) = self.store.get_mut(id).and_then(|c| c.resuming.as_mut()) else {
             return;
         };
-        let from = self.pool.member(r.from).name.clone();
         let now = now_millis();
         if hold {
             let until = *r.hold_until.get_or_insert(now + hold_s * 1000);
@@ -273,7 +272,7 @@ impl Engine {
     }
 
     pub(super) fn resume_retry(&mut self, id: u64) {
-        if self.calls.get(&id).is_some_and(|c| c.resuming.is_some()) {
+        if self.store.get(id).is_some_and(|c| c.resuming.is_some()) {
             self.survival.queue.push_back(id);
         }
     }
@@ -284,7 +283,7 @@ impl Engine {
         let status = response.status().unwrap_or(0);
         match status {
             0..=199 => {
-                if let Some(c) = self.calls.get_mut(&id) {
+                if let Some(c) = self.store.get_mut(id) {
                     c.b.provisional = true;
                 }
             }
@@ -294,9 +293,14 @@ impl Engine {
     }
 
     fn on_resume_answer(&mut self, id: u64, response: Message) {
-        let member = self.calls[&id].b.member;
-        let local_contact = self.contact(member_transport(self.pool.member(member).transport));
-        let call = self.calls.get_mut(&id).expect("call exists");
+        let Some(call) = self.store.get(id) else {
+            return;
+        };
+        let member = call.b.member;
+        let local_contact = self.contact(self.leg_transport(call, Leg::B));
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         let dialog = match Dialog::from_uac_response(&call.b.invite, &response, &local_contact) {
             Ok(d) => d,
             Err(e) => {
@@ -324,12 +328,17 @@ impl Engine {
         if let Err(e) = switched {
             tracing::warn!(call = id, error = %e, "relay not switched to the new server");
         }
-        let call = self.calls.get_mut(&id).expect("call exists");
-        let r = call.resuming.take().expect("resuming");
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
+        let Some(r) = call.resuming.take() else {
+            return;
+        };
         call.resumes += 1;
-        let from = self.pool.member(r.from).name.clone();
-        let to = self.pool.member(member).name.clone();
-        if codec_changed(previous.as_deref(), call.b_remote_sdp.as_deref()) {
+        let codec_changed = codec_changed(previous.as_deref(), call.b_remote_sdp.as_deref());
+        let from = self.member_name(r.from);
+        let to = self.member_name(member);
+        if codec_changed {
             // The new server insisted on another codec: leg A must hear of
             // it, or the trunk decodes garbage.
             self.reoffer_leg_a(id);
@@ -349,7 +358,9 @@ impl Engine {
     /// A re-INVITE on leg A offering what the new server answered
     /// (rewritten to the relay), sent when a resume changed the codec.
     fn reoffer_leg_a(&mut self, id: u64) {
-        let call = &self.calls[&id];
+        let Some(call) = self.store.get(id) else {
+            return;
+        };
         let Some(sdp) = call.b_remote_sdp.clone() else {
             return;
         };
@@ -367,8 +378,10 @@ impl Engine {
         let via = self.new_via(call.a.transport);
         let contact = self.contact(call.a.transport);
         let target = self.leg_target(call, Leg::A);
-        let call = self.calls.get_mut(&id).expect("call exists");
-        let Some(dialog) = call.a.dialog.as_mut() else {
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
+        let (Some(dialog), Some(target)) = (call.a.dialog.as_mut(), target) else {
             return;
         };
         let req = dialog
@@ -401,12 +414,18 @@ impl Engine {
             }
         }
         newly.retain(|&(m, _)| {
-            !self.survival.suspect[m]
-                && self.survival.cleared_at[m].is_none_or(|t| t.elapsed() >= cooldown)
+            !self.survival.suspect.get(m).copied().unwrap_or(true)
+                && self
+                    .survival
+                    .cleared_at
+                    .get(m)
+                    .is_some_and(|c| c.is_none_or(|t| t.elapsed() >= cooldown))
         });
         for (member, why) in newly {
-            self.survival.suspect[member] = true;
-            let name = self.pool.member(member).name.clone();
+            if let Some(s) = self.survival.suspect.get_mut(member) {
+                *s = true;
+            }
+            let name = self.member_name(member);
             tracing::info!(member = %name, why, "member suspect, probing");
             metrics::member_state(&name, "suspect");
             let timeout =
@@ -426,26 +445,24 @@ impl Engine {
         let recent = std::time::Duration::from_secs(1);
         let mut out: Vec<MemberMedia> = Vec::new();
         let now = now_millis();
-        for call in self.calls.values() {
+        for call in self.store.values() {
             if call.state != CallState::Confirmed && call.state != CallState::Answered {
                 continue;
             }
             if call.resuming.is_some() {
                 continue;
             }
-            let i = match out.iter().position(|e| e.member == call.b.member) {
-                Some(i) => i,
-                None => {
-                    out.push(MemberMedia {
-                        member: call.b.member,
-                        refused: false,
-                        silent: 0,
-                        counted: 0,
-                    });
-                    out.len() - 1
-                }
+            if !out.iter().any(|e| e.member == call.b.member) {
+                out.push(MemberMedia {
+                    member: call.b.member,
+                    refused: false,
+                    silent: 0,
+                    counted: 0,
+                });
+            }
+            let Some(entry) = out.iter_mut().find(|e| e.member == call.b.member) else {
+                continue;
             };
-            let entry = &mut out[i];
             let session = SessionId(call.media);
             if !entry.refused {
                 let refused = self.relay.refused_since(session, Side::B).ok().flatten();
@@ -489,8 +506,10 @@ impl Engine {
         if !self.survival.suspect.get(member).copied().unwrap_or(false) {
             return false;
         }
-        self.survival.suspect[member] = false;
-        let name = self.pool.member(member).name.clone();
+        if let Some(s) = self.survival.suspect.get_mut(member) {
+            *s = false;
+        }
+        let name = self.member_name(member);
         let media_dead = alive && {
             let silence_ms = self.config.survival.media_silence_ms;
             let min_calls = self.config.survival.media_dead_min_calls.max(1);
@@ -500,7 +519,9 @@ impl Engine {
         };
         if alive && !media_dead {
             tracing::info!(member = %name, "suspect member answered and has live media: cleared");
-            self.survival.cleared_at[member] = Some(Instant::now());
+            if let Some(c) = self.survival.cleared_at.get_mut(member) {
+                *c = Some(Instant::now());
+            }
             metrics::member_state(&name, "up");
             return false;
         }
