@@ -12,9 +12,8 @@ use bytes::Bytes;
 use sipcore::endpoint::{Endpoint, EndpointConfig};
 use sipcore::message::{Message, ResponseBuilder, Uri};
 use sipcore::sdp::{MediaKind, Sdp};
-use sipcore::transaction::{ServerKey, TransactionLayer, TuEvent};
+use sipcore::transaction::{ServerKey, TransactionLayer, TuReceiver};
 use sipcore::transport::{Target, TransportKind};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -151,7 +150,7 @@ pub fn reply(layer: &TransactionLayer, key: &ServerKey, request: &Message, statu
 /// Binds the SIP endpoint of either role on `sip`, and finds out before
 /// the first call whether RTP sockets can be bound on `media_ip` (a bad
 /// `--media-ip` is a configuration error, not a run of failed calls).
-pub fn bind(sip: SocketAddr, media_ip: IpAddr) -> Result<(Endpoint, UnboundedReceiver<TuEvent>)> {
+pub fn bind(sip: SocketAddr, media_ip: IpAddr) -> Result<(Endpoint, TuReceiver)> {
     let bound = Endpoint::bind(sip, &EndpointConfig::default())
         .map_err(|source| Error::BindSip { addr: sip, source })?;
     std::net::UdpSocket::bind(SocketAddr::new(media_ip, 0)).map_err(|e| {

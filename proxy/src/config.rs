@@ -69,6 +69,16 @@ pub struct SipConfig {
     pub t4_ms: u64,
     #[serde(default = "default_udp_buffer")]
     pub udp_recv_buffer: usize,
+    /// New requests waiting for the call engine, at most. When it is full
+    /// an initial INVITE is answered 503 with Retry-After at once, other
+    /// requests are dropped for their senders to retransmit (counted in
+    /// `tandem_sip_overload_total`): a flood costs a bounded amount of
+    /// memory and the calls up keep being served.
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: usize,
+    /// The Retry-After of that 503, in seconds.
+    #[serde(default = "default_overload_retry_after")]
+    pub overload_retry_after_s: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -284,6 +294,12 @@ fn default_t4() -> u64 {
 fn default_udp_buffer() -> usize {
     4 * 1024 * 1024
 }
+fn default_queue_limit() -> usize {
+    2048
+}
+fn default_overload_retry_after() -> u32 {
+    5
+}
 fn default_carry_headers() -> Vec<String> {
     [
         "P-Asserted-Identity",
@@ -380,6 +396,9 @@ impl Config {
                 "sip.advertise",
                 "required when sip.listen[0] is a wildcard address".into(),
             ));
+        }
+        if self.sip.queue_limit == 0 {
+            return Err(invalid("sip.queue_limit", "must be at least 1".into()));
         }
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return Err(invalid("sip.t2_ms", "T1 must be > 0 and T2 >= T1".into()));

@@ -138,6 +138,8 @@ pub fn relay(c: &RelayCounters) {
 pub fn endpoint(s: &EndpointStats) {
     counter!("tandem_sip_rejected_total", "status" => "400").absolute(s.rejected_400);
     counter!("tandem_sip_rejected_total", "status" => "505").absolute(s.rejected_505);
+    counter!("tandem_sip_overload_total", "action" => "rejected_503").absolute(s.overload.rejected);
+    counter!("tandem_sip_overload_total", "action" => "dropped").absolute(s.overload.dropped);
     counter!("tandem_sip_garbage_dropped_total")
         .absolute(s.dropped + s.transport.udp.garbage_dropped + s.transport.tcp.garbage_dropped);
     counter!("tandem_sip_messages_received_total", "transport" => "udp")

@@ -380,7 +380,7 @@ fn rtp_packet(seq: u16) -> Vec<u8> {
 
 /// The next final response (provisional ones skipped).
 async fn next_final(
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<TuEvent>,
+    events: &mut sipcore::transaction::TuReceiver,
     deadline: Duration,
     tandem: &Tandem,
 ) -> Message {

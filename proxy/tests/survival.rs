@@ -335,7 +335,7 @@ async fn a_single_silent_call_on_a_live_server_stays() {
 /// A small trunk-side UAC: one call, hold/unhold, RTP on demand.
 struct Uac {
     ep: Endpoint,
-    events: tokio::sync::mpsc::UnboundedReceiver<TuEvent>,
+    events: sipcore::transaction::TuReceiver,
     rtp: UdpSocket,
     target: Target,
     dialog: Option<Dialog>,

@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 
 use crate::message::{Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
 use crate::transaction::{
-    Outgoing, TimerConfig, TransactionError, TransactionKey, TransactionLayer, Transmit, TuEvent,
+    Outgoing, OverloadStats, TimerConfig, TransactionError, TransactionKey, TransactionLayer,
+    Transmit, TuQueueConfig, TuReceiver,
 };
 use crate::transport::{Incoming, Target, TransportConfig, TransportStats, Transports};
 use crate::{Error, ParseError};
@@ -28,6 +29,8 @@ use crate::{Error, ParseError};
 pub struct EndpointConfig {
     pub transport: TransportConfig,
     pub timers: TimerConfig,
+    /// The bound on new work waiting for the TU.
+    pub tu_queue: TuQueueConfig,
 }
 
 /// Counters of the receive loop (the transports count bytes and frames).
@@ -49,6 +52,8 @@ pub struct EndpointStats {
     pub rejected_505: u64,
     /// Unparseable messages that could not be answered.
     pub dropped: u64,
+    /// What the full TU queue turned away.
+    pub overload: OverloadStats,
     pub transport: TransportStats,
 }
 
@@ -88,12 +93,16 @@ impl Endpoint {
     pub fn bind(
         local: SocketAddr,
         config: &EndpointConfig,
-    ) -> crate::Result<(Endpoint, mpsc::UnboundedReceiver<TuEvent>)> {
+    ) -> crate::Result<(Endpoint, TuReceiver)> {
         let (transports, incoming) = Transports::bind(local, &config.transport)?;
         let transports = Arc::new(transports);
         let (out, out_rx) = mpsc::unbounded_channel();
-        let (layer, events) = TransactionLayer::new(config.timers, Arc::new(Sender(out.clone())))
-            .map_err(|e: TransactionError| {
+        let (layer, events) = TransactionLayer::with_queue(
+            config.timers,
+            Arc::new(Sender(out.clone())),
+            config.tu_queue,
+        )
+        .map_err(|e: TransactionError| {
             Error::io(
                 "transaction layer",
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
@@ -139,6 +148,7 @@ impl Endpoint {
             rejected_400: c.rejected_400.load(Ordering::Relaxed),
             rejected_505: c.rejected_505.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            overload: self.layer.overload_stats(),
             transport: self.transports.stats(),
         }
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::transaction::TuEvent;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 

@@ -17,7 +17,14 @@
 //!
 //! Output goes to the network through a [`Transmit`] (an
 //! `mpsc::UnboundedSender<Outgoing>` is one) and to the TU as [`TuEvent`]s
-//! on an unbounded channel.
+//! through a [`TuReceiver`]: two queues. Events of transactions that exist
+//! (responses to our requests, timeouts, terminations, the ACK of a
+//! non-2xx) are bounded by the work already admitted and are never
+//! dropped. What strangers can send at will (new requests, stray
+//! responses, ACKs of 2xx) goes through a bounded queue: when it is full a
+//! new request other than ACK is not admitted — an initial INVITE gets a
+//! stateless 503 with Retry-After, anything else is dropped for its
+//! sender to retransmit — and each is counted ([`OverloadStats`]).
 //!
 //! Retransmitted requests are absorbed here (the stored response is sent
 //! again), responses that match no client transaction and ACKs that match
@@ -27,6 +34,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
@@ -380,15 +388,115 @@ struct Shared {
     inner: Mutex<Inner>,
     config: TimerConfig,
     transmit: Arc<dyn Transmit>,
+    /// Events of existing transactions.
     tu: mpsc::UnboundedSender<TuEvent>,
+    /// New requests and stray messages (bounded). Sent to only with
+    /// `inner` locked, so a capacity seen there is still free at the send.
+    tu_new: mpsc::Sender<TuEvent>,
+    queue: TuQueueConfig,
+    overload_rejected: AtomicU64,
+    overload_dropped: AtomicU64,
     /// Wakes the timer task when an earlier deadline is added or the layer
     /// is dropped.
     notify: Arc<Notify>,
 }
 
+impl Shared {
+    /// Queues new work for the TU, or counts it dropped when the queue is
+    /// full (only stray messages can find it full: new requests were
+    /// checked before their transaction was made).
+    fn new_work(&self, event: TuEvent) {
+        if let Err(e) = self.tu_new.try_send(event) {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                self.overload_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A new request while the TU queue is full: an initial INVITE gets a
+    /// stateless 503 with Retry-After (the caller may try elsewhere now),
+    /// anything else is dropped (in-dialog requests are retransmitted).
+    fn turn_away(&self, request: &Message, source: Target) {
+        let initial_invite =
+            request.method() == Some(&Method::Invite) && request.to_tag().is_none();
+        let Some(key) = ServerKey::from_request(request).filter(|_| initial_invite) else {
+            self.overload_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let bytes = ResponseBuilder::new(request, 503, "Service Unavailable")
+            .header("Retry-After", &self.queue.retry_after_s.to_string())
+            .header("Warning", "399 tandem \"overloaded\"")
+            .build();
+        let out = Outgoing {
+            key: TransactionKey::Server(key),
+            target: response_target(request, source),
+            bytes,
+        };
+        let _ = self.transmit.send(out);
+        self.overload_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         self.notify.notify_one();
+    }
+}
+
+/// The bounded queue of new work toward the TU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TuQueueConfig {
+    /// New requests and stray messages waiting for the TU, at most.
+    pub capacity: usize,
+    /// The Retry-After (seconds) of the 503 an INVITE gets when full.
+    pub retry_after_s: u32,
+}
+
+impl Default for TuQueueConfig {
+    fn default() -> Self {
+        TuQueueConfig {
+            capacity: 2048,
+            retry_after_s: 5,
+        }
+    }
+}
+
+/// What the full TU queue turned away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OverloadStats {
+    /// Initial INVITEs answered with a stateless 503.
+    pub rejected: u64,
+    /// Other requests and stray messages dropped (their senders
+    /// retransmit).
+    pub dropped: u64,
+}
+
+/// The TU's side of the layer: events of existing transactions first,
+/// then new work.
+#[derive(Debug)]
+pub struct TuReceiver {
+    known: mpsc::UnboundedReceiver<TuEvent>,
+    new_work: mpsc::Receiver<TuEvent>,
+}
+
+impl TuReceiver {
+    /// The next event; None once the layer is gone and both queues are
+    /// empty.
+    pub async fn recv(&mut self) -> Option<TuEvent> {
+        tokio::select! {
+            biased;
+            Some(e) = self.known.recv() => Some(e),
+            Some(e) = self.new_work.recv() => Some(e),
+            else => None,
+        }
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&mut self) -> Option<TuEvent> {
+        self.known
+            .try_recv()
+            .ok()
+            .or_else(|| self.new_work.try_recv().ok())
     }
 }
 
@@ -405,19 +513,41 @@ impl TransactionLayer {
     pub fn new(
         config: TimerConfig,
         transmit: Arc<dyn Transmit>,
-    ) -> Result<(TransactionLayer, mpsc::UnboundedReceiver<TuEvent>), TransactionError> {
+    ) -> Result<(TransactionLayer, TuReceiver), TransactionError> {
+        Self::with_queue(config, transmit, TuQueueConfig::default())
+    }
+
+    /// [`new`](Self::new) with the TU queue's bound given.
+    pub fn with_queue(
+        config: TimerConfig,
+        transmit: Arc<dyn Transmit>,
+        queue: TuQueueConfig,
+    ) -> Result<(TransactionLayer, TuReceiver), TransactionError> {
         config.validate().map_err(TransactionError::Config)?;
-        let (tu, rx) = mpsc::unbounded_channel();
+        let (tu, known) = mpsc::unbounded_channel();
+        let (tu_new, new_work) = mpsc::channel(queue.capacity.max(1));
         let notify = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             config,
             transmit,
             tu,
+            tu_new,
+            queue,
+            overload_rejected: AtomicU64::new(0),
+            overload_dropped: AtomicU64::new(0),
             notify: notify.clone(),
         });
         tokio::spawn(timer_task(Arc::downgrade(&shared), notify));
-        Ok((TransactionLayer { shared }, rx))
+        Ok((TransactionLayer { shared }, TuReceiver { known, new_work }))
+    }
+
+    /// What the full TU queue turned away so far.
+    pub fn overload_stats(&self) -> OverloadStats {
+        OverloadStats {
+            rejected: self.shared.overload_rejected.load(Ordering::Relaxed),
+            dropped: self.shared.overload_dropped.load(Ordering::Relaxed),
+        }
     }
 
     pub fn config(&self) -> TimerConfig {
@@ -441,12 +571,10 @@ impl TransactionLayer {
                     let actions = inner.machine(id).client(ClientEvent::Response(status));
                     inner.apply(shared, id, actions, Ctx::Received(&msg, &source));
                 }
-                None => {
-                    let _ = shared.tu.send(TuEvent::StrayResponse {
-                        response: msg,
-                        source,
-                    });
-                }
+                None => shared.new_work(TuEvent::StrayResponse {
+                    response: msg,
+                    source,
+                }),
             }
             return;
         }
@@ -464,11 +592,15 @@ impl TransactionLayer {
             let actions = inner.machine(id).server(event);
             inner.apply(shared, id, actions, Ctx::Received(&msg, &source));
         } else if is_ack {
-            let _ = shared.tu.send(TuEvent::Ack {
+            shared.new_work(TuEvent::Ack {
                 key: None,
                 ack: msg,
                 source,
             });
+        } else if shared.tu_new.capacity() == 0 {
+            // The TU is behind: no transaction, so the sender's
+            // retransmission (or a later INVITE) tries again.
+            shared.turn_away(&msg, source);
         } else {
             let reliable = source.transport.is_stream();
             let (machine, actions) = if msg.method() == Some(&Method::Invite) {
@@ -724,11 +856,14 @@ impl Inner {
                                 ack: msg.clone(),
                                 source: *source,
                             },
-                            (TransactionKey::Server(key), _) => TuEvent::Request {
-                                key: key.clone(),
-                                request: msg.clone(),
-                                source: *source,
-                            },
+                            (TransactionKey::Server(key), _) => {
+                                shared.new_work(TuEvent::Request {
+                                    key: key.clone(),
+                                    request: msg.clone(),
+                                    source: *source,
+                                });
+                                continue;
+                            }
                         };
                         let _ = shared.tu.send(event);
                     }

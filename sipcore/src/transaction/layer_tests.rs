@@ -73,13 +73,13 @@ impl Transmit for Wire {
     }
 }
 
-fn layer(wire: &Arc<Wire>) -> (TransactionLayer, mpsc::UnboundedReceiver<TuEvent>) {
+fn layer(wire: &Arc<Wire>) -> (TransactionLayer, TuReceiver) {
     TransactionLayer::new(TimerConfig::default(), wire.clone()).unwrap()
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<TuEvent>) -> Vec<TuEvent> {
+fn drain(rx: &mut TuReceiver) -> Vec<TuEvent> {
     let mut out = vec![];
-    while let Ok(e) = rx.try_recv() {
+    while let Some(e) = rx.try_recv() {
         out.push(e);
     }
     out
@@ -865,10 +865,7 @@ async fn dropping_the_layer_ends_the_timer_task() {
     // Only the first send; no timer ran after the drop, and the channel is
     // closed because the layer (its sender) is gone.
     assert_eq!(wire.times("INVITE"), [0]);
-    assert!(matches!(
-        rx.try_recv(),
-        Err(mpsc::error::TryRecvError::Disconnected)
-    ));
+    assert!(rx.recv().await.is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -902,4 +899,57 @@ async fn wait_states_keep_only_what_a_retransmission_needs() {
     assert_eq!(tl.holds(&ctkey), Some((true, false)));
     tl.on_message(response(&out, 200), Target::udp(addr(UAS)));
     assert_eq!(tl.holds(&ctkey), Some((false, false)));
+}
+
+// ---------------------------------------------------------------- overload
+
+#[tokio::test(start_paused = true)]
+async fn a_full_tu_queue_answers_new_invites_503_and_drops_the_rest() {
+    let wire = Wire::new();
+    let queue = TuQueueConfig {
+        capacity: 2,
+        retry_after_s: 7,
+    };
+    let (tl, mut rx) =
+        TransactionLayer::with_queue(TimerConfig::default(), wire.clone(), queue).unwrap();
+    let from = Target::udp(addr(UAC));
+    tl.on_message(request("INVITE", "z9hG4bKq1"), from);
+    tl.on_message(request("INVITE", "z9hG4bKq2"), from);
+    // Full: the third INVITE is answered at once, without a transaction.
+    tl.on_message(request("INVITE", "z9hG4bKq3"), from);
+    let sent = wire.sent();
+    let refused: Vec<_> = sent
+        .iter()
+        .filter(|(_, _, m)| m.status() == Some(503))
+        .collect();
+    assert_eq!(refused.len(), 1);
+    let (_, to, resp) = refused[0];
+    assert_eq!(*to, Target::udp(addr(UAC)));
+    assert_eq!(resp.top_via().branch(), Some("z9hG4bKq3"));
+    assert_eq!(resp.header("Retry-After"), Some("7"));
+    // An in-dialog request and a stray response are dropped, counted.
+    let bye = request("BYE", "z9hG4bKq4").as_bytes().clone();
+    let bye = String::from_utf8(bye.to_vec()).unwrap().replace(
+        "To: Bob <sip:bob@127.0.0.1>",
+        "To: Bob <sip:bob@127.0.0.1>;tag=b2",
+    );
+    tl.on_message(Message::parse(Bytes::from(bye)).unwrap(), from);
+    let stray = response(&request("OPTIONS", "z9hG4bKq5"), 200);
+    tl.on_message(stray, from);
+    assert_eq!(
+        tl.overload_stats(),
+        OverloadStats {
+            rejected: 1,
+            dropped: 2
+        }
+    );
+    // The retransmission of the refused INVITE gets the same answer.
+    tl.on_message(request("INVITE", "z9hG4bKq3"), from);
+    assert_eq!(tl.overload_stats().rejected, 2);
+    // Events of existing transactions are never held back: the TU sees
+    // the two admitted INVITEs, and once it has, new work is let in.
+    assert_eq!(names(&drain(&mut rx)), ["Request INVITE", "Request INVITE"]);
+    tl.on_message(request("INVITE", "z9hG4bKq6"), from);
+    assert_eq!(names(&drain(&mut rx)), ["Request INVITE"]);
+    assert_eq!(tl.overload_stats().rejected, 2);
 }

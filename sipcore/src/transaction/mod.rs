@@ -32,8 +32,9 @@ use std::time::Duration;
 pub use client_invite::{ClientInvite, ClientInviteState};
 pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
 pub use layer::{
-    build_ack, response_target, ClientKey, Outgoing, ServerKey, TransactionError, TransactionKey,
-    TransactionLayer, TransactionState, Transmit, TuEvent,
+    build_ack, response_target, ClientKey, Outgoing, OverloadStats, ServerKey, TransactionError,
+    TransactionKey, TransactionLayer, TransactionState, Transmit, TuEvent, TuQueueConfig,
+    TuReceiver,
 };
 pub use server_invite::{ServerInvite, ServerInviteState};
 pub use server_non_invite::{ServerNonInvite, ServerNonInviteState};
