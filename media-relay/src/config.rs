@@ -1,6 +1,7 @@
 //! Relay configuration and per-session options.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,12 @@ pub struct RelayConfig {
     pub max_parked_pairs: Option<usize>,
     /// Options a session gets when `create_session` names none.
     pub session_defaults: SessionOptions,
+    /// When every pair is taken but some of removed sessions are on their
+    /// way back, how long `create_session` waits for one (blocking the
+    /// caller). Zero: the workers are woken and the call fails at once
+    /// with `PortsExhausted`, for a caller that must never block (a call
+    /// engine answering 503 is better than one that stops for a second).
+    pub release_wait: Duration,
 }
 
 impl Default for RelayConfig {
@@ -73,6 +80,7 @@ impl Default for RelayConfig {
             busy_poll_us: 0,
             max_parked_pairs: None,
             session_defaults: SessionOptions::default(),
+            release_wait: Duration::from_secs(1),
         }
     }
 }

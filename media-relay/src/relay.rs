@@ -25,9 +25,6 @@ use crate::worker::{
     REAP_INTERVAL,
 };
 
-/// Longest wait of `create_session`/`restore_session` for the ports of a
-/// removed session when no other pair is free.
-const RELEASE_WAIT: Duration = Duration::from_secs(1);
 /// Most datagrams read off a reused socket before a session gets it.
 const MAX_STRAYS: usize = 4096;
 
@@ -363,7 +360,7 @@ impl MediaRelay {
 
     /// Takes the next free pair for worker `w`. When none is free but pairs of removed
     /// sessions are on their way back, wakes the workers and waits for
-    /// them (up to `RELEASE_WAIT`).
+    /// them (up to `release_wait`).
     fn take_next(&self, id: SessionId, w: usize) -> Result<(u16, Option<Parked>)> {
         let mut pool = lock(&self.pool.pool);
         let mut deadline = None;
@@ -414,7 +411,7 @@ impl MediaRelay {
             for w in &self.workers {
                 w.wake();
             }
-            now + RELEASE_WAIT
+            now + self.config.release_wait
         });
         let left = end.saturating_duration_since(now);
         if left.is_zero() {

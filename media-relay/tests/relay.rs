@@ -774,3 +774,36 @@ async fn without_parking_the_sockets_are_closed_after_removal() {
         assert_eq!(r.counters().port_pairs_parked, 0);
     }
 }
+
+/// With `release_wait` zero, a session that finds only pairs on their way
+/// back fails at once instead of blocking its caller (the call engine);
+/// the pairs come back for a later session.
+#[tokio::test]
+async fn zero_release_wait_fails_at_once_instead_of_waiting() {
+    let net = 109;
+    let r = MediaRelay::new(RelayConfig {
+        local_ip: ip(net, 1),
+        port_min: 21900,
+        port_max: 21903,
+        workers: 1,
+        release_wait: Duration::ZERO,
+        ..RelayConfig::default()
+    })
+    .expect("relay starts");
+    r.create_session(SessionId(1), SessionParams::default())
+        .unwrap();
+    r.remove_session(SessionId(1)).await.unwrap();
+    // Its worker lets go of the pairs at its next wake-up, not yet.
+    let err = r
+        .create_session(SessionId(2), SessionParams::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::PortsExhausted { .. }), "{err}");
+    let end = Instant::now() + DEADLINE;
+    loop {
+        match r.create_session(SessionId(2), SessionParams::default()) {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < end, "pairs never came back: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

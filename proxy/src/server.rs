@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use media_relay::{MediaRelay, RelayConfig};
 use sipcore::endpoint::{Endpoint, EndpointConfig};
-use sipcore::transaction::TimerConfig;
+use sipcore::transaction::{TimerConfig, TuQueueConfig};
 use tokio::sync::watch;
 
 use crate::b2bua::Engine;
@@ -23,6 +23,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (t1, t2, t4) = config.timers();
     let mut ep_config = EndpointConfig {
         timers: TimerConfig { t1, t2, t4 },
+        tu_queue: TuQueueConfig {
+            capacity: config.sip.queue_limit,
+            retry_after_s: config.sip.overload_retry_after_s,
+        },
         ..Default::default()
     };
     ep_config.transport.udp.recv_buffer_size = config.sip.udp_recv_buffer;
@@ -41,6 +45,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             continuity: config.survival.continuity,
             ..media_relay::SessionOptions::default()
         },
+        // The engine never waits for ports: a call that finds none gets
+        // 503 at once, and the calls up keep being served.
+        release_wait: Duration::ZERO,
         ..RelayConfig::default()
     };
     let relay = Arc::new(MediaRelay::new(relay_config).context("starting the media relay")?);
@@ -84,24 +91,53 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     let mut engine_task = tokio::spawn(engine.run(events, stop_rx, node_events, admin_rx));
-    tokio::select! {
-        _ = &mut engine_task => {}
+    let ended = tokio::select! {
+        ended = &mut engine_task => Some(ended),
         _ = shutdown_signal() => {
             tracing::info!("shutdown requested: refusing new calls, waiting for calls to end (signal again to stop now)");
             let _ = stop_tx.send(true);
             tokio::select! {
-                _ = &mut engine_task => {}
-                _ = shutdown_signal() => tracing::warn!("stopping with calls in progress"),
+                ended = &mut engine_task => Some(ended),
+                _ = shutdown_signal() => {
+                    tracing::warn!("stopping with calls in progress");
+                    None
+                }
             }
         }
-    }
+    };
     stats.abort();
+    // A panic in the engine ends every call: the process must say so with
+    // its exit status, so that a supervisor restarts it and a standby
+    // takes over, instead of a quiet exit 0 that looks like a clean stop.
+    if let Some(Err(failure)) = ended {
+        if let Some(sync) = &sync {
+            sync.stop().await;
+        }
+        return Err(engine_failure(failure));
+    }
     if let Some(sync) = &sync {
         // An active node lets go of the floating address on the way out.
         sync.stop().await;
     }
     endpoint.shutdown().await;
     Ok(())
+}
+
+/// What a failed engine task leaves behind: the panic's message, logged
+/// and returned as the process's error.
+fn engine_failure(failure: tokio::task::JoinError) -> anyhow::Error {
+    let reason = if failure.is_panic() {
+        let payload = failure.into_panic();
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned())
+    } else {
+        failure.to_string()
+    };
+    tracing::error!(reason = %reason, "the call engine failed; every call on this node is lost");
+    anyhow::anyhow!("call engine failed: {reason}")
 }
 
 async fn shutdown_signal() {
@@ -115,3 +151,6 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod tests;
