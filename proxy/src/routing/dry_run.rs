@@ -132,7 +132,7 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
 }
 
 /// `uri` with its user replaced by `user` (empty: no user part).
-fn with_user(uri: &Uri, user: &str) -> String {
+pub(super) fn with_user(uri: &Uri, user: &str) -> String {
     // The user part starts right after `scheme:` (sipcore splits it so).
     let after_scheme = uri.raw.get(uri.scheme.len() + 1..).unwrap_or("");
     let rest = match uri.user {
