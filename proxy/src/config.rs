@@ -42,14 +42,28 @@ pub struct Config {
     /// Sources allowed to send INVITEs (trunks, SBCs, gateways).
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<TrunkConfig>,
-    /// The media-server group calls are sent to.
+    /// The media-server group calls are sent to. It is also a destination
+    /// group named `pool.name`, and without `[[rule]]` tables the implicit
+    /// default rule sends every call to it (today's behaviour).
     pub pool: PoolConfig,
+    /// More destination groups (media servers, a central PBX, carriers,
+    /// a local gateway), for rules to route to.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfig>,
+    /// Routing rules, first match wins (see `routing`). None: every call
+    /// goes to `[pool]`.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub survival: SurvivalConfig,
     /// The hot-standby pair (state-sync's configuration); none: a single
     /// node.
     #[serde(default)]
     pub ha: Option<state_sync::SyncConfig>,
+    /// The file this was read from, for errors found after parsing (the
+    /// routing rules' compilation).
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +232,148 @@ pub enum Strategy {
     Sequential,
     Random,
     Weighted,
+    /// A stable hash of the Call-ID onto the healthy members: every
+    /// request of a call (and its retries elsewhere) is spread the same
+    /// way on every node of a pair.
+    HashCallId,
+    /// A stable hash of the From user: one caller always lands on the
+    /// same member while it is up.
+    HashFromUser,
+}
+
+impl Strategy {
+    /// The hash strategies pick by a key of the request, which the caller
+    /// of `Pool::select_for` must pass.
+    pub fn is_hash(self) -> bool {
+        matches!(self, Strategy::HashCallId | Strategy::HashFromUser)
+    }
+
+    /// The name as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round-robin",
+            Strategy::Sequential => "sequential",
+            Strategy::Random => "random",
+            Strategy::Weighted => "weighted",
+            Strategy::HashCallId => "hash-call-id",
+            Strategy::HashFromUser => "hash-from-user",
+        }
+    }
+}
+
+/// How a group learns that a member is down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// OPTIONS keepalives every `health.interval_ms`.
+    #[default]
+    Options,
+    /// No keepalives: `health.failures_to_down` consecutive failures of
+    /// real requests mark a member down, and only a down member is
+    /// probed until it answers again (Kamailio dispatcher's default). For
+    /// carriers that do not answer OPTIONS or bill them.
+    Off,
+}
+
+/// A destination group: `[[group]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    #[serde(default = "default_strategy")]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub probe: Probe,
+    /// Resume answered calls on another member when theirs fails (call
+    /// survival). On by default: the point of media-server groups; turn
+    /// it off for carriers and PBXs, which own their calls' state.
+    #[serde(default = "default_true")]
+    pub resume: bool,
+    /// Probe timing and hysteresis. `enabled` is not used here: `probe =
+    /// "off"` is the one switch.
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(rename = "member")]
+    pub members: Vec<MemberConfig>,
+}
+
+/// A routing rule: `[[rule]]`. Every match key given must match (none:
+/// the rule matches every call); exactly one action key is given.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    /// The source's name: a `[[trunk]]` name.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The Request-URI user, exactly.
+    #[serde(default)]
+    pub ruri_user: Option<String>,
+    /// The Request-URI user starts with this.
+    #[serde(default)]
+    pub ruri_user_prefix: Option<String>,
+    /// A regex found in the Request-URI user (anchor it with `^…$` to
+    /// match the whole user).
+    #[serde(default)]
+    pub ruri_user_regex: Option<String>,
+    /// The Request-URI host, exactly (ASCII case-insensitive, no port).
+    #[serde(default)]
+    pub ruri_host: Option<String>,
+    /// The From user, exactly (a regex on it: `header = { name = "From",
+    /// regex = "…" }`).
+    #[serde(default)]
+    pub from_user: Option<String>,
+    /// A regex found in a value of the named header.
+    #[serde(default)]
+    pub header: Option<HeaderMatchConfig>,
+    /// `"HH:MM-HH:MM"`, UTC; start inclusive, end exclusive; it may wrap
+    /// midnight (`"22:00-06:00"`).
+    #[serde(default)]
+    pub time: Option<String>,
+    /// Action: route to this group (failover among its members).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Action: answer 302 with this group's members as Contacts.
+    #[serde(default)]
+    pub redirect: Option<String>,
+    /// Action: answer with this status.
+    #[serde(default)]
+    pub reject: Option<RejectConfig>,
+    /// Action: the registrar's bindings (not built yet: refused).
+    #[serde(default)]
+    pub location: Option<bool>,
+    /// With `group` or `redirect`: drop this many leading characters of
+    /// the Request-URI user. Applied first.
+    #[serde(default)]
+    pub strip: Option<usize>,
+    /// With `group` or `redirect`: then put this in front of the user.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// With `group` or `redirect`: then replace the first match of
+    /// `regex` in the user by `with` (`$1`, `${1}`: captures).
+    #[serde(default)]
+    pub replace: Option<ReplaceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchConfig {
+    pub name: String,
+    pub regex: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectConfig {
+    pub code: u16,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceConfig {
+    pub regex: String,
+    pub with: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +387,26 @@ pub struct PoolConfig {
     pub health: HealthConfig,
     #[serde(rename = "member")]
     pub members: Vec<MemberConfig>,
+}
+
+impl PoolConfig {
+    /// `[pool]` as a destination group: its probes are OPTIONS unless
+    /// `health.enabled` is off, and its answered calls are resumed when
+    /// `survival.enabled` is on, exactly as before groups existed.
+    pub fn as_group(&self, resume: bool) -> GroupConfig {
+        GroupConfig {
+            name: self.name.clone(),
+            strategy: self.strategy,
+            probe: if self.health.enabled {
+                Probe::Options
+            } else {
+                Probe::Off
+            },
+            resume,
+            health: self.health.clone(),
+            members: self.members.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -371,10 +547,11 @@ impl Config {
 
     /// Parses and validates config text; `file` is only used in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             file: file.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
+        config.file = file.to_owned();
         config.validate(file)?;
         Ok(config)
     }
@@ -433,40 +610,37 @@ impl Config {
                 ));
             }
         }
-        if self.pool.members.is_empty() {
+        if self.pool.strategy.is_hash() {
             return Err(invalid(
-                "pool.member",
-                "at least one member is needed".into(),
+                "pool.strategy",
+                format!(
+                    "{} needs the call's key, which only routing passes: use it in a [[group]]",
+                    self.pool.strategy.as_str()
+                ),
             ));
         }
-        let mut names = std::collections::HashSet::new();
-        for (i, m) in self.pool.members.iter().enumerate() {
-            if !names.insert(&m.name) {
+        validate_group(&self.pool.as_group(true), "pool", &invalid)?;
+        let mut groups = std::collections::HashSet::from([self.pool.name.as_str()]);
+        for (i, g) in self.groups.iter().enumerate() {
+            let key = format!("group[{i}]");
+            if !groups.insert(g.name.as_str()) {
                 return Err(invalid(
-                    &format!("pool.member[{i}].name"),
-                    format!("duplicate name {:?}", m.name),
+                    &format!("{key}.name"),
+                    format!(
+                        "duplicate group name {:?} (`pool.name` is a group too)",
+                        g.name
+                    ),
                 ));
             }
-            if self.pool.strategy == Strategy::Weighted && m.weight == 0 {
+            if !g.health.enabled {
                 return Err(invalid(
-                    &format!("pool.member[{i}].weight"),
-                    "must be > 0 for weighted".into(),
+                    &format!("{key}.health.enabled"),
+                    "not used in a group: `probe = \"off\"` turns the keepalives off".into(),
                 ));
             }
+            validate_group(g, &key, &invalid)?;
         }
-        let h = &self.pool.health;
-        if h.interval_ms == 0 || h.timeout_ms == 0 || h.timeout_ms > h.interval_ms {
-            return Err(invalid(
-                "pool.health.timeout_ms",
-                "interval and timeout must be > 0 and timeout <= interval".into(),
-            ));
-        }
-        if h.failures_to_down == 0 || h.successes_to_up == 0 {
-            return Err(invalid(
-                "pool.health.failures_to_down",
-                "counts must be >= 1".into(),
-            ));
-        }
+        self.validate_rules(&groups, &invalid)?;
         if self.survival.resume_rate == 0 {
             return Err(invalid(
                 "survival.resume_rate",
@@ -515,18 +689,127 @@ impl Config {
         }
         for (i, name) in self.calls.carry_headers.iter().enumerate() {
             let base = name.strip_suffix('*').unwrap_or(name);
-            if base.is_empty()
-                || !base
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
+            if !is_header_name(base) {
                 return Err(invalid(
                     &format!("calls.carry_headers[{i}]"),
                     format!("not a header name: {name:?}"),
                 ));
             }
         }
+        // What only compiling tells: regexes, time windows.
+        crate::routing::Router::compile(self)?;
         Ok(())
+    }
+
+    fn validate_rules(
+        &self,
+        groups: &std::collections::HashSet<&str>,
+        invalid: &impl Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let key = |k: &str| format!("rule[{i}].{k}");
+            if r.name.is_empty() {
+                return Err(invalid(&key("name"), "must not be empty".into()));
+            }
+            if !names.insert(&r.name) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("duplicate rule name {:?}", r.name),
+                ));
+            }
+            if let Some(source) = &r.source {
+                if !self.trunks.iter().any(|t| &t.name == source) {
+                    return Err(invalid(
+                        &key("source"),
+                        format!("unknown source {source:?}: not a [[trunk]] name"),
+                    ));
+                }
+            }
+            let user_forms = [&r.ruri_user, &r.ruri_user_prefix, &r.ruri_user_regex];
+            if user_forms.iter().filter(|f| f.is_some()).count() > 1 {
+                return Err(invalid(
+                    &key("ruri_user"),
+                    "give one of ruri_user, ruri_user_prefix, ruri_user_regex".into(),
+                ));
+            }
+            if let Some(h) = &r.header {
+                if !is_header_name(&h.name) {
+                    return Err(invalid(
+                        &key("header.name"),
+                        format!("not a header name: {:?}", h.name),
+                    ));
+                }
+            }
+            let actions = [
+                r.group.is_some(),
+                r.redirect.is_some(),
+                r.reject.is_some(),
+                r.location.is_some(),
+            ];
+            if actions.iter().filter(|a| **a).count() != 1 {
+                return Err(invalid(
+                    &key("group"),
+                    "exactly one action is needed: group, redirect, reject or location".into(),
+                ));
+            }
+            if r.location.is_some() {
+                return Err(invalid(
+                    &key("location"),
+                    "needs the registrar, not built yet".into(),
+                ));
+            }
+            for (k, target) in [("group", &r.group), ("redirect", &r.redirect)] {
+                if let Some(target) = target {
+                    if !groups.contains(target.as_str()) {
+                        let mut known: Vec<&str> = groups.iter().copied().collect();
+                        known.sort_unstable();
+                        return Err(invalid(
+                            &key(k),
+                            format!("unknown group {target:?} (groups: {})", known.join(", ")),
+                        ));
+                    }
+                }
+            }
+            if let Some(reject) = &r.reject {
+                if !(300..=699).contains(&reject.code) {
+                    return Err(invalid(
+                        &key("reject.code"),
+                        format!("{} is not a 3xx-6xx status", reject.code),
+                    ));
+                }
+                if reject.reason.is_empty() || reject.reason.contains(['\r', '\n']) {
+                    return Err(invalid(
+                        &key("reject.reason"),
+                        "must be one non-empty line".into(),
+                    ));
+                }
+            }
+            if r.reject.is_some() {
+                for (k, given) in [
+                    ("strip", r.strip.is_some()),
+                    ("prefix", r.prefix.is_some()),
+                    ("replace", r.replace.is_some()),
+                ] {
+                    if given {
+                        return Err(invalid(
+                            &key(k),
+                            "only with group or redirect: a rejected call has no Request-URI to rewrite"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every destination group: `[pool]` first, then the `[[group]]`
+    /// tables in file order.
+    pub fn destination_groups(&self) -> Vec<GroupConfig> {
+        std::iter::once(self.pool.as_group(self.survival.enabled))
+            .chain(self.groups.iter().cloned())
+            .collect()
     }
 
     /// The address Tandem writes into its own headers.
@@ -548,6 +831,61 @@ impl Config {
             .iter()
             .find(|t| t.networks.iter().any(|n| n.contains(&ip)))
     }
+}
+
+/// Checks of `[pool]` and each `[[group]]`; `key` is the table's key.
+fn validate_group(
+    g: &GroupConfig,
+    key: &str,
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if g.name.is_empty() {
+        return Err(invalid(&format!("{key}.name"), "must not be empty".into()));
+    }
+    if g.members.is_empty() {
+        return Err(invalid(
+            &format!("{key}.member"),
+            "at least one member is needed".into(),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, m) in g.members.iter().enumerate() {
+        if !names.insert(&m.name) {
+            return Err(invalid(
+                &format!("{key}.member[{i}].name"),
+                format!("duplicate name {:?}", m.name),
+            ));
+        }
+        if g.strategy == Strategy::Weighted && m.weight == 0 {
+            return Err(invalid(
+                &format!("{key}.member[{i}].weight"),
+                "must be > 0 for weighted".into(),
+            ));
+        }
+    }
+    let h = &g.health;
+    if h.interval_ms == 0 || h.timeout_ms == 0 || h.timeout_ms > h.interval_ms {
+        return Err(invalid(
+            &format!("{key}.health.timeout_ms"),
+            "interval and timeout must be > 0 and timeout <= interval".into(),
+        ));
+    }
+    if h.failures_to_down == 0 || h.successes_to_up == 0 {
+        return Err(invalid(
+            &format!("{key}.health.failures_to_down"),
+            "counts must be >= 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A header name as RFC 3261 allows it (a token), restricted to what
+/// real headers use.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

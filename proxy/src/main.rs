@@ -9,6 +9,7 @@ mod ha;
 mod media;
 mod metrics;
 mod pool;
+mod routing;
 mod server;
 
 use std::path::PathBuf;
@@ -34,10 +35,36 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validates a configuration file and exits (0: valid).
+    /// Validates a configuration file and exits (0: valid, perhaps with
+    /// warnings such as unreachable rules; 2: invalid).
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Dry run of the routing rules: which rule a request would match,
+    /// what it does, the rewritten Request-URI and the member chosen
+    /// (from a fresh pool, all members up). Sends nothing.
+    Route {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The request's source address (finds its trunk).
+        #[arg(long)]
+        from: std::net::IpAddr,
+        /// The Request-URI, e.g. `sip:+4930123@pbx.example`.
+        #[arg(long)]
+        to: String,
+        /// The From URI's user.
+        #[arg(long, default_value = "")]
+        from_user: String,
+        /// A header, `Name: value`; repeat for more.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// Time of day, `HH:MM` UTC (default: now).
+        #[arg(long)]
+        time: Option<String>,
+        /// The Call-ID, for `hash-call-id` groups.
+        #[arg(long, default_value = "tandem-route-dry-run")]
+        call_id: String,
     },
     /// Controlled switchover: the active node at this admin address hands
     /// its calls to the standby and steps down.
@@ -84,8 +111,18 @@ fn main() -> ExitCode {
             "POST",
             &format!("/notify/{}", state.to_ascii_lowercase()),
         ),
-        Command::Check { config } => match config::Config::load(&config) {
-            Ok(_) => {
+        Command::Check { config } => match load_with_router(&config) {
+            Ok((_, router)) => {
+                for s in router.shadowed() {
+                    println!(
+                        "{}: warning: rule[{}] {:?} is unreachable: rule[{}] {:?} matches every call it would",
+                        config.display(),
+                        s.rule,
+                        s.rule_name,
+                        s.by,
+                        s.by_name
+                    );
+                }
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }
@@ -94,6 +131,54 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Route {
+            config,
+            from,
+            to,
+            from_user,
+            headers,
+            time,
+            call_id,
+        } => {
+            let (config, router) = match load_with_router(&config) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let minute_of_day = match time.as_deref().map(parse_time_of_day) {
+                None => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    (now.as_secs() % 86_400 / 60) as u16
+                }
+                Some(Some(minute)) => minute,
+                Some(None) => {
+                    eprintln!("tandem: --time: expected HH:MM (UTC)");
+                    return ExitCode::from(2);
+                }
+            };
+            let request = routing::DryRun {
+                from,
+                to: &to,
+                from_user: &from_user,
+                headers: &headers,
+                call_id: &call_id,
+                minute_of_day,
+            };
+            match routing::dry_run(&config, &router, &request) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tandem: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run { config } => {
             tracing_subscriber::fmt()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -131,6 +216,23 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Loads a config and compiles its rules (loading checks them already;
+/// the router is kept for warnings and dry runs).
+fn load_with_router(
+    path: &std::path::Path,
+) -> Result<(config::Config, routing::Router), config::ConfigError> {
+    let config = config::Config::load(path)?;
+    let router = routing::Router::compile(&config)?;
+    Ok((config, router))
+}
+
+/// `HH:MM` as minutes since midnight.
+fn parse_time_of_day(text: &str) -> Option<u16> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
 fn admin_request(admin: std::net::SocketAddr, method: &str, path: &str) -> ExitCode {

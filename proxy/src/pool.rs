@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HealthConfig, MemberTransport, PoolConfig, Strategy};
+use crate::config::{GroupConfig, HealthConfig, MemberTransport, PoolConfig, Probe, Strategy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Health {
@@ -52,10 +52,26 @@ pub struct Pool {
     /// Deterministic pseudo-random state for `random` and `weighted`, so a
     /// pool snapshot replays the same choices.
     rng: u64,
+    /// How members are found down (the engine acts on it).
+    #[serde(default)]
+    pub probe: Probe,
+    /// Whether answered calls of a failed member are resumed elsewhere.
+    #[serde(default = "resume_default")]
+    pub resume: bool,
+}
+
+fn resume_default() -> bool {
+    true
 }
 
 impl Pool {
+    /// The pool of `[pool]`, as the engine has always used it.
     pub fn new(config: &PoolConfig) -> Pool {
+        Pool::from_group(&config.as_group(true))
+    }
+
+    /// The pool of a destination group.
+    pub fn from_group(config: &GroupConfig) -> Pool {
         let HealthConfig {
             failures_to_down,
             successes_to_up,
@@ -84,14 +100,44 @@ impl Pool {
                 .collect(),
             cursor: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
+            probe: config.probe,
+            resume: config.resume,
         }
     }
 
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
     /// Picks a healthy member not in `exclude` by the pool's strategy.
+    /// The hash strategies hash the empty key here (always the same
+    /// member while it is up): call [`Pool::select_for`] with the key.
     pub fn select(&mut self, exclude: &[usize]) -> Option<usize> {
+        self.select_for(exclude, "")
+    }
+
+    /// Picks a healthy member not in `exclude` by the pool's strategy;
+    /// `key` is what the hash strategies hash (the Call-ID for
+    /// `hash-call-id`, the From user for `hash-from-user`, see
+    /// [`Pool::hash_key`]), and the other strategies ignore it.
+    ///
+    /// Hashing is rendezvous hashing (highest score of key and member
+    /// name wins): a member going down or being excluded moves only its
+    /// own keys, every other key stays where it was, and the choice is
+    /// the same on every node and across restarts (FNV-1a, no seeds).
+    pub fn select_for(&mut self, exclude: &[usize], key: &str) -> Option<usize> {
         let n = self.members.len();
         let eligible = |i: usize, m: &Member| m.health == Health::Up && !exclude.contains(&i);
         match self.strategy {
+            Strategy::HashCallId | Strategy::HashFromUser => {
+                let key_hash = fnv1a(key.as_bytes());
+                self.members
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, m)| eligible(*i, m))
+                    .max_by_key(|(i, m)| (mix(key_hash ^ fnv1a(m.name.as_bytes())), *i))
+                    .map(|(i, _)| i)
+            }
             Strategy::RoundRobin => {
                 let pick = (0..n)
                     .map(|k| (self.cursor + k) % n)
@@ -136,6 +182,14 @@ impl Pool {
                 }
                 None
             }
+        }
+    }
+
+    /// The key [`Pool::select_for`] needs for this pool's strategy.
+    pub fn hash_key<'a>(&self, call_id: &'a str, from_user: &'a str) -> &'a str {
+        match self.strategy {
+            Strategy::HashFromUser => from_user,
+            _ => call_id,
         }
     }
 
@@ -203,6 +257,22 @@ impl Pool {
     pub fn member(&self, i: usize) -> &Member {
         &self.members[i]
     }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms, unlike std's
+/// `DefaultHasher`, whose algorithm may change.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// splitmix64's finaliser: spreads the combined hash over all bits, so
+/// that similar keys do not favour one member.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]

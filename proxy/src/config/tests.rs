@@ -92,3 +92,151 @@ fn survival_settings_are_checked() {
     assert!(c.survival.enabled && c.survival.continuity);
     assert_eq!(c.survival.media_silence_ms, 500);
 }
+
+/// The example with its commented routing examples turned on: lines of
+/// the routing section starting with `#` and no space are config.
+fn example_with_routing() -> String {
+    let start = EXAMPLE.find("# Routing").unwrap();
+    let mut text = EXAMPLE[..start].to_owned();
+    for line in EXAMPLE[start..].lines() {
+        match line.strip_prefix('#') {
+            Some(code) if !code.is_empty() && !code.starts_with([' ', '#']) => {
+                text.push_str(code);
+                text.push('\n');
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// A rule appended to the example (which has trunk `carrier`, group
+/// `media`).
+fn with_rule(rule: &str) -> Result<Config, ConfigError> {
+    parse(&format!("{EXAMPLE}\n[[rule]]\nname = \"r\"\n{rule}\n"))
+}
+
+fn rule_error(rule: &str) -> String {
+    with_rule(rule).unwrap_err().to_string()
+}
+
+#[test]
+fn the_example_routing_section_is_valid_when_uncommented() {
+    let c = parse(EXAMPLE).unwrap();
+    assert!(c.groups.is_empty() && c.rules.is_empty());
+    let c = parse(&example_with_routing()).unwrap();
+    assert_eq!(c.groups.len(), 2);
+    assert_eq!(c.rules.len(), 6);
+    let pbx = &c.groups[0];
+    assert_eq!(pbx.strategy, Strategy::HashCallId);
+    assert_eq!((pbx.probe, pbx.resume), (Probe::Options, false));
+    assert_eq!(pbx.health.failures_to_down, 3);
+    assert_eq!(c.groups[1].probe, Probe::Off);
+    assert_eq!(c.rules[1].strip, Some(3));
+    assert_eq!(c.rules[2].replace.as_ref().unwrap().with, "+${1}");
+    assert_eq!(c.rules[3].redirect.as_deref(), Some("pbx"));
+}
+
+#[test]
+fn groups_have_defaults_and_the_pool_is_the_first_group() {
+    let text = format!(
+        "{EXAMPLE}\n[[group]]\nname = \"gw\"\n[[group.member]]\nname = \"gw1\"\naddress = \"10.9.0.1:5060\"\n"
+    );
+    let c = parse(&text).unwrap();
+    let g = &c.groups[0];
+    assert_eq!(g.strategy, Strategy::RoundRobin);
+    assert_eq!((g.probe, g.resume), (Probe::Options, true));
+    assert_eq!(g.health.interval_ms, 1000);
+    let all = c.destination_groups();
+    assert_eq!(
+        all.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+        ["media", "gw"]
+    );
+    assert!(all[0].resume, "survival.enabled");
+    let c = parse(&text.replace("enabled = true ", "enabled = false ")).unwrap();
+    assert!(!c.destination_groups()[0].resume, "survival off: no resume");
+}
+
+#[test]
+fn group_errors_name_the_key() {
+    let group = |body: &str| {
+        parse(&format!("{EXAMPLE}\n[[group]]\n{body}\n"))
+            .unwrap_err()
+            .to_string()
+    };
+    let member = "[[group.member]]\nname = \"a\"\naddress = \"10.0.0.1:5060\"";
+    let e = group(&format!("name = \"media\"\n{member}"));
+    assert!(e.contains("`group[0].name`: duplicate group name"), "{e}");
+    let e = group("name = \"gw\"\nmember = []");
+    assert!(e.contains("`group[0].member`"), "{e}");
+    let e = group(&format!("name = \"gw\"\n{member}\n{member}"));
+    assert!(e.contains("`group[0].member[1].name`"), "{e}");
+    let e = group(&format!("name = \"gw\"\nprobe = \"sometimes\"\n{member}"));
+    assert!(e.contains("sometimes"), "{e}");
+    let e = group(&format!(
+        "name = \"gw\"\n[group.health]\nenabled = false\n{member}"
+    ));
+    assert!(e.contains("`group[0].health.enabled`"), "{e}");
+    let e = group(&format!(
+        "name = \"gw\"\n[group.health]\ntimeout_ms = 5000\n{member}"
+    ));
+    assert!(e.contains("`group[0].health.timeout_ms`"), "{e}");
+    let e = group(&format!("name = \"gw\"\nresumes = true\n{member}"));
+    assert!(e.contains("resumes"), "unknown key: {e}");
+}
+
+#[test]
+fn hash_strategies_are_refused_in_the_pool() {
+    let text = EXAMPLE.replace("strategy = \"round-robin\"", "strategy = \"hash-call-id\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("`pool.strategy`: hash-call-id needs"), "{err}");
+}
+
+#[test]
+fn rule_errors_name_the_key() {
+    assert!(with_rule("group = \"media\"").is_ok());
+    let e = rule_error("group = \"nowhere\"");
+    assert_eq!(
+        e,
+        "tandem.toml: key `rule[0].group`: unknown group \"nowhere\" (groups: media)"
+    );
+    let e = rule_error("redirect = \"nowhere\"");
+    assert!(e.contains("`rule[0].redirect`: unknown group"), "{e}");
+    let e = rule_error("source = \"nobody\"\ngroup = \"media\"");
+    assert!(e.contains("`rule[0].source`: unknown source"), "{e}");
+    let e = rule_error("ruri_user_prefix = \"49\"");
+    assert!(e.contains("exactly one action"), "none: {e}");
+    let e = rule_error("group = \"media\"\nredirect = \"media\"");
+    assert!(e.contains("exactly one action"), "two: {e}");
+    let e = rule_error("location = true");
+    assert_eq!(
+        e,
+        "tandem.toml: key `rule[0].location`: needs the registrar, not built yet"
+    );
+    for code in [199, 200, 299, 700] {
+        let e = rule_error(&format!("reject = {{ code = {code}, reason = \"x\" }}"));
+        assert!(e.contains("`rule[0].reject.code`"), "{code}: {e}");
+    }
+    for code in [300, 403, 699] {
+        assert!(with_rule(&format!("reject = {{ code = {code}, reason = \"x\" }}")).is_ok());
+    }
+    let e = rule_error("reject = { code = 403, reason = \"\" }");
+    assert!(e.contains("`rule[0].reject.reason`"), "{e}");
+    let e = rule_error("reject = { code = 403, reason = \"x\" }\nstrip = 2");
+    assert!(
+        e.contains("`rule[0].strip`: only with group or redirect"),
+        "{e}"
+    );
+    let e = rule_error("ruri_user = \"1\"\nruri_user_prefix = \"1\"\ngroup = \"media\"");
+    assert!(e.contains("`rule[0].ruri_user`: give one of"), "{e}");
+    let e = rule_error("header = { name = \"X Bad\", regex = \"a\" }\ngroup = \"media\"");
+    assert!(e.contains("`rule[0].header.name`"), "{e}");
+    let e = rule_error("ruri_user_regex = \"(\"\ngroup = \"media\"");
+    assert!(e.contains("`rule[0].ruri_user_regex`: bad regex"), "{e}");
+    let e = rule_error("time = \"9-5\"\ngroup = \"media\"");
+    assert!(e.contains("`rule[0].time`"), "{e}");
+    let e = rule_error("ruri_usr = \"1\"\ngroup = \"media\"");
+    assert!(e.contains("ruri_usr"), "unknown key: {e}");
+    let e = rule_error("group = \"media\"\n[[rule]]\nname = \"r\"\ngroup = \"media\"");
+    assert!(e.contains("`rule[1].name`: duplicate rule name"), "{e}");
+}

@@ -111,3 +111,96 @@ fn force_down_is_immediate_and_the_probes_bring_the_member_back() {
     assert!(p.probe_result(0, true).is_some(), "two answers: up again");
     assert_eq!(p.member(0).health, Health::Up);
 }
+
+/// Which member each of `keys` lands on.
+fn picks(p: &mut Pool, exclude: &[usize], keys: &[String]) -> Vec<Option<usize>> {
+    keys.iter().map(|k| p.select_for(exclude, k)).collect()
+}
+
+fn call_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{i:08x}@trunk.example")).collect()
+}
+
+#[test]
+fn hash_strategies_are_stable_and_spread_keys() {
+    for strategy in [Strategy::HashCallId, Strategy::HashFromUser] {
+        let keys = call_ids(300);
+        let mut p = Pool::new(&config(strategy, 3));
+        let first = picks(&mut p, &[], &keys);
+        assert_eq!(
+            picks(&mut p, &[], &keys),
+            first,
+            "the same key, the same member"
+        );
+        // Another node (a fresh pool, as the standby has) agrees.
+        let mut other = Pool::new(&config(strategy, 3));
+        assert_eq!(picks(&mut other, &[], &keys), first);
+        let mut counts = [0; 3];
+        for pick in &first {
+            counts[pick.unwrap()] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 60), "{strategy:?}: {counts:?}");
+    }
+}
+
+#[test]
+fn hash_skips_excluded_and_down_members_and_moves_only_their_keys() {
+    let keys = call_ids(200);
+    let mut p = Pool::new(&config(Strategy::HashCallId, 3));
+    let before = picks(&mut p, &[], &keys);
+    let after = picks(&mut p, &[1], &keys);
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(*a, Some(1), "excluded");
+        if *b != Some(1) {
+            assert_eq!(a, b, "a key not on the excluded member stays");
+        }
+    }
+    p.force_down(0);
+    for (b, a) in before.iter().zip(picks(&mut p, &[], &keys)) {
+        assert_ne!(a, Some(0), "down");
+        if *b != Some(0) {
+            assert_eq!(a, *b);
+        }
+    }
+    assert_eq!(p.select_for(&[1, 2], "x"), None, "nothing left");
+}
+
+#[test]
+fn hash_key_follows_the_strategy_and_select_hashes_the_empty_key() {
+    let mut p = Pool::new(&config(Strategy::HashFromUser, 3));
+    assert_eq!(p.hash_key("call-1", "alice"), "alice");
+    let empty = p.select_for(&[], "");
+    assert_eq!(p.select(&[]), empty);
+    assert_eq!(p.select(&[]), empty);
+    let p = Pool::new(&config(Strategy::HashCallId, 3));
+    assert_eq!(p.hash_key("call-1", "alice"), "call-1");
+    let p = Pool::new(&config(Strategy::RoundRobin, 3));
+    assert_eq!(p.hash_key("call-1", "alice"), "call-1", "unused");
+}
+
+#[test]
+fn other_strategies_ignore_the_key() {
+    let mut p = Pool::new(&config(Strategy::RoundRobin, 3));
+    let picks: Vec<_> = ["a", "a", "a"]
+        .iter()
+        .map(|k| p.select_for(&[], k).unwrap())
+        .collect();
+    assert_eq!(picks, vec![0, 1, 2]);
+}
+
+#[test]
+fn from_group_takes_probe_and_resume() {
+    let pool_config = config(Strategy::Sequential, 2);
+    let mut group = pool_config.as_group(true);
+    group.probe = Probe::Off;
+    group.resume = false;
+    let p = Pool::from_group(&group);
+    assert_eq!((p.probe, p.resume), (Probe::Off, false));
+    assert_eq!(p.members.len(), 2);
+    assert_eq!(p.strategy(), Strategy::Sequential);
+    let p = Pool::new(&pool_config);
+    assert_eq!((p.probe, p.resume), (Probe::Options, true));
+    let mut off = pool_config.clone();
+    off.health.enabled = false;
+    assert_eq!(Pool::new(&off).probe, Probe::Off, "[pool] without probes");
+}
