@@ -102,9 +102,8 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
             );
             let _ = writeln!(out, "request-uri: {}", with_user(&uri, ruri_user));
             let key = pool.hash_key(request.call_id, request.from_user);
-            match pool.select_for(&[], key) {
-                Some(i) => {
-                    let m = pool.member(i);
+            match pool.select_for(&[], key).and_then(|i| pool.members.get(i)) {
+                Some(m) => {
                     let transport = match m.transport {
                         MemberTransport::Udp => "udp",
                         MemberTransport::Tcp => "tcp",
