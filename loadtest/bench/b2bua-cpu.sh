@@ -3,7 +3,12 @@
 # both legs, no media), at a sustained rate, and its memory per held call.
 #
 #   loadtest/bench/b2bua-cpu.sh [RATE] [SECONDS]        (defaults 400 cps, 30 s)
-#   HOLD_CALLS=10000 loadtest/bench/b2bua-cpu.sh         (also: memory per held call)
+#   HOLD_CALLS=4000 loadtest/bench/b2bua-cpu.sh          (also: memory per held call)
+#
+# The held calls' RSS is read once their set-up transactions have ended
+# (HOLD_SETTLE_S after the last call is up, default 35 s: 64*T1 = 32 s),
+# so it is what a call costs while it lasts; the kernel's UDP socket
+# memory (/proc/net/sockstat, not in RSS) is printed beside it.
 #
 # tandem is pinned to core 0, SIPp (UAC and UAS) to core 1. CPU time is
 # read from /proc/<pid>/stat (utime+stime) around the measured window; a
@@ -14,6 +19,7 @@ cd "$(dirname "$0")/../.."
 RATE=${1:-400}
 SECS=${2:-30}
 HOLD_CALLS=${HOLD_CALLS:-0}
+HOLD_SETTLE_S=${HOLD_SETTLE_S:-35}
 command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 2; }
 cargo build --release --bin tandem >/dev/null 2>&1
 
@@ -78,10 +84,13 @@ printf 'tandem CPU: %.2f s over %.1f s wall = %.1f us per call (%.0f%% of one co
 
 if [ "$HOLD_CALLS" -gt 0 ]; then
     rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+    udp_pages() { awk '/^UDP:/{for(i=1;i<=NF;i++) if($i=="mem") print $(i+1)}' /proc/net/sockstat; }
+    page=$(getconf PAGESIZE)
     r0=$(rss $tpid)
+    u0=$(udp_pages)
     hold_rate=500
     taskset -c 1 sipp -sn uac 127.0.0.1:$SIP -i 127.0.0.1 -p 25091 -m $HOLD_CALLS -r $hold_rate \
-        -l $HOLD_CALLS -d $(( (HOLD_CALLS / hold_rate + 20) * 1000 )) -nostdin -buff_size 8388608 \
+        -l $HOLD_CALLS -d $(( (HOLD_CALLS / hold_rate + HOLD_SETTLE_S + 20) * 1000 )) -nostdin -buff_size 8388608 \
         -trace_stat -stf "$dir/hold.csv" -fd 1 >"$dir/hold.log" 2>&1 &
     hpid=$!
     pids+=($hpid)
@@ -91,10 +100,13 @@ if [ "$HOLD_CALLS" -gt 0 ]; then
         active=$(curl -sf http://127.0.0.1:$ADMIN/metrics | awk '/^tandem_calls_active/{print $2}')
         [ "${active%.*}" -ge "$HOLD_CALLS" ] && break
     done
-    sleep 1
+    sleep "$HOLD_SETTLE_S"
     r1=$(rss $tpid)
-    printf 'memory: RSS %d KiB idle, %d KiB with %s calls held = %.0f bytes per call (both legs + media session)\n' \
-        "$r0" "$r1" "${active%.*}" "$(echo "($r1 - $r0) * 1024 / ${active%.*}" | bc -l)"
+    u1=$(udp_pages)
+    printf 'memory: RSS %d KiB idle, %d KiB with %s calls held %d s = %.0f bytes per call (both legs + media session)\n' \
+        "$r0" "$r1" "${active%.*}" "$HOLD_SETTLE_S" "$(echo "($r1 - $r0) * 1024 / ${active%.*}" | bc -l)"
+    printf 'kernel UDP socket memory (not in RSS): %d pages more = %.0f bytes per call\n' \
+        "$((u1 - u0))" "$(echo "($u1 - $u0) * $page / ${active%.*}" | bc -l)"
     kill $hpid 2>/dev/null || true
 fi
 echo "logs: $dir"

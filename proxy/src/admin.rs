@@ -17,22 +17,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-/// What the admin API asks of the engine.
-#[derive(Debug)]
-pub enum AdminCommand {
-    /// `force`: also to a standby in the upgrade state (its record schema
-    /// is incompatible: the calls up here are lost).
-    Switchover {
-        force: bool,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-}
+use crate::b2bua::EngineCommand;
 
 #[derive(Clone)]
 pub struct Admin {
     pub metrics: PrometheusHandle,
     pub sync: Option<state_sync::SyncHandle>,
-    pub engine: mpsc::UnboundedSender<AdminCommand>,
+    /// The engine's command queue (bounded: a flood of requests gets 503,
+    /// the engine is not buried under them).
+    pub engine: mpsc::Sender<EngineCommand>,
 }
 
 pub async fn serve(listen: SocketAddr, admin: Admin) -> anyhow::Result<()> {
@@ -73,14 +66,23 @@ async fn handle(mut stream: TcpStream, admin: Admin) -> std::io::Result<()> {
         ("POST", "/switchover" | "/switchover?force=1") => {
             let (tx, rx) = oneshot::channel();
             let force = path.ends_with("force=1");
-            let sent = admin
+            match admin
                 .engine
-                .send(AdminCommand::Switchover { force, reply: tx })
-                .is_ok();
-            match (sent, rx.await) {
-                (true, Ok(Ok(()))) => (200, "text/plain", "switched over\n".to_string()),
-                (true, Ok(Err(why))) => (409, "text/plain", format!("{why}\n")),
-                _ => (503, "text/plain", "the engine has stopped\n".to_string()),
+                .try_send(EngineCommand::Switchover { force, reply: tx })
+            {
+                Ok(()) => match rx.await {
+                    Ok(Ok(())) => (200, "text/plain", "switched over\n".to_string()),
+                    Ok(Err(why)) => (409, "text/plain", format!("{why}\n")),
+                    Err(_) => (503, "text/plain", "the engine has stopped\n".to_string()),
+                },
+                Err(mpsc::error::TrySendError::Full(_)) => (
+                    503,
+                    "text/plain",
+                    "the engine is busy with earlier commands\n".to_string(),
+                ),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    (503, "text/plain", "the engine has stopped\n".to_string())
+                }
             }
         }
         ("POST", "/notify/master" | "/notify/backup" | "/notify/fault") => match &admin.sync {

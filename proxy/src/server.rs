@@ -63,7 +63,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let (admin_tx, admin_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(crate::b2bua::COMMAND_QUEUE);
     if let Some(listen) = config.admin.listen {
         crate::admin::serve(
             listen,

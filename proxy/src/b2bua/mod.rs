@@ -68,6 +68,22 @@ enum TimerEvent {
     },
 }
 
+/// What the process around the engine (its admin API) may ask of it. The
+/// engine defines it, so the core does not depend on its shell.
+#[derive(Debug)]
+pub enum EngineCommand {
+    /// Hand the calls to the standby and step down. `force`: also to a
+    /// standby in the upgrade state (its record schema is incompatible:
+    /// the calls up here are lost).
+    Switchover {
+        force: bool,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// How many commands may wait for the engine.
+pub const COMMAND_QUEUE: usize = 16;
+
 /// Deadlines of the engine; stale events are recognised when they fire.
 #[derive(Default)]
 struct Timers {
@@ -169,7 +185,7 @@ impl Engine {
         mut events: sipcore::transaction::TuReceiver,
         mut shutdown: watch::Receiver<bool>,
         mut node_events: Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
-        mut admin: mpsc::UnboundedReceiver<crate::admin::AdminCommand>,
+        mut admin: mpsc::Receiver<EngineCommand>,
     ) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));

@@ -316,10 +316,10 @@ impl Engine {
     /// node hands over.
     pub(super) fn on_admin(
         &mut self,
-        cmd: crate::admin::AdminCommand,
+        cmd: super::EngineCommand,
         done: &mpsc::UnboundedSender<SwitchoverDone>,
     ) {
-        let crate::admin::AdminCommand::Switchover { force, reply } = cmd;
+        let super::EngineCommand::Switchover { force, reply } = cmd;
         let Some(rep) = self.replication.as_ref() else {
             let _ = reply.send(Err("no standby pair is configured".into()));
             return;
