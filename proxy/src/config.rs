@@ -812,6 +812,30 @@ impl Config {
             .collect()
     }
 
+    /// Whether `tandem run` can carry this configuration out. Routing rules
+    /// and extra destination groups are checked and can be tried with
+    /// `tandem route`, but the call engine does not route by them yet:
+    /// running with them would silently send every call to `[pool]`, so
+    /// such a configuration is refused, naming the key.
+    pub fn check_runnable(&self) -> Result<(), ConfigError> {
+        let refuse = |key: &str| {
+            Err(ConfigError::Invalid {
+                file: self.file.clone(),
+                key: key.to_owned(),
+                message: "the call engine does not route by rules and groups yet (tandem route \
+                          shows what they would do); remove them to run"
+                    .into(),
+            })
+        };
+        if !self.rules.is_empty() {
+            return refuse("rule");
+        }
+        if !self.groups.is_empty() {
+            return refuse("group");
+        }
+        Ok(())
+    }
+
     /// The address Tandem writes into its own headers.
     pub fn advertised(&self) -> SocketAddr {
         self.sip.advertise.unwrap_or(self.sip.listen[0])

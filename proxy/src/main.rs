@@ -111,10 +111,11 @@ fn main() -> ExitCode {
             "POST",
             &format!("/notify/{}", state.to_ascii_lowercase()),
         ),
-        Command::Check { config } => match load_with_router(&config) {
-            Ok((_, router)) => {
-                for s in router.shadowed() {
-                    println!(
+        Command::Check { config } => {
+            match load_with_router(&config).and_then(|(c, r)| c.check_runnable().map(|()| (c, r))) {
+                Ok((_, router)) => {
+                    for s in router.shadowed() {
+                        println!(
                         "{}: warning: rule[{}] {:?} is unreachable: rule[{}] {:?} matches every call it would",
                         config.display(),
                         s.rule,
@@ -122,15 +123,16 @@ fn main() -> ExitCode {
                         s.by,
                         s.by_name
                     );
+                    }
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
                 }
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Route {
             config,
             from,
@@ -187,13 +189,14 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .init();
-            let config = match config::Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let config =
+                match config::Config::load(&config).and_then(|c| c.check_runnable().map(|()| c)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                };
             // One thread for all signalling: the work per message is a few
             // microseconds, and handing messages between threads would cost
             // more than the work itself. RTP runs on the relay's own threads.
