@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::b2bua::EngineCommand;
+use crate::driver::Command;
 
 #[derive(Clone)]
 pub struct Admin {
@@ -25,7 +25,7 @@ pub struct Admin {
     pub sync: Option<state_sync::SyncHandle>,
     /// The engine's command queue (bounded: a flood of requests gets 503,
     /// the engine is not buried under them).
-    pub engine: mpsc::Sender<EngineCommand>,
+    pub engine: mpsc::Sender<Command>,
 }
 
 pub async fn serve(listen: SocketAddr, admin: Admin) -> anyhow::Result<()> {
@@ -68,7 +68,7 @@ async fn handle(mut stream: TcpStream, admin: Admin) -> std::io::Result<()> {
             let force = path.ends_with("force=1");
             match admin
                 .engine
-                .try_send(EngineCommand::Switchover { force, reply: tx })
+                .try_send(Command::Switchover { force, reply: tx })
             {
                 Ok(()) => match rx.await {
                     Ok(Ok(())) => (200, "text/plain", "switched over\n".to_string()),

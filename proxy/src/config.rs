@@ -836,6 +836,43 @@ impl Config {
         Ok(())
     }
 
+    /// The call machine's settings, as plain values.
+    pub fn machine_settings(&self) -> crate::b2bua::Settings {
+        use crate::b2bua::settings::{SurvivalSettings, Trunk};
+        let s = &self.survival;
+        let (t1, t2, _) = self.timers();
+        crate::b2bua::Settings {
+            advertised: self.advertised(),
+            t1,
+            t2,
+            trunks: self
+                .trunks
+                .iter()
+                .map(|t| Trunk {
+                    name: t.name.clone(),
+                    networks: t.networks.clone(),
+                })
+                .collect(),
+            carry_headers: self.calls.carry_headers.clone(),
+            max_duration_s: self.calls.max_duration_s,
+            media_timeout_s: self.calls.media_timeout_s,
+            member_answer_timeout: Duration::from_millis(self.calls.member_answer_timeout_ms),
+            probing: self.pool.health.enabled,
+            probe_interval: Duration::from_millis(self.pool.health.interval_ms),
+            probe_timeout: Duration::from_millis(self.pool.health.timeout_ms),
+            survival: SurvivalSettings {
+                enabled: s.enabled,
+                resume_rate: s.resume_rate,
+                media_silence_ms: s.media_silence_ms,
+                suspect_probe_timeout_ms: s.suspect_probe_timeout_ms,
+                media_dead_min_calls: s.media_dead_min_calls,
+                in_dialog_failure: s.in_dialog_failure,
+                hold_on_no_server: s.on_no_server == OnNoServer::Hold,
+                hold_retry_s: s.hold_retry_s,
+            },
+        }
+    }
+
     /// The address Tandem writes into its own headers.
     pub fn advertised(&self) -> SocketAddr {
         self.sip.advertise.unwrap_or(self.sip.listen[0])

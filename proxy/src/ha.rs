@@ -37,9 +37,9 @@ async fn options_answered(vip: SocketAddr) -> std::io::Result<bool> {
     let sock = UdpSocket::bind(bind).await?;
     sock.connect(vip).await?;
     let local = sock.local_addr()?;
-    let call_id = format!("vip-probe-{}", crate::b2bua::token(16));
-    let branch = crate::b2bua::token(16);
-    let tag = crate::b2bua::token(8);
+    let call_id = format!("vip-probe-{}", crate::driver::token(16));
+    let branch = crate::driver::token(16);
+    let tag = crate::driver::token(8);
     // The connected socket's address is the one the kernel picked toward
     // the floating address: ours, not the floating one.
     let msg = format!(

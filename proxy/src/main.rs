@@ -4,6 +4,7 @@
 mod admin;
 mod b2bua;
 mod config;
+mod driver;
 mod error;
 mod ha;
 mod media;

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use media_relay::{MediaRelay, SessionId, SessionInfo, Side};
+use media_relay::{SessionInfo, Side};
 use sipcore::sdp::{Rewrite, Sdp, StreamChange, VersionChange};
 
 use crate::error::Error;
@@ -21,18 +21,18 @@ pub fn is_sdp(content_type: Option<&str>) -> bool {
     })
 }
 
-/// Learns the sender's RTP address from an SDP that came from leg `from`
-/// and returns the SDP to forward to the other leg, pointing at the relay
-/// side that faces it. Only the first stream is anchored; further streams
-/// (video, a second audio) are refused with port 0 so that no media ever
-/// bypasses the relay.
-pub fn relay_sdp(
-    relay: &MediaRelay,
-    session: SessionId,
+/// The SDP that came from leg `from`, rewritten for the other leg so that
+/// it points at the relay side facing that leg, and the RTP address the
+/// sender wants to receive on (for the relay to learn; None when the
+/// stream is rejected or on hold with a null address). Only the first
+/// stream is anchored; further streams (video, a second audio) are refused
+/// with port 0 so that no media ever bypasses the relay. Pure: the caller
+/// tells the relay.
+pub fn rewrite_sdp(
     info: &SessionInfo,
     from: Side,
     body: &[u8],
-) -> Result<Bytes, Error> {
+) -> Result<(Bytes, Option<SocketAddr>), Error> {
     let bad = |e: sipcore::ParseError| {
         Error::downstream(488, "Not Acceptable Here", format!("bad SDP: {e}"))
     };
@@ -41,14 +41,14 @@ pub fn relay_sdp(
     let first = media
         .first()
         .ok_or_else(|| Error::downstream(488, "Not Acceptable Here", "SDP has no media stream"))?;
-    if !first.is_rejected() {
-        if let Some(ip) = first.connection().filter(|ip| !ip.is_unspecified()) {
-            let addr = SocketAddr::new(ip, first.port());
-            relay
-                .set_remote(session, from, addr)
-                .map_err(|e| Error::internal(500, "Server Internal Error", e.to_string()))?;
-        }
-    }
+    let remote = if first.is_rejected() {
+        None
+    } else {
+        first
+            .connection()
+            .filter(|ip| !ip.is_unspecified())
+            .map(|ip| SocketAddr::new(ip, first.port()))
+    };
     let toward = from.other();
     let local = match toward {
         Side::A => info.side_a,
@@ -90,7 +90,7 @@ pub fn relay_sdp(
         version: VersionChange::Bump,
         streams: &streams,
     };
-    Ok(Bytes::from(sdp.rewrite(&rewrite)))
+    Ok((Bytes::from(sdp.rewrite(&rewrite)), remote))
 }
 
 /// The offer for a new media server when a call resumes: `offer` (what

@@ -11,8 +11,8 @@ use sipcore::endpoint::{Endpoint, EndpointConfig};
 use sipcore::transaction::{TimerConfig, TuQueueConfig};
 use tokio::sync::watch;
 
-use crate::b2bua::Engine;
 use crate::config::Config;
+use crate::driver::Driver;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let prometheus = crate::metrics::install()?;
@@ -57,13 +57,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(ha) => {
             let probe = crate::ha::vip_probe(config.sip.listen[0]);
             let (handle, events) =
-                state_sync::SyncNode::start(ha.clone(), crate::b2bua::RECORD_SCHEMA, 0, probe)
+                state_sync::SyncNode::start(ha.clone(), crate::driver::RECORD_SCHEMA, 0, probe)
                     .map_err(|e| anyhow::anyhow!("ha: {e}"))?;
             (Some(handle), Some(events))
         }
         None => (None, None),
     };
-    let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(crate::b2bua::COMMAND_QUEUE);
+    let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(crate::driver::COMMAND_QUEUE);
     if let Some(listen) = config.admin.listen {
         crate::admin::serve(
             listen,
@@ -76,11 +76,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await?;
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let engine = Engine::new(
-        config.clone(),
+    let engine = Driver::new(
+        &config,
         endpoint.clone(),
         relay.clone(),
-        sync.clone().map(crate::b2bua::Replication::new),
+        sync.clone().map(crate::driver::Replication::new),
     );
     let stats_ep = endpoint.clone();
     let stats = tokio::spawn(async move {

@@ -7,7 +7,7 @@ use sipcore::dialog::Dialog;
 use sipcore::message::Message;
 use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::TransportKind;
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub struct LegA {
     pub invite: Message,
     /// The INVITE server transaction while it awaits a final response.
     pub invite_key: Option<ServerKey>,
+    /// The name of the source (trunk) the call came from, for CDRs.
+    #[serde(default)]
+    pub source_name: String,
     /// Transport and address the trunk sent from.
     pub transport: TransportKind,
     pub source: std::net::SocketAddr,
@@ -92,13 +95,6 @@ impl Leg {
 /// same on another node.
 pub type UnixMillis = u64;
 
-pub fn now_millis() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     pub id: u64,
@@ -107,6 +103,10 @@ pub struct Call {
     pub b: LegB,
     /// The relay session anchoring both legs' RTP.
     pub media: u64,
+    /// Its local ports on both sides (for the SDP Tandem sends), once the
+    /// relay has opened it.
+    #[serde(default)]
+    pub media_info: Option<media_relay::SessionInfo>,
     pub created_at: UnixMillis,
     pub answered_at: Option<UnixMillis>,
     /// Last successful session refresh (RFC 4028), or the answer.

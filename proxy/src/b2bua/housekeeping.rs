@@ -5,19 +5,17 @@ use std::time::Duration;
 
 use media_relay::{SessionId, Side};
 use sipcore::message::{Method, RequestBuilder};
-use tokio::time::Instant;
 
-use super::call::{now_millis, CallState, Leg};
-use super::{member_transport, token, ClientRole, Engine, TimerEvent};
-use crate::metrics;
+use super::call::{CallState, Leg};
+use super::{member_transport, Action, CallEnd, ClientRole, Machine, TimerEvent};
 use crate::pool::Health;
 
 /// How long a call may stay unanswered (INVITE timer C, RFC 3261 §16.6).
 const RING_LIMIT: Duration = Duration::from_secs(180);
 
-impl Engine {
+impl Machine {
     pub(super) fn fire_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         while let Some(event) = self.timers.pop_due(now) {
             match event {
                 TimerEvent::MemberAnswer { call, key } => {
@@ -58,8 +56,8 @@ impl Engine {
                         self.end_call(call, "no_ack", leg == Leg::B, leg == Leg::A);
                         continue;
                     }
-                    self.deliver_response(&key, (*response).clone());
-                    let t2 = self.ep.layer().config().t2;
+                    self.out.deliver_response(&key, (*response).clone());
+                    let t2 = self.settings.t2;
                     let interval = (interval * 2).min(t2);
                     self.timers.at(
                         now + interval,
@@ -91,7 +89,7 @@ impl Engine {
 
     /// Sends one OPTIONS to each member that has no probe outstanding.
     pub(super) fn send_probes(&mut self) {
-        let timeout = Duration::from_millis(self.config.pool.health.timeout_ms);
+        let timeout = self.settings.probe_timeout;
         for member in 0..self.pool.members.len() {
             if self.probes.get(member).is_some_and(Option::is_none) {
                 self.send_probe(member, timeout);
@@ -113,13 +111,17 @@ impl Engine {
             };
             let transport = member_transport(m.transport);
             let bytes = RequestBuilder::new(&Method::Options, &format!("sip:{}", m.address))
-                .header("Via", &self.new_via(transport))
+                .header("Via", &self.tokens.via(self.settings.advertised, transport))
                 .header(
                     "From",
-                    &format!("<sip:tandem@{}>;tag={}", self.advertised, token(10)),
+                    &format!(
+                        "<sip:tandem@{}>;tag={}",
+                        self.settings.advertised,
+                        self.tokens.token(10)
+                    ),
                 )
                 .header("To", &format!("<sip:{}>", m.address))
-                .header("Call-ID", &format!("{}@tandem", token(20)))
+                .header("Call-ID", &format!("{}@tandem", self.tokens.token(20)))
                 .header("CSeq", "1 OPTIONS")
                 .header("Max-Forwards", "70")
                 .build();
@@ -132,10 +134,8 @@ impl Engine {
                 if let Some(p) = self.probes.get_mut(member) {
                     *p = Some(key.clone());
                 }
-                self.timers.at(
-                    Instant::now() + timeout,
-                    TimerEvent::ProbeTimeout { member, key },
-                );
+                self.timers
+                    .at(self.now + timeout, TimerEvent::ProbeTimeout { member, key });
             } else {
                 self.probe_outcome(member, false);
             }
@@ -152,7 +152,7 @@ impl Engine {
                 Health::Down => tracing::warn!(member = %name, "media server is down"),
                 Health::Up => tracing::info!(member = %name, "media server is up"),
             }
-            metrics::member_health(&name, change.now == Health::Up);
+            self.obs.member_health(&name, change.now == Health::Up);
             if change.now == Health::Down {
                 self.member_failed(member, "keepalive");
             }
@@ -161,10 +161,9 @@ impl Engine {
 
     /// Session hygiene: calls that nobody hangs up are ended here.
     pub(super) fn housekeeping(&mut self) {
-        let now = now_millis();
-        let calls = &self.config.calls;
-        let max_ms = calls.max_duration_s * 1000;
-        let media_ms = calls.media_timeout_s * 1000;
+        let now = self.wall;
+        let max_ms = self.settings.max_duration_s * 1000;
+        let media_ms = self.settings.media_timeout_s * 1000;
         let mut ends: Vec<(u64, &'static str)> = Vec::new();
         let mut timeouts: Vec<u64> = Vec::new();
         for (id, call) in self.store.iter() {
@@ -195,8 +194,8 @@ impl Engine {
                     if media_ms > 0 && now.saturating_sub(watched) > media_ms {
                         let session = SessionId(call.media);
                         let idle = |side| {
-                            self.relay
-                                .idle_time(session, side)
+                            self.media
+                                .idle(session, side)
                                 .ok()
                                 .map(|d| d.map_or(u64::MAX, |d: Duration| d.as_millis() as u64))
                                 .unwrap_or(u64::MAX)
@@ -223,10 +222,11 @@ impl Engine {
             let answered = self.store.get(id).is_some_and(|c| c.a.dialog.is_some());
             self.end_call(id, reason, answered, answered);
         }
-        metrics::relay(&self.relay.counters());
         // A 2xx is retransmitted for at most 64*T1 (RFC 3261 §13.3.1.4).
-        let horizon = 64 * self.ep.layer().config().t1;
-        self.hung_up_b.retain(|_, at| at.elapsed() < horizon);
+        let horizon = 64 * self.settings.t1;
+        let now = self.now;
+        self.hung_up_b
+            .retain(|_, at| now.saturating_duration_since(*at) < horizon);
     }
 
     fn send_leg_b_cancel_if_ringing(&mut self, id: u64) {
@@ -244,8 +244,7 @@ impl Engine {
         if call.answered_at.is_some() {
             // Leg B's dialog ends here (our BYE below, or the server's own
             // BYE): its late 2xx retransmissions only need an ACK.
-            self.hung_up_b
-                .insert(call.b.call_id.clone(), Instant::now());
+            self.hung_up_b.insert(call.b.call_id.clone(), self.now);
         }
         if let Some(m) = self.pool.members.get_mut(call.b.member) {
             if call.b.invite_key.is_some() || call.b.dialog.is_some() {
@@ -257,7 +256,9 @@ impl Engine {
             if !wanted {
                 continue;
             }
-            let via = self.new_via(self.leg_transport(&call, leg));
+            let via = self
+                .tokens
+                .via(self.settings.advertised, self.leg_transport(&call, leg));
             let target = self.leg_target(&call, leg);
             let dialog = match leg {
                 Leg::A => call.a.dialog.as_mut(),
@@ -272,49 +273,28 @@ impl Engine {
             }
         }
         let session = SessionId(call.media);
-        let stats = self.relay.stats(session).ok();
-        let now = now_millis();
         let servers: Vec<String> = call
             .servers
             .iter()
             .map(|(n, t)| format!("{n}@{t}"))
             .collect();
-        let (a_rx, b_rx) = match &stats {
-            Some(s) => (s.side(Side::A).clone(), s.side(Side::B).clone()),
-            None => Default::default(),
-        };
-        tracing::info!(
-            target: "cdr",
-            call = id,
-            a_call_id = %call.a.call_id,
-            b_call_id = %call.b.call_id,
-            caller = %call.a.invite.from_header().uri,
-            callee = %call.a.invite.to_header().uri,
-            servers = %servers.join(","),
-            resumes = call.resumes,
-            setup_ms = call.created_at,
-            answer_ms = call.answered_at.unwrap_or(0),
-            end_ms = now,
-            reason,
-            a_packets = a_rx.packets,
-            a_lost = a_rx.lost,
-            a_jitter_ms = a_rx.jitter_ms,
-            a_max_gap_ms = a_rx.max_gap.as_millis() as u64,
-            b_packets = b_rx.packets,
-            b_lost = b_rx.lost,
-            b_jitter_ms = b_rx.jitter_ms,
-            b_max_gap_ms = b_rx.max_gap.as_millis() as u64,
-            "call ended"
-        );
-        self.drop_session(session);
-        metrics::call_ended(reason, call.answered_at.is_some());
-        metrics::calls_active(self.store.len());
-    }
-
-    pub(super) fn drop_session(&self, session: SessionId) {
-        let relay = self.relay.clone();
-        tokio::spawn(async move {
-            let _ = relay.remove_session(session).await;
-        });
+        self.out.push(Action::CallEnded(Box::new(CallEnd {
+            call: id,
+            session,
+            a_call_id: call.a.call_id.clone(),
+            b_call_id: call.b.call_id.clone(),
+            source: call.a.source_name.clone(),
+            caller: call.a.invite.from_header().uri.to_string(),
+            callee: call.a.invite.to_header().uri.to_string(),
+            servers,
+            resumes: call.resumes,
+            setup_ms: call.created_at,
+            answer_ms: call.answered_at.unwrap_or(0),
+            end_ms: self.wall,
+            reason: reason.to_owned(),
+        })));
+        self.out.push(Action::RemoveMedia { session });
+        self.obs.call_ended(reason, call.answered_at.is_some());
+        self.obs.calls_active(self.store.len());
     }
 }

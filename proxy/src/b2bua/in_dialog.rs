@@ -6,15 +6,13 @@
 //! original one. SDP is rewritten both ways, so the relay stays in the path.
 
 use bytes::Bytes;
-use media_relay::SessionId;
 use sipcore::dialog::DialogError;
 use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use sipcore::transaction::{ClientKey, ServerKey};
-use tokio::time::Instant;
 
-use super::call::{now_millis, CallState, Leg};
-use super::{ClientRole, Engine, TimerEvent};
-use crate::media::{is_sdp, relay_sdp};
+use super::call::{CallState, Leg};
+use super::{ClientRole, Machine, TimerEvent};
+use crate::media::is_sdp;
 
 /// Headers a forwarded in-dialog request or response keeps.
 const FORWARDED_HEADERS: &[&str] = &[
@@ -29,14 +27,16 @@ const FORWARDED_HEADERS: &[&str] = &[
     "Referred-By",
 ];
 
-impl Engine {
+impl Machine {
     pub(super) fn on_in_dialog_request(&mut self, key: ServerKey, request: Message) {
         let Some((id, leg)) = self.call_of(request.call_id()) else {
-            self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
+            self.out
+                .respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
         let Some(call) = self.store.get_mut(id) else {
-            self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
+            self.out
+                .respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
         let dialog = match leg {
@@ -50,7 +50,7 @@ impl Engine {
         match checked {
             Ok(()) => {}
             Err(DialogError::CSeqOutOfOrder { .. }) => {
-                self.respond(
+                self.out.respond(
                     &key,
                     &request,
                     500,
@@ -60,7 +60,8 @@ impl Engine {
                 return;
             }
             Err(_) => {
-                self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
+                self.out
+                    .respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
                 return;
             }
         }
@@ -69,7 +70,7 @@ impl Engine {
             Method::Bye => {
                 let cancel_resume =
                     call.resuming.is_some() && call.b.provisional && call.b.invite_key.is_some();
-                self.respond(&key, &request, 200, "OK", &[]);
+                self.out.respond(&key, &request, 200, "OK", &[]);
                 let reason = match leg {
                     Leg::A => "bye_caller",
                     Leg::B => "bye_server",
@@ -83,12 +84,12 @@ impl Engine {
                 self.end_call(id, reason, bye_a, bye_b);
             }
             _ if leg == Leg::A && call.resuming.is_some() => {
-                self.respond_call_moving(&key, &request);
+                self.out.respond_call_moving(&key, &request);
             }
             Method::Invite | Method::Update if call.offer_pending => {
                 // Glare (RFC 3261 §14.2, RFC 3311 §5.2).
                 let retry_after = if leg == Leg::A { "1" } else { "2" };
-                self.respond(
+                self.out.respond(
                     &key,
                     &request,
                     491,
@@ -112,12 +113,14 @@ impl Engine {
         let Some(call) = self.store.get(id) else {
             return;
         };
-        let via = self.new_via(self.leg_transport(call, to));
+        let via = self
+            .tokens
+            .via(self.settings.advertised, self.leg_transport(call, to));
         let target = self.leg_target(call, to);
         let body = match self.rewrite_body(id, from, &request) {
             Ok(b) => b,
             Err(e) => {
-                self.respond(
+                self.out.respond(
                     &key,
                     &request,
                     e.status,
@@ -139,13 +142,14 @@ impl Engine {
             Leg::B => call.b.dialog.as_mut(),
         };
         let (Some(dialog), Some(target)) = (dialog, target) else {
-            self.respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
+            self.out
+                .respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
         let mut req: RequestBuilder = dialog.request(&method, &via);
         let max_forwards = request.max_forwards().unwrap_or(70).saturating_sub(1);
         if max_forwards == 0 {
-            self.respond(&key, &request, 483, "Too Many Hops", &[]);
+            self.out.respond(&key, &request, 483, "Too Many Hops", &[]);
             return;
         }
         req = req.header("Max-Forwards", &max_forwards.to_string());
@@ -182,7 +186,7 @@ impl Engine {
             if let Some(c) = self.store.get_mut(id) {
                 c.offer_pending = false;
             }
-            self.respond(
+            self.out.respond(
                 &key,
                 &request,
                 500,
@@ -195,7 +199,7 @@ impl Engine {
     /// The body of a message from leg `from` as it goes to the other leg:
     /// SDP rewritten through the relay, anything else unchanged.
     fn rewrite_body(
-        &self,
+        &mut self,
         id: u64,
         from: Leg,
         msg: &Message,
@@ -210,11 +214,7 @@ impl Engine {
         if !is_sdp(Some(&ct)) {
             return Ok(Some((ct, msg.body_bytes())));
         }
-        let session = SessionId(self.store.get(id).map_or(id, |c| c.media));
-        let info = self.relay.session_info(session).map_err(|e| {
-            crate::error::Error::internal(500, "Server Internal Error", e.to_string())
-        })?;
-        let sdp = relay_sdp(&self.relay, session, &info, from.side(), msg.body())?;
+        let sdp = self.relay_sdp(id, from.side(), msg.body())?;
         Ok(Some(("application/sdp".to_owned(), sdp)))
     }
 
@@ -235,7 +235,7 @@ impl Engine {
             if let Some(c) = self.store.get_mut(id) {
                 c.offer_pending = false;
             }
-            self.respond_call_moving(&origin, &request);
+            self.out.respond_call_moving(&origin, &request);
             self.leg_b_in_dialog_failure(id, &format!("in_dialog_{status}"));
             return;
         }
@@ -245,7 +245,9 @@ impl Engine {
             return;
         };
         let origin_transport = self.leg_transport(call, from);
-        let ack_via = self.new_via(self.leg_transport(call, to));
+        let ack_via = self
+            .tokens
+            .via(self.settings.advertised, self.leg_transport(call, to));
         let ack_target = self.leg_target(call, to);
         let body = self.rewrite_body(id, to, &response).unwrap_or_else(|e| {
             tracing::warn!(call = id, error = %e, "answer SDP not usable");
@@ -277,7 +279,7 @@ impl Engine {
         }
         let ok = (200..300).contains(&status);
         if ok && matches!(method, Method::Invite | Method::Update) {
-            call.refreshed_at = now_millis();
+            call.refreshed_at = self.wall;
         }
         let mut b = ResponseBuilder::new(&request, status, response.reason_phrase().unwrap_or(""));
         if ok && matches!(method, Method::Invite | Method::Update) {
@@ -312,25 +314,25 @@ impl Engine {
                 Leg::B => call.b.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
             };
             if let (Some(ack), Some(target)) = (ack, ack_target) {
-                let _ = self.ep.send_raw(target, ack);
+                self.out.send_raw(target, ack);
             }
             if let Ok(msg) = Message::parse(bytes.clone()) {
                 self.store.await_ack(id, from, request.cseq().seq);
-                let t1 = self.ep.layer().config().t1;
+                let t1 = self.settings.t1;
                 self.timers.at(
-                    Instant::now() + t1,
+                    self.now + t1,
                     TimerEvent::Retransmit2xx {
                         call: id,
                         leg: from,
                         key: origin.clone(),
                         response: Box::new(msg),
                         interval: t1,
-                        give_up: Instant::now() + 64 * t1,
+                        give_up: self.now + 64 * t1,
                     },
                 );
             }
         }
-        self.send_response(&origin, bytes);
+        self.out.send_response(&origin, bytes);
     }
 
     pub(super) fn on_ack(&mut self, ack: Message) {
@@ -348,7 +350,7 @@ impl Engine {
         };
         if call.state == CallState::Answered {
             call.state = CallState::Confirmed;
-            metrics_answered();
+            self.obs.call_answered();
         }
         if call.b.ack_pending {
             let body = match self.rewrite_body(id, Leg::A, &ack) {
@@ -360,17 +362,23 @@ impl Engine {
     }
 
     pub(super) fn on_cancel(&mut self, key: ServerKey, cancel: Message) {
-        let invite_key = self.ep.layer().find_invite_for_cancel(&key);
+        // The INVITE a CANCEL cancels has the same branch and sent-by
+        // (RFC 3261 §9.2); it is still leg A's open INVITE transaction.
+        let invite_key = (key.method == Method::Cancel).then(|| ServerKey {
+            method: Method::Invite,
+            ..key.clone()
+        });
         let found = invite_key.as_ref().and_then(|ik| {
             let (id, leg) = self.call_of(cancel.call_id())?;
             let call = self.store.get(id)?;
             (leg == Leg::A && call.a.invite_key.as_ref() == Some(ik)).then_some(id)
         });
         let Some(id) = found else {
-            self.respond(&key, &cancel, 481, "Call/Transaction Does Not Exist", &[]);
+            self.out
+                .respond(&key, &cancel, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
-        self.respond(&key, &cancel, 200, "OK", &[]);
+        self.out.respond(&key, &cancel, 200, "OK", &[]);
         let Some(call) = self.store.get_mut(id) else {
             return;
         };
@@ -382,7 +390,7 @@ impl Engine {
                 Some(&call.a.local_tag),
             )
             .build();
-            self.send_response(&ik, resp);
+            self.out.send_response(&ik, resp);
         }
         let Some(call) = self.store.get_mut(id) else {
             return;
@@ -461,8 +469,4 @@ impl Engine {
             None => self.reject_late_2xx(&response),
         }
     }
-}
-
-fn metrics_answered() {
-    crate::metrics::call_answered();
 }

@@ -4,30 +4,28 @@
 //! transport error) is replaced by the next one without leg A noticing.
 
 use bytes::Bytes;
-use media_relay::{SessionId, SessionParams};
+use media_relay::{SessionId, SessionInfo, Side};
 use sipcore::dialog::{Dialog, DialogState};
 use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::Target;
-use tokio::time::Instant;
 
-use super::call::{now_millis, Call, CallState, Leg, LegA, LegB};
-use super::{member_transport, token, ClientRole, Engine, TimerEvent};
+use super::call::{Call, CallState, Leg, LegA, LegB};
+use super::{member_transport, Action, ClientRole, Machine, TimerEvent};
 use crate::error::Error;
-use crate::media::{is_sdp, relay_sdp};
-use crate::metrics;
+use crate::media::is_sdp;
 
 /// Option tags Tandem supports end to end. 100rel is not among them: a
 /// `Require: 100rel` gets 420, a `Supported: 100rel` is not passed on, so
 /// media servers answer with plain provisional responses.
 const SUPPORTED: &[&str] = &["timer"];
 
-impl Engine {
+impl Machine {
     pub(super) fn on_new_invite(&mut self, key: ServerKey, invite: Message, source: Target) {
         match self.admit(&invite, source) {
             Ok(()) => {}
             Err(e) => {
-                metrics::call_rejected(e.status);
+                self.obs.call_rejected(e.status);
                 tracing::info!(peer = %source.addr, call_id = invite.call_id(), status = e.status, detail = %e.detail, "INVITE refused");
                 let mut headers = vec![("Warning", e.warning())];
                 if e.status == 420 {
@@ -37,7 +35,7 @@ impl Engine {
                     headers.push(("Retry-After", "5".into()));
                 }
                 let hs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                self.respond(&key, &invite, e.status, e.reason, &hs);
+                self.out.respond(&key, &invite, e.status, e.reason, &hs);
                 return;
             }
         }
@@ -45,7 +43,7 @@ impl Engine {
         // second INVITE with the same Call-ID and no To tag (a new branch)
         // would be a fork: refuse it rather than open a second call.
         if self.store.has_leg_a(invite.call_id()) {
-            self.respond(
+            self.out.respond(
                 &key,
                 &invite,
                 482,
@@ -54,60 +52,25 @@ impl Engine {
             );
             return;
         }
-        self.respond(&key, &invite, 100, "Trying", &[]);
+        self.out.respond(&key, &invite, 100, "Trying", &[]);
 
         let id = self.store.allocate_id();
-        let session = SessionId(id);
-        let info = match self.relay.create_session(session, SessionParams::default()) {
-            Ok(info) => info,
-            Err(e) => {
-                let e = Error::internal(503, "Service Unavailable", format!("no media ports: {e}"));
-                metrics::call_rejected(e.status);
-                self.respond(
-                    &key,
-                    &invite,
-                    e.status,
-                    e.reason,
-                    &[("Warning", &e.warning()), ("Retry-After", "5")],
-                );
-                return;
-            }
-        };
         let had_offer = !invite.body().is_empty() && is_sdp(invite.content_type());
-        let offer = if had_offer {
-            match relay_sdp(
-                &self.relay,
-                session,
-                &info,
-                media_relay::Side::A,
-                invite.body(),
-            ) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    self.drop_session(session);
-                    metrics::call_rejected(e.status);
-                    self.respond(
-                        &key,
-                        &invite,
-                        e.status,
-                        e.reason,
-                        &[("Warning", &e.warning())],
-                    );
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        let now = now_millis();
+        let source_name = self
+            .settings
+            .trunk_for(source.addr.ip())
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        let now = self.wall;
         let call = Call {
             id,
             state: CallState::Calling,
             a: LegA {
                 call_id: invite.call_id().to_owned(),
-                local_tag: token(12),
+                local_tag: self.tokens.token(12),
                 invite: invite.clone(),
                 invite_key: Some(key.clone()),
+                source_name,
                 transport: source.transport,
                 source: source.addr,
                 dialog: None,
@@ -126,6 +89,7 @@ impl Engine {
                 cancel_sent: false,
             },
             media: id,
+            media_info: None,
             created_at: now,
             answered_at: None,
             refreshed_at: now,
@@ -135,21 +99,88 @@ impl Engine {
             b_local_sdp: None,
             b_remote_sdp: None,
             b_held: false,
-            offer,
+            offer: None,
             resuming: None,
             resumes: 0,
-            started: Instant::now(),
+            started: self.now,
         };
         if let Err(e) = self.store.insert(call) {
             // Cannot happen (the Call-ID was checked above, ids are
             // fresh); refused rather than trusted.
             tracing::error!(call = id, conflict = ?e, "call not stored");
-            self.drop_session(session);
-            self.respond(&key, &invite, 500, "Server Internal Error", &[]);
+            self.out
+                .respond(&key, &invite, 500, "Server Internal Error", &[]);
             return;
         }
-        metrics::calls_active(self.store.len());
+        self.obs.calls_active(self.store.len());
+        // Leg B goes out once the relay has ports for both legs (the offer
+        // to the media server must carry them).
+        self.out.push(Action::CreateMedia {
+            call: id,
+            session: SessionId(id),
+        });
+    }
+
+    /// The relay answered a new call's `CreateMedia`: rewrite leg A's
+    /// offer to the relay and send leg B; without ports, 503.
+    pub(super) fn on_media_created(&mut self, id: u64, result: Result<SessionInfo, String>) {
+        let session = SessionId(id);
+        let Some(call) = self.store.get_mut(id) else {
+            // The call ended meanwhile.
+            if result.is_ok() {
+                self.out.push(Action::RemoveMedia { session });
+            }
+            return;
+        };
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => {
+                let e = Error::internal(503, "Service Unavailable", format!("no media ports: {e}"));
+                let w = e.warning();
+                return self.refuse_unstarted(id, &e, &[("Warning", &w), ("Retry-After", "5")]);
+            }
+        };
+        call.media_info = Some(info);
+        if call.state == CallState::Cancelling {
+            return self.end_call(id, "cancelled", false, false);
+        }
+        if call.a.had_offer {
+            let body = Bytes::copy_from_slice(call.a.invite.body());
+            match self.relay_sdp(id, Side::A, &body) {
+                Ok(offer) => {
+                    if let Some(call) = self.store.get_mut(id) {
+                        call.offer = Some(offer);
+                    }
+                }
+                Err(e) => {
+                    let w = e.warning();
+                    self.out.push(Action::RemoveMedia { session });
+                    return self.refuse_unstarted(id, &e, &[("Warning", &w)]);
+                }
+            }
+        }
         self.try_next_member(id, "no media server available");
+    }
+
+    /// Refuses a call that never reached a media server: leg A's final
+    /// response, and the call forgotten without a CDR (it never started).
+    fn refuse_unstarted(&mut self, id: u64, e: &Error, headers: &[(&str, &str)]) {
+        self.obs.call_rejected(e.status);
+        if let Some(mut call) = self.store.remove(id) {
+            if let Some(key) = call.a.invite_key.take() {
+                let mut b = ResponseBuilder::with_to_tag(
+                    &call.a.invite,
+                    e.status,
+                    e.reason,
+                    Some(&call.a.local_tag),
+                );
+                for (n, v) in headers {
+                    b = b.header(n, v);
+                }
+                self.out.send_response(&key, b.build());
+            }
+        }
+        self.obs.calls_active(self.store.len());
     }
 
     /// Checks that decide before anything is allocated.
@@ -157,7 +188,7 @@ impl Engine {
         if self.draining {
             return Err(Error::internal(503, "Service Unavailable", "shutting down"));
         }
-        if self.config.trunk_for(source.addr.ip()).is_none() {
+        if self.settings.trunk_for(source.addr.ip()).is_none() {
             return Err(Error::downstream(
                 403,
                 "Forbidden",
@@ -167,7 +198,7 @@ impl Engine {
         if invite.max_forwards() == Some(0) {
             return Err(Error::downstream(483, "Too Many Hops", "Max-Forwards is 0"));
         }
-        let me = self.advertised;
+        let me = self.settings.advertised;
         if invite
             .vias()
             .any(|v| v.host == me.ip().to_string() && v.sent_by_port() == me.port())
@@ -250,12 +281,12 @@ impl Engine {
             return false;
         };
         let a = &call.a.invite;
-        let b_call_id = format!("{}@tandem", token(20));
-        let b_tag = token(12);
+        let b_call_id = format!("{}@tandem", self.tokens.token(20));
+        let b_tag = self.tokens.token(12);
         let from = a.from_header();
         let to = a.to_header();
         let ruri_user = a.request_uri().and_then(|u| u.user).unwrap_or("");
-        let host = self.advertised;
+        let host = self.settings.advertised;
         let ident = |display: Option<&str>, user: Option<&str>, host: &str| -> String {
             let user = user.map(|u| format!("{u}@")).unwrap_or_default();
             match display {
@@ -270,7 +301,7 @@ impl Engine {
         };
         let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).to_string();
         let mut req = RequestBuilder::new(&Method::Invite, &ruri)
-            .header("Via", &self.new_via(transport))
+            .header("Via", &self.tokens.via(self.settings.advertised, transport))
             .header("Max-Forwards", &max_forwards)
             .header(
                 "From",
@@ -323,7 +354,7 @@ impl Engine {
             connection: None,
         };
         let key = self.send_request(bytes, target, ClientRole::LegBInvite { call: id });
-        let timeout = std::time::Duration::from_millis(self.config.calls.member_answer_timeout_ms);
+        let timeout = self.settings.member_answer_timeout;
         let Some(call) = self.store.get_mut(id) else {
             return false;
         };
@@ -350,14 +381,14 @@ impl Engine {
         if let Some(offer) = offer {
             call.set_b_local_sdp(offer);
         }
-        call.servers.push((m.name.clone(), now_millis()));
+        call.servers.push((m.name.clone(), self.wall));
         if let Some(m) = self.pool.members.get_mut(member) {
             m.active_calls += 1;
         }
         match key {
             Some(key) => {
                 self.timers.at(
-                    Instant::now() + timeout,
+                    self.now + timeout,
                     TimerEvent::MemberAnswer { call: id, key },
                 );
                 true
@@ -367,8 +398,7 @@ impl Engine {
     }
 
     pub(super) fn carried(&self, name: &str) -> bool {
-        self.config
-            .calls
+        self.settings
             .carry_headers
             .iter()
             .any(|pat| match pat.strip_suffix('*') {
@@ -437,6 +467,11 @@ impl Engine {
             return;
         };
         let contact = self.contact(transport);
+        let early_media = if !response.body().is_empty() && is_sdp(response.content_type()) {
+            self.relay_sdp(id, Side::B, response.body()).ok()
+        } else {
+            None
+        };
         let Some(call) = self.store.get_mut(id) else {
             return;
         };
@@ -453,22 +488,11 @@ impl Engine {
             Some(&call.a.local_tag),
         )
         .header("Contact", &contact);
-        if !response.body().is_empty() && is_sdp(response.content_type()) {
-            let session = SessionId(call.media);
-            if let Ok(info) = self.relay.session_info(session) {
-                if let Ok(sdp) = relay_sdp(
-                    &self.relay,
-                    session,
-                    &info,
-                    media_relay::Side::B,
-                    response.body(),
-                ) {
-                    b = b.body("application/sdp", sdp);
-                }
-            }
+        if let Some(sdp) = early_media {
+            b = b.body("application/sdp", sdp);
         }
         if let Some(key) = call.a.invite_key.clone() {
-            self.send_response(&key, b.build());
+            self.out.send_response(&key, b.build());
         }
     }
 
@@ -495,23 +519,13 @@ impl Engine {
         if !response.body().is_empty() && is_sdp(response.content_type()) {
             call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
         }
-        let session = SessionId(call.media);
         let had_offer = call.a.had_offer;
-        let info = self.relay.session_info(session).ok();
         let mut body: Option<Bytes> = None;
         if !response.body().is_empty() && is_sdp(response.content_type()) {
-            if let Some(info) = &info {
-                match relay_sdp(
-                    &self.relay,
-                    session,
-                    info,
-                    media_relay::Side::B,
-                    response.body(),
-                ) {
-                    Ok(b) => body = Some(b),
-                    Err(e) => {
-                        tracing::warn!(call = id, error = %e, "media server's SDP not usable")
-                    }
+            match self.relay_sdp(id, Side::B, response.body()) {
+                Ok(b) => body = Some(b),
+                Err(e) => {
+                    tracing::warn!(call = id, error = %e, "media server's SDP not usable")
                 }
             }
         }
@@ -553,16 +567,16 @@ impl Engine {
         });
         call.a.dialog = a_dialog;
         call.state = CallState::Answered;
-        let now = now_millis();
+        let now = self.wall;
         call.answered_at = Some(now);
         call.refreshed_at = now;
-        metrics::setup_latency(call.started.elapsed());
-        let t1 = self.ep.layer().config().t1;
+        self.obs.setup_latency(call.started.elapsed());
+        let t1 = self.settings.t1;
         let seq = call.a.invite.cseq().seq;
         if let (Some(key), Ok(msg)) = (call.a.invite_key.take(), Message::parse(ok.clone())) {
-            self.send_response(&key, ok);
+            self.out.send_response(&key, ok);
             self.store.await_ack(id, Leg::A, seq);
-            let now = Instant::now();
+            let now = self.now;
             self.timers.at(
                 now + t1,
                 TimerEvent::Retransmit2xx {
@@ -583,7 +597,9 @@ impl Engine {
         let Some(call) = self.store.get(id) else {
             return;
         };
-        let via = self.new_via(self.leg_transport(call, Leg::B));
+        let via = self
+            .tokens
+            .via(self.settings.advertised, self.leg_transport(call, Leg::B));
         let target = self.leg_target(call, Leg::B);
         let Some(call) = self.store.get_mut(id) else {
             return;
@@ -598,7 +614,7 @@ impl Engine {
             ack = ack.body("application/sdp", body);
         }
         if let Some(target) = target {
-            let _ = self.ep.send_raw(target, ack.build());
+            self.out.send_raw(target, ack.build());
         }
     }
 
@@ -629,16 +645,16 @@ impl Engine {
         let to = response.header("To").unwrap_or_default();
         let seq = response.cseq().seq;
         let ack = RequestBuilder::new(&Method::Ack, &contact)
-            .header("Via", &self.new_via(transport))
+            .header("Via", &self.tokens.via(self.settings.advertised, transport))
             .header("From", from)
             .header("To", to)
             .header("Call-ID", response.call_id())
             .header("CSeq", &format!("{seq} ACK"))
             .build();
-        let _ = self.ep.send_raw(target, ack);
+        self.out.send_raw(target, ack);
         if self
             .hung_up_b
-            .insert(response.call_id().to_owned(), Instant::now())
+            .insert(response.call_id().to_owned(), self.now)
             .is_some()
         {
             // A retransmission of a 2xx we already hung up: the ACK above
@@ -646,7 +662,7 @@ impl Engine {
             return;
         }
         let bye = RequestBuilder::new(&Method::Bye, &contact)
-            .header("Via", &self.new_via(transport))
+            .header("Via", &self.tokens.via(self.settings.advertised, transport))
             .header("From", from)
             .header("To", to)
             .header("Call-ID", response.call_id())
@@ -725,7 +741,7 @@ impl Engine {
                     b = b.header(n, v);
                 }
                 let bytes = b.build();
-                self.send_response(&key, bytes);
+                self.out.send_response(&key, bytes);
             }
         }
         self.end_call(id, outcome, false, false);

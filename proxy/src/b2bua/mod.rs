@@ -1,46 +1,110 @@
-//! The B2BUA: one engine task owns every call and reacts to events from
-//! the transaction layer, its own timers and the health probes.
+//! The B2BUA's call machine: every call as plain data, and what happens to
+//! it as `event in → actions out`.
 //!
-//! One task, no locks: the call table is plain data touched only here, so
-//! every state change is one step that can later be shipped to a standby
-//! as it is. The work per event is small (a few parses and prints); the
-//! RTP, which is where the volume is, never passes through this task.
+//! [`Machine::on`] takes one [`Event`] (a message or failure from the
+//! transaction layer, a due timer, a tick, the relay's answer to a session
+//! request) with the time it happened, and returns the [`Action`]s to carry
+//! out, in order: messages to send, relay operations, CDR lines. Nothing in
+//! this module does I/O or reads a clock: the driver (`crate::driver`)
+//! owns the sockets, the relay and the tokio runtime, feeds events and
+//! carries out actions. So every flow here can be tested by feeding events
+//! and comparing the exact actions (see `tests`), under any time.
+//!
+//! Two narrow traits let the machine see what it does not own: the relay's
+//! per-stream idle times ([`MediaView`], for media-silence and media
+//! timeout checks) and the metrics ([`Observer`]).
 //!
 //! Files follow the SIP flows: [`invite`] (a new call and leg B's
 //! answers, failover between media servers), [`in_dialog`] (ACK, BYE,
 //! CANCEL, re-INVITE/UPDATE/INFO/OPTIONS forwarding), [`housekeeping`]
-//! (timers, OPTIONS probes, session hygiene, the end of a call).
+//! (timers, OPTIONS probes, session hygiene, the end of a call),
+//! [`survival`] (resuming calls of a failed media server), [`takeover`]
+//! (calls adopted from, or left to, the hot-standby peer).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod call;
 mod housekeeping;
 mod in_dialog;
 mod invite;
-mod replication;
+mod outbox;
+pub mod settings;
 mod store;
 mod survival;
+mod takeover;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use media_relay::MediaRelay;
-use rand::Rng;
-use sipcore::endpoint::Endpoint;
-use sipcore::message::{Message, Method, ResponseBuilder};
+use media_relay::{SessionId, SessionInfo, Side};
+use sipcore::message::{Message, Method};
 use sipcore::transaction::{ClientKey, ServerKey, TransactionKey, TuEvent};
 use sipcore::transport::{Target, TransportKind};
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
-pub use call::{Call, Leg};
-pub use replication::{Replication, RECORD_SCHEMA};
+pub use call::{Call, Leg, UnixMillis};
+use outbox::Outbox;
+pub use outbox::{Action, CallEnd};
+pub use settings::Settings;
 use store::{CallStore, ClientRole};
 
-use crate::config::{Config, MemberTransport};
-use crate::metrics;
+use crate::config::MemberTransport;
 use crate::pool::Pool;
+
+/// What the machine reacts to. (A transaction-layer event is large, but
+/// each event is moved once, from the driver into `on`: not worth a box.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    /// A message, failure or end of a transaction.
+    Tu(TuEvent),
+    /// The relay's answer to [`Action::CreateMedia`].
+    MediaCreated {
+        call: u64,
+        result: Result<SessionInfo, String>,
+    },
+    /// The earliest deadline ([`Machine::next_deadline`]) has passed.
+    Timers,
+    /// Every half second: session hygiene (ring limit, max duration,
+    /// session timers, media timeout).
+    Housekeeping,
+    /// Every health interval: OPTIONS keepalives to the members.
+    Probes,
+    /// Every [`SURVIVAL_TICK`]: resumes are paced; every fifth tick media
+    /// silence is looked for.
+    SurvivalTick,
+    /// Shutdown: new calls are refused from now on.
+    Drain,
+}
+
+/// How long a stream of a session has been silent, as the relay sees it.
+pub trait MediaView {
+    /// Since the last packet received on `side` (None: nothing received
+    /// yet); Err when the session does not exist.
+    fn idle(&self, session: SessionId, side: Side) -> Result<Option<Duration>, ()>;
+    /// Since the last ICMP port unreachable for what the relay sent to
+    /// `side`'s peer, if any.
+    fn refused_since(&self, session: SessionId, side: Side) -> Option<Duration>;
+}
+
+/// What the machine reports for metrics (default: nothing).
+pub trait Observer {
+    fn call_rejected(&mut self, _status: u16) {}
+    fn call_answered(&mut self) {}
+    fn call_ended(&mut self, _reason: &str, _answered: bool) {}
+    fn calls_active(&mut self, _n: usize) {}
+    fn setup_latency(&mut self, _d: Duration) {}
+    fn member_health(&mut self, _member: &str, _up: bool) {}
+    fn member_state(&mut self, _member: &str, _state: &str) {}
+    fn call_resumed(&mut self, _from: &str, _to: &str, _outcome: &str) {}
+    fn resume_latency(&mut self, _d: Duration) {}
+}
+
+/// An [`Observer`] that records nothing.
+#[cfg(test)]
+pub struct NoObserver;
+#[cfg(test)]
+impl Observer for NoObserver {}
 
 #[derive(Debug, Clone)]
 enum TimerEvent {
@@ -68,23 +132,7 @@ enum TimerEvent {
     },
 }
 
-/// What the process around the engine (its admin API) may ask of it. The
-/// engine defines it, so the core does not depend on its shell.
-#[derive(Debug)]
-pub enum EngineCommand {
-    /// Hand the calls to the standby and step down. `force`: also to a
-    /// standby in the upgrade state (its record schema is incompatible:
-    /// the calls up here are lost).
-    Switchover {
-        force: bool,
-        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
-    },
-}
-
-/// How many commands may wait for the engine.
-pub const COMMAND_QUEUE: usize = 16;
-
-/// Deadlines of the engine; stale events are recognised when they fire.
+/// Deadlines of the machine; stale events are recognised when they fire.
 #[derive(Default)]
 struct Timers {
     heap: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
@@ -113,13 +161,38 @@ impl Timers {
     }
 }
 
-pub struct Engine {
-    config: Arc<Config>,
-    ep: Endpoint,
-    relay: Arc<MediaRelay>,
+/// Tags, branches and Call-IDs: xorshift64* from a seed the driver draws
+/// from the OS (tests fix it, so their action sequences are exact).
+struct Tokens(u64);
+
+impl Tokens {
+    fn token(&mut self, len: usize) -> String {
+        const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        (0..len)
+            .map(|_| {
+                let mut x = self.0;
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                self.0 = x;
+                let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32;
+                CHARS
+                    .get((r % CHARS.len() as u64) as usize)
+                    .map_or('x', |&c| c as char)
+            })
+            .collect()
+    }
+}
+
+pub struct Machine {
+    settings: Settings,
     pool: Pool,
     /// Every call and every index onto the calls.
     store: CallStore,
+    /// What the current event asks the driver to do.
+    out: Outbox,
+    media: Box<dyn MediaView + Send>,
+    obs: Box<dyn Observer + Send>,
     /// The outstanding probe of each member.
     probes: Vec<Option<ClientKey>>,
     /// Leg-B Call-IDs Tandem has already hung up (BYE sent, or the media
@@ -130,125 +203,99 @@ pub struct Engine {
     hung_up_b: HashMap<String, Instant>,
     timers: Timers,
     survival: survival::Survival,
-    /// `sip:host:port` of Tandem, for Via, Contact and loop detection.
-    advertised: SocketAddr,
+    tokens: Tokens,
     draining: bool,
-    /// The hot-standby pair, if configured.
-    replication: Option<Replication>,
-    /// A controlled switchover is under way.
-    handing_over: bool,
     /// When this node began to serve (its last takeover; 0 without a
     /// pair): media silence of adopted calls counts from then.
-    serving_since: call::UnixMillis,
-    /// Server transactions of calls adopted at a takeover: they exist
-    /// only on the node we took over from, so their responses go out
-    /// statelessly, to where §18.2.2 sends them.
-    adopted: HashMap<ServerKey, Target>,
+    serving_since: UnixMillis,
+    /// The time of the event being handled (monotonic, and wall clock).
+    now: Instant,
+    wall: UnixMillis,
+    survival_ticks: u64,
 }
 
-impl Engine {
+impl Machine {
     pub fn new(
-        config: Arc<Config>,
-        ep: Endpoint,
-        relay: Arc<MediaRelay>,
-        replication: Option<Replication>,
-    ) -> Engine {
-        let pool = Pool::new(&config.pool);
+        settings: Settings,
+        pool: Pool,
+        media: Box<dyn MediaView + Send>,
+        mut obs: Box<dyn Observer + Send>,
+        track_changes: bool,
+        seed: u64,
+        now: Instant,
+    ) -> Machine {
         let members = pool.members.len();
-        let advertised = config.advertised();
         for m in &pool.members {
-            metrics::member_health(&m.name, true);
+            obs.member_health(&m.name, true);
         }
-        Engine {
-            config,
-            ep,
-            relay,
+        Machine {
+            settings,
             pool,
-            store: CallStore::new(replication.is_some()),
+            store: CallStore::new(track_changes),
+            out: Outbox::default(),
+            media,
+            obs,
             probes: vec![None; members],
             hung_up_b: HashMap::new(),
             timers: Timers::default(),
             survival: survival::Survival::default(),
-            advertised,
+            tokens: Tokens(seed | 1),
             draining: false,
-            replication,
-            handing_over: false,
             serving_since: 0,
-            adopted: Default::default(),
+            now,
+            wall: 0,
+            survival_ticks: 0,
         }
     }
 
-    /// Runs until the TU channel closes, or until `shutdown` turns true
-    /// and every call has ended (new calls are refused meanwhile).
-    pub async fn run(
-        mut self,
-        mut events: sipcore::transaction::TuReceiver,
-        mut shutdown: watch::Receiver<bool>,
-        mut node_events: Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
-        mut admin: mpsc::Receiver<EngineCommand>,
-    ) {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
-        let probe_every = Duration::from_millis(self.config.pool.health.interval_ms);
-        let mut probes = tokio::time::interval(probe_every);
-        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let probing = self.config.pool.health.enabled;
-        // Resumes are paced and media silence is checked on this tick.
-        let mut survival = tokio::time::interval(Duration::from_millis(SURVIVAL_TICK_MS));
-        survival.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks: u64 = 0;
-        loop {
-            let next = self.timers.next();
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    // While handing over, requests are left to the peers'
-                    // retransmissions, which reach the new active node.
-                    Some(ev) if self.serving() && !self.handing_over => self.on_event(ev),
-                    Some(_) => {}
-                    None => break,
-                },
-                Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev).await,
-                Some(cmd) = admin.recv() => self.on_admin(cmd, &done_tx),
-                Some((result, reply)) = done_rx.recv() => {
-                    if result.is_err() {
-                        self.handing_over = false;
-                    }
-                    let _ = reply.send(result);
-                }
-                _ = sleep_until(next), if next.is_some() => self.fire_timers(),
-                _ = housekeeping.tick(), if self.serving() => self.housekeeping(),
-                _ = probes.tick(), if probing && self.serving() => self.send_probes(),
-                _ = survival.tick() => {
-                    self.replicate();
-                    if !self.serving() {
-                        continue;
-                    }
-                    ticks += 1;
-                    if self.replication.is_some() && ticks.is_multiple_of(REFRESH_MOVED_MS / SURVIVAL_TICK_MS) {
-                        self.refresh_moved_calls();
-                    }
-                    // Silence is looked for every 50 ms: a tenth of the
-                    // default threshold, and a few lookups per call.
-                    if ticks.is_multiple_of(SILENCE_CHECK_MS / SURVIVAL_TICK_MS) {
-                        self.check_media_silence();
-                    }
-                    self.drain_resumes();
-                }
-                changed = shutdown.changed(), if !self.draining => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        tracing::info!(calls = self.store.len(), "draining: new calls are refused");
-                        self.draining = true;
-                    }
+    /// Handles one event that happened at `now` (`wall`: the same moment
+    /// as milliseconds since the Unix epoch) and returns what to do.
+    pub fn on(&mut self, event: Event, now: Instant, wall: UnixMillis) -> Vec<Action> {
+        self.now = now;
+        self.wall = wall;
+        match event {
+            Event::Tu(ev) => self.on_tu(ev),
+            Event::MediaCreated { call, result } => self.on_media_created(call, result),
+            Event::Timers => self.fire_timers(),
+            Event::Housekeeping => self.housekeeping(),
+            Event::Probes => {
+                if self.settings.probing {
+                    self.send_probes();
                 }
             }
-            if self.draining && self.store.is_empty() {
-                break;
+            Event::SurvivalTick => {
+                self.survival_ticks += 1;
+                // Silence is looked for every 50 ms: a tenth of the
+                // default threshold, and a few lookups per call.
+                let every = (SILENCE_CHECK.as_millis() / SURVIVAL_TICK.as_millis()) as u64;
+                if self.survival_ticks.is_multiple_of(every) {
+                    self.check_media_silence();
+                }
+                self.drain_resumes();
+            }
+            Event::Drain => {
+                tracing::info!(calls = self.store.len(), "draining: new calls are refused");
+                self.draining = true;
             }
         }
-        tracing::info!("engine stopped");
+        self.out.take()
     }
 
-    fn on_event(&mut self, event: TuEvent) {
+    /// The earliest timer deadline, for the driver to sleep until.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Calls in progress.
+    pub fn calls(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn on_tu(&mut self, event: TuEvent) {
         match event {
             TuEvent::Request {
                 key,
@@ -277,7 +324,6 @@ impl Engine {
     }
 
     fn on_request(&mut self, key: ServerKey, request: Message, source: Target) {
-        metrics::sip_in_request(request.method());
         let method = request.method().cloned().unwrap_or(Method::Ack);
         if method == Method::Cancel {
             return self.on_cancel(key, request);
@@ -290,7 +336,7 @@ impl Engine {
             Method::Options => {
                 // Out-of-dialog OPTIONS: trunks and SBCs ping us like we
                 // ping our media servers.
-                self.respond(
+                self.out.respond(
                     &key,
                     &request,
                     200,
@@ -298,7 +344,7 @@ impl Engine {
                     &[("Allow", ALLOW), ("Accept", "application/sdp")],
                 );
             }
-            _ => self.respond(
+            _ => self.out.respond(
                 &key,
                 &request,
                 405,
@@ -309,7 +355,6 @@ impl Engine {
     }
 
     fn on_response(&mut self, key: ClientKey, response: Message) {
-        metrics::sip_in_response(response.status().unwrap_or(0));
         let Some(role) = self.store.client(&key).cloned() else {
             return self.on_stray_response(response);
         };
@@ -359,11 +404,11 @@ impl Engine {
             let Some(call) = self.store.get(id) else {
                 return;
             };
-            let via = self.new_via(call.a.transport);
+            let via = self.tokens.via(self.settings.advertised, call.a.transport);
             if let (Some(d), Some(target)) = (call.a.dialog.as_ref(), self.leg_target(call, Leg::A))
             {
                 let ack = d.ack(response.cseq().seq, &via).build();
-                let _ = self.ep.send_raw(target, ack);
+                self.out.send_raw(target, ack);
             }
         } else {
             tracing::warn!(call = id, status, "leg A refused the new codec");
@@ -393,16 +438,18 @@ impl Engine {
                 if to == Leg::B && self.resumes_on_in_dialog_failure() {
                     // The caller must not hear 408 (it would end the
                     // dialog, RFC 3261 §14.1): the call is moving.
-                    self.respond_call_moving(&origin, &request);
+                    self.out.respond_call_moving(&origin, &request);
                     self.leg_b_in_dialog_failure(call, "in_dialog_timeout");
                 } else {
                     // The other side gets a clear 408 for its request.
-                    self.respond(&origin, &request, 408, "Request Timeout", &[]);
+                    self.out
+                        .respond(&origin, &request, 408, "Request Timeout", &[]);
                 }
             }
             ClientRole::Orphaned { origin, request } => {
                 // Its call ended meanwhile; the asker still gets an answer.
-                self.respond(&origin, &request, 408, "Request Timeout", &[]);
+                self.out
+                    .respond(&origin, &request, 408, "Request Timeout", &[]);
             }
             ClientRole::Reoffer { call } => {
                 if let Some(c) = self.store.get_mut(call) {
@@ -426,120 +473,40 @@ impl Engine {
     // ---- helpers shared by the flows ----
 
     fn resumes_on_in_dialog_failure(&self) -> bool {
-        self.config.survival.enabled && self.config.survival.in_dialog_failure
+        self.settings.survival.enabled && self.settings.survival.in_dialog_failure
     }
 
-    /// The answer to leg A's in-dialog request while its call is moving to
-    /// another media server: 491 for an offer (the caller retries it a
-    /// moment later, RFC 3261 §14.1), 503 with Retry-After for the rest
-    /// (RFC 5057: neither ends the dialog).
-    fn respond_call_moving(&self, key: &ServerKey, request: &Message) {
-        let warning = ("Warning", "399 tandem \"media server failed, call moving\"");
-        if matches!(request.method(), Some(Method::Invite | Method::Update)) {
-            self.respond(
-                key,
-                request,
-                491,
-                "Request Pending",
-                &[warning, ("Retry-After", "1")],
-            );
-        } else {
-            self.respond(
-                key,
-                request,
-                503,
-                "Service Unavailable",
-                &[warning, ("Retry-After", "1")],
-            );
-        }
-    }
-
-    /// Sends a response on a server transaction, built from its request.
-    fn respond(
-        &self,
-        key: &ServerKey,
-        request: &Message,
-        status: u16,
-        reason: &str,
-        headers: &[(&str, &str)],
-    ) {
-        let mut b = ResponseBuilder::new(request, status, reason);
-        for (n, v) in headers {
-            b = b.header(n, v);
-        }
-        self.send_response(key, b.build());
-    }
-
-    fn send_response(&self, key: &ServerKey, bytes: Bytes) {
-        match Message::parse(bytes) {
-            Ok(msg) => {
-                metrics::sip_out_response(msg.status().unwrap_or(0));
-                self.deliver_response(key, msg);
-            }
-            Err(e) => tracing::error!(error = %e, "built an unparseable response"),
-        }
-    }
-
-    /// Hands a response to its server transaction, or, for one adopted
-    /// at a takeover (it lives on the old node), sends it statelessly.
-    fn deliver_response(&self, key: &ServerKey, msg: Message) {
-        let sent = match self.adopted.get(key) {
-            Some(target) => self
-                .ep
-                .send_raw(*target, msg.as_bytes().clone())
-                .map_err(|e| e.to_string()),
-            None => self
-                .ep
-                .layer()
-                .send_response(key, msg)
-                .map_err(|e| e.to_string()),
-        };
-        if let Err(e) = sent {
-            tracing::debug!(error = %e, "response not sent");
-        }
-    }
-
-    /// Sends a request as a client transaction with the given role.
+    /// Sends a request as a client transaction with the given role; its
+    /// key (from the Via branch we made) is returned at once.
     fn send_request(
         &mut self,
         bytes: Bytes,
         target: Target,
         role: ClientRole,
     ) -> Option<ClientKey> {
-        let msg = match Message::parse(bytes) {
+        let request = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "built an unparseable request");
                 return None;
             }
         };
-        metrics::sip_out_request(msg.method());
-        match self.ep.layer().send_request(msg, target) {
-            Ok(key) => {
-                self.store.bind_client(key.clone(), role);
-                Some(key)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %target, "request not sent");
-                None
-            }
-        }
-    }
-
-    /// A Via value for a new request of ours, with a fresh branch.
-    fn new_via(&self, transport: TransportKind) -> String {
-        format!(
-            "SIP/2.0/{} {};branch=z9hG4bK{};rport",
-            transport.as_str(),
-            self.advertised,
-            token(16)
-        )
+        let key = ClientKey::from_message(&request)?;
+        self.store.bind_client(key.clone(), role);
+        self.out.push(Action::SendRequest {
+            key: key.clone(),
+            request,
+            target,
+        });
+        Some(key)
     }
 
     fn contact(&self, transport: TransportKind) -> String {
         match transport {
-            TransportKind::Udp => format!("<sip:tandem@{}>", self.advertised),
-            TransportKind::Tcp => format!("<sip:tandem@{};transport=tcp>", self.advertised),
+            TransportKind::Udp => format!("<sip:tandem@{}>", self.settings.advertised),
+            TransportKind::Tcp => {
+                format!("<sip:tandem@{};transport=tcp>", self.settings.advertised)
+            }
         }
     }
 
@@ -594,35 +561,40 @@ impl Engine {
         self.member(i).map(|m| m.name.clone()).unwrap_or_default()
     }
 
+    /// An SDP from leg `from` of call `id`, rewritten to the relay for the
+    /// other leg; the relay is told where the sender wants RTP.
+    fn relay_sdp(
+        &mut self,
+        id: u64,
+        from: Side,
+        body: &[u8],
+    ) -> Result<Bytes, crate::error::Error> {
+        let no_media =
+            || crate::error::Error::internal(500, "Server Internal Error", "no media session");
+        let call = self.store.get(id).ok_or_else(no_media)?;
+        let info = call.media_info.ok_or_else(no_media)?;
+        let session = SessionId(call.media);
+        let (sdp, remote) = crate::media::rewrite_sdp(&info, from, body)?;
+        if let Some(addr) = remote {
+            self.out.push(Action::SetRemote {
+                session,
+                side: from,
+                addr,
+            });
+        }
+        Ok(sdp)
+    }
+
     fn call_of(&self, call_id: &str) -> Option<(u64, Leg)> {
         self.store.find(call_id)
     }
 }
 
-const SURVIVAL_TICK_MS: u64 = 10;
-/// How often calls that moved to another media server are re-sent to the
-/// standby: their relay's continuity state settles with the first packets
-/// from the new server, after the call event that moved them.
-const REFRESH_MOVED_MS: u64 = 1000;
-
-async fn next_node_event(
-    rx: &mut Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
-) -> Option<state_sync::NodeEvent> {
-    match rx {
-        Some(r) => r.recv().await,
-        None => std::future::pending().await,
-    }
-}
-const SILENCE_CHECK_MS: u64 = 50;
+/// Every survival tick resumes are paced.
+pub const SURVIVAL_TICK: Duration = Duration::from_millis(10);
+const SILENCE_CHECK: Duration = Duration::from_millis(50);
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
-
-async fn sleep_until(when: Option<Instant>) {
-    match when {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
 
 pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {
     match t {
@@ -631,13 +603,16 @@ pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {
     }
 }
 
-/// A random token for tags, branches and Call-IDs.
-pub(crate) fn token(len: usize) -> String {
-    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
-        .collect()
+impl Tokens {
+    /// A Via value for a new request of ours, with a fresh branch.
+    fn via(&mut self, advertised: SocketAddr, transport: TransportKind) -> String {
+        format!(
+            "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+            transport.as_str(),
+            advertised,
+            self.token(16)
+        )
+    }
 }
 
 /// `sip:user@1.2.3.4:5070;params` → 1.2.3.4:5070 when the host is an IP.
@@ -647,3 +622,6 @@ fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
     let ip: std::net::IpAddr = host.parse().ok()?;
     Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
 }
+
+#[cfg(test)]
+mod tests;

@@ -194,6 +194,7 @@ impl CallStore {
         self.calls.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.calls.is_empty()
     }

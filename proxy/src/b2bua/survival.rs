@@ -21,13 +21,11 @@ use media_relay::{SessionId, Side};
 use sipcore::dialog::Dialog;
 use sipcore::message::{Message, Method};
 use sipcore::sdp::{Direction, Sdp};
-use tokio::time::Instant;
+use std::time::Instant;
 
-use super::call::{now_millis, CallState, Leg, Resuming};
-use super::{ClientRole, Engine, TimerEvent};
-use crate::config::OnNoServer;
+use super::call::{CallState, Leg, Resuming};
+use super::{Action, ClientRole, Machine, TimerEvent};
 use crate::media::{is_sdp, narrow_offer};
-use crate::metrics;
 
 /// Survival's own state in the engine.
 #[derive(Debug, Default)]
@@ -46,7 +44,7 @@ pub(super) struct Survival {
 }
 
 /// What the media of one member's answered calls says (see
-/// [`Engine::media_by_member`]).
+/// [`Machine::media_by_member`]).
 #[derive(Debug)]
 struct MemberMedia {
     member: usize,
@@ -55,7 +53,7 @@ struct MemberMedia {
     counted: usize,
 }
 
-impl Engine {
+impl Machine {
     /// The member's calls go to the resume queue (keepalive or media said
     /// it is dead).
     pub(super) fn member_failed(&mut self, member: usize, reason: &str) {
@@ -95,7 +93,7 @@ impl Engine {
     /// One answered call lost its media server: queue its resume (or end
     /// it, with survival off).
     pub(super) fn call_failed(&mut self, id: u64, reason: &str) {
-        let enabled = self.config.survival.enabled;
+        let enabled = self.settings.survival.enabled;
         let Some(call) = self.store.get_mut(id) else {
             return;
         };
@@ -113,10 +111,10 @@ impl Engine {
         call.resuming = Some(Resuming {
             from,
             reason: reason.to_owned(),
-            detected_at: now_millis(),
+            detected_at: self.wall,
             tried: vec![from],
             hold_until: None,
-            detected: Instant::now(),
+            detected: self.now,
         });
         self.release_leg_b(id);
         self.survival.queue.push_back(id);
@@ -129,7 +127,9 @@ impl Engine {
             return;
         };
         let target = self.leg_target(call, Leg::B);
-        let via = self.new_via(self.leg_transport(call, Leg::B));
+        let via = self
+            .tokens
+            .via(self.settings.advertised, self.leg_transport(call, Leg::B));
         self.release_member(id);
         let old_call_id = self.store.unindex_leg_b(id);
         let Some(call) = self.store.get_mut(id) else {
@@ -149,14 +149,14 @@ impl Engine {
         }
         self.store.acked(id, Leg::B);
         if let Some(old) = old_call_id {
-            self.hung_up_b.insert(old, Instant::now());
+            self.hung_up_b.insert(old, self.now);
         }
     }
 
     /// Sends the resume INVITEs the pace allows. Runs on the survival tick.
     pub(super) fn drain_resumes(&mut self) {
-        let now = Instant::now();
-        let rate = f64::from(self.config.survival.resume_rate);
+        let now = self.now;
+        let rate = f64::from(self.settings.survival.resume_rate);
         let elapsed = self
             .survival
             .last_refill
@@ -229,7 +229,7 @@ impl Engine {
             return;
         };
         let (from, to) = (self.member_name(r.from), self.member_name(call.b.member));
-        metrics::call_resumed(&from, &to, "failed");
+        self.obs.call_resumed(&from, &to, "failed");
         tracing::info!(call = id, member = %to, why, "resume attempt failed");
         self.release_member(id);
         self.store.unindex_leg_b(id);
@@ -238,8 +238,8 @@ impl Engine {
 
     /// No member left for a resume.
     fn no_server_left(&mut self, id: u64) {
-        let hold_s = self.config.survival.hold_retry_s;
-        let hold = self.config.survival.on_no_server == OnNoServer::Hold;
+        let hold_s = self.settings.survival.hold_retry_s;
+        let hold = self.settings.survival.hold_on_no_server;
         let Some(from) = self
             .store
             .get(id)
@@ -251,21 +251,21 @@ impl Engine {
         let Some(r) = self.store.get_mut(id).and_then(|c| c.resuming.as_mut()) else {
             return;
         };
-        let now = now_millis();
+        let now = self.wall;
         if hold {
             let until = *r.hold_until.get_or_insert(now + hold_s * 1000);
             if now < until {
                 // Retry every member but the one that failed, in a second.
                 r.tried.truncate(1);
                 self.timers.at(
-                    Instant::now() + std::time::Duration::from_secs(1),
+                    self.now + std::time::Duration::from_secs(1),
                     TimerEvent::ResumeRetry { call: id },
                 );
                 return;
             }
-            metrics::call_resumed(&from, "", "gave_up");
+            self.obs.call_resumed(&from, "", "gave_up");
         } else {
-            metrics::call_resumed(&from, "", "no_server");
+            self.obs.call_resumed(&from, "", "no_server");
         }
         tracing::warn!(call = id, from = %from, "no media server left for the call; hanging up");
         self.end_call(id, "no_media_server", true, false);
@@ -318,15 +318,12 @@ impl Engine {
             call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
         }
         self.send_leg_b_ack(id, None);
-        let switched = match new_addr {
-            Some(addr) => self
-                .relay
-                .switch_upstream(session, addr)
-                .map_err(|e| e.to_string()),
-            None => Err("the answer has no RTP address".to_owned()),
-        };
-        if let Err(e) = switched {
-            tracing::warn!(call = id, error = %e, "relay not switched to the new server");
+        match new_addr {
+            Some(addr) => self.out.push(Action::SwitchUpstream { session, addr }),
+            None => tracing::warn!(
+                call = id,
+                "relay not switched to the new server: the answer has no RTP address"
+            ),
         }
         let Some(call) = self.store.get_mut(id) else {
             return;
@@ -343,8 +340,8 @@ impl Engine {
             // it, or the trunk decodes garbage.
             self.reoffer_leg_a(id);
         }
-        metrics::call_resumed(&from, &to, "ok");
-        metrics::resume_latency(r.detected.elapsed());
+        self.obs.call_resumed(&from, &to, "ok");
+        self.obs.resume_latency(r.detected.elapsed());
         tracing::info!(
             call = id,
             from = %from,
@@ -358,26 +355,23 @@ impl Engine {
     /// A re-INVITE on leg A offering what the new server answered
     /// (rewritten to the relay), sent when a resume changed the codec.
     fn reoffer_leg_a(&mut self, id: u64) {
-        let Some(call) = self.store.get(id) else {
+        let Some(sdp) = self.store.get(id).and_then(|c| c.b_remote_sdp.clone()) else {
             return;
         };
-        let Some(sdp) = call.b_remote_sdp.clone() else {
-            return;
-        };
-        let session = SessionId(call.media);
-        let Ok(info) = self.relay.session_info(session) else {
-            return;
-        };
-        let body = match crate::media::relay_sdp(&self.relay, session, &info, Side::B, &sdp) {
+        let body = match self.relay_sdp(id, Side::B, &sdp) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(call = id, error = %e, "cannot re-offer leg A");
                 return;
             }
         };
-        let via = self.new_via(call.a.transport);
-        let contact = self.contact(call.a.transport);
+        let Some(call) = self.store.get(id) else {
+            return;
+        };
+        let transport = call.a.transport;
         let target = self.leg_target(call, Leg::A);
+        let via = self.tokens.via(self.settings.advertised, transport);
+        let contact = self.contact(transport);
         let Some(call) = self.store.get_mut(id) else {
             return;
         };
@@ -397,14 +391,14 @@ impl Engine {
     /// Media silence: leg B quiet while leg A talks makes the member
     /// suspect; its probe then decides. Runs on the survival tick.
     pub(super) fn check_media_silence(&mut self) {
-        let silence_ms = self.config.survival.media_silence_ms;
-        if silence_ms == 0 || !self.config.survival.enabled {
+        let silence_ms = self.settings.survival.media_silence_ms;
+        if silence_ms == 0 || !self.settings.survival.enabled {
             return;
         }
         let members = self.pool.members.len();
         self.survival.suspect.resize(members, false);
         self.survival.cleared_at.resize(members, None);
-        let cooldown = std::time::Duration::from_millis(self.config.pool.health.interval_ms);
+        let cooldown = self.settings.probe_interval;
         let mut newly: Vec<(usize, &str)> = Vec::new();
         for m in self.media_by_member(silence_ms) {
             if m.silent > 0 {
@@ -427,9 +421,9 @@ impl Engine {
             }
             let name = self.member_name(member);
             tracing::info!(member = %name, why, "member suspect, probing");
-            metrics::member_state(&name, "suspect");
+            self.obs.member_state(&name, "suspect");
             let timeout =
-                std::time::Duration::from_millis(self.config.survival.suspect_probe_timeout_ms);
+                std::time::Duration::from_millis(self.settings.survival.suspect_probe_timeout_ms);
             self.send_probe(member, timeout);
         }
     }
@@ -444,7 +438,7 @@ impl Engine {
     fn media_by_member(&self, silence_ms: u64) -> Vec<MemberMedia> {
         let recent = std::time::Duration::from_secs(1);
         let mut out: Vec<MemberMedia> = Vec::new();
-        let now = now_millis();
+        let now = self.wall;
         for call in self.store.values() {
             if call.state != CallState::Confirmed && call.state != CallState::Answered {
                 continue;
@@ -465,7 +459,7 @@ impl Engine {
             };
             let session = SessionId(call.media);
             if !entry.refused {
-                let refused = self.relay.refused_since(session, Side::B).ok().flatten();
+                let refused = self.media.refused_since(session, Side::B);
                 entry.refused = refused.is_some_and(|d| d < recent);
             }
             if call.b_held {
@@ -478,8 +472,8 @@ impl Engine {
                 continue;
             }
             let idle_ms = |side| -> Option<u64> {
-                self.relay
-                    .idle_time(session, side)
+                self.media
+                    .idle(session, side)
                     .ok()
                     .map(|d| d.map_or(u64::MAX, |d| d.as_millis() as u64))
             };
@@ -511,8 +505,8 @@ impl Engine {
         }
         let name = self.member_name(member);
         let media_dead = alive && {
-            let silence_ms = self.config.survival.media_silence_ms;
-            let min_calls = self.config.survival.media_dead_min_calls.max(1);
+            let silence_ms = self.settings.survival.media_silence_ms;
+            let min_calls = self.settings.survival.media_dead_min_calls.max(1);
             self.media_by_member(silence_ms)
                 .iter()
                 .any(|m| m.member == member && m.silent >= min_calls && m.silent == m.counted)
@@ -520,9 +514,9 @@ impl Engine {
         if alive && !media_dead {
             tracing::info!(member = %name, "suspect member answered and has live media: cleared");
             if let Some(c) = self.survival.cleared_at.get_mut(member) {
-                *c = Some(Instant::now());
+                *c = Some(self.now);
             }
-            metrics::member_state(&name, "up");
+            self.obs.member_state(&name, "up");
             return false;
         }
         let why = if alive {
@@ -532,7 +526,8 @@ impl Engine {
         };
         if let Some(change) = self.pool.force_down(member) {
             tracing::warn!(member = %name, why, "media server is down");
-            metrics::member_health(&name, change.now == crate::pool::Health::Up);
+            self.obs
+                .member_health(&name, change.now == crate::pool::Health::Up);
         }
         self.member_failed(member, why);
         true
@@ -540,7 +535,7 @@ impl Engine {
 
     /// In-dialog failure on leg B (408/481/503 or no answer): resume.
     pub(super) fn leg_b_in_dialog_failure(&mut self, id: u64, why: &str) {
-        if self.config.survival.in_dialog_failure {
+        if self.settings.survival.in_dialog_failure {
             tracing::info!(call = id, why, "in-dialog failure on leg B");
             self.call_failed(id, why);
         }

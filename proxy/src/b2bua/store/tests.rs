@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use sipcore::message::{Message, Method};
@@ -43,6 +45,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         a: LegA {
             call_id: a.to_owned(),
             local_tag: "a".into(),
+            source_name: "trunk".into(),
             invite: invite(a),
             invite_key: None,
             transport: TransportKind::Udp,
@@ -52,6 +55,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         },
         b: leg_b(b),
         media: id,
+        media_info: None,
         created_at: 0,
         answered_at: None,
         refreshed_at: 0,
@@ -64,7 +68,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         b_held: false,
         resuming: None,
         resumes: 0,
-        started: tokio::time::Instant::now(),
+        started: std::time::Instant::now(),
     }
 }
 

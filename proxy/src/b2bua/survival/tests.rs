@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use super::*;
 
 fn sdp(port: u16, formats: &str, extra: &str) -> String {

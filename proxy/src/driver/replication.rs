@@ -1,6 +1,7 @@
-//! Hot standby, the engine's side: every call (both legs' dialogs, the
+//! Hot standby, the driver's side: every call (both legs' dialogs, the
 //! INVITEs, SDP, its relay session) and every media server's health is a
-//! record that `state-sync` ships to the standby.
+//! record that `state-sync` ships to the standby. What the calls become at
+//! a takeover or a step-down is the machine's (`b2bua::takeover`).
 //!
 //! * Active: the call table notes which calls changed; every survival
 //!   tick (10 ms) those are encoded and published — a call set up within
@@ -9,13 +10,7 @@
 //!   restored at once, its sockets bound (IP_FREEBIND) on the floating
 //!   address the node does not hold yet, so that RTP flows the moment the
 //!   address arrives. The calls wait as plain data.
-//! * Takeover: the copies become live calls. CSeq numbers we send go on
-//!   from the replicated value plus [`CSEQ_HEADROOM`], above anything the
-//!   old node could have sent after its last record; a call still ringing
-//!   gets its leg-B INVITE back as a client role, so the media server's
-//!   answer (retransmitted until ACKed) is taken as if nothing happened,
-//!   and responses to leg A without a server transaction here go out
-//!   statelessly along the INVITE's Via.
+//! * Takeover: the copies are handed to the machine, which adopts them.
 //! * Step-down: the live calls are dropped without a word to anybody — the
 //!   other node serves them now.
 
@@ -24,22 +19,15 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use media_relay::{SessionId, SessionSnapshot};
 use serde::{Deserialize, Serialize};
-use sipcore::transaction::{response_target, ClientKey};
-use sipcore::transport::Target;
 use state_sync::{Change, NodeEvent, Record, RecordId, SyncHandle};
 use tokio::sync::{mpsc, oneshot};
 
-use super::call::Call;
-use super::{ClientRole, Engine};
-use crate::metrics;
-use crate::pool::Health;
+use super::{now_millis, Command, Driver};
+use crate::b2bua::Call;
 
 /// Schema of the records (`major << 16 | minor`): a change of major is
 /// an incompatible change (the pair goes to the upgrade state).
 pub const RECORD_SCHEMA: u32 = 1 << 16;
-
-/// Added to every replicated local CSeq at takeover.
-pub const CSEQ_HEADROOM: u32 = 1000;
 
 const KIND_CALL: &str = "call";
 const KIND_MEMBER: &str = "member";
@@ -58,7 +46,7 @@ struct MemberRecord {
 /// A finished switchover and whom to tell.
 pub type SwitchoverDone = (Result<(), String>, oneshot::Sender<Result<(), String>>);
 
-/// The engine's link to its `state-sync` node.
+/// The driver's link to its `state-sync` node.
 pub struct Replication {
     pub handle: SyncHandle,
     /// Active (serving) or following.
@@ -84,7 +72,7 @@ impl Replication {
     }
 }
 
-impl Engine {
+impl Driver {
     /// Whether this node serves calls (always, without a standby pair).
     pub(super) fn serving(&self) -> bool {
         self.replication.as_ref().is_none_or(|r| r.serving)
@@ -96,10 +84,10 @@ impl Engine {
         let Some(rep) = self.replication.as_mut().filter(|r| r.serving) else {
             return;
         };
-        let changed = self.store.take_changed();
+        let changed = self.machine.take_changed();
         for id in changed {
             let key = id.to_string();
-            let Some(call) = self.store.get(id) else {
+            let Some(call) = self.machine.call(id) else {
                 rep.handle.publish(Change::Delete(RecordId {
                     kind: KIND_CALL.into(),
                     key,
@@ -123,9 +111,13 @@ impl Engine {
                 Err(e) => tracing::error!(call = id, error = %e, "call not replicated"),
             }
         }
-        rep.members_sent.resize(self.pool.members.len(), None);
-        for (m, sent) in self.pool.members.iter().zip(rep.members_sent.iter_mut()) {
-            let up = m.health == Health::Up;
+        let members: Vec<(String, bool)> = self
+            .machine
+            .member_health()
+            .map(|(name, up)| (name.to_owned(), up))
+            .collect();
+        rep.members_sent.resize(members.len(), None);
+        for ((name, up), sent) in members.into_iter().zip(rep.members_sent.iter_mut()) {
             if *sent == Some(up) {
                 continue;
             }
@@ -134,7 +126,7 @@ impl Engine {
             let data = serde_json::to_vec(&MemberRecord { up }).unwrap_or_default();
             rep.handle.publish(Change::Upsert(Record {
                 kind: KIND_MEMBER.into(),
-                key: m.name.clone(),
+                key: name,
                 version: rep.version,
                 data: Bytes::from(data),
             }));
@@ -194,10 +186,7 @@ impl Engine {
             }
             Change::Upsert(r) if r.kind == KIND_MEMBER => {
                 if let Ok(m) = serde_json::from_slice::<MemberRecord>(&r.data) {
-                    if let Some(member) = self.pool.members.iter_mut().find(|x| x.name == r.key) {
-                        member.health = if m.up { Health::Up } else { Health::Down };
-                        metrics::member_health(&member.name, m.up);
-                    }
+                    self.machine.set_member_health(&r.key, m.up);
                 }
             }
             Change::Delete(id) if id.kind == KIND_CALL => {
@@ -207,68 +196,33 @@ impl Engine {
                     .ok()
                     .and_then(|k| self.replication.as_mut()?.copy.remove(&k));
                 if let Some(call) = removed {
-                    self.drop_session(SessionId(call.media));
+                    self.remove_media(SessionId(call.media));
                 }
             }
             _ => {}
         }
     }
 
-    /// Takeover: the copy becomes the live call table.
+    /// Takeover: the copy becomes the machine's calls.
     fn activate(&mut self, epoch: u64, reason: &str) {
         let Some(rep) = self.replication.as_mut() else {
             return;
         };
         rep.serving = true;
         rep.members_sent.clear();
-        self.serving_since = super::call::now_millis();
-        let copy: Vec<Call> = rep.copy.drain().map(|(_, c)| c).collect();
+        let mut copy: Vec<Call> = rep.copy.drain().map(|(_, c)| c).collect();
         let n = copy.len();
-        for mut call in copy {
-            for d in [call.a.dialog.as_mut(), call.b.dialog.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                d.local_seq = d.local_seq.saturating_add(CSEQ_HEADROOM);
-            }
-            let id = call.id;
-            if call.b.invite_key.is_some() || call.b.dialog.is_some() {
-                if let Some(m) = self.pool.members.get_mut(call.b.member) {
-                    m.active_calls += 1;
+        for call in &mut copy {
+            match self.relay.session_info(SessionId(call.media)) {
+                // A record of an older node has no ports: the pre-bound
+                // session has them.
+                Ok(info) => {
+                    call.media_info.get_or_insert(info);
                 }
-            }
-            let ringing = call
-                .b
-                .invite_key
-                .clone()
-                .filter(|_| call.answered_at.is_none());
-            if let Some(key) = call.a.invite_key.clone() {
-                let source = Target {
-                    transport: call.a.transport,
-                    addr: call.a.source,
-                    connection: None,
-                };
-                self.adopted
-                    .insert(key, response_target(&call.a.invite, source));
-            }
-            if self.relay.session_info(SessionId(call.media)).is_err() {
-                tracing::warn!(call = id, "no relay session for an adopted call");
-            }
-            // Not marked changed: the node's journal starts from this same
-            // copy, and re-sending 500 calls at the moment of a takeover
-            // would cost CPU just when the RTP has to start flowing. The
-            // CSeq headroom reaches the standby with the call's next change
-            // (a copy without it gets the headroom again at its takeover).
-            if let Err(e) = self.store.insert_unchanged(call) {
-                tracing::error!(call = id, conflict = ?e, "adopted call not stored");
-                continue;
-            }
-            if let Some(key) = ringing {
-                self.store
-                    .bind_client(key, ClientRole::LegBInvite { call: id });
+                Err(_) => tracing::warn!(call = call.id, "no relay session for an adopted call"),
             }
         }
-        metrics::calls_active(self.store.len());
+        self.machine.adopt(copy, now_millis());
         tracing::warn!(
             epoch,
             reason,
@@ -288,22 +242,11 @@ impl Engine {
         if !was_serving {
             return;
         }
-        let calls = self.store.clear_silently();
+        let calls = self.machine.step_down();
         for call in &calls {
             let _ = self.relay.remove_session(SessionId(call.media)).await;
         }
-        self.hung_up_b.clear();
-        self.adopted.clear();
-        self.timers = Default::default();
-        self.survival = Default::default();
-        for p in self.probes.iter_mut() {
-            *p = None;
-        }
-        for m in self.pool.members.iter_mut() {
-            m.active_calls = 0;
-        }
         self.handing_over = false;
-        metrics::calls_active(0);
         tracing::warn!(
             epoch,
             calls = calls.len(),
@@ -314,12 +257,8 @@ impl Engine {
     /// `POST /switchover`: every change so far goes out, new requests
     /// wait for their retransmission (to the new active node), and the
     /// node hands over.
-    pub(super) fn on_admin(
-        &mut self,
-        cmd: super::EngineCommand,
-        done: &mpsc::UnboundedSender<SwitchoverDone>,
-    ) {
-        let super::EngineCommand::Switchover { force, reply } = cmd;
+    pub(super) fn on_command(&mut self, cmd: Command, done: &mpsc::Sender<SwitchoverDone>) {
+        let Command::Switchover { force, reply } = cmd;
         let Some(rep) = self.replication.as_ref() else {
             let _ = reply.send(Err("no standby pair is configured".into()));
             return;
@@ -337,27 +276,7 @@ impl Engine {
                 Some(h) => h.switchover(force).await,
                 None => Err("no standby pair".into()),
             };
-            let _ = done.send((result, reply));
+            let _ = done.send((result, reply)).await;
         });
-    }
-
-    /// Marks the calls that moved to another media server as changed, so
-    /// the standby gets their relay's settled continuity state.
-    pub(super) fn refresh_moved_calls(&mut self) {
-        let moved: Vec<u64> = self
-            .store
-            .iter()
-            .filter(|(_, c)| c.resumes > 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in moved {
-            self.store.touch(id);
-        }
-    }
-
-    /// A response for one of our client transactions that the transaction
-    /// layer does not know: one begun by the node we took over from.
-    pub(super) fn adopted_client(&self, key: &ClientKey) -> bool {
-        matches!(self.store.client(key), Some(ClientRole::LegBInvite { .. }))
     }
 }

@@ -1,0 +1,158 @@
+//! What the machine asks the driver to do, collected while one event is
+//! handled and handed over in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use media_relay::{SessionId, Side};
+use sipcore::message::{Message, Method, ResponseBuilder};
+use sipcore::transaction::{ClientKey, ServerKey};
+use sipcore::transport::Target;
+
+use super::call::UnixMillis;
+
+/// One thing for the driver to do. Actions of one event are carried out
+/// in the order given.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Send `request` to `target` as a new client transaction (its key is
+    /// `key`, from the request's Via branch). A failure to send comes back
+    /// as a transport error of that key.
+    SendRequest {
+        key: ClientKey,
+        request: Message,
+        target: Target,
+    },
+    /// Send `response` on the server transaction `key`.
+    Respond { key: ServerKey, response: Message },
+    /// Send a message outside any transaction: the ACK of a 2xx, a 2xx
+    /// retransmission for an adopted call, a response whose transaction
+    /// lives on the node this one took over from.
+    SendRaw { target: Target, bytes: Bytes },
+    /// Open the relay session of a new call (both sides' ports); the
+    /// answer comes back as `Event::MediaCreated`.
+    CreateMedia { call: u64, session: SessionId },
+    /// The relay learns where `side`'s peer wants RTP (from its SDP).
+    SetRemote {
+        session: SessionId,
+        side: Side,
+        addr: SocketAddr,
+    },
+    /// Leg B's RTP now goes to (and comes from) a new media server.
+    SwitchUpstream {
+        session: SessionId,
+        addr: SocketAddr,
+    },
+    /// Close a call's relay session (after its CDR, if any, was written).
+    RemoveMedia { session: SessionId },
+    /// A call ended: the CDR line (the driver adds the relay's stream
+    /// statistics, then carries out the `RemoveMedia` that follows).
+    CallEnded(Box<CallEnd>),
+}
+
+/// Everything of a CDR line the machine knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEnd {
+    pub call: u64,
+    pub session: SessionId,
+    pub a_call_id: String,
+    pub b_call_id: String,
+    /// The source (trunk) by name.
+    pub source: String,
+    pub caller: String,
+    pub callee: String,
+    /// `name@ms` of every media server the call used.
+    pub servers: Vec<String>,
+    pub resumes: u32,
+    pub setup_ms: UnixMillis,
+    pub answer_ms: UnixMillis,
+    pub end_ms: UnixMillis,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    actions: Vec<Action>,
+    /// Server transactions of calls adopted at a takeover: they exist
+    /// only on the node we took over from, so their responses go out
+    /// statelessly, to where §18.2.2 sends them.
+    pub adopted: HashMap<ServerKey, Target>,
+}
+
+impl Outbox {
+    pub fn push(&mut self, action: Action) {
+        self.actions.push(action);
+    }
+
+    pub fn take(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Sends a response on a server transaction, built from its request.
+    pub fn respond(
+        &mut self,
+        key: &ServerKey,
+        request: &Message,
+        status: u16,
+        reason: &str,
+        headers: &[(&str, &str)],
+    ) {
+        let mut b = ResponseBuilder::new(request, status, reason);
+        for (n, v) in headers {
+            b = b.header(n, v);
+        }
+        self.send_response(key, b.build());
+    }
+
+    /// The answer to leg A's in-dialog request while its call is moving to
+    /// another media server: 491 for an offer (the caller retries it a
+    /// moment later, RFC 3261 §14.1), 503 with Retry-After for the rest
+    /// (RFC 5057: neither ends the dialog).
+    pub fn respond_call_moving(&mut self, key: &ServerKey, request: &Message) {
+        let warning = ("Warning", "399 tandem \"media server failed, call moving\"");
+        if matches!(request.method(), Some(Method::Invite | Method::Update)) {
+            self.respond(
+                key,
+                request,
+                491,
+                "Request Pending",
+                &[warning, ("Retry-After", "1")],
+            );
+        } else {
+            self.respond(
+                key,
+                request,
+                503,
+                "Service Unavailable",
+                &[warning, ("Retry-After", "1")],
+            );
+        }
+    }
+
+    pub fn send_response(&mut self, key: &ServerKey, bytes: Bytes) {
+        match Message::parse(bytes) {
+            Ok(msg) => self.deliver_response(key, msg),
+            Err(e) => tracing::error!(error = %e, "built an unparseable response"),
+        }
+    }
+
+    /// Hands a response to its server transaction, or, for one adopted
+    /// at a takeover (it lives on the old node), sends it statelessly.
+    pub fn deliver_response(&mut self, key: &ServerKey, response: Message) {
+        match self.adopted.get(key) {
+            Some(target) => self.actions.push(Action::SendRaw {
+                target: *target,
+                bytes: response.as_bytes().clone(),
+            }),
+            None => self.actions.push(Action::Respond {
+                key: key.clone(),
+                response,
+            }),
+        }
+    }
+
+    pub fn send_raw(&mut self, target: Target, bytes: Bytes) {
+        self.actions.push(Action::SendRaw { target, bytes });
+    }
+}

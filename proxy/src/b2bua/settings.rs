@@ -1,0 +1,66 @@
+//! The machine's settings as plain values: the shell (`crate::config`)
+//! builds them from the configuration file, the machine never sees the
+//! file's types.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Everything the call machine needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `host:port` of Tandem, for Via, Contact and loop detection.
+    pub advertised: SocketAddr,
+    /// RFC 3261 T1 and T2 (2xx retransmissions of our own).
+    pub t1: Duration,
+    pub t2: Duration,
+    /// Sources allowed to send INVITEs, by name.
+    pub trunks: Vec<Trunk>,
+    /// Headers copied from leg A's requests to leg B's (a trailing `*`
+    /// matches a prefix).
+    pub carry_headers: Vec<String>,
+    /// Longest call in seconds; 0: no limit.
+    pub max_duration_s: u64,
+    /// No RTP on either leg for this long ends a call; 0: never.
+    pub media_timeout_s: u64,
+    /// How long a member may take to answer leg B's INVITE at all.
+    pub member_answer_timeout: Duration,
+    /// OPTIONS keepalives to the members: whether, how often, how long an
+    /// answer may take.
+    pub probing: bool,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub survival: SurvivalSettings,
+}
+
+/// A source of calls.
+#[derive(Debug, Clone)]
+pub struct Trunk {
+    pub name: String,
+    pub networks: Vec<IpNet>,
+}
+
+/// Call survival (see `crate::config::SurvivalConfig` for each key).
+#[derive(Debug, Clone)]
+pub struct SurvivalSettings {
+    pub enabled: bool,
+    pub resume_rate: u32,
+    pub media_silence_ms: u64,
+    pub suspect_probe_timeout_ms: u64,
+    pub media_dead_min_calls: usize,
+    pub in_dialog_failure: bool,
+    /// Keep a call whose media server failed, with no other left, and
+    /// retry every second for `hold_retry_s` (else hang up).
+    pub hold_on_no_server: bool,
+    pub hold_retry_s: u64,
+}
+
+impl Settings {
+    /// The trunk a source address belongs to, if any.
+    pub fn trunk_for(&self, ip: IpAddr) -> Option<&Trunk> {
+        self.trunks
+            .iter()
+            .find(|t| t.networks.iter().any(|n| n.contains(&ip)))
+    }
+}

@@ -1,0 +1,142 @@
+//! Hot standby, the machine's side: the calls a standby adopts when it
+//! takes over, the calls an active node leaves when it steps down, and
+//! what the driver reads to replicate (the driver owns the records, the
+//! relay sessions and the pair link).
+//!
+//! * Takeover: the copies become live calls. CSeq numbers we send go on
+//!   from the replicated value plus [`CSEQ_HEADROOM`], above anything the
+//!   old node could have sent after its last record; a call still ringing
+//!   gets its leg-B INVITE back as a client role, so the media server's
+//!   answer (retransmitted until ACKed) is taken as if nothing happened,
+//!   and responses to leg A without a server transaction here go out
+//!   statelessly along the INVITE's Via.
+//! * Step-down: the live calls are dropped without a word to anybody — the
+//!   other node serves them now.
+
+use sipcore::transaction::{response_target, ClientKey};
+use sipcore::transport::Target;
+
+use super::call::{Call, UnixMillis};
+use super::{ClientRole, Machine, Timers};
+use crate::pool::Health;
+
+/// Added to every replicated local CSeq at takeover.
+pub const CSEQ_HEADROOM: u32 = 1000;
+
+impl Machine {
+    /// Takeover: the replicated calls become live ones. Media silence of
+    /// adopted calls counts from `serving_since`.
+    pub fn adopt(&mut self, copy: Vec<Call>, serving_since: UnixMillis) {
+        self.serving_since = serving_since;
+        for mut call in copy {
+            for d in [call.a.dialog.as_mut(), call.b.dialog.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                d.local_seq = d.local_seq.saturating_add(CSEQ_HEADROOM);
+            }
+            let id = call.id;
+            if call.b.invite_key.is_some() || call.b.dialog.is_some() {
+                if let Some(m) = self.pool.members.get_mut(call.b.member) {
+                    m.active_calls += 1;
+                }
+            }
+            let ringing = call
+                .b
+                .invite_key
+                .clone()
+                .filter(|_| call.answered_at.is_none());
+            if let Some(key) = call.a.invite_key.clone() {
+                let source = Target {
+                    transport: call.a.transport,
+                    addr: call.a.source,
+                    connection: None,
+                };
+                self.out
+                    .adopted
+                    .insert(key, response_target(&call.a.invite, source));
+            }
+            // Not marked changed: the node's journal starts from this same
+            // copy, and re-sending 500 calls at the moment of a takeover
+            // would cost CPU just when the RTP has to start flowing. The
+            // CSeq headroom reaches the standby with the call's next change
+            // (a copy without it gets the headroom again at its takeover).
+            if let Err(e) = self.store.insert_unchanged(call) {
+                tracing::error!(call = id, conflict = ?e, "adopted call not stored");
+                continue;
+            }
+            if let Some(key) = ringing {
+                self.store
+                    .bind_client(key, ClientRole::LegBInvite { call: id });
+            }
+        }
+        self.obs.calls_active(self.store.len());
+    }
+
+    /// Active no more: every call, transaction role, timer and probe is
+    /// forgotten without signalling. Returns the calls (the driver frees
+    /// their relay sessions).
+    pub fn step_down(&mut self) -> Vec<Call> {
+        let calls = self.store.clear_silently();
+        self.hung_up_b.clear();
+        self.out = Default::default();
+        self.timers = Timers::default();
+        self.survival = Default::default();
+        for p in self.probes.iter_mut() {
+            *p = None;
+        }
+        for m in self.pool.members.iter_mut() {
+            m.active_calls = 0;
+        }
+        self.obs.calls_active(0);
+        calls
+    }
+
+    /// A media server's health as the active node last published it.
+    pub fn set_member_health(&mut self, name: &str, up: bool) {
+        if let Some(member) = self.pool.members.iter_mut().find(|x| x.name == name) {
+            member.health = if up { Health::Up } else { Health::Down };
+            self.obs.member_health(name, up);
+        }
+    }
+
+    /// Each member's name and whether it is up.
+    pub fn member_health(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.pool
+            .members
+            .iter()
+            .map(|m| (m.name.as_str(), m.health == Health::Up))
+    }
+
+    /// The calls changed since the last time (present or removed), for
+    /// replication.
+    pub fn take_changed(&mut self) -> Vec<u64> {
+        self.store.take_changed()
+    }
+
+    pub fn call(&self, id: u64) -> Option<&Call> {
+        self.store.get(id)
+    }
+
+    /// Marks the calls that moved to another media server as changed, so
+    /// the standby gets their relay's settled continuity state (it settles
+    /// with the first packets from the new server, after the change that
+    /// moved them).
+    pub fn refresh_moved_calls(&mut self) {
+        let moved: Vec<u64> = self
+            .store
+            .iter()
+            .filter(|(_, c)| c.resumes > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in moved {
+            self.store.touch(id);
+        }
+    }
+
+    /// A response for one of our client transactions that the transaction
+    /// layer does not know: one begun by the node we took over from.
+    pub(super) fn adopted_client(&self, key: &ClientKey) -> bool {
+        matches!(self.store.client(key), Some(ClientRole::LegBInvite { .. }))
+    }
+}

@@ -1,0 +1,567 @@
+//! The call machine without sockets: events in, the exact actions out.
+//! Each test drives one of the hard paths of a B2BUA call and compares
+//! the actions, summarised one line each, with what RFC 3261 wants.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use media_relay::{LocalPorts, SessionId, SessionInfo, Side};
+use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
+use sipcore::transaction::{ClientKey, ServerKey, TransactionKey, TuEvent};
+use sipcore::transport::Target;
+
+use super::*;
+use crate::config::Config;
+
+const EXAMPLE: &str = include_str!("../../../deploy/tandem.example.toml");
+const TRUNK: &str = "127.0.0.9:5060";
+const MS1: &str = "127.0.0.1:5070";
+const MS2: &str = "127.0.0.1:5080";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Idle times the fake relay reports, per session and side.
+type Idle = Arc<Mutex<HashMap<(u64, Side), Duration>>>;
+
+struct FakeMedia(Idle);
+
+impl MediaView for FakeMedia {
+    fn idle(&self, session: SessionId, side: Side) -> Result<Option<Duration>, ()> {
+        Ok(self.0.lock().unwrap().get(&(session.0, side)).copied())
+    }
+    fn refused_since(&self, _: SessionId, _: Side) -> Option<Duration> {
+        None
+    }
+}
+
+/// The machine, a clock of its own, and the last message of each kind it
+/// sent (to answer them as the peers would).
+struct Lab {
+    m: Machine,
+    start: Instant,
+    now: Instant,
+    idle: Idle,
+    /// Requests Tandem sent, last first found by method and target.
+    sent: Vec<(ClientKey, Message, Target)>,
+    /// Responses Tandem sent on leg A.
+    responses: Vec<Message>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let config = Config::parse(EXAMPLE, Path::new("tandem.toml")).unwrap();
+        let idle: Idle = Arc::default();
+        let start = Instant::now();
+        let m = Machine::new(
+            config.machine_settings(),
+            crate::pool::Pool::new(&config.pool),
+            Box::new(FakeMedia(idle.clone())),
+            Box::new(NoObserver),
+            false,
+            7,
+            start,
+        );
+        Lab {
+            m,
+            start,
+            now: start,
+            idle,
+            sent: Vec::new(),
+            responses: Vec::new(),
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+    }
+
+    /// Feeds an event; the actions, one line each.
+    fn on(&mut self, event: Event) -> Vec<String> {
+        let wall = 1_000_000 + (self.now - self.start).as_millis() as u64;
+        let actions = self.m.on(event, self.now, wall);
+        actions.iter().map(|a| self.note(a)).collect()
+    }
+
+    fn note(&mut self, action: &Action) -> String {
+        match action {
+            Action::SendRequest {
+                key,
+                request,
+                target,
+            } => {
+                self.sent.push((key.clone(), request.clone(), *target));
+                format!(
+                    "send {} to {}",
+                    request.method().unwrap().as_str(),
+                    target.addr
+                )
+            }
+            Action::Respond { response, .. } => {
+                self.responses.push(response.clone());
+                format!(
+                    "respond {} {}",
+                    response.status().unwrap(),
+                    response.cseq().method.as_str()
+                )
+            }
+            Action::SendRaw { target, bytes } => {
+                let msg = Message::parse(bytes.clone()).unwrap();
+                match msg.status() {
+                    Some(s) => format!("raw {s} to {}", target.addr),
+                    None => format!("raw {} to {}", msg.method().unwrap().as_str(), target.addr),
+                }
+            }
+            Action::CreateMedia { .. } => "create media".into(),
+            Action::SetRemote { side, addr, .. } => format!("remote {side:?} {addr}"),
+            Action::SwitchUpstream { addr, .. } => format!("switch to {addr}"),
+            Action::RemoveMedia { .. } => "remove media".into(),
+            Action::CallEnded(end) => format!("cdr {}", end.reason),
+        }
+    }
+
+    /// The last request of `method` Tandem sent.
+    fn last(&self, method: &str) -> (ClientKey, Message, Target) {
+        self.sent
+            .iter()
+            .rev()
+            .find(|(_, m, _)| m.method().unwrap().as_str() == method)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {method} was sent"))
+    }
+
+    /// Tandem's To tag toward the trunk (from its last response there).
+    fn a_tag(&self) -> String {
+        self.responses
+            .iter()
+            .rev()
+            .find_map(|r| r.to_tag().map(str::to_owned))
+            .expect("a response with a To tag")
+    }
+
+    fn trunk_sends(&mut self, msg: Message) -> Vec<String> {
+        let key = ServerKey::from_request(&msg).unwrap();
+        self.on(Event::Tu(TuEvent::Request {
+            key,
+            request: msg,
+            source: Target::udp(addr(TRUNK)),
+        }))
+    }
+
+    /// A new call from the trunk, given its relay ports: the actions of
+    /// the INVITE and of the relay's answer.
+    fn call(&mut self, call_id: &str) -> (Vec<String>, Vec<String>) {
+        let first = self.trunk_sends(invite(call_id, "i1", true));
+        let id = self.m.store.find(call_id).unwrap().0;
+        let second = self.on(Event::MediaCreated {
+            call: id,
+            result: Ok(ports(id)),
+        });
+        (first, second)
+    }
+
+    /// Leg B's answer to the last request of `method` Tandem sent.
+    fn answer(&mut self, method: &str, status: u16, sdp: Option<&str>) -> Vec<String> {
+        let (key, req, target) = self.last(method);
+        let mut b = ResponseBuilder::with_to_tag(&req, status, "Reason", Some("b1"))
+            .header("Contact", &format!("<sip:ms@{}>", target.addr));
+        if let Some(body) = sdp {
+            b = b.body("application/sdp", Bytes::from(body.to_owned()));
+        }
+        let response = Message::parse(b.build()).unwrap();
+        self.on(Event::Tu(TuEvent::Response { key, response }))
+    }
+
+    /// An in-dialog request from the trunk.
+    fn in_dialog(&mut self, method: &str, call_id: &str, cseq: u32, branch: &str) -> Message {
+        let tag = self.a_tag();
+        let text = format!(
+            "{method} sip:tandem@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@127.0.0.9>;tag=a1\r\n\
+             To: <sip:100@127.0.0.1>;tag={tag}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        Message::parse(Bytes::from(text)).unwrap()
+    }
+
+    fn ack_trunk_sends(&mut self, call_id: &str) -> Vec<String> {
+        let ack = self.in_dialog("ACK", call_id, 1, "ack1");
+        self.on(Event::Tu(TuEvent::Ack {
+            key: None,
+            ack,
+            source: Target::udp(addr(TRUNK)),
+        }))
+    }
+
+    /// A call answered and confirmed on both legs, on MS1.
+    fn answered_call(&mut self, call_id: &str) {
+        self.call(call_id);
+        self.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000)));
+        self.ack_trunk_sends(call_id);
+    }
+}
+
+fn sdp(ip: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=x 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    )
+}
+
+fn invite(call_id: &str, branch: &str, with_sdp: bool) -> Message {
+    let mut b = RequestBuilder::new(&Method::Invite, "sip:100@127.0.0.1:5060")
+        .header(
+            "Via",
+            &format!("SIP/2.0/UDP {TRUNK};branch=z9hG4bK{branch}"),
+        )
+        .header("Max-Forwards", "70")
+        .header("From", "<sip:alice@127.0.0.9>;tag=a1")
+        .header("To", "<sip:100@127.0.0.1>")
+        .header("Call-ID", call_id)
+        .header("CSeq", "1 INVITE")
+        .header("Contact", &format!("<sip:alice@{TRUNK}>"));
+    if with_sdp {
+        b = b.body("application/sdp", Bytes::from(sdp("127.0.0.9", 40000)));
+    }
+    Message::parse(b.build()).unwrap()
+}
+
+/// The trunk's CANCEL of the INVITE `invite(call_id, "i1", _)`.
+fn cancel(call_id: &str) -> Message {
+    let text = format!(
+        "CANCEL sip:100@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKi1\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.9>;tag=a1\r\nTo: <sip:100@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    Message::parse(Bytes::from(text)).unwrap()
+}
+
+fn ports(id: u64) -> SessionInfo {
+    let local = |p: u16| LocalPorts {
+        ip: "127.0.0.1".parse().unwrap(),
+        rtp_port: p,
+        rtcp_port: p + 1,
+    };
+    SessionInfo {
+        id: SessionId(id),
+        side_a: local(30000),
+        side_b: local(30002),
+    }
+}
+
+#[test]
+fn a_call_from_invite_to_bye() {
+    let mut lab = Lab::new();
+    let (invite, media) = lab.call("c1");
+    assert_eq!(invite, ["respond 100 INVITE", "create media"]);
+    assert_eq!(
+        media,
+        [
+            "remote A 127.0.0.9:40000".to_string(),
+            format!("send INVITE to {MS1}")
+        ]
+    );
+    // Leg B's INVITE carries the relay's side-B address, not the trunk's.
+    let (_, b_invite, _) = lab.last("INVITE");
+    let body = std::str::from_utf8(b_invite.body()).unwrap();
+    assert!(body.contains("m=audio 30002 "), "{body}");
+    assert!(!body.contains("127.0.0.9"), "{body}");
+    assert_ne!(b_invite.call_id(), "c1", "leg B has its own Call-ID");
+
+    assert_eq!(lab.answer("INVITE", 180, None), ["respond 180 INVITE"]);
+    assert_eq!(
+        lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000))),
+        [
+            "remote B 127.0.0.1:16000".to_string(),
+            format!("raw ACK to {MS1}"),
+            "respond 200 INVITE".into()
+        ]
+    );
+    assert!(lab.ack_trunk_sends("c1").is_empty());
+    let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
+    assert_eq!(
+        lab.trunk_sends(bye),
+        [
+            "respond 200 BYE".to_string(),
+            format!("send BYE to {MS1}"),
+            "cdr bye_caller".into(),
+            "remove media".into()
+        ]
+    );
+    assert_eq!(lab.m.calls(), 0);
+    assert_eq!(lab.m.store.check(), Ok(()));
+}
+
+#[test]
+fn cancel_crossing_the_answer_hangs_leg_b_up() {
+    let mut lab = Lab::new();
+    lab.call("c1");
+    lab.answer("INVITE", 180, None);
+    let cancel = cancel("c1");
+    assert_eq!(
+        lab.trunk_sends(cancel),
+        [
+            "respond 200 CANCEL".to_string(),
+            "respond 487 INVITE".into(),
+            format!("send CANCEL to {MS1}")
+        ]
+    );
+    // The media server's 200 crossed our CANCEL: ACK it and hang up, so
+    // no call is left on the server; the trunk has its 487 already.
+    assert_eq!(
+        lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000))),
+        [
+            format!("raw ACK to {MS1}"),
+            format!("send BYE to {MS1}"),
+            "cdr cancelled".into(),
+            "remove media".into()
+        ]
+    );
+    assert_eq!(lab.m.calls(), 0);
+}
+
+#[test]
+fn a_cancel_before_leg_b_rang_waits_for_its_first_provisional() {
+    let mut lab = Lab::new();
+    lab.call("c1");
+    let cancel = cancel("c1");
+    // RFC 3261 §9.1: no CANCEL before a provisional response.
+    assert_eq!(
+        lab.trunk_sends(cancel),
+        ["respond 200 CANCEL", "respond 487 INVITE"]
+    );
+    assert_eq!(
+        lab.answer("INVITE", 100, None),
+        Vec::<String>::new(),
+        "100 is not a provisional that allows CANCEL"
+    );
+    assert_eq!(
+        lab.answer("INVITE", 180, None),
+        [format!("send CANCEL to {MS1}")]
+    );
+}
+
+#[test]
+fn glare_gets_491() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    // The trunk's re-INVITE goes to the media server...
+    let reinvite = lab.in_dialog("INVITE", "c1", 2, "re1");
+    assert_eq!(lab.trunk_sends(reinvite), [format!("send INVITE to {MS1}")]);
+    // ...and a second offer before it is answered is refused (§14.2).
+    let update = lab.in_dialog("UPDATE", "c1", 3, "up1");
+    assert_eq!(lab.trunk_sends(update), ["respond 491 UPDATE"]);
+    assert_eq!(
+        lab.responses.last().unwrap().header("Retry-After"),
+        Some("1")
+    );
+}
+
+#[test]
+fn failover_after_early_media_goes_to_the_next_member_unseen_by_the_trunk() {
+    let mut lab = Lab::new();
+    lab.call("c1");
+    let first_b = lab.last("INVITE").1.call_id().to_owned();
+    assert_eq!(
+        lab.answer("INVITE", 183, Some(&sdp("127.0.0.1", 16000))),
+        ["remote B 127.0.0.1:16000", "respond 183 INVITE"]
+    );
+    // MS1 gives up before answering: the call moves on to MS2 with the
+    // same offer; the trunk, which heard early media, sees nothing.
+    assert_eq!(
+        lab.answer("INVITE", 503, None),
+        [format!("send INVITE to {MS2}")]
+    );
+    let (_, second, target) = lab.last("INVITE");
+    assert_eq!(target.addr, addr(MS2));
+    assert_ne!(second.call_id(), first_b);
+    assert!(std::str::from_utf8(second.body())
+        .unwrap()
+        .contains("m=audio 30002 "));
+    // The old leg B's Call-ID is no longer the call's.
+    assert_eq!(lab.m.store.find(&first_b), None);
+    assert_eq!(
+        lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 17000))),
+        [
+            "remote B 127.0.0.1:17000".to_string(),
+            format!("raw ACK to {MS2}"),
+            "respond 200 INVITE".into()
+        ]
+    );
+}
+
+#[test]
+fn a_2xx_retransmitted_after_our_bye_is_acked_without_a_second_bye() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    let (_, b_invite, _) = lab.last("INVITE");
+    let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
+    lab.trunk_sends(bye);
+    // Our ACK was lost: the media server retransmits its 2xx.
+    let ok = Message::parse(
+        ResponseBuilder::with_to_tag(&b_invite, 200, "OK", Some("b1"))
+            .header("Contact", &format!("<sip:ms@{MS1}>"))
+            .build(),
+    )
+    .unwrap();
+    let again = lab.on(Event::Tu(TuEvent::StrayResponse {
+        response: ok,
+        source: Target::udp(addr(MS1)),
+    }));
+    assert_eq!(again, [format!("raw ACK to {MS1}")]);
+}
+
+#[test]
+fn an_in_dialog_request_for_an_unknown_dialog_gets_481() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    let stranger = Message::parse(Bytes::from(format!(
+        "BYE sip:tandem@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKx\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.9>;tag=a1\r\nTo: <sip:100@127.0.0.1>;tag=nope\r\n\
+         Call-ID: unknown\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    )))
+    .unwrap();
+    assert_eq!(lab.trunk_sends(stranger), ["respond 481 BYE"]);
+    // The right Call-ID with a wrong tag is not the dialog either.
+    let wrong_tag = Message::parse(Bytes::from(format!(
+        "BYE sip:tandem@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKy\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.9>;tag=a1\r\nTo: <sip:100@127.0.0.1>;tag=nope\r\n\
+         Call-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    )))
+    .unwrap();
+    assert_eq!(lab.trunk_sends(wrong_tag), ["respond 481 BYE"]);
+    assert_eq!(lab.m.calls(), 1);
+}
+
+#[test]
+fn a_call_without_media_ports_gets_503_and_leaves_nothing() {
+    let mut lab = Lab::new();
+    lab.trunk_sends(invite("c1", "i1", true));
+    let id = lab.m.store.find("c1").unwrap().0;
+    assert_eq!(
+        lab.on(Event::MediaCreated {
+            call: id,
+            result: Err("ports exhausted".into())
+        }),
+        ["respond 503 INVITE"]
+    );
+    assert_eq!(
+        lab.responses.last().unwrap().header("Retry-After"),
+        Some("5")
+    );
+    assert_eq!(lab.m.calls(), 0);
+    assert_eq!(lab.m.store.check(), Ok(()));
+}
+
+#[test]
+fn bye_while_the_call_is_moving_cancels_the_ringing_resume() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    // MS1's keepalives time out twice (failures_to_down = 2): its
+    // answered call is queued for a resume on MS2.
+    for _ in 0..2 {
+        lab.on(Event::Probes);
+        let probe_to = |lab: &Lab, ms: &str| {
+            lab.sent
+                .iter()
+                .rev()
+                .find(|(_, m, t)| m.method() == Some(&Method::Options) && t.addr == addr(ms))
+                .cloned()
+                .unwrap()
+        };
+        let (key, options, _) = probe_to(&lab, MS2);
+        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
+        lab.on(Event::Tu(TuEvent::Response {
+            key,
+            response: alive,
+        }));
+        let (key, _, _) = probe_to(&lab, MS1);
+        lab.on(Event::Tu(TuEvent::Timeout {
+            key: TransactionKey::Client(key),
+            timer: sipcore::transaction::Timer::F,
+        }));
+        lab.advance(1000);
+    }
+    // Resumes are paced by a token bucket filled on the survival tick.
+    lab.on(Event::SurvivalTick);
+    lab.advance(100);
+    let resume = lab.on(Event::SurvivalTick);
+    assert!(
+        resume.contains(&format!("send INVITE to {MS2}")),
+        "{resume:?}"
+    );
+    let (_, resume_invite, _) = lab.last("INVITE");
+    assert!(resume_invite.header("X-Tandem-Resumed").is_some());
+    assert_eq!(lab.answer("INVITE", 180, None), Vec::<String>::new());
+    // The caller hangs up while MS2 rings: MS2's INVITE must not stay.
+    let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
+    assert_eq!(
+        lab.trunk_sends(bye),
+        [
+            "respond 200 BYE".to_string(),
+            format!("send CANCEL to {MS2}"),
+            "cdr bye_caller".into(),
+            "remove media".into()
+        ]
+    );
+}
+
+#[test]
+fn timers_fire_only_when_due() {
+    let mut lab = Lab::new();
+    lab.call("c1");
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000)));
+    // No ACK from the trunk: the 2xx is retransmitted at T1, 2T1, ...
+    let t1 = lab.m.settings().t1;
+    let first = lab.m.next_deadline().unwrap();
+    assert_eq!(first, lab.now + t1);
+    lab.advance(t1.as_millis() as u64 - 1);
+    assert!(lab.on(Event::Timers).is_empty());
+    lab.advance(1);
+    assert_eq!(lab.on(Event::Timers), ["respond 200 INVITE"]);
+    // The ACK stops them.
+    lab.ack_trunk_sends("c1");
+    lab.advance(10 * t1.as_millis() as u64);
+    assert!(lab.on(Event::Timers).is_empty());
+}
+
+#[test]
+fn a_call_silent_on_both_legs_past_the_media_timeout_is_ended() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    let id = lab.m.store.find("c1").unwrap().0;
+    lab.advance(61_000);
+    // Leg A still talks: the call stays.
+    lab.idle.lock().unwrap().extend([
+        ((id, Side::A), Duration::from_millis(20)),
+        ((id, Side::B), Duration::from_secs(61)),
+    ]);
+    assert!(lab.on(Event::Housekeeping).is_empty());
+    // Both silent for longer than media_timeout_s (60 s): BYE both ways.
+    lab.idle
+        .lock()
+        .unwrap()
+        .insert((id, Side::A), Duration::from_secs(61));
+    assert_eq!(
+        lab.on(Event::Housekeeping),
+        [
+            format!("send BYE to {TRUNK}"),
+            format!("send BYE to {MS1}"),
+            "cdr media_timeout".into(),
+            "remove media".into()
+        ]
+    );
+}

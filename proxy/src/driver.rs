@@ -1,0 +1,359 @@
+//! The driver of the call machine: one tokio task that owns the SIP
+//! endpoint, the media relay and the hot-standby link, feeds the machine
+//! its events (transaction-layer events, timers, ticks) and carries out
+//! the actions it returns.
+//!
+//! One task, no locks: the machine is plain data touched only here. The
+//! work per event is small (a few parses and prints); the RTP, which is
+//! where the volume is, never passes through this task.
+
+mod replication;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use media_relay::{MediaRelay, SessionId, SessionParams, Side};
+use sipcore::endpoint::Endpoint;
+use sipcore::transaction::{TransactionKey, TuEvent, TuReceiver};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use replication::{Replication, RECORD_SCHEMA};
+
+use crate::b2bua::{
+    Action, CallEnd, Event, Machine, MediaView, Observer, UnixMillis, SURVIVAL_TICK,
+};
+use crate::config::Config;
+use crate::metrics;
+use crate::pool::Pool;
+
+/// What the process around the driver (its admin API) may ask of it.
+#[derive(Debug)]
+pub enum Command {
+    /// Hand the calls to the standby and step down. `force`: also to a
+    /// standby in the upgrade state (its record schema is incompatible:
+    /// the calls up here are lost).
+    Switchover {
+        force: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// How many commands may wait for the driver.
+pub const COMMAND_QUEUE: usize = 16;
+
+/// How often calls that moved to another media server are re-sent to the
+/// standby: their relay's continuity state settles with the first packets
+/// from the new server, after the call event that moved them.
+const REFRESH_MOVED: Duration = Duration::from_millis(1000);
+
+pub struct Driver {
+    machine: Machine,
+    ep: Endpoint,
+    relay: Arc<MediaRelay>,
+    /// The hot-standby pair, if configured.
+    replication: Option<Replication>,
+    /// A controlled switchover is under way.
+    handing_over: bool,
+}
+
+/// The relay's per-stream idle times, as the machine sees them.
+struct RelayView(Arc<MediaRelay>);
+
+impl MediaView for RelayView {
+    fn idle(&self, session: SessionId, side: Side) -> Result<Option<Duration>, ()> {
+        self.0.idle_time(session, side).map_err(|_| ())
+    }
+
+    fn refused_since(&self, session: SessionId, side: Side) -> Option<Duration> {
+        self.0.refused_since(session, side).ok().flatten()
+    }
+}
+
+/// The machine's reports, as Prometheus metrics.
+struct Prometheus;
+
+impl Observer for Prometheus {
+    fn call_rejected(&mut self, status: u16) {
+        metrics::call_rejected(status);
+    }
+    fn call_answered(&mut self) {
+        metrics::call_answered();
+    }
+    fn call_ended(&mut self, reason: &str, answered: bool) {
+        metrics::call_ended(reason, answered);
+    }
+    fn calls_active(&mut self, n: usize) {
+        metrics::calls_active(n);
+    }
+    fn setup_latency(&mut self, d: Duration) {
+        metrics::setup_latency(d);
+    }
+    fn member_health(&mut self, member: &str, up: bool) {
+        metrics::member_health(member, up);
+    }
+    fn member_state(&mut self, member: &str, state: &str) {
+        metrics::member_state(member, state);
+    }
+    fn call_resumed(&mut self, from: &str, to: &str, outcome: &str) {
+        metrics::call_resumed(from, to, outcome);
+    }
+    fn resume_latency(&mut self, d: Duration) {
+        metrics::resume_latency(d);
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Driver {
+    pub fn new(
+        config: &Config,
+        ep: Endpoint,
+        relay: Arc<MediaRelay>,
+        replication: Option<Replication>,
+    ) -> Driver {
+        let machine = Machine::new(
+            config.machine_settings(),
+            Pool::new(&config.pool),
+            Box::new(RelayView(relay.clone())),
+            Box::new(Prometheus),
+            replication.is_some(),
+            rand::random(),
+            std::time::Instant::now(),
+        );
+        Driver {
+            machine,
+            ep,
+            relay,
+            replication,
+            handing_over: false,
+        }
+    }
+
+    /// Runs until the TU channel closes, or until `shutdown` turns true
+    /// and every call has ended (new calls are refused meanwhile).
+    pub async fn run(
+        mut self,
+        mut events: TuReceiver,
+        mut shutdown: watch::Receiver<bool>,
+        mut node_events: Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let (done_tx, mut done_rx) = mpsc::channel(COMMAND_QUEUE);
+        let settings = self.machine.settings().clone();
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+        let mut probes = tokio::time::interval(settings.probe_interval);
+        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Resumes are paced and media silence is checked on this tick.
+        let mut survival = tokio::time::interval(SURVIVAL_TICK);
+        survival.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let refresh_every = (REFRESH_MOVED.as_millis() / SURVIVAL_TICK.as_millis()) as u64;
+        let mut ticks: u64 = 0;
+        let mut draining = false;
+        loop {
+            let next = self.machine.next_deadline();
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    // While handing over, requests are left to the peers'
+                    // retransmissions, which reach the new active node.
+                    Some(ev) if self.serving() && !self.handing_over => {
+                        count_received(&ev);
+                        self.feed(Event::Tu(ev));
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev).await,
+                Some(cmd) = commands.recv() => self.on_command(cmd, &done_tx),
+                Some((result, reply)) = done_rx.recv() => {
+                    if result.is_err() {
+                        self.handing_over = false;
+                    }
+                    let _ = reply.send(result);
+                }
+                _ = sleep_until(next), if next.is_some() => self.feed(Event::Timers),
+                _ = housekeeping.tick(), if self.serving() => {
+                    self.feed(Event::Housekeeping);
+                    metrics::relay(&self.relay.counters());
+                }
+                _ = probes.tick(), if settings.probing && self.serving() => self.feed(Event::Probes),
+                _ = survival.tick() => {
+                    self.replicate();
+                    if !self.serving() {
+                        continue;
+                    }
+                    ticks += 1;
+                    if self.replication.is_some() && ticks.is_multiple_of(refresh_every) {
+                        self.machine.refresh_moved_calls();
+                    }
+                    self.feed(Event::SurvivalTick);
+                }
+                changed = shutdown.changed(), if !draining => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        draining = true;
+                        self.feed(Event::Drain);
+                    }
+                }
+            }
+            if draining && self.machine.calls() == 0 {
+                break;
+            }
+        }
+        tracing::info!("call engine stopped");
+    }
+
+    /// One event into the machine, and everything that follows from it:
+    /// the actions are carried out in order, and what they report back
+    /// (the relay's answer, a request that could not be sent) is fed in
+    /// turn.
+    fn feed(&mut self, event: Event) {
+        let mut pending = VecDeque::from([event]);
+        while let Some(event) = pending.pop_front() {
+            let now = std::time::Instant::now();
+            let actions = self.machine.on(event, now, now_millis());
+            for action in actions {
+                if let Some(follow) = self.carry_out(action) {
+                    pending.push_back(follow);
+                }
+            }
+        }
+    }
+
+    /// Carries out one action; returns the event it produces, if any.
+    fn carry_out(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::SendRequest {
+                key,
+                request,
+                target,
+            } => {
+                metrics::sip_out_request(request.method());
+                if let Err(e) = self.ep.layer().send_request(request, target) {
+                    tracing::warn!(error = %e, %target, "request not sent");
+                    return Some(Event::Tu(TuEvent::TransportError {
+                        key: TransactionKey::Client(key),
+                    }));
+                }
+            }
+            Action::Respond { key, response } => {
+                metrics::sip_out_response(response.status().unwrap_or(0));
+                if let Err(e) = self.ep.layer().send_response(&key, response) {
+                    tracing::debug!(error = %e, "response not sent");
+                }
+            }
+            Action::SendRaw { target, bytes } => {
+                if let Err(e) = self.ep.send_raw(target, bytes) {
+                    tracing::debug!(error = %e, %target, "message not sent");
+                }
+            }
+            Action::CreateMedia { call, session } => {
+                let result = self
+                    .relay
+                    .create_session(session, SessionParams::default())
+                    .map_err(|e| e.to_string());
+                return Some(Event::MediaCreated { call, result });
+            }
+            Action::SetRemote {
+                session,
+                side,
+                addr,
+            } => {
+                if let Err(e) = self.relay.set_remote(session, side, addr) {
+                    tracing::warn!(%session, error = %e, "relay not told the peer's address");
+                }
+            }
+            Action::SwitchUpstream { session, addr } => {
+                if let Err(e) = self.relay.switch_upstream(session, addr) {
+                    tracing::warn!(%session, error = %e, "relay not switched to the new server");
+                }
+            }
+            Action::RemoveMedia { session } => self.remove_media(session),
+            Action::CallEnded(end) => self.write_cdr(&end),
+        }
+        None
+    }
+
+    fn remove_media(&self, session: SessionId) {
+        let relay = self.relay.clone();
+        tokio::spawn(async move {
+            let _ = relay.remove_session(session).await;
+        });
+    }
+
+    /// One CDR line per call: the machine's record and the relay's stream
+    /// statistics.
+    fn write_cdr(&self, end: &CallEnd) {
+        let stats = self.relay.stats(end.session).ok();
+        let (a_rx, b_rx) = match &stats {
+            Some(s) => (s.side(Side::A).clone(), s.side(Side::B).clone()),
+            None => Default::default(),
+        };
+        tracing::info!(
+            target: "cdr",
+            call = end.call,
+            a_call_id = %end.a_call_id,
+            b_call_id = %end.b_call_id,
+            source = %end.source,
+            caller = %end.caller,
+            callee = %end.callee,
+            servers = %end.servers.join(","),
+            resumes = end.resumes,
+            setup_ms = end.setup_ms,
+            answer_ms = end.answer_ms,
+            end_ms = end.end_ms,
+            reason = %end.reason,
+            a_packets = a_rx.packets,
+            a_lost = a_rx.lost,
+            a_jitter_ms = a_rx.jitter_ms,
+            a_max_gap_ms = a_rx.max_gap.as_millis() as u64,
+            b_packets = b_rx.packets,
+            b_lost = b_rx.lost,
+            b_jitter_ms = b_rx.jitter_ms,
+            b_max_gap_ms = b_rx.max_gap.as_millis() as u64,
+            "call ended"
+        );
+    }
+}
+
+/// Incoming SIP, for the metrics.
+fn count_received(ev: &TuEvent) {
+    match ev {
+        TuEvent::Request { request, .. } => metrics::sip_in_request(request.method()),
+        TuEvent::Response { response, .. } => {
+            metrics::sip_in_response(response.status().unwrap_or(0))
+        }
+        _ => {}
+    }
+}
+
+async fn next_node_event(
+    rx: &mut Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
+) -> Option<state_sync::NodeEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(when: Option<std::time::Instant>) {
+    match when {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A random token for tags, branches and Call-IDs outside the machine.
+pub(crate) fn token(len: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
+}
