@@ -640,6 +640,25 @@ impl Config {
             }
             validate_group(g, &key, &invalid)?;
         }
+        // A member is known by its name everywhere (health records,
+        // metrics, CDRs): one name, one member, across all groups.
+        let mut members = std::collections::HashSet::new();
+        let all = std::iter::once(("pool".to_owned(), &self.pool.members)).chain(
+            self.groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (format!("group[{i}]"), &g.members)),
+        );
+        for (key, group_members) in all {
+            for (i, m) in group_members.iter().enumerate() {
+                if !members.insert(m.name.as_str()) {
+                    return Err(invalid(
+                        &format!("{key}.member[{i}].name"),
+                        format!("{:?} is already a member of another group", m.name),
+                    ));
+                }
+            }
+        }
         self.validate_rules(&groups, &invalid)?;
         if self.survival.resume_rate == 0 {
             return Err(invalid(
@@ -812,54 +831,26 @@ impl Config {
             .collect()
     }
 
-    /// Whether `tandem run` can carry this configuration out. Routing rules
-    /// and extra destination groups are checked and can be tried with
-    /// `tandem route`, but the call engine does not route by them yet:
-    /// running with them would silently send every call to `[pool]`, so
-    /// such a configuration is refused, naming the key.
-    pub fn check_runnable(&self) -> Result<(), ConfigError> {
-        let refuse = |key: &str| {
-            Err(ConfigError::Invalid {
-                file: self.file.clone(),
-                key: key.to_owned(),
-                message: "the call engine does not route by rules and groups yet (tandem route \
-                          shows what they would do); remove them to run"
-                    .into(),
-            })
-        };
-        if !self.rules.is_empty() {
-            return refuse("rule");
-        }
-        if !self.groups.is_empty() {
-            return refuse("group");
-        }
-        Ok(())
-    }
-
     /// The call machine's settings, as plain values.
     pub fn machine_settings(&self) -> crate::b2bua::Settings {
-        use crate::b2bua::settings::{SurvivalSettings, Trunk};
+        use crate::b2bua::settings::SurvivalSettings;
         let s = &self.survival;
         let (t1, t2, _) = self.timers();
+        let groups = self.destination_groups();
+        let probed = groups.iter().filter(|g| g.probe == Probe::Options);
         crate::b2bua::Settings {
             advertised: self.advertised(),
             t1,
             t2,
-            trunks: self
-                .trunks
-                .iter()
-                .map(|t| Trunk {
-                    name: t.name.clone(),
-                    networks: t.networks.clone(),
-                })
-                .collect(),
-            carry_headers: self.calls.carry_headers.clone(),
             max_duration_s: self.calls.max_duration_s,
             media_timeout_s: self.calls.media_timeout_s,
             member_answer_timeout: Duration::from_millis(self.calls.member_answer_timeout_ms),
-            probing: self.pool.health.enabled,
-            probe_interval: Duration::from_millis(self.pool.health.interval_ms),
-            probe_timeout: Duration::from_millis(self.pool.health.timeout_ms),
+            // One tick for all probing groups: the shortest interval; each
+            // member is probed at its own group's interval on that tick.
+            probing: probed.clone().next().is_some(),
+            probe_interval: Duration::from_millis(
+                probed.map(|g| g.health.interval_ms).min().unwrap_or(1000),
+            ),
             survival: SurvivalSettings {
                 enabled: s.enabled,
                 resume_rate: s.resume_rate,

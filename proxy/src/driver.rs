@@ -25,7 +25,8 @@ use crate::b2bua::{
 };
 use crate::config::Config;
 use crate::metrics;
-use crate::pool::Pool;
+use crate::pool::Destinations;
+use crate::routing::{Router, RulesPolicy};
 
 /// What the process around the driver (its admin API) may ask of it.
 #[derive(Debug)]
@@ -101,6 +102,9 @@ impl Observer for Prometheus {
     fn resume_latency(&mut self, d: Duration) {
         metrics::resume_latency(d);
     }
+    fn route_matched(&mut self, rule: &str) {
+        metrics::route_matched(rule);
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -114,13 +118,15 @@ pub fn now_millis() -> UnixMillis {
 impl Driver {
     pub fn new(
         config: &Config,
+        router: Router,
         ep: Endpoint,
         relay: Arc<MediaRelay>,
         replication: Option<Replication>,
     ) -> Driver {
         let machine = Machine::new(
             config.machine_settings(),
-            Pool::new(&config.pool),
+            Destinations::from_config(config),
+            Box::new(RulesPolicy::new(config, router)),
             Box::new(RelayView(relay.clone())),
             Box::new(Prometheus),
             replication.is_some(),
@@ -300,6 +306,8 @@ impl Driver {
             a_call_id = %end.a_call_id,
             b_call_id = %end.b_call_id,
             source = %end.source,
+            rule = %end.rule,
+            group = %end.group,
             caller = %end.caller,
             callee = %end.callee,
             servers = %end.servers.join(","),

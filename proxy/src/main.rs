@@ -112,11 +112,10 @@ fn main() -> ExitCode {
             "POST",
             &format!("/notify/{}", state.to_ascii_lowercase()),
         ),
-        Command::Check { config } => {
-            match load_with_router(&config).and_then(|(c, r)| c.check_runnable().map(|()| (c, r))) {
-                Ok((_, router)) => {
-                    for s in router.shadowed() {
-                        println!(
+        Command::Check { config } => match load_with_router(&config) {
+            Ok((_, router)) => {
+                for s in router.shadowed() {
+                    println!(
                         "{}: warning: rule[{}] {:?} is unreachable: rule[{}] {:?} matches every call it would",
                         config.display(),
                         s.rule,
@@ -124,16 +123,15 @@ fn main() -> ExitCode {
                         s.by,
                         s.by_name
                     );
-                    }
-                    println!("{}: ok", config.display());
-                    ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(2)
-                }
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Route {
             config,
             from,
@@ -190,14 +188,13 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .init();
-            let config =
-                match config::Config::load(&config).and_then(|c| c.check_runnable().map(|()| c)) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return ExitCode::from(2);
-                    }
-                };
+            let (config, router) = match load_with_router(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
             // One thread for all signalling: the work per message is a few
             // microseconds, and handing messages between threads would cost
             // more than the work itself. RTP runs on the relay's own threads.
@@ -211,7 +208,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(server::run(config)) {
+            match runtime.block_on(server::run(config, router)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tandem: {e:#}");

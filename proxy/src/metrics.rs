@@ -116,6 +116,11 @@ pub fn call_resumed(from: &str, to: &str, outcome: &str) {
 }
 
 /// Failure detected → the new leg B answered.
+/// A routing rule matched a new call.
+pub fn route_matched(rule: &str) {
+    counter!("tandem_route_matches_total", "rule" => rule.to_owned()).increment(1);
+}
+
 pub fn resume_latency(d: Duration) {
     histogram!("tandem_resume_seconds").record(d.as_secs_f64());
 }

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{GroupConfig, HealthConfig, MemberTransport, PoolConfig, Probe, Strategy};
+#[cfg(test)]
+use crate::config::PoolConfig;
+use crate::config::{GroupConfig, HealthConfig, MemberTransport, Probe, Strategy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Health {
@@ -58,6 +60,13 @@ pub struct Pool {
     /// Whether answered calls of a failed member are resumed elsewhere.
     #[serde(default = "resume_default")]
     pub resume: bool,
+    /// How often each member is probed (or, with `probe = "off"`, how
+    /// long a member that failed rests before it gets calls again), and
+    /// how long a probe may take.
+    #[serde(default)]
+    pub interval: std::time::Duration,
+    #[serde(default)]
+    pub timeout: std::time::Duration,
 }
 
 fn resume_default() -> bool {
@@ -65,7 +74,8 @@ fn resume_default() -> bool {
 }
 
 impl Pool {
-    /// The pool of `[pool]`, as the engine has always used it.
+    /// The pool of `[pool]` alone.
+    #[cfg(test)]
     pub fn new(config: &PoolConfig) -> Pool {
         Pool::from_group(&config.as_group(true))
     }
@@ -102,6 +112,8 @@ impl Pool {
             rng: 0x9e37_79b9_7f4a_7c15,
             probe: config.probe,
             resume: config.resume,
+            interval: std::time::Duration::from_millis(config.health.interval_ms),
+            timeout: std::time::Duration::from_millis(config.health.timeout_ms),
         }
     }
 
@@ -112,6 +124,7 @@ impl Pool {
     /// Picks a healthy member not in `exclude` by the pool's strategy.
     /// The hash strategies hash the empty key here (always the same
     /// member while it is up): call [`Pool::select_for`] with the key.
+    #[cfg(test)]
     pub fn select(&mut self, exclude: &[usize]) -> Option<usize> {
         self.select_for(exclude, "")
     }
@@ -277,3 +290,157 @@ fn mix(mut x: u64) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// Every destination group, with one numbering of all their members: the
+/// machine's member index. A call's member, the probes, the health
+/// records and the survival state all use it, whichever group a member
+/// is in. Member names are unique across groups (the configuration
+/// checks it), so a name also finds a member.
+#[derive(Debug, Clone)]
+pub struct Destinations {
+    groups: Vec<Pool>,
+    /// (group, index in group) of each member index.
+    index: Vec<(usize, usize)>,
+}
+
+impl Destinations {
+    pub fn new(groups: Vec<Pool>) -> Destinations {
+        let index = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, p)| (0..p.members.len()).map(move |i| (g, i)))
+            .collect();
+        Destinations { groups, index }
+    }
+
+    /// The groups of a configuration: `[pool]` first (group 0), then each
+    /// `[[group]]` in file order.
+    pub fn from_config(config: &crate::config::Config) -> Destinations {
+        Destinations::new(
+            config
+                .destination_groups()
+                .iter()
+                .map(Pool::from_group)
+                .collect(),
+        )
+    }
+
+    /// How many members there are, over all groups.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn member(&self, i: usize) -> Option<&Member> {
+        let &(g, k) = self.index.get(i)?;
+        self.groups.get(g)?.members.get(k)
+    }
+
+    pub fn member_mut(&mut self, i: usize) -> Option<&mut Member> {
+        let &(g, k) = self.index.get(i)?;
+        self.groups.get_mut(g)?.members.get_mut(k)
+    }
+
+    /// Every member with its index.
+    pub fn members(&self) -> impl Iterator<Item = (usize, &Member)> {
+        (0..self.len()).filter_map(|i| self.member(i).map(|m| (i, m)))
+    }
+
+    pub fn members_mut(&mut self) -> impl Iterator<Item = &mut Member> {
+        self.groups.iter_mut().flat_map(|p| p.members.iter_mut())
+    }
+
+    /// The member called `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.members().find(|(_, m)| m.name == name).map(|(i, _)| i)
+    }
+
+    /// The group of member `i`.
+    pub fn group_of(&self, i: usize) -> Option<usize> {
+        self.index.get(i).map(|&(g, _)| g)
+    }
+
+    pub fn group(&self, g: usize) -> Option<&Pool> {
+        self.groups.get(g)
+    }
+
+    /// The group called `name`.
+    pub fn group_named(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|p| p.name == name)
+    }
+
+    /// Member `i`'s group's health settings: probe interval (or rest after
+    /// failures) and probe timeout.
+    pub fn timing(&self, i: usize) -> Option<(std::time::Duration, std::time::Duration)> {
+        let p = self.groups.get(self.group_of(i)?)?;
+        Some((p.interval, p.timeout))
+    }
+
+    /// Whether member `i`'s group is watched with OPTIONS.
+    pub fn probed(&self, i: usize) -> bool {
+        self.group_of(i)
+            .and_then(|g| self.groups.get(g))
+            .is_some_and(|p| p.probe == Probe::Options)
+    }
+
+    /// Whether answered calls on member `i` are resumed elsewhere when it
+    /// fails.
+    pub fn resumes(&self, i: usize) -> bool {
+        self.group_of(i)
+            .and_then(|g| self.groups.get(g))
+            .is_some_and(|p| p.resume)
+    }
+
+    /// A healthy member of group `g`, none of `exclude` (member indexes),
+    /// by the group's strategy; `call_id` and `from_user` feed the hash
+    /// strategies.
+    pub fn select(
+        &mut self,
+        g: usize,
+        exclude: &[usize],
+        call_id: &str,
+        from_user: &str,
+    ) -> Option<usize> {
+        let local: Vec<usize> = exclude
+            .iter()
+            .filter_map(|&i| match self.index.get(i) {
+                Some(&(eg, k)) if eg == g => Some(k),
+                _ => None,
+            })
+            .collect();
+        let pool = self.groups.get_mut(g)?;
+        let key = pool.hash_key(call_id, from_user).to_owned();
+        let k = pool.select_for(&local, &key)?;
+        self.index.iter().position(|&x| x == (g, k))
+    }
+
+    /// Feeds one outcome (probe, or a real request for `probe = "off"`
+    /// groups) for member `i`; the change of its health, if any.
+    pub fn outcome(&mut self, i: usize, alive: bool) -> Option<HealthChange> {
+        let &(g, k) = self.index.get(i)?;
+        let mut change = self.groups.get_mut(g)?.probe_result(k, alive)?;
+        change.member = i;
+        Some(change)
+    }
+
+    /// Takes member `i` down at once.
+    pub fn force_down(&mut self, i: usize) -> Option<HealthChange> {
+        let &(g, k) = self.index.get(i)?;
+        let mut change = self.groups.get_mut(g)?.force_down(k)?;
+        change.member = i;
+        Some(change)
+    }
+
+    /// Puts member `i` back up at once (a `probe = "off"` member whose
+    /// rest is over gets real requests again).
+    pub fn force_up(&mut self, i: usize) -> Option<HealthChange> {
+        let m = self.member_mut(i)?;
+        m.streak = 0;
+        (m.health == Health::Down).then(|| {
+            m.health = Health::Up;
+            HealthChange {
+                member: i,
+                now: Health::Up,
+            }
+        })
+    }
+}

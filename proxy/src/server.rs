@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::driver::Driver;
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Result<()> {
     let prometheus = crate::metrics::install()?;
     let config = Arc::new(config);
     // A pair binds the floating address before it holds it (IP_FREEBIND):
@@ -78,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine = Driver::new(
         &config,
+        router,
         endpoint.clone(),
         relay.clone(),
         sync.clone().map(crate::driver::Replication::new),

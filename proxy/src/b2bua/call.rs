@@ -53,7 +53,10 @@ pub struct LegA {
 pub struct LegB {
     pub call_id: String,
     pub local_tag: String,
-    /// Index of the pool member.
+    /// The destination group, and the index of its member (the machine's
+    /// numbering of all members, see `pool::Destinations`).
+    #[serde(default)]
+    pub group: usize,
     pub member: usize,
     /// Members tried for this call, in order (failover never repeats one).
     pub tried: Vec<usize>,
@@ -101,6 +104,12 @@ pub struct Call {
     pub state: CallState,
     pub a: LegA,
     pub b: LegB,
+    /// The routing rule that chose the destination.
+    #[serde(default)]
+    pub rule: String,
+    /// Leg B's Request-URI user as the rule made it (None: leg A's).
+    #[serde(default)]
+    pub ruri_user: Option<String>,
     /// The relay session anchoring both legs' RTP.
     pub media: u64,
     /// Its local ports on both sides (for the SDP Tandem sends), once the

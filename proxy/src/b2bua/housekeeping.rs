@@ -72,6 +72,13 @@ impl Machine {
                     );
                 }
                 TimerEvent::ResumeRetry { call } => self.resume_retry(call),
+                TimerEvent::MemberRetry { member } => {
+                    if let Some(change) = self.dests.force_up(member) {
+                        let name = self.member_name(member);
+                        tracing::info!(member = %name, "member rested: it gets calls again");
+                        self.obs.member_health(&name, change.now == Health::Up);
+                    }
+                }
                 TimerEvent::ProbeTimeout { member, key } => {
                     if let Some(p) = self
                         .probes
@@ -87,11 +94,26 @@ impl Machine {
         }
     }
 
-    /// Sends one OPTIONS to each member that has no probe outstanding.
+    /// Sends one OPTIONS to each member of a probing group that has no
+    /// probe outstanding and whose group's interval has passed.
     pub(super) fn send_probes(&mut self) {
-        let timeout = self.settings.probe_timeout;
-        for member in 0..self.pool.members.len() {
-            if self.probes.get(member).is_some_and(Option::is_none) {
+        for member in 0..self.dests.len() {
+            let Some((interval, timeout)) = self.dests.timing(member) else {
+                continue;
+            };
+            // A little early is on time: the tick runs at the shortest
+            // interval and a due member must not wait a whole tick more.
+            let slack = self.settings.probe_interval / 10;
+            let due = self.probed_at.get(member).is_some_and(|at| {
+                at.is_none_or(|t| self.now.saturating_duration_since(t) + slack >= interval)
+            });
+            if self.dests.probed(member)
+                && due
+                && self.probes.get(member).is_some_and(Option::is_none)
+            {
+                if let Some(at) = self.probed_at.get_mut(member) {
+                    *at = Some(self.now);
+                }
                 self.send_probe(member, timeout);
             }
         }
@@ -146,7 +168,7 @@ impl Machine {
         if self.settle_suspect(member, alive) {
             return;
         }
-        if let Some(change) = self.pool.probe_result(member, alive) {
+        if let Some(change) = self.dests.outcome(member, alive) {
             let name = self.member_name(member);
             match change.now {
                 Health::Down => tracing::warn!(member = %name, "media server is down"),
@@ -156,6 +178,34 @@ impl Machine {
             if change.now == Health::Down {
                 self.member_failed(member, "keepalive");
             }
+        }
+    }
+
+    /// The outcome of a real request to a member (leg B's INVITE answered,
+    /// or failed: timeout, transport error, 408, 5xx). Members of a group
+    /// with `probe = "off"` are judged by these alone, as Kamailio's
+    /// dispatcher does by default: `failures_to_down` failures in a row
+    /// take one down; it rests for the group's interval, then gets calls
+    /// again (one more failure takes it down again). Probed members are
+    /// judged by their probes.
+    pub(super) fn request_outcome(&mut self, member: usize, alive: bool) {
+        if self.dests.probed(member) {
+            return;
+        }
+        let Some(change) = self.dests.outcome(member, alive) else {
+            return;
+        };
+        let name = self.member_name(member);
+        self.obs.member_health(&name, change.now == Health::Up);
+        if change.now == Health::Down {
+            tracing::warn!(member = %name, "member down: its requests failed");
+            let rest = self
+                .dests
+                .timing(member)
+                .map_or(Duration::from_secs(1), |t| t.0);
+            self.timers
+                .at(self.now + rest, TimerEvent::MemberRetry { member });
+            self.member_failed(member, "requests_failed");
         }
     }
 
@@ -246,7 +296,7 @@ impl Machine {
             // BYE): its late 2xx retransmissions only need an ACK.
             self.hung_up_b.insert(call.b.call_id.clone(), self.now);
         }
-        if let Some(m) = self.pool.members.get_mut(call.b.member) {
+        if let Some(m) = self.dests.member_mut(call.b.member) {
             if call.b.invite_key.is_some() || call.b.dialog.is_some() {
                 m.active_calls = m.active_calls.saturating_sub(1);
             }
@@ -284,6 +334,12 @@ impl Machine {
             a_call_id: call.a.call_id.clone(),
             b_call_id: call.b.call_id.clone(),
             source: call.a.source_name.clone(),
+            rule: call.rule.clone(),
+            group: self
+                .dests
+                .group(call.b.group)
+                .map(|g| g.name.clone())
+                .unwrap_or_default(),
             caller: call.a.invite.from_header().uri.to_string(),
             callee: call.a.invite.to_header().uri.to_string(),
             servers,

@@ -132,7 +132,7 @@ impl Machine {
         };
         let carried: Vec<(&str, &str)> = request
             .iter_headers()
-            .filter(|(n, _)| self.carried(n))
+            .filter(|(n, _)| self.policy.carried(n))
             .collect();
         let Some(call) = self.store.get_mut(id) else {
             return;

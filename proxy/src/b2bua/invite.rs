@@ -11,7 +11,7 @@ use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::Target;
 
 use super::call::{Call, CallState, Leg, LegA, LegB};
-use super::{member_transport, Action, ClientRole, Machine, TimerEvent};
+use super::{member_transport, without_body, Action, ClientRole, Machine, Route, TimerEvent};
 use crate::error::Error;
 use crate::media::is_sdp;
 
@@ -22,8 +22,8 @@ const SUPPORTED: &[&str] = &["timer"];
 
 impl Machine {
     pub(super) fn on_new_invite(&mut self, key: ServerKey, invite: Message, source: Target) {
-        match self.admit(&invite, source) {
-            Ok(()) => {}
+        let source_name = match self.admit(&invite, source) {
+            Ok(name) => name,
             Err(e) => {
                 self.obs.call_rejected(e.status);
                 tracing::info!(peer = %source.addr, call_id = invite.call_id(), status = e.status, detail = %e.detail, "INVITE refused");
@@ -38,7 +38,7 @@ impl Machine {
                 self.out.respond(&key, &invite, e.status, e.reason, &hs);
                 return;
             }
-        }
+        };
         // A retransmitted INVITE is absorbed by the transaction layer; a
         // second INVITE with the same Call-ID and no To tag (a new branch)
         // would be a fork: refuse it rather than open a second call.
@@ -52,15 +52,60 @@ impl Machine {
             );
             return;
         }
+        let minute_of_day = ((self.wall / 60_000) % 1440) as u16;
+        let (rule, group, ruri_user) = match self.policy.route(&invite, &source_name, minute_of_day)
+        {
+            Route::Group {
+                rule,
+                group,
+                ruri_user,
+            } => match self.dests.group_named(&group) {
+                Some(g) => (rule, g, ruri_user),
+                None => {
+                    // The configuration names only groups it has.
+                    tracing::error!(rule, group, "rule names an unknown group");
+                    self.obs.call_rejected(500);
+                    self.out
+                        .respond(&key, &invite, 500, "Server Internal Error", &[]);
+                    return;
+                }
+            },
+            Route::Redirect {
+                rule,
+                group,
+                ruri_user,
+            } => return self.redirect(&key, &invite, &rule, &group, &ruri_user),
+            Route::Reject { rule, code, reason } => {
+                self.obs.route_matched(&rule);
+                self.obs.call_rejected(code);
+                tracing::info!(
+                    call_id = invite.call_id(),
+                    rule,
+                    code,
+                    "INVITE rejected by rule"
+                );
+                let warning = format!("399 tandem \"rejected by rule {rule}\"");
+                self.out
+                    .respond(&key, &invite, code, &reason, &[("Warning", &warning)]);
+                return;
+            }
+            Route::Unmatched => {
+                self.obs.call_rejected(404);
+                self.out.respond(
+                    &key,
+                    &invite,
+                    404,
+                    "Not Found",
+                    &[("Warning", "399 tandem \"no routing rule matches\"")],
+                );
+                return;
+            }
+        };
+        self.obs.route_matched(&rule);
         self.out.respond(&key, &invite, 100, "Trying", &[]);
 
         let id = self.store.allocate_id();
         let had_offer = !invite.body().is_empty() && is_sdp(invite.content_type());
-        let source_name = self
-            .settings
-            .trunk_for(source.addr.ip())
-            .map(|t| t.name.clone())
-            .unwrap_or_default();
         let now = self.wall;
         let call = Call {
             id,
@@ -79,6 +124,7 @@ impl Machine {
             b: LegB {
                 call_id: String::new(),
                 local_tag: String::new(),
+                group,
                 member: usize::MAX,
                 tried: Vec::new(),
                 invite: invite.clone(),
@@ -88,6 +134,8 @@ impl Machine {
                 ack_pending: false,
                 cancel_sent: false,
             },
+            rule,
+            ruri_user: Some(ruri_user),
             media: id,
             media_info: None,
             created_at: now,
@@ -150,6 +198,9 @@ impl Machine {
                 Ok(offer) => {
                     if let Some(call) = self.store.get_mut(id) {
                         call.offer = Some(offer);
+                        // The caller's own SDP is not needed again: leg A's
+                        // INVITE is kept for its headers only.
+                        call.a.invite = without_body(&call.a.invite);
                     }
                 }
                 Err(e) => {
@@ -183,18 +234,59 @@ impl Machine {
         self.obs.calls_active(self.store.len());
     }
 
-    /// Checks that decide before anything is allocated.
-    fn admit(&self, invite: &Message, source: Target) -> Result<(), Error> {
+    /// Redirect-server mode: 302 with the group's members that are up as
+    /// Contacts (q by priority); no call is made.
+    fn redirect(
+        &mut self,
+        key: &ServerKey,
+        invite: &Message,
+        rule: &str,
+        group: &str,
+        ruri_user: &str,
+    ) {
+        self.obs.route_matched(rule);
+        let contacts: Vec<String> = self
+            .dests
+            .group_named(group)
+            .and_then(|g| self.dests.group(g))
+            .map(|pool| crate::routing::redirect_contacts(pool, ruri_user))
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.header_value())
+            .collect();
+        if contacts.is_empty() {
+            self.obs.call_rejected(503);
+            let w = format!("399 tandem \"no member of group {group} is up\"");
+            self.out.respond(
+                key,
+                invite,
+                503,
+                "Service Unavailable",
+                &[("Warning", &w), ("Retry-After", "5")],
+            );
+            return;
+        }
+        let tag = self.tokens.token(12);
+        let mut b = ResponseBuilder::with_to_tag(invite, 302, "Moved Temporarily", Some(&tag));
+        for c in &contacts {
+            b = b.header("Contact", c);
+        }
+        tracing::info!(call_id = invite.call_id(), rule, group, "INVITE redirected");
+        self.out.send_response(key, b.build());
+    }
+
+    /// Checks that decide before anything is allocated; the source's name.
+    fn admit(&self, invite: &Message, source: Target) -> Result<String, Error> {
         if self.draining {
             return Err(Error::internal(503, "Service Unavailable", "shutting down"));
         }
-        if self.settings.trunk_for(source.addr.ip()).is_none() {
+        let Some(name) = self.policy.source(source.addr.ip()) else {
             return Err(Error::downstream(
                 403,
                 "Forbidden",
                 format!("source {} is not a configured trunk", source.addr.ip()),
             ));
-        }
+        };
         if invite.max_forwards() == Some(0) {
             return Err(Error::downstream(483, "Too Many Hops", "Max-Forwards is 0"));
         }
@@ -225,7 +317,7 @@ impl Machine {
                 "required extension not supported",
             ));
         }
-        Ok(())
+        Ok(name)
     }
 
     /// Sends leg B's INVITE to the next healthy member not tried yet; when
@@ -236,7 +328,9 @@ impl Machine {
         };
         let tried = call.b.tried.clone();
         let body = call.offer.clone();
-        let Some(member) = self.pool.select(&tried) else {
+        let group = call.b.group;
+        let (call_id, from_user) = hash_keys(call);
+        let Some(member) = self.dests.select(group, &tried, &call_id, &from_user) else {
             let e = Error::upstream(503, "Service Unavailable", why.to_owned());
             self.fail_call(id, e.status, e.reason, Some(e.warning()), "no_server");
             return;
@@ -285,7 +379,10 @@ impl Machine {
         let b_tag = self.tokens.token(12);
         let from = a.from_header();
         let to = a.to_header();
-        let ruri_user = a.request_uri().and_then(|u| u.user).unwrap_or("");
+        let ruri_user = match &call.ruri_user {
+            Some(u) => u.as_str(),
+            None => a.request_uri().and_then(|u| u.user).unwrap_or(""),
+        };
         let host = self.settings.advertised;
         let ident = |display: Option<&str>, user: Option<&str>, host: &str| -> String {
             let user = user.map(|u| format!("{u}@")).unwrap_or_default();
@@ -327,7 +424,7 @@ impl Machine {
             }
         }
         for (name, value) in a.iter_headers() {
-            if self.carried(name) {
+            if self.policy.carried(name) {
                 req = req.header(name, value);
             }
         }
@@ -354,6 +451,9 @@ impl Machine {
             connection: None,
         };
         let key = self.send_request(bytes, target, ClientRole::LegBInvite { call: id });
+        // Kept for CANCEL, the dialog and failover: headers only (the
+        // offer is kept once, in `offer` / `b_local_sdp`).
+        let b_invite = without_body(&b_invite);
         let timeout = self.settings.member_answer_timeout;
         let Some(call) = self.store.get_mut(id) else {
             return false;
@@ -362,6 +462,7 @@ impl Machine {
         let leg = LegB {
             call_id: b_call_id.clone(),
             local_tag: b_tag,
+            group: call.b.group,
             member,
             tried,
             invite: b_invite,
@@ -382,7 +483,7 @@ impl Machine {
             call.set_b_local_sdp(offer);
         }
         call.servers.push((m.name.clone(), self.wall));
-        if let Some(m) = self.pool.members.get_mut(member) {
+        if let Some(m) = self.dests.member_mut(member) {
             m.active_calls += 1;
         }
         match key {
@@ -397,19 +498,23 @@ impl Machine {
         }
     }
 
-    pub(super) fn carried(&self, name: &str) -> bool {
-        self.settings
-            .carry_headers
-            .iter()
-            .any(|pat| match pat.strip_suffix('*') {
-                Some(prefix) => {
-                    name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
-                }
-                None => name.eq_ignore_ascii_case(pat),
-            })
+    pub(super) fn on_leg_b_invite_response(&mut self, id: u64, key: ClientKey, response: Message) {
+        let status = response.status().unwrap_or(0);
+        let member = self
+            .store
+            .get(id)
+            .filter(|c| c.b.invite_key.as_ref() == Some(&key))
+            .map(|c| c.b.member);
+        self.leg_b_invite_response(id, key, response);
+        // Any answer but 408 and 5xx shows the member's SIP alive (it
+        // counts for groups that are not probed; after the call has moved
+        // on, so that a member going down does not move it twice).
+        if let Some(member) = member {
+            self.request_outcome(member, !(status == 408 || status >= 500));
+        }
     }
 
-    pub(super) fn on_leg_b_invite_response(&mut self, id: u64, key: ClientKey, response: Message) {
+    fn leg_b_invite_response(&mut self, id: u64, key: ClientKey, response: Message) {
         let status = response.status().unwrap_or(0);
         let Some(call) = self.store.get_mut(id) else {
             if (200..300).contains(&status) {
@@ -570,7 +675,8 @@ impl Machine {
         let now = self.wall;
         call.answered_at = Some(now);
         call.refreshed_at = now;
-        self.obs.setup_latency(call.started.elapsed());
+        self.obs
+            .setup_latency(self.now.saturating_duration_since(call.started));
         let t1 = self.settings.t1;
         let seq = call.a.invite.cseq().seq;
         if let (Some(key), Ok(msg)) = (call.a.invite_key.take(), Message::parse(ok.clone())) {
@@ -681,6 +787,18 @@ impl Machine {
         if !key.branch.is_empty() && call.b.invite_key.as_ref() != Some(key) {
             return;
         }
+        let member = call.b.member;
+        self.leg_b_gone(id, why);
+        self.request_outcome(member, false);
+    }
+
+    /// Leg B's INVITE is lost (the caller has checked it was the current
+    /// one): resume elsewhere, try the next member, or end a cancelled
+    /// call.
+    fn leg_b_gone(&mut self, id: u64, why: &str) {
+        let Some(call) = self.store.get(id) else {
+            return;
+        };
         if call.resuming.is_some() {
             return self.resume_attempt_failed(id, why);
         }
@@ -699,7 +817,7 @@ impl Machine {
         if let Some(call) = self.store.get_mut(id) {
             let m = call.b.member;
             call.b.invite_key = None;
-            if let Some(member) = self.pool.members.get_mut(m) {
+            if let Some(member) = self.dests.member_mut(m) {
                 member.active_calls = member.active_calls.saturating_sub(1);
             }
         }
@@ -755,4 +873,13 @@ fn unsupported(invite: &Message) -> Vec<String> {
         .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
         .map(str::to_owned)
         .collect()
+}
+
+/// What the hash strategies hash: the call's leg-A Call-ID and From user.
+pub(super) fn hash_keys(call: &Call) -> (String, String) {
+    let from = call.a.invite.from_header();
+    (
+        call.a.call_id.clone(),
+        from.uri().user.unwrap_or("").to_owned(),
+    )
 }

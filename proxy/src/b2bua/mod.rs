@@ -27,6 +27,7 @@ mod housekeeping;
 mod in_dialog;
 mod invite;
 mod outbox;
+mod policy;
 pub mod settings;
 mod store;
 mod survival;
@@ -45,11 +46,12 @@ use sipcore::transport::{Target, TransportKind};
 pub use call::{Call, Leg, UnixMillis};
 use outbox::Outbox;
 pub use outbox::{Action, CallEnd};
+pub use policy::{Policy, Route};
 pub use settings::Settings;
 use store::{CallStore, ClientRole};
 
 use crate::config::MemberTransport;
-use crate::pool::Pool;
+use crate::pool::Destinations;
 
 /// What the machine reacts to. (A transaction-layer event is large, but
 /// each event is moved once, from the driver into `on`: not worth a box.)
@@ -98,6 +100,7 @@ pub trait Observer {
     fn member_state(&mut self, _member: &str, _state: &str) {}
     fn call_resumed(&mut self, _from: &str, _to: &str, _outcome: &str) {}
     fn resume_latency(&mut self, _d: Duration) {}
+    fn route_matched(&mut self, _rule: &str) {}
 }
 
 /// An [`Observer`] that records nothing.
@@ -125,6 +128,11 @@ enum TimerEvent {
     ProbeTimeout {
         member: usize,
         key: ClientKey,
+    },
+    /// A member of a `probe = "off"` group rested long enough after real
+    /// requests failed: it gets calls again.
+    MemberRetry {
+        member: usize,
     },
     /// `on_no_server = hold`: try to resume the call again.
     ResumeRetry {
@@ -186,15 +194,18 @@ impl Tokens {
 
 pub struct Machine {
     settings: Settings,
-    pool: Pool,
+    /// Every destination group and its members, with their health.
+    dests: Destinations,
+    policy: Box<dyn Policy>,
     /// Every call and every index onto the calls.
     store: CallStore,
     /// What the current event asks the driver to do.
     out: Outbox,
     media: Box<dyn MediaView + Send>,
     obs: Box<dyn Observer + Send>,
-    /// The outstanding probe of each member.
+    /// The outstanding probe of each member, and when it was sent.
     probes: Vec<Option<ClientKey>>,
+    probed_at: Vec<Option<Instant>>,
     /// Leg-B Call-IDs Tandem has already hung up (BYE sent, or the media
     /// server's own BYE taken), with when. A 2xx retransmitted for one of
     /// them (our ACK was lost) is ACKed again but gets no second BYE: a
@@ -215,27 +226,31 @@ pub struct Machine {
 }
 
 impl Machine {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: Settings,
-        pool: Pool,
+        dests: Destinations,
+        policy: Box<dyn Policy>,
         media: Box<dyn MediaView + Send>,
         mut obs: Box<dyn Observer + Send>,
         track_changes: bool,
         seed: u64,
         now: Instant,
     ) -> Machine {
-        let members = pool.members.len();
-        for m in &pool.members {
+        let members = dests.len();
+        for (_, m) in dests.members() {
             obs.member_health(&m.name, true);
         }
         Machine {
             settings,
-            pool,
+            dests,
+            policy,
             store: CallStore::new(track_changes),
             out: Outbox::default(),
             media,
             obs,
             probes: vec![None; members],
+            probed_at: vec![None; members],
             hung_up_b: HashMap::new(),
             timers: Timers::default(),
             survival: survival::Survival::default(),
@@ -551,9 +566,9 @@ impl Machine {
         }
     }
 
-    /// Pool member `i`, if there is one.
+    /// Member `i`, if there is one.
     fn member(&self, i: usize) -> Option<&crate::pool::Member> {
-        self.pool.members.get(i)
+        self.dests.member(i)
     }
 
     /// Pool member `i`'s name, or "" (for logs, metrics and CDRs).
@@ -613,6 +628,15 @@ impl Tokens {
             self.token(16)
         )
     }
+}
+
+/// A copy of a message without its body (and Content-Type): what a call
+/// keeps of an INVITE whose SDP it holds elsewhere.
+fn without_body(msg: &Message) -> Message {
+    msg.edit()
+        .set_body(None, Bytes::new())
+        .build_message()
+        .unwrap_or_else(|_| msg.clone())
 }
 
 /// `sip:user@1.2.3.4:5070;params` → 1.2.3.4:5070 when the host is an IP.

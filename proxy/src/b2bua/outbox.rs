@@ -60,6 +60,9 @@ pub struct CallEnd {
     pub b_call_id: String,
     /// The source (trunk) by name.
     pub source: String,
+    /// The routing rule that matched, and the destination group.
+    pub rule: String,
+    pub group: String,
     pub caller: String,
     pub callee: String,
     /// `name@ms` of every media server the call used.

@@ -2,10 +2,8 @@
 //! builds them from the configuration file, the machine never sees the
 //! file's types.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
-
-use ipnet::IpNet;
 
 /// Everything the call machine needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -15,11 +13,6 @@ pub struct Settings {
     /// RFC 3261 T1 and T2 (2xx retransmissions of our own).
     pub t1: Duration,
     pub t2: Duration,
-    /// Sources allowed to send INVITEs, by name.
-    pub trunks: Vec<Trunk>,
-    /// Headers copied from leg A's requests to leg B's (a trailing `*`
-    /// matches a prefix).
-    pub carry_headers: Vec<String>,
     /// Longest call in seconds; 0: no limit.
     pub max_duration_s: u64,
     /// No RTP on either leg for this long ends a call; 0: never.
@@ -30,15 +23,7 @@ pub struct Settings {
     /// answer may take.
     pub probing: bool,
     pub probe_interval: Duration,
-    pub probe_timeout: Duration,
     pub survival: SurvivalSettings,
-}
-
-/// A source of calls.
-#[derive(Debug, Clone)]
-pub struct Trunk {
-    pub name: String,
-    pub networks: Vec<IpNet>,
 }
 
 /// Call survival (see `crate::config::SurvivalConfig` for each key).
@@ -54,13 +39,4 @@ pub struct SurvivalSettings {
     /// retry every second for `hold_retry_s` (else hang up).
     pub hold_on_no_server: bool,
     pub hold_retry_s: u64,
-}
-
-impl Settings {
-    /// The trunk a source address belongs to, if any.
-    pub fn trunk_for(&self, ip: IpAddr) -> Option<&Trunk> {
-        self.trunks
-            .iter()
-            .find(|t| t.networks.iter().any(|n| n.contains(&ip)))
-    }
 }

@@ -93,7 +93,13 @@ impl Machine {
     /// One answered call lost its media server: queue its resume (or end
     /// it, with survival off).
     pub(super) fn call_failed(&mut self, id: u64, reason: &str) {
-        let enabled = self.settings.survival.enabled;
+        // Survival on, and the call's group resumes (a carrier or a PBX
+        // group may not: its calls end with their server).
+        let enabled = self.settings.survival.enabled
+            && self
+                .store
+                .get(id)
+                .is_some_and(|c| self.dests.resumes(c.b.member));
         let Some(call) = self.store.get_mut(id) else {
             return;
         };
@@ -190,7 +196,9 @@ impl Machine {
             return;
         };
         let from_name = self.member_name(r.from);
-        let Some(member) = self.pool.select(&r.tried) else {
+        let group = call.b.group;
+        let (call_id, from_user) = super::invite::hash_keys(call);
+        let Some(member) = self.dests.select(group, &r.tried, &call_id, &from_user) else {
             return self.no_server_left(id);
         };
         let offer = match (&call.b_local_sdp, &call.b_remote_sdp) {
@@ -341,13 +349,14 @@ impl Machine {
             self.reoffer_leg_a(id);
         }
         self.obs.call_resumed(&from, &to, "ok");
-        self.obs.resume_latency(r.detected.elapsed());
+        self.obs
+            .resume_latency(self.now.saturating_duration_since(r.detected));
         tracing::info!(
             call = id,
             from = %from,
             to = %to,
             reason = %r.reason,
-            ms = r.detected.elapsed().as_millis() as u64,
+            ms = self.now.saturating_duration_since(r.detected).as_millis() as u64,
             "call resumed"
         );
     }
@@ -395,12 +404,17 @@ impl Machine {
         if silence_ms == 0 || !self.settings.survival.enabled {
             return;
         }
-        let members = self.pool.members.len();
+        let members = self.dests.len();
         self.survival.suspect.resize(members, false);
         self.survival.cleared_at.resize(members, None);
         let cooldown = self.settings.probe_interval;
         let mut newly: Vec<(usize, &str)> = Vec::new();
         for m in self.media_by_member(silence_ms) {
+            // Only a member that answers OPTIONS can have a suspicion
+            // confirmed or cleared by a probe.
+            if !self.dests.probed(m.member) {
+                continue;
+            }
             if m.silent > 0 {
                 newly.push((m.member, "media silence on leg B"));
             } else if m.refused {
@@ -409,11 +423,9 @@ impl Machine {
         }
         newly.retain(|&(m, _)| {
             !self.survival.suspect.get(m).copied().unwrap_or(true)
-                && self
-                    .survival
-                    .cleared_at
-                    .get(m)
-                    .is_some_and(|c| c.is_none_or(|t| t.elapsed() >= cooldown))
+                && self.survival.cleared_at.get(m).is_some_and(|c| {
+                    c.is_none_or(|t| self.now.saturating_duration_since(t) >= cooldown)
+                })
         });
         for (member, why) in newly {
             if let Some(s) = self.survival.suspect.get_mut(member) {
@@ -524,7 +536,7 @@ impl Machine {
         } else {
             "probe_after_silence"
         };
-        if let Some(change) = self.pool.force_down(member) {
+        if let Some(change) = self.dests.force_down(member) {
             tracing::warn!(member = %name, why, "media server is down");
             self.obs
                 .member_health(&name, change.now == crate::pool::Health::Up);

@@ -37,7 +37,7 @@ impl Machine {
             }
             let id = call.id;
             if call.b.invite_key.is_some() || call.b.dialog.is_some() {
-                if let Some(m) = self.pool.members.get_mut(call.b.member) {
+                if let Some(m) = self.dests.member_mut(call.b.member) {
                     m.active_calls += 1;
                 }
             }
@@ -85,7 +85,7 @@ impl Machine {
         for p in self.probes.iter_mut() {
             *p = None;
         }
-        for m in self.pool.members.iter_mut() {
+        for m in self.dests.members_mut() {
             m.active_calls = 0;
         }
         self.obs.calls_active(0);
@@ -94,7 +94,7 @@ impl Machine {
 
     /// A media server's health as the active node last published it.
     pub fn set_member_health(&mut self, name: &str, up: bool) {
-        if let Some(member) = self.pool.members.iter_mut().find(|x| x.name == name) {
+        if let Some(member) = self.dests.find(name).and_then(|i| self.dests.member_mut(i)) {
             member.health = if up { Health::Up } else { Health::Down };
             self.obs.member_health(name, up);
         }
@@ -102,10 +102,9 @@ impl Machine {
 
     /// Each member's name and whether it is up.
     pub fn member_health(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.pool
-            .members
-            .iter()
-            .map(|m| (m.name.as_str(), m.health == Health::Up))
+        self.dests
+            .members()
+            .map(|(_, m)| (m.name.as_str(), m.health == Health::Up))
     }
 
     /// The calls changed since the last time (present or removed), for

@@ -56,12 +56,20 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
-        let config = Config::parse(EXAMPLE, Path::new("tandem.toml")).unwrap();
+        Lab::with("")
+    }
+
+    /// The example configuration with `extra` TOML appended.
+    fn with(extra: &str) -> Lab {
+        let config =
+            Config::parse(&format!("{EXAMPLE}\n{extra}"), Path::new("tandem.toml")).unwrap();
         let idle: Idle = Arc::default();
         let start = Instant::now();
+        let router = crate::routing::Router::compile(&config).unwrap();
         let m = Machine::new(
             config.machine_settings(),
-            crate::pool::Pool::new(&config.pool),
+            crate::pool::Destinations::from_config(&config),
+            Box::new(crate::routing::RulesPolicy::new(&config, router)),
             Box::new(FakeMedia(idle.clone())),
             Box::new(NoObserver),
             false,
@@ -194,7 +202,7 @@ impl Lab {
         Message::parse(Bytes::from(text)).unwrap()
     }
 
-    fn ack_trunk_sends(&mut self, call_id: &str) -> Vec<String> {
+    fn ack_from_trunk(&mut self, call_id: &str) -> Vec<String> {
         let ack = self.in_dialog("ACK", call_id, 1, "ack1");
         self.on(Event::Tu(TuEvent::Ack {
             key: None,
@@ -207,7 +215,7 @@ impl Lab {
     fn answered_call(&mut self, call_id: &str) {
         self.call(call_id);
         self.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000)));
-        self.ack_trunk_sends(call_id);
+        self.ack_from_trunk(call_id);
     }
 }
 
@@ -219,7 +227,11 @@ fn sdp(ip: &str, port: u16) -> String {
 }
 
 fn invite(call_id: &str, branch: &str, with_sdp: bool) -> Message {
-    let mut b = RequestBuilder::new(&Method::Invite, "sip:100@127.0.0.1:5060")
+    invite_to("100", call_id, branch, with_sdp)
+}
+
+fn invite_to(user: &str, call_id: &str, branch: &str, with_sdp: bool) -> Message {
+    let mut b = RequestBuilder::new(&Method::Invite, &format!("sip:{user}@127.0.0.1:5060"))
         .header(
             "Via",
             &format!("SIP/2.0/UDP {TRUNK};branch=z9hG4bK{branch}"),
@@ -288,7 +300,7 @@ fn a_call_from_invite_to_bye() {
             "respond 200 INVITE".into()
         ]
     );
-    assert!(lab.ack_trunk_sends("c1").is_empty());
+    assert!(lab.ack_from_trunk("c1").is_empty());
     let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
     assert_eq!(
         lab.trunk_sends(bye),
@@ -533,7 +545,7 @@ fn timers_fire_only_when_due() {
     lab.advance(1);
     assert_eq!(lab.on(Event::Timers), ["respond 200 INVITE"]);
     // The ACK stops them.
-    lab.ack_trunk_sends("c1");
+    lab.ack_from_trunk("c1");
     lab.advance(10 * t1.as_millis() as u64);
     assert!(lab.on(Event::Timers).is_empty());
 }
@@ -564,4 +576,176 @@ fn a_call_silent_on_both_legs_past_the_media_timeout_is_ended() {
             "remove media".into()
         ]
     );
+}
+
+/// Two groups besides `[pool]` ("media": MS1, MS2) and rules over them.
+const ROUTING: &str = r#"
+[[group]]
+name = "pbx"
+strategy = "sequential"
+probe = "off"
+resume = false
+[group.health]
+interval_ms = 2000
+failures_to_down = 2
+[[group.member]]
+name = "pbx1"
+address = "127.0.0.1:5090"
+priority = 1
+[[group.member]]
+name = "pbx2"
+address = "127.0.0.1:5092"
+priority = 2
+
+[[rule]]
+name = "blocked"
+ruri_user_prefix = "900"
+reject = { code = 403, reason = "Blocked" }
+
+[[rule]]
+name = "office"
+ruri_user_prefix = "1"
+strip = 1
+prefix = "+49"
+group = "pbx"
+
+[[rule]]
+name = "redirected"
+ruri_user_prefix = "2"
+redirect = "pbx"
+
+[[rule]]
+name = "international"
+ruri_user_regex = "^00[1-9]"
+replace = { regex = "^00([0-9]+)$", with = "+${1}" }
+group = "media"
+"#;
+
+const PBX1: &str = "127.0.0.1:5090";
+const PBX2: &str = "127.0.0.1:5092";
+
+impl Lab {
+    /// A new call to `user`: the actions of the INVITE (and of the relay's
+    /// answer, if the call got that far).
+    fn call_to(&mut self, user: &str, call_id: &str) -> Vec<String> {
+        let mut out = self.trunk_sends(invite_to(user, call_id, call_id, true));
+        if let Some((id, _)) = self.m.store.find(call_id) {
+            out.extend(self.on(Event::MediaCreated {
+                call: id,
+                result: Ok(ports(id)),
+            }));
+        }
+        out
+    }
+}
+
+#[test]
+fn rules_choose_the_group_and_rewrite_the_number() {
+    let mut lab = Lab::with(ROUTING);
+    assert_eq!(
+        lab.call_to("1234", "c1"),
+        [
+            "respond 100 INVITE".to_string(),
+            "create media".into(),
+            "remote A 127.0.0.9:40000".into(),
+            format!("send INVITE to {PBX1}")
+        ]
+    );
+    let (_, b_invite, _) = lab.last("INVITE");
+    assert_eq!(
+        b_invite.request_uri_str(),
+        Some(format!("sip:+49234@{PBX1}").as_str())
+    );
+    lab.call_to("0030123", "c2");
+    let (_, b_invite, target) = lab.last("INVITE");
+    assert_eq!(target.addr, addr(MS1));
+    assert_eq!(
+        b_invite.request_uri_str(),
+        Some(format!("sip:+30123@{MS1}").as_str())
+    );
+}
+
+#[test]
+fn reject_redirect_and_no_match_answer_at_once() {
+    let mut lab = Lab::with(ROUTING);
+    assert_eq!(lab.call_to("900111", "c1"), ["respond 403 INVITE"]);
+    assert_eq!(
+        lab.responses.last().unwrap().reason_phrase(),
+        Some("Blocked")
+    );
+    assert_eq!(lab.call_to("2555", "c2"), ["respond 302 INVITE"]);
+    let contacts: Vec<String> = lab
+        .responses
+        .last()
+        .unwrap()
+        .headers("Contact")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        contacts,
+        [
+            format!("<sip:2555@{PBX1}>;q=1.000"),
+            format!("<sip:2555@{PBX2}>;q=0.100")
+        ]
+    );
+    assert_eq!(lab.call_to("777", "c3"), ["respond 404 INVITE"]);
+    assert_eq!(lab.m.calls(), 0, "no call was made for any of them");
+}
+
+#[test]
+fn an_unprobed_member_is_taken_down_by_failed_calls_and_rests() {
+    let mut lab = Lab::with(ROUTING);
+    // No OPTIONS go to the "pbx" group (probe = "off").
+    let probes = lab.on(Event::Probes);
+    assert_eq!(
+        probes,
+        [
+            format!("send OPTIONS to {MS1}"),
+            format!("send OPTIONS to {MS2}")
+        ]
+    );
+    // pbx1 times out twice (failures_to_down = 2); each call fails over
+    // to pbx2 before the answer, unseen by the trunk.
+    for n in 0..2 {
+        lab.call_to("1000", &format!("c{n}"));
+        let (key, _, target) = lab.last("INVITE");
+        assert_eq!(target.addr, addr(PBX1));
+        let failover = lab.on(Event::Tu(TuEvent::Timeout {
+            key: TransactionKey::Client(key),
+            timer: sipcore::transaction::Timer::B,
+        }));
+        assert_eq!(failover, [format!("send INVITE to {PBX2}")]);
+    }
+    // Down now: the next call goes straight to pbx2.
+    lab.call_to("1000", "c9");
+    assert_eq!(lab.last("INVITE").2.addr, addr(PBX2));
+    // After the group's interval it gets calls again.
+    lab.advance(2000);
+    lab.on(Event::Timers);
+    lab.call_to("1000", "c10");
+    assert_eq!(lab.last("INVITE").2.addr, addr(PBX1));
+}
+
+#[test]
+fn a_group_without_resume_ends_the_calls_of_a_failed_member() {
+    let mut lab = Lab::with(ROUTING);
+    lab.call_to("1000", "c1");
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000)));
+    lab.ack_from_trunk("c1");
+    // pbx1 fails under its answered call (two failed requests of other
+    // calls take it down): the call ends instead of moving.
+    let mut ends = Vec::new();
+    for n in 0..2 {
+        lab.call_to("1000", &format!("x{n}"));
+        let (key, _, _) = lab.last("INVITE");
+        ends.extend(lab.on(Event::Tu(TuEvent::Timeout {
+            key: TransactionKey::Client(key),
+            timer: sipcore::transaction::Timer::B,
+        })));
+    }
+    assert!(
+        ends.contains(&"cdr media_server_failed".to_string()),
+        "{ends:?}"
+    );
+    assert!(lab.m.store.find("c1").is_none());
 }

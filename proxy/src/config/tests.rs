@@ -240,17 +240,3 @@ fn rule_errors_name_the_key() {
     let e = rule_error("group = \"media\"\n[[rule]]\nname = \"r\"\ngroup = \"media\"");
     assert!(e.contains("`rule[1].name`: duplicate rule name"), "{e}");
 }
-
-#[test]
-fn run_refuses_rules_the_engine_does_not_follow_yet() {
-    assert!(parse(EXAMPLE).unwrap().check_runnable().is_ok());
-    let e = parse(&example_with_routing())
-        .unwrap()
-        .check_runnable()
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("tandem.toml: key `rule`:") && e.contains("tandem route"),
-        "{e}"
-    );
-}

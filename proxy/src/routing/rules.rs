@@ -542,7 +542,6 @@ impl Router {
 
     /// The headers some rule looks at (long forms, lower-cased): the
     /// caller needs to put only these into [`RequestView::headers`].
-    #[allow(dead_code)] // for the engine, not wired to routing yet
     pub fn header_names(&self) -> impl Iterator<Item = &str> {
         self.header_sets.iter().map(|s| s.name.as_str())
     }

@@ -27,6 +27,7 @@ fn leg_b(call_id: &str) -> LegB {
     LegB {
         call_id: call_id.to_owned(),
         local_tag: "b".into(),
+        group: 0,
         member: 0,
         tried: vec![0],
         invite: invite("x"),
@@ -54,6 +55,8 @@ fn call(id: u64, a: &str, b: &str) -> Call {
             had_offer: false,
         },
         b: leg_b(b),
+        rule: "default".into(),
+        ruri_user: None,
         media: id,
         media_info: None,
         created_at: 0,

@@ -1,0 +1,49 @@
+//! Policy, apart from the mechanism: who may send calls, where a call
+//! goes, which of its headers travel on. The machine asks; an
+//! implementation decides (as pingora's hook traits do). Routing rules
+//! (`crate::routing`) are one; the registrar and WAN fallback plug in
+//! here later.
+
+use std::net::IpAddr;
+
+use sipcore::message::Message;
+
+/// Where a new call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// To a member of group `group`, with `ruri_user` as leg B's
+    /// Request-URI user.
+    Group {
+        rule: String,
+        group: String,
+        ruri_user: String,
+    },
+    /// Answer 302 with the group's members as Contacts.
+    Redirect {
+        rule: String,
+        group: String,
+        ruri_user: String,
+    },
+    /// Answer with this final status.
+    Reject {
+        rule: String,
+        code: u16,
+        reason: String,
+    },
+    /// No rule matches.
+    Unmatched,
+}
+
+/// The decisions the call machine leaves to policy.
+pub trait Policy: Send {
+    /// The name of the source (trunk) an INVITE from `ip` comes from;
+    /// None: a stranger, refused.
+    fn source(&self, ip: IpAddr) -> Option<String>;
+
+    /// Where a new call from `source` goes; `minute_of_day` is the time in
+    /// UTC, in minutes since midnight.
+    fn route(&self, invite: &Message, source: &str, minute_of_day: u16) -> Route;
+
+    /// Whether a header of leg A's requests is copied to leg B's.
+    fn carried(&self, name: &str) -> bool;
+}
