@@ -22,6 +22,7 @@ fn group(members: &[(&str, u32, MemberTransport)]) -> GroupConfig {
                 priority,
             })
             .collect(),
+        dns_members: Vec::new(),
     }
 }
 
