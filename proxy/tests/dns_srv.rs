@@ -192,14 +192,15 @@ fn choice(out: &str) -> &str {
 
 #[test]
 fn srv_lower_priority_is_used_by_weight_and_the_next_when_its_members_are_down() {
-    // Priority 10: a (weight 60), b (weight 40); priority 20: c.
+    // Priority 10: ms1 (weight 40), ms2 (weight 60); priority 20: backup
+    // (first by name and by weight, yet last: priority comes first).
     let dns = Dnsmasq::start(&[
-        "--srv-host=_sip._udp.pbx.tandem.test,c.tandem.test,5073,20,10",
-        "--srv-host=_sip._udp.pbx.tandem.test,b.tandem.test,5072,10,40",
-        "--srv-host=_sip._udp.pbx.tandem.test,a.tandem.test,5071,10,60",
-        "--host-record=a.tandem.test,127.0.0.11",
-        "--host-record=b.tandem.test,127.0.0.12",
-        "--host-record=c.tandem.test,127.0.0.13",
+        "--srv-host=_sip._udp.pbx.tandem.test,backup.tandem.test,5073,20,100",
+        "--srv-host=_sip._udp.pbx.tandem.test,ms1.tandem.test,5071,10,40",
+        "--srv-host=_sip._udp.pbx.tandem.test,ms2.tandem.test,5072,10,60",
+        "--host-record=ms1.tandem.test,127.0.0.11",
+        "--host-record=ms2.tandem.test,127.0.0.12",
+        "--host-record=backup.tandem.test,127.0.0.13",
     ]);
     let dir = tempfile::tempdir().unwrap();
     let config = config(
@@ -209,51 +210,52 @@ fn srv_lower_priority_is_used_by_weight_and_the_next_when_its_members_are_down()
         "[[group]]\nname = \"pbx\"\n[[group.dns]]\nsrv = \"_sip._udp.pbx.tandem.test\"\n",
     );
     let run = |args: &[&str]| resolved(&config, args, &dns);
+    let (ms1, ms2, backup) = (
+        "ms1.tandem.test:5071",
+        "ms2.tandem.test:5072",
+        "backup.tandem.test:5073",
+    );
 
     let out = run(&["--group", "pbx", "--random", "0"]);
+    // Lower priority first; within it the heavier first.
     assert_eq!(
         member_lines(&out),
         [
-            "a.tandem.test:5071 127.0.0.11:5071 udp priority=10 weight=60",
-            "b.tandem.test:5072 127.0.0.12:5072 udp priority=10 weight=40",
-            "c.tandem.test:5073 127.0.0.13:5073 udp priority=20 weight=10",
+            "ms2.tandem.test:5072 127.0.0.12:5072 udp priority=10 weight=60",
+            "ms1.tandem.test:5071 127.0.0.11:5071 udp priority=10 weight=40",
+            "backup.tandem.test:5073 127.0.0.13:5073 udp priority=20 weight=100",
         ],
         "{out}"
     );
-    // RFC 2782 within priority 10: running sums a 60, b 100 of 0..=100.
-    assert_eq!(choice(&out), "a.tandem.test:5071", "{out}");
+    // RFC 2782 within priority 10: running sums ms2 60, ms1 100 of
+    // 0..=100, so 61 of 101 numbers go to ms2 and 40 to ms1.
+    assert_eq!(choice(&out), ms2, "{out}");
     let out = run(&["--random", "60"]);
-    assert_eq!(choice(&out), "a.tandem.test:5071", "{out}");
+    assert_eq!(choice(&out), ms2, "{out}");
     let out = run(&["--random", "61"]);
-    assert_eq!(choice(&out), "b.tandem.test:5072", "{out}");
+    assert_eq!(choice(&out), ms1, "{out}");
     // Never the priority-20 member while one of priority 10 is up.
     for random in ["0", "61", "100", "4000000000"] {
-        let out = run(&["--random", random, "--down", "a.tandem.test:5071"]);
-        assert_eq!(choice(&out), "b.tandem.test:5072", "random {random}: {out}");
+        let out = run(&["--random", random, "--down", ms2]);
+        assert_eq!(choice(&out), ms1, "random {random}: {out}");
     }
     // Both of priority 10 down: the next priority.
-    let both = [
-        "--random",
-        "0",
-        "--down",
-        "a.tandem.test:5071",
-        "--down",
-        "b.tandem.test:5072",
-    ];
+    let both = ["--random", "0", "--down", ms1, "--down", ms2];
     let out = run(&both);
-    assert_eq!(choice(&out), "c.tandem.test:5073", "{out}");
+    assert_eq!(choice(&out), backup, "{out}");
     let mut all = both.to_vec();
-    all.extend(["--down", "c.tandem.test:5073"]);
+    all.extend(["--down", backup]);
     assert_eq!(choice(&run(&all)), "none");
 }
 
 #[test]
 fn naptr_srv_a_chain_gives_the_members_and_the_smallest_ttl() {
-    // NAPTR: TCP (order 10) before UDP (order 20); the TCP SRV leads to a
+    // NAPTR: TCP (order 10) before UDP (order 20, though its preference
+    // is better: order comes first); the TCP SRV leads to a
     // host whose A record has TTL 42, below the zone's 300.
     let records = [
-        "--naptr-record=dom.tandem.test,20,10,S,SIP+D2U,,_sip._udp.dom.tandem.test",
-        "--naptr-record=dom.tandem.test,10,10,S,SIP+D2T,,_sip._tcp.dom.tandem.test",
+        "--naptr-record=dom.tandem.test,20,5,S,SIP+D2U,,_sip._udp.dom.tandem.test",
+        "--naptr-record=dom.tandem.test,10,50,S,SIP+D2T,,_sip._tcp.dom.tandem.test",
         "--srv-host=_sip._tcp.dom.tandem.test,pbx1.tandem.test,5080,0,5",
         "--srv-host=_sip._udp.dom.tandem.test,pbx2.tandem.test,5090,0,5",
         "--host-record=pbx1.tandem.test,127.0.0.21,42",
