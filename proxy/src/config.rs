@@ -56,6 +56,10 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub survival: SurvivalConfig,
+    /// How destination-group members named by DNS (`[[group.dns]]`) are
+    /// resolved.
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// The hot-standby pair (state-sync's configuration); none: a single
     /// node.
     #[serde(default)]
@@ -293,8 +297,71 @@ pub struct GroupConfig {
     /// "off"` is the one switch.
     #[serde(default)]
     pub health: HealthConfig,
-    #[serde(rename = "member")]
+    /// Members given by address. A group needs at least one member of
+    /// either kind.
+    #[serde(default, rename = "member")]
     pub members: Vec<MemberConfig>,
+    /// Members named by DNS, resolved per RFC 3263 (see `routing::dns`).
+    #[serde(default, rename = "dns")]
+    pub dns_members: Vec<DnsMemberConfig>,
+}
+
+/// Members of a group named by DNS: `[[group.dns]]`. Exactly one of
+/// `name`, `srv`, `host` is given.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsMemberConfig {
+    /// A SIP domain, resolved as RFC 3263 §4 says: NAPTR, then SRV, then
+    /// A/AAAA on port 5060.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An SRV name (`_sip._udp.pbx.example.net`), resolved directly; its
+    /// `_udp`/`_tcp` label gives the transport.
+    #[serde(default)]
+    pub srv: Option<String>,
+    /// A host name, resolved to A/AAAA records only; with `port`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// With `host`: the port (default 5060).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// With `name`: only this transport's NAPTR/SRV records are used. With
+    /// `host`: the transport (default UDP). With `srv`: must agree with
+    /// its label.
+    #[serde(default)]
+    pub transport: Option<MemberTransport>,
+}
+
+/// `[dns]`: the resolver of `[[group.dns]]` members.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Name servers (`"127.0.0.53:53"`); none: those of /etc/resolv.conf.
+    #[serde(default)]
+    pub servers: Vec<SocketAddr>,
+    /// How long one query may take before it is retried or fails.
+    #[serde(default = "default_dns_timeout")]
+    pub timeout_ms: u64,
+    /// Resolved members are kept at least this long, whatever the TTLs
+    /// say, so that a zone with TTL 0 does not make Tandem resolve for
+    /// every call.
+    #[serde(default = "default_dns_min_ttl")]
+    pub min_ttl_s: u32,
+    /// And at most this long, so that a change in DNS is seen within it
+    /// even when a zone's TTLs are days.
+    #[serde(default = "default_dns_max_ttl")]
+    pub max_ttl_s: u32,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            servers: Vec::new(),
+            timeout_ms: default_dns_timeout(),
+            min_ttl_s: default_dns_min_ttl(),
+            max_ttl_s: default_dns_max_ttl(),
+        }
+    }
 }
 
 /// A routing rule: `[[rule]]`. Every match key given must match (none:
@@ -405,6 +472,7 @@ impl PoolConfig {
             resume,
             health: self.health.clone(),
             members: self.members.clone(),
+            dns_members: Vec::new(),
         }
     }
 }
@@ -535,6 +603,15 @@ fn default_member_transport() -> MemberTransport {
 fn default_weight() -> u32 {
     1
 }
+fn default_dns_timeout() -> u64 {
+    2000
+}
+fn default_dns_min_ttl() -> u32 {
+    10
+}
+fn default_dns_max_ttl() -> u32 {
+    3600
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -660,6 +737,7 @@ impl Config {
             }
         }
         self.validate_rules(&groups, &invalid)?;
+        self.validate_dns(&invalid)?;
         if self.survival.resume_rate == 0 {
             return Err(invalid(
                 "survival.resume_rate",
@@ -717,6 +795,33 @@ impl Config {
         }
         // What only compiling tells: regexes, time windows.
         crate::routing::Router::compile(self)?;
+        Ok(())
+    }
+
+    fn validate_dns(
+        &self,
+        invalid: &impl Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let d = &self.dns;
+        if d.timeout_ms == 0 {
+            return Err(invalid("dns.timeout_ms", "must be > 0".into()));
+        }
+        if d.max_ttl_s == 0 {
+            return Err(invalid("dns.max_ttl_s", "must be > 0".into()));
+        }
+        if d.min_ttl_s > d.max_ttl_s {
+            return Err(invalid(
+                "dns.min_ttl_s",
+                format!("must be <= dns.max_ttl_s ({})", d.max_ttl_s),
+            ));
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            for (j, m) in g.dns_members.iter().enumerate() {
+                crate::routing::dns::DnsTarget::from_config(m).map_err(|(k, message)| {
+                    invalid(&format!("group[{i}].dns[{j}].{k}"), message)
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -831,6 +936,24 @@ impl Config {
             .collect()
     }
 
+    /// Whether `tandem run` can carry this configuration out. DNS members
+    /// of a group are checked and resolved by `tandem resolve`, but the
+    /// call engine does not resolve them yet: running with them would
+    /// leave such a group without those members, so the configuration is
+    /// refused, naming the key.
+    pub fn check_runnable(&self) -> Result<(), ConfigError> {
+        match self.groups.iter().position(|g| !g.dns_members.is_empty()) {
+            Some(i) => Err(ConfigError::Invalid {
+                file: self.file.clone(),
+                key: format!("group[{i}].dns"),
+                message: "DNS members are not used by the call engine yet (tandem resolve \
+                          shows what they resolve to); list the members by address to run"
+                    .into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The call machine's settings, as plain values.
     pub fn machine_settings(&self) -> crate::b2bua::Settings {
         use crate::b2bua::settings::SurvivalSettings;
@@ -894,10 +1017,10 @@ fn validate_group(
     if g.name.is_empty() {
         return Err(invalid(&format!("{key}.name"), "must not be empty".into()));
     }
-    if g.members.is_empty() {
+    if g.members.is_empty() && g.dns_members.is_empty() {
         return Err(invalid(
             &format!("{key}.member"),
-            "at least one member is needed".into(),
+            "at least one member is needed ([[…member]] or, in a [[group]], [[group.dns]])".into(),
         ));
     }
     let mut names = std::collections::HashSet::new();

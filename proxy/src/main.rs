@@ -67,6 +67,22 @@ enum Command {
         #[arg(long, default_value = "tandem-route-dry-run")]
         call_id: String,
     },
+    /// Resolves the DNS-named members of the destination groups
+    /// (`[[group.dns]]`, RFC 3263) and prints them with the member a new
+    /// call would go to, as `tandem route` does for rules.
+    Resolve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this group (default: every group with `[[group.dns]]`).
+        #[arg(long)]
+        group: Option<String>,
+        /// Treat this member as down when choosing; repeat for more.
+        #[arg(long, value_name = "MEMBER")]
+        down: Vec<String>,
+        /// The random number of the weighted choice (default: drawn).
+        #[arg(long)]
+        random: Option<u32>,
+    },
     /// Controlled switchover: the active node at this admin address hands
     /// its calls to the standby and steps down.
     Switchover {
@@ -112,10 +128,11 @@ fn main() -> ExitCode {
             "POST",
             &format!("/notify/{}", state.to_ascii_lowercase()),
         ),
-        Command::Check { config } => match load_with_router(&config) {
-            Ok((_, router)) => {
-                for s in router.shadowed() {
-                    println!(
+        Command::Check { config } => {
+            match load_with_router(&config).and_then(|(c, r)| c.check_runnable().map(|()| (c, r))) {
+                Ok((_, router)) => {
+                    for s in router.shadowed() {
+                        println!(
                         "{}: warning: rule[{}] {:?} is unreachable: rule[{}] {:?} matches every call it would",
                         config.display(),
                         s.rule,
@@ -123,15 +140,16 @@ fn main() -> ExitCode {
                         s.by,
                         s.by_name
                     );
+                    }
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
                 }
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Route {
             config,
             from,
@@ -180,6 +198,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Resolve {
+            config,
+            group,
+            down,
+            random,
+        } => {
+            let config = match config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let random = random.unwrap_or_else(rand::random);
+            runtime.block_on(resolve_groups(&config, group.as_deref(), &down, random))
+        }
         Command::Run { config } => {
             tracing_subscriber::fmt()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -188,7 +232,9 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .init();
-            let (config, router) = match load_with_router(&config) {
+            let (config, router) = match load_with_router(&config)
+                .and_then(|(c, r)| c.check_runnable().map(|()| (c, r)))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -227,6 +273,50 @@ fn load_with_router(
     let config = config::Config::load(path)?;
     let router = routing::Router::compile(&config)?;
     Ok((config, router))
+}
+
+/// `tandem resolve`: each group's DNS members, or the first error.
+async fn resolve_groups(
+    config: &config::Config,
+    only: Option<&str>,
+    down: &[String],
+    random: u32,
+) -> ExitCode {
+    use routing::dns;
+    let groups: Vec<&config::GroupConfig> = config
+        .groups
+        .iter()
+        .filter(|g| only.is_none_or(|name| g.name == name))
+        .filter(|g| only.is_some() || !g.dns_members.is_empty())
+        .collect();
+    if groups.is_empty() {
+        eprintln!(
+            "tandem: {}",
+            match only {
+                Some(name) => format!("no [[group]] named {name:?}"),
+                None => "no [[group]] has [[group.dns]] members".into(),
+            }
+        );
+        return ExitCode::from(2);
+    }
+    let resolver = match dns::Resolver::new(&config.dns) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    for g in groups {
+        match dns::resolve_group(&resolver, g).await {
+            Ok(resolved) => print!("{}", dns::describe(&g.name, &resolved, down, random)),
+            Err(e) => {
+                eprintln!("tandem: group {:?}: {e}", g.name);
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
 }
 
 /// `HH:MM` as minutes since midnight.

@@ -125,8 +125,16 @@ fn the_example_routing_section_is_valid_when_uncommented() {
     let c = parse(EXAMPLE).unwrap();
     assert!(c.groups.is_empty() && c.rules.is_empty());
     let c = parse(&example_with_routing()).unwrap();
-    assert_eq!(c.groups.len(), 2);
+    assert_eq!(c.groups.len(), 3);
     assert_eq!(c.rules.len(), 6);
+    let dns = &c.groups[2];
+    assert!(dns.members.is_empty());
+    assert_eq!(dns.dns_members.len(), 3);
+    assert_eq!(dns.dns_members[0].name.as_deref(), Some("pbx.example.net"));
+    assert_eq!(dns.dns_members[0].transport, Some(MemberTransport::Tcp));
+    assert_eq!(dns.dns_members[2].port, Some(5080));
+    assert_eq!(c.dns.servers, ["127.0.0.53:53".parse().unwrap()]);
+    assert_eq!((c.dns.min_ttl_s, c.dns.max_ttl_s), (10, 3600));
     let pbx = &c.groups[0];
     assert_eq!(pbx.strategy, Strategy::HashCallId);
     assert_eq!((pbx.probe, pbx.resume), (Probe::Options, false));
@@ -239,4 +247,63 @@ fn rule_errors_name_the_key() {
     assert!(e.contains("ruri_usr"), "unknown key: {e}");
     let e = rule_error("group = \"media\"\n[[rule]]\nname = \"r\"\ngroup = \"media\"");
     assert!(e.contains("`rule[1].name`: duplicate rule name"), "{e}");
+}
+
+#[test]
+fn dns_members_and_the_resolver_have_defaults() {
+    let c = parse(&format!(
+        "{EXAMPLE}\n[[group]]\nname = \"d\"\n[[group.dns]]\nsrv = \"_sip._udp.pbx.example.net\"\n"
+    ))
+    .unwrap();
+    assert!(c.groups[0].members.is_empty());
+    assert_eq!(c.groups[0].dns_members.len(), 1);
+    assert!(c.dns.servers.is_empty(), "default: /etc/resolv.conf");
+    assert_eq!(
+        (c.dns.timeout_ms, c.dns.min_ttl_s, c.dns.max_ttl_s),
+        (2000, 10, 3600)
+    );
+}
+
+#[test]
+fn dns_errors_name_the_key() {
+    let error = |text: String| parse(&text).unwrap_err().to_string();
+    let group = |body: &str| error(format!("{EXAMPLE}\n[[group]]\nname = \"d\"\n{body}\n"));
+    let e = group("[[group.dns]]\nsrv = \"pbx.example.net\"");
+    assert!(e.contains("key `group[0].dns[0].srv`: "), "{e}");
+    let e = group("[[group.dns]]\nname = \"a.example\"\nhost = \"b.example\"");
+    assert!(
+        e.contains("key `group[0].dns[0].name`: give exactly one"),
+        "{e}"
+    );
+    let e = group("[[group.dns]]\nname = \"a.example\"\nport = 5060");
+    assert!(e.contains("key `group[0].dns[0].port`"), "{e}");
+    let e = group("[[group.dns]]\nhost = \"a.example\"\nweight = 3");
+    assert!(e.contains("weight"), "unknown key named: {e}");
+    let e = group("");
+    assert!(e.contains("`group[0].member`: at least one member"), "{e}");
+    let e = error(format!(
+        "{EXAMPLE}\n[dns]\nmin_ttl_s = 60\nmax_ttl_s = 30\n"
+    ));
+    assert!(
+        e.contains("key `dns.min_ttl_s`: must be <= dns.max_ttl_s (30)"),
+        "{e}"
+    );
+    let e = error(format!("{EXAMPLE}\n[dns]\ntimeout_ms = 0\n"));
+    assert!(e.contains("key `dns.timeout_ms`"), "{e}");
+    let e = error(format!("{EXAMPLE}\n[dns]\nserver = [\"127.0.0.53:53\"]\n"));
+    assert!(e.contains("server"), "unknown key named: {e}");
+}
+
+#[test]
+fn run_refuses_dns_members_the_engine_does_not_resolve_yet() {
+    assert!(parse(EXAMPLE).unwrap().check_runnable().is_ok());
+    let c = parse(&format!(
+        "{EXAMPLE}\n[[group]]\nname = \"d\"\n[[group.dns]]\nsrv = \"_sip._udp.pbx.example.net\"\n"
+    ))
+    .unwrap();
+    let e = c.check_runnable().unwrap_err().to_string();
+    assert!(
+        e.starts_with("tandem.toml: key `group[0].dns`:") && e.contains("tandem resolve"),
+        "{e}"
+    );
 }

@@ -118,6 +118,7 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
                     let _ = writeln!(out, "member:      none");
                 }
             }
+            dns_note(config, group, &mut out);
         }
         Action::Redirect { group, ruri_user } => {
             let pool = pool_of(group)?;
@@ -125,9 +126,28 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
             for contact in redirect_contacts(&pool, ruri_user) {
                 let _ = writeln!(out, "contact:     {}", contact.header_value());
             }
+            dns_note(config, group, &mut out);
         }
     }
     Ok(out)
+}
+
+/// The member or contacts shown come from `[[group.member]]` only: say
+/// so when the group also has members named by DNS, which a dry run does
+/// not resolve.
+fn dns_note(config: &Config, group: &str, out: &mut String) {
+    let entries = config
+        .groups
+        .iter()
+        .find(|g| g.name == group)
+        .map_or(0, |g| g.dns_members.len());
+    if entries > 0 {
+        let _ = writeln!(
+            out,
+            "dns:         {entries} [[group.dns]] entries, not resolved here (only [[group.member]] above): \
+             `tandem resolve --group {group}` shows their members"
+        );
+    }
 }
 
 /// `uri` with its user replaced by `user` (empty: no user part).

@@ -31,6 +31,7 @@
 //! `sequential` strategy uses.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod dns;
 mod dry_run;
 mod policy;
 mod rules;

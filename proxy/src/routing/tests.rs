@@ -22,6 +22,7 @@ fn group(members: &[(&str, u32, MemberTransport)]) -> GroupConfig {
                 priority,
             })
             .collect(),
+        dns_members: Vec::new(),
     }
 }
 
@@ -151,4 +152,63 @@ fn with_user_keeps_the_rest_of_the_uri() {
     assert_eq!(dry_run::with_user(&uri, ""), "sips:host:5061;a=b");
     let bare = sipcore::message::Uri::parse("sip:host").unwrap();
     assert_eq!(dry_run::with_user(&bare, "100"), "sip:100@host");
+}
+
+#[test]
+fn dry_run_says_dns_members_are_not_resolved_by_it() {
+    let text = r#"
+[sip]
+listen = ["127.0.0.1:5060"]
+[media]
+ip = "127.0.0.1"
+port_min = 20000
+port_max = 20100
+[[trunk]]
+name = "t"
+networks = ["127.0.0.0/8"]
+[pool]
+[[pool.member]]
+name = "ms1"
+address = "127.0.0.1:5070"
+[[group]]
+name = "pbx"
+[[group.dns]]
+srv = "_sip._udp.pbx.example.net"
+[[rule]]
+name = "to-pbx"
+ruri_user = "1"
+group = "pbx"
+[[rule]]
+name = "rest"
+group = "media"
+"#;
+    let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+    let router = Router::compile(&config).unwrap();
+    let run = |to: &str| {
+        dry_run(
+            &config,
+            &router,
+            &DryRun {
+                from: "127.0.0.1".parse().unwrap(),
+                to,
+                from_user: "",
+                headers: &[],
+                call_id: "abc",
+                minute_of_day: 600,
+            },
+        )
+        .unwrap()
+    };
+    let report = run("sip:1@x");
+    assert!(report.contains("member:      none\n"), "{report}");
+    assert!(
+        report.contains("dns:         1 [[group.dns]] entries, not resolved here"),
+        "{report}"
+    );
+    assert!(report.contains("tandem resolve --group pbx"), "{report}");
+    let report = run("sip:2@x");
+    assert!(
+        !report.contains("dns:"),
+        "[pool] has no DNS members: {report}"
+    );
 }
