@@ -30,6 +30,9 @@ pub struct TandemConfig {
     health_enabled: bool,
     t1_ms: u64,
     media_ports: u16,
+    /// Raw TOML appended after the generated tables (`[[group]]`,
+    /// `[[rule]]`, …).
+    extra_toml: String,
 }
 
 impl TandemConfig {
@@ -45,6 +48,7 @@ impl TandemConfig {
             health_enabled: true,
             t1_ms: 500,
             media_ports: MEDIA_PORTS,
+            extra_toml: String::new(),
         }
     }
 
@@ -92,6 +96,18 @@ impl TandemConfig {
         self
     }
 
+    /// Appends raw TOML after the generated tables: tables the builder
+    /// does not know (`[[group]]`, `[[rule]]`). Only array tables and
+    /// tables not generated here may be given (`[pool]`, `[calls]`, … are
+    /// already written). Calls accumulate.
+    pub fn extra_toml(mut self, toml: &str) -> Self {
+        if !self.extra_toml.is_empty() && !self.extra_toml.ends_with('\n') {
+            self.extra_toml.push('\n');
+        }
+        self.extra_toml += toml;
+        self
+    }
+
     /// The TOML text for the given ports.
     pub fn render(&self, sip: SocketAddr, admin: SocketAddr, media: RangeInclusive<u16>) -> String {
         let mut t = String::new();
@@ -131,6 +147,7 @@ impl TandemConfig {
         for (name, addr) in &self.members {
             t += &format!("[[pool.member]]\nname = \"{name}\"\naddress = \"{addr}\"\n\n");
         }
+        t += &self.extra_toml;
         t
     }
 }
