@@ -241,6 +241,8 @@ impl Machine {
         for (_, m) in dests.members() {
             obs.member_health(&m.name, true);
         }
+        // The gauge exists from the start, not from the first call.
+        obs.calls_active(0);
         Machine {
             settings,
             dests,
