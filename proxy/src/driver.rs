@@ -56,6 +56,8 @@ pub struct Driver {
     replication: Option<Replication>,
     /// A controlled switchover is under way.
     handing_over: bool,
+    /// The configuration file, read again on SIGHUP.
+    config_file: std::path::PathBuf,
 }
 
 /// The relay's per-stream idle times, as the machine sees them.
@@ -139,6 +141,38 @@ impl Driver {
             relay,
             replication,
             handing_over: false,
+            config_file: config.file.clone(),
+        }
+    }
+
+    /// SIGHUP: the routing rules, groups and trunks of the configuration
+    /// file are read again. New calls follow them at once; calls in
+    /// progress keep their media server. A configuration that does not
+    /// load is refused with the reason, and the old one stays.
+    fn reload(&mut self) {
+        let loaded = Config::load(&self.config_file).and_then(|c| {
+            c.check_runnable()?;
+            let router = Router::compile(&c)?;
+            Ok((c, router))
+        });
+        match loaded {
+            Ok((config, router)) => {
+                self.machine.reload(
+                    Destinations::from_config(&config),
+                    Box::new(RulesPolicy::new(&config, router)),
+                );
+                metrics::config_reloaded(true);
+                tracing::info!(
+                    file = %self.config_file.display(),
+                    rules = config.rules.len(),
+                    groups = config.groups.len() + 1,
+                    "configuration reloaded: new calls follow its rules and groups"
+                );
+            }
+            Err(e) => {
+                metrics::config_reloaded(false);
+                tracing::error!(error = %e, "configuration not reloaded; the one in force stays");
+            }
         }
     }
 
@@ -162,6 +196,8 @@ impl Driver {
         let refresh_every = (REFRESH_MOVED.as_millis() / SURVIVAL_TICK.as_millis()) as u64;
         let mut ticks: u64 = 0;
         let mut draining = false;
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let next = self.machine.next_deadline();
             tokio::select! {
@@ -177,6 +213,7 @@ impl Driver {
                 },
                 Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev).await,
                 Some(cmd) = commands.recv() => self.on_command(cmd, &done_tx),
+                Some(()) = next_hangup(&mut hangup) => self.reload(),
                 Some((result, reply)) = done_rx.recv() => {
                     if result.is_err() {
                         self.handing_over = false;
@@ -345,6 +382,13 @@ async fn next_node_event(
 ) -> Option<state_sync::NodeEvent> {
     match rx {
         Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -116,6 +116,12 @@ pub fn call_resumed(from: &str, to: &str, outcome: &str) {
 }
 
 /// Failure detected → the new leg B answered.
+/// A SIGHUP reload, applied or refused.
+pub fn config_reloaded(applied: bool) {
+    let result = if applied { "applied" } else { "refused" };
+    counter!("tandem_config_reloads_total", "result" => result).increment(1);
+}
+
 /// A routing rule matched a new call.
 pub fn route_matched(rule: &str) {
     counter!("tandem_route_matches_total", "rule" => rule.to_owned()).increment(1);

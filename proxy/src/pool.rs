@@ -117,6 +117,25 @@ impl Pool {
         }
     }
 
+    /// A group no rule names, keeping members a reload removed while
+    /// calls still use them: not probed (its members may be gone), their
+    /// calls resumed elsewhere if they fail.
+    pub fn holding(name: &str, members: Vec<Member>) -> Pool {
+        Pool {
+            name: name.to_owned(),
+            strategy: Strategy::Sequential,
+            failures_to_down: 1,
+            successes_to_up: 1,
+            members,
+            cursor: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            probe: Probe::Off,
+            resume: true,
+            interval: std::time::Duration::from_secs(1),
+            timeout: std::time::Duration::from_millis(500),
+        }
+    }
+
     pub fn strategy(&self) -> Strategy {
         self.strategy
     }

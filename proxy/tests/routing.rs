@@ -16,7 +16,10 @@
 //!    skipped;
 //! 5. a `reject` rule answers with its own code and reason, and no
 //!    destination sees the call;
-//! 6. with rules, a call no rule matches gets 404 and no leg B.
+//! 6. with rules, a call no rule matches gets 404 and no leg B;
+//! 7. SIGHUP with 50 calls up: new calls follow the new rule at once, the
+//!    50 finish on their media server; a bad file is refused and the
+//!    rules in force stay.
 //!
 //! As in `call_path.rs`, every test starts its own Tandem on fresh ports,
 //! every process is killed when its handle drops, every wait has a
@@ -519,5 +522,85 @@ async fn unmatched_number_gets_404_and_no_leg_b() {
     assert_all_succeeded(&out, 1, &tandem);
     let counts = invites_per_destination(&[&pool], 1).await;
     assert_eq!(counts, vec![1], "INVITEs at [pool]: only the routed call");
+    wait_no_calls(&tandem).await;
+}
+
+// ---- 7. SIGHUP: new rules for new calls, calls up keep their server ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_changes_the_rules_for_new_calls_only() {
+    let pool = destination(true).await;
+    let g1 = destination(true).await;
+    let g2 = destination(true).await;
+    let groups =
+        group("g1", "", &[("g1-ms", g1.addr(), 0)]) + &group("g2", "", &[("g2-ms", g2.addr(), 0)]);
+    let rule = |to: &str| {
+        format!("[[rule]]\nname = \"to-{to}\"\nruri_user_prefix = \"1\"\ngroup = \"{to}\"\n")
+    };
+    // Four relay ports per call: room for the 50 and the later ones.
+    let first = config(&pool, &(groups.clone() + &rule("g1"))).media_ports(256);
+    let tandem = Tandem::start(TANDEM, first).await;
+
+    // 50 calls of 6 s each, all up before the reload.
+    let held = Sipp::scenario_file(&scenario("uac.xml"), Some(tandem.sip_addr()))
+        .args([
+            "-s", "1001", "-m", "50", "-r", "50", "-l", "50", "-d", "6000",
+        ])
+        .spawn();
+    tandem
+        .wait_metric("tandem_calls_active", &[], 50.0, SECS(10))
+        .await;
+
+    let rewrite = |toml: &str| {
+        std::fs::write(
+            tandem.config_path(),
+            config(&pool, toml).render(
+                tandem.sip_addr(),
+                tandem.admin_addr(),
+                tandem.media_ports(),
+            ),
+        )
+        .expect("rewrite the configuration");
+    };
+    rewrite(&(groups.clone() + &rule("g2")));
+    tandem.signal("HUP");
+    wait_for("the reload", SECS(5), || async {
+        if tandem.log().contains("configuration reloaded") {
+            Ok(())
+        } else {
+            Err(tandem.log_tail(10))
+        }
+    })
+    .await;
+    let out = caller(&tandem, "uac.xml", "1002", 5).run(SECS(30)).await;
+    assert_all_succeeded(&out, 5, &tandem);
+
+    // A file that does not load changes nothing.
+    rewrite(&(groups + "[[rule]]\nname = \"bad\"\ngroup = \"nowhere\"\n"));
+    tandem.signal("HUP");
+    wait_for("the refusal", SECS(5), || async {
+        if tandem.log().contains("configuration not reloaded") {
+            Ok(())
+        } else {
+            Err(tandem.log_tail(10))
+        }
+    })
+    .await;
+    let out = caller(&tandem, "uac.xml", "1003", 2).run(SECS(30)).await;
+    assert_all_succeeded(&out, 2, &tandem);
+
+    let done = held.wait_stat("SuccessfulCall(C)", 50, SECS(30)).await;
+    assert_eq!(
+        (done.successful, done.failed),
+        (50, 0),
+        "every call up at the reload finishes\n{}",
+        done.log
+    );
+    let counts = invites_per_destination(&[&g1, &g2, &pool], 57).await;
+    assert_eq!(
+        counts,
+        [50, 7, 0],
+        "g1: the 50 held calls; g2: the 7 after the reload"
+    );
     wait_no_calls(&tandem).await;
 }

@@ -234,6 +234,16 @@ impl Tandem {
         self.dir.path().join("tandem.toml")
     }
 
+    /// Sends the process a signal by name (`HUP`, `TERM`, …).
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

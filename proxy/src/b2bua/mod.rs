@@ -28,6 +28,7 @@ mod in_dialog;
 mod invite;
 mod outbox;
 mod policy;
+mod reload;
 pub mod settings;
 mod store;
 mod survival;

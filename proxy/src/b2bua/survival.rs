@@ -43,6 +43,26 @@ pub(super) struct Survival {
     cleared_at: Vec<Option<Instant>>,
 }
 
+impl Survival {
+    /// Moves the per-member state to a new numbering of `n` members.
+    pub(super) fn remap_members(&mut self, n: usize, map: impl Fn(usize) -> Option<usize>) {
+        let mut suspect = vec![false; n];
+        let mut cleared_at = vec![None; n];
+        for (old, &s) in self.suspect.iter().enumerate() {
+            if let Some(slot) = map(old).and_then(|new| suspect.get_mut(new)) {
+                *slot = s;
+            }
+        }
+        for (old, &c) in self.cleared_at.iter().enumerate() {
+            if let Some(slot) = map(old).and_then(|new| cleared_at.get_mut(new)) {
+                *slot = c;
+            }
+        }
+        self.suspect = suspect;
+        self.cleared_at = cleared_at;
+    }
+}
+
 /// What the media of one member's answered calls says (see
 /// [`Machine::media_by_member`]).
 #[derive(Debug)]

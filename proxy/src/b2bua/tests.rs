@@ -749,3 +749,48 @@ fn a_group_without_resume_ends_the_calls_of_a_failed_member() {
     );
     assert!(lab.m.store.find("c1").is_none());
 }
+
+#[test]
+fn a_reload_sends_new_calls_by_the_new_rules_and_keeps_calls_on_their_member() {
+    let mut lab = Lab::with(ROUTING);
+    lab.call_to("1000", "c1");
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000)));
+    lab.ack_from_trunk("c1");
+    // The new configuration drops pbx1 (c1's member) and sends the
+    // office numbers to [pool].
+    let without_pbx1 = ROUTING
+        .replace(
+            "[[group.member]]\nname = \"pbx1\"\naddress = \"127.0.0.1:5090\"\npriority = 1\n",
+            "",
+        )
+        .replace(
+            "strip = 1\nprefix = \"+49\"\ngroup = \"pbx\"",
+            "group = \"media\"",
+        );
+    assert_ne!(without_pbx1, ROUTING);
+    let config = Config::parse(
+        &format!("{EXAMPLE}\n{without_pbx1}"),
+        Path::new("tandem.toml"),
+    )
+    .unwrap();
+    let router = crate::routing::Router::compile(&config).unwrap();
+    lab.m.reload(
+        crate::pool::Destinations::from_config(&config),
+        Box::new(crate::routing::RulesPolicy::new(&config, router)),
+    );
+    assert_eq!(lab.m.store.check(), Ok(()));
+    // A new office call goes to [pool] now.
+    lab.call_to("1000", "c2");
+    assert_eq!(lab.last("INVITE").2.addr, addr(MS1));
+    // c1 still talks to pbx1: its BYE goes there.
+    let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
+    assert_eq!(
+        lab.trunk_sends(bye),
+        [
+            "respond 200 BYE".to_string(),
+            format!("send BYE to {PBX1}"),
+            "cdr bye_caller".into(),
+            "remove media".into()
+        ]
+    );
+}
