@@ -936,24 +936,6 @@ impl Config {
             .collect()
     }
 
-    /// Whether `tandem run` can carry this configuration out. DNS members
-    /// of a group are checked and resolved by `tandem resolve`, but the
-    /// call engine does not resolve them yet: running with them would
-    /// leave such a group without those members, so the configuration is
-    /// refused, naming the key.
-    pub fn check_runnable(&self) -> Result<(), ConfigError> {
-        match self.groups.iter().position(|g| !g.dns_members.is_empty()) {
-            Some(i) => Err(ConfigError::Invalid {
-                file: self.file.clone(),
-                key: format!("group[{i}].dns"),
-                message: "DNS members are not used by the call engine yet (tandem resolve \
-                          shows what they resolve to); list the members by address to run"
-                    .into(),
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// The call machine's settings, as plain values.
     pub fn machine_settings(&self) -> crate::b2bua::Settings {
         use crate::b2bua::settings::SurvivalSettings;

@@ -7,6 +7,7 @@
 //! work per event is small (a few parses and prints); the RTP, which is
 //! where the volume is, never passes through this task.
 
+mod dns;
 mod replication;
 
 use std::collections::VecDeque;
@@ -56,8 +57,10 @@ pub struct Driver {
     replication: Option<Replication>,
     /// A controlled switchover is under way.
     handing_over: bool,
-    /// The configuration file, read again on SIGHUP.
-    config_file: std::path::PathBuf,
+    /// The configuration in force (SIGHUP reads its file again).
+    config: Config,
+    /// Group members named by DNS, kept resolved.
+    dns: dns::DnsMembers,
 }
 
 /// The relay's per-stream idle times, as the machine sees them.
@@ -141,7 +144,21 @@ impl Driver {
             relay,
             replication,
             handing_over: false,
-            config_file: config.file.clone(),
+            config: config.clone(),
+            dns: dns::DnsMembers::new(config),
+        }
+    }
+
+    /// The destination groups of the configuration in force, with the
+    /// members DNS resolved so far, and its routing policy.
+    fn apply_config(&mut self) {
+        let effective = self.dns.with_resolved(&self.config);
+        match Router::compile(&effective) {
+            Ok(router) => self.machine.reload(
+                Destinations::from_config(&effective),
+                Box::new(RulesPolicy::new(&effective, router)),
+            ),
+            Err(e) => tracing::error!(error = %e, "routing not updated"),
         }
     }
 
@@ -150,20 +167,19 @@ impl Driver {
     /// progress keep their media server. A configuration that does not
     /// load is refused with the reason, and the old one stays.
     fn reload(&mut self) {
-        let loaded = Config::load(&self.config_file).and_then(|c| {
-            c.check_runnable()?;
-            let router = Router::compile(&c)?;
-            Ok((c, router))
+        let loaded = Config::load(&self.config.file).and_then(|c| {
+            let _ = Router::compile(&c)?;
+            Ok(c)
         });
         match loaded {
-            Ok((config, router)) => {
-                self.machine.reload(
-                    Destinations::from_config(&config),
-                    Box::new(RulesPolicy::new(&config, router)),
-                );
+            Ok(config) => {
+                self.dns = dns::DnsMembers::new(&config);
+                self.config = config;
+                self.apply_config();
                 metrics::config_reloaded(true);
+                let config = &self.config;
                 tracing::info!(
-                    file = %self.config_file.display(),
+                    file = %config.file.display(),
                     rules = config.rules.len(),
                     groups = config.groups.len() + 1,
                     "configuration reloaded: new calls follow its rules and groups"
@@ -198,6 +214,7 @@ impl Driver {
         let mut draining = false;
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let (dns_tx, mut dns_rx) = mpsc::channel(1);
         loop {
             let next = self.machine.next_deadline();
             tokio::select! {
@@ -214,6 +231,14 @@ impl Driver {
                 Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev).await,
                 Some(cmd) = commands.recv() => self.on_command(cmd, &done_tx),
                 Some(()) = next_hangup(&mut hangup) => self.reload(),
+                _ = sleep_until(self.dns.next_refresh()), if self.dns.idle() => {
+                    self.dns.resolve(&self.config, dns_tx.clone());
+                }
+                Some(results) = dns_rx.recv() => {
+                    if self.dns.take(results) {
+                        self.apply_config();
+                    }
+                }
                 Some((result, reply)) = done_rx.recv() => {
                     if result.is_err() {
                         self.handing_over = false;

@@ -19,7 +19,10 @@
 //! 6. with rules, a call no rule matches gets 404 and no leg B;
 //! 7. SIGHUP with 50 calls up: new calls follow the new rule at once, the
 //!    50 finish on their media server; a bad file is refused and the
-//!    rules in force stay.
+//!    rules in force stay;
+//! 8. a group named by DNS SRV (dnsmasq on 127.0.0.53 serving two
+//!    priorities): calls go to the lower priority's member, and when it
+//!    dies, to the next.
 //!
 //! As in `call_path.rs`, every test starts its own Tandem on fresh ports,
 //! every process is killed when its handle drops, every wait has a
@@ -601,6 +604,67 @@ async fn sighup_changes_the_rules_for_new_calls_only() {
         counts,
         [50, 7, 0],
         "g1: the 50 held calls; g2: the 7 after the reload"
+    );
+    wait_no_calls(&tandem).await;
+}
+
+// ---- 8. SRV: the lower priority first, the next when it is down ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_members_lower_priority_first_then_the_next() {
+    let pool = destination(true).await;
+    let mut first = destination(true).await;
+    let second = destination(true).await;
+    let (a, b) = (first.addr().port(), second.addr().port());
+    let dns = testkit::dnsmasq::Dnsmasq::start(&[
+        &format!("--srv-host=_sip._udp.pbx.tandem.test,a.tandem.test,{a},10,10"),
+        &format!("--srv-host=_sip._udp.pbx.tandem.test,b.tandem.test,{b},20,10"),
+        "--host-record=a.tandem.test,127.0.0.1",
+        "--host-record=b.tandem.test,127.0.0.1",
+    ]);
+    let toml = format!(
+        "[dns]\nservers = [\"{}:{}\"]\nmin_ttl_s = 1\n\n\
+         [[group]]\nname = \"pbx\"\nstrategy = \"sequential\"\n\
+         [group.health]\ninterval_ms = 300\ntimeout_ms = 200\nfailures_to_down = 2\n\
+         [[group.dns]]\nsrv = \"_sip._udp.pbx.tandem.test\"\n\n\
+         [[rule]]\nname = \"to-pbx\"\ngroup = \"pbx\"\n",
+        testkit::dnsmasq::DNS_IP,
+        dns.port
+    );
+    let tandem = Tandem::start(TANDEM, config(&pool, &toml)).await;
+    wait_for("the SRV members", SECS(10), || async {
+        if tandem.log().contains("group members resolved") {
+            Ok(())
+        } else {
+            Err(format!("{}\n{}", tandem.log_tail(10), dns.log()))
+        }
+    })
+    .await;
+
+    let out = caller(&tandem, "uac.xml", "100", 3).run(SECS(30)).await;
+    assert_all_succeeded(&out, 3, &tandem);
+    assert_eq!(
+        invites_per_destination(&[&first, &second, &pool], 3).await,
+        [3, 0, 0],
+        "priority 10 before priority 20"
+    );
+
+    first.kill().await;
+    let member = format!("a.tandem.test:{a}");
+    tandem
+        .wait_metric(
+            "tandem_media_server_up",
+            &[("member", member.as_str())],
+            0.0,
+            SECS(10),
+        )
+        .await;
+    let out = caller(&tandem, "uac.xml", "100", 3).run(SECS(30)).await;
+    assert_all_succeeded(&out, 3, &tandem);
+    assert_eq!(
+        invites_per_destination(&[&second, &pool], 3).await,
+        [3, 0],
+        "priority 20 once priority 10 is down"
     );
     wait_no_calls(&tandem).await;
 }

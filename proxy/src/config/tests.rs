@@ -293,17 +293,3 @@ fn dns_errors_name_the_key() {
     let e = error(format!("{EXAMPLE}\n[dns]\nserver = [\"127.0.0.53:53\"]\n"));
     assert!(e.contains("server"), "unknown key named: {e}");
 }
-
-#[test]
-fn run_refuses_dns_members_the_engine_does_not_resolve_yet() {
-    assert!(parse(EXAMPLE).unwrap().check_runnable().is_ok());
-    let c = parse(&format!(
-        "{EXAMPLE}\n[[group]]\nname = \"d\"\n[[group.dns]]\nsrv = \"_sip._udp.pbx.example.net\"\n"
-    ))
-    .unwrap();
-    let e = c.check_runnable().unwrap_err().to_string();
-    assert!(
-        e.starts_with("tandem.toml: key `group[0].dns`:") && e.contains("tandem resolve"),
-        "{e}"
-    );
-}

@@ -204,7 +204,6 @@ impl ResolvedMember {
     /// its resolved ones: SRV priority becomes `sequential`'s priority,
     /// the weight `weighted`'s (at least 1: SRV's weight 0 means "rarely",
     /// a pool's 0 would mean never).
-    #[allow(dead_code)] // for the call engine, which is not wired to DNS members yet
     pub fn to_member_config(&self) -> MemberConfig {
         MemberConfig {
             name: self.name.clone(),
@@ -229,7 +228,6 @@ pub struct Resolved {
 
 impl Resolved {
     /// When to resolve again, given when this resolution started.
-    #[allow(dead_code)] // for the call engine, which is not wired to DNS members yet
     pub fn refresh_at(&self, resolved_at: Instant) -> Instant {
         resolved_at + self.valid_for
     }
@@ -392,7 +390,7 @@ pub fn choose(
 /// The order to try every member in (a request failing over from one to
 /// the next): priorities lowest first, and within each, members drawn one
 /// by one with [`weighted_pick`], each draw asking `random` for a number.
-#[allow(dead_code)] // for the call engine, which is not wired to DNS members yet
+#[cfg(test)] // the engine orders members by the group's strategy
 pub fn failover_order(members: &[ResolvedMember], mut random: impl FnMut() -> u32) -> Vec<usize> {
     let mut left: Vec<usize> = (0..members.len()).collect();
     let mut order = Vec::with_capacity(left.len());
@@ -532,7 +530,6 @@ impl Resolver {
 
     /// How long to wait before resolving again after a failure (keeping
     /// the members resolved before): `min_ttl_s`, at least a second.
-    #[allow(dead_code)] // for the call engine, which is not wired to DNS members yet
     pub fn retry_after(&self) -> Duration {
         self.ttl.min.max(Duration::from_secs(1))
     }

@@ -37,7 +37,6 @@ mod policy;
 mod rules;
 
 pub use dry_run::{dry_run, DryRun};
-// The whole API, though the engine is not wired to it yet.
 pub use policy::RulesPolicy;
 #[allow(unused_imports)]
 pub use rules::{Action, Decision, RequestView, Router, Shadowed, NO_ROUTE};
