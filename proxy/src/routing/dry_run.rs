@@ -113,6 +113,14 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
                         "member:      {} ({}, {transport}; all members up)",
                         m.name, m.address
                     );
+                    // What leg B's INVITE carries: the rule's user at the
+                    // member's address.
+                    let user = if ruri_user.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{ruri_user}@")
+                    };
+                    let _ = writeln!(out, "leg B:       INVITE sip:{user}{}", m.address);
                 }
                 None => {
                     let _ = writeln!(out, "member:      none");
