@@ -687,15 +687,6 @@ impl Config {
                 ));
             }
         }
-        if self.pool.strategy.is_hash() {
-            return Err(invalid(
-                "pool.strategy",
-                format!(
-                    "{} needs the call's key, which only routing passes: use it in a [[group]]",
-                    self.pool.strategy.as_str()
-                ),
-            ));
-        }
         validate_group(&self.pool.as_group(true), "pool", &invalid)?;
         let mut groups = std::collections::HashSet::from([self.pool.name.as_str()]);
         for (i, g) in self.groups.iter().enumerate() {

@@ -124,6 +124,11 @@ pub struct Call {
     pub session_expires: Option<u32>,
     /// A re-INVITE or UPDATE is in progress (answer 491 to another one).
     pub offer_pending: bool,
+    /// A re-INVITE without SDP (late offer) was answered with an offer:
+    /// the answering leg's ACK waits for the asker's ACK, which carries
+    /// the answer (RFC 3264 §4).
+    #[serde(default)]
+    pub late_ack: Option<LateAck>,
     /// Every media server this call used, with the time it started there.
     pub servers: Vec<(String, UnixMillis)>,
     /// The offer as sent to leg B (relay addresses), kept for failover.
@@ -145,6 +150,15 @@ pub struct Call {
     /// When the INVITE arrived, for the setup latency (local clock only).
     #[serde(skip, default = "Instant::now")]
     pub started: Instant,
+}
+
+/// The ACK owed to `leg` for its 2xx (CSeq `seq`) to a late-offer
+/// re-INVITE, sent when the other leg ACKs ours (CSeq `asked_seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateAck {
+    pub leg: Leg,
+    pub seq: u32,
+    pub asked_seq: u32,
 }
 
 /// A call on its way from a failed media server to another one.

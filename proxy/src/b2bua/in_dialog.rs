@@ -10,7 +10,7 @@ use sipcore::dialog::DialogError;
 use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use sipcore::transaction::{ClientKey, ServerKey};
 
-use super::call::{CallState, Leg};
+use super::call::{CallState, LateAck, Leg};
 use super::{ClientRole, Machine, TimerEvent};
 use crate::media::is_sdp;
 
@@ -305,16 +305,29 @@ impl Machine {
         }
         let bytes = b.build();
         if ok && method == Method::Invite {
-            // ACK the leg that answered at once (its offer came from the
-            // other side, so the ACK carries no body) and make sure the
+            // ACK the leg that answered at once, its offer having come from
+            // the other side (the ACK carries no body) — unless the asker
+            // sent no offer (late offer): then the answer is in the asker's
+            // ACK, and the answering leg's ACK waits for it. Either way the
             // leg that asked gets the 2xx until it ACKs.
             let seq = response.cseq().seq;
-            let ack = match to {
-                Leg::A => call.a.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
-                Leg::B => call.b.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
-            };
-            if let (Some(ack), Some(target)) = (ack, ack_target) {
-                self.out.send_raw(target, ack);
+            let late_offer = request.body().is_empty()
+                && !response.body().is_empty()
+                && is_sdp(response.content_type());
+            if late_offer {
+                call.late_ack = Some(LateAck {
+                    leg: to,
+                    seq,
+                    asked_seq: request.cseq().seq,
+                });
+            } else {
+                let ack = match to {
+                    Leg::A => call.a.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
+                    Leg::B => call.b.dialog.as_ref().map(|d| d.ack(seq, &ack_via).build()),
+                };
+                if let (Some(ack), Some(target)) = (ack, ack_target) {
+                    self.out.send_raw(target, ack);
+                }
             }
             if let Ok(msg) = Message::parse(bytes.clone()) {
                 self.store.await_ack(id, from, request.cseq().seq);
@@ -342,6 +355,14 @@ impl Machine {
         if self.store.awaits_ack(id, leg, ack.cseq().seq) {
             self.store.acked(id, leg);
         }
+        let late = self
+            .store
+            .get(id)
+            .and_then(|c| c.late_ack)
+            .filter(|l| l.leg == leg.other() && l.asked_seq == ack.cseq().seq);
+        if let Some(late) = late {
+            self.send_late_ack(id, late, &ack);
+        }
         if leg != Leg::A {
             return;
         }
@@ -359,6 +380,44 @@ impl Machine {
             };
             self.send_leg_b_ack(id, body);
         }
+    }
+
+    /// The ACK for `late.leg`'s 2xx to a late-offer re-INVITE, with the
+    /// answer the other leg's `ack` brought, rewritten to the relay.
+    fn send_late_ack(&mut self, id: u64, late: LateAck, ack: &Message) {
+        let from = late.leg.other();
+        let body = self.rewrite_body(id, from, ack).ok().flatten();
+        let Some(call) = self.store.get(id) else {
+            return;
+        };
+        let target = self.leg_target(call, late.leg);
+        let via = self
+            .tokens
+            .via(self.settings.advertised, self.leg_transport(call, late.leg));
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
+        call.late_ack = None;
+        if let Some((ct, b)) = &body {
+            if is_sdp(Some(ct)) {
+                match late.leg {
+                    Leg::B => call.set_b_local_sdp(b.clone()),
+                    Leg::A => call.set_b_remote_sdp(Bytes::copy_from_slice(ack.body())),
+                }
+            }
+        }
+        let dialog = match late.leg {
+            Leg::A => call.a.dialog.as_ref(),
+            Leg::B => call.b.dialog.as_ref(),
+        };
+        let (Some(dialog), Some(target)) = (dialog, target) else {
+            return;
+        };
+        let mut out = dialog.ack(late.seq, &via);
+        if let Some((ct, b)) = body {
+            out = out.body(&ct, b);
+        }
+        self.out.send_raw(target, out.build());
     }
 
     pub(super) fn on_cancel(&mut self, key: ServerKey, cancel: Message) {

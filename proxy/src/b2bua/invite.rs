@@ -143,6 +143,7 @@ impl Machine {
             refreshed_at: now,
             session_expires: None,
             offer_pending: false,
+            late_ack: None,
             servers: Vec::new(),
             b_local_sdp: None,
             b_remote_sdp: None,
@@ -329,7 +330,7 @@ impl Machine {
         let tried = call.b.tried.clone();
         let body = call.offer.clone();
         let group = call.b.group;
-        let (call_id, from_user) = hash_keys(call);
+        let (call_id, from_user) = hash_keys(call, &self.dests);
         let Some(member) = self.dests.select(group, &tried, &call_id, &from_user) else {
             let e = Error::upstream(503, "Service Unavailable", why.to_owned());
             self.fail_call(id, e.status, e.reason, Some(e.warning()), "no_server");
@@ -875,8 +876,15 @@ fn unsupported(invite: &Message) -> Vec<String> {
         .collect()
 }
 
-/// What the hash strategies hash: the call's leg-A Call-ID and From user.
-pub(super) fn hash_keys(call: &Call) -> (String, String) {
+/// What the hash strategies hash: the call's leg-A Call-ID and From user
+/// (empty for the other strategies, which ignore them).
+pub(super) fn hash_keys(call: &Call, dests: &crate::pool::Destinations) -> (String, String) {
+    let hashed = dests
+        .group(call.b.group)
+        .is_some_and(|p| p.strategy().is_hash());
+    if !hashed {
+        return (String::new(), String::new());
+    }
     let from = call.a.invite.from_header();
     (
         call.a.call_id.clone(),

@@ -217,7 +217,7 @@ impl Machine {
         };
         let from_name = self.member_name(r.from);
         let group = call.b.group;
-        let (call_id, from_user) = super::invite::hash_keys(call);
+        let (call_id, from_user) = super::invite::hash_keys(call, &self.dests);
         let Some(member) = self.dests.select(group, &r.tried, &call_id, &from_user) else {
             return self.no_server_left(id);
         };

@@ -794,3 +794,235 @@ fn a_reload_sends_new_calls_by_the_new_rules_and_keeps_calls_on_their_member() {
         ]
     );
 }
+
+#[test]
+fn a_late_offer_re_invite_gets_its_answer_from_the_askers_ack() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    // The trunk refreshes with a re-INVITE without SDP (late offer).
+    let reinvite = lab.in_dialog("INVITE", "c1", 2, "re1");
+    assert_eq!(lab.trunk_sends(reinvite), [format!("send INVITE to {MS1}")]);
+    assert!(lab.last("INVITE").1.body().is_empty());
+    // The media server answers with an offer: the trunk gets it, the
+    // media server's ACK waits for the trunk's answer.
+    assert_eq!(
+        lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16100))),
+        ["remote B 127.0.0.1:16100", "respond 200 INVITE"]
+    );
+    let ack = {
+        let tag = lab.a_tag();
+        let text = format!(
+            "ACK sip:tandem@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKack2\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@127.0.0.9>;tag=a1\r\nTo: <sip:100@127.0.0.1>;tag={tag}\r\n\
+             Call-ID: c1\r\nCSeq: 2 ACK\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{}",
+            sdp("127.0.0.9", 40100).len(),
+            sdp("127.0.0.9", 40100)
+        );
+        Message::parse(Bytes::from(text)).unwrap()
+    };
+    let mut sent = Vec::new();
+    let mut summary = Vec::new();
+    let actions = lab.m.on(
+        Event::Tu(TuEvent::Ack {
+            key: None,
+            ack,
+            source: Target::udp(addr(TRUNK)),
+        }),
+        lab.now,
+        1_000_000,
+    );
+    for a in &actions {
+        if let Action::SendRaw { bytes, .. } = a {
+            sent.push(Message::parse(bytes.clone()).unwrap());
+        }
+        summary.push(lab.note(a));
+    }
+    assert_eq!(
+        summary,
+        [
+            "remote A 127.0.0.9:40100".to_string(),
+            format!("raw ACK to {MS1}")
+        ]
+    );
+    // The media server's ACK carries the answer, pointing at the relay.
+    let body = std::str::from_utf8(sent[0].body()).unwrap();
+    assert!(body.contains("m=audio 30002 "), "{body}");
+    assert_eq!(sent[0].cseq().seq, lab.last("INVITE").1.cseq().seq);
+}
+
+/// One step of a random workload on the machine.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A new call from the trunk; the relay answers with ports or not.
+    Call {
+        ports: bool,
+    },
+    /// A response with this status to one of the requests Tandem sent.
+    Answer {
+        sent: usize,
+        status: u16,
+    },
+    /// One of the requests Tandem sent timed out, or its transaction ended.
+    Timeout {
+        sent: usize,
+    },
+    Terminated {
+        sent: usize,
+    },
+    /// The trunk sends this in-dialog request (or CANCEL) for a call.
+    Trunk {
+        call: usize,
+        what: u8,
+    },
+    /// Time passes, then a tick.
+    Tick {
+        ms: u64,
+        which: u8,
+    },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => any::<u8>().prop_map(|x| Step::Call { ports: x % 8 != 0 }),
+        4 => (any::<usize>(), prop::sample::select(vec![100u16, 180, 183, 200, 200, 408, 486, 503]))
+            .prop_map(|(sent, status)| Step::Answer { sent, status }),
+        1 => any::<usize>().prop_map(|sent| Step::Timeout { sent }),
+        1 => any::<usize>().prop_map(|sent| Step::Terminated { sent }),
+        3 => (any::<usize>(), 0u8..6).prop_map(|(call, what)| Step::Trunk { call, what }),
+        2 => (0u64..3000, 0u8..4).prop_map(|(ms, which)| Step::Tick { ms, which }),
+    ]
+}
+
+impl Lab {
+    /// Tandem's To tag toward the trunk for `call_id`, if it sent one.
+    fn a_tag_of(&self, call_id: &str) -> String {
+        self.responses
+            .iter()
+            .rev()
+            .filter(|r| r.call_id() == call_id)
+            .find_map(|r| r.to_tag().map(str::to_owned))
+            .unwrap_or_else(|| "none".into())
+    }
+
+    fn random_step(&mut self, step: Step, calls: &mut Vec<String>) {
+        match step {
+            Step::Call { ports } => {
+                let cid = format!("p{}", calls.len());
+                self.trunk_sends(invite_to("100", &cid, &cid, true));
+                calls.push(cid.clone());
+                if let Some((id, _)) = self.m.store.find(&cid) {
+                    let result = if ports {
+                        Ok(ports_for(id))
+                    } else {
+                        Err("none".into())
+                    };
+                    self.on(Event::MediaCreated { call: id, result });
+                }
+            }
+            Step::Answer { sent, status } => {
+                if self.sent.is_empty() {
+                    return;
+                }
+                let (key, req, target) = self.sent[sent % self.sent.len()].clone();
+                let mut b = ResponseBuilder::with_to_tag(&req, status, "R", Some("b1"))
+                    .header("Contact", &format!("<sip:ms@{}>", target.addr));
+                if status == 200 || status == 183 {
+                    b = b.body("application/sdp", Bytes::from(sdp("127.0.0.1", 16000)));
+                }
+                let response = Message::parse(b.build()).unwrap();
+                self.on(Event::Tu(TuEvent::Response { key, response }));
+            }
+            Step::Timeout { sent } | Step::Terminated { sent } => {
+                if self.sent.is_empty() {
+                    return;
+                }
+                let key = TransactionKey::Client(self.sent[sent % self.sent.len()].0.clone());
+                let ev = if matches!(step, Step::Timeout { .. }) {
+                    TuEvent::Timeout {
+                        key,
+                        timer: sipcore::transaction::Timer::B,
+                    }
+                } else {
+                    TuEvent::Terminated { key }
+                };
+                self.on(Event::Tu(ev));
+            }
+            Step::Trunk { call, what } => {
+                if calls.is_empty() {
+                    return;
+                }
+                let cid = calls[call % calls.len()].clone();
+                let tag = self.a_tag_of(&cid);
+                let (method, seq) = match what {
+                    0 => ("ACK", 1),
+                    1 => ("BYE", 9),
+                    2 => ("INVITE", 5),
+                    3 => ("INFO", 6),
+                    4 => ("CANCEL", 1),
+                    _ => ("UPDATE", 7),
+                };
+                let to = if method == "CANCEL" {
+                    "<sip:100@127.0.0.1>".to_owned()
+                } else {
+                    format!("<sip:100@127.0.0.1>;tag={tag}")
+                };
+                let branch = if method == "CANCEL" {
+                    cid.clone()
+                } else {
+                    format!("{cid}{method}")
+                };
+                let text = format!(
+                    "{method} sip:tandem@127.0.0.1:5060 SIP/2.0\r\n\
+                     Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+                     From: <sip:alice@127.0.0.9>;tag=a1\r\nTo: {to}\r\n\
+                     Call-ID: {cid}\r\nCSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n"
+                );
+                let msg = Message::parse(Bytes::from(text)).unwrap();
+                if method == "ACK" {
+                    self.on(Event::Tu(TuEvent::Ack {
+                        key: None,
+                        ack: msg,
+                        source: Target::udp(addr(TRUNK)),
+                    }));
+                } else {
+                    self.trunk_sends(msg);
+                }
+            }
+            Step::Tick { ms, which } => {
+                self.advance(ms);
+                let event = match which {
+                    0 => Event::Timers,
+                    1 => Event::Housekeeping,
+                    2 => Event::Probes,
+                    _ => Event::SurvivalTick,
+                };
+                self.on(event);
+                self.on(Event::Timers);
+            }
+        }
+    }
+}
+
+fn ports_for(id: u64) -> SessionInfo {
+    ports(id)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    /// Whatever arrives in whatever order — answers to stale requests,
+    /// timeouts, CANCEL after the answer, BYE before it, ticks — the
+    /// machine never panics, and after every event every index of the
+    /// store agrees with the calls.
+    #[test]
+    fn random_events_keep_every_index_in_step(steps in proptest::collection::vec(step(), 1..80)) {
+        let mut lab = Lab::new();
+        let mut calls = Vec::new();
+        for s in steps {
+            lab.random_step(s, &mut calls);
+            proptest::prop_assert_eq!(lab.m.store.check(), Ok(()));
+        }
+    }
+}

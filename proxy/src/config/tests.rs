@@ -194,10 +194,9 @@ fn group_errors_name_the_key() {
 }
 
 #[test]
-fn hash_strategies_are_refused_in_the_pool() {
+fn hash_strategies_work_in_the_pool_too() {
     let text = EXAMPLE.replace("strategy = \"round-robin\"", "strategy = \"hash-call-id\"");
-    let err = parse(&text).unwrap_err().to_string();
-    assert!(err.contains("`pool.strategy`: hash-call-id needs"), "{err}");
+    assert_eq!(parse(&text).unwrap().pool.strategy, Strategy::HashCallId);
 }
 
 #[test]

@@ -64,6 +64,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         refreshed_at: 0,
         session_expires: None,
         offer_pending: false,
+        late_ack: None,
         servers: Vec::new(),
         offer: None,
         b_local_sdp: None,
