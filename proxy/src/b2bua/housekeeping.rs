@@ -277,6 +277,7 @@ impl Machine {
         let now = self.now;
         self.hung_up_b
             .retain(|_, at| now.saturating_duration_since(*at) < horizon);
+        self.timers.shrink_after_peak();
     }
 
     fn send_leg_b_cancel_if_ringing(&mut self, id: u64) {

@@ -160,6 +160,17 @@ impl Timers {
         self.heap.peek().map(|r| r.0 .0)
     }
 
+    /// Gives back the room a past burst of timers left (see the same in
+    /// sipcore's transaction layer).
+    fn shrink_after_peak(&mut self) {
+        if self.events.capacity() > 4 * self.events.len() + 1024 {
+            self.events.shrink_to(2 * self.events.len());
+        }
+        if self.heap.capacity() > 4 * self.heap.len() + 1024 {
+            self.heap.shrink_to(2 * self.heap.len());
+        }
+    }
+
     fn pop_due(&mut self, now: Instant) -> Option<TimerEvent> {
         let std::cmp::Reverse((when, seq)) = *self.heap.peek()?;
         if when > now {
@@ -639,7 +650,8 @@ fn without_body(msg: &Message) -> Message {
     msg.edit()
         .set_body(None, Bytes::new())
         .build_message()
-        .unwrap_or_else(|_| msg.clone())
+        .map(|m| m.compact())
+        .unwrap_or_else(|_| msg.compact())
 }
 
 /// `sip:user@1.2.3.4:5070;params` → 1.2.3.4:5070 when the host is an IP.

@@ -386,6 +386,17 @@ impl Message {
     }
 
     /// Starts an edit; see [`Editor`].
+    /// A copy for keeping: its bytes exactly as long as the message and
+    /// its header index no larger than the headers (a parsed message keeps
+    /// room for 24 headers and shares a buffer that may be larger). For
+    /// messages held for a long time, such as a call's INVITE.
+    pub fn compact(&self) -> Message {
+        let mut m = self.clone();
+        m.buf = Bytes::copy_from_slice(&self.buf);
+        m.headers.shrink_to_fit();
+        m
+    }
+
     pub fn edit(&self) -> Editor<'_> {
         Editor::new(self)
     }

@@ -1189,3 +1189,36 @@ fn integer_helper() {
         assert_eq!(parse_u32(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn a_compact_copy_owns_exactly_its_bytes() {
+    let text = join(
+        &[
+            "INVITE sip:bob@example.com SIP/2.0",
+            "Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1",
+            "From: <sip:alice@example.com>;tag=1",
+            "To: <sip:bob@example.com>",
+            "Call-ID: c1",
+            "CSeq: 1 INVITE",
+            "Max-Forwards: 70",
+        ],
+        "",
+    );
+    // A message that is a slice of a larger buffer keeps all of it alive.
+    let mut big = BytesMut::with_capacity(64 * 1024);
+    big.extend_from_slice(text.as_bytes());
+    big.extend_from_slice(&[0u8; 1000]);
+    let shared = big.freeze().slice(0..text.len());
+    let msg = Message::parse(shared).unwrap();
+    let kept = msg.compact();
+    assert_eq!(kept.as_bytes(), msg.as_bytes());
+    assert_eq!(kept.call_id(), "c1");
+    assert_eq!(kept.cseq().seq, 1);
+    assert_eq!(kept.iter_headers().count(), msg.iter_headers().count());
+    assert!(kept.headers.capacity() < 24, "the header index was shrunk");
+    assert_ne!(
+        kept.as_bytes().as_ptr(),
+        msg.as_bytes().as_ptr(),
+        "its own buffer, not the shared one"
+    );
+}

@@ -900,6 +900,24 @@ impl Inner {
     }
 
     /// Fires every timer due at `now`, earliest first.
+    /// Gives back the room a past peak of transactions left in the tables
+    /// (hash maps and heaps never shrink by themselves): after a burst of
+    /// set-ups, every held call would otherwise keep its share of it.
+    /// Only when a table is four times larger than needed, so a steady
+    /// load never pays for it twice.
+    fn shrink_after_peak(&mut self) {
+        let sparse = |len: usize, cap: usize| cap > 4 * len + 1024;
+        if sparse(self.entries.len(), self.entries.capacity()) {
+            self.entries.shrink_to(2 * self.entries.len());
+        }
+        if sparse(self.index.len(), self.index.capacity()) {
+            self.index.shrink_to(2 * self.index.len());
+        }
+        if sparse(self.heap.len(), self.heap.capacity()) {
+            self.heap.shrink_to(2 * self.heap.len());
+        }
+    }
+
     fn fire_due(&mut self, shared: &Shared, now: Instant) {
         while let Some(&Reverse((at, seq, id, timer))) = self.heap.peek() {
             if at > now {
@@ -939,6 +957,7 @@ async fn timer_task(shared: Weak<Shared>, notify: Arc<Notify>) {
             };
             let mut inner = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.fire_due(&shared, Instant::now());
+            inner.shrink_after_peak();
             inner.next_deadline()
         };
         match next {

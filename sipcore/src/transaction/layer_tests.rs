@@ -953,3 +953,33 @@ async fn a_full_tu_queue_answers_new_invites_503_and_drops_the_rest() {
     assert_eq!(names(&drain(&mut rx)), ["Request INVITE"]);
     assert_eq!(tl.overload_stats().rejected, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_tables_give_back_the_room_of_a_past_burst() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let queue = TuQueueConfig::default().capacity;
+    // A burst of OPTIONS, answered: their transactions wait out timer J
+    // (64*T1 over UDP), then end.
+    for n in 0..3000 {
+        let req = request("OPTIONS", &format!("z9hG4bKburst{n}"));
+        tl.on_message(req.clone(), Target::udp(addr(UAC)));
+        if n % queue == queue - 1 {
+            drain(&mut rx);
+        }
+        let key = ServerKey::from_request(&req).unwrap();
+        tl.send_response(&key, response(&req, 200)).unwrap();
+    }
+    drain(&mut rx);
+    let peak = tl.lock().entries.capacity();
+    assert!(peak >= 3000, "{peak}");
+    wire.at(40_000).await;
+    tokio::task::yield_now().await;
+    let inner = tl.lock();
+    assert_eq!(inner.entries.len(), 0);
+    assert!(
+        inner.entries.capacity() < peak / 2,
+        "capacity {} after the burst (peak {peak})",
+        inner.entries.capacity()
+    );
+}
