@@ -10,13 +10,17 @@ use super::call::{CallState, Leg};
 use super::{member_transport, Action, CallEnd, ClientRole, Machine, TimerEvent};
 use crate::pool::Health;
 
+/// How far behind its own timers the machine may run before a probe's
+/// timeout no longer proves anything about the member.
+const LATE: Duration = Duration::from_millis(100);
+
 /// How long a call may stay unanswered (INVITE timer C, RFC 3261 §16.6).
 const RING_LIMIT: Duration = Duration::from_secs(180);
 
 impl Machine {
     pub(super) fn fire_timers(&mut self) {
         let now = self.now;
-        while let Some(event) = self.timers.pop_due(now) {
+        while let Some((due, event)) = self.timers.pop_due(now) {
             match event {
                 TimerEvent::MemberAnswer { call, key } => {
                     // A new call may ring as long as the trunk lets it; a
@@ -80,6 +84,20 @@ impl Machine {
                     }
                 }
                 TimerEvent::ProbeTimeout { member, key } => {
+                    let outstanding = self
+                        .probes
+                        .get(member)
+                        .is_some_and(|p| p.as_ref() == Some(&key));
+                    if outstanding && now.saturating_duration_since(due) > LATE {
+                        // The machine itself is behind (overload): the
+                        // answer may be waiting in its queue. A probe it
+                        // has not read yet is no failure of the member —
+                        // declaring one would fail every call on a busy
+                        // node. Look again once it has caught up.
+                        self.timers
+                            .at(now + LATE, TimerEvent::ProbeTimeout { member, key });
+                        continue;
+                    }
                     if let Some(p) = self
                         .probes
                         .get_mut(member)

@@ -171,13 +171,19 @@ impl Timers {
         }
     }
 
-    fn pop_due(&mut self, now: Instant) -> Option<TimerEvent> {
-        let std::cmp::Reverse((when, seq)) = *self.heap.peek()?;
-        if when > now {
-            return None;
+    /// The earliest due timer and when it was due (timers a reload
+    /// dropped are skipped).
+    fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerEvent)> {
+        loop {
+            let std::cmp::Reverse((when, seq)) = *self.heap.peek()?;
+            if when > now {
+                return None;
+            }
+            self.heap.pop();
+            if let Some(event) = self.events.remove(&seq) {
+                return Some((when, event));
+            }
         }
-        self.heap.pop();
-        self.events.remove(&seq)
     }
 }
 

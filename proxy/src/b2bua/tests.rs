@@ -1026,3 +1026,53 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_probe_timeout_the_machine_reads_late_is_no_failure() {
+    let mut lab = Lab::new();
+    let probe_to = |lab: &Lab, ms: &str| {
+        lab.sent
+            .iter()
+            .rev()
+            .find(|(_, m, t)| m.method() == Some(&Method::Options) && t.addr == addr(ms))
+            .cloned()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        lab.on(Event::Probes);
+        // The machine gets to its timers a second late (it was busy):
+        // MS1's answer may still be in its queue, so no failure counts.
+        lab.advance(1500);
+        assert!(lab.on(Event::Timers).is_empty());
+        let (key, options, _) = probe_to(&lab, MS1);
+        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
+        lab.on(Event::Tu(TuEvent::Response {
+            key,
+            response: alive,
+        }));
+        let (key, options, _) = probe_to(&lab, MS2);
+        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
+        lab.on(Event::Tu(TuEvent::Response {
+            key,
+            response: alive,
+        }));
+    }
+    lab.call("c1");
+    assert_eq!(lab.last("INVITE").2.addr, addr(MS1), "MS1 is still up");
+    // Read on time, two unanswered probes take MS1 down.
+    for _ in 0..2 {
+        lab.on(Event::Probes);
+        let (key, options, _) = probe_to(&lab, MS2);
+        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
+        lab.on(Event::Tu(TuEvent::Response {
+            key,
+            response: alive,
+        }));
+        lab.advance(500);
+        lab.on(Event::Timers);
+        lab.advance(500);
+    }
+    lab.call("c2");
+    lab.call("c3");
+    assert_eq!(lab.last("INVITE").2.addr, addr(MS2), "MS1 is down");
+}
