@@ -212,3 +212,58 @@ group = "media"
         "[pool] has no DNS members: {report}"
     );
 }
+
+/// Not a test: the cost of one routing decision with 50 compiled rules
+/// (prefixes and regexes, the match at the 50th) beside the implicit
+/// default rule, printed. proxy is a binary crate, so criterion cannot
+/// reach this module; BENCHMARKS.md has the figures and the command:
+/// `cargo test --release -p proxy --bins fifty_rules -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn fifty_rules_cost_per_decision() {
+    let mut rules = String::new();
+    for i in 0..49 {
+        if i % 2 == 1 {
+            rules += &format!(
+                "[[rule]]\nname = \"p{i}\"\nruri_user_prefix = \"9{i:03}\"\nreject = {{ code = 403, reason = \"no\" }}\n"
+            );
+        } else {
+            rules += &format!(
+                "[[rule]]\nname = \"r{i}\"\nruri_user_regex = \"^8{i}[0-9]+x$\"\nreject = {{ code = 403, reason = \"no\" }}\n"
+            );
+        }
+    }
+    rules += "[[rule]]\nname = \"all\"\ngroup = \"media\"\n";
+    let example = include_str!("../../../deploy/tandem.example.toml");
+    let time = |extra: &str| {
+        let config = crate::config::Config::parse(
+            &format!("{example}\n{extra}"),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let router = Router::compile(&config).unwrap();
+        let view = RequestView {
+            source: "carrier",
+            ruri_user: "service",
+            ruri_host: "127.0.0.1",
+            from_user: "sipp",
+            headers: &[],
+            minute_of_day: 600,
+        };
+        let n: u32 = 500_000;
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(router.route(std::hint::black_box(&view)));
+            }
+            best = best.min(t.elapsed() / n);
+        }
+        best
+    };
+    eprintln!(
+        "one routing decision: default rule {:?}, 50 rules (match at the 50th) {:?}",
+        time(""),
+        time(&rules)
+    );
+}
