@@ -209,15 +209,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let random = random.unwrap_or_else(rand::random);
             runtime.block_on(resolve_groups(&config, group.as_deref(), &down, random))
@@ -240,15 +234,9 @@ fn main() -> ExitCode {
             // One thread for all signalling: the work per message is a few
             // microseconds, and handing messages between threads would cost
             // more than the work itself. RTP runs on the relay's own threads.
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(server::run(config, router)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -263,6 +251,17 @@ fn main() -> ExitCode {
 
 /// Loads a config and compiles its rules (loading checks them already;
 /// the router is kept for warnings and dry runs).
+/// The single-threaded tokio runtime Tandem runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 fn load_with_router(
     path: &std::path::Path,
 ) -> Result<(config::Config, routing::Router), config::ConfigError> {

@@ -134,6 +134,26 @@ impl Lab {
         }
     }
 
+    /// The last OPTIONS Tandem sent to `member`.
+    fn probe_to(&self, member: &str) -> (ClientKey, Message, Target) {
+        self.sent
+            .iter()
+            .rev()
+            .find(|(_, m, t)| m.method() == Some(&Method::Options) && t.addr == addr(member))
+            .cloned()
+            .expect("a probe was sent")
+    }
+
+    /// The member answers its last probe with 200.
+    fn answer_probe(&mut self, member: &str) {
+        let (key, options, _) = self.probe_to(member);
+        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
+        self.on(Event::Tu(TuEvent::Response {
+            key,
+            response: alive,
+        }));
+    }
+
     /// The last request of `method` Tandem sent.
     fn last(&self, method: &str) -> (ClientKey, Message, Target) {
         self.sent
@@ -486,21 +506,8 @@ fn bye_while_the_call_is_moving_cancels_the_ringing_resume() {
     // answered call is queued for a resume on MS2.
     for _ in 0..2 {
         lab.on(Event::Probes);
-        let probe_to = |lab: &Lab, ms: &str| {
-            lab.sent
-                .iter()
-                .rev()
-                .find(|(_, m, t)| m.method() == Some(&Method::Options) && t.addr == addr(ms))
-                .cloned()
-                .unwrap()
-        };
-        let (key, options, _) = probe_to(&lab, MS2);
-        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
-        lab.on(Event::Tu(TuEvent::Response {
-            key,
-            response: alive,
-        }));
-        let (key, _, _) = probe_to(&lab, MS1);
+        lab.answer_probe(MS2);
+        let (key, _, _) = lab.probe_to(MS1);
         lab.on(Event::Tu(TuEvent::Timeout {
             key: TransactionKey::Client(key),
             timer: sipcore::transaction::Timer::F,
@@ -1030,44 +1037,21 @@ proptest::proptest! {
 #[test]
 fn a_probe_timeout_the_machine_reads_late_is_no_failure() {
     let mut lab = Lab::new();
-    let probe_to = |lab: &Lab, ms: &str| {
-        lab.sent
-            .iter()
-            .rev()
-            .find(|(_, m, t)| m.method() == Some(&Method::Options) && t.addr == addr(ms))
-            .cloned()
-            .unwrap()
-    };
     for _ in 0..2 {
         lab.on(Event::Probes);
         // The machine gets to its timers a second late (it was busy):
         // MS1's answer may still be in its queue, so no failure counts.
         lab.advance(1500);
         assert!(lab.on(Event::Timers).is_empty());
-        let (key, options, _) = probe_to(&lab, MS1);
-        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
-        lab.on(Event::Tu(TuEvent::Response {
-            key,
-            response: alive,
-        }));
-        let (key, options, _) = probe_to(&lab, MS2);
-        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
-        lab.on(Event::Tu(TuEvent::Response {
-            key,
-            response: alive,
-        }));
+        lab.answer_probe(MS1);
+        lab.answer_probe(MS2);
     }
     lab.call("c1");
     assert_eq!(lab.last("INVITE").2.addr, addr(MS1), "MS1 is still up");
     // Read on time, two unanswered probes take MS1 down.
     for _ in 0..2 {
         lab.on(Event::Probes);
-        let (key, options, _) = probe_to(&lab, MS2);
-        let alive = Message::parse(ResponseBuilder::new(&options, 200, "OK").build()).unwrap();
-        lab.on(Event::Tu(TuEvent::Response {
-            key,
-            response: alive,
-        }));
+        lab.answer_probe(MS2);
         lab.advance(500);
         lab.on(Event::Timers);
         lab.advance(500);
