@@ -110,6 +110,9 @@ pub struct Call {
     /// Leg B's Request-URI user as the rule made it (None: leg A's).
     #[serde(default)]
     pub ruri_user: Option<String>,
+    /// The call moved to its policy's fallback group (once at most).
+    #[serde(default)]
+    pub fell_back: bool,
     /// The relay session anchoring both legs' RTP.
     pub media: u64,
     /// Its local ports on both sides (for the SDP Tandem sends), once the

@@ -136,6 +136,7 @@ impl Machine {
             },
             rule,
             ruri_user: Some(ruri_user),
+            fell_back: false,
             media: id,
             media_info: None,
             created_at: now,
@@ -332,6 +333,9 @@ impl Machine {
         let group = call.b.group;
         let (call_id, from_user) = hash_keys(call, &self.dests);
         let Some(member) = self.dests.select(group, &tried, &call_id, &from_user) else {
+            if self.fall_back(id, group) {
+                return self.try_next_member(id, why);
+            }
             let e = Error::upstream(503, "Service Unavailable", why.to_owned());
             self.fail_call(id, e.status, e.reason, Some(e.warning()), "no_server");
             return;
@@ -354,6 +358,29 @@ impl Machine {
                 "send failed",
             );
         }
+    }
+
+    /// No member of the call's group is left: moves a call that has not
+    /// fallen back yet to the group policy names. True when it did.
+    fn fall_back(&mut self, id: u64, group: usize) -> bool {
+        let Some(name) = self.dests.group(group).map(|g| g.name.clone()) else {
+            return false;
+        };
+        let Some(alt) = self
+            .policy
+            .fallback(&name)
+            .and_then(|alt| self.dests.group_named(&alt))
+            .filter(|&alt| alt != group)
+        else {
+            return false;
+        };
+        let Some(call) = self.store.get_mut(id).filter(|c| !c.fell_back) else {
+            return false;
+        };
+        call.fell_back = true;
+        call.b.group = alt;
+        tracing::info!(call = id, from = %name, "no member left: falling back");
+        true
     }
 
     /// Builds and sends a new leg B INVITE for call `id` to `member`:

@@ -46,4 +46,12 @@ pub trait Policy: Send {
 
     /// Whether a header of leg A's requests is copied to leg B's.
     fn carried(&self, name: &str) -> bool;
+
+    /// A new call's group has no member left to try (all down or all
+    /// failed): the group to try instead, once, or None for 503. Where
+    /// WAN fallback plugs in (the central servers' group falls back to
+    /// the local gateway).
+    fn fallback(&self, _group: &str) -> Option<String> {
+        None
+    }
 }

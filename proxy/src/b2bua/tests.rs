@@ -61,6 +61,11 @@ impl Lab {
 
     /// The example configuration with `extra` TOML appended.
     fn with(extra: &str) -> Lab {
+        Lab::with_policy(extra, |p| p)
+    }
+
+    /// As [`Lab::with`], the routing policy wrapped by `wrap`.
+    fn with_policy(extra: &str, wrap: impl FnOnce(Box<dyn Policy>) -> Box<dyn Policy>) -> Lab {
         let config =
             Config::parse(&format!("{EXAMPLE}\n{extra}"), Path::new("tandem.toml")).unwrap();
         let idle: Idle = Arc::default();
@@ -69,7 +74,7 @@ impl Lab {
         let m = Machine::new(
             config.machine_settings(),
             crate::pool::Destinations::from_config(&config),
-            Box::new(crate::routing::RulesPolicy::new(&config, router)),
+            wrap(Box::new(crate::routing::RulesPolicy::new(&config, router))),
             Box::new(FakeMedia(idle.clone())),
             Box::new(NoObserver),
             false,
@@ -1059,4 +1064,59 @@ fn a_probe_timeout_the_machine_reads_late_is_no_failure() {
     lab.call("c2");
     lab.call("c3");
     assert_eq!(lab.last("INVITE").2.addr, addr(MS2), "MS1 is down");
+}
+
+/// The routing rules, with a fallback from one group to another.
+struct WithFallback(Box<dyn Policy>, &'static str, &'static str);
+
+impl Policy for WithFallback {
+    fn source(&self, ip: std::net::IpAddr) -> Option<String> {
+        self.0.source(ip)
+    }
+    fn route(&self, invite: &Message, source: &str, minute: u16) -> Route {
+        self.0.route(invite, source, minute)
+    }
+    fn carried(&self, name: &str) -> bool {
+        self.0.carried(name)
+    }
+    fn fallback(&self, group: &str) -> Option<String> {
+        (group == self.1).then(|| self.2.to_owned())
+    }
+}
+
+#[test]
+fn a_group_with_no_member_left_falls_back_where_policy_says_once() {
+    let mut lab = Lab::with_policy(ROUTING, |p| Box::new(WithFallback(p, "pbx", "media")));
+    lab.call_to("1000", "c1");
+    let timeout = |lab: &mut Lab| {
+        let (key, _, _) = lab.last("INVITE");
+        lab.on(Event::Tu(TuEvent::Timeout {
+            key: TransactionKey::Client(key),
+            timer: sipcore::transaction::Timer::B,
+        }))
+    };
+    assert_eq!(timeout(&mut lab), [format!("send INVITE to {PBX2}")]);
+    // Both PBX members failed: the call goes to the fallback group.
+    assert_eq!(timeout(&mut lab), [format!("send INVITE to {MS1}")]);
+    assert_eq!(timeout(&mut lab), [format!("send INVITE to {MS2}")]);
+    // And no further: once both are gone too, 503.
+    let last = timeout(&mut lab);
+    assert!(last.contains(&"respond 503 INVITE".to_string()), "{last:?}");
+}
+
+#[test]
+fn without_a_fallback_a_group_with_no_member_left_answers_503() {
+    let mut lab = Lab::with(ROUTING);
+    lab.call_to("1000", "c1");
+    for _ in 0..2 {
+        let (key, _, _) = lab.last("INVITE");
+        let out = lab.on(Event::Tu(TuEvent::Timeout {
+            key: TransactionKey::Client(key),
+            timer: sipcore::transaction::Timer::B,
+        }));
+        if out.contains(&"respond 503 INVITE".to_string()) {
+            return;
+        }
+    }
+    panic!("no 503 after both members failed");
 }

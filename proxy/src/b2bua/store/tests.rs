@@ -57,6 +57,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         b: leg_b(b),
         rule: "default".into(),
         ruri_user: None,
+        fell_back: false,
         media: id,
         media_info: None,
         created_at: 0,
