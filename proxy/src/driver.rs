@@ -173,7 +173,7 @@ impl Driver {
         });
         match loaded {
             Ok(config) => {
-                self.dns = dns::DnsMembers::new(&config);
+                self.dns = std::mem::take(&mut self.dns).reconfigured(&config);
                 self.config = config;
                 self.apply_config();
                 metrics::config_reloaded(true);

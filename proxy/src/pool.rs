@@ -427,8 +427,8 @@ impl Destinations {
             })
             .collect();
         let pool = self.groups.get_mut(g)?;
-        let key = pool.hash_key(call_id, from_user).to_owned();
-        let k = pool.select_for(&local, &key)?;
+        let key = pool.hash_key(call_id, from_user);
+        let k = pool.select_for(&local, key)?;
         self.index.iter().position(|&x| x == (g, k))
     }
 

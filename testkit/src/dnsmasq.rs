@@ -16,14 +16,8 @@ fn dnsmasq_binary() -> PathBuf {
     if sbin.exists() {
         return sbin.to_owned();
     }
-    let found = Command::new("dnsmasq")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
     assert!(
-        found,
+        crate::runs("dnsmasq", "--version"),
         "dnsmasq not found: run ./scripts/test, which installs Debian's dnsmasq-base"
     );
     PathBuf::from("dnsmasq")

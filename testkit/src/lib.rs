@@ -110,17 +110,21 @@ pub(crate) fn work_dir(what: &str) -> tempfile::TempDir {
     dir
 }
 
-/// Fails the test with a clear message when SIPp is missing, rather than
-/// skipping it: `scripts/test` installs it.
-pub fn require_sipp() {
-    let found = std::process::Command::new("sipp")
-        .arg("-v")
+/// Whether `program` can be started (with `arg`, its output discarded).
+pub(crate) fn runs(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok();
+        .is_ok()
+}
+
+/// Fails the test with a clear message when SIPp is missing, rather than
+/// skipping it: `scripts/test` installs it.
+pub fn require_sipp() {
     assert!(
-        found,
+        runs("sipp", "-v"),
         "sipp not found: run ./scripts/test, which installs Debian's sip-tester"
     );
 }

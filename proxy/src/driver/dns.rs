@@ -20,6 +20,7 @@ use crate::routing::dns::{resolve_group, DnsError, Resolved, Resolver};
 /// One round of resolutions: each DNS group's result, by group name.
 pub type Round = Vec<(String, Result<Resolved, DnsError>)>;
 
+#[derive(Default)]
 pub struct DnsMembers {
     /// None when no group names members by DNS (or the resolver could not
     /// be set up: logged).
@@ -51,6 +52,25 @@ impl DnsMembers {
             resolved: HashMap::new(),
             in_flight: false,
         }
+    }
+
+    /// For a reloaded configuration: a new resolver (its `[dns]` may have
+    /// changed) and a round at once, but the members resolved so far stay
+    /// for the groups that still name members by DNS, so that new calls to
+    /// such a group do not find it empty while the round runs.
+    pub fn reconfigured(self, config: &Config) -> DnsMembers {
+        let mut next = DnsMembers::new(config);
+        next.resolved = self
+            .resolved
+            .into_iter()
+            .filter(|(group, _)| {
+                config
+                    .groups
+                    .iter()
+                    .any(|g| &g.name == group && !g.dns_members.is_empty())
+            })
+            .collect();
+        next
     }
 
     /// When the next round is due.
@@ -147,3 +167,6 @@ impl DnsMembers {
         c
     }
 }
+
+#[cfg(test)]
+mod tests;
