@@ -152,8 +152,39 @@ pub struct SessionOptions {
     /// upstream's stream so that leg A keeps seeing one continuous stream.
     pub continuity: bool,
     /// After latching, a packet from another source that carries a new SSRC
-    /// re-latches the side to that source (instead of being dropped).
+    /// re-latches the side to that source (instead of being dropped), if
+    /// `latching` lets that source latch.
     pub relatch_on_ssrc_change: bool,
+    /// Which sources may latch a side (see [`Latching`]).
+    pub latching: Latching,
+}
+
+/// Which sources may latch a side (symmetric RTP), so that media toward
+/// that side goes to them. A packet from a source that may not latch is
+/// dropped and counted (`RelayCounters::dropped_rejected_source`).
+///
+/// The relay cannot tell a peer behind NAT from an attacker by the packet
+/// alone; what it knows is what the signalling said: the address in the
+/// side's SDP and the IP the side's SIP messages come from. A peer behind
+/// NAT sends RTP from its public IP, which is the IP its SIP comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Latching {
+    /// Only the exact SDP address: RTP from the SDP's `ip:port`, RTCP from
+    /// its RTCP address (`a=rtcp`, else RTP port + 1). Breaks peers behind
+    /// NAT that do not say their public address in SDP.
+    Strict,
+    /// Any port on the SDP's IP or on the IP the side's SIP comes from (the
+    /// public address of a peer behind NAT). The default: a stranger on
+    /// another address can neither take the stream nor inject into it.
+    #[default]
+    SignalledIp,
+    /// Any source, the first packet wins (the behaviour before this option
+    /// existed). Risky: anyone who can reach the relay's ports and sends
+    /// before the real peer ("RTP bleed", e.g. by spraying the port range)
+    /// hears the call and talks into it, and the real peer is dropped for
+    /// the rest of the call.
+    Any,
 }
 
 impl Default for SessionOptions {
@@ -162,6 +193,7 @@ impl Default for SessionOptions {
             clock_rate: 8000,
             continuity: true,
             relatch_on_ssrc_change: false,
+            latching: Latching::default(),
         }
     }
 }

@@ -22,7 +22,7 @@ pub mod stats;
 pub mod sys;
 mod worker;
 
-pub use config::{RelayConfig, SessionOptions, MAX_BATCH};
+pub use config::{Latching, RelayConfig, SessionOptions, MAX_BATCH};
 pub use continuity::{ContinuityState, Rewrite, SentPoint};
 pub use error::{Error, Result};
 pub use relay::{MediaRelay, RelayCounters};

@@ -2,8 +2,14 @@
 //! configured range.
 //!
 //! Free pairs wait in release order: a freed pair goes to the back, so it
-//! is handed out again only after the pairs freed before it, which keeps
-//! stray packets of the last call away from the next one.
+//! is handed out again only after at least half of the pairs freed before
+//! it, which keeps stray packets of the last call away from the next one.
+//! Which pair of the older half of a queue is handed out is random (a
+//! CSPRNG seeded from the OS): nobody can predict the ports of the next
+//! call from the last ones (a stranger who guesses them can aim packets at
+//! a call as it is set up). Taking entry `i` of the older half swaps the
+//! front entry into its place, so the order moves by one step only and
+//! stays O(1).
 //!
 //! A free pair may carry a parked payload `P` (the relay parks the pair's
 //! two bound sockets there, registered with one worker, its *home*); it is
@@ -28,6 +34,9 @@
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum State {
@@ -80,6 +89,9 @@ pub(crate) struct PortPool<P = ()> {
     reuse_after: Duration,
     /// Threads waiting for a releasing pair (maintained by the relay).
     pub(crate) waiters: usize,
+    /// Picks the pair within the older half of a queue; None: always the
+    /// oldest (plain FIFO, for tests of the queue order).
+    rng: Option<StdRng>,
 }
 
 impl PortPool {
@@ -100,6 +112,14 @@ impl<P> PortPool<P> {
     #[cfg(test)]
     pub(crate) fn new(min: u16, max: u16) -> PortPool<P> {
         Self::with_parking(min, max, 0, 0, Duration::MAX)
+    }
+
+    /// The same pool handing out the oldest pair of a queue every time
+    /// instead of a random one of its older half (tests of the order).
+    #[cfg(test)]
+    pub(crate) fn in_fifo_order(mut self) -> PortPool<P> {
+        self.rng = None;
+        self
     }
 
     /// A pool that keeps the payload of at most `max_parked` free pairs,
@@ -140,6 +160,7 @@ impl<P> PortPool<P> {
             max_parked,
             reuse_after,
             waiters: 0,
+            rng: Some(StdRng::from_entropy()),
         }
     }
 
@@ -157,11 +178,16 @@ impl<P> PortPool<P> {
         (self.first + 2 * index) as u16
     }
 
+    /// Whether a queue entry still stands for a free pair.
+    fn valid(&self, e: Queued) -> bool {
+        let pair = &self.pairs[e.pair as usize];
+        pair.state == State::Free && pair.generation == e.generation
+    }
+
     /// The valid front entry of queue `q` (stale entries are dropped).
     fn front(&mut self, q: usize) -> Option<Queued> {
         while let Some(&e) = self.queues[q].front() {
-            let pair = &self.pairs[e.pair as usize];
-            if pair.state == State::Free && pair.generation == e.generation {
+            if self.valid(e) {
                 return Some(e);
             }
             self.queues[q].pop_front();
@@ -169,9 +195,26 @@ impl<P> PortPool<P> {
         None
     }
 
+    /// Removes and returns an entry of the older half of queue `q`, whose
+    /// front is valid (checked by [`front`](Self::front)): a random one,
+    /// or the front when the random one is stale or, with `rested`, has
+    /// not rested `reuse_after` yet (the front has).
+    fn pick(&mut self, q: usize, rested: bool) -> Queued {
+        if let Some(rng) = &mut self.rng {
+            let older_half = (self.queues[q].len() / 2).max(1);
+            let i = rng.gen_range(0..older_half);
+            let e = self.queues[q][i];
+            if self.valid(e) && (!rested || e.released.elapsed() >= self.reuse_after) {
+                return self.queues[q].swap_remove_front(i).expect("index in range");
+            }
+        }
+        self.queues[q].pop_front().expect("front checked")
+    }
+
     /// Takes a free pair for a session of worker `home` (see the module
     /// docs), with its parked payload; returns its RTP (even) port. Without
-    /// `home`, or with an unknown one: the oldest free pair.
+    /// `home`, or with an unknown one: a random one of the older half of
+    /// the queue that holds the oldest free pair.
     pub(crate) fn take(&mut self, home: Option<usize>) -> Option<(u16, Option<P>)> {
         let unbound = self.queues.len() - 1;
         let mut oldest: Option<(usize, u64)> = None;
@@ -188,6 +231,7 @@ impl<P> PortPool<P> {
             self.front(h)
                 .is_some_and(|e| e.released.elapsed() >= reuse_after)
         });
+        let rested = rested_home.is_some();
         if let Some(h) = rested_home {
             q = h;
         } else if let Some(h) = home.filter(|&h| h < unbound) {
@@ -202,7 +246,7 @@ impl<P> PortPool<P> {
                 }
             }
         }
-        let e = self.queues[q].pop_front().expect("front checked");
+        let e = self.pick(q, rested);
         let pair = &mut self.pairs[e.pair as usize];
         pair.state = State::InUse;
         let parked = pair.parked.take();

@@ -39,6 +39,11 @@ pub struct RelayCounters {
     pub bytes_relayed: u64,
     /// Dropped: unexpected source after latching.
     pub dropped_wrong_source: u64,
+    /// Dropped: a source that may not latch the side (by the latching
+    /// mode, or a media server the call moved away from). Strangers'
+    /// packets: a port-range spray ("RTP bleed") shows here.
+    #[serde(default)]
+    pub dropped_rejected_source: u64,
     /// Dropped: malformed, too short or truncated.
     pub dropped_malformed: u64,
     /// Dropped: the other side had no address yet.
@@ -511,13 +516,28 @@ impl MediaRelay {
         self.with_state(id, |st| st.set_remote_rtcp(side, addr))
     }
 
+    /// Tells the relay the IP `side`'s SIP messages come from (None: not
+    /// known). With [`Latching::SignalledIp`](crate::Latching) a source on
+    /// that IP may latch the side even though its SDP names another
+    /// address: a peer behind NAT.
+    pub fn set_signalling_ip(&self, id: SessionId, side: Side, ip: Option<IpAddr>) -> Result<()> {
+        self.with_state(id, |st| st.set_signalling_ip(side, ip))
+    }
+
     /// Moves leg B to a new media server at `addr` (its RTP address; RTCP
-    /// at +1 until it sends from elsewhere). Side B re-latches; packets from
-    /// the old server's addresses are dropped; with the session's
-    /// `continuity` option, leg A keeps receiving one continuous stream
-    /// (same SSRC, consecutive sequence numbers, plausible timestamps).
-    pub fn switch_upstream(&self, id: SessionId, addr: SocketAddr) -> Result<()> {
-        self.with_state(id, |st| st.switch_upstream(addr))
+    /// at +1 until it sends from elsewhere) whose SIP comes from
+    /// `signalling_ip`. Side B re-latches, to a source the session's
+    /// latching mode allows for the new server only; packets from the old
+    /// server's addresses are dropped; with the session's `continuity`
+    /// option, leg A keeps receiving one continuous stream (same SSRC,
+    /// consecutive sequence numbers, plausible timestamps).
+    pub fn switch_upstream(
+        &self,
+        id: SessionId,
+        addr: SocketAddr,
+        signalling_ip: Option<IpAddr>,
+    ) -> Result<()> {
+        self.with_state(id, |st| st.switch_upstream(addr, signalling_ip))
     }
 
     /// Changes a session's options (clock rate, continuity, re-latching).
@@ -607,6 +627,7 @@ impl MediaRelay {
             c.packets_relayed += wc.packets_relayed.load(Ordering::Relaxed);
             c.bytes_relayed += wc.bytes_relayed.load(Ordering::Relaxed);
             c.dropped_wrong_source += get(DropReason::WrongSource);
+            c.dropped_rejected_source += get(DropReason::RejectedSource);
             c.dropped_malformed += get(DropReason::Malformed);
             c.dropped_no_destination += get(DropReason::NoDestination);
             c.dropped_send_error += get(DropReason::SendError);

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::SessionOptions;
+use crate::config::{Latching, SessionOptions};
 use crate::continuity::ContinuityState;
 use crate::rtp::{self, Kind};
 use crate::stats::{DropReason, StreamRecorder, StreamStats};
@@ -139,6 +139,11 @@ pub struct SideState {
     pub latched_ssrc: Option<u32>,
     /// Sources that may not latch (the previous upstream, after a switch).
     pub refused_sources: Vec<SocketAddr>,
+    /// IP the side's SIP messages come from: a peer behind NAT sends its
+    /// media from there too. With [`Latching::SignalledIp`] any port on it
+    /// may latch. None: not told (only the SDP address counts).
+    #[serde(default)]
+    pub signalling_ip: Option<IpAddr>,
 }
 
 impl SideState {
@@ -151,7 +156,45 @@ impl SideState {
             latched_rtcp: None,
             latched_ssrc: None,
             refused_sources: Vec::new(),
+            signalling_ip: None,
         }
+    }
+
+    /// Whether a packet from `src` on `port` may latch this side (or
+    /// re-latch it) under `mode`, from what the signalling said: the SDP
+    /// address, the SIP source IP, and the sources refused after a move.
+    /// Pure: the whole latching policy is here.
+    pub(crate) fn may_latch(&self, mode: Latching, port: Port, src: SocketAddr) -> bool {
+        if self.refused_sources.contains(&src) {
+            return false;
+        }
+        match mode {
+            Latching::Any => true,
+            Latching::Strict => {
+                let signalled = match port {
+                    Port::Rtp => self.remote_rtp,
+                    Port::Rtcp => self.sdp_rtcp(),
+                };
+                signalled.is_some_and(|a| same_addr(a, src))
+            }
+            Latching::SignalledIp => {
+                let ip = src.ip().to_canonical();
+                let same = |a: Option<IpAddr>| a.is_some_and(|a| a.to_canonical() == ip);
+                same(self.remote_rtp.map(|a| a.ip()))
+                    || same(self.remote_rtcp.map(|a| a.ip()))
+                    || same(self.signalling_ip)
+            }
+        }
+    }
+
+    /// The RTCP address the SDP gives: `a=rtcp`, else RTP port + 1.
+    fn sdp_rtcp(&self) -> Option<SocketAddr> {
+        self.remote_rtcp.or_else(|| {
+            self.remote_rtp.map(|mut a| {
+                a.set_port(a.port().wrapping_add(1));
+                a
+            })
+        })
     }
 
     /// Where RTP toward this side goes.
@@ -170,7 +213,7 @@ impl SideState {
         })
     }
 
-    fn unlatch(&mut self) {
+    pub(crate) fn unlatch(&mut self) {
         self.latched_rtp = None;
         self.latched_rtcp = None;
         self.latched_ssrc = None;
@@ -341,10 +384,20 @@ impl SessionState {
         }
     }
 
-    /// Moves leg B to a new media server: side B sends there, re-latches,
+    /// The IP side `side`'s SIP comes from (see
+    /// [`SideState::signalling_ip`]). Latches stay: they were allowed when
+    /// they were made, and only a new SDP address re-arms latching.
+    pub(crate) fn set_signalling_ip(&mut self, side: Side, ip: Option<IpAddr>) {
+        self.sides[side.index()].signalling_ip = ip;
+    }
+
+    /// Moves leg B to a new media server (RTP at `addr`, SIP from
+    /// `signalling_ip`): side B sends there, re-latches — only to a source
+    /// the latching mode allows for the new server, so a stranger spraying
+    /// ports while the latch is open after the move cannot take it —
     /// refuses the old server's addresses, and (with continuity) the stream
     /// toward side A continues seamlessly.
-    pub(crate) fn switch_upstream(&mut self, addr: SocketAddr) {
+    pub(crate) fn switch_upstream(&mut self, addr: SocketAddr, signalling_ip: Option<IpAddr>) {
         self.stats[Side::B.index()].forget_refused();
         let b = &mut self.sides[Side::B.index()];
         let mut old = [
@@ -365,6 +418,7 @@ impl SessionState {
         b.refused_sources.drain(..excess);
         b.remote_rtp = Some(addr);
         b.remote_rtcp = None;
+        b.signalling_ip = signalling_ip;
         b.unlatch();
         if self.options.continuity {
             self.continuity[Side::A.index()].arm();
@@ -415,19 +469,21 @@ impl SessionState {
             Port::Rtp => s.latched_rtp,
             Port::Rtcp => s.latched_rtcp,
         };
-        let accept = match current {
-            Some(l) => {
-                l == src
-                    || (relatch
-                        && port == Port::Rtp
-                        && kind == Kind::Rtp
-                        && s.latched_ssrc != Some(rtp::ssrc(p)))
+        let refusal = match current {
+            Some(l) if l == src => None,
+            _ if !s.may_latch(self.options.latching, port, src) => Some(DropReason::RejectedSource),
+            Some(_) => {
+                let new_ssrc = relatch
+                    && port == Port::Rtp
+                    && kind == Kind::Rtp
+                    && s.latched_ssrc != Some(rtp::ssrc(p));
+                (!new_ssrc).then_some(DropReason::WrongSource)
             }
-            None => !s.refused_sources.contains(&src),
+            None => None,
         };
-        if !accept {
-            self.stats[rx].on_drop(DropReason::WrongSource, 1);
-            return Verdict::Drop(DropReason::WrongSource);
+        if let Some(reason) = refusal {
+            self.stats[rx].on_drop(reason, 1);
+            return Verdict::Drop(reason);
         }
         if current != Some(src) {
             match port {
@@ -462,6 +518,12 @@ impl SessionState {
         }
         Verdict::Forward
     }
+}
+
+/// Whether two socket addresses are the same (an IPv4 address and its
+/// IPv4-mapped IPv6 form count as one).
+fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ const MAX_MISORDER: u16 = 100;
 /// Why a received datagram was not forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
-    /// It came from another address than the latched one.
+    /// It came from another address than the latched one (one that may
+    /// latch, by the latching mode).
     WrongSource,
     /// Too short, wrong version, truncated, or not RTCP on an RTCP port.
     Malformed,
@@ -28,6 +29,14 @@ pub enum DropReason {
     NoDestination,
     /// The kernel refused to send it.
     SendError,
+    /// Its source may not latch the side (the latching mode, or a media
+    /// server the call moved away from): a stranger's packet.
+    RejectedSource,
+}
+
+impl DropReason {
+    /// Number of reasons (the size of per-reason counter arrays).
+    pub const COUNT: usize = 5;
 }
 
 /// Statistics of the stream received on one side of a session (and
@@ -63,6 +72,9 @@ pub struct StreamStats {
     pub since_last_packet: Option<Duration>,
     /// Dropped: came from an unexpected source after latching.
     pub dropped_wrong_source: u64,
+    /// Dropped: came from a source that may not latch (see `Latching`).
+    #[serde(default)]
+    pub dropped_rejected_source: u64,
     /// Dropped: malformed or too short.
     pub dropped_malformed: u64,
     /// Dropped: the other side had no address yet.
@@ -101,7 +113,7 @@ pub struct StreamRecorder {
     refused: u64,
     last_refused: Option<Instant>,
     max_gap: Duration,
-    drops: [u64; 4],
+    drops: [u64; DropReason::COUNT],
 }
 
 impl StreamRecorder {
@@ -129,7 +141,7 @@ impl StreamRecorder {
             refused: 0,
             last_refused: None,
             max_gap: Duration::ZERO,
-            drops: [0; 4],
+            drops: [0; DropReason::COUNT],
         }
     }
 
@@ -275,6 +287,7 @@ impl StreamRecorder {
             max_gap: self.max_gap,
             since_last_packet: self.last_arrival.map(|t| now.saturating_duration_since(t)),
             dropped_wrong_source: self.drops[DropReason::WrongSource as usize],
+            dropped_rejected_source: self.drops[DropReason::RejectedSource as usize],
             dropped_malformed: self.drops[DropReason::Malformed as usize],
             dropped_no_destination: self.drops[DropReason::NoDestination as usize],
             send_errors: self.drops[DropReason::SendError as usize],

@@ -162,7 +162,7 @@ pub(crate) enum Command {
 pub(crate) struct WorkerCounters {
     pub packets_relayed: AtomicU64,
     pub bytes_relayed: AtomicU64,
-    pub dropped: [AtomicU64; 4],
+    pub dropped: [AtomicU64; DropReason::COUNT],
 }
 
 impl WorkerCounters {
@@ -571,7 +571,7 @@ impl Worker {
             };
             let now = Instant::now();
             let now_us = unix_us();
-            let mut drops = [0u64; 4];
+            let mut drops = [0u64; DropReason::COUNT];
             let mut forward = 0u64;
             let dest = {
                 let mut st = lock(&sess.state);

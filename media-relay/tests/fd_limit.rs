@@ -37,9 +37,9 @@ impl Drop for Restore {
     }
 }
 
-fn params(server: SocketAddr) -> SessionParams {
+fn params(trunk: SocketAddr, server: SocketAddr) -> SessionParams {
     SessionParams {
-        remote_a: None,
+        remote_a: Some(trunk),
         remote_b: Some(server),
         options: None,
     }
@@ -71,8 +71,11 @@ async fn running_out_of_descriptors_closes_parked_pairs_instead_of_failing() {
 
     // 12 sessions come and go: their 24 pairs stay parked (48 fds).
     for n in 0..12 {
-        r.create_session(SessionId(n), params(server.local_addr().unwrap()))
-            .unwrap();
+        r.create_session(
+            SessionId(n),
+            params(trunk.local_addr().unwrap(), server.local_addr().unwrap()),
+        )
+        .unwrap();
     }
     for n in 0..12 {
         r.remove_session(SessionId(n)).await.unwrap();
@@ -89,7 +92,10 @@ async fn running_out_of_descriptors_closes_parked_pairs_instead_of_failing() {
     let mut last = None;
     for n in 100..112 {
         let info = r
-            .create_session(SessionId(n), params(server.local_addr().unwrap()))
+            .create_session(
+                SessionId(n),
+                params(trunk.local_addr().unwrap(), server.local_addr().unwrap()),
+            )
             .unwrap_or_else(|e| panic!("session {n}: {e} ({:?})", r.counters()));
         last = Some(info);
     }

@@ -5,7 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use media_relay::rtp::{self, build_rtp};
-use media_relay::{Error, MediaRelay, RelayConfig, RelaySnapshot, SessionId, SessionParams, Side};
+use media_relay::{
+    Error, Latching, MediaRelay, RelayConfig, RelaySnapshot, SessionId, SessionOptions,
+    SessionParams, Side,
+};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -171,6 +174,9 @@ async fn latches_to_the_actual_source_and_drops_foreign_packets() {
             },
         )
         .unwrap();
+    // Its SIP comes from the address its RTP will come from (its public
+    // address): that IP may latch.
+    r.set_signalling_ip(id, Side::A, Some(ip(net, 2))).unwrap();
 
     trunk
         .send_to(&rtp_pkt(1, 160, 0xa), info.side_a.rtp_addr())
@@ -182,7 +188,7 @@ async fn latches_to_the_actual_source_and_drops_foreign_packets() {
         .unwrap();
     assert_eq!(rtp::seq(&recv(&trunk).0), 50);
 
-    // Someone else sends to side A: dropped and counted.
+    // A stranger sends to side A: dropped and counted.
     intruder
         .send_to(&rtp_pkt(666, 0, 0xa), info.side_a.rtp_addr())
         .unwrap();
@@ -205,15 +211,15 @@ async fn latches_to_the_actual_source_and_drops_foreign_packets() {
     // The latched peer's packets may reach the relay on its connected
     // socket and the intruder's on the unconnected one, so the drops are
     // counted in no particular order relative to the forwarded packet.
-    eventually("wrong-source drops", || {
-        r.stats(id).unwrap().side_a.dropped_wrong_source == 2
+    eventually("rejected-source drops", || {
+        r.stats(id).unwrap().side_a.dropped_rejected_source == 2
     });
     let st = r.stats(id).unwrap().side_a;
     assert_eq!(st.dropped_malformed, 1);
     assert_eq!(st.packets, 2);
     eventually("global drop counters", || {
         let c = r.counters();
-        c.dropped_wrong_source == 2 && c.dropped_malformed == 1
+        c.dropped_rejected_source == 2 && c.dropped_malformed == 1
     });
     r.remove_session(id).await.unwrap();
 }
@@ -225,7 +231,11 @@ async fn drops_when_the_other_side_has_no_address_yet() {
     let trunk = peer(net, 2);
     let server = peer(net, 3);
     let id = SessionId(3);
-    let info = r.create_session(id, SessionParams::default()).unwrap();
+    let params = SessionParams {
+        remote_a: Some(addr(&trunk)),
+        ..SessionParams::default()
+    };
+    let info = r.create_session(id, params).unwrap();
     trunk
         .send_to(&rtp_pkt(1, 0, 1), info.side_a.rtp_addr())
         .unwrap();
@@ -275,7 +285,7 @@ async fn upstream_switch_keeps_one_continuous_stream_toward_leg_a() {
     assert_eq!(recv(&server1).1, b);
 
     // Server 1 dies; the call moves to server 2.
-    r.switch_upstream(id, addr(&server2)).unwrap();
+    r.switch_upstream(id, addr(&server2), None).unwrap();
     // A straggler from server 1 must not latch or reach leg A.
     server1.send_to(&rtp_pkt(2, 8800, 0x1111), b).unwrap();
     // Server 2 starts its own stream: other SSRC, seq and timestamps.
@@ -316,7 +326,7 @@ async fn upstream_switch_keeps_one_continuous_stream_toward_leg_a() {
     assert_eq!((rtp::seq(&got), from), (2, b));
 
     eventually("the straggler's drop", || {
-        r.stats(id).unwrap().side_b.dropped_wrong_source == 1
+        r.stats(id).unwrap().side_b.dropped_rejected_source == 1
     });
     let st = r.stats(id).unwrap();
     assert_eq!(st.upstream_switches, 1);
@@ -344,15 +354,24 @@ async fn port_pool_exhaustion_and_delayed_reuse() {
         r.create_session(s(2), SessionParams::default()),
         Err(Error::SessionExists(SessionId(2)))
     ));
-    let ports = |i: &media_relay::SessionInfo| [i.side_a.rtp_port, i.side_b.rtp_port];
-    assert_eq!(ports(&i1), [21400, 21402]);
-    assert_eq!(ports(&i2), [21404, 21406]);
-    assert_eq!(ports(&i3), [21408, 21410]);
+    // Pairs in random order (within the older half of the free ones).
+    let ports = |i: &media_relay::SessionInfo| {
+        let mut p = [i.side_a.rtp_port, i.side_b.rtp_port];
+        p.sort();
+        p
+    };
+    let mut first_six: Vec<u16> = [&i1, &i2, &i3].into_iter().flat_map(ports).collect();
+    first_six.sort();
+    let fresh: Vec<u16> = (21400..21415)
+        .step_by(2)
+        .filter(|p| !first_six.contains(p))
+        .collect();
+    assert_eq!(fresh.len(), 2);
 
     r.remove_session(s(1)).await.unwrap();
     // The freed pairs are not handed out while fresh ones remain...
     let i4 = r.create_session(s(4), SessionParams::default()).unwrap();
-    assert_eq!(ports(&i4), [21412, 21414]);
+    assert_eq!(ports(&i4).to_vec(), fresh);
     // ...then they are.
     let i5 = r.create_session(s(5), SessionParams::default()).unwrap();
     assert_eq!(ports(&i5), ports(&i1));
@@ -369,6 +388,7 @@ async fn port_pool_exhaustion_and_delayed_reuse() {
     // The reused ports forward.
     let trunk = peer(net, 2);
     let server = peer(net, 3);
+    r.set_remote(s(5), Side::A, addr(&trunk)).unwrap();
     r.set_remote(s(5), Side::B, addr(&server)).unwrap();
     trunk
         .send_to(&rtp_pkt(1, 0, 1), i5.side_a.rtp_addr())
@@ -439,7 +459,7 @@ async fn snapshot_restores_a_session_that_forwards_at_once() {
         .create_session(
             id,
             SessionParams {
-                remote_a: None,
+                remote_a: Some(addr(&trunk)),
                 remote_b: Some(addr(&server1)),
                 options: None,
             },
@@ -450,7 +470,7 @@ async fn snapshot_restores_a_session_that_forwards_at_once() {
     recv(&server1);
     server1.send_to(&rtp_pkt(10, 1600, 0x1111), b).unwrap();
     assert_eq!(rtp::seq(&recv(&trunk).0), 10);
-    r1.switch_upstream(id, addr(&server2)).unwrap();
+    r1.switch_upstream(id, addr(&server2), None).unwrap();
     server2.send_to(&rtp_pkt(500, 9, 0x2222), b).unwrap();
     assert_eq!(rtp::seq(&recv(&trunk).0), 11);
 
@@ -494,7 +514,7 @@ async fn snapshot_restores_a_session_that_forwards_at_once() {
     let (p, from) = recv(&server2);
     assert_eq!((rtp::seq(&p), from), (2, b));
     eventually("the stranger's drop", || {
-        r2.stats(id).unwrap().side_a.dropped_wrong_source == 1
+        r2.stats(id).unwrap().side_a.dropped_rejected_source == 1
     });
     r2.remove_session(id).await.unwrap();
 }
@@ -514,14 +534,15 @@ fn bad_config_is_refused() {
 async fn relatch_on_ssrc_change_moves_media_to_the_new_source() {
     let net = 108;
     let r = relay(net, 21700, 21799);
-    let (trunk1, trunk2) = (peer(net, 2), peer(net, 3));
+    // Two sources on the trunk's IP (a stranger could not re-latch).
+    let (trunk1, trunk2) = (peer(net, 2), peer(net, 2));
     let server = peer(net, 4);
     let id = SessionId(1);
     let info = r
         .create_session(
             id,
             SessionParams {
-                remote_a: None,
+                remote_a: Some(addr(&trunk1)),
                 remote_b: Some(addr(&server)),
                 options: Some(media_relay::SessionOptions {
                     relatch_on_ssrc_change: true,
@@ -599,7 +620,7 @@ async fn survives_icmp_errors_when_the_peer_port_closes() {
     assert_eq!(r.refused_since(id, Side::A).unwrap(), None);
     assert_eq!(r.stats(id).unwrap().side_a.peer_refused, 0);
     // A new upstream starts with a clean record.
-    r.switch_upstream(id, server_addr).unwrap();
+    r.switch_upstream(id, server_addr, None).unwrap();
     assert_eq!(r.refused_since(id, Side::B).unwrap(), None);
     // It comes back on the same port: media flows both ways again.
     let server = UdpSocket::bind(server_addr).expect("rebind the server port");
@@ -634,7 +655,7 @@ async fn works_without_connected_sockets_and_with_busy_polling() {
         .create_session(
             id,
             SessionParams {
-                remote_a: None,
+                remote_a: Some(addr(&trunk)),
                 remote_b: Some(addr(&server)),
                 options: None,
             },
@@ -651,7 +672,7 @@ async fn works_without_connected_sockets_and_with_busy_polling() {
     intruder.send_to(&rtp_pkt(99, 0, 1), a).unwrap();
     trunk.send_to(&rtp_pkt(20, 0, 1), a).unwrap();
     assert_eq!(rtp::seq(&recv(&server).0), 20);
-    assert_eq!(r.stats(id).unwrap().side_a.dropped_wrong_source, 1);
+    assert_eq!(r.stats(id).unwrap().side_a.dropped_rejected_source, 1);
     server.send_to(&rtp_pkt(5, 0, 2), b).unwrap();
     assert_eq!(recv(&trunk).1, a);
     r.remove_session(id).await.unwrap();
@@ -664,14 +685,16 @@ async fn reused_ports_forward_with_fresh_latching_and_drop_strays() {
     let r = relay(net, 22000, 22003);
     let (trunk1, server1) = (peer(net, 2), peer(net, 3));
     let (trunk2, server2) = (peer(net, 4), peer(net, 5));
-    let params = |server: &UdpSocket| SessionParams {
-        remote_a: None,
+    let params = |trunk: &UdpSocket, server: &UdpSocket| SessionParams {
+        remote_a: Some(addr(trunk)),
         remote_b: Some(addr(server)),
         options: None,
     };
 
     // Session 1 latches both sides (and gets connected sockets).
-    let i1 = r.create_session(SessionId(1), params(&server1)).unwrap();
+    let i1 = r
+        .create_session(SessionId(1), params(&trunk1, &server1))
+        .unwrap();
     let (a, b) = (i1.side_a.rtp_addr(), i1.side_b.rtp_addr());
     trunk1.send_to(&rtp_pkt(1, 0, 0x1), a).unwrap();
     assert_eq!(rtp::ssrc(&recv(&server1).0), 0x1);
@@ -688,7 +711,9 @@ async fn reused_ports_forward_with_fresh_latching_and_drop_strays() {
     server1.send_to(&rtp_pkt(2, 0, 0xb1), b).unwrap();
 
     // Session 2 gets the same ports, with nothing latched.
-    let i2 = r.create_session(SessionId(2), params(&server2)).unwrap();
+    let i2 = r
+        .create_session(SessionId(2), params(&trunk2, &server2))
+        .unwrap();
     assert_eq!(
         (i2.side_a, i2.side_b),
         (i1.side_a, i1.side_b),
@@ -728,7 +753,11 @@ async fn reused_ports_forward_with_fresh_latching_and_drop_strays() {
     trunk2.send_to(&rtp_pkt(101, 160, 0x2), a).unwrap();
     assert_eq!(rtp::seq(&recv(&server2).0), 101);
     eventually("the stranger's drop", || {
-        r.stats(SessionId(2)).unwrap().side_a.dropped_wrong_source == 1
+        r.stats(SessionId(2))
+            .unwrap()
+            .side_a
+            .dropped_rejected_source
+            == 1
     });
     let st = r.remove_session(SessionId(2)).await.unwrap();
     assert_eq!((st.side_a.packets, st.side_a.rtcp_packets), (2, 1));
@@ -754,7 +783,7 @@ async fn without_parking_the_sockets_are_closed_after_removal() {
             .create_session(
                 id,
                 SessionParams {
-                    remote_a: None,
+                    remote_a: Some(addr(&trunk)),
                     remote_b: Some(addr(&server)),
                     options: None,
                 },
@@ -806,4 +835,190 @@ async fn zero_release_wait_fails_at_once_instead_of_waiting() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// What a stranger spraying the relay's whole port range got out of 20
+/// calls being set up.
+#[derive(Debug)]
+struct Bleed {
+    /// Packets of the calls' audio the stranger received.
+    audio_to_stranger: usize,
+    /// The stranger's packets that reached the media server.
+    injected_into_server: usize,
+    /// Calls whose side A latched to the real trunk.
+    trunk_latched: usize,
+    /// The trunk's packets that reached the media server.
+    trunk_to_server: usize,
+    /// The server's packets that reached the trunk.
+    server_to_trunk: usize,
+}
+
+const STRANGER_SSRC: u32 = 0xbad;
+const CALLS: usize = 20;
+/// Packets each real peer sends per call once the stranger has sprayed.
+const TALK: usize = 5;
+
+/// Datagrams on `s` until `want` arrived or none came for `quiet` (every
+/// read has a deadline).
+fn collect(s: &UdpSocket, want: usize, quiet: Duration) -> Vec<Vec<u8>> {
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + DEADLINE;
+    while got.len() < want && Instant::now() < end {
+        match s.recv_from(&mut buf) {
+            Ok((n, _)) => got.push(buf[..n].to_vec()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+fn is_rtp_from(p: &[u8], ssrc: u32) -> bool {
+    p.len() >= 12 && p[1] & 0x7f == 0 && rtp::ssrc(p) == ssrc
+}
+
+/// The "RTP bleed" attack of the review against `CALLS` calls: each call
+/// is set up as the proxy does it (leg A's SDP and SIP source, then the
+/// media server's answer and its first packet), then a stranger on
+/// another address sprays every port of the range (RTP to even ports,
+/// RTCP to odd ones) before the trunk's first packet, then both real
+/// peers talk.
+fn rtp_bleed(net: u8, port_min: u16, port_max: u16, latching: Latching) -> Bleed {
+    let r = MediaRelay::new(RelayConfig {
+        local_ip: ip(net, 1),
+        port_min,
+        port_max,
+        workers: 2,
+        session_defaults: SessionOptions {
+            latching,
+            ..SessionOptions::default()
+        },
+        ..RelayConfig::default()
+    })
+    .expect("relay starts");
+    let (trunk, server, stranger) = (peer(net, 2), peer(net, 3), peer(net, 9));
+    let accounted = |c: &media_relay::RelayCounters| {
+        c.packets_relayed
+            + c.dropped_wrong_source
+            + c.dropped_rejected_source
+            + c.dropped_malformed
+            + c.dropped_no_destination
+            + c.dropped_send_error
+    };
+    let mut calls = Vec::new();
+    for n in 0..CALLS {
+        let id = SessionId(n as u64);
+        let params = SessionParams {
+            remote_a: Some(addr(&trunk)),
+            ..SessionParams::default()
+        };
+        let info = r.create_session(id, params).unwrap();
+        r.set_signalling_ip(id, Side::A, Some(ip(net, 2))).unwrap();
+        // The media server answers and starts playing at once.
+        r.set_signalling_ip(id, Side::B, Some(ip(net, 3))).unwrap();
+        r.set_remote(id, Side::B, addr(&server)).unwrap();
+        server
+            .send_to(&rtp_pkt(0, 0, 0x5e00 + n as u32), info.side_b.rtp_addr())
+            .unwrap();
+        calls.push((id, info));
+    }
+    let first = collect(&trunk, CALLS, DEADLINE);
+    let mut server_to_trunk = first.len();
+    eventually("the server's first packets", || {
+        accounted(&r.counters()) == CALLS as u64
+    });
+
+    // The spray: three rounds over the whole range.
+    let in_use: Vec<u16> = calls
+        .iter()
+        .flat_map(|(_, i)| [i.side_a, i.side_b])
+        .flat_map(|l| [l.rtp_port, l.rtcp_port])
+        .collect();
+    let mut sprayed = 0u64;
+    for round in 0..3u16 {
+        for port in port_min..=port_max {
+            let p = if port % 2 == 0 {
+                rtp_pkt(round, 0, STRANGER_SSRC)
+            } else {
+                rr(STRANGER_SSRC)
+            };
+            let _ = stranger.send_to(&p, SocketAddr::new(ip(net, 1), port));
+            sprayed += u64::from(in_use.contains(&port));
+        }
+    }
+    eventually("the spray judged", || {
+        accounted(&r.counters()) == CALLS as u64 + sprayed
+    });
+
+    // The real peers talk.
+    for (n, (_, info)) in calls.iter().enumerate() {
+        for seq in 1..=TALK as u16 {
+            trunk
+                .send_to(&rtp_pkt(seq, 0, 0xa000 + n as u32), info.side_a.rtp_addr())
+                .unwrap();
+            server
+                .send_to(&rtp_pkt(seq, 0, 0x5e00 + n as u32), info.side_b.rtp_addr())
+                .unwrap();
+        }
+    }
+    let quiet = Duration::from_millis(500);
+    let at_server = collect(&server, CALLS * TALK, quiet);
+    server_to_trunk += collect(&trunk, CALLS * TALK, quiet).len();
+    // Whatever was forwarded to the stranger is in its socket by now.
+    let at_stranger = collect(&stranger, usize::MAX, quiet);
+    let trunk_latched = calls
+        .iter()
+        .filter(|(id, _)| r.session_snapshot(*id).unwrap().side_a.latched_rtp == Some(addr(&trunk)))
+        .count();
+    Bleed {
+        audio_to_stranger: at_stranger
+            .iter()
+            .filter(|p| p.len() >= 12 && !is_rtp_from(p, STRANGER_SSRC))
+            .count(),
+        injected_into_server: at_server
+            .iter()
+            .filter(|p| is_rtp_from(p, STRANGER_SSRC))
+            .count(),
+        trunk_latched,
+        trunk_to_server: at_server
+            .iter()
+            .filter(|p| p.len() >= 12 && rtp::ssrc(p) >> 12 == 0xa)
+            .count(),
+        server_to_trunk,
+    }
+}
+
+/// The stranger gets nothing and injects nothing; every call's audio
+/// flows between its real peers, who keep their latches.
+fn assert_no_bleed(b: &Bleed) {
+    assert_eq!(b.audio_to_stranger, 0, "{b:?}");
+    assert_eq!(b.injected_into_server, 0, "{b:?}");
+    assert_eq!(b.trunk_latched, CALLS, "{b:?}");
+    assert_eq!(b.trunk_to_server, CALLS * TALK, "{b:?}");
+    assert_eq!(b.server_to_trunk, CALLS * (1 + TALK), "{b:?}");
+}
+
+#[test]
+fn a_port_range_spray_during_set_up_gets_nothing_with_signalled_ip_latching() {
+    let b = rtp_bleed(114, 22300, 22399, Latching::SignalledIp);
+    eprintln!("signalled-ip: {b:?}");
+    assert_no_bleed(&b);
+}
+
+#[test]
+fn a_port_range_spray_during_set_up_gets_nothing_with_strict_latching() {
+    let b = rtp_bleed(115, 22400, 22499, Latching::Strict);
+    eprintln!("strict: {b:?}");
+    assert_no_bleed(&b);
+}
+
+/// The attack works against first-packet latching: the same test, failing.
+#[test]
+fn a_port_range_spray_during_set_up_takes_the_calls_with_any_latching() {
+    let b = rtp_bleed(116, 22500, 22599, Latching::Any);
+    eprintln!("any: {b:?}");
+    assert!(b.audio_to_stranger > 0, "{b:?}");
+    assert!(b.injected_into_server > 0, "{b:?}");
+    assert!(b.trunk_latched < CALLS, "{b:?}");
 }

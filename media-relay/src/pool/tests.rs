@@ -14,7 +14,7 @@ fn pair_count_rounds_to_even_and_needs_room_for_rtcp() {
 
 #[test]
 fn allocates_even_ports_in_order_then_exhausts() {
-    let mut p = PortPool::new(10001, 10007);
+    let mut p = PortPool::new(10001, 10007).in_fifo_order();
     assert_eq!(p.total_pairs(), 3);
     assert_eq!(p.allocate(), Some(10002));
     assert_eq!(p.allocate(), Some(10004));
@@ -25,7 +25,7 @@ fn allocates_even_ports_in_order_then_exhausts() {
 
 #[test]
 fn freed_pair_is_reused_last() {
-    let mut p = PortPool::new(10000, 10007);
+    let mut p = PortPool::new(10000, 10007).in_fifo_order();
     let a = p.allocate().unwrap();
     let b = p.allocate().unwrap();
     p.release(a);
@@ -40,7 +40,7 @@ fn freed_pair_is_reused_last() {
 
 #[test]
 fn reserve_specific_pair_and_skip_its_stale_queue_entry() {
-    let mut p = PortPool::new(10000, 10005);
+    let mut p = PortPool::new(10000, 10005).in_fifo_order();
     assert_eq!(p.reserve(10002), Ok(()));
     assert!(p.reserve(10002).is_err());
     assert!(p.reserve(10003).is_err(), "odd port");
@@ -56,7 +56,7 @@ fn reserve_specific_pair_and_skip_its_stale_queue_entry() {
 
 #[test]
 fn double_release_is_harmless() {
-    let mut p = PortPool::new(10000, 10003);
+    let mut p = PortPool::new(10000, 10003).in_fifo_order();
     let a = p.allocate().unwrap();
     p.release(a);
     p.release(a);
@@ -70,7 +70,8 @@ fn double_release_is_harmless() {
 #[test]
 fn parked_payload_comes_back_with_its_pair_preferably_at_home() {
     // 8 pairs, homes 0 and 1, room for 3 payloads.
-    let mut p: PortPool<&str> = PortPool::with_parking(10000, 10015, 3, 2, Duration::MAX);
+    let mut p: PortPool<&str> =
+        PortPool::with_parking(10000, 10015, 3, 2, Duration::MAX).in_fifo_order();
     let ports: Vec<u16> = (0..8).map(|_| p.take(Some(0)).unwrap().0).collect();
     assert_eq!(
         ports,
@@ -99,7 +100,8 @@ fn parked_payload_comes_back_with_its_pair_preferably_at_home() {
 
 #[test]
 fn a_young_pair_at_home_waits_behind_old_ones_elsewhere() {
-    let mut p: PortPool<u8> = PortPool::with_parking(10000, 10015, 8, 2, Duration::MAX);
+    let mut p: PortPool<u8> =
+        PortPool::with_parking(10000, 10015, 8, 2, Duration::MAX).in_fifo_order();
     for _ in 0..8 {
         p.take(None).unwrap();
     }
@@ -122,7 +124,7 @@ fn a_young_pair_at_home_waits_behind_old_ones_elsewhere() {
 
 #[test]
 fn a_releasing_pair_is_neither_free_nor_reservable() {
-    let mut p = PortPool::new(10000, 10003);
+    let mut p = PortPool::new(10000, 10003).in_fifo_order();
     let a = p.allocate().unwrap();
     p.mark_releasing(a);
     assert_eq!(p.releasing_pairs(), 1);
@@ -137,7 +139,8 @@ fn a_releasing_pair_is_neither_free_nor_reservable() {
 
 #[test]
 fn unpark_takes_payloads_of_free_pairs_only_and_leaves_them_free() {
-    let mut p: PortPool<&str> = PortPool::with_parking(10000, 10007, 4, 1, Duration::MAX);
+    let mut p: PortPool<&str> =
+        PortPool::with_parking(10000, 10007, 4, 1, Duration::MAX).in_fifo_order();
     for _ in 0..4 {
         p.take(Some(0)).unwrap();
     }
@@ -160,7 +163,8 @@ fn unpark_takes_payloads_of_free_pairs_only_and_leaves_them_free() {
 fn a_rested_pair_parked_at_home_goes_before_fresh_ones() {
     // 8 pairs, 2 used and parked at home 0; 6 never used (older by
     // release order). Rested: the parked ones are taken first.
-    let mut p: PortPool<u8> = PortPool::with_parking(10000, 10015, 8, 1, Duration::ZERO);
+    let mut p: PortPool<u8> =
+        PortPool::with_parking(10000, 10015, 8, 1, Duration::ZERO).in_fifo_order();
     let a = p.take(Some(0)).unwrap().0;
     let b = p.take(Some(0)).unwrap().0;
     p.give_back(a, Some(1), 0);
@@ -169,8 +173,57 @@ fn a_rested_pair_parked_at_home_goes_before_fresh_ones() {
     assert_eq!(p.take(Some(0)), Some((b, Some(2))));
     assert_eq!(p.take(Some(0)), Some((10004, None)));
     // Not rested yet: the fresh pairs go first.
-    let mut p: PortPool<u8> = PortPool::with_parking(10000, 10015, 8, 1, Duration::from_secs(60));
+    let mut p: PortPool<u8> =
+        PortPool::with_parking(10000, 10015, 8, 1, Duration::from_secs(60)).in_fifo_order();
     let a = p.take(Some(0)).unwrap().0;
     p.give_back(a, Some(1), 0);
     assert_eq!(p.take(Some(0)), Some((10002, None)));
+}
+
+#[test]
+fn consecutive_allocations_are_random_not_sequential() {
+    // 1,000 pairs; 20 calls' worth of allocations.
+    let take20 = || {
+        let mut p = PortPool::new(20000, 21999);
+        (0..20).map(|_| p.allocate().unwrap()).collect::<Vec<u16>>()
+    };
+    let ports = take20();
+    let next_pair = ports.windows(2).filter(|w| w[1] == w[0] + 2).count();
+    // Random: a neighbour about 1 time in 500; in order: 19 of 19.
+    assert!(next_pair <= 3, "{next_pair} of 19 sequential: {ports:?}");
+    // Not a fixed order either: a restarted relay hands out other ports.
+    assert_ne!(ports, take20());
+}
+
+#[test]
+fn random_order_keeps_a_freed_pair_behind_half_of_those_freed_before_it() {
+    let mut p = PortPool::new(20000, 20199);
+    let order: Vec<u16> = (0..100).map(|_| p.allocate().unwrap()).collect();
+    assert_eq!(p.allocate(), None);
+    for &port in &order {
+        p.release(port);
+    }
+    // The pair freed j-th can go at take t only once j - t < (100 - t) / 2:
+    // within 50 takes, never one of the 25 freed last.
+    let young = &order[75..];
+    for _ in 0..50 {
+        let port = p.allocate().unwrap();
+        assert!(!young.contains(&port), "{port} reused too early");
+    }
+    assert_eq!(p.free_pairs(), 50);
+}
+
+#[test]
+fn random_order_skips_stale_entries_and_hands_out_every_pair_once() {
+    let mut p = PortPool::new(20000, 20399);
+    // Reserved directly: their queue entries go stale.
+    for port in [20000, 20010, 20100, 20398] {
+        p.reserve(port).unwrap();
+    }
+    let mut got: Vec<u16> = std::iter::from_fn(|| p.allocate()).collect();
+    assert_eq!(got.len(), 196);
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 196);
+    assert!(!got.contains(&20010));
 }

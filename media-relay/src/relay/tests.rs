@@ -108,7 +108,7 @@ async fn parked_pairs_move_to_the_worker_of_their_next_session() {
     let worker_of = |id| lock(&r.registry).sessions[&SessionId(id)].worker;
     for id in 1..=3 {
         let params = SessionParams {
-            remote_a: None,
+            remote_a: Some(trunk.local_addr().unwrap()),
             remote_b: Some(server.local_addr().unwrap()),
             options: None,
         };

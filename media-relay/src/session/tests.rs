@@ -8,14 +8,26 @@ fn addr(last: u8, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port)
 }
 
+/// Leg A: SDP 127.0.0.10:5000, SIP from 127.0.0.11 (behind NAT, its
+/// public address). Leg B: SDP 127.0.0.20:6000, SIP from the same IP.
 fn session(options: SessionOptions) -> SessionState {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    SessionState::new(
+    let mut s = SessionState::new(
         SessionId(1),
         options,
         SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000))),
         SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000))),
-    )
+    );
+    s.set_signalling_ip(Side::A, Some(addr(11, 0).ip()));
+    s.set_signalling_ip(Side::B, Some(addr(20, 0).ip()));
+    s
+}
+
+fn with_latching(latching: Latching) -> SessionOptions {
+    SessionOptions {
+        latching,
+        ..SessionOptions::default()
+    }
 }
 
 fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
@@ -29,6 +41,7 @@ fn send(s: &mut SessionState, side: Side, port: Port, p: &mut [u8], src: SocketA
 const FWD: Verdict = Verdict::Forward;
 const WRONG: Verdict = Verdict::Drop(DropReason::WrongSource);
 const BAD: Verdict = Verdict::Drop(DropReason::Malformed);
+const REJECTED: Verdict = Verdict::Drop(DropReason::RejectedSource);
 
 #[test]
 fn first_packet_latches_and_becomes_the_destination() {
@@ -107,7 +120,8 @@ fn malformed_packets_are_dropped_before_latching() {
 
 #[test]
 fn relatch_on_ssrc_change_is_optional() {
-    let (first, second) = (addr(10, 5000), addr(12, 5000));
+    // Both on the SDP's IP: either may latch.
+    let (first, second) = (addr(10, 5000), addr(10, 5002));
     let mut strict = session(SessionOptions::default());
     send(&mut strict, Side::A, Port::Rtp, &mut rtp(1, 1), first);
     assert_eq!(
@@ -137,6 +151,18 @@ fn relatch_on_ssrc_change_is_optional() {
         send(&mut loose, Side::A, Port::Rtp, &mut rtp(2, 2), first),
         WRONG
     );
+    // A new SSRC from a source that may not latch moves nothing.
+    assert_eq!(
+        send(
+            &mut loose,
+            Side::A,
+            Port::Rtp,
+            &mut rtp(1, 3),
+            addr(99, 5000)
+        ),
+        REJECTED
+    );
+    assert_eq!(loose.sides[0].latched_rtp, Some(second));
 }
 
 #[test]
@@ -163,7 +189,7 @@ fn switch_upstream_refuses_the_old_server_and_continues_the_stream() {
             FWD
         );
     }
-    s.switch_upstream(new);
+    s.switch_upstream(new, None);
     assert_eq!(s.upstream_switches, 1);
     assert_eq!(s.destination(Side::A, Port::Rtp), Some(new));
     assert_eq!(s.destination(Side::A, Port::Rtcp), Some(addr(21, 8001)));
@@ -172,7 +198,7 @@ fn switch_upstream_refuses_the_old_server_and_continues_the_stream() {
     // A late packet of the old server cannot latch.
     assert_eq!(
         send(&mut s, Side::B, Port::Rtp, &mut rtp(4, 0xaaaa), old),
-        WRONG
+        REJECTED
     );
     let mut p = rtp(900, 0xbbbb);
     assert_eq!(send(&mut s, Side::B, Port::Rtp, &mut p, new), FWD);
@@ -181,7 +207,7 @@ fn switch_upstream_refuses_the_old_server_and_continues_the_stream() {
     assert_eq!(s.sides[1].latched_rtp, Some(new));
 
     // Switching back to the first server un-refuses it.
-    s.switch_upstream(old);
+    s.switch_upstream(old, None);
     assert!(!s.sides[1].refused_sources.contains(&old));
     assert!(s.sides[1].refused_sources.contains(&new));
     let mut p = rtp(50, 0xcccc);
@@ -202,7 +228,7 @@ fn switch_without_continuity_passes_the_new_stream_through() {
         &mut rtp(1, 0xaaaa),
         addr(20, 6000),
     );
-    s.switch_upstream(addr(21, 8000));
+    s.switch_upstream(addr(21, 8000), None);
     let mut p = rtp(900, 0xbbbb);
     assert_eq!(
         send(&mut s, Side::B, Port::Rtp, &mut p, addr(21, 8000)),
@@ -215,7 +241,7 @@ fn switch_without_continuity_passes_the_new_stream_through() {
 fn refused_list_is_bounded() {
     let mut s = session(SessionOptions::default());
     for i in 0..20u16 {
-        s.switch_upstream(addr(30, 10000 + 2 * i));
+        s.switch_upstream(addr(30, 10000 + 2 * i), None);
     }
     assert!(s.sides[1].refused_sources.len() <= MAX_REFUSED);
 }
@@ -225,7 +251,7 @@ fn snapshot_round_trip_keeps_addresses_and_continuity() {
     let mut s = session(SessionOptions::default());
     send(&mut s, Side::A, Port::Rtp, &mut rtp(1, 1), addr(11, 40000));
     send(&mut s, Side::B, Port::Rtp, &mut rtp(1, 2), addr(20, 6000));
-    s.switch_upstream(addr(21, 8000));
+    s.switch_upstream(addr(21, 8000), Some(addr(21, 0).ip()));
     send(&mut s, Side::B, Port::Rtp, &mut rtp(77, 3), addr(21, 8000));
     let snap = s.snapshot();
     assert_eq!(snap.upstream, Some(addr(21, 8000)));
@@ -236,4 +262,179 @@ fn snapshot_round_trip_keeps_addresses_and_continuity() {
     let restored = SessionState::from_snapshot(&back);
     assert_eq!(restored.snapshot(), snap);
     assert_eq!(restored.info(), s.info());
+}
+
+/// The latching decision, per mode, for leg A of `session`: SDP
+/// 127.0.0.10:5000, SIP from 127.0.0.11.
+#[test]
+fn may_latch_follows_the_mode() {
+    let side = session(SessionOptions::default()).sides[0].clone();
+    let (sdp, sdp_other_port, nat, stranger) = (
+        addr(10, 5000),
+        addr(10, 5002),
+        addr(11, 40000),
+        addr(99, 5000),
+    );
+    let may = |mode, port, src| side.may_latch(mode, port, src);
+    use Latching::*;
+    // strict: exactly the SDP's RTP address; RTCP: its RTCP address.
+    assert!(may(Strict, Port::Rtp, sdp));
+    assert!(!may(Strict, Port::Rtp, sdp_other_port));
+    assert!(!may(Strict, Port::Rtp, nat));
+    assert!(!may(Strict, Port::Rtp, stranger));
+    assert!(may(Strict, Port::Rtcp, addr(10, 5001)));
+    assert!(!may(Strict, Port::Rtcp, sdp));
+    // signalled-ip: any port on the SDP's IP or on the SIP source IP.
+    for port in [Port::Rtp, Port::Rtcp] {
+        assert!(may(SignalledIp, port, sdp));
+        assert!(may(SignalledIp, port, sdp_other_port));
+        assert!(may(SignalledIp, port, nat));
+        assert!(!may(SignalledIp, port, stranger));
+    }
+    // any: everyone.
+    assert!(may(Any, Port::Rtp, stranger));
+    assert!(may(Any, Port::Rtcp, stranger));
+
+    // a=rtcp elsewhere: strict follows it; its IP counts as signalled.
+    let mut rtcp_elsewhere = side.clone();
+    rtcp_elsewhere.remote_rtcp = Some(addr(12, 7000));
+    assert!(rtcp_elsewhere.may_latch(Strict, Port::Rtcp, addr(12, 7000)));
+    assert!(!rtcp_elsewhere.may_latch(Strict, Port::Rtcp, addr(10, 5001)));
+    assert!(rtcp_elsewhere.may_latch(SignalledIp, Port::Rtp, addr(12, 1)));
+
+    // Nothing signalled yet: only `any` lets anyone latch.
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let unknown = SideState::new(LocalPorts::new(ip, 20000), None);
+    assert!(!unknown.may_latch(Strict, Port::Rtp, sdp));
+    assert!(!unknown.may_latch(SignalledIp, Port::Rtp, sdp));
+    assert!(unknown.may_latch(Any, Port::Rtp, sdp));
+
+    // A refused source (a server the call moved away from) never latches.
+    let mut refused = side.clone();
+    refused.refused_sources.push(sdp);
+    for mode in [Strict, SignalledIp, Any] {
+        assert!(!refused.may_latch(mode, Port::Rtp, sdp), "{mode:?}");
+    }
+    assert!(refused.may_latch(SignalledIp, Port::Rtp, sdp_other_port));
+
+    // IPv4-mapped IPv6 sources are the same address.
+    let mapped = SocketAddr::new("::ffff:127.0.0.10".parse().unwrap(), 5000);
+    assert!(may(Strict, Port::Rtp, mapped));
+    assert!(may(SignalledIp, Port::Rtp, mapped));
+}
+
+#[test]
+fn a_stranger_first_cannot_latch_and_the_real_peer_still_can() {
+    let stranger = addr(99, 5000);
+    for mode in [Latching::Strict, Latching::SignalledIp] {
+        let mut s = session(with_latching(mode));
+        for seq in 0..5 {
+            let mut p = rtp(seq, 0xbad);
+            assert_eq!(send(&mut s, Side::A, Port::Rtp, &mut p, stranger), REJECTED);
+            assert_eq!(send(&mut s, Side::B, Port::Rtp, &mut p, stranger), REJECTED);
+        }
+        assert_eq!(
+            (s.sides[0].latched_rtp, s.sides[1].latched_rtp),
+            (None, None)
+        );
+        // Media toward the sides still goes to the SDP addresses.
+        assert_eq!(s.destination(Side::B, Port::Rtp), Some(addr(10, 5000)));
+        assert_eq!(s.destination(Side::A, Port::Rtp), Some(addr(20, 6000)));
+        assert_eq!(
+            send(&mut s, Side::A, Port::Rtp, &mut rtp(1, 7), addr(10, 5000)),
+            FWD
+        );
+        assert_eq!(s.sides[0].latched_rtp, Some(addr(10, 5000)));
+        // Once latched, the stranger is still rejected (not "wrong").
+        assert_eq!(
+            send(&mut s, Side::A, Port::Rtp, &mut rtp(2, 0xbad), stranger),
+            REJECTED
+        );
+        let st = s.stats(Instant::now());
+        assert_eq!(st.side_a.dropped_rejected_source, 6, "{mode:?}");
+        assert_eq!(st.side_b.dropped_rejected_source, 5, "{mode:?}");
+        assert_eq!(st.side_a.packets, 1);
+    }
+    // The old behaviour, kept as `any`: the stranger takes the stream.
+    let mut s = session(with_latching(Latching::Any));
+    assert_eq!(
+        send(&mut s, Side::A, Port::Rtp, &mut rtp(0, 0xbad), stranger),
+        FWD
+    );
+    assert_eq!(s.destination(Side::B, Port::Rtp), Some(stranger));
+    assert_eq!(
+        send(&mut s, Side::A, Port::Rtp, &mut rtp(1, 7), addr(10, 5000)),
+        WRONG
+    );
+}
+
+#[test]
+fn strict_latching_refuses_the_nat_address_that_signalled_ip_accepts() {
+    let nat = addr(11, 40000);
+    let mut strict = session(with_latching(Latching::Strict));
+    assert_eq!(
+        send(&mut strict, Side::A, Port::Rtp, &mut rtp(1, 7), nat),
+        REJECTED
+    );
+    let mut signalled = session(with_latching(Latching::SignalledIp));
+    assert_eq!(
+        send(&mut signalled, Side::A, Port::Rtp, &mut rtp(1, 7), nat),
+        FWD
+    );
+    assert_eq!(signalled.destination(Side::B, Port::Rtp), Some(nat));
+}
+
+#[test]
+fn after_a_move_only_the_new_servers_addresses_may_latch() {
+    let mut s = session(SessionOptions::default());
+    let (old, new_sdp, new_sip) = (addr(20, 6000), addr(21, 8000), addr(22, 0).ip());
+    send(&mut s, Side::B, Port::Rtp, &mut rtp(1, 0xaaaa), old);
+    s.switch_upstream(new_sdp, Some(new_sip));
+    // Latching is open again, but not to strangers...
+    assert_eq!(
+        send(
+            &mut s,
+            Side::B,
+            Port::Rtp,
+            &mut rtp(2, 0xbad),
+            addr(99, 8000)
+        ),
+        REJECTED
+    );
+    // ...nor to the old server, on any port of its IP (its SIP IP is no
+    // longer the peer's).
+    assert_eq!(
+        send(
+            &mut s,
+            Side::B,
+            Port::Rtp,
+            &mut rtp(2, 0xaaaa),
+            addr(20, 6100)
+        ),
+        REJECTED
+    );
+    assert_eq!(s.sides[1].latched_rtp, None);
+    // The new server, sending from its SIP address (not its SDP's): ok.
+    let from = SocketAddr::new(new_sip, 9000);
+    assert_eq!(
+        send(&mut s, Side::B, Port::Rtp, &mut rtp(3, 0xcccc), from),
+        FWD
+    );
+    assert_eq!(s.sides[1].latched_rtp, Some(from));
+    assert_eq!(s.sides[1].signalling_ip, Some(new_sip));
+}
+
+#[test]
+fn snapshots_from_before_latching_modes_still_decode() {
+    let snap = session(SessionOptions::default()).snapshot();
+    let mut json: serde_json::Value = serde_json::to_value(&snap).unwrap();
+    // What an older node sends: no latching mode, no SIP source IPs.
+    json["options"].as_object_mut().unwrap().remove("latching");
+    for side in ["side_a", "side_b"] {
+        json[side].as_object_mut().unwrap().remove("signalling_ip");
+    }
+    let old: SessionSnapshot = serde_json::from_value(json).unwrap();
+    assert_eq!(old.options.latching, Latching::SignalledIp);
+    assert_eq!(old.side_a.signalling_ip, None);
+    assert_eq!(old.side_a.remote_rtp, snap.side_a.remote_rtp);
 }
