@@ -118,6 +118,13 @@ pub struct MediaConfig {
     /// Relay worker threads; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
+    /// Which sources may latch a call's media (`"strict"`: exactly the SDP
+    /// address; `"signalled-ip"`: any port on the SDP's IP or on the leg's
+    /// SIP source IP; `"any"`: the first packet from anyone, which lets a
+    /// stranger spraying the port range take calls). New calls follow a
+    /// SIGHUP reload.
+    #[serde(default)]
+    pub latching: media_relay::Latching,
 }
 
 #[derive(Debug, Clone, Deserialize)]

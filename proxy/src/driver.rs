@@ -321,9 +321,19 @@ impl Driver {
                 }
             }
             Action::CreateMedia { call, session } => {
+                // The latching mode of the configuration in force (a SIGHUP
+                // reload changes it for new calls).
+                let options = media_relay::SessionOptions {
+                    latching: self.config.media.latching,
+                    ..self.relay.config().session_defaults
+                };
+                let params = SessionParams {
+                    options: Some(options),
+                    ..SessionParams::default()
+                };
                 let result = self
                     .relay
-                    .create_session(session, SessionParams::default())
+                    .create_session(session, params)
                     .map_err(|e| e.to_string());
                 return Some(Event::MediaCreated { call, result });
             }
@@ -331,13 +341,24 @@ impl Driver {
                 session,
                 side,
                 addr,
+                sip_source,
             } => {
-                if let Err(e) = self.relay.set_remote(session, side, addr) {
+                // The SIP source first: from then on the new SDP address
+                // and the NATed source may both latch.
+                let told = self
+                    .relay
+                    .set_signalling_ip(session, side, sip_source)
+                    .and_then(|()| self.relay.set_remote(session, side, addr));
+                if let Err(e) = told {
                     tracing::warn!(%session, error = %e, "relay not told the peer's address");
                 }
             }
-            Action::SwitchUpstream { session, addr } => {
-                if let Err(e) = self.relay.switch_upstream(session, addr) {
+            Action::SwitchUpstream {
+                session,
+                addr,
+                sip_source,
+            } => {
+                if let Err(e) = self.relay.switch_upstream(session, addr, sip_source) {
                     tracing::warn!(%session, error = %e, "relay not switched to the new server");
                 }
             }

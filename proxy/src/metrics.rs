@@ -143,6 +143,11 @@ pub fn relay(c: &RelayCounters) {
         .absolute(c.dropped_no_destination);
     counter!("tandem_rtp_packets_dropped_total", "reason" => "send_error")
         .absolute(c.dropped_send_error);
+    // Packets from sources `media.latching` does not let latch: strangers
+    // (a port-range spray shows here), or a server a call moved away from.
+    counter!("tandem_relay_rejected_packets_total").absolute(c.dropped_rejected_source);
+    counter!("tandem_rtp_packets_dropped_total", "reason" => "rejected_source")
+        .absolute(c.dropped_rejected_source);
     gauge!("tandem_media_port_pairs_free").set(c.port_pairs_free as f64);
 }
 

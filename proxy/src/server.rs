@@ -43,6 +43,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         freebind,
         session_defaults: media_relay::SessionOptions {
             continuity: config.survival.continuity,
+            latching: config.media.latching,
             ..media_relay::SessionOptions::default()
         },
         // The engine never waits for ports: a call that finds none gets

@@ -609,12 +609,19 @@ impl Machine {
         let call = self.store.get(id).ok_or_else(no_media)?;
         let info = call.media_info.ok_or_else(no_media)?;
         let session = SessionId(call.media);
+        // Where that leg's SIP comes from: the trunk's source address, the
+        // media server's (member) address.
+        let sip_source = match from {
+            Side::A => Some(call.a.source.ip()),
+            Side::B => self.member(call.b.member).map(|m| m.address.ip()),
+        };
         let (sdp, remote) = crate::media::rewrite_sdp(&info, from, body)?;
         if let Some(addr) = remote {
             self.out.push(Action::SetRemote {
                 session,
                 side: from,
                 addr,
+                sip_source,
             });
         }
         Ok(sdp)

@@ -2,7 +2,7 @@
 //! handled and handed over in order.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use media_relay::{SessionId, Side};
@@ -33,16 +33,21 @@ pub enum Action {
     /// Open the relay session of a new call (both sides' ports); the
     /// answer comes back as `Event::MediaCreated`.
     CreateMedia { call: u64, session: SessionId },
-    /// The relay learns where `side`'s peer wants RTP (from its SDP).
+    /// The relay learns where `side`'s peer wants RTP (from its SDP) and
+    /// the IP that leg's SIP comes from (`sip_source`: a peer behind NAT
+    /// sends its RTP from there; the relay's latching allows it).
     SetRemote {
         session: SessionId,
         side: Side,
         addr: SocketAddr,
+        sip_source: Option<IpAddr>,
     },
-    /// Leg B's RTP now goes to (and comes from) a new media server.
+    /// Leg B's RTP now goes to (and comes from) a new media server, whose
+    /// SIP comes from `sip_source`.
     SwitchUpstream {
         session: SessionId,
         addr: SocketAddr,
+        sip_source: Option<IpAddr>,
     },
     /// Close a call's relay session (after its CDR, if any, was written).
     RemoveMedia { session: SessionId },

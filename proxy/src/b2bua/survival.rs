@@ -346,8 +346,13 @@ impl Machine {
             call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
         }
         self.send_leg_b_ack(id, None);
+        let sip_source = self.member(member).map(|m| m.address.ip());
         match new_addr {
-            Some(addr) => self.out.push(Action::SwitchUpstream { session, addr }),
+            Some(addr) => self.out.push(Action::SwitchUpstream {
+                session,
+                addr,
+                sip_source,
+            }),
             None => tracing::warn!(
                 call = id,
                 "relay not switched to the new server: the answer has no RTP address"

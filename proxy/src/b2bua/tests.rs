@@ -52,6 +52,8 @@ struct Lab {
     sent: Vec<(ClientKey, Message, Target)>,
     /// Responses Tandem sent on leg A.
     responses: Vec<Message>,
+    /// Every action, in full.
+    actions: Vec<Action>,
 }
 
 impl Lab {
@@ -88,6 +90,7 @@ impl Lab {
             idle,
             sent: Vec::new(),
             responses: Vec::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -99,6 +102,7 @@ impl Lab {
     fn on(&mut self, event: Event) -> Vec<String> {
         let wall = 1_000_000 + (self.now - self.start).as_millis() as u64;
         let actions = self.m.on(event, self.now, wall);
+        self.actions.extend(actions.iter().cloned());
         actions.iter().map(|a| self.note(a)).collect()
     }
 
@@ -1119,4 +1123,66 @@ fn without_a_fallback_a_group_with_no_member_left_answers_503() {
         }
     }
     panic!("no 503 after both members failed");
+}
+
+/// The relay's latching lets a leg's RTP come from the IP its SIP comes
+/// from (a peer behind NAT): every SDP address it learns comes with that
+/// leg's SIP source, and a move with the new server's.
+#[test]
+fn the_relay_learns_each_legs_sip_source_with_its_sdp_and_on_a_move() {
+    let mut lab = Lab::new();
+    lab.call("c1");
+    // MS1's SDP names another host than MS1's SIP address.
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.50", 16000)));
+    lab.ack_from_trunk("c1");
+    let ip = |s: &str| Some(addr(s).ip());
+    let remotes: Vec<_> = lab
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetRemote {
+                side,
+                addr,
+                sip_source,
+                ..
+            } => Some((*side, *addr, *sip_source)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        remotes,
+        [
+            (Side::A, addr("127.0.0.9:40000"), ip(TRUNK)),
+            (Side::B, addr("127.0.0.50:16000"), ip(MS1)),
+        ]
+    );
+
+    // MS1 fails; the call resumes on MS2.
+    for _ in 0..2 {
+        lab.on(Event::Probes);
+        lab.answer_probe(MS2);
+        let (key, _, _) = lab.probe_to(MS1);
+        lab.on(Event::Tu(TuEvent::Timeout {
+            key: TransactionKey::Client(key),
+            timer: sipcore::transaction::Timer::F,
+        }));
+        lab.advance(1000);
+    }
+    lab.on(Event::SurvivalTick);
+    lab.advance(100);
+    lab.on(Event::SurvivalTick);
+    let (_, _, target) = lab.last("INVITE");
+    assert_eq!(target.addr, addr(MS2));
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.60", 18000)));
+    let switched: Vec<_> = lab
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SwitchUpstream {
+                addr, sip_source, ..
+            } => Some((*addr, *sip_source)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(switched, [(addr("127.0.0.60:18000"), ip(MS2))]);
 }

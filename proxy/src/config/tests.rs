@@ -292,3 +292,29 @@ fn dns_errors_name_the_key() {
     let e = error(format!("{EXAMPLE}\n[dns]\nserver = [\"127.0.0.53:53\"]\n"));
     assert!(e.contains("server"), "unknown key named: {e}");
 }
+
+#[test]
+fn media_latching_defaults_to_signalled_ip_and_names_the_choices() {
+    let without = EXAMPLE.replace("latching = \"signalled-ip\"\n", "");
+    assert_ne!(without, EXAMPLE, "the example documents the key");
+    assert_eq!(
+        parse(&without).unwrap().media.latching,
+        media_relay::Latching::SignalledIp
+    );
+    for (value, mode) in [
+        ("strict", media_relay::Latching::Strict),
+        ("signalled-ip", media_relay::Latching::SignalledIp),
+        ("any", media_relay::Latching::Any),
+    ] {
+        let text = EXAMPLE.replace("\"signalled-ip\"", &format!("\"{value}\""));
+        assert_eq!(parse(&text).unwrap().media.latching, mode);
+    }
+    let text = EXAMPLE.replace("\"signalled-ip\"", "\"first-come\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("tandem.toml:"), "{err}");
+    assert!(
+        err.contains("latching") && err.contains("first-come"),
+        "{err}"
+    );
+    assert!(err.contains("strict") && err.contains("any"), "{err}");
+}
