@@ -240,6 +240,26 @@ impl Lab {
         }))
     }
 
+    /// MS1's keepalives time out twice (failures_to_down = 2): its
+    /// answered calls are queued for a resume on MS2. Resumes are paced by
+    /// a token bucket filled on the survival tick: the actions of the tick
+    /// that sends the first.
+    fn fail_ms1(&mut self) -> Vec<String> {
+        for _ in 0..2 {
+            self.on(Event::Probes);
+            self.answer_probe(MS2);
+            let (key, _, _) = self.probe_to(MS1);
+            self.on(Event::Tu(TuEvent::Timeout {
+                key: TransactionKey::Client(key),
+                timer: sipcore::transaction::Timer::F,
+            }));
+            self.advance(1000);
+        }
+        self.on(Event::SurvivalTick);
+        self.advance(100);
+        self.on(Event::SurvivalTick)
+    }
+
     /// A call answered and confirmed on both legs, on MS1.
     fn answered_call(&mut self, call_id: &str) {
         self.call(call_id);
@@ -511,22 +531,7 @@ fn a_call_without_media_ports_gets_503_and_leaves_nothing() {
 fn bye_while_the_call_is_moving_cancels_the_ringing_resume() {
     let mut lab = Lab::new();
     lab.answered_call("c1");
-    // MS1's keepalives time out twice (failures_to_down = 2): its
-    // answered call is queued for a resume on MS2.
-    for _ in 0..2 {
-        lab.on(Event::Probes);
-        lab.answer_probe(MS2);
-        let (key, _, _) = lab.probe_to(MS1);
-        lab.on(Event::Tu(TuEvent::Timeout {
-            key: TransactionKey::Client(key),
-            timer: sipcore::transaction::Timer::F,
-        }));
-        lab.advance(1000);
-    }
-    // Resumes are paced by a token bucket filled on the survival tick.
-    lab.on(Event::SurvivalTick);
-    lab.advance(100);
-    let resume = lab.on(Event::SurvivalTick);
+    let resume = lab.fail_ms1();
     assert!(
         resume.contains(&format!("send INVITE to {MS2}")),
         "{resume:?}"
@@ -1158,19 +1163,7 @@ fn the_relay_learns_each_legs_sip_source_with_its_sdp_and_on_a_move() {
     );
 
     // MS1 fails; the call resumes on MS2.
-    for _ in 0..2 {
-        lab.on(Event::Probes);
-        lab.answer_probe(MS2);
-        let (key, _, _) = lab.probe_to(MS1);
-        lab.on(Event::Tu(TuEvent::Timeout {
-            key: TransactionKey::Client(key),
-            timer: sipcore::transaction::Timer::F,
-        }));
-        lab.advance(1000);
-    }
-    lab.on(Event::SurvivalTick);
-    lab.advance(100);
-    lab.on(Event::SurvivalTick);
+    lab.fail_ms1();
     let (_, _, target) = lab.last("INVITE");
     assert_eq!(target.addr, addr(MS2));
     lab.answer("INVITE", 200, Some(&sdp("127.0.0.60", 18000)));
