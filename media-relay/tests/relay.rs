@@ -57,6 +57,21 @@ fn rr(ssrc: u32) -> Vec<u8> {
     p
 }
 
+/// A session whose sides' SDP name `trunk` and `server`.
+fn session_between(
+    r: &MediaRelay,
+    id: SessionId,
+    trunk: &UdpSocket,
+    server: &UdpSocket,
+) -> media_relay::SessionInfo {
+    let params = SessionParams {
+        remote_a: Some(addr(trunk)),
+        remote_b: Some(addr(server)),
+        options: None,
+    };
+    r.create_session(id, params).unwrap()
+}
+
 /// Polls `f` until it holds or the deadline passes.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
@@ -73,16 +88,7 @@ async fn relays_rtp_and_rtcp_both_ways() {
     let (trunk, trunk_rtcp) = (peer(net, 2), peer(net, 2));
     let (server, server_rtcp) = (peer(net, 3), peer(net, 3));
     let id = SessionId(1);
-    let info = r
-        .create_session(
-            id,
-            SessionParams {
-                remote_a: Some(addr(&trunk)),
-                remote_b: Some(addr(&server)),
-                options: None,
-            },
-        )
-        .unwrap();
+    let info = session_between(&r, id, &trunk, &server);
     assert_eq!(info.side_a.ip, ip(net, 1));
     assert_eq!(info.side_a.rtp_port % 2, 0);
     assert_eq!(info.side_a.rtcp_port, info.side_a.rtp_port + 1);
@@ -1021,4 +1027,52 @@ fn a_port_range_spray_during_set_up_takes_the_calls_with_any_latching() {
     assert!(b.audio_to_stranger > 0, "{b:?}");
     assert!(b.injected_into_server > 0, "{b:?}");
     assert!(b.trunk_latched < CALLS, "{b:?}");
+}
+
+/// SRTP and SRTCP (RFC 3711; keys negotiated end to end with SDES) pass
+/// through byte for byte: their headers are plain RTP/RTCP, the rest
+/// (encrypted payload, SRTCP index, authentication tag) is opaque to the
+/// relay, and a changed byte would fail the receiver's authentication.
+#[test]
+fn srtp_and_srtcp_pass_through_byte_for_byte() {
+    let net = 117;
+    let r = relay(net, 22600, 22699);
+    let (trunk, trunk_rtcp) = (peer(net, 2), peer(net, 2));
+    let (server, server_rtcp) = (peer(net, 3), peer(net, 3));
+    let id = SessionId(1);
+    let info = session_between(&r, id, &trunk, &server);
+    r.set_remote_rtcp(id, Side::A, addr(&trunk_rtcp)).unwrap();
+    r.set_remote_rtcp(id, Side::B, addr(&server_rtcp)).unwrap();
+    // Encrypted payload and an 80-bit authentication tag.
+    let srtp = |seq: u16, ssrc: u32| {
+        let cipher: Vec<u8> = (0..160u16).map(|i| (i * 7 + seq) as u8).collect();
+        let mut p = build_rtp(0, seq, u32::from(seq) * 160, ssrc, &cipher);
+        p.extend_from_slice(&[0xa5; 10]);
+        p
+    };
+    // SRTCP: the RR header in clear, the encrypted rest, E flag + index,
+    // tag.
+    let srtcp = |ssrc: u32| {
+        let mut p = rr(ssrc);
+        p.extend_from_slice(&[0x3c; 24]);
+        p.extend_from_slice(&0x8000_0001u32.to_be_bytes());
+        p.extend_from_slice(&[0x5a; 10]);
+        p
+    };
+    for seq in 1..=3 {
+        let p = srtp(seq, 0xa);
+        trunk.send_to(&p, info.side_a.rtp_addr()).unwrap();
+        assert_eq!(recv(&server).0, p);
+        let p = srtp(seq, 0xb);
+        server.send_to(&p, info.side_b.rtp_addr()).unwrap();
+        assert_eq!(recv(&trunk).0, p);
+    }
+    trunk_rtcp
+        .send_to(&srtcp(0xa), info.side_a.rtcp_addr())
+        .unwrap();
+    assert_eq!(recv(&server_rtcp).0, srtcp(0xa));
+    server_rtcp
+        .send_to(&srtcp(0xb), info.side_b.rtcp_addr())
+        .unwrap();
+    assert_eq!(recv(&trunk_rtcp).0, srtcp(0xb));
 }

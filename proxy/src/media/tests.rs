@@ -34,3 +34,56 @@ fn is_sdp_reads_the_media_type_only() {
     assert!(!is_sdp(Some("multipart/mixed;boundary=x")));
     assert!(!is_sdp(None));
 }
+
+/// SRTP with SDES keys (RFC 4568) crosses the B2BUA: the profile and every
+/// `a=crypto` line reach the other leg unchanged both ways; only the
+/// addresses become the relay's (the relay forwards SRTP untouched, so
+/// the end points' keys stay theirs).
+#[test]
+fn srtp_sdes_offer_and_answer_keep_their_profile_and_crypto_lines() {
+    let info = SessionInfo {
+        id: media_relay::SessionId(1),
+        side_a: media_relay::LocalPorts {
+            ip: "127.0.0.1".parse().unwrap(),
+            rtp_port: 30000,
+            rtcp_port: 30001,
+        },
+        side_b: media_relay::LocalPorts {
+            ip: "127.0.0.1".parse().unwrap(),
+            rtp_port: 30002,
+            rtcp_port: 30003,
+        },
+    };
+    let crypto_a = [
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:32",
+        "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20|1:32",
+    ];
+    let offer = format!(
+        "v=0\r\no=trunk 1 1 IN IP4 127.0.0.9\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\n\
+m=audio 40000 RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+{}\r\n{}\r\na=sendrecv\r\n",
+        crypto_a[0], crypto_a[1]
+    );
+    let crypto_b =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj|2^20|1:32";
+    let answer = format!(
+        "v=0\r\no=ms 7 7 IN IP4 127.0.0.50\r\ns=-\r\nc=IN IP4 127.0.0.50\r\nt=0 0\r\n\
+m=audio 16000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n{crypto_b}\r\n"
+    );
+
+    let (to_b, remote_a) = rewrite_sdp(&info, Side::A, offer.as_bytes()).unwrap();
+    let to_b = std::str::from_utf8(&to_b).unwrap();
+    assert_eq!(remote_a, Some("127.0.0.9:40000".parse().unwrap()));
+    assert!(to_b.contains("m=audio 30002 RTP/SAVP 0 101\r\n"), "{to_b}");
+    for line in crypto_a {
+        assert!(to_b.contains(&format!("{line}\r\n")), "{to_b}");
+    }
+    assert!(!to_b.contains("127.0.0.9"), "{to_b}");
+
+    let (to_a, remote_b) = rewrite_sdp(&info, Side::B, answer.as_bytes()).unwrap();
+    let to_a = std::str::from_utf8(&to_a).unwrap();
+    assert_eq!(remote_b, Some("127.0.0.50:16000".parse().unwrap()));
+    assert!(to_a.contains("m=audio 30000 RTP/SAVP 0\r\n"), "{to_a}");
+    assert!(to_a.contains(&format!("{crypto_b}\r\n")), "{to_a}");
+    assert!(!to_a.contains("127.0.0.50"), "{to_a}");
+}
