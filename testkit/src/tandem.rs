@@ -30,6 +30,8 @@ pub struct TandemConfig {
     health_enabled: bool,
     t1_ms: u64,
     media_ports: u16,
+    /// `[media] latching`, if not the default.
+    media_latching: Option<String>,
     /// Raw TOML appended after the generated tables (`[[group]]`,
     /// `[[rule]]`, …).
     extra_toml: String,
@@ -48,6 +50,7 @@ impl TandemConfig {
             health_enabled: true,
             t1_ms: 500,
             media_ports: MEDIA_PORTS,
+            media_latching: None,
             extra_toml: String::new(),
         }
     }
@@ -91,6 +94,12 @@ impl TandemConfig {
         self
     }
 
+    /// `[media] latching` (`strict`, `signalled-ip`, `any`).
+    pub fn media_latching(mut self, mode: &str) -> Self {
+        self.media_latching = Some(mode.into());
+        self
+    }
+
     pub fn t1_ms(mut self, ms: u64) -> Self {
         self.t1_ms = ms;
         self
@@ -117,10 +126,14 @@ impl TandemConfig {
         );
         t += &format!("[admin]\nlisten = \"{admin}\"\n\n");
         t += &format!(
-            "[media]\nip = \"127.0.0.1\"\nport_min = {}\nport_max = {}\nworkers = 1\n\n",
+            "[media]\nip = \"127.0.0.1\"\nport_min = {}\nport_max = {}\nworkers = 1\n",
             media.start(),
             media.end()
         );
+        if let Some(mode) = &self.media_latching {
+            t += &format!("latching = \"{mode}\"\n");
+        }
+        t += "\n";
         t += &format!(
             "[calls]\nmember_answer_timeout_ms = {}\n\n",
             self.member_answer_timeout_ms
