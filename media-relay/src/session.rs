@@ -213,7 +213,7 @@ impl SideState {
         })
     }
 
-    pub(crate) fn unlatch(&mut self) {
+    fn unlatch(&mut self) {
         self.latched_rtp = None;
         self.latched_rtcp = None;
         self.latched_ssrc = None;
