@@ -67,6 +67,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     if let Some(listen) = config.admin.listen {
         crate::admin::serve(
             listen,
+            &config.admin,
             crate::admin::Admin {
                 metrics: prometheus,
                 sync: sync.clone(),
