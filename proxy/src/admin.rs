@@ -17,7 +17,6 @@ mod auth;
 mod client;
 mod listener;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
@@ -32,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::AdminConfig;
 use crate::driver::Command;
 
-pub use client::request;
+pub use client::{request, AdminAddr};
 
 /// Request bodies are not used but for the login form's token: anything
 /// larger is refused before it is read.
@@ -54,17 +53,32 @@ struct AppState {
     auth: Arc<auth::Auth>,
 }
 
-/// Binds `listen` and serves the API from a task of its own.
-pub async fn serve(listen: SocketAddr, config: &AdminConfig, admin: Admin) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("admin listener on {listen}: {e}"))?;
+/// Binds `admin.listen` and `admin.socket` (either, both or none) and
+/// serves the API on each from a task of its own.
+pub async fn serve(config: &AdminConfig, admin: Admin) -> anyhow::Result<()> {
+    if config.listen.is_none() && config.socket.is_none() {
+        return Ok(());
+    }
     let state = AppState {
         admin,
-        auth: Arc::new(auth::Auth::new(config, listen)),
+        auth: Arc::new(auth::Auth::new(config)),
     };
+    let router = router(state);
     listener::register_metrics();
-    tokio::spawn(listener::accept_loop(listener, router(state)));
+    if let Some(listen) = config.listen {
+        let tcp = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("admin listener on {listen}: {e}"))?;
+        tokio::spawn(listener::accept_loop(tcp, router.clone()));
+    }
+    if let Some(path) = &config.socket {
+        let unix = listener::bind_private_socket(path)
+            .map_err(|e| anyhow::anyhow!("admin socket {}: {e}", path.display()))?;
+        // Whoever can open the socket passed its file permissions: that
+        // is the credential (see `auth::LocalSocket`).
+        let router = router.layer(axum::Extension(auth::LocalSocket));
+        tokio::spawn(listener::accept_loop(unix, router));
+    }
     Ok(())
 }
 

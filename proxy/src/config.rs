@@ -117,6 +117,11 @@ pub struct AdminConfig {
     /// when set, `/metrics` needs it or the admin token.
     #[serde(default)]
     pub metrics_token_file: Option<PathBuf>,
+    /// A Unix socket serving the same API (mode 0600: its file
+    /// permissions are the credential, no token is asked on it); the CLI
+    /// uses it when `--config` names one. Relative to this file.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
     /// The token read from `token_file` when the configuration was loaded.
     #[serde(skip)]
     pub token: Option<AdminToken>,
@@ -209,6 +214,12 @@ impl AdminConfig {
             message,
         };
         let dir = file.parent().unwrap_or(Path::new("."));
+        if let Some(socket) = &mut self.socket {
+            if socket.as_os_str().is_empty() {
+                return Err(invalid("admin.socket", "must not be empty".into()));
+            }
+            *socket = dir.join(&*socket);
+        }
         let read = |key: &str, path: &Path| {
             let path = dir.join(path);
             AdminToken::read_file(&path)

@@ -115,11 +115,14 @@ enum Command {
 /// address is not a loopback address).
 #[derive(clap::Args)]
 struct AdminTarget {
-    /// The node's admin address (default: `admin.listen` of --config).
-    #[arg(long)]
+    /// The node's admin address (default: from --config).
+    #[arg(long, conflicts_with = "socket")]
     admin: Option<std::net::SocketAddr>,
-    /// The node's configuration: its `admin.listen` and
-    /// `admin.token_file` are used.
+    /// The node's admin Unix socket (`admin.socket`; no token needed).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The node's configuration: its `admin.socket` is used when it has
+    /// one, else `admin.listen` with `admin.token_file`.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// The file holding the admin token (mode 0600), instead of the one
@@ -342,7 +345,7 @@ fn parse_time_of_day(text: &str) -> Option<u16> {
 /// The address and token `target` names.
 fn admin_target(
     target: &AdminTarget,
-) -> Result<(std::net::SocketAddr, Option<config::AdminToken>), String> {
+) -> Result<(admin::AdminAddr, Option<config::AdminToken>), String> {
     let config = match &target.config {
         Some(path) => Some(config::Config::load(path).map_err(|e| e.to_string())?),
         None => None,
@@ -354,7 +357,14 @@ fn admin_target(
         ),
         None => config.as_ref().and_then(|c| c.admin.token.clone()),
     };
-    let listen = config.as_ref().and_then(|c| c.admin.listen);
+    if let Some(socket) = &target.socket {
+        return Ok((admin::AdminAddr::Socket(socket.clone()), token));
+    }
+    let admin_config = config.as_ref().map(|c| &c.admin);
+    if let (None, Some(socket)) = (target.admin, admin_config.and_then(|a| a.socket.as_ref())) {
+        return Ok((admin::AdminAddr::Socket(socket.clone()), token));
+    }
+    let listen = admin_config.and_then(|a| a.listen);
     let admin = match (target.admin, listen) {
         (Some(admin), _) => admin,
         // A node listening on every address is reached on loopback.
@@ -367,10 +377,14 @@ fn admin_target(
         ),
         (None, Some(listen)) => listen,
         (None, None) => {
-            return Err("--admin ADDR is needed (or --config of a node with admin.listen)".into());
+            return Err(
+                "--admin ADDR or --socket PATH is needed (or --config of a node with \
+                 admin.socket or admin.listen)"
+                    .into(),
+            );
         }
     };
-    Ok((admin, token))
+    Ok((admin::AdminAddr::Tcp(admin), token))
 }
 
 fn admin_request(target: &AdminTarget, method: &str, path: &str) -> ExitCode {
@@ -381,7 +395,7 @@ fn admin_request(target: &AdminTarget, method: &str, path: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match admin::request(admin, method, path, token.as_ref()) {
+    match admin::request(&admin, method, path, token.as_ref()) {
         Ok((200, body)) => {
             print!("{body}");
             ExitCode::SUCCESS

@@ -380,3 +380,41 @@ async fn accept_errors_are_backed_off_not_spun() {
     assert!(errors < 200.0, "{errors} accept errors in about 2 s");
     assert!(tandem.log().contains("accept failed, backing off"));
 }
+
+#[tokio::test]
+async fn the_admin_socket_is_private_and_its_permissions_are_the_credential() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    // No token at all: over TCP every change is refused.
+    let tandem = Tandem::start(
+        TANDEM,
+        config()
+            .admin_token(None)
+            .admin_toml("socket = \"admin.sock\""),
+    )
+    .await;
+    let socket = tandem.config_path().with_file_name("admin.sock");
+    let meta = std::fs::symlink_metadata(&socket).expect("the admin socket exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "owner only");
+    expect(&tandem, 403, "POST", "/switchover", &[], "").await;
+
+    // Through the socket the request reaches the handler (a single node
+    // has no standby: 409).
+    let mut s = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    s.write_all(b"POST /switchover HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(SECS(5), s.read_to_string(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.0 409"), "{answer}");
+
+    // The CLI with the node's config takes the socket.
+    let config = tandem.config_path().display().to_string();
+    let (ok, stderr) = cli(&["switchover", "--config", &config]).await;
+    assert!(!ok && stderr.contains("409"), "{stderr}");
+    let (ok, stderr) = cli(&["status", "--socket", &socket.display().to_string()]).await;
+    assert!(ok, "{stderr}");
+}

@@ -12,7 +12,6 @@
 //! is refused wherever it is presented; every refusal is counted in
 //! `tandem_admin_auth_failures_total`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -165,11 +164,20 @@ pub struct Auth {
     sessions: Mutex<Sessions>,
 }
 
+/// Marks a request that came through the admin Unix socket (a request
+/// extension, never from the wire): only who may open the socket file
+/// (mode 0600: its owner, and root) can send one, so it counts as the
+/// admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalSocket;
+
 impl Auth {
-    pub fn new(config: &AdminConfig, listen: SocketAddr) -> Self {
+    /// The TCP listener's policy is for `config.listen` (none: only the
+    /// socket, which needs no policy).
+    pub fn new(config: &AdminConfig) -> Self {
         Auth {
             policy: Policy {
-                loopback: listen.ip().is_loopback(),
+                loopback: config.listen.is_none_or(|l| l.ip().is_loopback()),
                 admin_token: config.token.is_some(),
                 metrics_token: config.metrics_token.is_some(),
             },
@@ -289,7 +297,11 @@ pub fn no_token() -> Response {
 
 /// The middleware in front of every route.
 pub async fn require(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
-    let credential = auth.credential(request.headers(), Instant::now());
+    let credential = if request.extensions().get::<LocalSocket>().is_some() {
+        Credential::Admin
+    } else {
+        auth.credential(request.headers(), Instant::now())
+    };
     match decide(
         auth.policy,
         request.method(),

@@ -8,6 +8,8 @@
 //! (EMFILE: out of file descriptors) backed off instead of retried in a
 //! spin that would starve the signalling on the same thread.
 
+use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +17,8 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[cfg(test)]
@@ -76,12 +79,68 @@ impl Backoff {
     }
 }
 
-pub async fn accept_loop(listener: TcpListener, router: Router) {
+/// A listener the API is served on: TCP, or the Unix socket.
+pub trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept_one(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+    /// Writes what fits without waiting (the 503 of a shed connection).
+    fn try_write(stream: &Self::Stream, bytes: &[u8]);
+}
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _peer)| stream)
+    }
+    fn try_write(stream: &Self::Stream, bytes: &[u8]) {
+        let _ = stream.try_write(bytes);
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _peer)| stream)
+    }
+    fn try_write(stream: &Self::Stream, bytes: &[u8]) {
+        let _ = stream.try_write(bytes);
+    }
+}
+
+/// Binds the admin Unix socket at `path` with mode 0600 from the first
+/// moment: it is bound under a temporary name, restricted, then renamed
+/// into place (a socket file left by an earlier run is replaced; any other
+/// file there is an error).
+pub fn bind_private_socket(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a socket",
+            ));
+        }
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let temporary = std::path::PathBuf::from(name);
+    let _ = std::fs::remove_file(&temporary);
+    let listener = UnixListener::bind(&temporary)?;
+    let placed = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+pub async fn accept_loop<A: Accept>(listener: A, router: Router) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Backoff::default();
     loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => {
+        match listener.accept_one().await {
+            Ok(stream) => {
                 if let Some(errors) = backoff.succeeded() {
                     tracing::info!(errors, "admin listener: accepting again");
                 }
@@ -93,7 +152,7 @@ pub async fn accept_loop(listener: TcpListener, router: Router) {
                         metrics::counter!("tandem_admin_connections_shed_total").increment(1);
                         // A fresh socket's send buffer is empty: this never
                         // blocks, and a failure only means a silent close.
-                        let _ = stream.try_write(BUSY);
+                        A::try_write(&stream, BUSY);
                     }
                 }
             }
@@ -111,7 +170,11 @@ pub async fn accept_loop(listener: TcpListener, router: Router) {
     }
 }
 
-async fn serve_connection(stream: TcpStream, router: Router, _slot: OwnedSemaphorePermit) {
+async fn serve_connection(
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    router: Router,
+    _slot: OwnedSemaphorePermit,
+) {
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

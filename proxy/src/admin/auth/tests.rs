@@ -143,9 +143,10 @@ fn auth() -> Auth {
     let config = AdminConfig {
         token: Some(AdminToken::for_tests("admin-token-0123456789")),
         metrics_token: Some(AdminToken::for_tests("metrics-token-0123456789")),
+        listen: Some("127.0.0.1:9090".parse().unwrap()),
         ..AdminConfig::default()
     };
-    Auth::new(&config, "127.0.0.1:9090".parse().unwrap())
+    Auth::new(&config)
 }
 
 fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
