@@ -145,8 +145,18 @@ async fn changes_without_the_admin_token_are_refused_counted_and_do_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(role(&tandem).await, "active");
 
-    let token = format!("Authorization: Bearer {TEST_ADMIN_TOKEN}");
-    expect(&tandem, 200, "POST", "/notify/backup", &[&token], "").await;
+    // With the token (the CLI reads it from --token-file) it is done.
+    let token_file = tandem.config_path().with_file_name("admin.token");
+    let (ok, stderr) = cli(&[
+        "notify",
+        "--admin",
+        &admin,
+        "--token-file",
+        &token_file.display().to_string(),
+        "BACKUP",
+    ])
+    .await;
+    assert!(ok, "{stderr}");
     wait_role(&tandem, "reconnecting").await;
     tandem.wait_metric(FAILURES, &[], 8.0, SECS(5)).await;
 }
