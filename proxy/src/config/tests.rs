@@ -383,3 +383,19 @@ fn a_non_loopback_admin_address_needs_a_token() {
     .unwrap();
     parse_in(dir.path(), "listen = \"[::1]:9090\"").unwrap();
 }
+
+#[test]
+fn the_admin_socket_is_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = parse_in(dir.path(), "socket = \"run/admin.sock\"").unwrap();
+    assert_eq!(c.admin.socket, Some(dir.path().join("run/admin.sock")));
+    let c = parse_in(dir.path(), "socket = \"/run/tandem/admin.sock\"").unwrap();
+    assert_eq!(
+        c.admin.socket,
+        Some(PathBuf::from("/run/tandem/admin.sock"))
+    );
+    let err = parse_in(dir.path(), "socket = \"\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `admin.socket`"), "{err}");
+}
