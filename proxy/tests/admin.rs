@@ -428,3 +428,24 @@ async fn the_admin_socket_is_private_and_its_permissions_are_the_credential() {
     let (ok, stderr) = cli(&["status", "--socket", &socket.display().to_string()]).await;
     assert!(ok, "{stderr}");
 }
+
+#[tokio::test]
+async fn oversized_headers_and_bodies_are_refused() {
+    let tandem = Tandem::start(TANDEM, config()).await;
+    // Headers over 8 KiB: 431, not read further.
+    let pad = format!("X-Pad: {}", "a".repeat(12 * 1024));
+    expect(&tandem, 431, "GET", "/status", &[&pad], "").await;
+    // A body over 4 KiB (only the login form has one): 413.
+    let body = format!("token={}", "a".repeat(8 * 1024));
+    expect(
+        &tandem,
+        413,
+        "POST",
+        "/login",
+        &["Content-Type: application/x-www-form-urlencoded"],
+        &body,
+    )
+    .await;
+    // Within the limits the same requests are served.
+    expect(&tandem, 200, "GET", "/status", &["X-Pad: a"], "").await;
+}
