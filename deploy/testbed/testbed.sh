@@ -148,6 +148,12 @@ start() {
     [[ -x $bin ]] || bin=$here/../../target/debug/tandem
     [[ -x $bin ]] || die "build tandem first (cargo build --release --bin tandem)"
     mkdir -p "$dir"
+    # The admin token both nodes' configs name (admin.token_file, beside
+    # them): `tandem switchover --config …` reads it. Random, private,
+    # never committed (.gitignore).
+    if [[ ! -s $here/admin.token ]]; then
+        (umask 077 && head -c 24 /dev/urandom | base64 >"$here/admin.token")
+    fi
     for ms in ms1 ms2; do
         ip netns exec "$name-$ms" sipp -sn uas -i "${ADDR[$ms]}" -p 5060 -mi "${ADDR[$ms]}" \
             -rtp_echo -aa -nostdin -buff_size 4194304 >"$dir/$ms.log" 2>&1 &

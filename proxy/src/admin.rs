@@ -1,23 +1,41 @@
-//! The admin HTTP listener: `GET /metrics` (Prometheus), `GET /status`
-//! (JSON: this node and its pair), `POST /switchover` (a controlled
-//! switchover to the standby; `tandem switchover` calls it), `POST
+//! The admin HTTP API: `GET /metrics` (Prometheus), `GET /status` (JSON:
+//! this node and its pair), `POST /switchover` (a controlled switchover
+//! to the standby; `tandem switchover` calls it), `POST
 //! /notify/master|backup|fault` (with `ha.external_role`: the external
 //! owner of the floating address reports this node's new state; `tandem
-//! notify` calls it, from keepalived's notify script for instance).
+//! notify` calls it, from keepalived's notify script for instance), and
+//! `GET|POST /login`, `POST /logout` (a session cookie for browsers).
 //!
-//! HTTP/1.0-style: one request per connection, a few bytes each way; it is
-//! for operators and scrapers, not for load. Requests are bounded in size
-//! and time.
+//! An axum [`Router`] with one state and one authentication middleware
+//! (`auth`), so that more pages (a status page, server-sent events) are
+//! one `.route` each and are guarded like the rest. The listener
+//! (`listener`) caps connections, header size and time, and backs off
+//! accept errors: the admin port must never become a way to slow the
+//! node down.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+mod auth;
+mod client;
+mod listener;
 
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::AdminConfig;
 use crate::driver::Command;
+
+pub use client::{request, AdminAddr};
+
+/// Request bodies are not used but for the login form's token: anything
+/// larger is refused before it is read.
+const BODY_LIMIT: usize = 4096;
 
 #[derive(Clone)]
 pub struct Admin {
@@ -28,92 +46,182 @@ pub struct Admin {
     pub engine: mpsc::Sender<Command>,
 }
 
-pub async fn serve(listen: SocketAddr, admin: Admin) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("admin listener on {listen}: {e}"))?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let admin = admin.clone();
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, admin)).await;
-            });
-        }
-    });
+/// What every handler sees.
+#[derive(Clone)]
+struct AppState {
+    admin: Admin,
+    auth: Arc<auth::Auth>,
+}
+
+/// Binds `admin.listen` and `admin.socket` (either, both or none) and
+/// serves the API on each from a task of its own.
+pub async fn serve(config: &AdminConfig, admin: Admin) -> anyhow::Result<()> {
+    if config.listen.is_none() && config.socket.is_none() {
+        return Ok(());
+    }
+    let state = AppState {
+        admin,
+        auth: Arc::new(auth::Auth::new(config)),
+    };
+    let router = router(state);
+    listener::register_metrics();
+    if let Some(listen) = config.listen {
+        let tcp = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("admin listener on {listen}: {e}"))?;
+        tokio::spawn(listener::accept_loop(tcp, router.clone()));
+    }
+    if let Some(path) = &config.socket {
+        let unix = listener::bind_private_socket(path)
+            .map_err(|e| anyhow::anyhow!("admin socket {}: {e}", path.display()))?;
+        // Whoever can open the socket passed its file permissions: that
+        // is the credential (see `auth::LocalSocket`).
+        let router = router.layer(axum::Extension(auth::LocalSocket));
+        tokio::spawn(listener::accept_loop(unix, router));
+    }
     Ok(())
 }
 
-async fn handle(mut stream: TcpStream, admin: Admin) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    // Up to the end of the headers; bodies are not used.
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", admin.metrics.render()),
-        ("GET", "/status") => (200, "application/json", status_json(&admin)),
-        ("POST", "/switchover" | "/switchover?force=1") => {
-            let (tx, rx) = oneshot::channel();
-            let force = path.ends_with("force=1");
-            match admin
-                .engine
-                .try_send(Command::Switchover { force, reply: tx })
-            {
-                Ok(()) => match rx.await {
-                    Ok(Ok(())) => (200, "text/plain", "switched over\n".to_string()),
-                    Ok(Err(why)) => (409, "text/plain", format!("{why}\n")),
-                    Err(_) => (503, "text/plain", "the engine has stopped\n".to_string()),
-                },
-                Err(mpsc::error::TrySendError::Full(_)) => (
-                    503,
-                    "text/plain",
-                    "the engine is busy with earlier commands\n".to_string(),
-                ),
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    (503, "text/plain", "the engine has stopped\n".to_string())
-                }
-            }
-        }
-        ("POST", "/notify/master" | "/notify/backup" | "/notify/fault") => match &admin.sync {
-            Some(sync) => {
-                sync.notify(path == "/notify/master");
-                (200, "text/plain", "noted\n".to_string())
-            }
-            None => (
-                409,
-                "text/plain",
-                "no standby pair is configured\n".to_string(),
-            ),
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/switchover", post(switchover))
+        .route("/notify/{state}", post(notify))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .fallback(not_found)
+        // Every route and the fallback: a stranger learns nothing, not
+        // even which paths exist, before authenticating.
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.admin.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        status_json(&state.admin),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct SwitchoverQuery {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+async fn switchover(
+    State(state): State<AppState>,
+    Query(query): Query<SwitchoverQuery>,
+) -> Response {
+    let force = matches!(query.force.as_deref(), Some("1" | "true"));
+    let (tx, rx) = oneshot::channel();
+    match state
+        .admin
+        .engine
+        .try_send(Command::Switchover { force, reply: tx })
+    {
+        Ok(()) => match rx.await {
+            Ok(Ok(())) => text(StatusCode::OK, "switched over\n"),
+            Ok(Err(why)) => text(StatusCode::CONFLICT, format!("{why}\n")),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
         },
-        (_, "/metrics" | "/status" | "/switchover") => {
-            (405, "text/plain", "method not allowed\n".to_string())
+        Err(mpsc::error::TrySendError::Full(_)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine is busy with earlier commands\n",
+        ),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n")
         }
-        _ => (404, "text/plain", "not found\n".to_string()),
+    }
+}
+
+async fn notify(State(state): State<AppState>, Path(role): Path<String>) -> Response {
+    let master = match role.as_str() {
+        "master" => true,
+        "backup" | "fault" => false,
+        _ => return not_found().await,
     };
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        _ => "Service Unavailable",
-    };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    match &state.admin.sync {
+        Some(sync) => {
+            sync.notify(master);
+            text(StatusCode::OK, "noted\n")
+        }
+        None => text(StatusCode::CONFLICT, "no standby pair is configured\n"),
+    }
+}
+
+/// For a browser: the form that trades the admin token for a session
+/// cookie (an `EventSource` cannot send an `Authorization` header).
+async fn login_form() -> Html<&'static str> {
+    Html(
+        "<!doctype html><title>Tandem login</title>\
+         <form method=post action=/login>\
+         <label>Admin token <input type=password name=token autofocus></label> \
+         <button>Log in</button></form>\n",
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    match state.auth.login(&form.token) {
+        auth::Login::Opened(cookie) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::SET_COOKIE, cookie),
+                (header::LOCATION, "/status".to_owned()),
+            ],
+        )
+            .into_response(),
+        auth::Login::WrongToken => {
+            auth::count_failure();
+            auth::unauthorized()
+        }
+        auth::Login::NoToken => {
+            auth::count_failure();
+            auth::no_token()
+        }
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    state.auth.logout(&headers);
+    (
+        StatusCode::OK,
+        [(header::SET_COOKIE, auth::expired_cookie())],
+        "logged out\n",
+    )
+        .into_response()
 }
 
 fn status_json(admin: &Admin) -> String {
@@ -137,28 +245,4 @@ fn status_json(admin: &Admin) -> String {
         "last_takeover_ms": s.last_takeover_ms,
     });
     format!("{v}\n")
-}
-
-/// `tandem switchover|status --admin ADDR`: one request to a running node.
-pub fn request(admin: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
-    let timeout = Duration::from_secs(10);
-    let mut s = std::net::TcpStream::connect_timeout(&admin, timeout)
-        .map_err(|e| format!("cannot reach the admin API at {admin}: {e}"))?;
-    let _ = s.set_read_timeout(Some(timeout));
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: tandem\r\nContent-Length: 0\r\n\r\n"
-    )
-    .map_err(|e| format!("{admin}: {e}"))?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)
-        .map_err(|e| format!("{admin}: {e}"))?;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{admin}: not an HTTP answer"))?;
-    let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
-    Ok((status, body))
 }

@@ -106,6 +106,146 @@ pub struct AdminConfig {
     /// none disables it.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// A file holding the admin token (one line; mode 0600 or stricter;
+    /// a relative path is relative to this configuration file). Every
+    /// POST needs it (`Authorization: Bearer …` or a session cookie from
+    /// `/login`), and every GET too when `listen` is not a loopback
+    /// address. Required then; without it POSTs are refused.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// A second token that opens `GET /metrics` only (for the scraper);
+    /// when set, `/metrics` needs it or the admin token.
+    #[serde(default)]
+    pub metrics_token_file: Option<PathBuf>,
+    /// A Unix socket serving the same API (mode 0600: its file
+    /// permissions are the credential, no token is asked on it); the CLI
+    /// uses it when `--config` names one. Relative to this file.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// The token read from `token_file` when the configuration was loaded.
+    #[serde(skip)]
+    pub token: Option<AdminToken>,
+    /// The token read from `metrics_token_file`.
+    #[serde(skip)]
+    pub metrics_token: Option<AdminToken>,
+}
+
+/// A token of the admin API. Its `Debug` does not show it: configurations
+/// are logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Fewer characters than this is guessable (a random token of 16
+    /// base64 characters carries 96 bits).
+    pub const MIN_LEN: usize = 16;
+    /// A token file is one short line; a larger file is a wrong path.
+    const MAX_FILE_BYTES: u64 = 4096;
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    #[cfg(test)]
+    pub fn for_tests(token: &str) -> Self {
+        AdminToken(token.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads a token file: a regular file no one but its owner may read
+    /// or write (a token readable by every local user protects nothing),
+    /// one line of at least [`AdminToken::MIN_LEN`] visible ASCII
+    /// characters (it travels in an HTTP header); the trailing newline is
+    /// dropped. The error says what is wrong, without the file's name.
+    pub fn read_file(path: &Path) -> Result<AdminToken, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "mode {mode:04o} lets group or others read or write it; `chmod 600` it"
+            ));
+        }
+        if meta.len() > Self::MAX_FILE_BYTES {
+            return Err(format!("larger than {} bytes", Self::MAX_FILE_BYTES));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+        let token = text.strip_suffix('\n').unwrap_or(&text);
+        let token = token.strip_suffix('\r').unwrap_or(token);
+        if token.is_empty() {
+            return Err("empty".into());
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "one line of visible ASCII characters expected (no spaces or control characters)"
+                    .into(),
+            );
+        }
+        if token.len() < Self::MIN_LEN {
+            return Err(format!(
+                "too short: at least {} characters (`head -c 32 /dev/urandom | base64`)",
+                Self::MIN_LEN
+            ));
+        }
+        Ok(AdminToken(token.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
+}
+
+impl AdminConfig {
+    /// Reads the token files and checks that a non-loopback listener has
+    /// a token. `file` is the configuration file: relative token paths
+    /// are relative to its directory, and errors name it.
+    fn load_tokens(&mut self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let dir = file.parent().unwrap_or(Path::new("."));
+        if let Some(socket) = &mut self.socket {
+            if socket.as_os_str().is_empty() {
+                return Err(invalid("admin.socket", "must not be empty".into()));
+            }
+            *socket = dir.join(&*socket);
+        }
+        let read = |key: &str, path: &Path| {
+            let path = dir.join(path);
+            AdminToken::read_file(&path)
+                .map_err(|m| invalid(key, format!("{}: {m}", path.display())))
+        };
+        self.token = match &self.token_file {
+            Some(path) => Some(read("admin.token_file", path)?),
+            None => None,
+        };
+        self.metrics_token = match &self.metrics_token_file {
+            Some(path) => Some(read("admin.metrics_token_file", path)?),
+            None => None,
+        };
+        if let Some(listen) = self.listen {
+            if !listen.ip().is_loopback() && self.token.is_none() {
+                return Err(invalid(
+                    "admin.token_file",
+                    format!(
+                        "required: admin.listen {listen} is not a loopback address, and the \
+                         admin API must not be open to the network without a token"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -637,6 +777,7 @@ impl Config {
         })?;
         config.file = file.to_owned();
         config.validate(file)?;
+        config.admin.load_tokens(file)?;
         Ok(config)
     }
 

@@ -86,9 +86,8 @@ enum Command {
     /// Controlled switchover: the active node at this admin address hands
     /// its calls to the standby and steps down.
     Switchover {
-        /// The active node's admin address (`admin.listen`).
-        #[arg(long)]
-        admin: std::net::SocketAddr,
+        #[command(flatten)]
+        target: AdminTarget,
         /// Hand over also to a standby in the upgrade state (incompatible
         /// record schema, so it has no copy): the calls up are lost.
         #[arg(long)]
@@ -96,25 +95,47 @@ enum Command {
     },
     /// Prints a node's role and replication state (JSON).
     Status {
-        #[arg(long)]
-        admin: std::net::SocketAddr,
+        #[command(flatten)]
+        target: AdminTarget,
     },
     /// With `ha.external_role`: tells the node its state as decided by
     /// the program that owns the floating address (keepalived's notify
-    /// script: `tandem notify --admin 127.0.0.1:9090 $3`, lower-cased).
+    /// script: `tandem notify --config /etc/tandem/tandem.toml $3`,
+    /// lower-cased).
     Notify {
-        #[arg(long)]
-        admin: std::net::SocketAddr,
+        #[command(flatten)]
+        target: AdminTarget,
         #[arg(value_parser = ["master", "backup", "fault"], ignore_case = true)]
         state: String,
     },
 }
 
+/// A running node's admin API, for `switchover`, `status` and `notify`,
+/// and the token it needs (every POST does; a GET only when the admin
+/// address is not a loopback address).
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// The node's admin address (default: from --config).
+    #[arg(long, conflicts_with = "socket")]
+    admin: Option<std::net::SocketAddr>,
+    /// The node's admin Unix socket (`admin.socket`; no token needed).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The node's configuration: its `admin.socket` is used when it has
+    /// one, else `admin.listen` with `admin.token_file`.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The file holding the admin token (mode 0600), instead of the one
+    /// --config names.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Switchover { admin, force } => admin_request(
-            admin,
+        Command::Switchover { target, force } => admin_request(
+            &target,
             "POST",
             if force {
                 "/switchover?force=1"
@@ -122,9 +143,9 @@ fn main() -> ExitCode {
                 "/switchover"
             },
         ),
-        Command::Status { admin } => admin_request(admin, "GET", "/status"),
-        Command::Notify { admin, state } => admin_request(
-            admin,
+        Command::Status { target } => admin_request(&target, "GET", "/status"),
+        Command::Notify { target, state } => admin_request(
+            &target,
             "POST",
             &format!("/notify/{}", state.to_ascii_lowercase()),
         ),
@@ -321,8 +342,60 @@ fn parse_time_of_day(text: &str) -> Option<u16> {
     (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
-fn admin_request(admin: std::net::SocketAddr, method: &str, path: &str) -> ExitCode {
-    match admin::request(admin, method, path) {
+/// The address and token `target` names.
+fn admin_target(
+    target: &AdminTarget,
+) -> Result<(admin::AdminAddr, Option<config::AdminToken>), String> {
+    let config = match &target.config {
+        Some(path) => Some(config::Config::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let token = match &target.token_file {
+        Some(path) => Some(
+            config::AdminToken::read_file(path)
+                .map_err(|m| format!("--token-file {}: {m}", path.display()))?,
+        ),
+        None => config.as_ref().and_then(|c| c.admin.token.clone()),
+    };
+    if let Some(socket) = &target.socket {
+        return Ok((admin::AdminAddr::Socket(socket.clone()), token));
+    }
+    let admin_config = config.as_ref().map(|c| &c.admin);
+    if let (None, Some(socket)) = (target.admin, admin_config.and_then(|a| a.socket.as_ref())) {
+        return Ok((admin::AdminAddr::Socket(socket.clone()), token));
+    }
+    let listen = admin_config.and_then(|a| a.listen);
+    let admin = match (target.admin, listen) {
+        (Some(admin), _) => admin,
+        // A node listening on every address is reached on loopback.
+        (None, Some(listen)) if listen.ip().is_unspecified() => std::net::SocketAddr::new(
+            match listen {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            },
+            listen.port(),
+        ),
+        (None, Some(listen)) => listen,
+        (None, None) => {
+            return Err(
+                "--admin ADDR or --socket PATH is needed (or --config of a node with \
+                 admin.socket or admin.listen)"
+                    .into(),
+            );
+        }
+    };
+    Ok((admin::AdminAddr::Tcp(admin), token))
+}
+
+fn admin_request(target: &AdminTarget, method: &str, path: &str) -> ExitCode {
+    let (admin, token) = match admin_target(target) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match admin::request(&admin, method, path, token.as_ref()) {
         Ok((200, body)) => {
             print!("{body}");
             ExitCode::SUCCESS

@@ -65,17 +65,15 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         None => (None, None),
     };
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(crate::driver::COMMAND_QUEUE);
-    if let Some(listen) = config.admin.listen {
-        crate::admin::serve(
-            listen,
-            crate::admin::Admin {
-                metrics: prometheus,
-                sync: sync.clone(),
-                engine: admin_tx,
-            },
-        )
-        .await?;
-    }
+    crate::admin::serve(
+        &config.admin,
+        crate::admin::Admin {
+            metrics: prometheus,
+            sync: sync.clone(),
+            engine: admin_tx,
+        },
+    )
+    .await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine = Driver::new(
         &config,

@@ -217,8 +217,10 @@ async fn bad_invites_are_refused_and_tandem_keeps_serving() {
 #[test]
 fn check_names_an_unknown_key() {
     let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let valid =
-        TandemConfig::new([("ms1", addr(5070))]).render(addr(5060), addr(9090), 20000..=20063);
+    // No admin token: its file is not written beside this config.
+    let valid = TandemConfig::new([("ms1", addr(5070))])
+        .admin_token(None)
+        .render(addr(5060), addr(9090), 20000..=20063);
     let dir = tempfile::tempdir().unwrap();
     let check = |text: &str| {
         let path = dir.path().join("tandem.toml");

@@ -158,6 +158,12 @@ impl HaLab {
         }
         let path = self.dir.path().join(format!("tandem-{node}.toml"));
         std::fs::write(&path, text).unwrap();
+        // The admin token the testbed configs name (`token_file =
+        // "admin.token"`, beside them), for `tandem switchover --config`.
+        let token = self.dir.path().join("admin.token");
+        std::fs::write(&token, format!("{}\n", testkit::TEST_ADMIN_TOKEN)).unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let path = path.display().to_string();
         self.spawn(node, node, TANDEM, &["run", "--config", &path]);
     }
@@ -550,10 +556,13 @@ async fn a_switchover_swaps_the_roles_without_losing_a_call() {
         s["records"]["call"] == 8
     })
     .await;
+    // The node's config names its admin token file: a switchover needs it.
+    let config = lab.dir.path().join("tandem-a.toml");
     let out = lab
         .lab
         .command("a", TANDEM)
-        .args(["switchover", "--admin", "127.0.0.1:9090"])
+        .args(["switchover", "--admin", "127.0.0.1:9090", "--config"])
+        .arg(&config)
         .output()
         .unwrap();
     assert!(

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-pub use tandem::{Cdr, Metrics, Tandem, TandemConfig};
+pub use tandem::{http_request, Cdr, HttpAnswer, Metrics, Tandem, TandemConfig, TEST_ADMIN_TOKEN};
 
 /// A free UDP port on 127.0.0.1 (also free for TCP in practice: the kernel
 /// hands out ephemeral ports from one range).

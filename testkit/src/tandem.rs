@@ -35,7 +35,19 @@ pub struct TandemConfig {
     /// Raw TOML appended after the generated tables (`[[group]]`,
     /// `[[rule]]`, …).
     extra_toml: String,
+    /// The admin token, written to `admin.token` beside the config (mode
+    /// 0600) and named by `admin.token_file`; none: no token.
+    admin_token: Option<String>,
+    /// Lines added to the `[admin]` table.
+    admin_toml: String,
+    /// Files written beside the config before Tandem starts: name, text,
+    /// mode.
+    files: Vec<(String, String, u32)>,
 }
+
+/// The admin token of the Tandems tests start (not a secret: the tests'
+/// listeners are on loopback and live for one test).
+pub const TEST_ADMIN_TOKEN: &str = "testkit-admin-token-0123456789";
 
 impl TandemConfig {
     /// A pool of `members` (name, address), round-robin, every loopback
@@ -52,7 +64,31 @@ impl TandemConfig {
             media_ports: MEDIA_PORTS,
             media_latching: None,
             extra_toml: String::new(),
+            admin_token: Some(TEST_ADMIN_TOKEN.into()),
+            admin_toml: String::new(),
+            files: Vec::new(),
         }
+    }
+
+    /// The admin token (`None`: no `admin.token_file`; POSTs are then
+    /// refused).
+    pub fn admin_token(mut self, token: Option<&str>) -> Self {
+        self.admin_token = token.map(Into::into);
+        self
+    }
+
+    /// Adds a line to the `[admin]` table (`metrics_token_file = "…"`).
+    pub fn admin_toml(mut self, line: &str) -> Self {
+        self.admin_toml += line;
+        self.admin_toml.push('\n');
+        self
+    }
+
+    /// A file written beside the configuration (a relative path in the
+    /// config finds it) with this mode before Tandem starts.
+    pub fn file(mut self, name: &str, text: &str, mode: u32) -> Self {
+        self.files.push((name.into(), text.into(), mode));
+        self
     }
 
     pub fn strategy(mut self, strategy: &str) -> Self {
@@ -117,6 +153,32 @@ impl TandemConfig {
         self
     }
 
+    /// Writes the configuration for the given ports as `tandem.toml` in
+    /// `dir`, with the admin token file and the [`TandemConfig::file`]s
+    /// beside it; returns its path.
+    pub fn write(
+        &self,
+        dir: &Path,
+        sip: SocketAddr,
+        admin: SocketAddr,
+        media: RangeInclusive<u16>,
+    ) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let token = self
+            .admin_token
+            .as_ref()
+            .map(|t| ("admin.token".to_owned(), format!("{t}\n"), 0o600));
+        for (name, text, mode) in token.iter().chain(&self.files) {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write a file beside the config");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
+                .expect("chmod a file beside the config");
+        }
+        let path = dir.join("tandem.toml");
+        std::fs::write(&path, self.render(sip, admin, media)).expect("write config");
+        path
+    }
+
     /// The TOML text for the given ports.
     pub fn render(&self, sip: SocketAddr, admin: SocketAddr, media: RangeInclusive<u16>) -> String {
         let mut t = String::new();
@@ -124,7 +186,12 @@ impl TandemConfig {
             "[sip]\nlisten = [\"{sip}\"]\nt1_ms = {}\nt2_ms = 4000\n\n",
             self.t1_ms
         );
-        t += &format!("[admin]\nlisten = \"{admin}\"\n\n");
+        t += &format!("[admin]\nlisten = \"{admin}\"\n");
+        if self.admin_token.is_some() {
+            t += "token_file = \"admin.token\"\n";
+        }
+        t += &self.admin_toml;
+        t += "\n";
         t += &format!(
             "[media]\nip = \"127.0.0.1\"\nport_min = {}\nport_max = {}\nworkers = 1\n",
             media.start(),
@@ -172,6 +239,7 @@ pub struct Tandem {
     sip: SocketAddr,
     admin: SocketAddr,
     media: RangeInclusive<u16>,
+    admin_token: Option<String>,
 }
 
 impl Tandem {
@@ -184,8 +252,7 @@ impl Tandem {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let base = port_range(config.media_ports);
         let media = base..=base + config.media_ports - 1;
-        let path = dir.path().join("tandem.toml");
-        std::fs::write(&path, config.render(sip, admin, media.clone())).expect("write config");
+        let path = config.write(dir.path(), sip, admin, media.clone());
         let log = std::fs::File::create(dir.path().join("tandem.log")).expect("tandem log");
         let child = Command::new(bin.as_ref())
             .args(["run", "--config"])
@@ -206,6 +273,7 @@ impl Tandem {
             sip,
             admin,
             media,
+            admin_token: config.admin_token.clone(),
         };
         tandem.wait_ready(Duration::from_secs(10)).await;
         tandem
@@ -236,6 +304,16 @@ impl Tandem {
 
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin
+    }
+
+    /// The admin token it was started with.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// The process id (for `prlimit`, `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// The relay's port range (`[media] port_min..=port_max`).
@@ -277,31 +355,41 @@ impl Tandem {
         )
     }
 
-    /// GET /metrics once (2 s limit).
+    /// One request to the admin API (`headers`: extra header lines, e.g.
+    /// `Cookie: …`), 2 s limit.
+    pub async fn admin_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> Result<HttpAnswer, String> {
+        http_request(self.admin, method, path, headers, body).await
+    }
+
+    /// [`Tandem::admin_request`] with `Authorization: Bearer` and the
+    /// admin token.
+    pub async fn admin_request_with_token(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Result<HttpAnswer, String> {
+        let auth = self
+            .admin_token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}"));
+        let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+        self.admin_request(method, path, &headers, "").await
+    }
+
+    /// GET /metrics once (2 s limit), with the admin token when there is
+    /// one (it opens /metrics also when a metrics token is configured).
     pub async fn try_metrics(&self) -> Result<Metrics, String> {
-        let fetch = async {
-            let mut s = tokio::net::TcpStream::connect(self.admin)
-                .await
-                .map_err(|e| format!("connect {}: {e}", self.admin))?;
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: tandem\r\n\r\n")
-                .await
-                .map_err(|e| format!("send: {e}"))?;
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            let (head, body) = text
-                .split_once("\r\n\r\n")
-                .ok_or_else(|| format!("not HTTP: {text:?}"))?;
-            if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
-                return Err(format!("unexpected answer: {head}"));
-            }
-            Ok(Metrics::parse(body))
-        };
-        tokio::time::timeout(Duration::from_secs(2), fetch)
-            .await
-            .map_err(|_| "GET /metrics took over 2 s".to_owned())?
+        let answer = self.admin_request_with_token("GET", "/metrics").await?;
+        if answer.status != 200 {
+            return Err(format!("unexpected answer: {}", answer.head));
+        }
+        Ok(Metrics::parse(&answer.body))
     }
 
     /// GET /metrics, failing the test when it does not answer.
@@ -356,6 +444,69 @@ impl Tandem {
         })
         .await
     }
+}
+
+/// An HTTP answer: status, head (status line and headers), body.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (case-insensitive), the first if many.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// One HTTP/1.0 request (`Connection: close` semantics), 2 s limit.
+pub async fn http_request(
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Result<HttpAnswer, String> {
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(to)
+            .await
+            .map_err(|e| format!("connect {to}: {e}"))?;
+        let mut request = format!("{method} {path} HTTP/1.0\r\nHost: tandem\r\n");
+        for h in headers {
+            request += h;
+            request += "\r\n";
+        }
+        request += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
+        s.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("not HTTP: {text:?}"))?;
+        let status = head
+            .strip_prefix("HTTP/1.")
+            .and_then(|rest| rest.get(2..5))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("not HTTP: {head:?}"))?;
+        Ok(HttpAnswer {
+            status,
+            head: head.to_owned(),
+            body: body.to_owned(),
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(2), fetch)
+        .await
+        .map_err(|_| format!("{method} {path} took over 2 s"))?
 }
 
 /// One sample: name, labels, value.

@@ -318,3 +318,110 @@ fn media_latching_defaults_to_signalled_ip_and_names_the_choices() {
     );
     assert!(err.contains("strict") && err.contains("any"), "{err}");
 }
+
+/// A config whose `[admin]` table is `admin`, read from `dir`.
+fn parse_in(dir: &Path, admin: &str) -> Result<Config, ConfigError> {
+    let text = EXAMPLE.replace(
+        "[admin]\nlisten = \"127.0.0.1:9090\"",
+        &format!("[admin]\n{admin}"),
+    );
+    assert_ne!(text, EXAMPLE, "the example's [admin] table moved");
+    Config::parse(&text, &dir.join("tandem.toml"))
+}
+
+fn token_file(dir: &Path, name: &str, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn admin_tokens_are_read_from_private_files_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    token_file(dir.path(), "admin.token", "0123456789abcdefXYZ\n", 0o600);
+    token_file(dir.path(), "metrics.token", "metrics-0123456789\r\n", 0o400);
+    let c = parse_in(
+        dir.path(),
+        "listen = \"127.0.0.1:9090\"\ntoken_file = \"admin.token\"\nmetrics_token_file = \"metrics.token\"",
+    )
+    .unwrap();
+    assert_eq!(c.admin.token.unwrap().as_str(), "0123456789abcdefXYZ");
+    assert_eq!(
+        c.admin.metrics_token.unwrap().as_str(),
+        "metrics-0123456789"
+    );
+    assert!(
+        !format!(
+            "{:?}",
+            parse_in(dir.path(), "token_file = \"admin.token\"")
+                .unwrap()
+                .admin
+        )
+        .contains("0123456789abcdef"),
+        "Debug does not show the token"
+    );
+}
+
+#[test]
+fn admin_token_files_that_others_can_read_short_or_empty_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("0123456789abcdefXYZ\n", 0o644, "mode 0644"),
+        ("0123456789abcdefXYZ\n", 0o620, "mode 0620"),
+        ("short\n", 0o600, "too short"),
+        ("\n", 0o600, "empty"),
+        ("0123456789 abcdefXYZ\n", 0o600, "visible ASCII"),
+        ("0123456789abcdefXYZ\nsecond line\n", 0o600, "visible ASCII"),
+    ];
+    for (text, mode, why) in cases {
+        token_file(dir.path(), "admin.token", text, mode);
+        let err = parse_in(dir.path(), "token_file = \"admin.token\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `admin.token_file`"), "{err}");
+        assert!(err.contains("tandem.toml"), "names the config: {err}");
+        assert!(err.contains("admin.token"), "names the token file: {err}");
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    let err = parse_in(dir.path(), "metrics_token_file = \"missing.token\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `admin.metrics_token_file`"), "{err}");
+    assert!(err.contains("missing.token"), "{err}");
+}
+
+#[test]
+fn a_non_loopback_admin_address_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    for listen in ["0.0.0.0:9090", "192.0.2.1:9090", "[::]:9090"] {
+        let err = parse_in(dir.path(), &format!("listen = \"{listen}\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `admin.token_file`"), "{err}");
+        assert!(err.contains("not a loopback address"), "{err}");
+    }
+    token_file(dir.path(), "admin.token", "0123456789abcdefXYZ\n", 0o600);
+    parse_in(
+        dir.path(),
+        "listen = \"0.0.0.0:9090\"\ntoken_file = \"admin.token\"",
+    )
+    .unwrap();
+    parse_in(dir.path(), "listen = \"[::1]:9090\"").unwrap();
+}
+
+#[test]
+fn the_admin_socket_is_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = parse_in(dir.path(), "socket = \"run/admin.sock\"").unwrap();
+    assert_eq!(c.admin.socket, Some(dir.path().join("run/admin.sock")));
+    let c = parse_in(dir.path(), "socket = \"/run/tandem/admin.sock\"").unwrap();
+    assert_eq!(
+        c.admin.socket,
+        Some(PathBuf::from("/run/tandem/admin.sock"))
+    );
+    let err = parse_in(dir.path(), "socket = \"\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `admin.socket`"), "{err}");
+}
