@@ -41,27 +41,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// forever: one from the network would let anyone grow the process (and
 /// every scrape) without bound by sending made-up methods.
 fn method_label(method: Option<&Method>) -> &'static str {
-    const KNOWN: [&str; 14] = [
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "REGISTER",
-        "PRACK",
-        "UPDATE",
-        "INFO",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "REFER",
-        "MESSAGE",
-        "PUBLISH",
-    ];
-    let name = match method {
-        Some(Method::Extension(_)) | None => return "other",
-        Some(m) => m.as_str(),
-    };
-    KNOWN.into_iter().find(|k| *k == name).unwrap_or("other")
+    method.and_then(Method::standard_name).unwrap_or("other")
 }
 
 fn class_label(status: u16) -> &'static str {
