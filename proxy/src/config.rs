@@ -97,6 +97,21 @@ pub struct SipConfig {
     /// The Retry-After of that 503, in seconds.
     #[serde(default = "default_overload_retry_after")]
     pub overload_retry_after_s: u32,
+    /// What a request from a source that is neither a trunk, a member nor
+    /// the pair's peer gets: `"drop"` (nothing; the default) or `"403"`
+    /// (one stateless 403, never retransmitted). Its source may be
+    /// spoofed: either way Tandem sends no more than it received.
+    #[serde(default)]
+    pub unknown_source: UnknownSourceConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum UnknownSourceConfig {
+    #[default]
+    #[serde(rename = "drop")]
+    Drop,
+    #[serde(rename = "403")]
+    Forbid,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -1105,6 +1120,26 @@ impl Config {
                 hold_on_no_server: s.on_no_server == OnNoServer::Hold,
                 hold_retry_s: s.hold_retry_s,
             },
+            unknown_source: match self.sip.unknown_source {
+                UnknownSourceConfig::Drop => crate::b2bua::UnknownSource::Drop,
+                UnknownSourceConfig::Forbid => crate::b2bua::UnknownSource::Forbid,
+            },
+            pair_peers: self
+                .ha
+                .iter()
+                .flat_map(|ha| std::iter::once(ha.link).chain(ha.aux))
+                .map(|link| link.peer.ip())
+                .collect(),
+        }
+    }
+
+    /// The key of the branches Tandem makes and accepts answers to: from
+    /// the pair's shared secret (so the standby recognises answers to
+    /// what the old active sent), else a random key of this process.
+    pub fn branch_key(&self) -> sipcore::transaction::BranchKey {
+        match &self.ha {
+            Some(ha) => sipcore::transaction::BranchKey::from_secret(ha.secret.as_bytes()),
+            None => sipcore::transaction::BranchKey::random(),
         }
     }
 

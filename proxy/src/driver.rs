@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use replication::{Replication, RECORD_SCHEMA};
 
 use crate::b2bua::{
-    Action, CallEnd, Event, Machine, MediaView, Observer, UnixMillis, SURVIVAL_TICK,
+    Action, CallEnd, Event, Machine, MediaView, Observer, Refusal, UnixMillis, SURVIVAL_TICK,
 };
 use crate::config::Config;
 use crate::metrics;
@@ -110,6 +110,9 @@ impl Observer for Prometheus {
     fn route_matched(&mut self, rule: &str) {
         metrics::route_matched(rule);
     }
+    fn refused(&mut self, why: Refusal) {
+        metrics::sip_refused(why.as_str());
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -128,7 +131,7 @@ impl Driver {
         relay: Arc<MediaRelay>,
         replication: Option<Replication>,
     ) -> Driver {
-        let machine = Machine::new(
+        let mut machine = Machine::new(
             config.machine_settings(),
             Destinations::from_config(config),
             Box::new(RulesPolicy::new(config, router)),
@@ -138,6 +141,11 @@ impl Driver {
             rand::random(),
             std::time::Instant::now(),
         );
+        // One key for the layer (which drops stray responses to nothing
+        // of ours) and the machine (which makes the branches).
+        let branch_key = config.branch_key();
+        ep.layer().set_branch_key(branch_key.clone());
+        machine.set_branch_key(branch_key);
         Driver {
             machine,
             ep,
@@ -314,6 +322,12 @@ impl Driver {
                 if let Err(e) = self.ep.layer().send_response(&key, response) {
                     tracing::debug!(error = %e, "response not sent");
                 }
+            }
+            Action::Forget { key, answer } => {
+                if let Some(answer) = &answer {
+                    metrics::sip_out_response(answer.status().unwrap_or(0));
+                }
+                self.ep.layer().forget(&key, answer);
             }
             Action::SendRaw { target, bytes } => {
                 if let Err(e) = self.ep.send_raw(target, bytes) {

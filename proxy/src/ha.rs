@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sipcore::message::Message;
+use sipcore::transaction::BranchKey;
 use state_sync::VipProbe;
 use tokio::net::UdpSocket;
 
 /// An OPTIONS to `vip` from an ephemeral port on this node's own address
 /// (never from the floating address: the answer would go to whoever holds
 /// it). Any response with our Call-ID within the timeout means "alive".
-pub fn vip_probe(vip: SocketAddr) -> VipProbe {
+pub fn vip_probe(vip: SocketAddr, branches: BranchKey) -> VipProbe {
     Arc::new(move |timeout: Duration| {
+        let branches = branches.clone();
         Box::pin(async move {
-            match tokio::time::timeout(timeout, options_answered(vip)).await {
+            match tokio::time::timeout(timeout, options_answered(vip, &branches)).await {
                 Ok(Ok(answered)) => answered,
                 Ok(Err(e)) => {
                     tracing::debug!(%vip, error = %e, "floating-address probe");
@@ -29,7 +31,7 @@ pub fn vip_probe(vip: SocketAddr) -> VipProbe {
     })
 }
 
-async fn options_answered(vip: SocketAddr) -> std::io::Result<bool> {
+async fn options_answered(vip: SocketAddr, branches: &BranchKey) -> std::io::Result<bool> {
     let bind: SocketAddr = match vip {
         SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("literal"),
         SocketAddr::V6(_) => "[::]:0".parse().expect("literal"),
@@ -38,13 +40,15 @@ async fn options_answered(vip: SocketAddr) -> std::io::Result<bool> {
     sock.connect(vip).await?;
     let local = sock.local_addr()?;
     let call_id = format!("vip-probe-{}", crate::driver::token(16));
-    let branch = crate::driver::token(16);
+    // Made with the pair's key: the active node knows the probe is its
+    // peer's (it comes from an address that is no trunk) and answers it.
+    let branch = branches.branch(&crate::driver::token(12));
     let tag = crate::driver::token(8);
     // The connected socket's address is the one the kernel picked toward
     // the floating address: ours, not the floating one.
     let msg = format!(
         "OPTIONS sip:{vip} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+         Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:tandem-standby@{local}>;tag={tag}\r\n\
          To: <sip:{vip}>\r\n\

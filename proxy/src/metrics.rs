@@ -36,8 +36,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))
 }
 
-fn method_label(method: Option<&Method>) -> String {
-    method.map(|m| m.as_str().to_owned()).unwrap_or_default()
+/// The method as a label: the RFC methods Tandem knows by name, every
+/// extension method as `other`. A label value is a time series kept
+/// forever: one from the network would let anyone grow the process (and
+/// every scrape) without bound by sending made-up methods.
+fn method_label(method: Option<&Method>) -> &'static str {
+    method.and_then(Method::standard_name).unwrap_or("other")
 }
 
 fn class_label(status: u16) -> &'static str {
@@ -72,8 +76,31 @@ pub fn sip_out_response(status: u16) {
 }
 
 pub fn call_rejected(status: u16) {
-    counter!("tandem_calls_total", "outcome" => "rejected", "status" => status.to_string())
+    counter!("tandem_calls_total", "outcome" => "rejected", "status" => status_label(status))
         .increment(1);
+}
+
+/// A final status as a label: the code itself within 300..=699 (at most
+/// 400 series, and only members and our own configuration choose it),
+/// anything else `other`.
+fn status_label(status: u16) -> String {
+    if (300..=699).contains(&status) {
+        status.to_string()
+    } else {
+        "other".to_owned()
+    }
+}
+
+/// A message refused or dropped for who sent it (`reason`: one of
+/// `Refusal`'s fixed names).
+pub fn sip_refused(reason: &'static str) {
+    counter!("tandem_sip_refused_total", "reason" => reason).increment(1);
+}
+
+/// Responses the transaction layer dropped: they matched no transaction
+/// and their branch is not one we made.
+pub fn unverified_responses(dropped: u64) {
+    counter!("tandem_sip_refused_total", "reason" => "unverified_response").absolute(dropped);
 }
 
 pub fn call_answered() {

@@ -56,7 +56,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
 
     let (sync, node_events) = match &config.ha {
         Some(ha) => {
-            let probe = crate::ha::vip_probe(config.sip.listen[0]);
+            let probe = crate::ha::vip_probe(config.sip.listen[0], config.branch_key());
             let (handle, events) =
                 state_sync::SyncNode::start(ha.clone(), crate::driver::RECORD_SCHEMA, 0, probe)
                     .map_err(|e| anyhow::anyhow!("ha: {e}"))?;
@@ -88,6 +88,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         loop {
             tick.tick().await;
             crate::metrics::endpoint(&stats_ep.stats());
+            crate::metrics::unverified_responses(stats_ep.layer().unverified_responses());
         }
     });
     let mut engine_task = tokio::spawn(engine.run(events, stop_rx, node_events, admin_rx));

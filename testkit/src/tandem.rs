@@ -29,6 +29,8 @@ pub struct TandemConfig {
     health: (u64, u64, u32, u32),
     health_enabled: bool,
     t1_ms: u64,
+    /// `sip.unknown_source`, when not the default.
+    unknown_source: Option<String>,
     media_ports: u16,
     /// `[media] latching`, if not the default.
     media_latching: Option<String>,
@@ -61,6 +63,7 @@ impl TandemConfig {
             health: (500, 400, 2, 2),
             health_enabled: true,
             t1_ms: 500,
+            unknown_source: None,
             media_ports: MEDIA_PORTS,
             media_latching: None,
             extra_toml: String::new(),
@@ -141,6 +144,12 @@ impl TandemConfig {
         self
     }
 
+    /// `sip.unknown_source` (`"drop"` or `"403"`).
+    pub fn unknown_source(mut self, mode: &str) -> Self {
+        self.unknown_source = Some(mode.into());
+        self
+    }
+
     /// Appends raw TOML after the generated tables: tables the builder
     /// does not know (`[[group]]`, `[[rule]]`). Only array tables and
     /// tables not generated here may be given (`[pool]`, `[calls]`, … are
@@ -183,9 +192,13 @@ impl TandemConfig {
     pub fn render(&self, sip: SocketAddr, admin: SocketAddr, media: RangeInclusive<u16>) -> String {
         let mut t = String::new();
         t += &format!(
-            "[sip]\nlisten = [\"{sip}\"]\nt1_ms = {}\nt2_ms = 4000\n\n",
+            "[sip]\nlisten = [\"{sip}\"]\nt1_ms = {}\nt2_ms = 4000\n",
             self.t1_ms
         );
+        if let Some(mode) = &self.unknown_source {
+            t += &format!("unknown_source = \"{mode}\"\n");
+        }
+        t += "\n";
         t += &format!("[admin]\nlisten = \"{admin}\"\n");
         if self.admin_token.is_some() {
             t += "token_file = \"admin.token\"\n";

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use sipcore::dialog::DialogError;
 use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use sipcore::transaction::{ClientKey, ServerKey};
+use sipcore::transport::Target;
 
 use super::call::{CallState, LateAck, Leg};
-use super::{ClientRole, Machine, TimerEvent};
+use super::{ClientRole, Machine, Refusal, TimerEvent};
 use crate::media::is_sdp;
 
 /// Headers a forwarded in-dialog request or response keeps.
@@ -28,12 +29,22 @@ const FORWARDED_HEADERS: &[&str] = &[
 ];
 
 impl Machine {
-    pub(super) fn on_in_dialog_request(&mut self, key: ServerKey, request: Message) {
+    pub(super) fn on_in_dialog_request(
+        &mut self,
+        key: ServerKey,
+        request: Message,
+        source: Target,
+    ) {
         let Some((id, leg)) = self.call_of(request.call_id()) else {
             self.out
                 .respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
+        // Before the dialog sees it (its CSeq would move on): a BYE with
+        // the right Call-ID and tags from elsewhere must not end the call.
+        if !self.sent_by_leg_peer(id, leg, source) {
+            return self.refuse_wrong_source(key, &request);
+        }
         let Some(call) = self.store.get_mut(id) else {
             self.out
                 .respond(&key, &request, 481, "Call/Transaction Does Not Exist", &[]);
@@ -348,10 +359,15 @@ impl Machine {
         self.out.send_response(&origin, bytes);
     }
 
-    pub(super) fn on_ack(&mut self, ack: Message) {
+    pub(super) fn on_ack(&mut self, ack: Message, source: Target) {
         let Some((id, leg)) = self.call_of(ack.call_id()) else {
             return;
         };
+        if !self.sent_by_leg_peer(id, leg, source) {
+            // An ACK gets no answer: dropped, counted.
+            self.obs.refused(Refusal::WrongDialogSource);
+            return;
+        }
         if self.store.awaits_ack(id, leg, ack.cseq().seq) {
             self.store.acked(id, leg);
         }
@@ -420,7 +436,7 @@ impl Machine {
         self.out.send_raw(target, out.build());
     }
 
-    pub(super) fn on_cancel(&mut self, key: ServerKey, cancel: Message) {
+    pub(super) fn on_cancel(&mut self, key: ServerKey, cancel: Message, source: Target) {
         // The INVITE a CANCEL cancels has the same branch and sent-by
         // (RFC 3261 §9.2); it is still leg A's open INVITE transaction.
         let invite_key = (key.method == Method::Cancel).then(|| ServerKey {
@@ -437,6 +453,9 @@ impl Machine {
                 .respond(&key, &cancel, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
+        if !self.sent_by_leg_peer(id, Leg::A, source) {
+            return self.refuse_wrong_source(key, &cancel);
+        }
         self.out.respond(&key, &cancel, 200, "OK", &[]);
         let Some(call) = self.store.get_mut(id) else {
             return;
@@ -502,6 +521,11 @@ impl Machine {
         }
     }
 
+    /// A response that matched no transaction of ours. Whoever sent it
+    /// chose its Contact: it is acted on only when it proves to be ours
+    /// (its branch carries our tag) and belongs to a leg-B dialog we
+    /// have, and then our ACK goes to the member, never to its Contact.
+    /// Everything else is dropped and counted.
     pub(super) fn on_stray_response(&mut self, response: Message) {
         // The answer to a leg-B INVITE sent by the node we took over from.
         if let Some(key) = ClientKey::from_message(&response) {
@@ -513,19 +537,80 @@ impl Machine {
         if !(200..300).contains(&status) || response.cseq().method != Method::Invite {
             return;
         }
-        // A 2xx retransmitted after leg B's client transaction ended: our
-        // ACK was lost. ACK again; unknown dialogs are hung up.
+        // A 2xx retransmitted after leg B's INVITE transaction ended (RFC
+        // 6026; on the standby after a takeover, any): our ACK was lost.
+        let leg_b = self
+            .call_of(response.call_id())
+            .filter(|&(_, leg)| leg == Leg::B)
+            .map(|(id, _)| id)
+            .filter(|&id| self.is_leg_b_dialog(id, &response));
+        match leg_b {
+            Some(id) if self.tokens.made(&response) => self.resend_leg_b_ack(id, &response),
+            _ => self.obs.refused(Refusal::Stray2xx),
+        }
+    }
+
+    /// A 2xx retransmitted on a live INVITE transaction of ours whose
+    /// role is over: ACK it again (the peer answers our branch: it saw
+    /// our INVITE); one for no call of ours is a late answer, hung up.
+    pub(super) fn on_2xx_retransmission(&mut self, response: Message) {
+        let status = response.status().unwrap_or(0);
+        if !(200..300).contains(&status) || response.cseq().method != Method::Invite {
+            return;
+        }
         match self.call_of(response.call_id()) {
-            Some((id, Leg::B)) => {
-                let resend = self.store.get(id).is_some_and(|c| {
-                    !c.b.ack_pending && response.cseq().seq == c.b.invite.cseq().seq
-                });
-                if resend {
-                    self.send_leg_b_ack(id, None);
-                }
-            }
+            Some((id, Leg::B)) => self.resend_leg_b_ack(id, &response),
             Some(_) => {}
             None => self.reject_late_2xx(&response),
         }
+    }
+
+    /// Leg B's ACK again, for a retransmission of its INVITE's 2xx.
+    fn resend_leg_b_ack(&mut self, id: u64, response: &Message) {
+        let resend = self
+            .store
+            .get(id)
+            .is_some_and(|c| !c.b.ack_pending && response.cseq().seq == c.b.invite.cseq().seq);
+        if resend {
+            self.send_leg_b_ack(id, None);
+        }
+    }
+
+    /// Whether a response's Call-ID and tags are leg B's dialog of call
+    /// `id` (our From tag, the member's To tag).
+    fn is_leg_b_dialog(&self, id: u64, response: &Message) -> bool {
+        self.store
+            .get(id)
+            .and_then(|c| c.b.dialog.as_ref())
+            .is_some_and(|d| {
+                d.id.call_id == response.call_id()
+                    && Some(d.id.local_tag.as_str()) == response.from_tag()
+                    && Some(d.id.remote_tag.as_str()) == response.to_tag()
+            })
+    }
+
+    /// Whether a request for leg `leg` of call `id` comes from that leg's
+    /// peer (see `leg_source_ok`).
+    fn sent_by_leg_peer(&self, id: u64, leg: Leg, source: Target) -> bool {
+        self.store
+            .get(id)
+            .is_some_and(|c| self.leg_source_ok(c, leg, source.addr.ip()))
+    }
+
+    /// An in-dialog request from outside its leg's networks: one
+    /// stateless 403, counted, the call untouched.
+    fn refuse_wrong_source(&mut self, key: ServerKey, request: &Message) {
+        tracing::info!(
+            call_id = request.call_id(),
+            "in-dialog request from outside the call's peers refused"
+        );
+        self.obs.refused(Refusal::WrongDialogSource);
+        self.out.forget_answered(
+            key,
+            request,
+            403,
+            "Forbidden",
+            "399 tandem \"not from this call's peer\"",
+        );
     }
 }

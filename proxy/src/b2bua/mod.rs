@@ -41,14 +41,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use media_relay::{SessionId, SessionInfo, Side};
 use sipcore::message::{Message, Method};
-use sipcore::transaction::{ClientKey, ServerKey, TransactionKey, TuEvent};
+use sipcore::transaction::{BranchKey, ClientKey, ServerKey, TransactionKey, TuEvent};
 use sipcore::transport::{Target, TransportKind};
 
 pub use call::{Call, Leg, UnixMillis};
 use outbox::Outbox;
 pub use outbox::{Action, CallEnd};
 pub use policy::{Policy, Route};
-pub use settings::Settings;
+pub use settings::{Settings, UnknownSource};
 use store::{CallStore, ClientRole};
 
 use crate::config::MemberTransport;
@@ -102,6 +102,37 @@ pub trait Observer {
     fn call_resumed(&mut self, _from: &str, _to: &str, _outcome: &str) {}
     fn resume_latency(&mut self, _d: Duration) {}
     fn route_matched(&mut self, _rule: &str) {}
+    /// A message from the network refused or dropped for who sent it
+    /// (see [`Refusal`]).
+    fn refused(&mut self, _why: Refusal) {}
+}
+
+/// Why a message was refused or dropped before any work was done for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A request from a source that is neither a trunk nor a member nor
+    /// the pair's peer, dropped (`sip.unknown_source = "drop"`)...
+    UnknownSourceDropped,
+    /// ...or answered once with a stateless 403 (`"403"`).
+    UnknownSourceForbidden,
+    /// An in-dialog request (or ACK, CANCEL) from outside the networks of
+    /// the leg it names: 403 (an ACK is dropped).
+    WrongDialogSource,
+    /// A 2xx that matched no transaction and no leg-B dialog of ours, or
+    /// whose branch we did not make: dropped.
+    Stray2xx,
+}
+
+impl Refusal {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownSourceDropped => "unknown_source_dropped",
+            Refusal::UnknownSourceForbidden => "unknown_source_403",
+            Refusal::WrongDialogSource => "wrong_dialog_source",
+            Refusal::Stray2xx => "stray_2xx",
+        }
+    }
 }
 
 /// An [`Observer`] that records nothing.
@@ -189,18 +220,23 @@ impl Timers {
 
 /// Tags, branches and Call-IDs: xorshift64* from a seed the driver draws
 /// from the OS (tests fix it, so their action sequences are exact).
-struct Tokens(u64);
+/// Branches carry the tag of the node's [`BranchKey`] as well, so a
+/// response can prove it answers something we sent.
+struct Tokens {
+    state: u64,
+    branches: BranchKey,
+}
 
 impl Tokens {
     fn token(&mut self, len: usize) -> String {
         const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         (0..len)
             .map(|_| {
-                let mut x = self.0;
+                let mut x = self.state;
                 x ^= x >> 12;
                 x ^= x << 25;
                 x ^= x >> 27;
-                self.0 = x;
+                self.state = x;
                 let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32;
                 CHARS
                     .get((r % CHARS.len() as u64) as usize)
@@ -274,7 +310,12 @@ impl Machine {
             hung_up_b: HashMap::new(),
             timers: Timers::default(),
             survival: survival::Survival::default(),
-            tokens: Tokens(seed | 1),
+            tokens: Tokens {
+                state: seed | 1,
+                // Tests' branches are as reproducible as their tags; the
+                // driver sets the real key (`set_branch_key`).
+                branches: BranchKey::from_secret(&seed.to_le_bytes()),
+            },
             draining: false,
             serving_since: 0,
             now,
@@ -316,6 +357,12 @@ impl Machine {
         self.out.take()
     }
 
+    /// The key of the branches this node makes and accepts answers to
+    /// (the pair's, or one of this process).
+    pub fn set_branch_key(&mut self, key: BranchKey) {
+        self.tokens.branches = key;
+    }
+
     /// The earliest timer deadline, for the driver to sleep until.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next()
@@ -338,7 +385,7 @@ impl Machine {
                 source,
             } => self.on_request(key, request, source),
             TuEvent::Response { key, response } => self.on_response(key, response),
-            TuEvent::Ack { ack, .. } => self.on_ack(ack),
+            TuEvent::Ack { ack, source, .. } => self.on_ack(ack, source),
             TuEvent::StrayResponse { response, .. } => self.on_stray_response(response),
             TuEvent::Timeout {
                 key: TransactionKey::Client(key),
@@ -360,11 +407,14 @@ impl Machine {
 
     fn on_request(&mut self, key: ServerKey, request: Message, source: Target) {
         let method = request.method().cloned().unwrap_or(Method::Ack);
+        if !self.knows_source(&request, source) {
+            return self.refuse_unknown_source(key, request);
+        }
         if method == Method::Cancel {
-            return self.on_cancel(key, request);
+            return self.on_cancel(key, request, source);
         }
         if request.to_tag().is_some() {
-            return self.on_in_dialog_request(key, request);
+            return self.on_in_dialog_request(key, request, source);
         }
         match method {
             Method::Invite => self.on_new_invite(key, request, source),
@@ -391,7 +441,9 @@ impl Machine {
 
     fn on_response(&mut self, key: ClientKey, response: Message) {
         let Some(role) = self.store.client(&key).cloned() else {
-            return self.on_stray_response(response);
+            // It matched a live transaction of ours (its branch is one we
+            // sent), whose role is over: a 2xx retransmission (RFC 6026).
+            return self.on_2xx_retransmission(response);
         };
         let status = response.status().unwrap_or(0);
         if status >= 200 && !matches!(role, ClientRole::Probe { .. }) {
@@ -630,6 +682,63 @@ impl Machine {
     fn call_of(&self, call_id: &str) -> Option<(u64, Leg)> {
         self.store.find(call_id)
     }
+
+    /// Whether a request comes from someone Tandem serves: a trunk, a
+    /// destination member, the pair's peer, or (the standby's probe of
+    /// the floating address, sent from wherever its routing puts it) an
+    /// OPTIONS whose branch our pair made.
+    fn knows_source(&self, request: &Message, source: Target) -> bool {
+        let ip = source.addr.ip();
+        self.policy.source(ip).is_some()
+            || self.dests.members().any(|(_, m)| m.address.ip() == ip)
+            || self.settings.pair_peers.contains(&ip)
+            || (request.method() == Some(&Method::Options) && self.tokens.made(request))
+    }
+
+    /// A request from a stranger (maybe spoofed, to aim our answers at a
+    /// victim): no call state, no transaction that would retransmit;
+    /// dropped, or answered once, as configured.
+    fn refuse_unknown_source(&mut self, key: ServerKey, request: Message) {
+        tracing::debug!(
+            call_id = request.call_id(),
+            method = %request.method().map(Method::as_str).unwrap_or(""),
+            "request from an unknown source refused"
+        );
+        match self.settings.unknown_source {
+            UnknownSource::Drop => {
+                self.obs.refused(Refusal::UnknownSourceDropped);
+                self.out.forget(key, None);
+            }
+            UnknownSource::Forbid => {
+                self.obs.refused(Refusal::UnknownSourceForbidden);
+                self.out.forget_answered(
+                    key,
+                    &request,
+                    403,
+                    "Forbidden",
+                    "399 tandem \"not a configured trunk\"",
+                );
+            }
+        }
+    }
+
+    /// Whether `ip` may speak for leg `leg` of call `call`: for leg A any
+    /// address of the trunk the call came from (a carrier's SBC cluster
+    /// may send the BYE from another node), for leg B the member's
+    /// address or another member of its group.
+    fn leg_source_ok(&self, call: &Call, leg: Leg, ip: std::net::IpAddr) -> bool {
+        match leg {
+            Leg::A => self.policy.source(ip).as_deref() == Some(call.a.source_name.as_str()),
+            Leg::B => {
+                self.member(call.b.member)
+                    .is_some_and(|m| m.address.ip() == ip)
+                    || self
+                        .dests
+                        .group(call.b.group)
+                        .is_some_and(|g| g.members.iter().any(|m| m.address.ip() == ip))
+            }
+        }
+    }
 }
 
 /// Every survival tick resumes are paced.
@@ -648,12 +757,21 @@ pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {
 impl Tokens {
     /// A Via value for a new request of ours, with a fresh branch.
     fn via(&mut self, advertised: SocketAddr, transport: TransportKind) -> String {
+        let nonce = self.token(12);
         format!(
-            "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+            "SIP/2.0/{} {};branch={};rport",
             transport.as_str(),
             advertised,
-            self.token(16)
+            self.branches.branch(&nonce)
         )
+    }
+
+    /// Whether the top Via branch of `msg` is one this node (or its pair)
+    /// made.
+    fn made(&self, msg: &Message) -> bool {
+        msg.top_via()
+            .branch()
+            .is_some_and(|b| self.branches.verify(b))
     }
 }
 

@@ -26,6 +26,13 @@ pub enum Action {
     },
     /// Send `response` on the server transaction `key`.
     Respond { key: ServerKey, response: Message },
+    /// End the server transaction `key` at once, after sending `answer`
+    /// (if any) exactly once: for requests not served (unknown or wrong
+    /// sources), so nothing is retransmitted to a spoofed address.
+    Forget {
+        key: ServerKey,
+        answer: Option<Message>,
+    },
     /// Send a message outside any transaction: the ACK of a 2xx, a 2xx
     /// retransmission for an adopted call, a response whose transaction
     /// lives on the node this one took over from.
@@ -157,6 +164,30 @@ impl Outbox {
                 key: key.clone(),
                 response,
             }),
+        }
+    }
+
+    /// Ends a server transaction without an answer.
+    pub fn forget(&mut self, key: ServerKey, answer: Option<Message>) {
+        self.actions.push(Action::Forget { key, answer });
+    }
+
+    /// Ends a server transaction with one stateless answer (`Warning`
+    /// says why).
+    pub fn forget_answered(
+        &mut self,
+        key: ServerKey,
+        request: &Message,
+        status: u16,
+        reason: &str,
+        warning: &str,
+    ) {
+        let bytes = ResponseBuilder::new(request, status, reason)
+            .header("Warning", warning)
+            .build();
+        match Message::parse(bytes) {
+            Ok(answer) => self.forget(key, Some(answer)),
+            Err(e) => tracing::error!(error = %e, "built an unparseable response"),
         }
     }
 

@@ -2,7 +2,7 @@
 //! builds them from the configuration file, the machine never sees the
 //! file's types.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Everything the call machine needs to know of the configuration.
@@ -24,6 +24,21 @@ pub struct Settings {
     pub probing: bool,
     pub probe_interval: Duration,
     pub survival: SurvivalSettings,
+    /// What a request from an unknown source gets.
+    pub unknown_source: UnknownSource,
+    /// The pair's peer (its link addresses): not a stranger.
+    pub pair_peers: Vec<IpAddr>,
+}
+
+/// `sip.unknown_source`: a request from a source that is neither a
+/// trunk, a member nor the pair's peer is dropped silently, or answered
+/// once with a stateless 403. Either way it is counted, and nothing is
+/// retransmitted toward a source that may be spoofed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnknownSource {
+    #[default]
+    Drop,
+    Forbid,
 }
 
 /// Call survival (see `crate::config::SurvivalConfig` for each key).

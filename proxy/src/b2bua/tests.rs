@@ -128,6 +128,14 @@ impl Lab {
                     response.cseq().method.as_str()
                 )
             }
+            Action::Forget { answer, .. } => match answer {
+                Some(a) => format!(
+                    "forget after {} {}",
+                    a.status().unwrap(),
+                    a.cseq().method.as_str()
+                ),
+                None => "forget".into(),
+            },
             Action::SendRaw { target, bytes } => {
                 let msg = Message::parse(bytes.clone()).unwrap();
                 match msg.status() {
@@ -469,17 +477,16 @@ fn a_2xx_retransmitted_after_our_bye_is_acked_without_a_second_bye() {
     let (_, b_invite, _) = lab.last("INVITE");
     let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
     lab.trunk_sends(bye);
-    // Our ACK was lost: the media server retransmits its 2xx.
+    // Our ACK was lost: the media server retransmits its 2xx, which
+    // still matches our INVITE transaction (RFC 6026 Accepted).
     let ok = Message::parse(
         ResponseBuilder::with_to_tag(&b_invite, 200, "OK", Some("b1"))
             .header("Contact", &format!("<sip:ms@{MS1}>"))
             .build(),
     )
     .unwrap();
-    let again = lab.on(Event::Tu(TuEvent::StrayResponse {
-        response: ok,
-        source: Target::udp(addr(MS1)),
-    }));
+    let key = ClientKey::from_message(&b_invite).unwrap();
+    let again = lab.on(Event::Tu(TuEvent::Response { key, response: ok }));
     assert_eq!(again, [format!("raw ACK to {MS1}")]);
 }
 
@@ -1178,4 +1185,217 @@ fn the_relay_learns_each_legs_sip_source_with_its_sdp_and_on_a_move() {
         })
         .collect();
     assert_eq!(switched, [(addr("127.0.0.60:18000"), ip(MS2))]);
+}
+
+// ------------------------------------------------------------ strangers
+
+const STRANGER: &str = "127.0.0.3:5060";
+const VICTIM: &str = "127.0.0.4:5060";
+
+/// The routing rules, but only 127.0.0.9 and 127.0.0.10 are the trunk
+/// (one carrier, two SBC nodes) and 127.0.0.20 is another trunk; the
+/// members stay on 127.0.0.1.
+struct TrunkOnly(Box<dyn Policy>);
+
+impl Policy for TrunkOnly {
+    fn source(&self, ip: std::net::IpAddr) -> Option<String> {
+        let ip = ip.to_string();
+        if ip == "127.0.0.20" {
+            return Some("other".into());
+        }
+        let trunk = ["127.0.0.9", "127.0.0.10"].contains(&ip.as_str());
+        trunk.then(|| self.0.source(ip.parse().unwrap())).flatten()
+    }
+    fn route(&self, invite: &Message, source: &str, minute: u16) -> Route {
+        self.0.route(invite, source, minute)
+    }
+    fn carried(&self, name: &str) -> bool {
+        self.0.carried(name)
+    }
+}
+
+impl Lab {
+    fn trunk_only() -> Lab {
+        Lab::with_policy("", |p| Box::new(TrunkOnly(p)))
+    }
+
+    /// A request as received from `source`.
+    fn sends_from(&mut self, source: &str, msg: Message) -> Vec<String> {
+        let key = ServerKey::from_request(&msg).unwrap();
+        self.on(Event::Tu(TuEvent::Request {
+            key,
+            request: msg,
+            source: Target::udp(addr(source)),
+        }))
+    }
+
+    /// A 2xx as if for leg B's INVITE, Contact `contact`, top Via branch
+    /// `branch`, from `source`, matching no transaction.
+    fn stray_2xx(
+        &mut self,
+        branch: &str,
+        call_id: &str,
+        to_tag: &str,
+        contact: &str,
+    ) -> Vec<String> {
+        let (_, b_invite, _) = self.last("INVITE");
+        let text = String::from_utf8(
+            ResponseBuilder::with_to_tag(&b_invite, 200, "OK", Some(to_tag))
+                .header("Contact", &format!("<sip:x@{contact}>"))
+                .build()
+                .to_vec(),
+        )
+        .unwrap()
+        .replace(b_invite.top_via().branch().unwrap(), branch)
+        .replace(b_invite.call_id(), call_id);
+        let response = Message::parse(Bytes::from(text)).unwrap();
+        self.on(Event::Tu(TuEvent::StrayResponse {
+            response,
+            source: Target::udp(addr(STRANGER)),
+        }))
+    }
+}
+
+#[test]
+fn a_stray_2xx_is_acted_on_only_for_our_branch_and_a_leg_b_dialog_of_ours() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    let (_, b_invite, _) = lab.last("INVITE");
+    let ours = b_invite.top_via().branch().unwrap().to_owned();
+    let b_call = b_invite.call_id().to_owned();
+    // A forged 2xx for a dialog we do not have, naming a victim: before,
+    // an ACK and a BYE (retransmitted) went to the victim.
+    assert!(lab
+        .stray_2xx("z9hG4bKforged", "nosuchcall", "x1", VICTIM)
+        .is_empty());
+    // Our branch copied (seen on the path) does not make a dialog ours.
+    assert!(lab.stray_2xx(&ours, "nosuchcall", "x1", VICTIM).is_empty());
+    // Leg B's Call-ID with another To tag: not the dialog either.
+    assert!(lab.stray_2xx(&ours, &b_call, "x1", VICTIM).is_empty());
+    // The dialog's Call-ID and tags, but a branch we did not make.
+    assert!(lab
+        .stray_2xx("z9hG4bKforged", &b_call, "b1", VICTIM)
+        .is_empty());
+    // A real retransmission (our branch, leg B's dialog): ACKed again, to
+    // the member, whatever its Contact says.
+    assert_eq!(
+        lab.stray_2xx(&ours, &b_call, "b1", VICTIM),
+        [format!("raw ACK to {MS1}")]
+    );
+    assert_eq!(lab.m.calls(), 1);
+}
+
+#[test]
+fn requests_from_unknown_sources_are_dropped_or_answered_once() {
+    let mut lab = Lab::trunk_only();
+    // Default: dropped, and the transaction forgotten (nothing of it is
+    // retransmitted toward a source that may be spoofed).
+    assert_eq!(
+        lab.sends_from(STRANGER, invite("s1", "s1", true)),
+        ["forget"]
+    );
+    let options = |branch: &str| {
+        Message::parse(
+            RequestBuilder::new(&Method::Options, "sip:127.0.0.1:5060")
+                .header("Via", &format!("SIP/2.0/UDP {STRANGER};branch={branch}"))
+                .header("From", "<sip:x@127.0.0.3>;tag=o1")
+                .header("To", "<sip:127.0.0.1>")
+                .header("Call-ID", "o1")
+                .header("CSeq", "1 OPTIONS")
+                .build(),
+        )
+        .unwrap()
+    };
+    assert_eq!(lab.sends_from(STRANGER, options("z9hG4bKo1")), ["forget"]);
+    // The standby's probe of the floating address carries our pair's
+    // branch: answered, wherever it comes from.
+    let probe = lab.m.tokens.branches.branch("probe1");
+    assert_eq!(
+        lab.sends_from(STRANGER, options(&probe)),
+        ["respond 200 OPTIONS"]
+    );
+    // "403": one stateless answer.
+    lab.m.settings.unknown_source = UnknownSource::Forbid;
+    assert_eq!(
+        lab.sends_from(STRANGER, invite("s2", "s2", true)),
+        ["forget after 403 INVITE"]
+    );
+    assert_eq!(lab.m.calls(), 0);
+    // The trunk is served as ever.
+    assert_eq!(
+        lab.trunk_sends(invite("c1", "i1", true)),
+        ["respond 100 INVITE", "create media"]
+    );
+}
+
+#[test]
+fn in_dialog_requests_are_taken_only_from_the_legs_peers() {
+    let mut lab = Lab::trunk_only();
+    lab.answered_call("c1");
+    // The right Call-ID and tags from a stranger: dropped (unknown
+    // source); from a peer of ours that is not this leg's (another
+    // trunk, a member): 403. The call goes on.
+    let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
+    assert_eq!(lab.sends_from("127.0.0.5:5060", bye.clone()), ["forget"]);
+    for peer in ["127.0.0.20:5060", MS1] {
+        assert_eq!(lab.sends_from(peer, bye.clone()), ["forget after 403 BYE"]);
+    }
+    assert_eq!(lab.m.calls(), 1);
+    // An ACK from there is dropped without a word.
+    let ack = lab.in_dialog("ACK", "c1", 1, "ack9");
+    assert!(lab
+        .on(Event::Tu(TuEvent::Ack {
+            key: None,
+            ack,
+            source: Target::udp(addr("127.0.0.20:5060")),
+        }))
+        .is_empty());
+    // A request for leg B from outside its group (the trunk): refused.
+    let (_, b_invite, _) = lab.last("INVITE");
+    let b_bye = Message::parse(
+        RequestBuilder::new(&Method::Bye, "sip:tandem@127.0.0.1:5060")
+            .header("Via", "SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKbb1")
+            .header("From", "<sip:ms@127.0.0.1>;tag=b1")
+            .header(
+                "To",
+                &format!(
+                    "<sip:tandem@127.0.0.1>;tag={}",
+                    b_invite.from_tag().unwrap()
+                ),
+            )
+            .header("Call-ID", b_invite.call_id())
+            .header("CSeq", "5 BYE")
+            .build(),
+    )
+    .unwrap();
+    assert_eq!(
+        lab.sends_from(TRUNK, b_bye.clone()),
+        ["forget after 403 BYE"]
+    );
+    assert_eq!(lab.m.calls(), 1);
+    // From the member it ends the call...
+    assert_eq!(
+        lab.sends_from(MS1, b_bye),
+        [
+            "respond 200 BYE".to_string(),
+            "send BYE to 127.0.0.9:5060".into(),
+            "cdr bye_server".into(),
+            "remove media".into()
+        ]
+    );
+    assert_eq!(lab.m.calls(), 0);
+    // ...and from another node of the trunk a leg-A BYE does too.
+    lab.answered_call("c2");
+    assert_eq!(lab.m.calls(), 1);
+    let bye = lab.in_dialog("BYE", "c2", 2, "bye2");
+    assert_eq!(
+        lab.sends_from("127.0.0.10:5060", bye),
+        [
+            "respond 200 BYE".to_string(),
+            format!("send BYE to {MS2}"),
+            "cdr bye_caller".into(),
+            "remove media".into()
+        ]
+    );
+    assert_eq!(lab.m.calls(), 0);
 }

@@ -425,3 +425,28 @@ fn the_admin_socket_is_relative_to_the_config() {
         .to_string();
     assert!(err.contains("key `admin.socket`"), "{err}");
 }
+
+fn unknown_source_is_drop_or_403() {
+    assert_eq!(
+        parse(EXAMPLE).unwrap().machine_settings().unknown_source,
+        crate::b2bua::UnknownSource::Drop
+    );
+    let with = |v: &str| {
+        EXAMPLE.replace(
+            "unknown_source = \"drop\"",
+            &format!("unknown_source = {v}"),
+        )
+    };
+    let c = parse(&with("\"403\"")).unwrap();
+    assert_eq!(
+        c.machine_settings().unknown_source,
+        crate::b2bua::UnknownSource::Forbid
+    );
+    let err = parse(&with("\"reject\"")).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml:") && err.contains("unknown_source") && err.contains("reject"),
+        "{err}"
+    );
+    let err = parse(&with("403")).unwrap_err().to_string();
+    assert!(err.contains("unknown_source"), "{err}");
+}

@@ -48,6 +48,16 @@ impl Method {
 
     pub fn as_str(&self) -> &str {
         match self {
+            Method::Extension(s) => s,
+            m => m.standard_name().unwrap_or_default(),
+        }
+    }
+
+    /// The name of a method of the RFCs (not an extension method): a
+    /// fixed string, fit for a metric label where a name chosen by the
+    /// sender is not.
+    pub fn standard_name(&self) -> Option<&'static str> {
+        Some(match self {
             Method::Invite => "INVITE",
             Method::Ack => "ACK",
             Method::Bye => "BYE",
@@ -62,8 +72,8 @@ impl Method {
             Method::Refer => "REFER",
             Method::Message => "MESSAGE",
             Method::Publish => "PUBLISH",
-            Method::Extension(s) => s,
-        }
+            Method::Extension(_) => return None,
+        })
     }
 }
 

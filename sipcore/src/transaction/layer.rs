@@ -29,7 +29,12 @@
 //! Retransmitted requests are absorbed here (the stored response is sent
 //! again), responses that match no client transaction and ACKs that match
 //! no INVITE server transaction (the ACK of a 2xx, which is its own
-//! transaction) are handed to the TU as stray messages to deal with.
+//! transaction) are handed to the TU as stray messages to deal with —
+//! stray responses only when their branch is one we made
+//! ([`TransactionLayer::set_branch_key`]), the rest are counted and
+//! dropped. A request the TU will not serve is ended with
+//! [`TransactionLayer::forget`]: answered once or not at all, nothing kept
+//! that would retransmit to a spoofed source.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -43,9 +48,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::{
-    Action, ClientEvent, ClientInvite, ClientInviteState, ClientNonInvite, ClientNonInviteState,
-    ServerEvent, ServerInvite, ServerInviteState, ServerNonInvite, ServerNonInviteState, Timer,
-    TimerConfig,
+    Action, BranchKey, ClientEvent, ClientInvite, ClientInviteState, ClientNonInvite,
+    ClientNonInviteState, ServerEvent, ServerInvite, ServerInviteState, ServerNonInvite,
+    ServerNonInviteState, Timer, TimerConfig,
 };
 use crate::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use crate::transport::{Incoming, Target};
@@ -85,7 +90,7 @@ impl Transmit for mpsc::UnboundedSender<Outgoing> {
 }
 
 /// The magic cookie of an RFC 3261 branch (§8.1.1.7).
-const MAGIC_COOKIE: &str = "z9hG4bK";
+pub(crate) const MAGIC_COOKIE: &str = "z9hG4bK";
 
 /// Identifies a client transaction (§17.1.3): the branch of the top Via and
 /// the CSeq method.
@@ -382,6 +387,9 @@ struct Inner {
     heap: BinaryHeap<Deadline>,
     next_id: u64,
     next_seq: u64,
+    /// The key of our branches: with one, a response that matches no
+    /// transaction reaches the TU only when its branch is ours.
+    branch_key: Option<BranchKey>,
 }
 
 struct Shared {
@@ -396,6 +404,8 @@ struct Shared {
     queue: TuQueueConfig,
     overload_rejected: AtomicU64,
     overload_dropped: AtomicU64,
+    /// Stray responses whose branch we did not make, dropped.
+    unverified_dropped: AtomicU64,
     /// Wakes the timer task when an earlier deadline is added or the layer
     /// is dropped.
     notify: Arc<Notify>,
@@ -536,6 +546,7 @@ impl TransactionLayer {
             queue,
             overload_rejected: AtomicU64::new(0),
             overload_dropped: AtomicU64::new(0),
+            unverified_dropped: AtomicU64::new(0),
             notify: notify.clone(),
         });
         tokio::spawn(timer_task(Arc::downgrade(&shared), notify));
@@ -554,6 +565,20 @@ impl TransactionLayer {
         self.shared.config
     }
 
+    /// From now on a response that matches no client transaction is
+    /// passed to the TU only when its top Via branch was made with `key`
+    /// ([`BranchKey::branch`]); the others are dropped and counted
+    /// ([`Self::unverified_responses`]). Without a key every stray
+    /// response is passed (a stateless proxy forwards them, §16.7).
+    pub fn set_branch_key(&self, key: BranchKey) {
+        self.lock().branch_key = Some(key);
+    }
+
+    /// Stray responses dropped because their branch is not ours.
+    pub fn unverified_responses(&self) -> u64 {
+        self.shared.unverified_dropped.load(Ordering::Relaxed)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data behind; go on.
         self.shared.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -570,6 +595,12 @@ impl TransactionLayer {
                 Some(id) => {
                     let actions = inner.machine(id).client(ClientEvent::Response(status));
                     inner.apply(shared, id, actions, Ctx::Received(&msg, &source));
+                }
+                // A response to nothing of ours (a forged 2xx naming a
+                // victim in Contact, say): a silent counted drop, before
+                // it costs a place in the TU queue.
+                None if !inner.branch_is_ours(&msg) => {
+                    shared.unverified_dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 None => shared.new_work(TuEvent::StrayResponse {
                     response: msg,
@@ -692,6 +723,31 @@ impl TransactionLayer {
         Ok(())
     }
 
+    /// Ends the server transaction `key` at once, after sending `answer`
+    /// (if any) exactly once: no retransmission, no 100 Trying, no wait
+    /// state. For a request the TU will not serve (from a source it does
+    /// not know, which may be spoofed): a retransmission of it starts
+    /// anew, so each request received gets at most one answer and a
+    /// stranger never makes Tandem send more than it sent.
+    pub fn forget(&self, key: &ServerKey, answer: Option<Message>) {
+        let tkey = TransactionKey::Server(key.clone());
+        let mut inner = self.lock();
+        let Some(id) = inner.index.remove(&tkey) else {
+            return;
+        };
+        // Its timers stay in the heap and are skipped when they fire.
+        let Some(entry) = inner.entries.remove(&id) else {
+            return;
+        };
+        if let Some(answer) = answer.filter(|m| m.is_response()) {
+            let _ = self.shared.transmit.send(Outgoing {
+                key: tkey,
+                target: entry.target,
+                bytes: answer.as_bytes().clone(),
+            });
+        }
+    }
+
     /// The INVITE server transaction that the CANCEL transaction `cancel`
     /// cancels (§9.2: same branch and sent-by), if it is still there.
     pub fn find_invite_for_cancel(&self, cancel: &ServerKey) -> Option<ServerKey> {
@@ -736,6 +792,15 @@ impl TransactionLayer {
 }
 
 impl Inner {
+    /// Whether a response's top Via branch is one of ours (always, when
+    /// no key is set).
+    fn branch_is_ours(&self, response: &Message) -> bool {
+        match &self.branch_key {
+            None => true,
+            Some(key) => response.top_via().branch().is_some_and(|b| key.verify(b)),
+        }
+    }
+
     fn insert(
         &mut self,
         key: TransactionKey,

@@ -983,3 +983,71 @@ async fn the_tables_give_back_the_room_of_a_past_burst() {
         inner.entries.capacity()
     );
 }
+
+// ------------------------------------------------------------- strangers
+
+/// A response from a peer that names a branch: ours (made with `key`) or
+/// one it made up.
+fn response_with_branch(branch: &str, status: u16) -> Message {
+    response(&request("INVITE", branch), status)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stray_responses_reach_the_tu_only_with_our_branch() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let key = BranchKey::random();
+    // Without a key (a stateless proxy's view) every stray is passed.
+    tl.on_message(
+        response_with_branch("z9hG4bKforged", 200),
+        Target::udp(addr(UAS)),
+    );
+    assert_eq!(names(&drain(&mut rx)), ["Stray 200"]);
+
+    tl.set_branch_key(key.clone());
+    // A forged 2xx (a branch of the sender's, or ours copied with the
+    // tag cut off or made up) is dropped before the TU and counted.
+    let ours = key.branch("n1");
+    let (nonce_only, _) = ours.rsplit_once('.').unwrap();
+    for forged in [
+        "z9hG4bKforged".to_owned(),
+        nonce_only.to_owned(),
+        format!("{nonce_only}.00000000000000000000"),
+        BranchKey::random().branch("n1"),
+    ] {
+        tl.on_message(response_with_branch(&forged, 200), Target::udp(addr(UAS)));
+    }
+    assert!(drain(&mut rx).is_empty());
+    assert_eq!(tl.unverified_responses(), 4);
+    // A 2xx retransmitted for an INVITE of ours whose transaction ended
+    // (RFC 6026) is still ours: passed.
+    tl.on_message(response_with_branch(&ours, 200), Target::udp(addr(UAS)));
+    assert_eq!(names(&drain(&mut rx)), ["Stray 200"]);
+    assert!(wire.sent().is_empty(), "nothing answered a stray response");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forgotten_invite_is_answered_once_and_never_again() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let inv = request("INVITE", "z9hG4bKspoofed");
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    wire.at(10).await;
+    tl.forget(&key, Some(response(&inv, 403)));
+    assert!(tl.is_empty(), "no transaction kept");
+    // No 100 Trying, no Timer G retransmission, no Timer H: one 403.
+    wire.at(40_000).await;
+    assert_eq!(wire.times("SIP/2.0"), [10]);
+    assert_eq!(wire.sent()[0].2.status(), Some(403));
+    assert!(drain(&mut rx).is_empty());
+    // A retransmission of the INVITE is a new request for the TU to
+    // refuse again: one answer per request received, never more.
+    tl.on_message(inv.clone(), Target::udp(addr(UAC)));
+    let key = server_key(&drain(&mut rx)[0]);
+    // Dropped silently: nothing at all goes out.
+    tl.forget(&key, None);
+    wire.at(80_000).await;
+    assert_eq!(wire.times("SIP/2.0"), [10]);
+    assert!(tl.is_empty());
+}

@@ -16,6 +16,7 @@
 //! are zero, which the machine carries out by terminating at once instead
 //! of starting a zero timer.
 
+mod branch;
 mod client_invite;
 mod client_non_invite;
 mod layer;
@@ -29,6 +30,7 @@ mod sim;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+pub use branch::{BranchKey, TAG_BYTES as BRANCH_TAG_BYTES};
 pub use client_invite::{ClientInvite, ClientInviteState};
 pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
 pub use layer::{
