@@ -426,6 +426,7 @@ fn the_admin_socket_is_relative_to_the_config() {
     assert!(err.contains("key `admin.socket`"), "{err}");
 }
 
+#[test]
 fn unknown_source_is_drop_or_403() {
     assert_eq!(
         parse(EXAMPLE).unwrap().machine_settings().unknown_source,
