@@ -119,7 +119,8 @@ fn derive(secret: &[u8], nonce_i: &[u8; NONCE], nonce_r: &[u8; NONCE]) -> Derive
         (b"tandem-sync v2 i->r", &mut d.i_to_r),
         (b"tandem-sync v2 r->i", &mut d.r_to_i),
     ] {
-        hk.expand(info, out).expect("32 bytes is a valid HKDF length");
+        hk.expand(info, out)
+            .expect("32 bytes is a valid HKDF length");
     }
     d
 }
@@ -159,7 +160,10 @@ pub fn read_challenge(m: &Message) -> Result<[u8; NONCE], FrameError> {
 
 /// Initiator: its proof of the secret over both nonces.
 pub fn proof(secret: &[u8], nonce_i: &[u8; NONCE], nonce_r: &[u8; NONCE]) -> Message {
-    message(PROOF, &proof_of(&derive(secret, nonce_i, nonce_r), INITIATOR))
+    message(
+        PROOF,
+        &proof_of(&derive(secret, nonce_i, nonce_r), INITIATOR),
+    )
 }
 
 /// Responder: checks the initiator's proof; if it holds, its own proof

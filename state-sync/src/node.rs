@@ -25,9 +25,9 @@ use crate::frame::{self, Envelope, Frame, FrameError, FrameKey, Seal};
 use crate::handshake::{self, SessionKeys};
 use crate::journal::{CatchUp, Journal};
 use crate::link::{self, Connection, LinkEvent, Refusal, RefusalCounters, RefusalCounts};
-use crate::replay::SessionGuard;
 use crate::netcheck;
 use crate::record::{Change, Record};
+use crate::replay::SessionGuard;
 use crate::replica::Replica;
 use crate::role::{self, Action, CheckResult, PeerHeartbeat, Role, RoleMachine, Timing};
 use crate::vip::FloatingIp;
@@ -491,7 +491,9 @@ impl Driver {
                 };
                 let Some(seq) = seq else { return };
                 if let Some(p) = self.peer.as_ref().filter(|p| p.level) {
-                    if p.conn.send(self.machine.epoch(), Frame::Delta { seq, change }) {
+                    if p.conn
+                        .send(self.machine.epoch(), Frame::Delta { seq, change })
+                    {
                         self.unacked.push_back((seq, Instant::now()));
                     }
                 }
@@ -1214,7 +1216,10 @@ fn open_heartbeat(
     let session = frame::session(datagram).map_err(auth)?;
     let k = match key {
         Some((s, k)) if *s == session => k,
-        _ => &key.insert((session, handshake::heartbeat_key(secret, session))).1,
+        _ => {
+            &key.insert((session, handshake::heartbeat_key(secret, session)))
+                .1
+        }
     };
     let (seal, env, used) = frame::decode(k, datagram).map_err(auth)?;
     if used != datagram.len() {

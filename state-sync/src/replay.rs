@@ -51,14 +51,13 @@ impl SessionGuard {
     /// Accepts an authenticated heartbeat's seal, or says why not.
     pub fn accept(&mut self, seal: Seal) -> Result<(), FrameError> {
         match self.current {
-            Some((session, last)) if session == seal.session => {
-                if seal.counter <= last {
-                    return Err(FrameError::Replayed {
-                        counter: seal.counter,
-                        last,
-                    });
-                }
+            Some((session, last)) if session == seal.session && seal.counter <= last => {
+                return Err(FrameError::Replayed {
+                    counter: seal.counter,
+                    last,
+                });
             }
+            Some((session, _)) if session == seal.session => {}
             Some((session, _)) => {
                 if self.retired.contains(&seal.session) {
                     return Err(FrameError::Replayed {

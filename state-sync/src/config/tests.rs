@@ -74,7 +74,10 @@ fn an_inline_secret_or_a_relative_path_is_refused() {
     let mut c = config(f.path());
     c.secret = Some(GOOD.into());
     let e = c.validate().unwrap_err();
-    assert!(e.starts_with("secret: ") && e.contains("secret_file"), "{e}");
+    assert!(
+        e.starts_with("secret: ") && e.contains("secret_file"),
+        "{e}"
+    );
     let c = config(Path::new("pair.secret"));
     assert!(c.validate().unwrap_err().contains("absolute"));
 }

@@ -70,8 +70,13 @@ fn a_recorded_proof_does_not_hold_against_a_fresh_responder_nonce() {
 fn one_sides_proof_is_not_taken_as_the_others() {
     let nonce_i = nonce();
     let nonce_r = nonce();
-    let (confirm, _) =
-        read_proof(SECRET, &nonce_i, &nonce_r, &proof(SECRET, &nonce_i, &nonce_r)).unwrap();
+    let (confirm, _) = read_proof(
+        SECRET,
+        &nonce_i,
+        &nonce_r,
+        &proof(SECRET, &nonce_i, &nonce_r),
+    )
+    .unwrap();
     // Reflect the responder's confirm back as a proof, and the other way.
     let mut reflected = confirm;
     reflected[5] = PROOF;
