@@ -21,8 +21,7 @@
 //! frame so that a node learns at once of a takeover it missed.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 use crate::record::{Change, Record, RecordId};
 
@@ -132,12 +131,13 @@ pub struct Seal {
 
 /// A sealing key: 32 bytes for ChaCha20-Poly1305, one per direction of a
 /// connection or per heartbeat session (derived in [`crate::handshake`]).
-#[derive(Clone)]
-pub struct FrameKey(ChaCha20Poly1305);
+pub struct FrameKey(LessSafeKey);
 
 impl FrameKey {
     pub fn new(bytes: &[u8; 32]) -> FrameKey {
-        FrameKey(ChaCha20Poly1305::new(bytes.into()))
+        let key = UnboundKey::new(&CHACHA20_POLY1305, bytes)
+            .expect("32 bytes is ChaCha20-Poly1305's key length");
+        FrameKey(LessSafeKey::new(key))
     }
 }
 
@@ -153,7 +153,7 @@ impl std::fmt::Debug for FrameKey {
 fn nonce(counter: u64) -> Nonce {
     let mut n = [0u8; 12];
     n[..8].copy_from_slice(&counter.to_be_bytes());
-    n.into()
+    Nonce::assume_unique_for_key(n)
 }
 
 /// Whether `buf` starts with a whole frame; its length if so. Cheap: no
@@ -200,17 +200,12 @@ pub fn decode(key: &FrameKey, buf: &[u8]) -> Result<(Seal, Envelope, usize), Fra
         session: u64::from_be_bytes(header[5..13].try_into().expect("8 bytes")),
         counter: u64::from_be_bytes(header[13..21].try_into().expect("8 bytes")),
     };
-    let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG);
-    let mut plain = ciphertext.to_vec();
-    key.0
-        .decrypt_in_place_detached(
-            &nonce(seal.counter),
-            header,
-            &mut plain,
-            Tag::from_slice(tag),
-        )
+    let mut in_out = sealed.to_vec();
+    let plain = key
+        .0
+        .open_in_place(nonce(seal.counter), Aad::from(header), &mut in_out)
         .map_err(|_| FrameError::BadMac)?;
-    Ok((seal, parse(&plain)?, total))
+    Ok((seal, parse(plain)?, total))
 }
 
 /// Parses an opened frame's plaintext: the sender's epoch, the frame type
@@ -364,10 +359,10 @@ pub fn encode(key: &FrameKey, seal: Seal, epoch: u64, frame: &Frame) -> Bytes {
     out.put_u32((plain.len() + TAG) as u32);
     let tag = key
         .0
-        .encrypt_in_place_detached(&nonce(seal.counter), &out[..], &mut plain[..])
+        .seal_in_place_separate_tag(nonce(seal.counter), Aad::from(&out[..]), &mut plain[..])
         .expect("ChaCha20-Poly1305 seals any frame under MAX_BODY");
     out.put_slice(&plain);
-    out.put_slice(&tag);
+    out.put_slice(tag.as_ref());
     out.freeze()
 }
 

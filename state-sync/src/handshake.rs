@@ -52,7 +52,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub type Message = [u8; MESSAGE_LEN];
 
 /// The two keys of one connection, as one side sees them.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SessionKeys {
     pub send: FrameKey,
     pub recv: FrameKey,

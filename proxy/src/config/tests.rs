@@ -332,7 +332,7 @@ fn the_pair_secret_file_is_checked_naming_key_and_file() {
     );
 
     let (text, _keep) = with_ha(random, 0o600);
-    let text = text.replace("node = \"a\"", "node = \"a\"\nsecret = \"inline\"");
+    let text = text.replace("\n[ha]\n", "\n[ha]\nsecret = \"inline\"\n");
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("key `ha.secret`"), "{err}");
 }
