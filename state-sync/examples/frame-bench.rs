@@ -1,6 +1,12 @@
 //! Micro-benchmark of the replication frames: encode + decode of one
 //! call-sized Delta (600 bytes of state), as the stream does it.
 //! `cargo run --release -p state-sync --example frame-bench`
+//!
+//! Measured 2026-12-04 on the shared 2-core build machine (load ~10),
+//! three runs each, alternated: HMAC-SHA256 cleartext frames (format 1)
+//! 5.6–6.0 µs per frame; ChaCha20-Poly1305 sealed, numbered frames
+//! (format 2, ring) 6.0–8.4 µs; RustCrypto's `chacha20poly1305` 0.10 was
+//! 18.8–22.2 µs (its AVX2 intrinsics not inlined), hence ring.
 use std::time::Instant;
 
 use bytes::Bytes;

@@ -814,7 +814,7 @@ impl Driver {
             // Only the active node serves the stream; the peer retries.
             return;
         }
-        if from.ip() != self.config.link.peer.ip() {
+        if !same_host(from, self.config.link.peer) {
             self.refused.count(Refusal::Source, "stream");
             tracing::warn!(%from, peer = %self.config.link.peer, "replication connect from a stranger dropped");
             return;
@@ -1149,6 +1149,12 @@ fn record_hash(r: &Record) -> u64 {
     h
 }
 
+/// Whether `from` is the peer's address (its port is ephemeral on a
+/// stream; an IPv4 peer may show as IPv4-mapped on a dual-stack socket).
+fn same_host(from: SocketAddr, peer: SocketAddr) -> bool {
+    from.ip().to_canonical() == peer.ip().to_canonical()
+}
+
 /// What the heartbeat task of one link needs to know.
 struct HeartbeatLink {
     index: usize,
@@ -1181,7 +1187,7 @@ async fn receive_heartbeats(
                 continue;
             }
         };
-        let refusal = if from.ip() != link.peer.ip() {
+        let refusal = if !same_host(from, link.peer) {
             Err((Refusal::Source, "not from the peer's address".to_string()))
         } else {
             open_heartbeat(&link.secret, &mut key, &mut guard, &buf[..n])
