@@ -14,6 +14,8 @@ declare -A ADDR=([trunk]=10.77.0.10 [a]=10.77.0.2 [b]=10.77.0.3 [ms1]=10.77.0.21
 PREFIX=24
 PAIR_A=10.77.1.1/30
 PAIR_B=10.77.1.2/30
+# ha.secret_file of tandem-a/b.toml.
+SECRET_FILE=/run/tandem-testbed/pair.secret
 
 usage() {
     cat >&2 <<'USAGE'
@@ -47,6 +49,18 @@ check_node() {
     esac
 }
 
+# The pair's shared secret: made once per machine, random, readable by
+# root only (Tandem refuses a secret file others can read).
+make_secret() {
+    [[ -s $SECRET_FILE ]] && return 0
+    mkdir -p -m 700 "$(dirname "$SECRET_FILE")"
+    local tmp
+    tmp=$(mktemp "$SECRET_FILE.XXXXXX") # mode 0600
+    head -c 32 /dev/urandom | base64 >"$tmp"
+    # Atomic: labs built in parallel never read half a file.
+    mv -f "$tmp" "$SECRET_FILE"
+}
+
 ns_exists() {
     [[ -e /run/netns/$1 ]]
 }
@@ -78,6 +92,7 @@ up() {
     for ns in "$name-sw" "${NODES[@]/#/$name-}"; do
         ns_exists "$ns" && die "namespace $ns exists: run 'testbed.sh down $name' first"
     done
+    make_secret
     # Whatever fails from here on, leave nothing half built.
     trap 'rc=$?; down "$name" >/dev/null 2>&1 || true; exit $rc' ERR
 
@@ -142,6 +157,7 @@ start() {
     local name=$1 dir=$2 here bin
     check_name "$name"
     ns_exists "$name-sw" || die "no lab '$name' (testbed.sh up $name first)"
+    make_secret
     command -v sipp >/dev/null || die "sipp not found (apt-get install sip-tester)"
     here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
     bin=$here/../../target/release/tandem

@@ -1136,10 +1136,14 @@ impl Config {
     /// The key of the branches Tandem makes and accepts answers to: from
     /// the pair's shared secret (so the standby recognises answers to
     /// what the old active sent), else a random key of this process.
-    pub fn branch_key(&self) -> sipcore::transaction::BranchKey {
+    /// Reads the secret file again (validated when the config was read).
+    pub fn branch_key(&self) -> Result<sipcore::transaction::BranchKey, String> {
         match &self.ha {
-            Some(ha) => sipcore::transaction::BranchKey::from_secret(ha.secret.as_bytes()),
-            None => sipcore::transaction::BranchKey::random(),
+            Some(ha) => ha
+                .load_secret()
+                .map(|secret| sipcore::transaction::BranchKey::from_secret(&secret))
+                .map_err(|e| format!("ha.{e}")),
+            None => Ok(sipcore::transaction::BranchKey::random()),
         }
     }
 

@@ -130,6 +130,7 @@ impl Driver {
         ep: Endpoint,
         relay: Arc<MediaRelay>,
         replication: Option<Replication>,
+        branch_key: sipcore::transaction::BranchKey,
     ) -> Driver {
         let mut machine = Machine::new(
             config.machine_settings(),
@@ -143,7 +144,6 @@ impl Driver {
         );
         // One key for the layer (which drops stray responses to nothing
         // of ours) and the machine (which makes the branches).
-        let branch_key = config.branch_key();
         ep.layer().set_branch_key(branch_key.clone());
         machine.set_branch_key(branch_key);
         Driver {

@@ -54,9 +54,10 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     let relay = Arc::new(MediaRelay::new(relay_config).context("starting the media relay")?);
     tracing::info!(sip = %endpoint.local_addr(), media = %config.media.ip, admin = ?config.admin.listen, "tandem running");
 
+    let branch_key = config.branch_key().map_err(|e| anyhow::anyhow!(e))?;
     let (sync, node_events) = match &config.ha {
         Some(ha) => {
-            let probe = crate::ha::vip_probe(config.sip.listen[0], config.branch_key());
+            let probe = crate::ha::vip_probe(config.sip.listen[0], branch_key.clone());
             let (handle, events) =
                 state_sync::SyncNode::start(ha.clone(), crate::driver::RECORD_SCHEMA, 0, probe)
                     .map_err(|e| anyhow::anyhow!("ha: {e}"))?;
@@ -81,6 +82,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         endpoint.clone(),
         relay.clone(),
         sync.clone().map(crate::driver::Replication::new),
+        branch_key,
     );
     let stats_ep = endpoint.clone();
     let stats = tokio::spawn(async move {

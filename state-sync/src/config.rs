@@ -6,6 +6,7 @@
 //! misses make the peer lost, and how long to wait between checks.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -22,9 +23,18 @@ pub struct SyncConfig {
     /// becomes active (equal: the lower name).
     #[serde(default = "default_priority")]
     pub priority: u8,
-    /// Shared secret authenticating every frame (HMAC-SHA256). At least
-    /// 16 bytes.
-    pub secret: String,
+    /// The file holding the pair's shared secret (the same on both
+    /// nodes), from which every connection's keys and the heartbeat keys
+    /// are derived. An absolute path; the file must not be readable or
+    /// writable by group or others (mode 0600 or 0400). Its content (one
+    /// line; surrounding whitespace ignored) must be at least 32 bytes of
+    /// real randomness: `head -c 32 /dev/urandom | base64 > FILE`.
+    pub secret_file: PathBuf,
+    /// Inline secrets are refused (they end up in backups, tickets and
+    /// version control with the rest of the file): this key only exists
+    /// to say so clearly.
+    #[serde(default, skip_serializing)]
+    pub secret: Option<String>,
     /// The replication link: the TCP stream of records and the main
     /// heartbeats (UDP, same address and port).
     pub link: LinkConfig,
@@ -156,9 +166,14 @@ impl SyncConfig {
         if self.node.is_empty() {
             return Err("node: must not be empty".into());
         }
-        if self.secret.len() < 16 {
-            return Err("secret: at least 16 bytes".into());
+        if self.secret.is_some() {
+            return Err(
+                "secret: inline secrets are not accepted; put the secret in a file of its own \
+                 (mode 0600) and name it with secret_file"
+                    .into(),
+            );
         }
+        self.load_secret()?;
         let h = &self.heartbeat;
         if h.interval_ms == 0 {
             return Err("heartbeat.interval_ms: must be > 0".into());
@@ -192,4 +207,90 @@ impl SyncConfig {
         }
         Ok(())
     }
+
+    /// Reads the shared secret from `secret_file`, refusing a file others
+    /// can read and a weak secret; the error names the key and the file.
+    pub fn load_secret(&self) -> Result<Vec<u8>, String> {
+        let path = &self.secret_file;
+        let fail = |why: String| format!("secret_file: {}: {why}", path.display());
+        let text = read_private_file(path).map_err(fail)?;
+        let secret = text.trim_ascii();
+        check_secret(secret).map_err(fail)?;
+        Ok(secret.to_vec())
+    }
 }
+
+/// Secrets that appeared in Tandem's examples, documentation or tests at
+/// some time: anybody can read them, so they are refused.
+const KNOWN_SECRETS: &[&str] = &[
+    "testbed pair secret, change me",
+    "a shared secret of the pair",
+    "not the pair's secret",
+    "pair secret",
+];
+
+/// Words that give a made-up passphrase away.
+const GIVEAWAYS: &[&str] = &["change me", "changeme", "example", "secret", "password"];
+
+/// Shortest secret accepted, in bytes.
+pub const MIN_SECRET: usize = 32;
+
+/// Whether `secret` is fit to protect the pair link: not a published
+/// example, long, and not obviously made up or repetitive. (A weak secret
+/// is guessable offline from one recorded handshake.)
+pub fn check_secret(secret: &[u8]) -> Result<(), String> {
+    let lower = String::from_utf8_lossy(secret).to_lowercase();
+    if KNOWN_SECRETS.iter().any(|k| lower == *k) {
+        return Err("this secret is a published example; generate one: \
+                    head -c 32 /dev/urandom | base64"
+            .into());
+    }
+    if secret.len() < MIN_SECRET {
+        return Err(format!(
+            "the secret has {} bytes, at least {MIN_SECRET} are needed; generate one: \
+             head -c 32 /dev/urandom | base64",
+            secret.len()
+        ));
+    }
+    if let Some(word) = GIVEAWAYS.iter().find(|w| lower.contains(*w)) {
+        return Err(format!(
+            "the secret contains {word:?}, a made-up passphrase; generate one: \
+             head -c 32 /dev/urandom | base64"
+        ));
+    }
+    let mut seen = [false; 256];
+    for b in secret {
+        seen[usize::from(*b)] = true;
+    }
+    let distinct = seen.iter().filter(|s| **s).count();
+    if distinct < 12 {
+        return Err(format!(
+            "the secret uses only {distinct} different characters (low entropy); generate one: \
+             head -c 32 /dev/urandom | base64"
+        ));
+    }
+    Ok(())
+}
+
+/// The content of a file that only its owner may read or write (no group
+/// or other permission bits), as a secret file must be.
+fn read_private_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    if !path.is_absolute() {
+        return Err("must be an absolute path".into());
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "mode {mode:04o} lets group or others at the secret; chmod 600 it"
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,33 +1,38 @@
-//! Frames of the replication channel, authenticated with HMAC-SHA256 over
-//! a shared secret.
+//! Frames of the replication channel: sealed (encrypted and
+//! authenticated) with ChaCha20-Poly1305 under a key only the two nodes
+//! hold, and numbered.
 //!
 //! Like a SIP stream, a TCP byte stream is cut into frames in two steps:
 //! [`check`] tells whether a buffer holds a whole frame (and how long it
-//! is) without allocating, [`decode`] then verifies its MAC and parses it.
-//! A peer that does not know the secret cannot produce a frame that
-//! decodes; a frame changed in transit does not decode either.
+//! is) without allocating, [`decode`] then opens it (decrypts and checks
+//! its tag) and [`parse`] reads the plaintext. A peer without the key
+//! cannot produce a frame that opens, nor read one; a frame changed in
+//! transit does not open either.
 //!
-//! Layout (big endian): magic `TSYN`, format version (1 byte), frame type
-//! (1 byte), epoch (8), body length (4), body, HMAC-SHA256 of everything
-//! before it (32). The epoch of the sender's role rides on every frame so
-//! that a node learns at once of a takeover it missed.
+//! Layout (big endian): magic `TSYN`, format version (1 byte), session (8),
+//! counter (8), sealed length (4), then the sealed body and its 16-byte
+//! tag. The header is authenticated (AEAD associated data); the AEAD nonce
+//! is the counter, so a key never seals two frames with one nonce: stream
+//! keys are fresh per connection and direction (see [`crate::handshake`]),
+//! a heartbeat key is fresh per sender boot (`session`). The counter also
+//! lets the receiver drop a replayed or reordered frame
+//! ([`crate::replay`]). The plaintext is the sender's epoch (8), the frame
+//! type (1) and its fields: the epoch of the sender's role rides on every
+//! frame so that a node learns at once of a takeover it missed.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 use crate::record::{Change, Record, RecordId};
 
 const MAGIC: &[u8; 4] = b"TSYN";
-/// Format of the frame layout itself (not of the records).
-pub const FORMAT: u8 = 1;
-const HEADER: usize = 4 + 1 + 1 + 8 + 4;
-const MAC: usize = 32;
-/// Largest body accepted: a record carries one call's state, far below.
+/// Format of the frame layout itself (not of the records). 1 was the
+/// HMAC-only cleartext layout.
+pub const FORMAT: u8 = 2;
+const HEADER: usize = 4 + 1 + 8 + 8 + 4;
+const TAG: usize = 16;
+/// Largest sealed body accepted: a record carries one call's state, far below.
 pub const MAX_BODY: usize = 1 << 20;
-
-type HmacSha256 = Hmac<Sha256>;
-
 /// The messages of the channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -84,7 +89,7 @@ pub enum Frame {
     },
 }
 
-/// Why bytes are not a frame (yet).
+/// Why bytes are not a frame (yet), or not one to act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("incomplete frame")]
@@ -99,6 +104,13 @@ pub enum FrameError {
     BadMac,
     #[error("malformed frame: {0}")]
     Malformed(&'static str),
+    /// Authentic, but its counter is not above the last one accepted: a
+    /// replay (or a reordering) of an older frame.
+    #[error("replayed or reordered frame (counter {counter}, last accepted {last})")]
+    Replayed { counter: u64, last: u64 },
+    /// The pair handshake failed (see [`crate::handshake`]).
+    #[error("handshake: {0}")]
+    Handshake(&'static str),
 }
 
 /// A frame with the epoch of its sender.
@@ -108,41 +120,100 @@ pub struct Envelope {
     pub frame: Frame,
 }
 
+/// Where a sealed frame sits in its sender's sequence: the sender's boot
+/// session (heartbeats; 0 on a stream, whose key is per connection) and
+/// the frame's counter. Trustworthy only once the frame has opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seal {
+    pub session: u64,
+    pub counter: u64,
+}
+
+/// A sealing key: 32 bytes for ChaCha20-Poly1305, one per direction of a
+/// connection or per heartbeat session (derived in [`crate::handshake`]).
+pub struct FrameKey(LessSafeKey);
+
+impl FrameKey {
+    pub fn new(bytes: &[u8; 32]) -> FrameKey {
+        let key = UnboundKey::new(&CHACHA20_POLY1305, bytes)
+            .expect("32 bytes is ChaCha20-Poly1305's key length");
+        FrameKey(LessSafeKey::new(key))
+    }
+}
+
+impl std::fmt::Debug for FrameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameKey(..)")
+    }
+}
+
+/// The AEAD nonce of a frame: its counter. Unique per key because a key
+/// belongs to one sender's one connection or boot, whose counter only
+/// goes up.
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[..8].copy_from_slice(&counter.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
 /// Whether `buf` starts with a whole frame; its length if so. Cheap: no
-/// MAC, no parsing.
+/// decryption, no parsing.
 pub fn check(buf: &[u8]) -> Result<usize, FrameError> {
     let n = buf.len().min(4);
     if buf[..n] != MAGIC[..n] {
         return Err(FrameError::BadMagic);
     }
+    if buf.len() > 4 && buf[4] != FORMAT {
+        return Err(FrameError::Format(buf[4]));
+    }
     if buf.len() < HEADER {
         return Err(FrameError::Incomplete);
     }
-    if buf[4] != FORMAT {
-        return Err(FrameError::Format(buf[4]));
-    }
-    let body = u32::from_be_bytes(buf[14..18].try_into().expect("4 bytes")) as usize;
+    let body = u32::from_be_bytes(buf[21..25].try_into().expect("4 bytes")) as usize;
     if body > MAX_BODY {
         return Err(FrameError::TooLarge(body));
     }
-    let total = HEADER + body + MAC;
+    if body < TAG {
+        return Err(FrameError::Malformed("sealed body shorter than its tag"));
+    }
+    let total = HEADER + body;
     if buf.len() < total {
         return Err(FrameError::Incomplete);
     }
     Ok(total)
 }
 
-/// Verifies and parses the frame at the start of `buf` (see [`check`]);
-/// returns it and its length.
-pub fn decode(secret: &[u8], buf: &[u8]) -> Result<(Envelope, usize), FrameError> {
+/// The session of the (whole, see [`check`]) frame at the start of `buf`,
+/// before it is opened: which heartbeat key to open it with.
+pub fn session(buf: &[u8]) -> Result<u64, FrameError> {
+    check(buf)?;
+    Ok(u64::from_be_bytes(buf[5..13].try_into().expect("8 bytes")))
+}
+
+/// Opens (decrypts and authenticates) and parses the frame at the start
+/// of `buf`; returns its seal, the frame and its length. Replays are the
+/// caller's to check with the seal ([`crate::replay`]).
+pub fn decode(key: &FrameKey, buf: &[u8]) -> Result<(Seal, Envelope, usize), FrameError> {
     let total = check(buf)?;
-    let (signed, mac) = buf[..total].split_at(total - MAC);
-    let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-    m.update(signed);
-    m.verify_slice(mac).map_err(|_| FrameError::BadMac)?;
-    let kind = signed[5];
-    let epoch = u64::from_be_bytes(signed[6..14].try_into().expect("8 bytes"));
-    let mut r = Reader(&signed[HEADER..]);
+    let (header, sealed) = buf[..total].split_at(HEADER);
+    let seal = Seal {
+        session: u64::from_be_bytes(header[5..13].try_into().expect("8 bytes")),
+        counter: u64::from_be_bytes(header[13..21].try_into().expect("8 bytes")),
+    };
+    let mut in_out = sealed.to_vec();
+    let plain = key
+        .0
+        .open_in_place(nonce(seal.counter), Aad::from(header), &mut in_out)
+        .map_err(|_| FrameError::BadMac)?;
+    Ok((seal, parse(plain)?, total))
+}
+
+/// Parses an opened frame's plaintext: the sender's epoch, the frame type
+/// and its fields. Never panics; the fuzz target's entry point.
+pub fn parse(plain: &[u8]) -> Result<Envelope, FrameError> {
+    let mut r = Reader(plain);
+    let epoch = r.u64()?;
+    let kind = r.u8()?;
     let frame = match kind {
         1 => Frame::Hello {
             node: r.string()?,
@@ -189,12 +260,15 @@ pub fn decode(secret: &[u8], buf: &[u8]) -> Result<(Envelope, usize), FrameError
     if !r.0.is_empty() {
         return Err(FrameError::Malformed("trailing bytes"));
     }
-    Ok((Envelope { epoch, frame }, total))
+    Ok(Envelope { epoch, frame })
 }
 
-/// The bytes of `frame`, signed with `secret`.
-pub fn encode(secret: &[u8], epoch: u64, frame: &Frame) -> Bytes {
+/// The plaintext of `frame` sent in `epoch` (see [`parse`]).
+pub fn serialize(epoch: u64, frame: &Frame) -> BytesMut {
     let mut body = BytesMut::new();
+    body.put_u64(epoch);
+    let kind_at = body.len();
+    body.put_u8(0);
     let kind: u8 = match frame {
         Frame::Hello {
             node,
@@ -269,16 +343,26 @@ pub fn encode(secret: &[u8], epoch: u64, frame: &Frame) -> Bytes {
             8
         }
     };
-    let mut out = BytesMut::with_capacity(HEADER + body.len() + MAC);
+    body[kind_at] = kind;
+    body
+}
+
+/// The bytes of `frame`, sealed with `key` as number `counter` of
+/// `session`.
+pub fn encode(key: &FrameKey, seal: Seal, epoch: u64, frame: &Frame) -> Bytes {
+    let mut plain = serialize(epoch, frame);
+    let mut out = BytesMut::with_capacity(HEADER + plain.len() + TAG);
     out.put_slice(MAGIC);
     out.put_u8(FORMAT);
-    out.put_u8(kind);
-    out.put_u64(epoch);
-    out.put_u32(body.len() as u32);
-    out.put_slice(&body);
-    let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-    m.update(&out);
-    out.put_slice(&m.finalize().into_bytes());
+    out.put_u64(seal.session);
+    out.put_u64(seal.counter);
+    out.put_u32((plain.len() + TAG) as u32);
+    let tag = key
+        .0
+        .seal_in_place_separate_tag(nonce(seal.counter), Aad::from(&out[..]), &mut plain[..])
+        .expect("ChaCha20-Poly1305 seals any frame under MAX_BODY");
+    out.put_slice(&plain);
+    out.put_slice(tag.as_ref());
     out.freeze()
 }
 

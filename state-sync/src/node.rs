@@ -21,11 +21,13 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::SyncConfig;
-use crate::frame::{self, Envelope, Frame};
+use crate::frame::{self, Envelope, Frame, FrameError, FrameKey, Seal};
+use crate::handshake::{self, SessionKeys};
 use crate::journal::{CatchUp, Journal};
-use crate::link::{self, Connection, LinkEvent};
+use crate::link::{self, Connection, LinkEvent, Refusal, RefusalCounters, RefusalCounts};
 use crate::netcheck;
 use crate::record::{Change, Record};
+use crate::replay::SessionGuard;
 use crate::replica::Replica;
 use crate::role::{self, Action, CheckResult, PeerHeartbeat, Role, RoleMachine, Timing};
 use crate::vip::FloatingIp;
@@ -75,6 +77,11 @@ pub struct Status {
     pub takeovers: u64,
     /// Peer lost (or handover) → serving, of the latest takeover.
     pub last_takeover_ms: Option<u64>,
+    /// Active: standby connections accepted (after the handshake) since
+    /// start; a number that keeps rising is a flapping pair link.
+    pub standby_connects: u64,
+    /// Connections and heartbeats turned away, by reason.
+    pub refused: RefusalCounts,
 }
 
 enum Command {
@@ -166,6 +173,8 @@ impl SyncNode {
             digest: 0,
             takeovers: 0,
             last_takeover_ms: None,
+            standby_connects: 0,
+            refused: RefusalCounts::default(),
         };
         let (status_tx, status_rx) = watch::channel(status);
         std::thread::Builder::new()
@@ -225,7 +234,13 @@ impl SyncNode {
 /// Internal inputs of the loop besides the owner's commands.
 enum Input {
     Link(LinkEvent),
-    Dialed(std::io::Result<tokio::net::TcpStream>),
+    /// The standby's connect and handshake.
+    Dialed(Result<(tokio::net::TcpStream, SessionKeys), String>),
+    /// The handshake of a connection the active node accepted.
+    Accepted {
+        from: SocketAddr,
+        result: Result<(tokio::net::TcpStream, SessionKeys), FrameError>,
+    },
     Checks(CheckResult),
 }
 
@@ -253,7 +268,17 @@ impl Peer {
 
 struct Driver {
     config: SyncConfig,
+    /// The pair's secret (from `secret_file`): handshakes and heartbeat
+    /// keys are derived from it.
     secret: Arc<[u8]>,
+    /// This boot's heartbeat session, its key and the last counter sent.
+    heartbeat_session: u64,
+    heartbeat_key: FrameKey,
+    heartbeat_counter: u64,
+    /// Accepted connections still in their handshake.
+    handshaking: usize,
+    standby_connects: u64,
+    refused: Arc<RefusalCounters>,
     schema: u32,
     machine: RoleMachine,
     journal: Journal,
@@ -284,6 +309,15 @@ struct Driver {
 /// How long a switchover waits for the standby to announce itself active.
 const SWITCHOVER_DEADLINE: Duration = Duration::from_secs(3);
 
+/// A connection that has not completed the handshake by then is closed:
+/// a silent connect holds nothing for long. Far above a real pair
+/// link's round trips (the handshake is two of them).
+pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Accepted connections in their handshake at once, at most; more are
+/// closed at once (and counted). The one real peer needs one.
+pub const MAX_HANDSHAKING: usize = 4;
+
 impl Driver {
     async fn bind(
         config: SyncConfig,
@@ -293,6 +327,9 @@ impl Driver {
         events: mpsc::UnboundedSender<NodeEvent>,
         status: watch::Sender<Status>,
     ) -> Result<Driver, String> {
+        let secret: Arc<[u8]> = Arc::from(config.load_secret()?);
+        let heartbeat_session = handshake::session_id();
+        let heartbeat_key = handshake::heartbeat_key(&secret, heartbeat_session);
         let listener = TcpListener::bind(config.link.listen)
             .await
             .map_err(|e| format!("link.listen {}: {e}", config.link.listen))?;
@@ -336,7 +373,13 @@ impl Driver {
         machine.set_external(config.external_role);
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         Ok(Driver {
-            secret: Arc::from(config.secret.as_bytes()),
+            secret,
+            heartbeat_session,
+            heartbeat_key,
+            heartbeat_counter: 0,
+            handshaking: 0,
+            standby_connects: 0,
+            refused: Arc::new(RefusalCounters::default()),
             journal: Journal::new(config.journal_capacity),
             config,
             schema,
@@ -378,7 +421,18 @@ impl Driver {
         let sockets: Vec<_> = self.heartbeats.iter().map(|h| h.0.clone()).collect();
         let (hb_tx, mut hb_rx) = mpsc::unbounded_channel();
         for (i, s) in sockets.into_iter().enumerate() {
-            tokio::spawn(receive_heartbeats(i, s, self.secret.clone(), hb_tx.clone()));
+            let (_, peer, name) = self.heartbeats[i];
+            tokio::spawn(receive_heartbeats(
+                HeartbeatLink {
+                    index: i,
+                    name,
+                    peer,
+                    secret: self.secret.clone(),
+                    refused: self.refused.clone(),
+                },
+                s,
+                hb_tx.clone(),
+            ));
         }
         tracing::info!(node = %self.config.node, link = %self.config.link.listen, "state-sync started");
         let stopped = loop {
@@ -388,7 +442,7 @@ impl Driver {
                     Some(c) => self.on_command(c).await,
                     None => break None,
                 },
-                Some((link, from, env)) = hb_rx.recv() => self.on_heartbeat(link, from, env).await,
+                Some((link, env)) = hb_rx.recv() => self.on_heartbeat(link, env).await,
                 Some(input) = self.inputs.recv() => self.on_input(input).await,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, from)) => self.on_accept(stream, from),
@@ -437,12 +491,9 @@ impl Driver {
                 };
                 let Some(seq) = seq else { return };
                 if let Some(p) = self.peer.as_ref().filter(|p| p.level) {
-                    let bytes = frame::encode(
-                        &self.secret,
-                        self.machine.epoch(),
-                        &Frame::Delta { seq, change },
-                    );
-                    if p.conn.send(bytes) {
+                    if p.conn
+                        .send(self.machine.epoch(), Frame::Delta { seq, change })
+                    {
                         self.unacked.push_back((seq, Instant::now()));
                     }
                 }
@@ -502,8 +553,7 @@ impl Driver {
             ));
         }
         let seq = self.journal.seq();
-        let handover = frame::encode(&self.secret, self.machine.epoch(), &Frame::Handover { seq });
-        if !p.conn.send(handover) {
+        if !p.conn.send(self.machine.epoch(), Frame::Handover { seq }) {
             return Err("the replication connection has just closed".into());
         }
         Ok(seq)
@@ -529,8 +579,15 @@ impl Driver {
 
     async fn send_heartbeats(&mut self) {
         let seq = self.current_seq();
+        // One counter for every link: the receiver checks each link on
+        // its own, so the same datagram may travel both.
+        self.heartbeat_counter += 1;
         let bytes = frame::encode(
-            &self.secret,
+            &self.heartbeat_key,
+            Seal {
+                session: self.heartbeat_session,
+                counter: self.heartbeat_counter,
+            },
             self.machine.epoch(),
             &Frame::Heartbeat {
                 node: self.config.node.clone(),
@@ -547,16 +604,8 @@ impl Driver {
         }
     }
 
-    async fn on_heartbeat(&mut self, link: usize, from: SocketAddr, env: Result<Envelope, String>) {
-        let name = self.heartbeats.get(link).map_or("?", |h| h.2);
-        let env = match env {
-            Ok(e) => e,
-            Err(why) => {
-                metrics::counter!("tandem_replication_refused_total", "link" => name).increment(1);
-                tracing::warn!(link = name, %from, %why, "heartbeat refused");
-                return;
-            }
-        };
+    /// An authentic, fresh heartbeat of the peer (the link task checked).
+    async fn on_heartbeat(&mut self, _link: usize, env: Envelope) {
         let Frame::Heartbeat {
             node,
             role,
@@ -716,20 +765,26 @@ impl Driver {
         self.dialing = true;
         let (local, peer) = (self.config.link.listen, self.config.link.peer);
         let tx = self.inputs_tx.clone();
+        let secret = self.secret.clone();
         let deadline = Duration::from_secs(2);
         tokio::spawn(async move {
             let r = match tokio::time::timeout(deadline, link::dial(local, peer)).await {
-                Ok(r) => r,
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connect timed out",
-                )),
+                Ok(Ok(mut stream)) => link::initiate(&mut stream, &secret, HANDSHAKE_DEADLINE)
+                    .await
+                    .map(|keys| (stream, keys))
+                    .map_err(|e| e.to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("connect timed out".to_string()),
             };
             let _ = tx.send(Input::Dialed(r));
         });
     }
 
-    fn new_connection(&mut self, stream: tokio::net::TcpStream) -> Option<Connection> {
+    fn new_connection(
+        &mut self,
+        stream: tokio::net::TcpStream,
+        keys: SessionKeys,
+    ) -> Option<Connection> {
         let id = self.next_conn;
         self.next_conn += 1;
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -742,7 +797,7 @@ impl Driver {
                 }
             }
         });
-        match Connection::spawn(id, stream, self.secret.clone(), tx) {
+        match Connection::spawn(id, stream, keys, self.refused.clone(), tx) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(error = %e, "replication connection unusable");
@@ -751,16 +806,60 @@ impl Driver {
         }
     }
 
-    fn on_accept(&mut self, stream: tokio::net::TcpStream, from: SocketAddr) {
+    /// A connect to the replication port: from the peer's address only,
+    /// a few at a time, and nothing happens to the current standby until
+    /// the handshake proves the secret ([`Input::Accepted`]).
+    fn on_accept(&mut self, mut stream: tokio::net::TcpStream, from: SocketAddr) {
         if self.machine.role() != Role::Active {
             // Only the active node serves the stream; the peer retries.
             return;
         }
-        let Some(conn) = self.new_connection(stream) else {
+        if !same_host(from, self.config.link.peer) {
+            self.refused.count(Refusal::Source, "stream");
+            tracing::warn!(%from, peer = %self.config.link.peer, "replication connect from a stranger dropped");
+            return;
+        }
+        if self.handshaking >= MAX_HANDSHAKING {
+            self.refused.count(Refusal::Busy, "stream");
+            tracing::warn!(%from, "replication connect dropped: too many handshakes under way");
+            return;
+        }
+        self.handshaking += 1;
+        let secret = self.secret.clone();
+        let tx = self.inputs_tx.clone();
+        tokio::spawn(async move {
+            let result = link::respond(&mut stream, &secret, HANDSHAKE_DEADLINE)
+                .await
+                .map(|keys| (stream, keys));
+            let _ = tx.send(Input::Accepted { from, result });
+        });
+    }
+
+    /// An accepted connection's handshake ended.
+    fn on_accepted(
+        &mut self,
+        from: SocketAddr,
+        result: Result<(tokio::net::TcpStream, SessionKeys), FrameError>,
+    ) {
+        self.handshaking -= 1;
+        let (stream, keys) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                self.refused.count(Refusal::Handshake, "stream");
+                tracing::warn!(%from, error = %e, "replication connect refused");
+                return;
+            }
+        };
+        if self.machine.role() != Role::Active {
+            return;
+        }
+        let Some(conn) = self.new_connection(stream, keys) else {
             return;
         };
         tracing::info!(%from, "standby connected");
-        // A newer connection replaces an older one (the standby restarted).
+        self.standby_connects += 1;
+        // A newer proven connection replaces an older one (the standby
+        // restarted).
         self.peer = Some(Peer::new(conn));
         self.unacked.clear();
     }
@@ -779,13 +878,14 @@ impl Driver {
                 }
                 self.act(actions).await;
             }
+            Input::Accepted { from, result } => self.on_accepted(from, result),
             Input::Dialed(r) => {
                 self.dialing = false;
                 let h = self.config.heartbeat;
                 match r {
-                    Ok(stream) if self.machine.role().is_follower() => {
+                    Ok((stream, keys)) if self.machine.role().is_follower() => {
                         self.dial_failures = 0;
-                        let Some(conn) = self.new_connection(stream) else {
+                        let Some(conn) = self.new_connection(stream, keys) else {
                             return;
                         };
                         let hello = Frame::Hello {
@@ -794,11 +894,15 @@ impl Driver {
                             history: self.replica.history(),
                             last_seq: self.replica.last_seq(),
                         };
-                        conn.send(frame::encode(&self.secret, self.machine.epoch(), &hello));
+                        conn.send(self.machine.epoch(), hello);
                         self.peer = Some(Peer::new(conn));
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        if e.contains("handshake") {
+                            self.refused.count(Refusal::Handshake, "stream");
+                            tracing::warn!(peer = %self.config.link.peer, error = %e, "replication handshake failed");
+                        }
                         self.dial_failures += 1;
                         let wait = if self.dial_failures >= h.reconnect_attempts {
                             if self.dial_failures == h.reconnect_attempts {
@@ -816,8 +920,7 @@ impl Driver {
                 if self.peer.as_ref().is_some_and(|p| p.conn.id == conn) {
                     let peer = self.peer.take().map(|p| p.conn.peer);
                     if why.contains("authentication") || why.contains("magic") {
-                        metrics::counter!("tandem_replication_refused_total", "link" => "stream")
-                            .increment(1);
+                        // Counted by the reader task.
                         tracing::warn!(?peer, %why, "replication peer refused");
                     } else {
                         tracing::info!(?peer, %why, "replication stream closed");
@@ -862,11 +965,7 @@ impl Driver {
                     );
                     tracing::warn!(standby = %node, %reason, "standby refused: upgrade state");
                     p.incompatible = true;
-                    p.conn.send(frame::encode(
-                        &self.secret,
-                        epoch,
-                        &Frame::Refused { reason },
-                    ));
+                    p.conn.send(epoch, Frame::Refused { reason });
                     return;
                 }
                 let from = if history == epoch { last_seq } else { None };
@@ -891,8 +990,8 @@ impl Driver {
                 // sync from here.
                 out.push(Frame::Ack { seq: level });
                 tracing::info!(standby = %node, frames = out.len(), resumed = from.is_some(), seq = level, "standby catching up");
-                for f in &out {
-                    p.conn.send(frame::encode(&self.secret, epoch, f));
+                for f in out {
+                    p.conn.send(epoch, f);
                 }
                 p.level = true;
                 p.acked = from.unwrap_or(0);
@@ -971,11 +1070,7 @@ impl Driver {
 
     fn ack(&self, seq: u64) {
         if let Some(p) = &self.peer {
-            p.conn.send(frame::encode(
-                &self.secret,
-                self.machine.epoch(),
-                &Frame::Ack { seq },
-            ));
+            p.conn.send(self.machine.epoch(), Frame::Ack { seq });
         }
     }
 
@@ -1018,6 +1113,8 @@ impl Driver {
             digest,
             takeovers: self.takeovers,
             last_takeover_ms: self.last_takeover_ms,
+            standby_connects: self.standby_connects,
+            refused: self.refused.snapshot(),
         };
         for r in Role::ALL {
             metrics::gauge!("tandem_ha_role", "role" => r.name()).set(if r == role {
@@ -1052,15 +1149,35 @@ fn record_hash(r: &Record) -> u64 {
     h
 }
 
-/// Receives heartbeat datagrams on one link; anything that does not
-/// authenticate is reported (and counted) as refused.
-async fn receive_heartbeats(
-    link: usize,
-    sock: Arc<UdpSocket>,
+/// Whether `from` is the peer's address (its port is ephemeral on a
+/// stream; an IPv4 peer may show as IPv4-mapped on a dual-stack socket).
+fn same_host(from: SocketAddr, peer: SocketAddr) -> bool {
+    from.ip().to_canonical() == peer.ip().to_canonical()
+}
+
+/// What the heartbeat task of one link needs to know.
+struct HeartbeatLink {
+    index: usize,
+    name: &'static str,
+    /// Where the peer's heartbeats on this link come from.
+    peer: SocketAddr,
     secret: Arc<[u8]>,
-    tx: mpsc::UnboundedSender<(usize, SocketAddr, Result<Envelope, String>)>,
+    refused: Arc<RefusalCounters>,
+}
+
+/// Receives heartbeat datagrams on one link and passes on only those
+/// from the peer's address that open under the key of their session and
+/// are fresh ([`SessionGuard`]); everything else is dropped and counted.
+async fn receive_heartbeats(
+    link: HeartbeatLink,
+    sock: Arc<UdpSocket>,
+    tx: mpsc::UnboundedSender<(usize, Envelope)>,
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut guard = SessionGuard::default();
+    // The key of the session last heard (deriving one costs an HKDF).
+    let mut key: Option<(u64, FrameKey)> = None;
+    let mut last_warning: Option<Instant> = None;
     loop {
         let (n, from) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -1070,11 +1187,52 @@ async fn receive_heartbeats(
                 continue;
             }
         };
-        let env = frame::decode(&secret, &buf[..n])
-            .map(|(e, _)| e)
-            .map_err(|e| e.to_string());
-        if tx.send((link, from, env)).is_err() {
-            return;
+        let refusal = if !same_host(from, link.peer) {
+            Err((Refusal::Source, "not from the peer's address".to_string()))
+        } else {
+            open_heartbeat(&link.secret, &mut key, &mut guard, &buf[..n])
+        };
+        match refusal {
+            Ok(env) => {
+                if tx.send((link.index, env)).is_err() {
+                    return;
+                }
+            }
+            Err((why, error)) => {
+                link.refused.count(why, link.name);
+                // One warning a second at most: a flood must not flood
+                // the log too.
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(link = link.name, %from, reason = why.name(), %error, "heartbeat refused");
+                }
+            }
         }
     }
+}
+
+/// Opens one heartbeat datagram and checks it is fresh.
+fn open_heartbeat(
+    secret: &[u8],
+    key: &mut Option<(u64, FrameKey)>,
+    guard: &mut SessionGuard,
+    datagram: &[u8],
+) -> Result<Envelope, (Refusal, String)> {
+    let auth = |e: FrameError| (Refusal::Auth, e.to_string());
+    let session = frame::session(datagram).map_err(auth)?;
+    let k = match key {
+        Some((s, k)) if *s == session => k,
+        _ => {
+            &key.insert((session, handshake::heartbeat_key(secret, session)))
+                .1
+        }
+    };
+    let (seal, env, used) = frame::decode(k, datagram).map_err(auth)?;
+    if used != datagram.len() {
+        return Err(auth(FrameError::Malformed("trailing bytes")));
+    }
+    guard
+        .accept(seal)
+        .map_err(|e| (Refusal::Replayed, e.to_string()))?;
+    Ok(env)
 }

@@ -451,3 +451,47 @@ fn unknown_source_is_drop_or_403() {
     let err = parse(&with("403")).unwrap_err().to_string();
     assert!(err.contains("unknown_source"), "{err}");
 }
+
+/// The example plus an `[ha]` table whose secret file holds `secret`
+/// with `mode`; the file is kept while the returned guard lives.
+fn with_ha(secret: &str, mode: u32) -> (String, tempfile::TempPath) {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "{secret}").unwrap();
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    let path = f.into_temp_path();
+    let text = format!(
+        "{EXAMPLE}\n[ha]\nnode = \"a\"\nsecret_file = {:?}\nlink = {{ listen = \"10.0.0.1:7480\", peer = \"10.0.0.2:7480\" }}\n",
+        path.display().to_string()
+    );
+    (text, path)
+}
+
+#[test]
+fn the_pair_secret_file_is_checked_naming_key_and_file() {
+    let random = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=";
+    let (text, _keep) = with_ha(random, 0o600);
+    parse(&text).unwrap();
+
+    let (text, path) = with_ha(random, 0o644);
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `ha.secret_file`: ")
+            && err.contains(&path.display().to_string())
+            && err.contains("0644"),
+        "{err}"
+    );
+
+    let (text, _keep) = with_ha("testbed pair secret, change me", 0o600);
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("ha.secret_file") && err.contains("published example"),
+        "{err}"
+    );
+
+    let (text, _keep) = with_ha(random, 0o600);
+    let text = text.replace("\n[ha]\n", "\n[ha]\nsecret = \"inline\"\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("key `ha.secret`"), "{err}");
+}
