@@ -26,6 +26,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         tu_queue: TuQueueConfig {
             capacity: config.sip.queue_limit,
             retry_after_s: config.sip.overload_retry_after_s,
+            ..TuQueueConfig::default()
         },
         ..Default::default()
     };
