@@ -29,7 +29,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 
 use crate::gate::{
-    DropReason, Gate, RateLimit, RefusalTally, SourceClass, TrustedSources, Verdict,
+    Bans, DropReason, Gate, RateLimit, RefusalTally, SourceClass, TrustedSources, Verdict,
 };
 use crate::message::{Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
 use crate::transaction::{
@@ -160,6 +160,8 @@ pub struct Endpoint {
     counters: Arc<Counters>,
     /// The trusted set the receive loop's gate uses.
     trusted: Arc<watch::Sender<Arc<TrustedSources>>>,
+    /// Sources banned now (their datagrams are dropped by the transport).
+    bans: Arc<Bans>,
 }
 
 impl Endpoint {
@@ -169,7 +171,12 @@ impl Endpoint {
         local: SocketAddr,
         config: &EndpointConfig,
     ) -> crate::Result<(Endpoint, TuReceiver)> {
-        let (transports, incoming) = Transports::bind(local, &config.transport)?;
+        let bans = Arc::new(Bans::default());
+        let transport = TransportConfig {
+            bans: Some(bans.clone()),
+            ..config.transport.clone()
+        };
+        let (transports, incoming) = Transports::bind(local, &transport)?;
         let transports = Arc::new(transports);
         let (out, out_rx) = mpsc::unbounded_channel();
         let (layer, events) = TransactionLayer::with_queue(
@@ -191,13 +198,14 @@ impl Endpoint {
             out,
             counters,
             trusted: Arc::new(trusted),
+            bans: bans.clone(),
         };
         tokio::spawn(send_loop(
             endpoint.transports.clone(),
             endpoint.layer.clone(),
             out_rx,
         ));
-        let gate = Gate::new(trusted_rx.borrow().clone(), config.gate.limit);
+        let gate = Gate::new(trusted_rx.borrow().clone(), config.gate.limit, bans.clone());
         let receiver = Receiver {
             gate,
             trusted: trusted_rx,
@@ -220,6 +228,9 @@ impl Endpoint {
     /// Replaces the sources the gate trusts (cheap: the receive loop picks
     /// the new set up with its next batch).
     pub fn set_trusted(&self, trusted: TrustedSources) {
+        // At once: the transports drop a banned source's datagrams before
+        // the receive loop would see the new set.
+        self.bans.lift_trusted(&trusted);
         self.trusted.send_replace(Arc::new(trusted));
     }
 
@@ -243,7 +254,7 @@ impl Endpoint {
             transport: self.transports.stats(),
             strangers: c.strangers.load(Ordering::Relaxed),
             gate_dropped: GateDropped {
-                banned: c.gate_dropped[0].load(Ordering::Relaxed),
+                banned: c.gate_dropped[0].load(Ordering::Relaxed) + self.bans.dropped(),
                 rate: c.gate_dropped[1].load(Ordering::Relaxed),
                 backlog: c.gate_dropped[2].load(Ordering::Relaxed),
             },

@@ -16,10 +16,11 @@
 //! Everything here is plain data with the time passed in: the endpoint's
 //! receive loop owns it and is the only one to touch it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -239,22 +240,90 @@ impl SourceLimiter {
     }
 }
 
+/// The sources banned now, shared by the gate (which bans them) with the
+/// transports' receive tasks, which drop their datagrams the moment they
+/// are read: no copy, no channel, no parse. A flood from one source costs
+/// a system call and a lookup per packet, which is what lets the receive
+/// task keep the socket buffer empty for everyone else.
+#[derive(Debug, Default)]
+pub struct Bans {
+    until: RwLock<HashMap<IpAddr, Instant>>,
+    /// Datagrams dropped here.
+    dropped: AtomicU64,
+}
+
+impl Bans {
+    /// Whether a datagram from `ip` is dropped now (counted if so).
+    pub fn drops(&self, ip: IpAddr) -> bool {
+        let until = self.until.read().unwrap_or_else(|e| e.into_inner());
+        if until.is_empty() {
+            return false;
+        }
+        match until.get(&bucket_key(ip)) {
+            Some(&t) if Instant::now() < t => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Datagrams dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Bans `key` until `until`, forgetting the bans that are over. At
+    /// most `limit` bans are held (beyond, the gate still drops those
+    /// sources' messages, a step later).
+    fn ban(&self, key: IpAddr, until: Instant, now: Instant, limit: usize) {
+        let mut bans = self.until.write().unwrap_or_else(|e| e.into_inner());
+        if bans.len() >= limit {
+            bans.retain(|_, t| now < *t);
+        }
+        if bans.len() < limit {
+            bans.insert(key, until);
+        }
+    }
+
+    /// Lifts the bans of sources `trusted` trusts.
+    pub(crate) fn lift_trusted(&self, trusted: &TrustedSources) {
+        self.until
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|ip, _| !trusted.contains(*ip));
+    }
+
+    /// Bans held now (over or not).
+    pub fn len(&self) -> usize {
+        self.until.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The gate: the trusted set and the strangers' buckets.
 #[derive(Debug)]
 pub struct Gate {
     trusted: Arc<TrustedSources>,
     limiter: SourceLimiter,
+    bans: Arc<Bans>,
 }
 
 impl Gate {
-    pub fn new(trusted: Arc<TrustedSources>, limit: RateLimit) -> Gate {
+    pub fn new(trusted: Arc<TrustedSources>, limit: RateLimit, bans: Arc<Bans>) -> Gate {
         Gate {
             trusted,
             limiter: SourceLimiter::new(limit),
+            bans,
         }
     }
 
+    /// A new trusted set; bans of sources it trusts are lifted.
     pub fn set_trusted(&mut self, trusted: Arc<TrustedSources>) {
+        self.bans.lift_trusted(&trusted);
         self.trusted = trusted;
     }
 
@@ -265,6 +334,12 @@ impl Gate {
         }
         match self.limiter.check(ip, now) {
             Ok(()) => Verdict::Stranger,
+            Err(DropReason::Rate) => {
+                let limit = self.limiter.limit;
+                self.bans
+                    .ban(bucket_key(ip), now + limit.ban, now, limit.table_size);
+                Verdict::Drop(DropReason::Rate)
+            }
             Err(reason) => Verdict::Drop(reason),
         }
     }

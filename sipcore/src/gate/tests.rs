@@ -147,7 +147,7 @@ fn trusted_sources_match_networks_and_hosts() {
 #[test]
 fn the_gate_never_limits_a_trusted_source() {
     let trusted = TrustedSources::new(["127.0.0.1/32".parse().unwrap()], []);
-    let mut g = Gate::new(Arc::new(trusted), limit(1, 1, 60, 16));
+    let mut g = Gate::new(Arc::new(trusted), limit(1, 1, 60, 16), Arc::default());
     let t0 = Instant::now();
     for _ in 0..10_000 {
         assert_eq!(g.check(ip("127.0.0.1"), t0), Verdict::Trusted);
@@ -204,4 +204,46 @@ fn refusals_are_logged_once_per_interval_with_their_counts() {
             last_source: Some(ip("192.0.2.2")),
         }
     );
+}
+
+#[test]
+fn a_ban_reaches_the_shared_list_the_transports_drop_by() {
+    let bans = Arc::new(Bans::default());
+    let trusted = TrustedSources::new(["127.0.0.1/32".parse().unwrap()], []);
+    let mut g = Gate::new(Arc::new(trusted), limit(1, 1, 60, 2), bans.clone());
+    let t0 = Instant::now();
+    assert!(!bans.drops(ip("127.0.0.2")), "no ban yet");
+    assert_eq!(g.check(ip("127.0.0.2"), t0), Verdict::Stranger);
+    assert_eq!(
+        g.check(ip("127.0.0.2"), t0),
+        Verdict::Drop(DropReason::Rate)
+    );
+    assert!(bans.drops(ip("127.0.0.2")));
+    assert!(!bans.drops(ip("127.0.0.3")));
+    assert!(!bans.drops(ip("127.0.0.1")));
+    assert_eq!(bans.dropped(), 1);
+    // The list holds at most the table's size of bans.
+    for last in 3..20u8 {
+        let s = IpAddr::from([127, 0, 0, last]);
+        let _ = g.check(s, t0);
+        let _ = g.check(s, t0);
+        assert!(bans.len() <= 2);
+    }
+}
+
+#[test]
+fn a_ban_that_is_over_drops_nothing() {
+    let bans = Arc::new(Bans::default());
+    let mut g = Gate::new(
+        Arc::new(TrustedSources::new([], [])),
+        limit(1, 1, 0, 16),
+        bans.clone(),
+    );
+    let t0 = Instant::now();
+    let _ = g.check(ip("192.0.2.1"), t0);
+    assert_eq!(
+        g.check(ip("192.0.2.1"), t0),
+        Verdict::Drop(DropReason::Rate)
+    );
+    assert!(!bans.drops(ip("192.0.2.1")));
 }

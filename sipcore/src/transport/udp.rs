@@ -282,6 +282,9 @@ async fn receive_loop(inner: Arc<Inner>, ctx: EndpointContext) {
             }
         };
         bump(&stats.bytes_received, n as u64);
+        if ctx.bans.as_ref().is_some_and(|b| b.drops(source.ip())) {
+            continue;
+        }
         let message = match classify(&scratch[..n]) {
             Datagram::Message(m) => Bytes::copy_from_slice(m),
             Datagram::KeepAlive => {
