@@ -228,10 +228,32 @@ impl Endpoint {
     /// Replaces the sources the gate trusts (cheap: the receive loop picks
     /// the new set up with its next batch).
     pub fn set_trusted(&self, trusted: TrustedSources) {
-        // At once: the transports drop a banned source's datagrams before
-        // the receive loop would see the new set.
+        // At once: the transports (and the kernel) drop a banned source's
+        // datagrams before the receive loop would see the new set.
         self.bans.lift_trusted(&trusted);
+        self.refresh_filter(Instant::now());
         self.trusted.send_replace(Arc::new(trusted));
+    }
+
+    /// Makes the UDP socket's kernel filter of the IPv4 sources banned at
+    /// `now`, so that a flood from them costs the kernel a comparison per
+    /// packet and Tandem nothing (those packets are not counted: the
+    /// kernel's per-socket drop count has them). Returns when the first of
+    /// those bans ends, when the filter must be made again.
+    fn refresh_filter(&self, now: Instant) -> Option<Instant> {
+        if !self.local_addr().is_ipv4() {
+            return None;
+        }
+        let (banned, next) = self.bans.ipv4_now(now);
+        let program = if banned.is_empty() {
+            Vec::new()
+        } else {
+            crate::gate::drop_filter(&banned)
+        };
+        if let Err(e) = self.transports.udp().set_filter(&program) {
+            tracing::warn!(error = %e, "UDP socket filter of banned sources not set");
+        }
+        next
     }
 
     /// Sends bytes outside any transaction: the ACK for a 2xx, a 2xx
@@ -354,10 +376,23 @@ async fn receive_loop(
     mut rx: Receiver,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    // The kernel filter: made of the bans of this generation, to be made
+    // again at this time (the first of its bans ends).
+    let mut filtered = endpoint.bans.generation();
+    let mut refilter: Option<tokio::time::Instant> = None;
     loop {
         if rx.backlog.is_empty() {
-            if incoming.recv_many(&mut batch, BATCH).await == 0 {
-                return;
+            let expiry = async {
+                match refilter {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                n = incoming.recv_many(&mut batch, BATCH) => if n == 0 {
+                    return;
+                },
+                () = expiry => {}
             }
         } else {
             // Strangers are waiting: take only what has arrived.
@@ -377,6 +412,13 @@ async fn receive_loop(
             rx.admit(&endpoint, m, now);
         }
         rx.serve_strangers(&endpoint);
+        let generation = endpoint.bans.generation();
+        if generation != filtered || refilter.is_some_and(|at| at.into_std() <= now) {
+            filtered = generation;
+            refilter = endpoint
+                .refresh_filter(Instant::now())
+                .map(tokio::time::Instant::from_std);
+        }
         if !rx.backlog.is_empty() {
             // Let the transports' tasks fill the channel meanwhile.
             tokio::task::yield_now().await;

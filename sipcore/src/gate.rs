@@ -250,6 +250,32 @@ pub struct Bans {
     until: RwLock<HashMap<IpAddr, Instant>>,
     /// Datagrams dropped here.
     dropped: AtomicU64,
+    /// Bumped on every change, so that the kernel filter made of the
+    /// bans is made again only when they changed.
+    generation: AtomicU64,
+}
+
+/// IPv4 bans in one kernel socket filter at most (two instructions each;
+/// the kernel takes 4096). The rest are dropped in user space.
+const FILTERED_BANS: usize = 1024;
+
+/// A classic BPF program for an IPv4 UDP socket that drops datagrams
+/// from `sources` and accepts the rest: the source address is loaded from
+/// the IP header (`SKF_NET_OFF`), compared with each banned address.
+pub fn drop_filter(sources: &[std::net::Ipv4Addr]) -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K (0)
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    // The IPv4 source address: 12 bytes into the IP header.
+    let mut prog = vec![op(LD_W_ABS, 0, 0, (libc::SKF_NET_OFF + 12) as u32)];
+    for ip in sources.iter().take(FILTERED_BANS) {
+        // Equal: fall through to "drop"; else skip it.
+        prog.push(op(JEQ_K, 0, 1, u32::from(*ip)));
+        prog.push(op(RET_K, 0, 0, 0));
+    }
+    prog.push(op(RET_K, 0, 0, u32::MAX));
+    prog
 }
 
 impl Bans {
@@ -268,6 +294,28 @@ impl Bans {
         }
     }
 
+    /// The change count (see [`Bans::ipv4_now`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// The IPv4 sources banned at `now`, and when the first of those bans
+    /// ends: what the kernel filter holds until then.
+    pub fn ipv4_now(&self, now: Instant) -> (Vec<std::net::Ipv4Addr>, Option<Instant>) {
+        let bans = self.until.read().unwrap_or_else(|e| e.into_inner());
+        let mut next: Option<Instant> = None;
+        let mut ips = Vec::new();
+        for (ip, &until) in bans.iter() {
+            if let (IpAddr::V4(v4), true) = (ip, now < until) {
+                if ips.len() < FILTERED_BANS {
+                    ips.push(*v4);
+                    next = Some(next.map_or(until, |n| n.min(until)));
+                }
+            }
+        }
+        (ips, next)
+    }
+
     /// Datagrams dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -283,6 +331,7 @@ impl Bans {
         }
         if bans.len() < limit {
             bans.insert(key, until);
+            self.generation.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -292,6 +341,7 @@ impl Bans {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|ip, _| !trusted.contains(*ip));
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Bans held now (over or not).
