@@ -167,14 +167,11 @@ async fn the_gate_bans_a_stranger_over_its_rate_before_parsing_and_never_a_trust
     assert_eq!(got.get(&ip("127.0.0.1")), Some(&50), "{got:?}");
     assert_eq!(got.get(&ip("127.0.0.2")), Some(&3), "{got:?}");
     let stats = ep.stats();
-    assert_eq!(
-        stats.gate_dropped,
-        GateDropped {
-            banned: 46,
-            rate: 1,
-            backlog: 0
-        }
-    );
+    // One ban; the rest dropped by the transport (counted) or, once the
+    // kernel filter is on, by the kernel (not counted).
+    let dropped = stats.gate_dropped;
+    assert_eq!((dropped.rate, dropped.backlog), (1, 0), "{dropped:?}");
+    assert!(dropped.banned <= 46, "{dropped:?}");
     assert_eq!(stats.strangers, 3);
     // Nothing unparsed was parsed: only the admitted ones count as received.
     assert_eq!(stats.received, 53);
