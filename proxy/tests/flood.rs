@@ -20,7 +20,8 @@ use testkit::{Sipp, Tandem, TandemConfig};
 const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// The flood's rate, its packet budget and its time limit.
+/// The flood's rate (`TANDEM_FLOOD_RATE` overrides it, to measure other
+/// rates by hand), its packet budget and its time limit.
 const FLOOD_RATE: u64 = 50_000;
 const FLOOD_MAX_PACKETS: u64 = 3_000_000;
 const FLOOD_MAX_TIME: Duration = Duration::from_secs(60);
@@ -62,9 +63,14 @@ struct Flooded {
     elapsed: Duration,
 }
 
-/// Sends junk INVITEs from `source` to `to` at about `FLOOD_RATE` until
+/// Sends junk INVITEs from `source` to `to` at about the rate until
 /// `stop`, `FLOOD_MAX_PACKETS` or `FLOOD_MAX_TIME`.
 fn flood(source: &str, to: SocketAddr, stop: Arc<AtomicBool>) -> Flooded {
+    let rate = std::env::var("TANDEM_FLOOD_RATE")
+        .ok()
+        .and_then(|r| r.parse::<u64>().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(FLOOD_RATE);
     let sock = UdpSocket::bind((source, 0)).expect("bind the flood's socket");
     let (mut packet, slots) = junk_invite(to, sock.local_addr().unwrap());
     let start = Instant::now();
@@ -83,7 +89,7 @@ fn flood(source: &str, to: SocketAddr, stop: Arc<AtomicBool>) -> Flooded {
             let _ = sock.send_to(&packet, to);
             packets += 1;
         }
-        let due = Duration::from_micros(packets * 1_000_000 / FLOOD_RATE);
+        let due = Duration::from_micros(packets * 1_000_000 / rate);
         if let Some(ahead) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(ahead);
         }
