@@ -1164,7 +1164,9 @@ fn refused(lab: &mut Lab, call_id: &str) -> (u16, Option<String>) {
 
 #[test]
 fn calls_beyond_limits_max_calls_get_503_with_retry_after() {
-    let mut lab = Lab::with("[limits]\nmax_calls = 2\n");
+    let mut lab = Lab::new();
+    // As `[limits] max_calls = 2` sets it.
+    lab.m.settings.max_calls = 2;
     lab.call("c1");
     lab.call("c2");
     assert_eq!(refused(&mut lab, "c3"), (503, Some("5".into())));

@@ -295,10 +295,19 @@ fn dns_errors_name_the_key() {
 
 #[test]
 fn limits_are_checked_and_name_the_key() {
-    let with = |limits: &str| parse(&format!("{EXAMPLE}\n[limits]\n{limits}\n"));
+    // The example's [limits] table, replaced by `limits`.
+    let start = EXAMPLE.find("[limits]\n").unwrap();
+    let end = start + EXAMPLE[start..].find("\n\n").unwrap();
+    let with = |limits: &str| {
+        parse(&format!(
+            "{}[limits]\n{limits}{}",
+            &EXAMPLE[..start],
+            &EXAMPLE[end..]
+        ))
+    };
     let c = with("stranger_rate = 5\nmax_calls = 10").unwrap();
     assert_eq!(c.rate_limit().rate_per_s, 5);
-    assert_eq!(c.limits.max_calls, 10);
+    assert_eq!(c.machine_settings().max_calls, 10);
     for (limits, key) in [
         ("stranger_burst = 0", "limits.stranger_burst"),
         ("ban_s = 0", "limits.ban_s"),
