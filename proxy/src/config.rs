@@ -60,6 +60,10 @@ pub struct Config {
     /// resolved.
     #[serde(default)]
     pub dns: DnsConfig,
+    /// What sources that are not trusted may send, and the caps that
+    /// bound what a flood costs.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The hot-standby pair (state-sync's configuration); none: a single
     /// node.
     #[serde(default)]
@@ -389,6 +393,66 @@ pub enum OnNoServer {
 pub struct TrunkConfig {
     pub name: String,
     pub networks: Vec<IpNet>,
+    /// Calls from this trunk at once, at most; more are answered 503 with
+    /// Retry-After. None: no cap of its own (`limits.max_calls` still
+    /// applies).
+    #[serde(default)]
+    pub max_calls: Option<usize>,
+}
+
+/// `[limits]`. Trusted sources — the trunks' networks, the destination
+/// groups' members (DNS-resolved ones included) and the HA peer — are
+/// never rate-limited or banned; every other source (a stranger) is, per
+/// source address (per /64 for IPv6), before its messages are parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Messages per second a stranger may send (its token bucket's
+    /// refill); 0: strangers are not rate-limited.
+    #[serde(default = "default_stranger_rate")]
+    pub stranger_rate: u32,
+    /// What a stranger may send at once (the bucket's size).
+    #[serde(default = "default_stranger_burst")]
+    pub stranger_burst: u32,
+    /// A stranger over its rate is banned this long: its messages are
+    /// dropped unparsed (`tandem_sip_dropped_total{reason="banned"}`).
+    #[serde(default = "default_ban_s")]
+    pub ban_s: u64,
+    /// Strangers tracked at most (the least recently seen is forgotten
+    /// first): bounds the memory a flood of spoofed sources can take.
+    #[serde(default = "default_sources_tracked")]
+    pub sources_tracked: usize,
+    /// Strangers' messages waiting to be parsed, at most, and their share
+    /// of `sip.queue_limit` (the rest is kept for trusted sources).
+    #[serde(default = "default_stranger_queue")]
+    pub stranger_queue: usize,
+    /// Server transactions alive at once, at most; a new INVITE beyond it
+    /// is answered 503 with Retry-After, other requests are dropped.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: usize,
+    /// Of those, strangers' at most (beyond it their requests are dropped
+    /// without an answer).
+    #[serde(default = "default_stranger_transactions")]
+    pub stranger_transactions: usize,
+    /// Calls at once over all trunks, at most (503 with Retry-After
+    /// beyond); 0: no cap.
+    #[serde(default)]
+    pub max_calls: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            stranger_rate: default_stranger_rate(),
+            stranger_burst: default_stranger_burst(),
+            ban_s: default_ban_s(),
+            sources_tracked: default_sources_tracked(),
+            stranger_queue: default_stranger_queue(),
+            max_transactions: default_max_transactions(),
+            stranger_transactions: default_stranger_transactions(),
+            max_calls: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -765,6 +829,27 @@ fn default_member_transport() -> MemberTransport {
 fn default_weight() -> u32 {
     1
 }
+fn default_stranger_rate() -> u32 {
+    20
+}
+fn default_stranger_burst() -> u32 {
+    40
+}
+fn default_ban_s() -> u64 {
+    60
+}
+fn default_sources_tracked() -> usize {
+    65536
+}
+fn default_stranger_queue() -> usize {
+    256
+}
+fn default_max_transactions() -> usize {
+    100_000
+}
+fn default_stranger_transactions() -> usize {
+    5_000
+}
 fn default_dns_timeout() -> u64 {
     2000
 }
@@ -849,7 +934,14 @@ impl Config {
                     format!("duplicate name {:?}", t.name),
                 ));
             }
+            if t.max_calls == Some(0) {
+                return Err(invalid(
+                    &format!("trunk[{i}].max_calls"),
+                    "must be at least 1 (leave it out for no cap)".into(),
+                ));
+            }
         }
+        self.validate_limits(&invalid)?;
         validate_group(&self.pool.as_group(true), "pool", &invalid)?;
         let mut groups = std::collections::HashSet::from([self.pool.name.as_str()]);
         for (i, g) in self.groups.iter().enumerate() {
@@ -949,6 +1041,53 @@ impl Config {
         }
         // What only compiling tells: regexes, time windows.
         crate::routing::Router::compile(self)?;
+        Ok(())
+    }
+
+    fn validate_limits(
+        &self,
+        invalid: &impl Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.stranger_rate > 0 && l.stranger_burst == 0 {
+            return Err(invalid(
+                "limits.stranger_burst",
+                "must be at least 1 (limits.stranger_rate = 0 turns the limit off)".into(),
+            ));
+        }
+        if l.ban_s == 0 {
+            return Err(invalid("limits.ban_s", "must be at least 1".into()));
+        }
+        if !(1..=10_000_000).contains(&l.sources_tracked) {
+            return Err(invalid(
+                "limits.sources_tracked",
+                "must be 1 to 10000000".into(),
+            ));
+        }
+        if l.stranger_queue == 0 || l.stranger_queue >= self.sip.queue_limit {
+            return Err(invalid(
+                "limits.stranger_queue",
+                format!(
+                    "must be at least 1 and below sip.queue_limit ({}): the rest is kept for trusted sources",
+                    self.sip.queue_limit
+                ),
+            ));
+        }
+        if l.max_transactions == 0 {
+            return Err(invalid(
+                "limits.max_transactions",
+                "must be at least 1".into(),
+            ));
+        }
+        if l.stranger_transactions >= l.max_transactions {
+            return Err(invalid(
+                "limits.stranger_transactions",
+                format!(
+                    "must be below limits.max_transactions ({}): the rest is kept for trusted sources",
+                    l.max_transactions
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -1110,6 +1249,7 @@ impl Config {
             probe_interval: Duration::from_millis(
                 probed.map(|g| g.health.interval_ms).min().unwrap_or(1000),
             ),
+            max_calls: self.limits.max_calls,
             survival: SurvivalSettings {
                 enabled: s.enabled,
                 resume_rate: s.resume_rate,
@@ -1158,6 +1298,33 @@ impl Config {
             Duration::from_millis(self.sip.t2_ms),
             Duration::from_millis(self.sip.t4_ms),
         )
+    }
+
+    /// The sources the gate in front of the parser trusts: the trunks'
+    /// networks, every destination-group member given by address (with
+    /// the DNS-resolved ones when `self` is the effective configuration)
+    /// and the HA peer.
+    pub fn trusted_sources(&self) -> sipcore::gate::TrustedSources {
+        let networks = self.trunks.iter().flat_map(|t| t.networks.iter().copied());
+        let members = self
+            .destination_groups()
+            .into_iter()
+            .flat_map(|g| g.members.into_iter().map(|m| m.address.ip()));
+        let peers = self.ha.iter().flat_map(|ha| {
+            std::iter::once(ha.link.peer.ip()).chain(ha.aux.as_ref().map(|a| a.peer.ip()))
+        });
+        sipcore::gate::TrustedSources::new(networks, members.chain(peers))
+    }
+
+    /// The gate's per-source limit, as sipcore takes it.
+    pub fn rate_limit(&self) -> sipcore::gate::RateLimit {
+        let l = &self.limits;
+        sipcore::gate::RateLimit {
+            rate_per_s: l.stranger_rate,
+            burst: l.stranger_burst,
+            ban: Duration::from_secs(l.ban_s),
+            table_size: l.sources_tracked,
+        }
     }
 
     /// The trunk a source address belongs to, if any.

@@ -161,6 +161,9 @@ impl Driver {
     /// members DNS resolved so far, and its routing policy.
     fn apply_config(&mut self) {
         let effective = self.dns.with_resolved(&self.config);
+        // The members just resolved or reloaded are trusted from now on,
+        // those gone are not.
+        self.ep.set_trusted(effective.trusted_sources());
         match Router::compile(&effective) {
             Ok(router) => self.machine.reload(
                 Destinations::from_config(&effective),

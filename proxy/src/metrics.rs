@@ -8,6 +8,7 @@ use media_relay::RelayCounters;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sipcore::endpoint::EndpointStats;
+use sipcore::gate::DropReason;
 use sipcore::message::Method;
 
 /// Installs the recorder; its handle renders `/metrics` for the admin
@@ -183,6 +184,11 @@ pub fn endpoint(s: &EndpointStats) {
     counter!("tandem_sip_rejected_total", "status" => "505").absolute(s.rejected_505);
     counter!("tandem_sip_overload_total", "action" => "rejected_503").absolute(s.overload.rejected);
     counter!("tandem_sip_overload_total", "action" => "dropped").absolute(s.overload.dropped);
+    for reason in DropReason::ALL {
+        counter!("tandem_sip_dropped_total", "reason" => reason.as_str())
+            .absolute(s.gate_dropped.get(reason));
+    }
+    counter!("tandem_sip_stranger_messages_total").absolute(s.strangers);
     counter!("tandem_sip_garbage_dropped_total")
         .absolute(s.dropped + s.transport.udp.garbage_dropped + s.transport.tcp.garbage_dropped);
     counter!("tandem_sip_messages_received_total", "transport" => "udp")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use media_relay::{MediaRelay, RelayConfig};
-use sipcore::endpoint::{Endpoint, EndpointConfig};
+use sipcore::endpoint::{Endpoint, EndpointConfig, GateConfig};
 use sipcore::transaction::{TimerConfig, TuQueueConfig};
 use tokio::sync::watch;
 
@@ -26,6 +26,15 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         tu_queue: TuQueueConfig {
             capacity: config.sip.queue_limit,
             retry_after_s: config.sip.overload_retry_after_s,
+            stranger_capacity: config.limits.stranger_queue,
+            max_server_transactions: config.limits.max_transactions,
+            max_stranger_transactions: config.limits.stranger_transactions,
+        },
+        // The driver keeps the trusted set up to date (reloads, DNS).
+        gate: GateConfig {
+            trusted: config.trusted_sources(),
+            limit: config.rate_limit(),
+            stranger_backlog: config.limits.stranger_queue,
         },
         ..Default::default()
     };

@@ -7,16 +7,30 @@
 //! a request with another SIP version gets `505`; anything else (garbage,
 //! a broken response, a broken ACK, which may not be answered) is dropped
 //! and counted. Nothing reaches the TU unparsed.
+//!
+//! Before parsing, the [`gate`](crate::gate) looks at the source: a
+//! banned or over-rate stranger's message is dropped there, at the cost of
+//! a table lookup. The rest are handled trusted first: the loop drains
+//! the transports' channel in batches (which is cheap, so the channel and
+//! the UDP socket buffer behind it never fill up with strangers' messages
+//! that trusted ones then wait behind), handles the trusted messages of
+//! each batch at once and puts the strangers' in a bounded backlog that
+//! is parsed a slice at a time in between. The transaction layer then
+//! keeps room in the TU queue and among its server transactions that
+//! only trusted sources can use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use crate::gate::{
+    Bans, DropReason, Gate, RateLimit, RefusalTally, SourceClass, TrustedSources, Verdict,
+};
 use crate::message::{Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
 use crate::transaction::{
     Outgoing, OverloadStats, TimerConfig, TransactionError, TransactionKey, TransactionLayer,
@@ -31,7 +45,39 @@ pub struct EndpointConfig {
     pub timers: TimerConfig,
     /// The bound on new work waiting for the TU.
     pub tu_queue: TuQueueConfig,
+    pub gate: GateConfig,
 }
+
+/// The gate in front of the parser (see [`crate::gate`]).
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    /// Sources never limited until [`Endpoint::set_trusted`] says
+    /// otherwise (default: everyone, no gate).
+    pub trusted: TrustedSources,
+    /// How much a stranger may send.
+    pub limit: RateLimit,
+    /// Strangers' messages waiting to be parsed, at most; more are
+    /// dropped (counted as `backlog`).
+    pub stranger_backlog: usize,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            trusted: TrustedSources::everyone(),
+            limit: RateLimit::default(),
+            stranger_backlog: 1024,
+        }
+    }
+}
+
+/// Messages taken off the transports' channel at a time.
+const BATCH: usize = 256;
+/// Strangers' messages parsed between two batches: a trusted message
+/// waits behind at most this many.
+const STRANGER_SLICE: usize = 32;
+/// Lines about refused messages: one per this interval at most.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Counters of the receive loop (the transports count bytes and frames).
 #[derive(Debug, Default)]
@@ -40,6 +86,10 @@ struct Counters {
     rejected_400: AtomicU64,
     rejected_505: AtomicU64,
     dropped: AtomicU64,
+    /// Dropped before parsing, by [`DropReason`].
+    gate_dropped: [AtomicU64; 3],
+    /// Strangers' messages let through the gate.
+    strangers: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +105,29 @@ pub struct EndpointStats {
     /// What the full TU queue turned away.
     pub overload: OverloadStats,
     pub transport: TransportStats,
+    /// Strangers' messages let through the gate.
+    pub strangers: u64,
+    /// Messages the gate dropped before parsing, by reason.
+    pub gate_dropped: GateDropped,
+}
+
+/// Messages dropped before parsing, by [`DropReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateDropped {
+    pub banned: u64,
+    /// Each also started a ban.
+    pub rate: u64,
+    pub backlog: u64,
+}
+
+impl GateDropped {
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::Banned => self.banned,
+            DropReason::Rate => self.rate,
+            DropReason::Backlog => self.backlog,
+        }
+    }
 }
 
 enum Out {
@@ -85,6 +158,10 @@ pub struct Endpoint {
     layer: TransactionLayer,
     out: mpsc::UnboundedSender<Out>,
     counters: Arc<Counters>,
+    /// The trusted set the receive loop's gate uses.
+    trusted: Arc<watch::Sender<Arc<TrustedSources>>>,
+    /// Sources banned now (their datagrams are dropped by the transport).
+    bans: Arc<Bans>,
 }
 
 impl Endpoint {
@@ -94,7 +171,12 @@ impl Endpoint {
         local: SocketAddr,
         config: &EndpointConfig,
     ) -> crate::Result<(Endpoint, TuReceiver)> {
-        let (transports, incoming) = Transports::bind(local, &config.transport)?;
+        let bans = Arc::new(Bans::default());
+        let transport = TransportConfig {
+            bans: Some(bans.clone()),
+            ..config.transport.clone()
+        };
+        let (transports, incoming) = Transports::bind(local, &transport)?;
         let transports = Arc::new(transports);
         let (out, out_rx) = mpsc::unbounded_channel();
         let (layer, events) = TransactionLayer::with_queue(
@@ -109,18 +191,29 @@ impl Endpoint {
             )
         })?;
         let counters = Arc::new(Counters::default());
+        let (trusted, trusted_rx) = watch::channel(Arc::new(config.gate.trusted.clone()));
         let endpoint = Endpoint {
             transports,
             layer,
             out,
             counters,
+            trusted: Arc::new(trusted),
+            bans: bans.clone(),
         };
         tokio::spawn(send_loop(
             endpoint.transports.clone(),
             endpoint.layer.clone(),
             out_rx,
         ));
-        tokio::spawn(receive_loop(endpoint.clone(), incoming));
+        let gate = Gate::new(trusted_rx.borrow().clone(), config.gate.limit, bans.clone());
+        let receiver = Receiver {
+            gate,
+            trusted: trusted_rx,
+            backlog: VecDeque::new(),
+            backlog_limit: config.gate.stranger_backlog,
+            tally: RefusalTally::new(REFUSAL_LOG_INTERVAL),
+        };
+        tokio::spawn(receive_loop(endpoint.clone(), incoming, receiver));
         Ok((endpoint, events))
     }
 
@@ -130,6 +223,37 @@ impl Endpoint {
 
     pub fn layer(&self) -> &TransactionLayer {
         &self.layer
+    }
+
+    /// Replaces the sources the gate trusts (cheap: the receive loop picks
+    /// the new set up with its next batch).
+    pub fn set_trusted(&self, trusted: TrustedSources) {
+        // At once: the transports (and the kernel) drop a banned source's
+        // datagrams before the receive loop would see the new set.
+        self.bans.lift_trusted(&trusted);
+        self.refresh_filter(Instant::now());
+        self.trusted.send_replace(Arc::new(trusted));
+    }
+
+    /// Makes the UDP socket's kernel filter of the IPv4 sources banned at
+    /// `now`, so that a flood from them costs the kernel a comparison per
+    /// packet and Tandem nothing (those packets are not counted: the
+    /// kernel's per-socket drop count has them). Returns when the first of
+    /// those bans ends, when the filter must be made again.
+    fn refresh_filter(&self, now: Instant) -> Option<Instant> {
+        if !self.local_addr().is_ipv4() {
+            return None;
+        }
+        let (banned, next) = self.bans.ipv4_now(now);
+        let program = if banned.is_empty() {
+            Vec::new()
+        } else {
+            crate::gate::drop_filter(&banned)
+        };
+        if let Err(e) = self.transports.udp().set_filter(&program) {
+            tracing::warn!(error = %e, "UDP socket filter of banned sources not set");
+        }
+        next
     }
 
     /// Sends bytes outside any transaction: the ACK for a 2xx, a 2xx
@@ -150,6 +274,12 @@ impl Endpoint {
             dropped: c.dropped.load(Ordering::Relaxed),
             overload: self.layer.overload_stats(),
             transport: self.transports.stats(),
+            strangers: c.strangers.load(Ordering::Relaxed),
+            gate_dropped: GateDropped {
+                banned: c.gate_dropped[0].load(Ordering::Relaxed) + self.bans.dropped(),
+                rate: c.gate_dropped[1].load(Ordering::Relaxed),
+                backlog: c.gate_dropped[2].load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -159,7 +289,7 @@ impl Endpoint {
         self.transports.shutdown().await;
     }
 
-    fn on_incoming(&self, incoming: Incoming) {
+    fn on_incoming(&self, incoming: Incoming, class: SourceClass) {
         let source = incoming.reply_target();
         match Message::parse(incoming.data.clone()) {
             Ok(msg) => {
@@ -172,7 +302,7 @@ impl Endpoint {
                     return;
                 }
                 self.counters.received.fetch_add(1, Ordering::Relaxed);
-                self.layer.on_message(msg, source);
+                self.layer.on_message_from(msg, source, class);
             }
             Err(err) => match bad_request_response(&incoming.data, &err) {
                 Some(resp) => {
@@ -189,9 +319,110 @@ impl Endpoint {
     }
 }
 
-async fn receive_loop(endpoint: Endpoint, mut incoming: mpsc::Receiver<Incoming>) {
-    while let Some(msg) = incoming.recv().await {
-        endpoint.on_incoming(msg);
+/// The receive loop's own state: the gate and the strangers' backlog.
+struct Receiver {
+    gate: Gate,
+    trusted: watch::Receiver<Arc<TrustedSources>>,
+    backlog: VecDeque<Incoming>,
+    backlog_limit: usize,
+    tally: RefusalTally,
+}
+
+impl Receiver {
+    /// One message off the channel: handled now (trusted), queued
+    /// (stranger), or dropped unparsed.
+    fn admit(&mut self, endpoint: &Endpoint, incoming: Incoming, now: Instant) {
+        let ip = incoming.source.ip();
+        let verdict = match self.gate.check(ip, now) {
+            Verdict::Stranger if self.backlog.len() >= self.backlog_limit => {
+                Verdict::Drop(DropReason::Backlog)
+            }
+            v => v,
+        };
+        match verdict {
+            Verdict::Trusted => endpoint.on_incoming(incoming, SourceClass::Trusted),
+            Verdict::Stranger => self.backlog.push_back(incoming),
+            Verdict::Drop(reason) => {
+                let c = &endpoint.counters;
+                c.gate_dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = self.tally.note(reason, ip, now) {
+                    tracing::warn!(
+                        banned = s.banned,
+                        rate = s.rate,
+                        backlog = s.backlog,
+                        last_source = ?s.last_source,
+                        "messages dropped before parsing (counts since the last such line)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Parses up to a slice of the strangers' backlog.
+    fn serve_strangers(&mut self, endpoint: &Endpoint) {
+        for _ in 0..STRANGER_SLICE {
+            let Some(incoming) = self.backlog.pop_front() else {
+                return;
+            };
+            endpoint.counters.strangers.fetch_add(1, Ordering::Relaxed);
+            endpoint.on_incoming(incoming, SourceClass::Stranger);
+        }
+    }
+}
+
+async fn receive_loop(
+    endpoint: Endpoint,
+    mut incoming: mpsc::Receiver<Incoming>,
+    mut rx: Receiver,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    // The kernel filter: made of the bans of this generation, to be made
+    // again at this time (the first of its bans ends).
+    let mut filtered = endpoint.bans.generation();
+    let mut refilter: Option<tokio::time::Instant> = None;
+    loop {
+        if rx.backlog.is_empty() {
+            let expiry = async {
+                match refilter {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                n = incoming.recv_many(&mut batch, BATCH) => if n == 0 {
+                    return;
+                },
+                () = expiry => {}
+            }
+        } else {
+            // Strangers are waiting: take only what has arrived.
+            while batch.len() < BATCH {
+                match incoming.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
+        if rx.trusted.has_changed().unwrap_or(false) {
+            let trusted = rx.trusted.borrow_and_update().clone();
+            rx.gate.set_trusted(trusted);
+        }
+        let now = Instant::now();
+        for m in batch.drain(..) {
+            rx.admit(&endpoint, m, now);
+        }
+        rx.serve_strangers(&endpoint);
+        let generation = endpoint.bans.generation();
+        if generation != filtered || refilter.is_some_and(|at| at.into_std() <= now) {
+            filtered = generation;
+            refilter = endpoint
+                .refresh_filter(Instant::now())
+                .map(tokio::time::Instant::from_std);
+        }
+        if !rx.backlog.is_empty() {
+            // Let the transports' tasks fill the channel meanwhile.
+            tokio::task::yield_now().await;
+        }
     }
 }
 

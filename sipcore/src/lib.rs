@@ -9,6 +9,8 @@
 //! * [`transaction`] — client and server transactions (§17, RFC 6026) as
 //!   plain-data state machines plus a tokio driver.
 //! * [`dialog`] — dialog state (§12) and in-dialog request building.
+//! * [`gate`] — trusted sources and per-source rate limits, checked before
+//!   a message is parsed.
 //!
 //! Why an own parser and not `rsip` or `ezk-sip-types`: `rsip` keeps only
 //! the first value of `Via: a, b` and treats compact header names as
@@ -24,6 +26,7 @@
 pub mod dialog;
 pub mod endpoint;
 pub mod error;
+pub mod gate;
 pub mod message;
 pub mod sdp;
 pub mod transaction;

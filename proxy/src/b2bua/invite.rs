@@ -26,7 +26,9 @@ impl Machine {
             Ok(name) => name,
             Err(e) => {
                 self.obs.call_rejected(e.status);
-                tracing::info!(peer = %source.addr, call_id = invite.call_id(), status = e.status, detail = %e.detail, "INVITE refused");
+                if let Some(refused) = self.refusals.note(self.now) {
+                    tracing::info!(peer = %source.addr, call_id = invite.call_id(), status = e.status, detail = %e.detail, refused, "INVITE refused (refused: how many since the last such line)");
+                }
                 let mut headers = vec![("Warning", e.warning())];
                 if e.status == 420 {
                     headers.push(("Unsupported", unsupported(&invite).join(", ")));
@@ -289,6 +291,7 @@ impl Machine {
                 format!("source {} is not a configured trunk", source.addr.ip()),
             ));
         };
+        self.within_call_caps(&name)?;
         if invite.max_forwards() == Some(0) {
             return Err(Error::downstream(483, "Too Many Hops", "Max-Forwards is 0"));
         }

@@ -23,6 +23,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod call;
+mod caps;
 mod housekeeping;
 mod in_dialog;
 mod invite;
@@ -276,6 +277,8 @@ pub struct Machine {
     /// The time of the event being handled (monotonic, and wall clock).
     now: Instant,
     wall: UnixMillis,
+    /// The budget of log lines about refused INVITEs.
+    refusals: caps::RefusalLog,
     survival_ticks: u64,
 }
 
@@ -320,6 +323,7 @@ impl Machine {
             serving_since: 0,
             now,
             wall: 0,
+            refusals: caps::RefusalLog::default(),
             survival_ticks: 0,
         }
     }

@@ -44,6 +44,12 @@ pub trait Policy: Send {
     /// UTC, in minutes since midnight.
     fn route(&self, invite: &Message, source: &str, minute_of_day: u16) -> Route;
 
+    /// Calls from `source` at once, at most (503 with Retry-After
+    /// beyond); None: no cap of its own.
+    fn max_calls(&self, _source: &str) -> Option<usize> {
+        None
+    }
+
     /// Whether a header of leg A's requests is copied to leg B's.
     fn carried(&self, name: &str) -> bool;
 

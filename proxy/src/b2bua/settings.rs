@@ -23,6 +23,8 @@ pub struct Settings {
     /// answer may take.
     pub probing: bool,
     pub probe_interval: Duration,
+    /// Calls at once, at most (503 with Retry-After beyond); 0: no cap.
+    pub max_calls: usize,
     pub survival: SurvivalSettings,
     /// What a request from an unknown source gets.
     pub unknown_source: UnknownSource,

@@ -88,6 +88,8 @@ pub struct CallStore {
     call_clients: HashMap<u64, Vec<ClientKey>>,
     /// 2xx responses to INVITEs awaiting their ACK: (call, leg) → CSeq.
     unacked: HashMap<(u64, Leg), u32>,
+    /// Calls by source (trunk) name, for the per-trunk call caps.
+    per_source: HashMap<String, usize>,
     /// Calls changed since the last `take_changed`; None when nothing is
     /// replicated (no cost then).
     changed: Option<HashSet<u64>>,
@@ -144,6 +146,10 @@ impl CallStore {
             self.by_b.insert(b, id);
         }
         self.next_id = self.next_id.max(id.saturating_add(1));
+        *self
+            .per_source
+            .entry(call.a.source_name.clone())
+            .or_insert(0) += 1;
         self.calls.insert(id, Box::new(call));
         Ok(())
     }
@@ -155,6 +161,12 @@ impl CallStore {
     pub fn remove(&mut self, id: u64) -> Option<Call> {
         let call = *self.calls.remove(&id)?;
         self.mark(id);
+        if let Some(n) = self.per_source.get_mut(&call.a.source_name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_source.remove(&call.a.source_name);
+            }
+        }
         if self.by_a.get(&call.a.call_id) == Some(&id) {
             self.by_a.remove(&call.a.call_id);
         }
@@ -194,6 +206,11 @@ impl CallStore {
 
     pub fn len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Calls from the source (trunk) named `source`.
+    pub fn calls_from(&self, source: &str) -> usize {
+        self.per_source.get(source).copied().unwrap_or(0)
     }
 
     #[cfg(test)]
@@ -341,6 +358,7 @@ impl CallStore {
         }
         self.by_a.clear();
         self.by_b.clear();
+        self.per_source.clear();
         self.unacked.clear();
         self.call_clients.clear();
         self.clients.clear();
@@ -366,6 +384,16 @@ impl CallStore {
             }
             if *id >= self.next_id {
                 return Err(format!("call {id} not below next id {}", self.next_id));
+            }
+        }
+        for (source, n) in &self.per_source {
+            let counted = self
+                .calls
+                .values()
+                .filter(|c| &c.a.source_name == source)
+                .count();
+            if counted != *n || *n == 0 {
+                return Err(format!("{n} calls counted from {source}, {counted} there"));
             }
         }
         for (cid, id) in &self.by_b {

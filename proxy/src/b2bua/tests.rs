@@ -1082,27 +1082,54 @@ fn a_probe_timeout_the_machine_reads_late_is_no_failure() {
     assert_eq!(lab.last("INVITE").2.addr, addr(MS2), "MS1 is down");
 }
 
-/// The routing rules, with a fallback from one group to another.
-struct WithFallback(Box<dyn Policy>, &'static str, &'static str);
+/// The routing rules, with a fallback from one group to another
+/// (`fallback`: from, to) and a cap on every trunk's calls.
+struct Tweaked {
+    rules: Box<dyn Policy>,
+    fallback: Option<(&'static str, &'static str)>,
+    max_calls: Option<usize>,
+}
 
-impl Policy for WithFallback {
+impl Tweaked {
+    fn fallback(rules: Box<dyn Policy>, from: &'static str, to: &'static str) -> Box<Tweaked> {
+        Box::new(Tweaked {
+            rules,
+            fallback: Some((from, to)),
+            max_calls: None,
+        })
+    }
+
+    fn capped(rules: Box<dyn Policy>, max_calls: usize) -> Box<Tweaked> {
+        Box::new(Tweaked {
+            rules,
+            fallback: None,
+            max_calls: Some(max_calls),
+        })
+    }
+}
+
+impl Policy for Tweaked {
     fn source(&self, ip: std::net::IpAddr) -> Option<String> {
-        self.0.source(ip)
+        self.rules.source(ip)
     }
     fn route(&self, invite: &Message, source: &str, minute: u16) -> Route {
-        self.0.route(invite, source, minute)
+        self.rules.route(invite, source, minute)
     }
     fn carried(&self, name: &str) -> bool {
-        self.0.carried(name)
+        self.rules.carried(name)
     }
     fn fallback(&self, group: &str) -> Option<String> {
-        (group == self.1).then(|| self.2.to_owned())
+        let (from, to) = self.fallback?;
+        (group == from).then(|| to.to_owned())
+    }
+    fn max_calls(&self, _source: &str) -> Option<usize> {
+        self.max_calls
     }
 }
 
 #[test]
 fn a_group_with_no_member_left_falls_back_where_policy_says_once() {
-    let mut lab = Lab::with_policy(ROUTING, |p| Box::new(WithFallback(p, "pbx", "media")));
+    let mut lab = Lab::with_policy(ROUTING, |p| Tweaked::fallback(p, "pbx", "media"));
     lab.call_to("1000", "c1");
     let timeout = |lab: &mut Lab| {
         let (key, _, _) = lab.last("INVITE");
@@ -1398,4 +1425,45 @@ fn in_dialog_requests_are_taken_only_from_the_legs_peers() {
         ]
     );
     assert_eq!(lab.m.calls(), 0);
+}
+
+// ---------------------------------------------------------------- call caps
+
+/// The trunk's INVITE `call_id` is refused: the status and Retry-After
+/// of the answer.
+fn refused(lab: &mut Lab, call_id: &str) -> (u16, Option<String>) {
+    let out = lab.trunk_sends(invite(call_id, "i1", true));
+    assert_eq!(out, ["respond 503 INVITE"], "{call_id}");
+    let r = lab.responses.last().unwrap();
+    (
+        r.status().unwrap(),
+        r.header("Retry-After").map(str::to_owned),
+    )
+}
+
+#[test]
+fn calls_beyond_limits_max_calls_get_503_with_retry_after() {
+    let mut lab = Lab::new();
+    // As `[limits] max_calls = 2` sets it.
+    lab.m.settings.max_calls = 2;
+    lab.call("c1");
+    lab.call("c2");
+    assert_eq!(refused(&mut lab, "c3"), (503, Some("5".into())));
+    assert_eq!(lab.m.store.len(), 2);
+    lab.m.store.check().unwrap();
+}
+
+#[test]
+fn calls_beyond_a_trunks_max_calls_get_503_and_an_ended_call_frees_its_place() {
+    let mut lab = Lab::with_policy("", |p| Tweaked::capped(p, 1));
+    lab.call("c1");
+    assert_eq!(lab.m.store.calls_from("carrier"), 1);
+    assert_eq!(refused(&mut lab, "c2"), (503, Some("5".into())));
+    // The call ends (its caller hangs up before the answer): room again.
+    let id = lab.m.store.find("c1").unwrap().0;
+    lab.m
+        .fail_call(id, 500, "Server Internal Error", None, "test");
+    assert_eq!(lab.m.store.calls_from("carrier"), 0);
+    lab.call("c3");
+    lab.m.store.check().unwrap();
 }

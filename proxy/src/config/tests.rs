@@ -495,3 +495,65 @@ fn the_pair_secret_file_is_checked_naming_key_and_file() {
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("key `ha.secret`"), "{err}");
 }
+
+#[test]
+fn limits_are_checked_and_name_the_key() {
+    // The example's [limits] table, replaced by `limits`.
+    let start = EXAMPLE.find("[limits]\n").unwrap();
+    let end = start + EXAMPLE[start..].find("\n\n").unwrap();
+    let with = |limits: &str| {
+        parse(&format!(
+            "{}[limits]\n{limits}{}",
+            &EXAMPLE[..start],
+            &EXAMPLE[end..]
+        ))
+    };
+    let c = with("stranger_rate = 5\nmax_calls = 10").unwrap();
+    assert_eq!(c.rate_limit().rate_per_s, 5);
+    assert_eq!(c.machine_settings().max_calls, 10);
+    for (limits, key) in [
+        ("stranger_burst = 0", "limits.stranger_burst"),
+        ("ban_s = 0", "limits.ban_s"),
+        ("sources_tracked = 0", "limits.sources_tracked"),
+        ("stranger_queue = 0", "limits.stranger_queue"),
+        ("stranger_queue = 2048", "limits.stranger_queue"),
+        ("max_transactions = 0", "limits.max_transactions"),
+        (
+            "max_transactions = 10\nstranger_transactions = 10",
+            "limits.stranger_transactions",
+        ),
+    ] {
+        let err = with(limits).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("tandem.toml: key `{key}`")),
+            "{limits}: {err}"
+        );
+    }
+    // No rate: no burst needed.
+    assert!(with("stranger_rate = 0\nstranger_burst = 0").is_ok());
+    let text = EXAMPLE.replace(
+        "networks = [\"127.0.0.0/8\"]",
+        "networks = [\"127.0.0.0/8\"]\nmax_calls = 0",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("key `trunk[0].max_calls`"), "{err}");
+}
+
+#[test]
+fn trunks_members_and_the_peer_are_trusted_and_nobody_else() {
+    let c = parse(EXAMPLE).unwrap();
+    let trusted = c.trusted_sources();
+    // The example's trunk is 127.0.0.0/8; its members are on loopback.
+    assert!(trusted.contains("127.0.0.9".parse().unwrap()));
+    assert!(!trusted.contains("192.0.2.1".parse().unwrap()));
+    let text = EXAMPLE.replace("networks = [\"127.0.0.0/8\"]", "networks = [\"10.0.0.0/8\"]")
+        + "\n[[group]]\nname = \"pbx\"\n[[group.member]]\nname = \"pbx1\"\naddress = \"192.0.2.50:5060\"\n";
+    let c = parse(&text).unwrap();
+    let trusted = c.trusted_sources();
+    assert!(trusted.contains("10.1.2.3".parse().unwrap()));
+    assert!(trusted.contains("192.0.2.50".parse().unwrap()), "a member");
+    for m in &c.pool.members {
+        assert!(trusted.contains(m.address.ip()), "pool member {}", m.name);
+    }
+    assert!(!trusted.contains("192.0.2.51".parse().unwrap()));
+}

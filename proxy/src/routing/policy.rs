@@ -2,6 +2,7 @@
 //! name the source, the compiled [`Router`] chooses the destination, the
 //! configured header list says what travels on.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -14,6 +15,8 @@ use crate::config::Config;
 pub struct RulesPolicy {
     router: Router,
     trunks: Vec<(String, Vec<IpNet>)>,
+    /// `[[trunk]] max_calls`, by trunk name.
+    max_calls: HashMap<String, usize>,
     carry_headers: Vec<String>,
 }
 
@@ -26,6 +29,11 @@ impl RulesPolicy {
                 .iter()
                 .map(|t| (t.name.clone(), t.networks.clone()))
                 .collect(),
+            max_calls: config
+                .trunks
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), t.max_calls?)))
+                .collect(),
             carry_headers: config.calls.carry_headers.clone(),
         }
     }
@@ -37,6 +45,10 @@ impl Policy for RulesPolicy {
             .iter()
             .find(|(_, nets)| nets.iter().any(|n| n.contains(&ip)))
             .map(|(name, _)| name.clone())
+    }
+
+    fn max_calls(&self, source: &str) -> Option<usize> {
+        self.max_calls.get(source).copied()
     }
 
     fn route(&self, invite: &Message, source: &str, minute_of_day: u16) -> Route {

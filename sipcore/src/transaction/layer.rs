@@ -52,6 +52,7 @@ use super::{
     ClientNonInviteState, ServerEvent, ServerInvite, ServerInviteState, ServerNonInvite,
     ServerNonInviteState, Timer, TimerConfig,
 };
+use crate::gate::SourceClass;
 use crate::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use crate::transport::{Incoming, Target};
 use crate::ParseError;
@@ -322,6 +323,8 @@ impl Machine {
 struct Entry {
     key: TransactionKey,
     machine: Machine,
+    /// A server transaction opened for a stranger (counted apart).
+    stranger: bool,
     /// The request sent (client) or received (server); dropped once the
     /// machine can no longer need it (see [`Entry::shed`]).
     request: Option<Message>,
@@ -390,6 +393,9 @@ struct Inner {
     /// The key of our branches: with one, a response that matches no
     /// transaction reaches the TU only when its branch is ours.
     branch_key: Option<BranchKey>,
+    /// Live server transactions, and those of them opened for strangers.
+    servers: usize,
+    stranger_servers: usize,
 }
 
 struct Shared {
@@ -414,8 +420,13 @@ struct Shared {
 impl Shared {
     /// Queues new work for the TU, or counts it dropped when the queue is
     /// full (only stray messages can find it full: new requests were
-    /// checked before their transaction was made).
-    fn new_work(&self, event: TuEvent) {
+    /// checked before their transaction was made). A stranger's stray
+    /// message may only take the strangers' share of the queue.
+    fn new_work(&self, event: TuEvent, class: SourceClass) {
+        if class == SourceClass::Stranger && self.queued() >= self.queue.stranger_capacity {
+            self.overload_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if let Err(e) = self.tu_new.try_send(event) {
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
                 self.overload_dropped.fetch_add(1, Ordering::Relaxed);
@@ -423,12 +434,38 @@ impl Shared {
         }
     }
 
-    /// A new request while the TU queue is full: an initial INVITE gets a
-    /// stateless 503 with Retry-After (the caller may try elsewhere now),
-    /// anything else is dropped (in-dialog requests are retransmitted).
-    fn turn_away(&self, request: &Message, source: Target) {
-        let initial_invite =
-            request.method() == Some(&Method::Invite) && request.to_tag().is_none();
+    /// New work waiting for the TU now.
+    fn queued(&self) -> usize {
+        self.tu_new.max_capacity() - self.tu_new.capacity()
+    }
+
+    /// Whether a new server transaction may be opened for a request from
+    /// a source of `class`: room in the TU queue and under the caps on
+    /// server transactions. Strangers get their share only, so that the
+    /// rest is always there for trusted sources however many strangers
+    /// send.
+    fn has_room(&self, inner: &Inner, class: SourceClass) -> bool {
+        let q = &self.queue;
+        let queued = self.queued();
+        let room = queued < q.capacity && inner.servers < q.max_server_transactions;
+        match class {
+            SourceClass::Trusted => room,
+            SourceClass::Stranger => {
+                room && queued < q.stranger_capacity
+                    && inner.stranger_servers < q.max_stranger_transactions
+            }
+        }
+    }
+
+    /// A new request while the TU queue is full or a cap is reached: an
+    /// initial INVITE from a trusted source gets a stateless 503 with
+    /// Retry-After (the caller may try elsewhere now), anything else is
+    /// dropped (in-dialog requests are retransmitted; a stranger, whose
+    /// address may be forged, gets nothing back).
+    fn turn_away(&self, request: &Message, source: Target, class: SourceClass) {
+        let initial_invite = class == SourceClass::Trusted
+            && request.method() == Some(&Method::Invite)
+            && request.to_tag().is_none();
         let Some(key) = ServerKey::from_request(request).filter(|_| initial_invite) else {
             self.overload_dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -453,13 +490,22 @@ impl Drop for Shared {
     }
 }
 
-/// The bounded queue of new work toward the TU.
+/// The bounded queue of new work toward the TU, and the caps on server
+/// transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TuQueueConfig {
     /// New requests and stray messages waiting for the TU, at most.
     pub capacity: usize,
     /// The Retry-After (seconds) of the 503 an INVITE gets when full.
     pub retry_after_s: u32,
+    /// Of `capacity`, what strangers' messages may fill (the rest is kept
+    /// for trusted sources).
+    pub stranger_capacity: usize,
+    /// Live server transactions at most: a new request beyond it is turned
+    /// away as when the queue is full.
+    pub max_server_transactions: usize,
+    /// Of those, strangers' at most.
+    pub max_stranger_transactions: usize,
 }
 
 impl Default for TuQueueConfig {
@@ -467,6 +513,9 @@ impl Default for TuQueueConfig {
         TuQueueConfig {
             capacity: 2048,
             retry_after_s: 5,
+            stranger_capacity: 2048,
+            max_server_transactions: 100_000,
+            max_stranger_transactions: 100_000,
         }
     }
 }
@@ -584,8 +633,14 @@ impl TransactionLayer {
         self.shared.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Input from the transport: a message received from `source`.
+    /// Input from the transport: a message received from a trusted
+    /// `source`.
     pub fn on_message(&self, msg: Message, source: Target) {
+        self.on_message_from(msg, source, SourceClass::Trusted)
+    }
+
+    /// [`on_message`](Self::on_message) from a source of `class`.
+    pub fn on_message_from(&self, msg: Message, source: Target, class: SourceClass) {
         let shared = &*self.shared;
         let mut inner = self.lock();
         if let Some(status) = msg.status() {
@@ -602,10 +657,13 @@ impl TransactionLayer {
                 None if !inner.branch_is_ours(&msg) => {
                     shared.unverified_dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                None => shared.new_work(TuEvent::StrayResponse {
-                    response: msg,
-                    source,
-                }),
+                None => shared.new_work(
+                    TuEvent::StrayResponse {
+                        response: msg,
+                        source,
+                    },
+                    class,
+                ),
             }
             return;
         }
@@ -623,15 +681,18 @@ impl TransactionLayer {
             let actions = inner.machine(id).server(event);
             inner.apply(shared, id, actions, Ctx::Received(&msg, &source));
         } else if is_ack {
-            shared.new_work(TuEvent::Ack {
-                key: None,
-                ack: msg,
-                source,
-            });
-        } else if shared.tu_new.capacity() == 0 {
+            shared.new_work(
+                TuEvent::Ack {
+                    key: None,
+                    ack: msg,
+                    source,
+                },
+                class,
+            );
+        } else if !shared.has_room(&inner, class) {
             // The TU is behind: no transaction, so the sender's
             // retransmission (or a later INVITE) tries again.
-            shared.turn_away(&msg, source);
+            shared.turn_away(&msg, source, class);
         } else {
             let reliable = source.transport.is_stream();
             let (machine, actions) = if msg.method() == Some(&Method::Invite) {
@@ -643,6 +704,7 @@ impl TransactionLayer {
             };
             let target = response_target(&msg, source);
             let id = inner.insert(tkey, machine, msg.clone(), target);
+            inner.count_server(id, class);
             inner.apply(shared, id, actions, Ctx::Received(&msg, &source));
         }
     }
@@ -814,6 +876,7 @@ impl Inner {
         let entry = Entry {
             key,
             machine,
+            stranger: false,
             request: Some(request),
             target,
             last_response: None,
@@ -822,6 +885,15 @@ impl Inner {
         };
         self.entries.insert(id, entry);
         id
+    }
+
+    /// Counts the new server transaction `id` against the caps.
+    fn count_server(&mut self, id: u64, class: SourceClass) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.stranger = class == SourceClass::Stranger;
+            self.servers += 1;
+            self.stranger_servers += usize::from(entry.stranger);
+        }
     }
 
     /// The machine of a live entry (callers got `id` from the index).
@@ -843,6 +915,8 @@ impl Inner {
                 index,
                 heap,
                 next_seq,
+                servers,
+                stranger_servers,
                 ..
             } = self;
             let Some(entry) = entries.get_mut(&id) else {
@@ -922,11 +996,15 @@ impl Inner {
                                 source: *source,
                             },
                             (TransactionKey::Server(key), _) => {
-                                shared.new_work(TuEvent::Request {
-                                    key: key.clone(),
-                                    request: msg.clone(),
-                                    source: *source,
-                                });
+                                // Admitted with room checked for it.
+                                shared.new_work(
+                                    TuEvent::Request {
+                                        key: key.clone(),
+                                        request: msg.clone(),
+                                        source: *source,
+                                    },
+                                    SourceClass::Trusted,
+                                );
                                 continue;
                             }
                         };
@@ -947,6 +1025,10 @@ impl Inner {
                 Action::Terminated => {
                     if let Some(entry) = entries.remove(&id) {
                         index.remove(&entry.key);
+                        if matches!(entry.key, TransactionKey::Server(_)) {
+                            *servers -= 1;
+                            *stranger_servers -= usize::from(entry.stranger);
+                        }
                         let _ = shared.tu.send(TuEvent::Terminated { key: entry.key });
                     }
                     return;

@@ -909,6 +909,7 @@ async fn a_full_tu_queue_answers_new_invites_503_and_drops_the_rest() {
     let queue = TuQueueConfig {
         capacity: 2,
         retry_after_s: 7,
+        ..TuQueueConfig::default()
     };
     let (tl, mut rx) =
         TransactionLayer::with_queue(TimerConfig::default(), wire.clone(), queue).unwrap();
@@ -952,6 +953,79 @@ async fn a_full_tu_queue_answers_new_invites_503_and_drops_the_rest() {
     tl.on_message(request("INVITE", "z9hG4bKq6"), from);
     assert_eq!(names(&drain(&mut rx)), ["Request INVITE"]);
     assert_eq!(tl.overload_stats().rejected, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn strangers_fill_only_their_share_of_the_queue_and_of_the_transactions() {
+    let wire = Wire::new();
+    let queue = TuQueueConfig {
+        capacity: 8,
+        retry_after_s: 7,
+        stranger_capacity: 2,
+        max_server_transactions: 6,
+        max_stranger_transactions: 3,
+    };
+    let (tl, mut rx) =
+        TransactionLayer::with_queue(TimerConfig::default(), wire.clone(), queue).unwrap();
+    let stranger = Target::udp(addr("127.0.0.2:5060"));
+    let trunk = Target::udp(addr(UAC));
+    let invite_from = |tl: &TransactionLayer, branch: &str, from: Target, class: SourceClass| {
+        tl.on_message_from(request("INVITE", branch), from, class)
+    };
+    // A flood from a stranger: two fill its share of the queue, the rest
+    // are dropped without an answer (its address may be forged).
+    for n in 0..100 {
+        invite_from(
+            &tl,
+            &format!("z9hG4bKs{n}"),
+            stranger,
+            SourceClass::Stranger,
+        );
+    }
+    assert_eq!(tl.len(), 2);
+    assert!(wire.sent().iter().all(|(_, _, m)| m.status() != Some(503)));
+    assert_eq!(tl.overload_stats().dropped, 98);
+    // The trunk still finds room.
+    invite_from(&tl, "z9hG4bKt1", trunk, SourceClass::Trusted);
+    assert_eq!(names(&drain(&mut rx)).len(), 3);
+    // The queue is empty now, but the strangers' transactions are capped
+    // at 3 (they wait out their timers for 32 s).
+    for n in 100..200 {
+        invite_from(
+            &tl,
+            &format!("z9hG4bKs{n}"),
+            stranger,
+            SourceClass::Stranger,
+        );
+    }
+    drain(&mut rx);
+    assert_eq!(tl.len(), 4, "3 of the stranger's, 1 of the trunk's");
+    // The trunk fills the total cap of 6; the next INVITE gets 503.
+    invite_from(&tl, "z9hG4bKt2", trunk, SourceClass::Trusted);
+    invite_from(&tl, "z9hG4bKt3", trunk, SourceClass::Trusted);
+    assert_eq!(tl.len(), 6);
+    invite_from(&tl, "z9hG4bKt4", trunk, SourceClass::Trusted);
+    assert_eq!(tl.len(), 6);
+    let refused: Vec<_> = wire
+        .sent()
+        .into_iter()
+        .filter(|(_, _, m)| m.status() == Some(503))
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].1, trunk);
+    assert_eq!(refused[0].2.header("Retry-After"), Some("7"));
+    // Transactions that end give their room back.
+    drain(&mut rx);
+    for n in ["t1", "t2", "t3", "s0", "s1", "s100"] {
+        let req = request("INVITE", &format!("z9hG4bK{n}"));
+        let key = ServerKey::from_request(&req).unwrap();
+        tl.send_response(&key, response(&req, 486)).unwrap();
+    }
+    wire.at(40_000).await;
+    tokio::task::yield_now().await;
+    assert_eq!(tl.len(), 0);
+    invite_from(&tl, "z9hG4bKs999", stranger, SourceClass::Stranger);
+    assert_eq!(tl.len(), 1);
 }
 
 #[tokio::test(start_paused = true)]

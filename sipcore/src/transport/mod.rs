@@ -24,6 +24,7 @@ pub mod udp;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
+use crate::gate::Bans;
 
 /// `IP_FREEBIND` / `IPV6_FREEBIND` for a socket about to bind `addr`.
 pub(crate) fn set_freebind(socket: &socket2::Socket, addr: SocketAddr) -> std::io::Result<()> {
@@ -176,6 +178,9 @@ impl fmt::Display for Target {
 #[derive(Debug, Clone)]
 pub struct EndpointContext {
     pub incoming: mpsc::Sender<Incoming>,
+    /// Sources whose datagrams are dropped as soon as they are read
+    /// (see [`crate::gate::Bans`]).
+    pub bans: Option<Arc<Bans>>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -271,6 +276,8 @@ pub struct TransportConfig {
     /// wait: UDP then queues in the kernel buffer (and drops there), TCP
     /// stops reading (flow control pushes back on the peer).
     pub incoming_queue: usize,
+    /// Banned sources, shared with the endpoint's gate.
+    pub bans: Option<Arc<Bans>>,
 }
 
 impl Default for TransportConfig {
@@ -279,6 +286,7 @@ impl Default for TransportConfig {
             udp: UdpConfig::default(),
             tcp: TcpConfig::default(),
             incoming_queue: 4096,
+            bans: None,
         }
     }
 }
@@ -306,6 +314,7 @@ impl Transports {
         let (tx, rx) = mpsc::channel(config.incoming_queue.max(1));
         let ctx = EndpointContext {
             incoming: tx,
+            bans: config.bans.clone(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };

@@ -216,6 +216,22 @@ impl UdpTransport {
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()
     }
+
+    /// Replaces the socket's kernel filter by `program` (classic BPF, see
+    /// [`crate::gate::drop_filter`]); an empty program removes it.
+    /// Datagrams it drops never reach the socket buffer.
+    pub fn set_filter(&self, program: &[libc::sock_filter]) -> io::Result<()> {
+        let socket = socket2::SockRef::from(&self.inner.socket);
+        if program.is_empty() {
+            match socket.detach_filter() {
+                // None was attached.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                other => other,
+            }
+        } else {
+            socket.attach_filter(program)
+        }
+    }
 }
 
 /// What to do with one datagram.
@@ -282,6 +298,9 @@ async fn receive_loop(inner: Arc<Inner>, ctx: EndpointContext) {
             }
         };
         bump(&stats.bytes_received, n as u64);
+        if ctx.bans.as_ref().is_some_and(|b| b.drops(source.ip())) {
+            continue;
+        }
         let message = match classify(&scratch[..n]) {
             Datagram::Message(m) => Bytes::copy_from_slice(m),
             Datagram::KeepAlive => {

@@ -99,6 +99,7 @@ async fn large_receive_buffer_is_granted() {
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     let ctx = EndpointContext {
         incoming: tx,
+        bans: None,
         shutdown: Default::default(),
         tasks: Default::default(),
     };
