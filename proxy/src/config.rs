@@ -73,7 +73,11 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipConfig {
-    /// Addresses to listen on; each gets UDP and TCP on the same port.
+    /// The address to listen on: UDP and TCP on the same port. A list for
+    /// compatibility, but exactly one address: the endpoint is one socket
+    /// pair that Via, Contact and Record-Route name, so a second address
+    /// would need its own endpoint and a choice of source per message.
+    /// More than one is refused rather than silently left unbound.
     pub listen: Vec<SocketAddr>,
     /// The address written into Via, Contact and Record-Route. Defaults to
     /// the first listen address (must then not be a wildcard).
@@ -643,6 +647,15 @@ impl Config {
             return Err(invalid(
                 "sip.listen",
                 "at least one address is needed".into(),
+            ));
+        }
+        if self.sip.listen.len() > 1 {
+            return Err(invalid(
+                "sip.listen",
+                format!(
+                    "exactly one address is supported, {} given (only one would be bound)",
+                    self.sip.listen.len()
+                ),
             ));
         }
         if self.sip.advertise.is_none() && self.sip.listen[0].ip().is_unspecified() {

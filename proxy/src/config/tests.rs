@@ -62,6 +62,19 @@ fn wildcard_listen_needs_advertise() {
 }
 
 #[test]
+fn more_than_one_listen_address_is_refused() {
+    let text = EXAMPLE.replace(
+        "listen = [\"127.0.0.1:5060\"]",
+        "listen = [\"127.0.0.1:5060\", \"127.0.0.2:5060\"]",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `sip.listen`: exactly one address"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_file_is_named() {
     let err = Config::load(Path::new("/nonexistent/tandem.toml"))
         .unwrap_err()
