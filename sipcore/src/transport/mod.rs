@@ -41,7 +41,7 @@ pub(crate) fn set_freebind(socket: &socket2::Socket, addr: SocketAddr) -> std::i
 }
 
 pub use framing::{Frame, Framer, MAX_MESSAGE_SIZE};
-pub use tcp::{TcpConfig, TcpTransport};
+pub use tcp::{TcpConfig, TcpTransport, FD_RESERVE};
 pub use udp::{UdpConfig, UdpTransport};
 
 /// The transport protocol of a message, as named in `Via` (RFC 3261 §18).
@@ -194,6 +194,11 @@ pub(crate) struct Counters {
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
     pub connections_rejected: AtomicU64,
+    pub connections_rejected_per_ip: AtomicU64,
+    pub closed_first_message_timeout: AtomicU64,
+    pub closed_message_timeout: AtomicU64,
+    pub closed_idle: AtomicU64,
+    pub accept_errors: AtomicU64,
 }
 
 /// Add `n` to a counter. Relaxed: counters are statistics, not
@@ -217,6 +222,11 @@ impl Counters {
             connections_opened: get(&self.connections_opened),
             connections_closed: get(&self.connections_closed),
             connections_rejected: get(&self.connections_rejected),
+            connections_rejected_per_ip: get(&self.connections_rejected_per_ip),
+            closed_first_message_timeout: get(&self.closed_first_message_timeout),
+            closed_message_timeout: get(&self.closed_message_timeout),
+            closed_idle: get(&self.closed_idle),
+            accept_errors: get(&self.accept_errors),
         }
     }
 }
@@ -245,6 +255,55 @@ pub struct StatsSnapshot {
     pub connections_closed: u64,
     /// Inbound connections refused because the table was full.
     pub connections_rejected: u64,
+    /// Inbound connections refused because their source address (IPv6:
+    /// its /64) already had `TcpConfig::max_connections_per_ip` open.
+    pub connections_rejected_per_ip: u64,
+    /// Inbound connections closed because no complete message arrived
+    /// within `TcpConfig::first_message_timeout` of the accept.
+    pub closed_first_message_timeout: u64,
+    /// Connections closed because a message was not complete within
+    /// `TcpConfig::message_timeout` of its first byte (slowloris).
+    pub closed_message_timeout: u64,
+    /// Connections closed after `TcpConfig::idle_timeout` without traffic.
+    pub closed_idle: u64,
+    /// `accept(2)` failures (EMFILE, ENFILE, ENOBUFS, …); each backs the
+    /// accept loop off.
+    pub accept_errors: u64,
+}
+
+/// Lets a log line through at most once per `interval` and counts the ones
+/// held back, so that a flood (of refused connections, of accept errors)
+/// costs one line per interval, not one per event.
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    interval: std::time::Duration,
+    last: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    pub(crate) fn new(interval: std::time::Duration) -> Self {
+        LogLimiter {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)`: log now, mentioning the `n` events held back since the
+    /// last line. `None`: stay quiet (the event is counted).
+    pub(crate) fn allow(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 impl StatsSnapshot {

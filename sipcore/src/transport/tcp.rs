@@ -14,10 +14,18 @@
 //! bound IP when it is not a wildcard (so that a floating IP is the source),
 //! within [`TcpConfig::connect_timeout`]. Concurrent sends to the same new
 //! address open one connection, not several.
+//!
+//! Defences against a peer that holds connections open for nothing: a cap
+//! on the table and one per source address (inbound), a deadline for the
+//! first complete message on an accepted connection, and one for each
+//! message once its first byte arrived (a "slowloris" peer trickling bytes
+//! keeps the idle timer alive but not the message deadline). Refusals and
+//! accept errors are counted and logged at most once a second; a failing
+//! `accept` backs off instead of spinning.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -35,13 +43,23 @@ use tracing::{debug, warn};
 
 use super::framing::{Frame, Framer, MAX_MESSAGE_SIZE, PONG};
 use super::{
-    bump, ConnectionId, Counters, EndpointContext, Incoming, StatsSnapshot, TransportKind,
+    bump, ConnectionId, Counters, EndpointContext, Incoming, LogLimiter, StatsSnapshot,
+    TransportKind,
 };
 use crate::error::{Error, Result};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
 const LISTEN_BACKLOG: i32 = 1024;
+/// First and longest pause of the accept loop after a failed `accept`.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Refusals and accept errors are logged at most this often.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// File descriptors kept free of TCP connections for everything else
+/// (listeners, the HA link, the admin API, DNS, log files, epoll):
+/// see [`TcpConfig::cap_to_fd_limit`].
+pub const FD_RESERVE: u64 = 256;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -57,8 +75,20 @@ pub struct TcpConfig {
     /// Deadline for writing one message (including waiting for other
     /// writers); on expiry the connection is closed.
     pub write_timeout: Duration,
-    /// Inbound connections beyond this many open ones are refused.
+    /// Inbound connections beyond this many open ones are refused. Keep
+    /// it below the open-file limit ([`TcpConfig::cap_to_fd_limit`]).
     pub max_connections: usize,
+    /// Inbound connections from one source IP (IPv6: one /64) beyond this
+    /// many open ones are refused, so one host cannot fill the table.
+    pub max_connections_per_ip: usize,
+    /// An accepted connection must deliver its first complete message
+    /// within this long, or it is closed (a connection that sends nothing
+    /// holds a descriptor for nothing).
+    pub first_message_timeout: Duration,
+    /// Once the first byte of a message arrived, the whole message
+    /// (headers and body) must arrive within this long, or the connection
+    /// is closed: a peer sending a byte a second is closed here.
+    pub message_timeout: Duration,
     /// `SO_REUSEADDR` on the listener, so a restart can bind while old
     /// connections linger in TIME_WAIT.
     pub reuse_address: bool,
@@ -73,8 +103,38 @@ impl Default for TcpConfig {
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             max_connections: 16 * 1024,
+            max_connections_per_ip: 64,
+            first_message_timeout: Duration::from_secs(10),
+            message_timeout: Duration::from_secs(10),
             reuse_address: true,
             freebind: false,
+        }
+    }
+}
+
+impl TcpConfig {
+    /// Lower [`TcpConfig::max_connections`] so that the connections fit
+    /// in `open_files` (the process's `RLIMIT_NOFILE`) after `reserved`
+    /// descriptors for other users (the media relay's sockets) and
+    /// [`FD_RESERVE`]. Running out of descriptors fails every `socket` and
+    /// `accept` of the process, the relay's included; a full table only
+    /// refuses TCP peers. Returns the new cap (at least 1).
+    pub fn cap_to_fd_limit(&mut self, open_files: u64, reserved: u64) -> usize {
+        let room = open_files.saturating_sub(reserved.saturating_add(FD_RESERVE));
+        let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+        self.max_connections = self.max_connections.min(room);
+        self.max_connections
+    }
+}
+
+/// The key of the per-source cap: the IP, or for IPv6 its /64 (one
+/// subscriber usually gets a whole /64, so per-address would not limit).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
         }
     }
 }
@@ -129,6 +189,9 @@ struct Inner {
     stats: Counters,
     /// Reference point of [`Connection::last_activity`].
     epoch: Instant,
+    /// Framing failures are a stranger's doing: logged at most once a
+    /// second.
+    framing_log: Mutex<LogLimiter>,
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +200,16 @@ struct Table {
     /// Connections per remote address, oldest first; the newest open one
     /// is used. Almost always one.
     by_addr: HashMap<SocketAddr, Vec<ConnectionId>>,
+    /// Open inbound connections per [`source_key`]; no entry at zero, so
+    /// it holds at most `max_connections` entries.
+    inbound_by_source: HashMap<IpAddr, usize>,
+}
+
+/// Why an inbound connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    TableFull,
+    PerSourceLimit,
 }
 
 #[derive(Debug)]
@@ -144,6 +217,9 @@ struct Connection {
     id: ConnectionId,
     peer: SocketAddr,
     local: SocketAddr,
+    /// Accepted by us (not opened by us): counted per source and held to
+    /// the first-message deadline.
+    inbound: bool,
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     /// Milliseconds since [`Inner::epoch`] of the last read or write.
     last_activity: AtomicU64,
@@ -157,6 +233,8 @@ struct Connection {
 enum CloseReason {
     PeerClosed { unframed: usize },
     Idle,
+    FirstMessageTimeout,
+    MessageTimeout,
     Shutdown,
     Requested,
     ChannelClosed,
@@ -193,6 +271,7 @@ impl TcpTransport {
             connecting: Mutex::default(),
             stats: Counters::default(),
             epoch: Instant::now(),
+            framing_log: Mutex::new(LogLimiter::new(LOG_INTERVAL)),
         });
         ctx.tasks
             .spawn(accept_loop(inner.clone(), listener, ctx.incoming));
@@ -418,7 +497,7 @@ impl Inner {
             },
         };
         debug!(peer = %addr, "TCP connection opened");
-        self.register(stream, addr)
+        self.register(stream, addr, false)
             .map_err(|e| Error::io(context(), e))
     }
 
@@ -427,6 +506,7 @@ impl Inner {
         self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        inbound: bool,
     ) -> io::Result<Arc<Connection>> {
         let incoming = self
             .incoming
@@ -440,6 +520,7 @@ impl Inner {
             id: ConnectionId(NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)),
             peer,
             local,
+            inbound,
             writer: tokio::sync::Mutex::new(writer),
             last_activity: AtomicU64::new(self.now_ms()),
             closed: AtomicBool::new(false),
@@ -449,11 +530,31 @@ impl Inner {
             let mut table = self.table();
             table.by_id.insert(conn.id, conn.clone());
             table.by_addr.entry(peer).or_default().push(conn.id);
+            if inbound {
+                *table
+                    .inbound_by_source
+                    .entry(source_key(peer.ip()))
+                    .or_default() += 1;
+            }
         }
         bump(&self.stats.connections_opened, 1);
         self.tasks
             .spawn(run_connection(self.clone(), conn.clone(), reader, incoming));
         Ok(conn)
+    }
+
+    /// Whether a new inbound connection from `peer` must be refused.
+    fn refusal(&self, peer: SocketAddr) -> Option<Refusal> {
+        let table = self.table();
+        if table.by_id.len() >= self.config.max_connections {
+            return Some(Refusal::TableFull);
+        }
+        let from_source = table
+            .inbound_by_source
+            .get(&source_key(peer.ip()))
+            .copied()
+            .unwrap_or(0);
+        (from_source >= self.config.max_connections_per_ip).then_some(Refusal::PerSourceLimit)
     }
 
     /// Take a connection out of the table (read task only).
@@ -462,6 +563,15 @@ impl Inner {
         let mut table = self.table();
         if table.by_id.remove(&conn.id).is_some() {
             bump(&self.stats.connections_closed, 1);
+            if conn.inbound {
+                let key = source_key(conn.peer.ip());
+                if let Some(n) = table.inbound_by_source.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        table.inbound_by_source.remove(&key);
+                    }
+                }
+            }
         }
         if let Some(ids) = table.by_addr.get_mut(&conn.peer) {
             ids.retain(|&id| id != conn.id);
@@ -474,6 +584,9 @@ impl Inner {
 
 /// `_incoming` keeps the channel open while the endpoint accepts.
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, _incoming: mpsc::Sender<Incoming>) {
+    let mut refusal_log = LogLimiter::new(LOG_INTERVAL);
+    let mut error_log = LogLimiter::new(LOG_INTERVAL);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -482,23 +595,40 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, _incoming: mpsc::
         };
         match accepted {
             Ok((stream, peer)) => {
-                if inner.table().by_id.len() >= inner.config.max_connections {
-                    bump(&inner.stats.connections_rejected, 1);
-                    warn!(%peer, local = %inner.local, limit = inner.config.max_connections, "TCP connection refused: table full");
+                backoff = ACCEPT_BACKOFF_MIN;
+                if let Some(refusal) = inner.refusal(peer) {
+                    // Dropping the stream closes it: the cheapest answer.
+                    let counter = match refusal {
+                        Refusal::TableFull => &inner.stats.connections_rejected,
+                        Refusal::PerSourceLimit => &inner.stats.connections_rejected_per_ip,
+                    };
+                    bump(counter, 1);
+                    if let Some(suppressed) = refusal_log.allow(Instant::now()) {
+                        warn!(%peer, local = %inner.local, reason = ?refusal,
+                            limit = inner.config.max_connections,
+                            per_ip_limit = inner.config.max_connections_per_ip,
+                            suppressed, "TCP connection refused");
+                    }
                     continue;
                 }
                 debug!(%peer, local = %inner.local, "TCP connection accepted");
-                if let Err(e) = inner.register(stream, peer) {
+                if let Err(e) = inner.register(stream, peer, true) {
                     warn!(%peer, error = %e, "TCP connection setup failed");
                 }
             }
             Err(e) => {
-                // Typically EMFILE: back off instead of spinning.
-                warn!(local = %inner.local, error = %e, "TCP accept failed");
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection
+                // stays in the backlog and accept fails again at once, so
+                // wait, longer each time, until descriptors are free.
+                bump(&inner.stats.accept_errors, 1);
+                if let Some(suppressed) = error_log.allow(Instant::now()) {
+                    warn!(local = %inner.local, error = %e, ?backoff, suppressed, "TCP accept failed, backing off");
+                }
                 tokio::select! {
                     _ = inner.shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = tokio::time::sleep(backoff) => {}
                 }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
     }
@@ -515,9 +645,23 @@ async fn run_connection(
 ) {
     let reason = read_loop(&inner, &conn, &mut reader, &incoming).await;
     inner.remove(&conn);
+    let stats = &inner.stats;
+    match &reason {
+        CloseReason::Idle => bump(&stats.closed_idle, 1),
+        CloseReason::FirstMessageTimeout => bump(&stats.closed_first_message_timeout, 1),
+        CloseReason::MessageTimeout => bump(&stats.closed_message_timeout, 1),
+        _ => {}
+    }
     match &reason {
         CloseReason::Framing(e) => {
-            warn!(peer = %conn.peer, conn = %conn.id, error = %e, "TCP stream cannot be framed, connection closed")
+            let allowed = inner
+                .framing_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .allow(Instant::now());
+            if let Some(suppressed) = allowed {
+                warn!(peer = %conn.peer, conn = %conn.id, error = %e, suppressed, "TCP stream cannot be framed, connection closed")
+            }
         }
         CloseReason::Read(e) | CloseReason::Write(e) => {
             debug!(peer = %conn.peer, conn = %conn.id, error = %e, "TCP connection failed")
@@ -540,6 +684,12 @@ async fn read_loop(
     let stats = &inner.stats;
     let mut framer = Framer::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Deadlines of the defences against idle and trickling peers; `None`
+    // once met (first message) or while no message is under way.
+    let mut first_message_by = conn
+        .inbound
+        .then(|| Instant::now() + inner.config.first_message_timeout);
+    let mut message_by: Option<Instant> = None;
     loop {
         if conn.is_closed() {
             return CloseReason::Requested;
@@ -549,6 +699,8 @@ async fn read_loop(
         loop {
             match framer.decode(&mut buf) {
                 Ok(Some(Frame::Message(data))) => {
+                    first_message_by = None;
+                    message_by = None;
                     bump(&stats.messages_received, 1);
                     let item = Incoming {
                         data,
@@ -579,17 +731,31 @@ async fn read_loop(
                 }
             }
         }
+        if message_by.is_none() && holds_message_bytes(&buf) {
+            message_by = Some(Instant::now() + inner.config.message_timeout);
+        }
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
         }
         let idle_at = inner.idle_deadline(conn);
+        let wake_at = [first_message_by, message_by]
+            .into_iter()
+            .flatten()
+            .fold(idle_at, Instant::min);
         tokio::select! {
             biased;
             _ = inner.shutdown.cancelled() => return CloseReason::Shutdown,
             _ = conn.close.notified() => return CloseReason::Requested,
-            _ = tokio::time::sleep_until(idle_at) => {
-                // A write may have moved the deadline meanwhile.
-                if inner.idle_deadline(conn) <= Instant::now() {
+            _ = tokio::time::sleep_until(wake_at) => {
+                let now = Instant::now();
+                if first_message_by.is_some_and(|at| at <= now) {
+                    return CloseReason::FirstMessageTimeout;
+                }
+                if message_by.is_some_and(|at| at <= now) {
+                    return CloseReason::MessageTimeout;
+                }
+                // A write may have moved the idle deadline meanwhile.
+                if inner.idle_deadline(conn) <= now {
                     return CloseReason::Idle;
                 }
             }
@@ -610,6 +776,13 @@ async fn read_loop(
             },
         }
     }
+}
+
+/// Whether the unframed rest of a read holds part of a message (anything
+/// but the CR/LF of keep-alives). The framer has dropped leading CR/LF, so
+/// this looks at a few bytes at most before it finds one.
+fn holds_message_bytes(buf: &[u8]) -> bool {
+    buf.iter().any(|&b| b != b'\r' && b != b'\n')
 }
 
 #[cfg(test)]
