@@ -101,6 +101,62 @@ pub struct SipConfig {
     /// The Retry-After of that 503, in seconds.
     #[serde(default = "default_overload_retry_after")]
     pub overload_retry_after_s: u32,
+    /// Limits of the SIP TCP listener (`[sip.tcp]`).
+    #[serde(default)]
+    pub tcp: SipTcpConfig,
+}
+
+/// `[sip.tcp]`: what one TCP peer may hold. A peer that opens connections
+/// and sends nothing, or a byte at a time, otherwise holds descriptors
+/// (and the table) for as long as it likes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTcpConfig {
+    /// Open inbound connections at most; lowered at start to fit the
+    /// open-file limit (raised to its hard limit) after the media relay's
+    /// ports.
+    #[serde(default = "default_tcp_max_connections")]
+    pub max_connections: usize,
+    /// Open inbound connections from one source IP (IPv6: one /64) at
+    /// most; more are closed at once.
+    #[serde(default = "default_tcp_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// A new connection is closed unless a complete message arrives within
+    /// this many milliseconds.
+    #[serde(default = "default_tcp_message_timeout")]
+    pub first_message_timeout_ms: u64,
+    /// Once a message's first byte arrived, the whole message must arrive
+    /// within this many milliseconds, or the connection is closed.
+    #[serde(default = "default_tcp_message_timeout")]
+    pub message_timeout_ms: u64,
+    /// A connection without traffic (CRLF keep-alives count) for this many
+    /// seconds is closed. RFC 5626 clients ping every 95–120 s.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub idle_timeout_s: u64,
+}
+
+impl Default for SipTcpConfig {
+    fn default() -> Self {
+        SipTcpConfig {
+            max_connections: default_tcp_max_connections(),
+            max_connections_per_ip: default_tcp_max_connections_per_ip(),
+            first_message_timeout_ms: default_tcp_message_timeout(),
+            message_timeout_ms: default_tcp_message_timeout(),
+            idle_timeout_s: default_tcp_idle_timeout(),
+        }
+    }
+}
+
+impl SipTcpConfig {
+    /// The transport's settings from these keys (socket options stay at
+    /// the transport's defaults).
+    pub fn apply(&self, tcp: &mut sipcore::transport::TcpConfig) {
+        tcp.max_connections = self.max_connections;
+        tcp.max_connections_per_ip = self.max_connections_per_ip;
+        tcp.first_message_timeout = Duration::from_millis(self.first_message_timeout_ms);
+        tcp.message_timeout = Duration::from_millis(self.message_timeout_ms);
+        tcp.idle_timeout = Duration::from_secs(self.idle_timeout_s);
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -542,6 +598,18 @@ fn default_t4() -> u64 {
 fn default_udp_buffer() -> usize {
     4 * 1024 * 1024
 }
+fn default_tcp_max_connections() -> usize {
+    16 * 1024
+}
+fn default_tcp_max_connections_per_ip() -> usize {
+    64
+}
+fn default_tcp_message_timeout() -> u64 {
+    10_000
+}
+fn default_tcp_idle_timeout() -> u64 {
+    300
+}
 fn default_queue_limit() -> usize {
     2048
 }
@@ -662,6 +730,39 @@ impl Config {
             return Err(invalid(
                 "sip.advertise",
                 "required when sip.listen[0] is a wildcard address".into(),
+            ));
+        }
+        let tcp = &self.sip.tcp;
+        if tcp.max_connections == 0 {
+            return Err(invalid(
+                "sip.tcp.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if tcp.max_connections_per_ip == 0 || tcp.max_connections_per_ip > tcp.max_connections {
+            return Err(invalid(
+                "sip.tcp.max_connections_per_ip",
+                format!(
+                    "must be between 1 and max_connections ({})",
+                    tcp.max_connections
+                ),
+            ));
+        }
+        for (key, ms) in [
+            (
+                "sip.tcp.first_message_timeout_ms",
+                tcp.first_message_timeout_ms,
+            ),
+            ("sip.tcp.message_timeout_ms", tcp.message_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&ms) {
+                return Err(invalid(key, format!("{ms} is not between 100 and 600000")));
+            }
+        }
+        if tcp.idle_timeout_s == 0 {
+            return Err(invalid(
+                "sip.tcp.idle_timeout_s",
+                "must be at least 1".into(),
             ));
         }
         if self.sip.queue_limit == 0 {

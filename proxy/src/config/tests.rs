@@ -75,6 +75,50 @@ fn more_than_one_listen_address_is_refused() {
 }
 
 #[test]
+fn tcp_limits_are_read_and_checked() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.sip.tcp.max_connections_per_ip, 64);
+    // The example without its [sip.tcp] table, then one of the test's.
+    let start = EXAMPLE.find("[sip.tcp]").unwrap();
+    let end = start + EXAMPLE[start..].find("\n\n").unwrap();
+    let base = format!("{}{}", &EXAMPLE[..start], &EXAMPLE[end..]);
+    let c = parse(&base).unwrap();
+    assert_eq!(c.sip.tcp.max_connections_per_ip, 64, "the default");
+    let with = |table: &str| format!("{base}\n[sip.tcp]\n{table}\n");
+    let c = parse(&with(
+        "max_connections_per_ip = 3\nmessage_timeout_ms = 2000",
+    ))
+    .unwrap();
+    let mut tcp = sipcore::transport::TcpConfig::default();
+    c.sip.tcp.apply(&mut tcp);
+    assert_eq!(tcp.max_connections_per_ip, 3);
+    assert_eq!(tcp.message_timeout, Duration::from_secs(2));
+    for (table, key) in [
+        ("max_connections = 0", "sip.tcp.max_connections"),
+        (
+            "max_connections_per_ip = 0",
+            "sip.tcp.max_connections_per_ip",
+        ),
+        (
+            "max_connections = 10\nmax_connections_per_ip = 11",
+            "sip.tcp.max_connections_per_ip",
+        ),
+        (
+            "first_message_timeout_ms = 0",
+            "sip.tcp.first_message_timeout_ms",
+        ),
+        ("message_timeout_ms = 9999999", "sip.tcp.message_timeout_ms"),
+        ("idle_timeout_s = 0", "sip.tcp.idle_timeout_s"),
+    ] {
+        let err = parse(&with(table)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("tandem.toml: key `{key}`")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn missing_file_is_named() {
     let err = Config::load(Path::new("/nonexistent/tandem.toml"))
         .unwrap_err()
