@@ -542,6 +542,11 @@ impl Machine {
             TransportKind::Tcp => {
                 format!("<sip:tandem@{};transport=tcp>", self.settings.advertised)
             }
+            // RFC 5630: a sips: Contact over TLS. Not reached yet: the
+            // proxy binds no TLS listener and has no TLS members; when it
+            // does, this must carry the TLS listener's port, not the
+            // UDP/TCP one `advertised` holds.
+            TransportKind::Tls => format!("<sips:tandem@{}>", self.settings.advertised),
         }
     }
 

@@ -7,7 +7,8 @@
 //!   one message.
 //! * [`tcp`] — a listener plus a table of connections, inbound and
 //!   outbound, reused by remote address; responses go back on the
-//!   connection the request came in on (§18.2.2).
+//!   connection the request came in on (§18.2.2). TLS is the same with a
+//!   handshake; [`tls`] holds its certificates.
 //! * [`Transports`] — the front the rest of Tandem uses: UDP and TCP bound
 //!   on one local address, one channel of [`Incoming`] messages, one
 //!   [`Transports::send`], counters and graceful shutdown.
@@ -19,6 +20,7 @@
 
 pub mod framing;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::fmt;
@@ -42,6 +44,7 @@ pub(crate) fn set_freebind(socket: &socket2::Socket, addr: SocketAddr) -> std::i
 
 pub use framing::{Frame, Framer, MAX_MESSAGE_SIZE};
 pub use tcp::{TcpConfig, TcpTransport, FD_RESERVE};
+pub use tls::{ServerIdentity, TlsConfig};
 pub use udp::{UdpConfig, UdpTransport};
 
 /// The transport protocol of a message, as named in `Via` (RFC 3261 §18).
@@ -51,8 +54,9 @@ pub use udp::{UdpConfig, UdpTransport};
 pub enum TransportKind {
     Udp,
     Tcp,
-    // Tls: the TLS transport (RFC 3261 §26.2) goes here. It is a stream
-    // like Tcp and reuses `framing` and the connection table of `tcp`.
+    /// TLS over TCP (RFC 3261 §26.2): a stream like `Tcp`, with the same
+    /// framing and connection table.
+    Tls,
 }
 
 impl TransportKind {
@@ -61,6 +65,7 @@ impl TransportKind {
         match self {
             TransportKind::Udp => "UDP",
             TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
         }
     }
 
@@ -69,7 +74,7 @@ impl TransportKind {
     pub fn is_stream(self) -> bool {
         match self {
             TransportKind::Udp => false,
-            TransportKind::Tcp => true,
+            TransportKind::Tcp | TransportKind::Tls => true,
         }
     }
 }
@@ -153,6 +158,14 @@ impl Target {
         }
     }
 
+    pub fn tls(addr: SocketAddr) -> Self {
+        Target {
+            transport: TransportKind::Tls,
+            addr,
+            connection: None,
+        }
+    }
+
     pub fn with_connection(self, connection: ConnectionId) -> Self {
         Target {
             connection: Some(connection),
@@ -199,6 +212,7 @@ pub(crate) struct Counters {
     pub closed_message_timeout: AtomicU64,
     pub closed_idle: AtomicU64,
     pub accept_errors: AtomicU64,
+    pub handshake_failures: AtomicU64,
 }
 
 /// Add `n` to a counter. Relaxed: counters are statistics, not
@@ -227,6 +241,7 @@ impl Counters {
             closed_message_timeout: get(&self.closed_message_timeout),
             closed_idle: get(&self.closed_idle),
             accept_errors: get(&self.accept_errors),
+            handshake_failures: get(&self.handshake_failures),
         }
     }
 }
@@ -269,6 +284,9 @@ pub struct StatsSnapshot {
     /// `accept(2)` failures (EMFILE, ENFILE, ENOBUFS, …); each backs the
     /// accept loop off.
     pub accept_errors: u64,
+    /// TLS handshakes that failed or did not end in time (each closed its
+    /// connection).
+    pub handshake_failures: u64,
 }
 
 /// Lets a log line through at most once per `interval` and counts the ones
@@ -319,6 +337,8 @@ impl StatsSnapshot {
 pub struct TransportStats {
     pub udp: StatsSnapshot,
     pub tcp: StatsSnapshot,
+    /// All zero without TLS.
+    pub tls: StatsSnapshot,
 }
 
 /// Configuration of a [`Transports`].
@@ -326,6 +346,9 @@ pub struct TransportStats {
 pub struct TransportConfig {
     pub udp: UdpConfig,
     pub tcp: TcpConfig,
+    /// TLS on its own port of the same IP (limits as `tcp`); `None`: no
+    /// TLS.
+    pub tls: Option<TlsConfig>,
     /// Capacity of the incoming channel. When it is full the receive tasks
     /// wait: UDP then queues in the kernel buffer (and drops there), TCP
     /// stops reading (flow control pushes back on the peer).
@@ -337,6 +360,7 @@ impl Default for TransportConfig {
         TransportConfig {
             udp: UdpConfig::default(),
             tcp: TcpConfig::default(),
+            tls: None,
             incoming_queue: 4096,
         }
     }
@@ -351,6 +375,7 @@ impl Default for TransportConfig {
 pub struct Transports {
     udp: UdpTransport,
     tcp: TcpTransport,
+    tls: Option<TcpTransport>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -385,9 +410,18 @@ impl Transports {
         };
         let udp = UdpTransport::from_socket(udp_socket, ctx.clone())?;
         let tcp = TcpTransport::from_listener(listener, config.tcp.clone(), ctx.clone())?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| {
+                let addr = SocketAddr::new(udp.local_addr().ip(), tls.port);
+                TcpTransport::bind_tls(addr, config.tcp.clone(), tls.clone(), ctx.clone())
+            })
+            .transpose()?;
         let transports = Transports {
             udp,
             tcp,
+            tls,
             shutdown: ctx.shutdown,
             tasks: ctx.tasks,
         };
@@ -407,6 +441,11 @@ impl Transports {
         &self.tcp
     }
 
+    /// The TLS transport, when configured.
+    pub fn tls(&self) -> Option<&TcpTransport> {
+        self.tls.as_ref()
+    }
+
     /// Send one message. Over TCP this reuses or opens a connection, see
     /// [`Target::connection`].
     pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
@@ -417,6 +456,19 @@ impl Transports {
                 .send(target.addr, target.connection, &data)
                 .await
                 .map(drop),
+            TransportKind::Tls => match &self.tls {
+                Some(tls) => tls
+                    .send(target.addr, target.connection, &data)
+                    .await
+                    .map(drop),
+                None => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "TLS is not configured",
+                    );
+                    Err(Error::io(format!("TLS send to {}", target.addr), e))
+                }
+            },
         }
     }
 
@@ -424,6 +476,7 @@ impl Transports {
         TransportStats {
             udp: self.udp.stats(),
             tcp: self.tcp.stats(),
+            tls: self.tls.as_ref().map(|t| t.stats()).unwrap_or_default(),
         }
     }
 

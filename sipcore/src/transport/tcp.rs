@@ -1,5 +1,8 @@
-//! The TCP transport (RFC 3261 §18): a listener and a table of
-//! connections.
+//! The stream transports, TCP and TLS (RFC 3261 §18, §26.2): a listener
+//! and a table of connections. TLS is the same transport with a handshake
+//! after `accept` (in the connection's own task, within the first-message
+//! deadline, so that a slow handshake blocks nobody) and after `connect`
+//! (within the connect timeout); see [`super::tls`].
 //!
 //! Every connection, accepted or opened by us, is in one table, keyed by
 //! [`ConnectionId`] and by remote address. Each has one read task that
@@ -31,9 +34,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rustls::pki_types::ServerName;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -42,6 +45,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::framing::{Frame, Framer, MAX_MESSAGE_SIZE, PONG};
+use super::tls::TlsConfig;
 use super::{
     bump, ConnectionId, Counters, EndpointContext, Incoming, LogLimiter, StatsSnapshot,
     TransportKind,
@@ -62,6 +66,11 @@ const LOG_INTERVAL: Duration = Duration::from_secs(1);
 pub const FD_RESERVE: u64 = 256;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The two halves of a connection's stream: a TCP socket's, or a TLS
+/// session's over one.
+type StreamReader = Box<dyn AsyncRead + Send + Unpin>;
+type StreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Settings of a TCP endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,10 +182,15 @@ pub struct TcpTransport {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     local: SocketAddr,
     config: TcpConfig,
+    /// `Tcp`, or `Tls` with `tls` set.
+    kind: TransportKind,
+    tls: Option<TlsConfig>,
+    /// Names to verify (and send as SNI) for TLS peers, by address; a peer
+    /// not here is verified by its IP address.
+    server_names: Mutex<HashMap<SocketAddr, ServerName<'static>>>,
     /// Weak, so that the incoming channel ends once every task has ended:
     /// the accept loop and each connection task hold a strong sender.
     incoming: mpsc::WeakSender<Incoming>,
@@ -194,6 +208,15 @@ struct Inner {
     framing_log: Mutex<LogLimiter>,
 }
 
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("local", &self.local)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Table {
     by_id: HashMap<ConnectionId, Arc<Connection>>,
@@ -203,6 +226,30 @@ struct Table {
     /// Open inbound connections per [`source_key`]; no entry at zero, so
     /// it holds at most `max_connections` entries.
     inbound_by_source: HashMap<IpAddr, usize>,
+    /// Accepted connections still in their TLS handshake: they hold a
+    /// descriptor and count toward both caps.
+    handshaking: usize,
+}
+
+impl Table {
+    /// One more inbound connection from `peer`'s source.
+    fn hold_source(&mut self, peer: SocketAddr) {
+        *self
+            .inbound_by_source
+            .entry(source_key(peer.ip()))
+            .or_default() += 1;
+    }
+
+    /// One fewer; the entry goes at zero.
+    fn release_source(&mut self, peer: SocketAddr) {
+        let key = source_key(peer.ip());
+        if let Some(n) = self.inbound_by_source.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.inbound_by_source.remove(&key);
+            }
+        }
+    }
 }
 
 /// Why an inbound connection is refused.
@@ -212,7 +259,6 @@ enum Refusal {
     PerSourceLimit,
 }
 
-#[derive(Debug)]
 struct Connection {
     id: ConnectionId,
     peer: SocketAddr,
@@ -220,12 +266,21 @@ struct Connection {
     /// Accepted by us (not opened by us): counted per source and held to
     /// the first-message deadline.
     inbound: bool,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<StreamWriter>,
     /// Milliseconds since [`Inner::epoch`] of the last read or write.
     last_activity: AtomicU64,
     closed: AtomicBool,
     /// Wakes the read task to close the connection.
     close: Notify,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a connection's read task ended.
@@ -259,11 +314,51 @@ impl TcpTransport {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("TCP listener address", e))?;
-        let listener = TcpListener::from_std(listener)
+        Self::start(Some(listener), local, config, None, ctx)
+    }
+
+    /// A TLS endpoint: listening on `addr` when `tls.server` is set,
+    /// otherwise outbound only (connections from the IP of `addr`).
+    pub fn bind_tls(
+        addr: SocketAddr,
+        config: TcpConfig,
+        tls: TlsConfig,
+        ctx: EndpointContext,
+    ) -> Result<Self> {
+        let (listener, local) = match tls.server {
+            Some(_) => {
+                let listener = bind_listener(addr, &config)?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| Error::io("TLS listener address", e))?;
+                (Some(listener), local)
+            }
+            None => (None, addr),
+        };
+        Self::start(listener, local, config, Some(tls), ctx)
+    }
+
+    fn start(
+        listener: Option<std::net::TcpListener>,
+        local: SocketAddr,
+        config: TcpConfig,
+        tls: Option<TlsConfig>,
+        ctx: EndpointContext,
+    ) -> Result<Self> {
+        let listener = listener
+            .map(TcpListener::from_std)
+            .transpose()
             .map_err(|e| Error::io(format!("TCP register {local}"), e))?;
+        let kind = match tls {
+            Some(_) => TransportKind::Tls,
+            None => TransportKind::Tcp,
+        };
         let inner = Arc::new(Inner {
             local,
             config,
+            kind,
+            tls,
+            server_names: Mutex::default(),
             incoming: ctx.incoming.downgrade(),
             shutdown: ctx.shutdown.clone(),
             tasks: ctx.tasks.clone(),
@@ -273,14 +368,34 @@ impl TcpTransport {
             epoch: Instant::now(),
             framing_log: Mutex::new(LogLimiter::new(LOG_INTERVAL)),
         });
-        ctx.tasks
-            .spawn(accept_loop(inner.clone(), listener, ctx.incoming));
+        if let Some(listener) = listener {
+            ctx.tasks
+                .spawn(accept_loop(inner.clone(), listener, ctx.incoming));
+        }
         Ok(TcpTransport { inner })
     }
 
     /// The listening address.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local
+    }
+
+    /// `Tcp` or `Tls`.
+    pub fn kind(&self) -> TransportKind {
+        self.inner.kind
+    }
+
+    /// TLS: verify the server at `addr` as `name` (a DNS name or IP
+    /// address, also sent as SNI) instead of by its IP address.
+    pub fn set_server_name(&self, addr: SocketAddr, name: &str) -> Result<()> {
+        let name = ServerName::try_from(name.to_owned())
+            .map_err(|e| Error::io(format!("TLS server name {name:?}"), io::Error::other(e)))?;
+        self.inner
+            .server_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr, name);
+        Ok(())
     }
 
     /// Write one message.
@@ -422,7 +537,10 @@ impl Inner {
     async fn write(&self, conn: &Connection, data: &[u8]) -> io::Result<()> {
         let result = tokio::time::timeout(self.config.write_timeout, async {
             let mut writer = conn.writer.lock().await;
-            writer.write_all(data).await
+            writer.write_all(data).await?;
+            // A TLS session may hold the last record back; TCP's flush is
+            // a no-op.
+            writer.flush().await
         })
         .await
         .unwrap_or_else(|_| {
@@ -496,15 +614,57 @@ impl Inner {
                 }
             },
         };
-        debug!(peer = %addr, "TCP connection opened");
-        self.register(stream, addr, false)
+        let local = stream_local(&stream).map_err(|e| Error::io(context(), e))?;
+        debug!(peer = %addr, kind = %self.kind, "connection opened");
+        let (reader, writer) = match &self.tls {
+            None => split(stream).map_err(|e| Error::io(context(), e))?,
+            Some(tls) => {
+                let client = tls.client.clone().ok_or_else(|| {
+                    let e =
+                        io::Error::new(io::ErrorKind::Unsupported, "no TLS client configuration");
+                    Error::io(context(), e)
+                })?;
+                let name = self
+                    .server_names
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&addr)
+                    .cloned()
+                    .unwrap_or_else(|| ServerName::from(addr.ip()));
+                let connector = tokio_rustls::TlsConnector::from(client);
+                let tls = tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => {
+                        let e = io::Error::new(io::ErrorKind::NotConnected, "transport is shut down");
+                        return Err(Error::io(context(), e));
+                    }
+                    r = tokio::time::timeout(timeout, connector.connect(name, stream)) => match r {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            bump(&self.stats.handshake_failures, 1);
+                            return Err(Error::io(format!("{} (TLS handshake)", context()), e));
+                        }
+                        Err(_) => {
+                            bump(&self.stats.handshake_failures, 1);
+                            let e = io::Error::new(io::ErrorKind::TimedOut, format!("no TLS handshake within {timeout:?}"));
+                            return Err(Error::io(context(), e));
+                        }
+                    },
+                };
+                let (r, w) = tokio::io::split(tls);
+                (Box::new(r) as StreamReader, Box::new(w) as StreamWriter)
+            }
+        };
+        self.register(reader, writer, local, addr, false)
             .map_err(|e| Error::io(context(), e))
     }
 
     /// Put a new connection in the table and start its read task.
     fn register(
         self: &Arc<Self>,
-        stream: TcpStream,
+        reader: StreamReader,
+        writer: StreamWriter,
+        local: SocketAddr,
         peer: SocketAddr,
         inbound: bool,
     ) -> io::Result<Arc<Connection>> {
@@ -512,10 +672,6 @@ impl Inner {
             .incoming
             .upgrade()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "transport is shut down"))?;
-        // Small messages must not wait for Nagle.
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
-        let (reader, writer) = stream.into_split();
         let conn = Arc::new(Connection {
             id: ConnectionId(NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)),
             peer,
@@ -531,10 +687,7 @@ impl Inner {
             table.by_id.insert(conn.id, conn.clone());
             table.by_addr.entry(peer).or_default().push(conn.id);
             if inbound {
-                *table
-                    .inbound_by_source
-                    .entry(source_key(peer.ip()))
-                    .or_default() += 1;
+                table.hold_source(peer);
             }
         }
         bump(&self.stats.connections_opened, 1);
@@ -546,7 +699,7 @@ impl Inner {
     /// Whether a new inbound connection from `peer` must be refused.
     fn refusal(&self, peer: SocketAddr) -> Option<Refusal> {
         let table = self.table();
-        if table.by_id.len() >= self.config.max_connections {
+        if table.by_id.len() + table.handshaking >= self.config.max_connections {
             return Some(Refusal::TableFull);
         }
         let from_source = table
@@ -564,13 +717,7 @@ impl Inner {
         if table.by_id.remove(&conn.id).is_some() {
             bump(&self.stats.connections_closed, 1);
             if conn.inbound {
-                let key = source_key(conn.peer.ip());
-                if let Some(n) = table.inbound_by_source.get_mut(&key) {
-                    *n -= 1;
-                    if *n == 0 {
-                        table.inbound_by_source.remove(&key);
-                    }
-                }
+                table.release_source(conn.peer);
             }
         }
         if let Some(ids) = table.by_addr.get_mut(&conn.peer) {
@@ -611,9 +758,21 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, _incoming: mpsc::
                     }
                     continue;
                 }
-                debug!(%peer, local = %inner.local, "TCP connection accepted");
-                if let Err(e) = inner.register(stream, peer, true) {
-                    warn!(%peer, error = %e, "TCP connection setup failed");
+                debug!(%peer, local = %inner.local, kind = %inner.kind, "connection accepted");
+                match &inner.tls {
+                    None => {
+                        let setup = stream_local(&stream).and_then(|local| {
+                            let (reader, writer) = split(stream)?;
+                            inner.register(reader, writer, local, peer, true)
+                        });
+                        if let Err(e) = setup {
+                            warn!(%peer, error = %e, "TCP connection setup failed");
+                        }
+                    }
+                    Some(_) => {
+                        let handshake = Handshake::start(inner.clone(), peer);
+                        inner.tasks.spawn(handshake.run(stream));
+                    }
                 }
             }
             Err(e) => {
@@ -634,13 +793,90 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, _incoming: mpsc::
     }
 }
 
+/// `TCP_NODELAY` (small messages must not wait for Nagle) and the local
+/// address of a new connection.
+fn stream_local(stream: &TcpStream) -> io::Result<SocketAddr> {
+    stream.set_nodelay(true)?;
+    stream.local_addr()
+}
+
+fn split(stream: TcpStream) -> io::Result<(StreamReader, StreamWriter)> {
+    let (r, w) = stream.into_split();
+    Ok((Box::new(r), Box::new(w)))
+}
+
+/// An accepted TLS connection in its handshake. It holds a place in both
+/// caps from the accept until it is registered or dropped.
+struct Handshake {
+    inner: Arc<Inner>,
+    peer: SocketAddr,
+}
+
+impl Handshake {
+    fn start(inner: Arc<Inner>, peer: SocketAddr) -> Self {
+        {
+            let mut table = inner.table();
+            table.handshaking += 1;
+            table.hold_source(peer);
+        }
+        Handshake { inner, peer }
+    }
+
+    /// The handshake must end within the first-message deadline (it is
+    /// part of getting the first message).
+    async fn run(self, stream: TcpStream) {
+        let inner = self.inner.clone();
+        let peer = self.peer;
+        let Some(identity) = inner.tls.as_ref().and_then(|t| t.server.clone()) else {
+            return;
+        };
+        let local = match stream_local(&stream) {
+            Ok(local) => local,
+            Err(e) => return debug!(%peer, error = %e, "TLS connection setup failed"),
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.current());
+        let deadline = inner.config.first_message_timeout;
+        let result = tokio::select! {
+            biased;
+            _ = inner.shutdown.cancelled() => return,
+            r = tokio::time::timeout(deadline, acceptor.accept(stream)) => r,
+        };
+        match result {
+            Ok(Ok(tls)) => {
+                drop(self);
+                let (r, w) = tokio::io::split(tls);
+                if let Err(e) = inner.register(Box::new(r), Box::new(w), local, peer, true) {
+                    debug!(%peer, error = %e, "TLS connection setup failed");
+                }
+            }
+            Ok(Err(e)) => {
+                bump(&inner.stats.handshake_failures, 1);
+                debug!(%peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                bump(&inner.stats.handshake_failures, 1);
+                bump(&inner.stats.closed_first_message_timeout, 1);
+                debug!(%peer, "TLS handshake not done within the first-message deadline");
+            }
+        }
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut table = self.inner.table();
+        table.handshaking -= 1;
+        table.release_source(self.peer);
+    }
+}
+
 /// The read task of one connection: runs until the connection is closed
 /// for any reason, then removes it from the table. Dropping the last
 /// reference to the write half then closes the socket.
 async fn run_connection(
     inner: Arc<Inner>,
     conn: Arc<Connection>,
-    mut reader: OwnedReadHalf,
+    mut reader: StreamReader,
     incoming: mpsc::Sender<Incoming>,
 ) {
     let reason = read_loop(&inner, &conn, &mut reader, &incoming).await;
@@ -678,7 +914,7 @@ async fn run_connection(
 async fn read_loop(
     inner: &Inner,
     conn: &Connection,
-    reader: &mut OwnedReadHalf,
+    reader: &mut StreamReader,
     incoming: &mpsc::Sender<Incoming>,
 ) -> CloseReason {
     let stats = &inner.stats;
@@ -706,7 +942,7 @@ async fn read_loop(
                         data,
                         source: conn.peer,
                         local: conn.local,
-                        transport: TransportKind::Tcp,
+                        transport: inner.kind,
                         connection: Some(conn.id),
                     };
                     tokio::select! {
