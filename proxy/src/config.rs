@@ -101,9 +101,44 @@ pub struct SipConfig {
     /// The Retry-After of that 503, in seconds.
     #[serde(default = "default_overload_retry_after")]
     pub overload_retry_after_s: u32,
-    /// Limits of the SIP TCP listener (`[sip.tcp]`).
+    /// Limits of the SIP TCP listener (`[sip.tcp]`); they apply to TLS
+    /// connections too.
     #[serde(default)]
     pub tcp: SipTcpConfig,
+    /// SIP over TLS (`[sip.tls]`); none: no TLS listener.
+    #[serde(default)]
+    pub tls: Option<SipTlsConfig>,
+}
+
+/// `[sip.tls]`: a TLS listener (RFC 3261 §26.2) on the IP of `sip.listen`.
+/// The certificate files are read again on SIGHUP: new handshakes then
+/// use the new certificate, connections up keep theirs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTlsConfig {
+    /// The TLS port (RFC 3261: 5061).
+    #[serde(default = "default_tls_port")]
+    pub port: u16,
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, every TLS client must present a
+    /// certificate signed by one of them (mutual TLS), or the handshake
+    /// fails.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl SipTlsConfig {
+    /// The rustls server config from the files (read now).
+    pub fn server_config(&self) -> sipcore::Result<std::sync::Arc<rustls::ServerConfig>> {
+        sipcore::transport::tls::server_config(
+            &self.cert_file,
+            &self.key_file,
+            self.client_ca_file.as_deref(),
+        )
+    }
 }
 
 /// `[sip.tcp]`: what one TCP peer may hold. A peer that opens connections
@@ -598,6 +633,9 @@ fn default_t4() -> u64 {
 fn default_udp_buffer() -> usize {
     4 * 1024 * 1024
 }
+fn default_tls_port() -> u16 {
+    5061
+}
 fn default_tcp_max_connections() -> usize {
     16 * 1024
 }
@@ -764,6 +802,18 @@ impl Config {
                 "sip.tcp.idle_timeout_s",
                 "must be at least 1".into(),
             ));
+        }
+        if let Some(tls) = &self.sip.tls {
+            if tls.port == self.sip.listen[0].port() && tls.port != 0 {
+                return Err(invalid(
+                    "sip.tls.port",
+                    "must differ from the port of sip.listen (TCP is bound there)".into(),
+                ));
+            }
+            // Read the files now, so that `tandem check` and a SIGHUP
+            // refuse a certificate that would not load.
+            tls.server_config()
+                .map_err(|e| invalid("sip.tls.cert_file", e.to_string()))?;
         }
         if self.sip.queue_limit == 0 {
             return Err(invalid("sip.queue_limit", "must be at least 1".into()));

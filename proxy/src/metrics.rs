@@ -161,6 +161,12 @@ pub fn endpoint(s: &EndpointStats) {
         .absolute(s.transport.udp.messages_sent);
     counter!("tandem_sip_messages_sent_total", "transport" => "tcp")
         .absolute(s.transport.tcp.messages_sent);
+    counter!("tandem_sip_messages_received_total", "transport" => "tls")
+        .absolute(s.transport.tls.messages_received);
+    counter!("tandem_sip_messages_sent_total", "transport" => "tls")
+        .absolute(s.transport.tls.messages_sent);
+    counter!("tandem_sip_tls_handshake_failures_total")
+        .absolute(s.transport.tls.handshake_failures);
     tcp_connections(&s.transport.tcp);
 }
 

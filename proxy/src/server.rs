@@ -57,6 +57,19 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     ep_config.transport.tcp.freebind = freebind;
     config.sip.tcp.apply(&mut ep_config.transport.tcp);
     cap_tcp_to_fd_limit(&config, &mut ep_config.transport.tcp);
+    let tls_identity = match &config.sip.tls {
+        Some(tls) => {
+            let identity =
+                sipcore::transport::ServerIdentity::new(tls.server_config().context("sip.tls")?);
+            ep_config.transport.tls = Some(sipcore::transport::TlsConfig {
+                port: tls.port,
+                server: Some(identity.clone()),
+                client: None,
+            });
+            Some(identity)
+        }
+        None => None,
+    };
     let listen = config.sip.listen[0];
     let (endpoint, events) =
         Endpoint::bind(listen, &ep_config).with_context(|| format!("binding SIP on {listen}"))?;
@@ -108,6 +121,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         relay.clone(),
         sync.clone().map(crate::driver::Replication::new),
     );
+    let engine = engine.with_tls_identity(tls_identity);
     let stats_ep = endpoint.clone();
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -119,6 +119,22 @@ fn tcp_limits_are_read_and_checked() {
 }
 
 #[test]
+fn tls_files_and_port_are_checked() {
+    let with = |table: &str| format!("{EXAMPLE}\n[sip.tls]\n{table}\n");
+    let missing = "cert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"";
+    let err = parse(&with(missing)).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `sip.tls.cert_file`")
+            && err.contains("/nonexistent/c.pem"),
+        "{err}"
+    );
+    let err = parse(&with(&format!("port = 5060\n{missing}")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("tandem.toml: key `sip.tls.port`"), "{err}");
+}
+
+#[test]
 fn missing_file_is_named() {
     let err = Config::load(Path::new("/nonexistent/tandem.toml"))
         .unwrap_err()

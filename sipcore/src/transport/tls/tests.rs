@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use testkit::certs::TestCa;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -17,26 +17,15 @@ use crate::transport::{Incoming, Target, TcpConfig, TransportConfig, TransportKi
 /// A CA, and certificates it signs, as PEM files in one temp dir.
 struct Ca {
     dir: tempfile::TempDir,
-    name: String,
-    key: KeyPair,
-    cert: rcgen::Certificate,
+    ca: TestCa,
 }
 
 impl Ca {
     fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
+        let ca = TestCa::new(name);
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
-        Ca {
-            dir,
-            name: name.into(),
-            key,
-            cert,
-        }
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        Ca { dir, ca }
     }
 
     fn ca_file(&self) -> PathBuf {
@@ -46,17 +35,9 @@ impl Ca {
     /// A certificate for `names` (DNS names or IP addresses): (cert, key)
     /// files.
     fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{file} by {}", self.name));
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         let cert_file = self.dir.path().join(format!("{file}.pem"));
         let key_file = self.dir.path().join(format!("{file}.key"));
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        self.ca.issue(names, &cert_file, &key_file);
         (cert_file, key_file)
     }
 
