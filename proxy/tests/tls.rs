@@ -219,3 +219,127 @@ async fn a_client_without_a_certificate_from_the_client_ca_gets_nothing_through(
         )
         .await;
 }
+
+/// Reads one SIP message (headers and `Content-Length` body) off `tls`,
+/// keeping what follows in `buf`.
+async fn read_message(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    buf: &mut Vec<u8>,
+) -> String {
+    let read = async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let body = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + body {
+                    let msg: Vec<u8> = buf.drain(..end + 4 + body).collect();
+                    return String::from_utf8_lossy(&msg).to_string();
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => panic!("TLS connection closed mid-call"),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("a SIP message within the deadline")
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name} in {msg}"))
+}
+
+#[tokio::test]
+async fn a_call_over_tls_reaches_a_udp_member_and_a_bye_ends_it() {
+    testkit::require_sipp();
+    let ms = testkit::Sipp::builtin("uas", None).arg("-aa");
+    let mut ms = ms.spawn();
+    ms.wait_ready(DEADLINE).await;
+    let ca = TestCa::new("ca");
+    let f = files();
+    ca.issue(&["127.0.0.1"], &f.cert, &f.key);
+    let port = testkit::free_port();
+    let table = format!(
+        "[sip.tls]\nport = {port}\ncert_file = {:?}\nkey_file = {:?}\n",
+        f.cert, f.key
+    );
+    let tandem = Tandem::start(
+        TANDEM,
+        TandemConfig::new([("ms1", ms.addr())])
+            .without_health()
+            .extra_toml(&table),
+    )
+    .await;
+    let to = SocketAddr::new(tandem.sip_addr().ip(), port);
+    let tcp = TcpStream::connect(to).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    let mut tls = client(&ca, None)
+        .connect(ServerName::from(to.ip()), tcp)
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+
+    let sdp = "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let dialog = format!(
+        "From: <sips:caller@{me}>;tag=caller\r\nTo: <sips:1000@{to}>{{to_tag}}\r\n\
+         Call-ID: tls-call@{me}\r\nMax-Forwards: 70\r\nContact: <sips:caller@{me}>\r\n"
+    );
+    let request = |method: &str, cseq: u32, branch: &str, to_tag: &str, body: &str| {
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} sips:1000@{to} SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bK{branch}\r\n{}\
+             CSeq: {cseq} {method}\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            dialog.replace("{to_tag}", to_tag),
+            body.len()
+        )
+    };
+    let invite = request("INVITE", 1, "inv", "", sdp);
+    tls.write_all(invite.as_bytes()).await.unwrap();
+    let ok = loop {
+        let msg = read_message(&mut tls, &mut buf).await;
+        let status = msg.lines().next().unwrap_or_default().to_string();
+        if status.starts_with("SIP/2.0 1") {
+            continue;
+        }
+        assert!(
+            status.starts_with("SIP/2.0 200"),
+            "{msg}\n{}",
+            tandem.log_tail(20)
+        );
+        break msg;
+    };
+    assert!(header(&ok, "CSeq").ends_with("INVITE"), "{ok}");
+    let to_header = header(&ok, "To");
+    let tag = &to_header[to_header.find(";tag=").expect("a To tag")..];
+    tls.write_all(request("ACK", 1, "ack", tag, "").as_bytes())
+        .await
+        .unwrap();
+
+    tls.write_all(request("BYE", 2, "bye", tag, "").as_bytes())
+        .await
+        .unwrap();
+    let bye_ok = read_message(&mut tls, &mut buf).await;
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    assert!(header(&bye_ok, "CSeq").ends_with("BYE"), "{bye_ok}");
+    // The member (SIPp over UDP) answered and got the BYE: a whole call,
+    // bridged TLS -> UDP.
+    ms.wait_stat("SuccessfulCall(C)", 1, DEADLINE).await;
+    let cdrs = tandem.wait_cdrs(1, DEADLINE).await;
+    assert_eq!(cdrs.len(), 1);
+    ms.kill().await;
+}
