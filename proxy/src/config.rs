@@ -128,6 +128,10 @@ pub struct SipTlsConfig {
     /// fails.
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
+    /// PEM CA certificates that verify members reached over TLS
+    /// (`transport = "tls"`); required when a member uses TLS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl SipTlsConfig {
@@ -604,6 +608,10 @@ impl Default for HealthConfig {
 pub enum MemberTransport {
     Udp,
     Tcp,
+    /// TLS (RFC 3261 §26.2): needs `[sip.tls]` with `ca_file`, which
+    /// verifies the member's certificate (for the member's IP address).
+    /// Members by address only; DNS members are UDP or TCP.
+    Tls,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -814,6 +822,10 @@ impl Config {
             // refuse a certificate that would not load.
             tls.server_config()
                 .map_err(|e| invalid("sip.tls.cert_file", e.to_string()))?;
+            if let Some(ca) = &tls.ca_file {
+                sipcore::transport::tls::client_config(ca)
+                    .map_err(|e| invalid("sip.tls.ca_file", e.to_string()))?;
+            }
         }
         if self.sip.queue_limit == 0 {
             return Err(invalid("sip.queue_limit", "must be at least 1".into()));
@@ -851,7 +863,8 @@ impl Config {
                 ));
             }
         }
-        validate_group(&self.pool.as_group(true), "pool", &invalid)?;
+        let tls_out = self.sip.tls.as_ref().is_some_and(|t| t.ca_file.is_some());
+        validate_group(&self.pool.as_group(true), "pool", tls_out, &invalid)?;
         let mut groups = std::collections::HashSet::from([self.pool.name.as_str()]);
         for (i, g) in self.groups.iter().enumerate() {
             let key = format!("group[{i}]");
@@ -870,7 +883,7 @@ impl Config {
                     "not used in a group: `probe = \"off\"` turns the keepalives off".into(),
                 ));
             }
-            validate_group(g, &key, &invalid)?;
+            validate_group(g, &key, tls_out, &invalid)?;
         }
         // A member is known by its name everywhere (health records,
         // metrics, CDRs): one name, one member, across all groups.
@@ -972,6 +985,12 @@ impl Config {
         }
         for (i, g) in self.groups.iter().enumerate() {
             for (j, m) in g.dns_members.iter().enumerate() {
+                if m.transport == Some(MemberTransport::Tls) {
+                    return Err(invalid(
+                        &format!("group[{i}].dns[{j}].transport"),
+                        "\"tls\" is for members by address (DNS members: udp or tcp)".into(),
+                    ));
+                }
                 crate::routing::dns::DnsTarget::from_config(m).map_err(|(k, message)| {
                     invalid(&format!("group[{i}].dns[{j}].{k}"), message)
                 })?;
@@ -1100,6 +1119,11 @@ impl Config {
         let probed = groups.iter().filter(|g| g.probe == Probe::Options);
         crate::b2bua::Settings {
             advertised: self.advertised(),
+            advertised_tls: self
+                .sip
+                .tls
+                .as_ref()
+                .map(|t| SocketAddr::new(self.advertised().ip(), t.port)),
             t1,
             t2,
             max_duration_s: self.calls.max_duration_s,
@@ -1146,9 +1170,11 @@ impl Config {
 }
 
 /// Checks of `[pool]` and each `[[group]]`; `key` is the table's key.
+/// `tls_out`: `[sip.tls]` has a `ca_file`, so members may use TLS.
 fn validate_group(
     g: &GroupConfig,
     key: &str,
+    tls_out: bool,
     invalid: &impl Fn(&str, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
     if g.name.is_empty() {
@@ -1166,6 +1192,12 @@ fn validate_group(
             return Err(invalid(
                 &format!("{key}.member[{i}].name"),
                 format!("duplicate name {:?}", m.name),
+            ));
+        }
+        if m.transport == MemberTransport::Tls && !tls_out {
+            return Err(invalid(
+                &format!("{key}.member[{i}].transport"),
+                "\"tls\" needs [sip.tls] with ca_file (to verify the member)".into(),
             ));
         }
         if g.strategy == Strategy::Weighted && m.weight == 0 {

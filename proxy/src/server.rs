@@ -61,10 +61,18 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         Some(tls) => {
             let identity =
                 sipcore::transport::ServerIdentity::new(tls.server_config().context("sip.tls")?);
+            // Members over TLS are verified against ca_file, by IP
+            // address (members are configured by address).
+            let client = tls
+                .ca_file
+                .as_deref()
+                .map(sipcore::transport::tls::client_config)
+                .transpose()
+                .context("sip.tls.ca_file")?;
             ep_config.transport.tls = Some(sipcore::transport::TlsConfig {
                 port: tls.port,
                 server: Some(identity.clone()),
-                client: None,
+                client,
             });
             Some(identity)
         }

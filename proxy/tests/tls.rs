@@ -343,3 +343,80 @@ async fn a_call_over_tls_reaches_a_udp_member_and_a_bye_ends_it() {
     assert_eq!(cdrs.len(), 1);
     ms.kill().await;
 }
+
+/// `[sip.tls]` of a Tandem whose listener certificate (for 127.0.0.1,
+/// signed by `ca`) is written into `f`, verifying TLS members against
+/// `ca` too.
+fn tls_table(port: u16, ca: &TestCa, f: &Files) -> String {
+    ca.issue(&["127.0.0.1"], &f.cert, &f.key);
+    std::fs::write(&f.client_ca, ca.pem()).unwrap();
+    format!(
+        "[sip.tls]\nport = {port}\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+        f.cert, f.key, f.client_ca
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_tls_member_goes_over_tls() {
+    testkit::require_sipp();
+    let ca = TestCa::new("ca");
+    // B: a second Tandem, reached over TLS, in front of a SIPp UAS.
+    let mut ms = testkit::Sipp::builtin("uas", None).arg("-aa").spawn();
+    ms.wait_ready(DEADLINE).await;
+    let (fb, b_tls) = (files(), testkit::free_port());
+    let b = Tandem::start(
+        TANDEM,
+        TandemConfig::new([("ms1", ms.addr())])
+            .without_health()
+            .extra_toml(&tls_table(b_tls, &ca, &fb)),
+    )
+    .await;
+    // A: every call to the group whose one member is B over TLS.
+    let (fa, a_tls) = (files(), testkit::free_port());
+    let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let a_table = tls_table(a_tls, &ca, &fa)
+        + &format!(
+            "\n[[group]]\nname = \"tls\"\nprobe = \"off\"\nresume = false\n\
+             [[group.member]]\nname = \"b\"\naddress = \"127.0.0.1:{b_tls}\"\ntransport = \"tls\"\n\n\
+             [[rule]]\nname = \"all\"\ngroup = \"tls\"\n"
+        );
+    let a = Tandem::start(
+        TANDEM,
+        TandemConfig::new([("ms1", unused)])
+            .without_health()
+            .extra_toml(&a_table),
+    )
+    .await;
+
+    let uac = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/sipp/uac.xml");
+    let out = testkit::Sipp::scenario_file(&uac, Some(a.sip_addr()))
+        .args(["-m", "1"])
+        .run(Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        (out.exit_code, out.successful, out.failed),
+        (Some(0), 1, 0),
+        "{}\nA:\n{}\nB:\n{}",
+        out.log,
+        a.log_tail(20),
+        b.log_tail(20)
+    );
+    // A sent and B received over TLS.
+    a.wait_metric(
+        "tandem_sip_messages_sent_total",
+        &[("transport", "tls")],
+        3.0,
+        DEADLINE,
+    )
+    .await;
+    let m = b.metrics().await;
+    assert!(
+        m.get(
+            "tandem_sip_messages_received_total",
+            &[("transport", "tls")]
+        ) >= 3.0,
+        "{}",
+        m.text()
+    );
+    ms.kill().await;
+}

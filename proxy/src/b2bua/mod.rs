@@ -542,11 +542,15 @@ impl Machine {
             TransportKind::Tcp => {
                 format!("<sip:tandem@{};transport=tcp>", self.settings.advertised)
             }
-            // RFC 5630: a sips: Contact over TLS. Not reached yet: the
-            // proxy binds no TLS listener and has no TLS members; when it
-            // does, this must carry the TLS listener's port, not the
-            // UDP/TCP one `advertised` holds.
-            TransportKind::Tls => format!("<sips:tandem@{}>", self.settings.advertised),
+            // RFC 5630: a sips: Contact over TLS, at the TLS listener (a
+            // leg is TLS only when the listener or a TLS member is
+            // configured, and both need [sip.tls]).
+            TransportKind::Tls => format!(
+                "<sips:tandem@{}>",
+                self.settings
+                    .advertised_tls
+                    .unwrap_or(self.settings.advertised)
+            ),
         }
     }
 
@@ -640,6 +644,7 @@ pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {
     match t {
         MemberTransport::Udp => TransportKind::Udp,
         MemberTransport::Tcp => TransportKind::Tcp,
+        MemberTransport::Tls => TransportKind::Tls,
     }
 }
 

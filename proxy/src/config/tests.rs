@@ -135,6 +135,27 @@ fn tls_files_and_port_are_checked() {
 }
 
 #[test]
+fn tls_members_need_a_ca_file_and_an_address() {
+    let member = "address = \"127.0.0.1:5070\"";
+    assert!(
+        EXAMPLE.contains(member),
+        "the example has a pool member at {member}"
+    );
+    let text = EXAMPLE.replacen(member, &format!("{member}\ntransport = \"tls\""), 1);
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `pool.member[0].transport`") && err.contains("ca_file"),
+        "{err}"
+    );
+    let dns = "[[group]]\nname = \"d\"\n[[group.dns]]\nhost = \"gw.test\"\ntransport = \"tls\"\n";
+    let err = parse(&format!("{EXAMPLE}\n{dns}")).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `group[0].dns[0].transport`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_file_is_named() {
     let err = Config::load(Path::new("/nonexistent/tandem.toml"))
         .unwrap_err()
