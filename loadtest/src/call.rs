@@ -1055,6 +1055,7 @@ impl Uac {
                 transport: match cfg.transport {
                     TransportKind::Udp => "udp".into(),
                     TransportKind::Tcp => "tcp".into(),
+                    TransportKind::Tls => "tls".into(),
                 },
                 local: self.local.to_string(),
                 rate: cfg.rate,

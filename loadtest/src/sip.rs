@@ -56,6 +56,8 @@ pub fn contact_uri(transport: TransportKind, local: SocketAddr) -> String {
     match transport {
         TransportKind::Udp => format!("sip:tandem-load@{}", host_port(local)),
         TransportKind::Tcp => format!("sip:tandem-load@{};transport=tcp", host_port(local)),
+        // RFC 5630 (the tool has no TLS option today).
+        TransportKind::Tls => format!("sips:tandem-load@{}", host_port(local)),
     }
 }
 

@@ -77,7 +77,11 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipConfig {
-    /// Addresses to listen on; each gets UDP and TCP on the same port.
+    /// The address to listen on: UDP and TCP on the same port. A list for
+    /// compatibility, but exactly one address: the endpoint is one socket
+    /// pair that Via, Contact and Record-Route name, so a second address
+    /// would need its own endpoint and a choice of source per message.
+    /// More than one is refused rather than silently left unbound.
     pub listen: Vec<SocketAddr>,
     /// The address written into Via, Contact and Record-Route. Defaults to
     /// the first listen address (must then not be a wildcard).
@@ -107,6 +111,13 @@ pub struct SipConfig {
     /// spoofed: either way Tandem sends no more than it received.
     #[serde(default)]
     pub unknown_source: UnknownSourceConfig,
+    /// Limits of the SIP TCP listener (`[sip.tcp]`); they apply to TLS
+    /// connections too.
+    #[serde(default)]
+    pub tcp: SipTcpConfig,
+    /// SIP over TLS (`[sip.tls]`); none: no TLS listener.
+    #[serde(default)]
+    pub tls: Option<SipTlsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -116,6 +127,94 @@ pub enum UnknownSourceConfig {
     Drop,
     #[serde(rename = "403")]
     Forbid,
+}
+
+/// `[sip.tls]`: a TLS listener (RFC 3261 §26.2) on the IP of `sip.listen`.
+/// The certificate files are read again on SIGHUP: new handshakes then
+/// use the new certificate, connections up keep theirs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTlsConfig {
+    /// The TLS port (RFC 3261: 5061).
+    #[serde(default = "default_tls_port")]
+    pub port: u16,
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, every TLS client must present a
+    /// certificate signed by one of them (mutual TLS), or the handshake
+    /// fails.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// PEM CA certificates that verify members reached over TLS
+    /// (`transport = "tls"`); required when a member uses TLS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl SipTlsConfig {
+    /// The rustls server config from the files (read now).
+    pub fn server_config(&self) -> sipcore::Result<std::sync::Arc<rustls::ServerConfig>> {
+        sipcore::transport::tls::server_config(
+            &self.cert_file,
+            &self.key_file,
+            self.client_ca_file.as_deref(),
+        )
+    }
+}
+
+/// `[sip.tcp]`: what one TCP peer may hold. A peer that opens connections
+/// and sends nothing, or a byte at a time, otherwise holds descriptors
+/// (and the table) for as long as it likes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTcpConfig {
+    /// Open inbound connections at most; lowered at start to fit the
+    /// open-file limit (raised to its hard limit) after the media relay's
+    /// ports.
+    #[serde(default = "default_tcp_max_connections")]
+    pub max_connections: usize,
+    /// Open inbound connections from one source IP (IPv6: one /64) at
+    /// most; more are closed at once.
+    #[serde(default = "default_tcp_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// A new connection is closed unless a complete message arrives within
+    /// this many milliseconds.
+    #[serde(default = "default_tcp_message_timeout")]
+    pub first_message_timeout_ms: u64,
+    /// Once a message's first byte arrived, the whole message must arrive
+    /// within this many milliseconds, or the connection is closed.
+    #[serde(default = "default_tcp_message_timeout")]
+    pub message_timeout_ms: u64,
+    /// A connection without traffic (CRLF keep-alives count) for this many
+    /// seconds is closed. RFC 5626 clients ping every 95–120 s.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub idle_timeout_s: u64,
+}
+
+impl Default for SipTcpConfig {
+    fn default() -> Self {
+        SipTcpConfig {
+            max_connections: default_tcp_max_connections(),
+            max_connections_per_ip: default_tcp_max_connections_per_ip(),
+            first_message_timeout_ms: default_tcp_message_timeout(),
+            message_timeout_ms: default_tcp_message_timeout(),
+            idle_timeout_s: default_tcp_idle_timeout(),
+        }
+    }
+}
+
+impl SipTcpConfig {
+    /// The transport's settings from these keys (socket options stay at
+    /// the transport's defaults).
+    pub fn apply(&self, tcp: &mut sipcore::transport::TcpConfig) {
+        tcp.max_connections = self.max_connections;
+        tcp.max_connections_per_ip = self.max_connections_per_ip;
+        tcp.first_message_timeout = Duration::from_millis(self.first_message_timeout_ms);
+        tcp.message_timeout = Duration::from_millis(self.message_timeout_ms);
+        tcp.idle_timeout = Duration::from_secs(self.idle_timeout_s);
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -735,6 +834,10 @@ impl Default for HealthConfig {
 pub enum MemberTransport {
     Udp,
     Tcp,
+    /// TLS (RFC 3261 §26.2): needs `[sip.tls]` with `ca_file`, which
+    /// verifies the member's certificate (for the member's IP address).
+    /// Members by address only; DNS members are UDP or TCP.
+    Tls,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -763,6 +866,21 @@ fn default_t4() -> u64 {
 }
 fn default_udp_buffer() -> usize {
     4 * 1024 * 1024
+}
+fn default_tls_port() -> u16 {
+    5061
+}
+fn default_tcp_max_connections() -> usize {
+    16 * 1024
+}
+fn default_tcp_max_connections_per_ip() -> usize {
+    64
+}
+fn default_tcp_message_timeout() -> u64 {
+    10_000
+}
+fn default_tcp_idle_timeout() -> u64 {
+    300
 }
 fn default_queue_limit() -> usize {
     2048
@@ -893,11 +1011,69 @@ impl Config {
                 "at least one address is needed".into(),
             ));
         }
+        if self.sip.listen.len() > 1 {
+            return Err(invalid(
+                "sip.listen",
+                format!(
+                    "exactly one address is supported, {} given (only one would be bound)",
+                    self.sip.listen.len()
+                ),
+            ));
+        }
         if self.sip.advertise.is_none() && self.sip.listen[0].ip().is_unspecified() {
             return Err(invalid(
                 "sip.advertise",
                 "required when sip.listen[0] is a wildcard address".into(),
             ));
+        }
+        let tcp = &self.sip.tcp;
+        if tcp.max_connections == 0 {
+            return Err(invalid(
+                "sip.tcp.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if tcp.max_connections_per_ip == 0 || tcp.max_connections_per_ip > tcp.max_connections {
+            return Err(invalid(
+                "sip.tcp.max_connections_per_ip",
+                format!(
+                    "must be between 1 and max_connections ({})",
+                    tcp.max_connections
+                ),
+            ));
+        }
+        for (key, ms) in [
+            (
+                "sip.tcp.first_message_timeout_ms",
+                tcp.first_message_timeout_ms,
+            ),
+            ("sip.tcp.message_timeout_ms", tcp.message_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&ms) {
+                return Err(invalid(key, format!("{ms} is not between 100 and 600000")));
+            }
+        }
+        if tcp.idle_timeout_s == 0 {
+            return Err(invalid(
+                "sip.tcp.idle_timeout_s",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(tls) = &self.sip.tls {
+            if tls.port == self.sip.listen[0].port() && tls.port != 0 {
+                return Err(invalid(
+                    "sip.tls.port",
+                    "must differ from the port of sip.listen (TCP is bound there)".into(),
+                ));
+            }
+            // Read the files now, so that `tandem check` and a SIGHUP
+            // refuse a certificate that would not load.
+            tls.server_config()
+                .map_err(|e| invalid("sip.tls.cert_file", e.to_string()))?;
+            if let Some(ca) = &tls.ca_file {
+                sipcore::transport::tls::client_config(ca)
+                    .map_err(|e| invalid("sip.tls.ca_file", e.to_string()))?;
+            }
         }
         if self.sip.queue_limit == 0 {
             return Err(invalid("sip.queue_limit", "must be at least 1".into()));
@@ -942,7 +1118,8 @@ impl Config {
             }
         }
         self.validate_limits(&invalid)?;
-        validate_group(&self.pool.as_group(true), "pool", &invalid)?;
+        let tls_out = self.sip.tls.as_ref().is_some_and(|t| t.ca_file.is_some());
+        validate_group(&self.pool.as_group(true), "pool", tls_out, &invalid)?;
         let mut groups = std::collections::HashSet::from([self.pool.name.as_str()]);
         for (i, g) in self.groups.iter().enumerate() {
             let key = format!("group[{i}]");
@@ -961,7 +1138,7 @@ impl Config {
                     "not used in a group: `probe = \"off\"` turns the keepalives off".into(),
                 ));
             }
-            validate_group(g, &key, &invalid)?;
+            validate_group(g, &key, tls_out, &invalid)?;
         }
         // A member is known by its name everywhere (health records,
         // metrics, CDRs): one name, one member, across all groups.
@@ -1110,6 +1287,12 @@ impl Config {
         }
         for (i, g) in self.groups.iter().enumerate() {
             for (j, m) in g.dns_members.iter().enumerate() {
+                if m.transport == Some(MemberTransport::Tls) {
+                    return Err(invalid(
+                        &format!("group[{i}].dns[{j}].transport"),
+                        "\"tls\" is for members by address (DNS members: udp or tcp)".into(),
+                    ));
+                }
                 crate::routing::dns::DnsTarget::from_config(m).map_err(|(k, message)| {
                     invalid(&format!("group[{i}].dns[{j}].{k}"), message)
                 })?;
@@ -1238,6 +1421,11 @@ impl Config {
         let probed = groups.iter().filter(|g| g.probe == Probe::Options);
         crate::b2bua::Settings {
             advertised: self.advertised(),
+            advertised_tls: self
+                .sip
+                .tls
+                .as_ref()
+                .map(|t| SocketAddr::new(self.advertised().ip(), t.port)),
             t1,
             t2,
             max_duration_s: self.calls.max_duration_s,
@@ -1336,9 +1524,11 @@ impl Config {
 }
 
 /// Checks of `[pool]` and each `[[group]]`; `key` is the table's key.
+/// `tls_out`: `[sip.tls]` has a `ca_file`, so members may use TLS.
 fn validate_group(
     g: &GroupConfig,
     key: &str,
+    tls_out: bool,
     invalid: &impl Fn(&str, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
     if g.name.is_empty() {
@@ -1356,6 +1546,12 @@ fn validate_group(
             return Err(invalid(
                 &format!("{key}.member[{i}].name"),
                 format!("duplicate name {:?}", m.name),
+            ));
+        }
+        if m.transport == MemberTransport::Tls && !tls_out {
+            return Err(invalid(
+                &format!("{key}.member[{i}].transport"),
+                "\"tls\" needs [sip.tls] with ca_file (to verify the member)".into(),
             ));
         }
         if g.strategy == Strategy::Weighted && m.weight == 0 {

@@ -61,6 +61,8 @@ pub struct Driver {
     config: Config,
     /// Group members named by DNS, kept resolved.
     dns: dns::DnsMembers,
+    /// The TLS listener's certificate, swapped on SIGHUP.
+    tls_identity: Option<sipcore::transport::ServerIdentity>,
 }
 
 /// The relay's per-stream idle times, as the machine sees them.
@@ -154,6 +156,34 @@ impl Driver {
             handing_over: false,
             config: config.clone(),
             dns: dns::DnsMembers::new(config),
+            tls_identity: None,
+        }
+    }
+
+    /// The TLS listener's certificate, to reload on SIGHUP.
+    pub fn with_tls_identity(
+        mut self,
+        identity: Option<sipcore::transport::ServerIdentity>,
+    ) -> Driver {
+        self.tls_identity = identity;
+        self
+    }
+
+    /// SIGHUP: new TLS handshakes use the certificate files as they are
+    /// now (renewed certificates); connections up keep theirs.
+    fn reload_tls(&self) {
+        let (Some(identity), Some(tls)) = (&self.tls_identity, &self.config.sip.tls) else {
+            if self.config.sip.tls.is_some() {
+                tracing::warn!("sip.tls added: a TLS listener starts only with the process");
+            }
+            return;
+        };
+        match tls.server_config() {
+            Ok(server) => {
+                identity.replace(server);
+                tracing::info!(cert = %tls.cert_file.display(), "TLS certificate reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded"),
         }
     }
 
@@ -187,6 +217,7 @@ impl Driver {
                 self.dns = std::mem::take(&mut self.dns).reconfigured(&config);
                 self.config = config;
                 self.apply_config();
+                self.reload_tls();
                 metrics::config_reloaded(true);
                 let config = &self.config;
                 tracing::info!(

@@ -199,4 +199,34 @@ pub fn endpoint(s: &EndpointStats) {
         .absolute(s.transport.udp.messages_sent);
     counter!("tandem_sip_messages_sent_total", "transport" => "tcp")
         .absolute(s.transport.tcp.messages_sent);
+    counter!("tandem_sip_messages_received_total", "transport" => "tls")
+        .absolute(s.transport.tls.messages_received);
+    counter!("tandem_sip_messages_sent_total", "transport" => "tls")
+        .absolute(s.transport.tls.messages_sent);
+    counter!("tandem_sip_tls_handshake_failures_total")
+        .absolute(s.transport.tls.handshake_failures);
+    tcp_connections(&s.transport.tcp);
+}
+
+/// The SIP TCP listener's connections: open now, refused and closed by
+/// reason (fixed label sets).
+fn tcp_connections(tcp: &sipcore::transport::StatsSnapshot) {
+    gauge!("tandem_sip_tcp_connections_open").set(tcp.connections_open() as f64);
+    counter!("tandem_sip_tcp_connections_refused_total", "reason" => "table_full")
+        .absolute(tcp.connections_rejected);
+    counter!("tandem_sip_tcp_connections_refused_total", "reason" => "per_ip_limit")
+        .absolute(tcp.connections_rejected_per_ip);
+    let timed = [
+        ("first_message_timeout", tcp.closed_first_message_timeout),
+        ("message_timeout", tcp.closed_message_timeout),
+        ("idle", tcp.closed_idle),
+    ];
+    let mut other = tcp.connections_closed;
+    for (reason, n) in timed {
+        counter!("tandem_sip_tcp_connections_closed_total", "reason" => reason).absolute(n);
+        other = other.saturating_sub(n);
+    }
+    // Peer closed, framing error, write error, shutdown.
+    counter!("tandem_sip_tcp_connections_closed_total", "reason" => "other").absolute(other);
+    counter!("tandem_sip_tcp_accept_errors_total").absolute(tcp.accept_errors);
 }

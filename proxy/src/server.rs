@@ -14,6 +14,29 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::driver::Driver;
 
+/// Raises the open-file limit to its hard limit (the relay's sockets and
+/// the SIP TCP connections both need descriptors) and lowers the TCP
+/// connection cap to what is left after the relay: every port of the media
+/// range can be an open socket (in a session or parked).
+fn cap_tcp_to_fd_limit(config: &Config, tcp: &mut sipcore::transport::TcpConfig) {
+    let open_files = media_relay::sys::raise_fd_limit().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+        media_relay::sys::fd_limit().unwrap_or(1024)
+    });
+    let relay_sockets = u64::from(config.media.port_max - config.media.port_min) + 1;
+    let wanted = tcp.max_connections;
+    let cap = tcp.cap_to_fd_limit(open_files, relay_sockets);
+    if cap < wanted {
+        tracing::warn!(
+            open_files,
+            relay_sockets,
+            max_connections = cap,
+            configured = wanted,
+            "sip.tcp.max_connections lowered to fit the open-file limit; raise it (LimitNOFILE=) for more"
+        );
+    }
+}
+
 pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Result<()> {
     let prometheus = crate::metrics::install()?;
     let config = Arc::new(config);
@@ -41,6 +64,29 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     ep_config.transport.udp.recv_buffer_size = config.sip.udp_recv_buffer;
     ep_config.transport.udp.freebind = freebind;
     ep_config.transport.tcp.freebind = freebind;
+    config.sip.tcp.apply(&mut ep_config.transport.tcp);
+    cap_tcp_to_fd_limit(&config, &mut ep_config.transport.tcp);
+    let tls_identity = match &config.sip.tls {
+        Some(tls) => {
+            let identity =
+                sipcore::transport::ServerIdentity::new(tls.server_config().context("sip.tls")?);
+            // Members over TLS are verified against ca_file, by IP
+            // address (members are configured by address).
+            let client = tls
+                .ca_file
+                .as_deref()
+                .map(sipcore::transport::tls::client_config)
+                .transpose()
+                .context("sip.tls.ca_file")?;
+            ep_config.transport.tls = Some(sipcore::transport::TlsConfig {
+                port: tls.port,
+                server: Some(identity.clone()),
+                client,
+            });
+            Some(identity)
+        }
+        None => None,
+    };
     let listen = config.sip.listen[0];
     let (endpoint, events) =
         Endpoint::bind(listen, &ep_config).with_context(|| format!("binding SIP on {listen}"))?;
@@ -93,6 +139,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         sync.clone().map(crate::driver::Replication::new),
         branch_key,
     );
+    let engine = engine.with_tls_identity(tls_identity);
     let stats_ep = endpoint.clone();
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

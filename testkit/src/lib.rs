@@ -7,6 +7,7 @@
 //! holds for [`Tandem`], the proxy under test started as a real process.
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod dnsmasq;
 pub mod lab;
 mod tandem;

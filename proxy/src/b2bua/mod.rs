@@ -598,6 +598,15 @@ impl Machine {
             TransportKind::Tcp => {
                 format!("<sip:tandem@{};transport=tcp>", self.settings.advertised)
             }
+            // RFC 5630: a sips: Contact over TLS, at the TLS listener (a
+            // leg is TLS only when the listener or a TLS member is
+            // configured, and both need [sip.tls]).
+            TransportKind::Tls => format!(
+                "<sips:tandem@{}>",
+                self.settings
+                    .advertised_tls
+                    .unwrap_or(self.settings.advertised)
+            ),
         }
     }
 
@@ -755,6 +764,7 @@ pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {
     match t {
         MemberTransport::Udp => TransportKind::Udp,
         MemberTransport::Tcp => TransportKind::Tcp,
+        MemberTransport::Tls => TransportKind::Tls,
     }
 }
 

@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct Settings {
     /// `host:port` of Tandem, for Via, Contact and loop detection.
     pub advertised: SocketAddr,
+    /// `host:port` of Tandem's TLS listener (the advertised host, the TLS
+    /// port), for the Contact of TLS legs; none without TLS.
+    pub advertised_tls: Option<SocketAddr>,
     /// RFC 3261 T1 and T2 (2xx retransmissions of our own).
     pub t1: Duration,
     pub t2: Duration,

@@ -62,6 +62,100 @@ fn wildcard_listen_needs_advertise() {
 }
 
 #[test]
+fn more_than_one_listen_address_is_refused() {
+    let text = EXAMPLE.replace(
+        "listen = [\"127.0.0.1:5060\"]",
+        "listen = [\"127.0.0.1:5060\", \"127.0.0.2:5060\"]",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `sip.listen`: exactly one address"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tcp_limits_are_read_and_checked() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.sip.tcp.max_connections_per_ip, 64);
+    // The example without its [sip.tcp] table, then one of the test's.
+    let start = EXAMPLE.find("[sip.tcp]").unwrap();
+    let end = start + EXAMPLE[start..].find("\n\n").unwrap();
+    let base = format!("{}{}", &EXAMPLE[..start], &EXAMPLE[end..]);
+    let c = parse(&base).unwrap();
+    assert_eq!(c.sip.tcp.max_connections_per_ip, 64, "the default");
+    let with = |table: &str| format!("{base}\n[sip.tcp]\n{table}\n");
+    let c = parse(&with(
+        "max_connections_per_ip = 3\nmessage_timeout_ms = 2000",
+    ))
+    .unwrap();
+    let mut tcp = sipcore::transport::TcpConfig::default();
+    c.sip.tcp.apply(&mut tcp);
+    assert_eq!(tcp.max_connections_per_ip, 3);
+    assert_eq!(tcp.message_timeout, Duration::from_secs(2));
+    for (table, key) in [
+        ("max_connections = 0", "sip.tcp.max_connections"),
+        (
+            "max_connections_per_ip = 0",
+            "sip.tcp.max_connections_per_ip",
+        ),
+        (
+            "max_connections = 10\nmax_connections_per_ip = 11",
+            "sip.tcp.max_connections_per_ip",
+        ),
+        (
+            "first_message_timeout_ms = 0",
+            "sip.tcp.first_message_timeout_ms",
+        ),
+        ("message_timeout_ms = 9999999", "sip.tcp.message_timeout_ms"),
+        ("idle_timeout_s = 0", "sip.tcp.idle_timeout_s"),
+    ] {
+        let err = parse(&with(table)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("tandem.toml: key `{key}`")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn tls_files_and_port_are_checked() {
+    let with = |table: &str| format!("{EXAMPLE}\n[sip.tls]\n{table}\n");
+    let missing = "cert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"";
+    let err = parse(&with(missing)).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `sip.tls.cert_file`")
+            && err.contains("/nonexistent/c.pem"),
+        "{err}"
+    );
+    let err = parse(&with(&format!("port = 5060\n{missing}")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("tandem.toml: key `sip.tls.port`"), "{err}");
+}
+
+#[test]
+fn tls_members_need_a_ca_file_and_an_address() {
+    let member = "address = \"127.0.0.1:5070\"";
+    assert!(
+        EXAMPLE.contains(member),
+        "the example has a pool member at {member}"
+    );
+    let text = EXAMPLE.replacen(member, &format!("{member}\ntransport = \"tls\""), 1);
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `pool.member[0].transport`") && err.contains("ca_file"),
+        "{err}"
+    );
+    let dns = "[[group]]\nname = \"d\"\n[[group.dns]]\nhost = \"gw.test\"\ntransport = \"tls\"\n";
+    let err = parse(&format!("{EXAMPLE}\n{dns}")).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `group[0].dns[0].transport`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_file_is_named() {
     let err = Config::load(Path::new("/nonexistent/tandem.toml"))
         .unwrap_err()

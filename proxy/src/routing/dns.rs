@@ -421,6 +421,7 @@ pub fn describe(group: &str, resolved: &Resolved, down: &[String], random: u32) 
         let transport = match m.transport {
             MemberTransport::Udp => "udp",
             MemberTransport::Tcp => "tcp",
+            MemberTransport::Tls => "tls",
         };
         let state = if down.contains(&m.name) {
             "  (down)"
@@ -600,12 +601,15 @@ impl Resolver {
         let transports: &[MemberTransport] = match transport {
             Some(MemberTransport::Udp) => &[MemberTransport::Udp],
             Some(MemberTransport::Tcp) => &[MemberTransport::Tcp],
+            // Refused by the configuration check (DNS members: UDP, TCP).
+            Some(MemberTransport::Tls) => &[],
             None => &[MemberTransport::Udp, MemberTransport::Tcp],
         };
         for &t in transports {
             let label = match t {
                 MemberTransport::Udp => "_sip._udp",
                 MemberTransport::Tcp => "_sip._tcp",
+                MemberTransport::Tls => "_sips._tcp",
             };
             let srv_name = Name::from_ascii(label)
                 .and_then(|prefix| prefix.append_domain(name))

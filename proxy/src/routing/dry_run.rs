@@ -107,6 +107,7 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
                     let transport = match m.transport {
                         MemberTransport::Udp => "udp",
                         MemberTransport::Tcp => "tcp",
+                        MemberTransport::Tls => "tls",
                     };
                     let _ = writeln!(
                         out,

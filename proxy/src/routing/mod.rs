@@ -98,6 +98,7 @@ pub fn redirect_contacts(pool: &Pool, ruri_user: &str) -> Vec<RedirectContact> {
             let transport = match m.transport {
                 MemberTransport::Udp => "",
                 MemberTransport::Tcp => ";transport=tcp",
+                MemberTransport::Tls => ";transport=tls",
             };
             Some(RedirectContact {
                 member: i,

@@ -7,7 +7,8 @@
 //!   one message.
 //! * [`tcp`] — a listener plus a table of connections, inbound and
 //!   outbound, reused by remote address; responses go back on the
-//!   connection the request came in on (§18.2.2).
+//!   connection the request came in on (§18.2.2). TLS is the same with a
+//!   handshake; [`tls`] holds its certificates.
 //! * [`Transports`] — the front the rest of Tandem uses: UDP and TCP bound
 //!   on one local address, one channel of [`Incoming`] messages, one
 //!   [`Transports::send`], counters and graceful shutdown.
@@ -19,6 +20,7 @@
 
 pub mod framing;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::fmt;
@@ -43,7 +45,8 @@ pub(crate) fn set_freebind(socket: &socket2::Socket, addr: SocketAddr) -> std::i
 }
 
 pub use framing::{Frame, Framer, MAX_MESSAGE_SIZE};
-pub use tcp::{TcpConfig, TcpTransport};
+pub use tcp::{TcpConfig, TcpTransport, FD_RESERVE};
+pub use tls::{ServerIdentity, TlsConfig};
 pub use udp::{UdpConfig, UdpTransport};
 
 /// The transport protocol of a message, as named in `Via` (RFC 3261 §18).
@@ -53,8 +56,9 @@ pub use udp::{UdpConfig, UdpTransport};
 pub enum TransportKind {
     Udp,
     Tcp,
-    // Tls: the TLS transport (RFC 3261 §26.2) goes here. It is a stream
-    // like Tcp and reuses `framing` and the connection table of `tcp`.
+    /// TLS over TCP (RFC 3261 §26.2): a stream like `Tcp`, with the same
+    /// framing and connection table.
+    Tls,
 }
 
 impl TransportKind {
@@ -63,6 +67,7 @@ impl TransportKind {
         match self {
             TransportKind::Udp => "UDP",
             TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
         }
     }
 
@@ -71,7 +76,7 @@ impl TransportKind {
     pub fn is_stream(self) -> bool {
         match self {
             TransportKind::Udp => false,
-            TransportKind::Tcp => true,
+            TransportKind::Tcp | TransportKind::Tls => true,
         }
     }
 }
@@ -155,6 +160,14 @@ impl Target {
         }
     }
 
+    pub fn tls(addr: SocketAddr) -> Self {
+        Target {
+            transport: TransportKind::Tls,
+            addr,
+            connection: None,
+        }
+    }
+
     pub fn with_connection(self, connection: ConnectionId) -> Self {
         Target {
             connection: Some(connection),
@@ -199,6 +212,12 @@ pub(crate) struct Counters {
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
     pub connections_rejected: AtomicU64,
+    pub connections_rejected_per_ip: AtomicU64,
+    pub closed_first_message_timeout: AtomicU64,
+    pub closed_message_timeout: AtomicU64,
+    pub closed_idle: AtomicU64,
+    pub accept_errors: AtomicU64,
+    pub handshake_failures: AtomicU64,
 }
 
 /// Add `n` to a counter. Relaxed: counters are statistics, not
@@ -222,6 +241,12 @@ impl Counters {
             connections_opened: get(&self.connections_opened),
             connections_closed: get(&self.connections_closed),
             connections_rejected: get(&self.connections_rejected),
+            connections_rejected_per_ip: get(&self.connections_rejected_per_ip),
+            closed_first_message_timeout: get(&self.closed_first_message_timeout),
+            closed_message_timeout: get(&self.closed_message_timeout),
+            closed_idle: get(&self.closed_idle),
+            accept_errors: get(&self.accept_errors),
+            handshake_failures: get(&self.handshake_failures),
         }
     }
 }
@@ -250,6 +275,58 @@ pub struct StatsSnapshot {
     pub connections_closed: u64,
     /// Inbound connections refused because the table was full.
     pub connections_rejected: u64,
+    /// Inbound connections refused because their source address (IPv6:
+    /// its /64) already had `TcpConfig::max_connections_per_ip` open.
+    pub connections_rejected_per_ip: u64,
+    /// Inbound connections closed because no complete message arrived
+    /// within `TcpConfig::first_message_timeout` of the accept.
+    pub closed_first_message_timeout: u64,
+    /// Connections closed because a message was not complete within
+    /// `TcpConfig::message_timeout` of its first byte (slowloris).
+    pub closed_message_timeout: u64,
+    /// Connections closed after `TcpConfig::idle_timeout` without traffic.
+    pub closed_idle: u64,
+    /// `accept(2)` failures (EMFILE, ENFILE, ENOBUFS, …); each backs the
+    /// accept loop off.
+    pub accept_errors: u64,
+    /// TLS handshakes that failed or did not end in time (each closed its
+    /// connection).
+    pub handshake_failures: u64,
+}
+
+/// Lets a log line through at most once per `interval` and counts the ones
+/// held back, so that a flood (of refused connections, of accept errors)
+/// costs one line per interval, not one per event.
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    interval: std::time::Duration,
+    last: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    pub(crate) fn new(interval: std::time::Duration) -> Self {
+        LogLimiter {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)`: log now, mentioning the `n` events held back since the
+    /// last line. `None`: stay quiet (the event is counted).
+    pub(crate) fn allow(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 impl StatsSnapshot {
@@ -265,6 +342,8 @@ impl StatsSnapshot {
 pub struct TransportStats {
     pub udp: StatsSnapshot,
     pub tcp: StatsSnapshot,
+    /// All zero without TLS.
+    pub tls: StatsSnapshot,
 }
 
 /// Configuration of a [`Transports`].
@@ -272,6 +351,9 @@ pub struct TransportStats {
 pub struct TransportConfig {
     pub udp: UdpConfig,
     pub tcp: TcpConfig,
+    /// TLS on its own port of the same IP (limits as `tcp`); `None`: no
+    /// TLS.
+    pub tls: Option<TlsConfig>,
     /// Capacity of the incoming channel. When it is full the receive tasks
     /// wait: UDP then queues in the kernel buffer (and drops there), TCP
     /// stops reading (flow control pushes back on the peer).
@@ -285,6 +367,7 @@ impl Default for TransportConfig {
         TransportConfig {
             udp: UdpConfig::default(),
             tcp: TcpConfig::default(),
+            tls: None,
             incoming_queue: 4096,
             bans: None,
         }
@@ -300,6 +383,7 @@ impl Default for TransportConfig {
 pub struct Transports {
     udp: UdpTransport,
     tcp: TcpTransport,
+    tls: Option<TcpTransport>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -335,9 +419,18 @@ impl Transports {
         };
         let udp = UdpTransport::from_socket(udp_socket, ctx.clone())?;
         let tcp = TcpTransport::from_listener(listener, config.tcp.clone(), ctx.clone())?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| {
+                let addr = SocketAddr::new(udp.local_addr().ip(), tls.port);
+                TcpTransport::bind_tls(addr, config.tcp.clone(), tls.clone(), ctx.clone())
+            })
+            .transpose()?;
         let transports = Transports {
             udp,
             tcp,
+            tls,
             shutdown: ctx.shutdown,
             tasks: ctx.tasks,
         };
@@ -357,6 +450,11 @@ impl Transports {
         &self.tcp
     }
 
+    /// The TLS transport, when configured.
+    pub fn tls(&self) -> Option<&TcpTransport> {
+        self.tls.as_ref()
+    }
+
     /// Send one message. Over TCP this reuses or opens a connection, see
     /// [`Target::connection`].
     pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
@@ -367,6 +465,19 @@ impl Transports {
                 .send(target.addr, target.connection, &data)
                 .await
                 .map(drop),
+            TransportKind::Tls => match &self.tls {
+                Some(tls) => tls
+                    .send(target.addr, target.connection, &data)
+                    .await
+                    .map(drop),
+                None => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "TLS is not configured",
+                    );
+                    Err(Error::io(format!("TLS send to {}", target.addr), e))
+                }
+            },
         }
     }
 
@@ -374,6 +485,7 @@ impl Transports {
         TransportStats {
             udp: self.udp.stats(),
             tcp: self.tcp.stats(),
+            tls: self.tls.as_ref().map(|t| t.stats()).unwrap_or_default(),
         }
     }
 

@@ -1,5 +1,8 @@
-//! The TCP transport (RFC 3261 §18): a listener and a table of
-//! connections.
+//! The stream transports, TCP and TLS (RFC 3261 §18, §26.2): a listener
+//! and a table of connections. TLS is the same transport with a handshake
+//! after `accept` (in the connection's own task, within the first-message
+//! deadline, so that a slow handshake blocks nobody) and after `connect`
+//! (within the connect timeout); see [`super::tls`].
 //!
 //! Every connection, accepted or opened by us, is in one table, keyed by
 //! [`ConnectionId`] and by remote address. Each has one read task that
@@ -14,18 +17,26 @@
 //! bound IP when it is not a wildcard (so that a floating IP is the source),
 //! within [`TcpConfig::connect_timeout`]. Concurrent sends to the same new
 //! address open one connection, not several.
+//!
+//! Defences against a peer that holds connections open for nothing: a cap
+//! on the table and one per source address (inbound), a deadline for the
+//! first complete message on an accepted connection, and one for each
+//! message once its first byte arrived (a "slowloris" peer trickling bytes
+//! keeps the idle timer alive but not the message deadline). Refusals and
+//! accept errors are counted and logged at most once a second; a failing
+//! `accept` backs off instead of spinning.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rustls::pki_types::ServerName;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -34,16 +45,32 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::framing::{Frame, Framer, MAX_MESSAGE_SIZE, PONG};
+use super::tls::TlsConfig;
 use super::{
-    bump, ConnectionId, Counters, EndpointContext, Incoming, StatsSnapshot, TransportKind,
+    bump, ConnectionId, Counters, EndpointContext, Incoming, LogLimiter, StatsSnapshot,
+    TransportKind,
 };
 use crate::error::{Error, Result};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
 const LISTEN_BACKLOG: i32 = 1024;
+/// First and longest pause of the accept loop after a failed `accept`.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Refusals and accept errors are logged at most this often.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// File descriptors kept free of TCP connections for everything else
+/// (listeners, the HA link, the admin API, DNS, log files, epoll):
+/// see [`TcpConfig::cap_to_fd_limit`].
+pub const FD_RESERVE: u64 = 256;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The two halves of a connection's stream: a TCP socket's, or a TLS
+/// session's over one.
+type StreamReader = Box<dyn AsyncRead + Send + Unpin>;
+type StreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Settings of a TCP endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +84,20 @@ pub struct TcpConfig {
     /// Deadline for writing one message (including waiting for other
     /// writers); on expiry the connection is closed.
     pub write_timeout: Duration,
-    /// Inbound connections beyond this many open ones are refused.
+    /// Inbound connections beyond this many open ones are refused. Keep
+    /// it below the open-file limit ([`TcpConfig::cap_to_fd_limit`]).
     pub max_connections: usize,
+    /// Inbound connections from one source IP (IPv6: one /64) beyond this
+    /// many open ones are refused, so one host cannot fill the table.
+    pub max_connections_per_ip: usize,
+    /// An accepted connection must deliver its first complete message
+    /// within this long, or it is closed (a connection that sends nothing
+    /// holds a descriptor for nothing).
+    pub first_message_timeout: Duration,
+    /// Once the first byte of a message arrived, the whole message
+    /// (headers and body) must arrive within this long, or the connection
+    /// is closed: a peer sending a byte a second is closed here.
+    pub message_timeout: Duration,
     /// `SO_REUSEADDR` on the listener, so a restart can bind while old
     /// connections linger in TIME_WAIT.
     pub reuse_address: bool,
@@ -73,8 +112,38 @@ impl Default for TcpConfig {
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             max_connections: 16 * 1024,
+            max_connections_per_ip: 64,
+            first_message_timeout: Duration::from_secs(10),
+            message_timeout: Duration::from_secs(10),
             reuse_address: true,
             freebind: false,
+        }
+    }
+}
+
+impl TcpConfig {
+    /// Lower [`TcpConfig::max_connections`] so that the connections fit
+    /// in `open_files` (the process's `RLIMIT_NOFILE`) after `reserved`
+    /// descriptors for other users (the media relay's sockets) and
+    /// [`FD_RESERVE`]. Running out of descriptors fails every `socket` and
+    /// `accept` of the process, the relay's included; a full table only
+    /// refuses TCP peers. Returns the new cap (at least 1).
+    pub fn cap_to_fd_limit(&mut self, open_files: u64, reserved: u64) -> usize {
+        let room = open_files.saturating_sub(reserved.saturating_add(FD_RESERVE));
+        let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+        self.max_connections = self.max_connections.min(room);
+        self.max_connections
+    }
+}
+
+/// The key of the per-source cap: the IP, or for IPv6 its /64 (one
+/// subscriber usually gets a whole /64, so per-address would not limit).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
         }
     }
 }
@@ -113,10 +182,15 @@ pub struct TcpTransport {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     local: SocketAddr,
     config: TcpConfig,
+    /// `Tcp`, or `Tls` with `tls` set.
+    kind: TransportKind,
+    tls: Option<TlsConfig>,
+    /// Names to verify (and send as SNI) for TLS peers, by address; a peer
+    /// not here is verified by its IP address.
+    server_names: Mutex<HashMap<SocketAddr, ServerName<'static>>>,
     /// Weak, so that the incoming channel ends once every task has ended:
     /// the accept loop and each connection task hold a strong sender.
     incoming: mpsc::WeakSender<Incoming>,
@@ -129,6 +203,18 @@ struct Inner {
     stats: Counters,
     /// Reference point of [`Connection::last_activity`].
     epoch: Instant,
+    /// Framing failures are a stranger's doing: logged at most once a
+    /// second.
+    framing_log: Mutex<LogLimiter>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("local", &self.local)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -137,14 +223,50 @@ struct Table {
     /// Connections per remote address, oldest first; the newest open one
     /// is used. Almost always one.
     by_addr: HashMap<SocketAddr, Vec<ConnectionId>>,
+    /// Open inbound connections per [`source_key`]; no entry at zero, so
+    /// it holds at most `max_connections` entries.
+    inbound_by_source: HashMap<IpAddr, usize>,
+    /// Accepted connections still in their TLS handshake: they hold a
+    /// descriptor and count toward both caps.
+    handshaking: usize,
 }
 
-#[derive(Debug)]
+impl Table {
+    /// One more inbound connection from `peer`'s source.
+    fn hold_source(&mut self, peer: SocketAddr) {
+        *self
+            .inbound_by_source
+            .entry(source_key(peer.ip()))
+            .or_default() += 1;
+    }
+
+    /// One fewer; the entry goes at zero.
+    fn release_source(&mut self, peer: SocketAddr) {
+        let key = source_key(peer.ip());
+        if let Some(n) = self.inbound_by_source.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.inbound_by_source.remove(&key);
+            }
+        }
+    }
+}
+
+/// Why an inbound connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    TableFull,
+    PerSourceLimit,
+}
+
 struct Connection {
     id: ConnectionId,
     peer: SocketAddr,
     local: SocketAddr,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Accepted by us (not opened by us): counted per source and held to
+    /// the first-message deadline.
+    inbound: bool,
+    writer: tokio::sync::Mutex<StreamWriter>,
     /// Milliseconds since [`Inner::epoch`] of the last read or write.
     last_activity: AtomicU64,
     closed: AtomicBool,
@@ -152,11 +274,22 @@ struct Connection {
     close: Notify,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a connection's read task ended.
 #[derive(Debug)]
 enum CloseReason {
     PeerClosed { unframed: usize },
     Idle,
+    FirstMessageTimeout,
+    MessageTimeout,
     Shutdown,
     Requested,
     ChannelClosed,
@@ -181,11 +314,51 @@ impl TcpTransport {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("TCP listener address", e))?;
-        let listener = TcpListener::from_std(listener)
+        Self::start(Some(listener), local, config, None, ctx)
+    }
+
+    /// A TLS endpoint: listening on `addr` when `tls.server` is set,
+    /// otherwise outbound only (connections from the IP of `addr`).
+    pub fn bind_tls(
+        addr: SocketAddr,
+        config: TcpConfig,
+        tls: TlsConfig,
+        ctx: EndpointContext,
+    ) -> Result<Self> {
+        let (listener, local) = match tls.server {
+            Some(_) => {
+                let listener = bind_listener(addr, &config)?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| Error::io("TLS listener address", e))?;
+                (Some(listener), local)
+            }
+            None => (None, addr),
+        };
+        Self::start(listener, local, config, Some(tls), ctx)
+    }
+
+    fn start(
+        listener: Option<std::net::TcpListener>,
+        local: SocketAddr,
+        config: TcpConfig,
+        tls: Option<TlsConfig>,
+        ctx: EndpointContext,
+    ) -> Result<Self> {
+        let listener = listener
+            .map(TcpListener::from_std)
+            .transpose()
             .map_err(|e| Error::io(format!("TCP register {local}"), e))?;
+        let kind = match tls {
+            Some(_) => TransportKind::Tls,
+            None => TransportKind::Tcp,
+        };
         let inner = Arc::new(Inner {
             local,
             config,
+            kind,
+            tls,
+            server_names: Mutex::default(),
             incoming: ctx.incoming.downgrade(),
             shutdown: ctx.shutdown.clone(),
             tasks: ctx.tasks.clone(),
@@ -193,15 +366,36 @@ impl TcpTransport {
             connecting: Mutex::default(),
             stats: Counters::default(),
             epoch: Instant::now(),
+            framing_log: Mutex::new(LogLimiter::new(LOG_INTERVAL)),
         });
-        ctx.tasks
-            .spawn(accept_loop(inner.clone(), listener, ctx.incoming));
+        if let Some(listener) = listener {
+            ctx.tasks
+                .spawn(accept_loop(inner.clone(), listener, ctx.incoming));
+        }
         Ok(TcpTransport { inner })
     }
 
     /// The listening address.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local
+    }
+
+    /// `Tcp` or `Tls`.
+    pub fn kind(&self) -> TransportKind {
+        self.inner.kind
+    }
+
+    /// TLS: verify the server at `addr` as `name` (a DNS name or IP
+    /// address, also sent as SNI) instead of by its IP address.
+    pub fn set_server_name(&self, addr: SocketAddr, name: &str) -> Result<()> {
+        let name = ServerName::try_from(name.to_owned())
+            .map_err(|e| Error::io(format!("TLS server name {name:?}"), io::Error::other(e)))?;
+        self.inner
+            .server_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr, name);
+        Ok(())
     }
 
     /// Write one message.
@@ -343,7 +537,10 @@ impl Inner {
     async fn write(&self, conn: &Connection, data: &[u8]) -> io::Result<()> {
         let result = tokio::time::timeout(self.config.write_timeout, async {
             let mut writer = conn.writer.lock().await;
-            writer.write_all(data).await
+            writer.write_all(data).await?;
+            // A TLS session may hold the last record back; TCP's flush is
+            // a no-op.
+            writer.flush().await
         })
         .await
         .unwrap_or_else(|_| {
@@ -417,29 +614,69 @@ impl Inner {
                 }
             },
         };
-        debug!(peer = %addr, "TCP connection opened");
-        self.register(stream, addr)
+        let local = stream_local(&stream).map_err(|e| Error::io(context(), e))?;
+        debug!(peer = %addr, kind = %self.kind, "connection opened");
+        let (reader, writer) = match &self.tls {
+            None => split(stream).map_err(|e| Error::io(context(), e))?,
+            Some(tls) => {
+                let client = tls.client.clone().ok_or_else(|| {
+                    let e =
+                        io::Error::new(io::ErrorKind::Unsupported, "no TLS client configuration");
+                    Error::io(context(), e)
+                })?;
+                let name = self
+                    .server_names
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&addr)
+                    .cloned()
+                    .unwrap_or_else(|| ServerName::from(addr.ip()));
+                let connector = tokio_rustls::TlsConnector::from(client);
+                let tls = tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => {
+                        let e = io::Error::new(io::ErrorKind::NotConnected, "transport is shut down");
+                        return Err(Error::io(context(), e));
+                    }
+                    r = tokio::time::timeout(timeout, connector.connect(name, stream)) => match r {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            bump(&self.stats.handshake_failures, 1);
+                            return Err(Error::io(format!("{} (TLS handshake)", context()), e));
+                        }
+                        Err(_) => {
+                            bump(&self.stats.handshake_failures, 1);
+                            let e = io::Error::new(io::ErrorKind::TimedOut, format!("no TLS handshake within {timeout:?}"));
+                            return Err(Error::io(context(), e));
+                        }
+                    },
+                };
+                let (r, w) = tokio::io::split(tls);
+                (Box::new(r) as StreamReader, Box::new(w) as StreamWriter)
+            }
+        };
+        self.register(reader, writer, local, addr, false)
             .map_err(|e| Error::io(context(), e))
     }
 
     /// Put a new connection in the table and start its read task.
     fn register(
         self: &Arc<Self>,
-        stream: TcpStream,
+        reader: StreamReader,
+        writer: StreamWriter,
+        local: SocketAddr,
         peer: SocketAddr,
+        inbound: bool,
     ) -> io::Result<Arc<Connection>> {
         let incoming = self
             .incoming
             .upgrade()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "transport is shut down"))?;
-        // Small messages must not wait for Nagle.
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
-        let (reader, writer) = stream.into_split();
         let conn = Arc::new(Connection {
             id: ConnectionId(NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)),
             peer,
             local,
+            inbound,
             writer: tokio::sync::Mutex::new(writer),
             last_activity: AtomicU64::new(self.now_ms()),
             closed: AtomicBool::new(false),
@@ -449,11 +686,28 @@ impl Inner {
             let mut table = self.table();
             table.by_id.insert(conn.id, conn.clone());
             table.by_addr.entry(peer).or_default().push(conn.id);
+            if inbound {
+                table.hold_source(peer);
+            }
         }
         bump(&self.stats.connections_opened, 1);
         self.tasks
             .spawn(run_connection(self.clone(), conn.clone(), reader, incoming));
         Ok(conn)
+    }
+
+    /// Whether a new inbound connection from `peer` must be refused.
+    fn refusal(&self, peer: SocketAddr) -> Option<Refusal> {
+        let table = self.table();
+        if table.by_id.len() + table.handshaking >= self.config.max_connections {
+            return Some(Refusal::TableFull);
+        }
+        let from_source = table
+            .inbound_by_source
+            .get(&source_key(peer.ip()))
+            .copied()
+            .unwrap_or(0);
+        (from_source >= self.config.max_connections_per_ip).then_some(Refusal::PerSourceLimit)
     }
 
     /// Take a connection out of the table (read task only).
@@ -462,6 +716,9 @@ impl Inner {
         let mut table = self.table();
         if table.by_id.remove(&conn.id).is_some() {
             bump(&self.stats.connections_closed, 1);
+            if conn.inbound {
+                table.release_source(conn.peer);
+            }
         }
         if let Some(ids) = table.by_addr.get_mut(&conn.peer) {
             ids.retain(|&id| id != conn.id);
@@ -474,6 +731,9 @@ impl Inner {
 
 /// `_incoming` keeps the channel open while the endpoint accepts.
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, _incoming: mpsc::Sender<Incoming>) {
+    let mut refusal_log = LogLimiter::new(LOG_INTERVAL);
+    let mut error_log = LogLimiter::new(LOG_INTERVAL);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -482,25 +742,131 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, _incoming: mpsc::
         };
         match accepted {
             Ok((stream, peer)) => {
-                if inner.table().by_id.len() >= inner.config.max_connections {
-                    bump(&inner.stats.connections_rejected, 1);
-                    warn!(%peer, local = %inner.local, limit = inner.config.max_connections, "TCP connection refused: table full");
+                backoff = ACCEPT_BACKOFF_MIN;
+                if let Some(refusal) = inner.refusal(peer) {
+                    // Dropping the stream closes it: the cheapest answer.
+                    let counter = match refusal {
+                        Refusal::TableFull => &inner.stats.connections_rejected,
+                        Refusal::PerSourceLimit => &inner.stats.connections_rejected_per_ip,
+                    };
+                    bump(counter, 1);
+                    if let Some(suppressed) = refusal_log.allow(Instant::now()) {
+                        warn!(%peer, local = %inner.local, reason = ?refusal,
+                            limit = inner.config.max_connections,
+                            per_ip_limit = inner.config.max_connections_per_ip,
+                            suppressed, "TCP connection refused");
+                    }
                     continue;
                 }
-                debug!(%peer, local = %inner.local, "TCP connection accepted");
-                if let Err(e) = inner.register(stream, peer) {
-                    warn!(%peer, error = %e, "TCP connection setup failed");
+                debug!(%peer, local = %inner.local, kind = %inner.kind, "connection accepted");
+                match &inner.tls {
+                    None => {
+                        let setup = stream_local(&stream).and_then(|local| {
+                            let (reader, writer) = split(stream)?;
+                            inner.register(reader, writer, local, peer, true)
+                        });
+                        if let Err(e) = setup {
+                            warn!(%peer, error = %e, "TCP connection setup failed");
+                        }
+                    }
+                    Some(_) => {
+                        let handshake = Handshake::start(inner.clone(), peer);
+                        inner.tasks.spawn(handshake.run(stream));
+                    }
                 }
             }
             Err(e) => {
-                // Typically EMFILE: back off instead of spinning.
-                warn!(local = %inner.local, error = %e, "TCP accept failed");
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection
+                // stays in the backlog and accept fails again at once, so
+                // wait, longer each time, until descriptors are free.
+                bump(&inner.stats.accept_errors, 1);
+                if let Some(suppressed) = error_log.allow(Instant::now()) {
+                    warn!(local = %inner.local, error = %e, ?backoff, suppressed, "TCP accept failed, backing off");
+                }
                 tokio::select! {
                     _ = inner.shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = tokio::time::sleep(backoff) => {}
                 }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// `TCP_NODELAY` (small messages must not wait for Nagle) and the local
+/// address of a new connection.
+fn stream_local(stream: &TcpStream) -> io::Result<SocketAddr> {
+    stream.set_nodelay(true)?;
+    stream.local_addr()
+}
+
+fn split(stream: TcpStream) -> io::Result<(StreamReader, StreamWriter)> {
+    let (r, w) = stream.into_split();
+    Ok((Box::new(r), Box::new(w)))
+}
+
+/// An accepted TLS connection in its handshake. It holds a place in both
+/// caps from the accept until it is registered or dropped.
+struct Handshake {
+    inner: Arc<Inner>,
+    peer: SocketAddr,
+}
+
+impl Handshake {
+    fn start(inner: Arc<Inner>, peer: SocketAddr) -> Self {
+        {
+            let mut table = inner.table();
+            table.handshaking += 1;
+            table.hold_source(peer);
+        }
+        Handshake { inner, peer }
+    }
+
+    /// The handshake must end within the first-message deadline (it is
+    /// part of getting the first message).
+    async fn run(self, stream: TcpStream) {
+        let inner = self.inner.clone();
+        let peer = self.peer;
+        let Some(identity) = inner.tls.as_ref().and_then(|t| t.server.clone()) else {
+            return;
+        };
+        let local = match stream_local(&stream) {
+            Ok(local) => local,
+            Err(e) => return debug!(%peer, error = %e, "TLS connection setup failed"),
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.current());
+        let deadline = inner.config.first_message_timeout;
+        let result = tokio::select! {
+            biased;
+            _ = inner.shutdown.cancelled() => return,
+            r = tokio::time::timeout(deadline, acceptor.accept(stream)) => r,
+        };
+        match result {
+            Ok(Ok(tls)) => {
+                drop(self);
+                let (r, w) = tokio::io::split(tls);
+                if let Err(e) = inner.register(Box::new(r), Box::new(w), local, peer, true) {
+                    debug!(%peer, error = %e, "TLS connection setup failed");
+                }
+            }
+            Ok(Err(e)) => {
+                bump(&inner.stats.handshake_failures, 1);
+                debug!(%peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                bump(&inner.stats.handshake_failures, 1);
+                bump(&inner.stats.closed_first_message_timeout, 1);
+                debug!(%peer, "TLS handshake not done within the first-message deadline");
+            }
+        }
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut table = self.inner.table();
+        table.handshaking -= 1;
+        table.release_source(self.peer);
     }
 }
 
@@ -510,14 +876,28 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, _incoming: mpsc::
 async fn run_connection(
     inner: Arc<Inner>,
     conn: Arc<Connection>,
-    mut reader: OwnedReadHalf,
+    mut reader: StreamReader,
     incoming: mpsc::Sender<Incoming>,
 ) {
     let reason = read_loop(&inner, &conn, &mut reader, &incoming).await;
     inner.remove(&conn);
+    let stats = &inner.stats;
+    match &reason {
+        CloseReason::Idle => bump(&stats.closed_idle, 1),
+        CloseReason::FirstMessageTimeout => bump(&stats.closed_first_message_timeout, 1),
+        CloseReason::MessageTimeout => bump(&stats.closed_message_timeout, 1),
+        _ => {}
+    }
     match &reason {
         CloseReason::Framing(e) => {
-            warn!(peer = %conn.peer, conn = %conn.id, error = %e, "TCP stream cannot be framed, connection closed")
+            let allowed = inner
+                .framing_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .allow(Instant::now());
+            if let Some(suppressed) = allowed {
+                warn!(peer = %conn.peer, conn = %conn.id, error = %e, suppressed, "TCP stream cannot be framed, connection closed")
+            }
         }
         CloseReason::Read(e) | CloseReason::Write(e) => {
             debug!(peer = %conn.peer, conn = %conn.id, error = %e, "TCP connection failed")
@@ -534,12 +914,18 @@ async fn run_connection(
 async fn read_loop(
     inner: &Inner,
     conn: &Connection,
-    reader: &mut OwnedReadHalf,
+    reader: &mut StreamReader,
     incoming: &mpsc::Sender<Incoming>,
 ) -> CloseReason {
     let stats = &inner.stats;
     let mut framer = Framer::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Deadlines of the defences against idle and trickling peers; `None`
+    // once met (first message) or while no message is under way.
+    let mut first_message_by = conn
+        .inbound
+        .then(|| Instant::now() + inner.config.first_message_timeout);
+    let mut message_by: Option<Instant> = None;
     loop {
         if conn.is_closed() {
             return CloseReason::Requested;
@@ -549,12 +935,14 @@ async fn read_loop(
         loop {
             match framer.decode(&mut buf) {
                 Ok(Some(Frame::Message(data))) => {
+                    first_message_by = None;
+                    message_by = None;
                     bump(&stats.messages_received, 1);
                     let item = Incoming {
                         data,
                         source: conn.peer,
                         local: conn.local,
-                        transport: TransportKind::Tcp,
+                        transport: inner.kind,
                         connection: Some(conn.id),
                     };
                     tokio::select! {
@@ -579,17 +967,31 @@ async fn read_loop(
                 }
             }
         }
+        if message_by.is_none() && holds_message_bytes(&buf) {
+            message_by = Some(Instant::now() + inner.config.message_timeout);
+        }
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
         }
         let idle_at = inner.idle_deadline(conn);
+        let wake_at = [first_message_by, message_by]
+            .into_iter()
+            .flatten()
+            .fold(idle_at, Instant::min);
         tokio::select! {
             biased;
             _ = inner.shutdown.cancelled() => return CloseReason::Shutdown,
             _ = conn.close.notified() => return CloseReason::Requested,
-            _ = tokio::time::sleep_until(idle_at) => {
-                // A write may have moved the deadline meanwhile.
-                if inner.idle_deadline(conn) <= Instant::now() {
+            _ = tokio::time::sleep_until(wake_at) => {
+                let now = Instant::now();
+                if first_message_by.is_some_and(|at| at <= now) {
+                    return CloseReason::FirstMessageTimeout;
+                }
+                if message_by.is_some_and(|at| at <= now) {
+                    return CloseReason::MessageTimeout;
+                }
+                // A write may have moved the idle deadline meanwhile.
+                if inner.idle_deadline(conn) <= now {
                     return CloseReason::Idle;
                 }
             }
@@ -610,6 +1012,13 @@ async fn read_loop(
             },
         }
     }
+}
+
+/// Whether the unframed rest of a read holds part of a message (anything
+/// but the CR/LF of keep-alives). The framer has dropped leading CR/LF, so
+/// this looks at a few bytes at most before it finds one.
+fn holds_message_bytes(buf: &[u8]) -> bool {
+    buf.iter().any(|&b| b != b'\r' && b != b'\n')
 }
 
 #[cfg(test)]

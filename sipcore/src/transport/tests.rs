@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -125,4 +127,16 @@ fn snapshot_counts_open_connections() {
         ..StatsSnapshot::default()
     };
     assert_eq!(s.connections_open(), 2);
+}
+
+#[test]
+fn log_limiter_lets_one_line_through_per_interval() {
+    let mut limiter = LogLimiter::new(Duration::from_secs(1));
+    let t0 = tokio::time::Instant::now();
+    assert_eq!(limiter.allow(t0), Some(0));
+    assert_eq!(limiter.allow(t0 + Duration::from_millis(10)), None);
+    assert_eq!(limiter.allow(t0 + Duration::from_millis(999)), None);
+    // The next line tells how many were held back.
+    assert_eq!(limiter.allow(t0 + Duration::from_secs(1)), Some(2));
+    assert_eq!(limiter.allow(t0 + Duration::from_millis(1500)), None);
 }

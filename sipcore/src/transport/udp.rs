@@ -3,9 +3,10 @@
 //!
 //! The socket gets large kernel buffers (a burst of INVITEs or a
 //! retransmission storm must queue in the kernel, not be dropped there) and
-//! `SO_REUSEADDR`. Note that on Linux `SO_REUSEADDR` on UDP lets a second
-//! process bind the same address and port; set
-//! [`UdpConfig::reuse_address`] to `false` where that must be refused.
+//! no `SO_REUSEADDR`: on Linux `SO_REUSEADDR` on UDP lets a second process
+//! bind the same address and port and take a share of the packets (a
+//! local user could read and answer SIP meant for Tandem). UDP has no
+//! TIME_WAIT, so a restart does not need it.
 //! IPv6 sockets are `IPV6_V6ONLY`: bind IPv4 and IPv6 separately, so that
 //! sources are never v4-mapped addresses.
 //!
@@ -36,6 +37,8 @@ pub struct UdpConfig {
     pub recv_buffer_size: usize,
     /// Requested `SO_SNDBUF` in bytes (capped by `net.core.wmem_max`).
     pub send_buffer_size: usize,
+    /// `SO_REUSEADDR`. Off by default: with it on, another socket that sets
+    /// it too can bind the same address and steal datagrams.
     pub reuse_address: bool,
     /// `IP_FREEBIND`: bind an address this host does not hold (yet) — a
     /// standby binds the floating address before it takes it over.
@@ -47,7 +50,7 @@ impl Default for UdpConfig {
         UdpConfig {
             recv_buffer_size: 4 << 20,
             send_buffer_size: 4 << 20,
-            reuse_address: true,
+            reuse_address: false,
             freebind: false,
         }
     }

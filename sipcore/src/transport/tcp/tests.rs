@@ -387,3 +387,173 @@ async fn peer_close_removes_the_connection() {
         (1, 1, 0)
     );
 }
+
+fn with_tcp(tcp: TcpConfig) -> TransportConfig {
+    TransportConfig {
+        tcp,
+        ..TransportConfig::default()
+    }
+}
+
+/// A raw client connection from a chosen loopback address.
+async fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(ip.parse().unwrap(), 0))
+        .unwrap();
+    within("connect", socket.connect(to)).await.unwrap()
+}
+
+/// The request goes through and comes up on `rx` from `from`.
+async fn served(
+    stream: &mut TcpStream,
+    rx: &mut mpsc::Receiver<Incoming>,
+    method: &str,
+) -> Incoming {
+    let req = request(method, "");
+    within("raw write", stream.write_all(&req)).await.unwrap();
+    let got = recv(rx).await;
+    assert_eq!(got.data, req);
+    assert_eq!(got.source, stream.local_addr().unwrap());
+    got
+}
+
+#[tokio::test]
+async fn per_source_cap_refuses_that_source_only() {
+    let (server, mut rx) = bind(&with_tcp(TcpConfig {
+        max_connections_per_ip: 2,
+        ..TcpConfig::default()
+    }));
+    let to = server.local_addr();
+    let mut first = connect_from("127.0.0.2", to).await;
+    let mut second = connect_from("127.0.0.2", to).await;
+    served(&mut first, &mut rx, "OPTIONS").await;
+    served(&mut second, &mut rx, "OPTIONS").await;
+
+    let mut third = connect_from("127.0.0.2", to).await;
+    read_until_closed(&mut third).await;
+    assert_eq!(server.stats().tcp.connections_rejected_per_ip, 1);
+
+    // Another source still gets in and is served, and so are the two
+    // connections the cap let in.
+    let mut other = connect_from("127.0.0.3", to).await;
+    served(&mut other, &mut rx, "INVITE").await;
+    served(&mut first, &mut rx, "BYE").await;
+    assert_eq!(server.tcp().connection_count(), 3);
+
+    // A closed connection frees its place.
+    drop(second);
+    eventually("the closed connection to leave the table", || {
+        server.tcp().connection_count() == 2
+    })
+    .await;
+    let mut again = connect_from("127.0.0.2", to).await;
+    served(&mut again, &mut rx, "OPTIONS").await;
+    let stats = server.stats().tcp;
+    assert_eq!(
+        (
+            stats.connections_rejected_per_ip,
+            stats.connections_rejected
+        ),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn trickling_peer_is_closed_at_the_message_deadline() {
+    let (server, mut rx) = bind(&with_tcp(TcpConfig {
+        // Only the per-message deadline can close the slow connection
+        // within the test's wait: the idle timer is kept alive by the
+        // trickle and the first message is complete.
+        first_message_timeout: Duration::from_secs(60),
+        message_timeout: Duration::from_secs(2),
+        ..TcpConfig::default()
+    }));
+    let to = server.local_addr();
+    let mut slow = connect_from("127.0.0.2", to).await;
+    served(&mut slow, &mut rx, "OPTIONS").await;
+    let (mut slow_read, mut slow_write) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        // One byte a second, at most 30, until the server closes.
+        for &b in request("INVITE", "").iter().take(30) {
+            if slow_write.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+
+    // A normal client on another connection is served meanwhile.
+    let mut normal = connect_from("127.0.0.3", to).await;
+    served(&mut normal, &mut rx, "INVITE").await;
+
+    within("the server to close the trickling connection", async {
+        let mut byte = [0u8; 1];
+        while let Ok(n) = slow_read.read(&mut byte).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    let stats = server.stats().tcp;
+    assert_eq!(stats.closed_message_timeout, 1);
+    assert_eq!(stats.closed_first_message_timeout, 0);
+    served(&mut normal, &mut rx, "BYE").await;
+}
+
+#[tokio::test]
+async fn silent_connection_is_closed_at_the_first_message_deadline() {
+    let (server, _rx) = bind(&with_tcp(TcpConfig {
+        first_message_timeout: Duration::from_secs(1),
+        ..TcpConfig::default()
+    }));
+    let mut silent = connect_from("127.0.0.2", server.local_addr()).await;
+    // Keep-alive pings are traffic (the idle timer) but not a message.
+    let mut pinging = connect_from("127.0.0.2", server.local_addr()).await;
+    let pings = async {
+        for _ in 0..10 {
+            if pinging.write_all(b"\r\n\r\n").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    within("pings", pings).await;
+    read_until_closed(&mut silent).await;
+    read_until_closed(&mut pinging).await;
+    let stats = server.stats().tcp;
+    assert_eq!(stats.closed_first_message_timeout, 2);
+    assert_eq!(server.tcp().connection_count(), 0);
+}
+
+#[test]
+fn connection_cap_leaves_room_for_other_descriptors() {
+    let mut config = TcpConfig::default();
+    // 20,000 relay ports and the reserve come off a 30,000 limit.
+    assert_eq!(
+        config.cap_to_fd_limit(30_000, 20_000),
+        (30_000 - 20_000 - FD_RESERVE) as usize
+    );
+    // Never raised above the configured cap.
+    let mut config = TcpConfig {
+        max_connections: 100,
+        ..TcpConfig::default()
+    };
+    assert_eq!(config.cap_to_fd_limit(1 << 20, 0), 100);
+    // A limit too small for the reserve still leaves one connection.
+    assert_eq!(config.cap_to_fd_limit(1024, 2000), 1);
+    assert_eq!(config.max_connections, 1);
+}
+
+#[test]
+fn ipv6_sources_are_capped_per_64() {
+    let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+    let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+    let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+    assert_eq!(source_key(a), source_key(b));
+    assert_ne!(source_key(a), source_key(c));
+    let v4: IpAddr = "192.0.2.1".parse().unwrap();
+    assert_eq!(source_key(v4), v4);
+}

@@ -182,3 +182,16 @@ async fn send_error_names_the_address() {
         .unwrap_err();
     assert!(err.to_string().contains("[::1]:5060"), "{err}");
 }
+
+#[tokio::test]
+async fn a_second_socket_cannot_bind_the_sip_address() {
+    let (a, _rx) = bind(&TransportConfig::default());
+    // Another process trying to share the port sets SO_REUSEADDR itself;
+    // Linux lets it in only when Tandem's socket has it too.
+    let thief = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    thief.set_reuse_address(true).unwrap();
+    let err = thief
+        .bind(&a.local_addr().into())
+        .expect_err("a second socket bound Tandem's UDP address");
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+}
