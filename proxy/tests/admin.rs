@@ -32,11 +32,17 @@ fn config() -> TandemConfig {
 
 /// A single node of a pair whose peer never comes, its role decided by
 /// `/notify` (`ha.external_role`): what keepalived's notify script drives.
-fn external_role_node() -> TandemConfig {
+/// The pair's secret file lives in `dir` (mode 0600, an absolute path).
+fn external_role_node(dir: &std::path::Path) -> TandemConfig {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = dir.join("pair.secret");
+    std::fs::write(&secret, "q8Vt3LwZ0rN5yXe2KcH7mJpA9sUdF4gB\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     config().extra_toml(&format!(
-        "[ha]\nnode = \"a\"\nsecret = \"admin test pair secret 0123456789\"\n\
+        "[ha]\nnode = \"a\"\nsecret_file = \"{}\"\n\
          realtime_priority = 0\nexternal_role = true\n\
          link = {{ listen = \"{}\", peer = \"{}\" }}\n",
+        secret.display(),
         localhost(free_port()),
         localhost(free_port()),
     ))
@@ -108,7 +114,8 @@ async fn cli(args: &[&str]) -> (bool, String) {
 
 #[tokio::test]
 async fn changes_without_the_admin_token_are_refused_counted_and_do_nothing() {
-    let tandem = Tandem::start(TANDEM, external_role_node()).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let tandem = Tandem::start(TANDEM, external_role_node(secrets.path())).await;
     let admin = tandem.admin_addr().to_string();
     let config = tandem.config_path().display().to_string();
 
