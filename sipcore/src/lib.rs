@@ -24,6 +24,8 @@
 pub mod dialog;
 pub mod endpoint;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod sdp;
 pub mod transaction;

@@ -27,6 +27,8 @@
 
 pub mod config;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod journal;
 pub mod link;
 pub mod netcheck;

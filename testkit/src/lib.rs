@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dnsmasq;
+mod fuzz;
 pub mod lab;
 mod tandem;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+pub use fuzz::replay_fuzz_corpus;
 pub use tandem::{Cdr, Metrics, Tandem, TandemConfig};
 
 /// A free UDP port on 127.0.0.1 (also free for TCP in practice: the kernel
