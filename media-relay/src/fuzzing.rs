@@ -52,11 +52,18 @@ pub fn rtp_packet(data: &[u8]) {
                 "armed state rewrites"
             );
             assert_eq!(p.len(), data.len());
-            assert_eq!(rtp::classify(&p), Kind::Rtp);
+            assert_eq!(
+                rtp::classify(&p),
+                Kind::Rtp,
+                "a rewrite never makes RTP look like RTCP"
+            );
             assert_eq!(rtp::rtp_header_len(&p), Some(header));
             assert_eq!(rtp::ssrc(&p), last.ssrc);
             assert_eq!(rtp::seq(&p), last.seq.wrapping_add(1));
-            assert!(rtp::marker(&p));
+            // The jump is marked, unless the marker would make it RTCP.
+            let pt = rtp::payload_type(data);
+            assert_eq!(rtp::marker(&p), !(64..=95).contains(&pt));
+            assert_eq!(rtp::payload_type(&p), pt);
             assert_eq!(p[header..], data[header..], "payload is opaque");
         }
         Kind::Rtcp => {
