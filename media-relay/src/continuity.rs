@@ -85,7 +85,11 @@ impl ContinuityState {
                         .wrapping_sub(rtp::timestamp(p)),
                 }
             });
-            if self.rewrite.is_some() {
+            // The marker tells the receiver's jitter buffer that the stream
+            // jumped. Not for payload types 64..=95: with the marker set
+            // their second byte is an RTCP packet type (RFC 5761 §4), and
+            // the packet would reach the receiver as RTCP.
+            if self.rewrite.is_some() && !(64..=95).contains(&rtp::payload_type(p)) {
                 rtp::set_marker(p);
             }
         }

@@ -14,6 +14,8 @@
 mod config;
 pub mod continuity;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod pool;
 mod relay;
 pub mod rtp;

@@ -26,6 +26,8 @@
 pub mod dialog;
 pub mod endpoint;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod message;
 pub mod sdp;

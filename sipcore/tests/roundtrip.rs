@@ -581,25 +581,7 @@ fn apply(buf: &mut Vec<u8>, m: &Mutation) {
 /// Everything a caller may do with a parsed message; none of it may panic.
 fn exercise(m: &Message) {
     let _ = Snapshot::of(m);
-    let _ = m.top_via();
-    let _ = (m.from_tag(), m.to_tag(), m.expires(), m.content_length());
-    let _ = m.supports("100rel");
-    for (n, _) in m.iter_headers() {
-        let _ = m.header(n);
-        let _ = m.header_values(n).count();
-    }
-    for v in m.vias() {
-        let _ = (v.branch(), v.received(), v.rport(), v.sent_by_port());
-    }
-    for a in m
-        .contacts()
-        .chain(m.routes())
-        .chain(m.record_routes())
-        .flatten()
-    {
-        let u = a.uri();
-        let _ = (u.transport(), u.has_lr(), a.tag());
-    }
+    sipcore::fuzzing::exercise_views(m);
     let edited = m
         .edit()
         .push_via("SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKmut")

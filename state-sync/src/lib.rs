@@ -43,6 +43,8 @@
 
 pub mod config;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod journal;
 pub mod link;

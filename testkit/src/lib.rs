@@ -9,6 +9,7 @@
 
 pub mod certs;
 pub mod dnsmasq;
+mod fuzz;
 pub mod lab;
 mod tandem;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+pub use fuzz::replay_fuzz_corpus;
 pub use tandem::{http_request, Cdr, HttpAnswer, Metrics, Tandem, TandemConfig, TEST_ADMIN_TOKEN};
 
 /// A free UDP port on 127.0.0.1 (also free for TCP in practice: the kernel

@@ -353,6 +353,20 @@ impl Tandem {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Resident memory of the process in KiB (`VmRSS` of /proc), while it
+    /// runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Everything Tandem logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("tandem.log")).unwrap_or_default()

@@ -131,3 +131,25 @@ fn state_round_trips_through_serde() {
     let back: ContinuityState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, c);
 }
+
+/// Found by the rtp_packet fuzz target: the marker set on a switch turned
+/// an RTP packet of payload type 93 (second byte 0x5d) into one whose
+/// second byte (0xdd) is an RTCP packet type, so it left as RTCP.
+#[test]
+fn switch_never_turns_rtp_into_rtcp() {
+    for pt in [0, 8, 64, 72, 93, 95, 96, 127] {
+        let mut c = ContinuityState::default();
+        let mut first = rtp::build_rtp(pt, 10, 1000, 0xaaaa, &[0; 4]);
+        c.on_rtp(&mut first, 0, CLOCK);
+        c.arm();
+        let mut p = rtp::build_rtp(pt, 500, 9, 0xbbbb, &[0; 4]);
+        assert!(c.on_rtp(&mut p, 20_000, CLOCK));
+        assert_eq!(rtp::classify(&p), rtp::Kind::Rtp, "payload type {pt}");
+        assert_eq!(rtp::payload_type(&p), pt);
+        assert_eq!(
+            rtp::marker(&p),
+            !(64..=95).contains(&pt),
+            "payload type {pt}"
+        );
+    }
+}
