@@ -156,11 +156,46 @@ pub struct SipTlsConfig {
 impl SipTlsConfig {
     /// The rustls server config from the files (read now).
     pub fn server_config(&self) -> sipcore::Result<std::sync::Arc<rustls::ServerConfig>> {
-        sipcore::transport::tls::server_config(
-            &self.cert_file,
-            &self.key_file,
-            self.client_ca_file.as_deref(),
-        )
+        self.server_config_with(self.client_ca_file.as_deref())
+    }
+
+    /// The listener's certificate, client certificates checked against
+    /// `client_ca_file`.
+    fn server_config_with(
+        &self,
+        client_ca_file: Option<&Path>,
+    ) -> sipcore::Result<std::sync::Arc<rustls::ServerConfig>> {
+        sipcore::transport::tls::server_config(&self.cert_file, &self.key_file, client_ca_file)
+    }
+
+    /// The listener's server configs (files read now): the default, and
+    /// one per trunk with `tls_client_ca_file`, chosen by the client's
+    /// address. Errors name the key of the file that failed.
+    pub fn server_configs(
+        &self,
+        trunks: &[TrunkConfig],
+    ) -> Result<sipcore::transport::ServerConfigs, (String, sipcore::Error)> {
+        let default = self
+            .server_config()
+            .map_err(|e| ("sip.tls.cert_file".to_owned(), e))?;
+        // Every trunk, in order, so that the trunk whose CA is checked is
+        // the one the call is from (the first whose networks hold the
+        // client, as routing finds it); one without a CA of its own gets
+        // the default.
+        let mut by_network = Vec::new();
+        for (i, t) in trunks.iter().enumerate() {
+            let config = match &t.tls_client_ca_file {
+                Some(ca) => self
+                    .server_config_with(Some(ca))
+                    .map_err(|e| (format!("trunk[{i}].tls_client_ca_file"), e))?,
+                None => default.clone(),
+            };
+            by_network.push((t.networks.clone(), config));
+        }
+        Ok(sipcore::transport::ServerConfigs {
+            default,
+            by_network,
+        })
     }
 }
 
@@ -497,6 +532,14 @@ pub struct TrunkConfig {
     /// applies).
     #[serde(default)]
     pub max_calls: Option<usize>,
+    /// PEM CA certificates: a TLS client connecting from this trunk's
+    /// networks must present a certificate signed by one of them (its
+    /// handshake fails otherwise), whatever `sip.tls.client_ca_file` says.
+    /// Needs `[sip.tls]`. The trunk is the first whose networks hold the
+    /// client, as for routing. Read again on SIGHUP with the listener's
+    /// certificate.
+    #[serde(default)]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 /// `[limits]`. Trusted sources — the trunks' networks, the destination
@@ -1068,8 +1111,8 @@ impl Config {
             }
             // Read the files now, so that `tandem check` and a SIGHUP
             // refuse a certificate that would not load.
-            tls.server_config()
-                .map_err(|e| invalid("sip.tls.cert_file", e.to_string()))?;
+            tls.server_configs(&self.trunks)
+                .map_err(|(key, e)| invalid(&key, e.to_string()))?;
             if let Some(ca) = &tls.ca_file {
                 sipcore::transport::tls::client_config(ca)
                     .map_err(|e| invalid("sip.tls.ca_file", e.to_string()))?;
@@ -1114,6 +1157,12 @@ impl Config {
                 return Err(invalid(
                     &format!("trunk[{i}].max_calls"),
                     "must be at least 1 (leave it out for no cap)".into(),
+                ));
+            }
+            if t.tls_client_ca_file.is_some() && self.sip.tls.is_none() {
+                return Err(invalid(
+                    &format!("trunk[{i}].tls_client_ca_file"),
+                    "needs [sip.tls] (a TLS listener)".into(),
                 ));
             }
         }

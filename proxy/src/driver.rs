@@ -178,12 +178,12 @@ impl Driver {
             }
             return;
         };
-        match tls.server_config() {
+        match tls.server_configs(&self.config.trunks) {
             Ok(server) => {
                 identity.replace(server);
                 tracing::info!(cert = %tls.cert_file.display(), "TLS certificate reloaded");
             }
-            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded"),
+            Err((key, e)) => tracing::error!(%key, error = %e, "TLS certificate not reloaded"),
         }
     }
 

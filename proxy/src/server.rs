@@ -68,8 +68,10 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     cap_tcp_to_fd_limit(&config, &mut ep_config.transport.tcp);
     let tls_identity = match &config.sip.tls {
         Some(tls) => {
-            let identity =
-                sipcore::transport::ServerIdentity::new(tls.server_config().context("sip.tls")?);
+            let configs = tls
+                .server_configs(&config.trunks)
+                .map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
+            let identity = sipcore::transport::ServerIdentity::new(configs);
             // Members over TLS are verified against ca_file, by IP
             // address (members are configured by address).
             let client = tls

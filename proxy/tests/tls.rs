@@ -5,7 +5,7 @@
 //! without a certificate from that CA gets nothing through. Certificates
 //! are made by rcgen at test time into a temporary directory.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,8 +66,21 @@ async fn options_over_tls(
     connector: &tokio_rustls::TlsConnector,
     to: SocketAddr,
 ) -> Result<String, String> {
+    options_over_tls_from(connector, Ipv4Addr::LOCALHOST, to).await
+}
+
+/// As [`options_over_tls`], from the address `from` (a port of its own).
+async fn options_over_tls_from(
+    connector: &tokio_rustls::TlsConnector,
+    from: Ipv4Addr,
+    to: SocketAddr,
+) -> Result<String, String> {
     let exchange = async {
-        let tcp = TcpStream::connect(to).await.map_err(|e| e.to_string())?;
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .map_err(|e| e.to_string())?;
+        let tcp = socket.connect(to).await.map_err(|e| e.to_string())?;
         let from = tcp.local_addr().unwrap();
         let name = ServerName::from(to.ip());
         let mut tls = connector
@@ -419,4 +432,57 @@ async fn a_call_to_a_tls_member_goes_over_tls() {
         m.text()
     );
     ms.kill().await;
+}
+
+/// `tls_client_ca_file` on a trunk: a TLS client from that trunk's
+/// networks (127.0.0.2) needs a certificate from the trunk's CA; a client
+/// from another trunk (127.0.0.1) needs none, there being no listener-wide
+/// `client_ca_file`.
+#[tokio::test]
+async fn a_trunk_with_its_own_client_ca_needs_a_certificate_from_it() {
+    let (server_ca, trunk_ca, stranger_ca) = (
+        TestCa::new("server"),
+        TestCa::new("trunk"),
+        TestCa::new("stranger"),
+    );
+    let f = files();
+    server_ca.issue(&["127.0.0.1"], &f.cert, &f.key);
+    std::fs::write(&f.client_ca, trunk_ca.pem()).unwrap();
+    let port = testkit::free_port();
+    let table = format!(
+        "[sip.tls]\nport = {port}\ncert_file = {:?}\nkey_file = {:?}\n\n\
+         [[trunk]]\nname = \"secure\"\nnetworks = [\"127.0.0.2/32\"]\ntls_client_ca_file = {:?}\n",
+        f.cert, f.key, f.client_ca
+    );
+    let member: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let tandem = Tandem::start(
+        TANDEM,
+        TandemConfig::new([("ms1", member)])
+            .without_health()
+            .trunk_networks(["127.0.0.1/32"])
+            .extra_toml(&table),
+    )
+    .await;
+    let to = SocketAddr::new(tandem.sip_addr().ip(), port);
+    let secure = Ipv4Addr::new(127, 0, 0, 2);
+
+    let anonymous = client(&server_ca, None);
+    answered(&anonymous, to, &tandem).await;
+    let refused = options_over_tls_from(&anonymous, secure, to).await;
+    assert!(refused.is_err(), "no certificate: {refused:?}");
+
+    stranger_ca.issue(&["client.test"], &f.client_cert, &f.client_key);
+    let stranger = client(&server_ca, Some((&f.client_cert, &f.client_key)));
+    let refused = options_over_tls_from(&stranger, secure, to).await;
+    assert!(refused.is_err(), "wrong CA: {refused:?}");
+
+    trunk_ca.issue(&["client.test"], &f.client_cert, &f.client_key);
+    let certified = client(&server_ca, Some((&f.client_cert, &f.client_key)));
+    let status = options_over_tls_from(&certified, secure, to).await;
+    assert_eq!(
+        status.as_deref(),
+        Ok("SIP/2.0 200 OK"),
+        "{}",
+        tandem.log_tail(20)
+    );
 }

@@ -151,7 +151,7 @@ impl Machine {
             };
             let transport = member_transport(m.transport);
             let bytes = RequestBuilder::new(&Method::Options, &format!("sip:{}", m.address))
-                .header("Via", &self.tokens.via(self.settings.advertised, transport))
+                .header("Via", &self.tokens.via(&self.settings, transport))
                 .header(
                     "From",
                     &format!(
@@ -327,7 +327,7 @@ impl Machine {
             }
             let via = self
                 .tokens
-                .via(self.settings.advertised, self.leg_transport(&call, leg));
+                .via(&self.settings, self.leg_transport(&call, leg));
             let target = self.leg_target(&call, leg);
             let dialog = match leg {
                 Leg::A => call.a.dialog.as_mut(),

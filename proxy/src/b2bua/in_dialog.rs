@@ -126,7 +126,7 @@ impl Machine {
         };
         let via = self
             .tokens
-            .via(self.settings.advertised, self.leg_transport(call, to));
+            .via(&self.settings, self.leg_transport(call, to));
         let target = self.leg_target(call, to);
         let body = match self.rewrite_body(id, from, &request) {
             Ok(b) => b,
@@ -258,7 +258,7 @@ impl Machine {
         let origin_transport = self.leg_transport(call, from);
         let ack_via = self
             .tokens
-            .via(self.settings.advertised, self.leg_transport(call, to));
+            .via(&self.settings, self.leg_transport(call, to));
         let ack_target = self.leg_target(call, to);
         let body = self.rewrite_body(id, to, &response).unwrap_or_else(|e| {
             tracing::warn!(call = id, error = %e, "answer SDP not usable");
@@ -409,7 +409,7 @@ impl Machine {
         let target = self.leg_target(call, late.leg);
         let via = self
             .tokens
-            .via(self.settings.advertised, self.leg_transport(call, late.leg));
+            .via(&self.settings, self.leg_transport(call, late.leg));
         let Some(call) = self.store.get_mut(id) else {
             return;
         };

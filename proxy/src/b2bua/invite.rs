@@ -429,7 +429,7 @@ impl Machine {
         };
         let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).to_string();
         let mut req = RequestBuilder::new(&Method::Invite, &ruri)
-            .header("Via", &self.tokens.via(self.settings.advertised, transport))
+            .header("Via", &self.tokens.via(&self.settings, transport))
             .header("Max-Forwards", &max_forwards)
             .header(
                 "From",
@@ -736,7 +736,7 @@ impl Machine {
         };
         let via = self
             .tokens
-            .via(self.settings.advertised, self.leg_transport(call, Leg::B));
+            .via(&self.settings, self.leg_transport(call, Leg::B));
         let target = self.leg_target(call, Leg::B);
         let Some(call) = self.store.get_mut(id) else {
             return;
@@ -782,7 +782,7 @@ impl Machine {
         let to = response.header("To").unwrap_or_default();
         let seq = response.cseq().seq;
         let ack = RequestBuilder::new(&Method::Ack, &contact)
-            .header("Via", &self.tokens.via(self.settings.advertised, transport))
+            .header("Via", &self.tokens.via(&self.settings, transport))
             .header("From", from)
             .header("To", to)
             .header("Call-ID", response.call_id())
@@ -799,7 +799,7 @@ impl Machine {
             return;
         }
         let bye = RequestBuilder::new(&Method::Bye, &contact)
-            .header("Via", &self.tokens.via(self.settings.advertised, transport))
+            .header("Via", &self.tokens.via(&self.settings, transport))
             .header("From", from)
             .header("To", to)
             .header("Call-ID", response.call_id())

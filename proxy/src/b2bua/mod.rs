@@ -495,7 +495,7 @@ impl Machine {
             let Some(call) = self.store.get(id) else {
                 return;
             };
-            let via = self.tokens.via(self.settings.advertised, call.a.transport);
+            let via = self.tokens.via(&self.settings, call.a.transport);
             if let (Some(d), Some(target)) = (call.a.dialog.as_ref(), self.leg_target(call, Leg::A))
             {
                 let ack = d.ack(response.cseq().seq, &via).build();
@@ -603,9 +603,7 @@ impl Machine {
             // configured, and both need [sip.tls]).
             TransportKind::Tls => format!(
                 "<sips:tandem@{}>",
-                self.settings
-                    .advertised_tls
-                    .unwrap_or(self.settings.advertised)
+                self.settings.sent_by(TransportKind::Tls)
             ),
         }
     }
@@ -769,13 +767,16 @@ pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {
 }
 
 impl Tokens {
-    /// A Via value for a new request of ours, with a fresh branch.
-    fn via(&mut self, advertised: SocketAddr, transport: TransportKind) -> String {
+    /// A Via value for a new request of ours sent over `transport`, with a
+    /// fresh branch. The sent-by is where that transport listens: a peer
+    /// that lost the connection answers per Via (RFC 3261 §18.2.2), so a
+    /// TLS leg must name the TLS port, not the UDP/TCP one.
+    fn via(&mut self, settings: &Settings, transport: TransportKind) -> String {
         let nonce = self.token(12);
         format!(
             "SIP/2.0/{} {};branch={};rport",
             transport.as_str(),
-            advertised,
+            settings.sent_by(transport),
             self.branches.branch(&nonce)
         )
     }

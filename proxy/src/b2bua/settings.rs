@@ -5,13 +5,15 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use sipcore::transport::TransportKind;
+
 /// Everything the call machine needs to know of the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `host:port` of Tandem, for Via, Contact and loop detection.
     pub advertised: SocketAddr,
     /// `host:port` of Tandem's TLS listener (the advertised host, the TLS
-    /// port), for the Contact of TLS legs; none without TLS.
+    /// port), for the Via and Contact of TLS legs; none without TLS.
     pub advertised_tls: Option<SocketAddr>,
     /// RFC 3261 T1 and T2 (2xx retransmissions of our own).
     pub t1: Duration,
@@ -33,6 +35,18 @@ pub struct Settings {
     pub unknown_source: UnknownSource,
     /// The pair's peer (its link addresses): not a stranger.
     pub pair_peers: Vec<IpAddr>,
+}
+
+impl Settings {
+    /// Tandem's `host:port` for `transport`: the TLS listener for TLS (the
+    /// advertised address if there is none, which config forbids for a TLS
+    /// leg), else the UDP/TCP address.
+    pub fn sent_by(&self, transport: TransportKind) -> SocketAddr {
+        match transport {
+            TransportKind::Tls => self.advertised_tls.unwrap_or(self.advertised),
+            TransportKind::Udp | TransportKind::Tcp => self.advertised,
+        }
+    }
 }
 
 /// `sip.unknown_source`: a request from a source that is neither a

@@ -155,7 +155,7 @@ impl Machine {
         let target = self.leg_target(call, Leg::B);
         let via = self
             .tokens
-            .via(self.settings.advertised, self.leg_transport(call, Leg::B));
+            .via(&self.settings, self.leg_transport(call, Leg::B));
         self.release_member(id);
         let old_call_id = self.store.unindex_leg_b(id);
         let Some(call) = self.store.get_mut(id) else {
@@ -404,7 +404,7 @@ impl Machine {
         };
         let transport = call.a.transport;
         let target = self.leg_target(call, Leg::A);
-        let via = self.tokens.via(self.settings.advertised, transport);
+        let via = self.tokens.via(&self.settings, transport);
         let contact = self.contact(transport);
         let Some(call) = self.store.get_mut(id) else {
             return;

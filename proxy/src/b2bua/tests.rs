@@ -68,8 +68,13 @@ impl Lab {
 
     /// As [`Lab::with`], the routing policy wrapped by `wrap`.
     fn with_policy(extra: &str, wrap: impl FnOnce(Box<dyn Policy>) -> Box<dyn Policy>) -> Lab {
-        let config =
-            Config::parse(&format!("{EXAMPLE}\n{extra}"), Path::new("tandem.toml")).unwrap();
+        Lab::from_text(&format!("{EXAMPLE}\n{extra}"), wrap)
+    }
+
+    /// The machine of the configuration `text`, its routing policy wrapped
+    /// by `wrap`.
+    fn from_text(text: &str, wrap: impl FnOnce(Box<dyn Policy>) -> Box<dyn Policy>) -> Lab {
+        let config = Config::parse(text, Path::new("tandem.toml")).unwrap();
         let idle: Idle = Arc::default();
         let start = Instant::now();
         let router = crate::routing::Router::compile(&config).unwrap();
@@ -1466,4 +1471,54 @@ fn calls_beyond_a_trunks_max_calls_get_503_and_an_ended_call_frees_its_place() {
     assert_eq!(lab.m.store.calls_from("carrier"), 0);
     lab.call("c3");
     lab.m.store.check().unwrap();
+}
+
+/// The top Via of `msg`: its transport and sent-by.
+fn top_via(msg: &Message) -> String {
+    let via = msg.top_via();
+    format!("{} {}:{}", via.transport, via.host, via.sent_by_port())
+}
+
+/// A request Tandem sends over TLS names the TLS listener in its Via
+/// (transport and port), so a member that lost the connection can answer
+/// per Via (RFC 3261 §18.2.2); a member over UDP keeps the UDP address.
+#[test]
+fn requests_to_a_tls_member_have_the_tls_listener_in_via() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = (
+        dir.path().join("tandem.pem"),
+        dir.path().join("tandem.key"),
+        dir.path().join("ca.pem"),
+    );
+    let test_ca = testkit::certs::TestCa::new("via");
+    test_ca.issue(&["127.0.0.1"], &cert, &key);
+    std::fs::write(&ca, test_ca.pem()).unwrap();
+    let ms1 = format!("address = \"{MS1}\"");
+    let text = format!(
+        "{}\n[sip.tls]\nport = 5061\ncert_file = {cert:?}\nkey_file = {key:?}\nca_file = {ca:?}\n",
+        EXAMPLE.replace(&ms1, &format!("{ms1}\ntransport = \"tls\""))
+    );
+    let mut lab = Lab::from_text(&text, |p| p);
+
+    lab.on(Event::Probes);
+    let (_, probe, target) = lab.probe_to(MS1);
+    assert_eq!(target.transport, sipcore::transport::TransportKind::Tls);
+    assert_eq!(top_via(&probe), "TLS 127.0.0.1:5061");
+
+    lab.answered_call("c1");
+    let (_, b_invite, _) = lab.last("INVITE");
+    assert_eq!(top_via(&b_invite), "TLS 127.0.0.1:5061");
+    // The branch is still one this node made (its HMAC tag checks).
+    assert!(lab.m.tokens.made(&b_invite));
+
+    // The trunk hangs up: the BYE to the member is over TLS as well.
+    let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
+    lab.trunk_sends(bye);
+    let (_, b_bye, target) = lab.last("BYE");
+    assert_eq!(target.addr, addr(MS1));
+    assert_eq!(top_via(&b_bye), "TLS 127.0.0.1:5061");
+
+    // MS2 stays on UDP: its probes name the UDP address.
+    let (_, probe, _) = lab.probe_to(MS2);
+    assert_eq!(top_via(&probe), "UDP 127.0.0.1:5060");
 }

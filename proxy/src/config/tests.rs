@@ -634,6 +634,47 @@ fn limits_are_checked_and_name_the_key() {
 }
 
 #[test]
+fn a_trunk_client_ca_needs_a_tls_listener_and_a_readable_file() {
+    let trunk = |ca: &str| {
+        EXAMPLE.replace(
+            "networks = [\"127.0.0.0/8\"]",
+            &format!("networks = [\"127.0.0.0/8\"]\ntls_client_ca_file = {ca:?}"),
+        )
+    };
+    let err = parse(&trunk("/nonexistent/ca.pem"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `trunk[0].tls_client_ca_file`"), "{err}");
+    assert!(err.contains("needs [sip.tls]"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let ca = testkit::certs::TestCa::new("t");
+    ca.issue(&["127.0.0.1"], &p("cert.pem"), &p("key.pem"));
+    let tls = format!(
+        "\n[sip.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        p("cert.pem"),
+        p("key.pem")
+    );
+    let missing = p("missing.pem").display().to_string();
+    let err = parse(&(trunk(&missing) + &tls)).unwrap_err().to_string();
+    assert!(err.contains("key `trunk[0].tls_client_ca_file`"), "{err}");
+    assert!(err.contains("missing.pem"), "{err}");
+
+    std::fs::write(p("ca.pem"), ca.pem()).unwrap();
+    let ca_file = p("ca.pem").display().to_string();
+    let c = parse(&(trunk(&ca_file) + &tls)).unwrap();
+    let configs = c
+        .sip
+        .tls
+        .as_ref()
+        .unwrap()
+        .server_configs(&c.trunks)
+        .unwrap();
+    assert_eq!(configs.by_network.len(), 1);
+}
+
+#[test]
 fn trunks_members_and_the_peer_are_trusted_and_nobody_else() {
     let c = parse(EXAMPLE).unwrap();
     let trusted = c.trusted_sources();

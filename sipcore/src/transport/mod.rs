@@ -46,7 +46,7 @@ pub(crate) fn set_freebind(socket: &socket2::Socket, addr: SocketAddr) -> std::i
 
 pub use framing::{Frame, Framer, MAX_MESSAGE_SIZE};
 pub use tcp::{TcpConfig, TcpTransport, FD_RESERVE};
-pub use tls::{ServerIdentity, TlsConfig};
+pub use tls::{ServerConfigs, ServerIdentity, TlsConfig};
 pub use udp::{UdpConfig, UdpTransport};
 
 /// The transport protocol of a message, as named in `Via` (RFC 3261 §18).

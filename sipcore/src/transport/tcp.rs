@@ -834,7 +834,7 @@ impl Handshake {
             Ok(local) => local,
             Err(e) => return debug!(%peer, error = %e, "TLS connection setup failed"),
         };
-        let acceptor = tokio_rustls::TlsAcceptor::from(identity.current());
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.current_for(peer.ip()));
         let deadline = inner.config.first_message_timeout;
         let result = tokio::select! {
             biased;

@@ -7,7 +7,9 @@
 //!   files, optionally requiring a client certificate signed by a CA file;
 //!   [`ServerIdentity::replace`] swaps it atomically (certificate renewal
 //!   on SIGHUP): handshakes after the swap use the new one, connections up
-//!   keep theirs.
+//!   keep theirs. A client from a trunk's networks may get the trunk's
+//!   own config instead ([`ServerConfigs`]): a certificate from the
+//!   trunk's CA required.
 //! * [`client_config`]: outbound TLS, server certificates verified against
 //!   a CA file. The server name checked is the peer's IP address unless the
 //!   owner named the peer ([`super::TcpTransport::set_server_name`]).
@@ -16,9 +18,11 @@
 //! (TLS 1.2 and 1.3 only), no OpenSSL.
 
 use std::fs;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use ipnet::IpNet;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -106,26 +110,66 @@ pub fn client_config(ca_file: &Path) -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-/// The listener's current server config, replaceable while it runs.
-/// Cheap to clone; clones share the config.
+/// The listener's server configs: a client connecting from a network of
+/// one of `by_network` gets that entry's config (a trunk's, requiring a
+/// certificate from the trunk's own CA), any other client the default.
+/// The peer address is known at accept, before the handshake, so the
+/// check is rustls' own and a refused client never gets a session.
 #[derive(Debug, Clone)]
-pub struct ServerIdentity(Arc<RwLock<Arc<ServerConfig>>>);
+pub struct ServerConfigs {
+    pub default: Arc<ServerConfig>,
+    /// In order; the first entry whose networks hold the peer wins.
+    pub by_network: Vec<(Vec<IpNet>, Arc<ServerConfig>)>,
+}
+
+impl ServerConfigs {
+    /// The config a client from `peer` handshakes with.
+    pub fn for_peer(&self, peer: IpAddr) -> Arc<ServerConfig> {
+        self.by_network
+            .iter()
+            .find(|(nets, _)| nets.iter().any(|n| n.contains(&peer)))
+            .map_or_else(|| self.default.clone(), |(_, c)| c.clone())
+    }
+}
+
+impl From<Arc<ServerConfig>> for ServerConfigs {
+    fn from(default: Arc<ServerConfig>) -> Self {
+        ServerConfigs {
+            default,
+            by_network: Vec::new(),
+        }
+    }
+}
+
+/// The listener's current server configs, replaceable while it runs.
+/// Cheap to clone; clones share the configs.
+#[derive(Debug, Clone)]
+pub struct ServerIdentity(Arc<RwLock<Arc<ServerConfigs>>>);
 
 impl ServerIdentity {
-    pub fn new(config: Arc<ServerConfig>) -> Self {
-        ServerIdentity(Arc::new(RwLock::new(config)))
+    pub fn new(configs: impl Into<ServerConfigs>) -> Self {
+        ServerIdentity(Arc::new(RwLock::new(Arc::new(configs.into()))))
     }
 
-    /// The config new handshakes use.
-    pub fn current(&self) -> Arc<ServerConfig> {
-        // The lock only guards an Arc swap; a poisoned one still holds a
-        // complete config.
+    fn configs(&self) -> Arc<ServerConfigs> {
+        // The lock only guards an Arc swap; a poisoned one still holds
+        // complete configs.
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Handshakes from now on use `config`.
-    pub fn replace(&self, config: Arc<ServerConfig>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    /// The default config new handshakes use.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.configs().default.clone()
+    }
+
+    /// The config a new handshake from `peer` uses.
+    pub fn current_for(&self, peer: IpAddr) -> Arc<ServerConfig> {
+        self.configs().for_peer(peer)
+    }
+
+    /// Handshakes from now on use `configs`.
+    pub fn replace(&self, configs: impl Into<ServerConfigs>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(configs.into());
     }
 }
 

@@ -256,3 +256,36 @@ fn unreadable_files_are_named() {
     let err = client_config(&empty).unwrap_err();
     assert!(err.to_string().contains("no CERTIFICATE"), "{err}");
 }
+
+/// A client from a network of an entry gets that entry's config (the
+/// first that holds it), any other the default.
+#[test]
+fn a_peer_gets_the_config_of_the_first_network_holding_it() {
+    let ca = Ca::new("by-network");
+    let (cert, key) = ca.issue("server", &["127.0.0.1"]);
+    let config = || server_config(&cert, &key, None).unwrap();
+    let (default, trunk, other) = (config(), config(), config());
+    let net = |s: &str| vec![s.parse::<IpNet>().unwrap()];
+    let identity = ServerIdentity::new(ServerConfigs {
+        default: default.clone(),
+        by_network: vec![
+            (net("127.0.0.2/32"), trunk.clone()),
+            (net("127.0.0.0/30"), other.clone()),
+        ],
+    });
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(Arc::ptr_eq(&identity.current_for(ip("127.0.0.2")), &trunk));
+    assert!(Arc::ptr_eq(&identity.current_for(ip("127.0.0.1")), &other));
+    assert!(Arc::ptr_eq(
+        &identity.current_for(ip("127.0.0.9")),
+        &default
+    ));
+    assert!(Arc::ptr_eq(&identity.current(), &default));
+    // A replacement without entries: everyone gets the new default.
+    let renewed = config();
+    identity.replace(renewed.clone());
+    assert!(Arc::ptr_eq(
+        &identity.current_for(ip("127.0.0.2")),
+        &renewed
+    ));
+}
