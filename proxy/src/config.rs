@@ -314,21 +314,8 @@ impl AdminToken {
     /// characters (it travels in an HTTP header); the trailing newline is
     /// dropped. The error says what is wrong, without the file's name.
     pub fn read_file(path: &Path) -> Result<AdminToken, String> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-        if !meta.is_file() {
-            return Err("not a regular file".into());
-        }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "mode {mode:04o} lets group or others read or write it; `chmod 600` it"
-            ));
-        }
-        if meta.len() > Self::MAX_FILE_BYTES {
-            return Err(format!("larger than {} bytes", Self::MAX_FILE_BYTES));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+        let bytes = state_sync::config::read_private_file(path, Self::MAX_FILE_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
         let token = text.strip_suffix('\n').unwrap_or(&text);
         let token = token.strip_suffix('\r').unwrap_or(token);
         if token.is_empty() {

@@ -213,7 +213,10 @@ impl SyncConfig {
     pub fn load_secret(&self) -> Result<Vec<u8>, String> {
         let path = &self.secret_file;
         let fail = |why: String| format!("secret_file: {}: {why}", path.display());
-        let text = read_private_file(path).map_err(fail)?;
+        if !path.is_absolute() {
+            return Err(fail("must be an absolute path".into()));
+        }
+        let text = read_private_file(path, MAX_SECRET_FILE).map_err(fail)?;
         let secret = text.trim_ascii();
         check_secret(secret).map_err(fail)?;
         Ok(secret.to_vec())
@@ -231,6 +234,9 @@ const KNOWN_SECRETS: &[&str] = &[
 
 /// Words that give a made-up passphrase away.
 const GIVEAWAYS: &[&str] = &["change me", "changeme", "example", "secret", "password"];
+
+/// Largest secret file read, in bytes.
+const MAX_SECRET_FILE: u64 = 4096;
 
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET: usize = 32;
@@ -273,12 +279,12 @@ pub fn check_secret(secret: &[u8]) -> Result<(), String> {
 }
 
 /// The content of a file that only its owner may read or write (no group
-/// or other permission bits), as a secret file must be.
-fn read_private_file(path: &Path) -> Result<Vec<u8>, String> {
+/// or other permission bits), as a secret file must be: the pair's secret
+/// here, the admin tokens in the proxy. At most `max_bytes` are read (a
+/// secret is short; a huge file is a mistake). The error says what is
+/// wrong, without the file's name (the caller adds key and file).
+pub fn read_private_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::PermissionsExt;
-    if !path.is_absolute() {
-        return Err("must be an absolute path".into());
-    }
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_file() {
         return Err("not a regular file".into());
@@ -286,8 +292,11 @@ fn read_private_file(path: &Path) -> Result<Vec<u8>, String> {
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
-            "mode {mode:04o} lets group or others at the secret; chmod 600 it"
+            "mode {mode:04o} lets group or others read or write it; `chmod 600` it"
         ));
+    }
+    if meta.len() > max_bytes {
+        return Err(format!("larger than {max_bytes} bytes"));
     }
     std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
