@@ -152,8 +152,19 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         }
     });
     let mut engine_task = tokio::spawn(engine.run(events, stop_rx, node_events, admin_rx));
+    let mut panicked = exit_on_any_panic();
+    #[cfg(debug_assertions)]
+    test_panic();
     let ended = tokio::select! {
         ended = &mut engine_task => Some(ended),
+        _ = panicked.changed() => {
+            let reason = panicked.borrow().clone().unwrap_or_default();
+            tracing::error!(%reason, "a task of this node panicked; stopping so that a supervisor restarts it and the standby takes over");
+            if let Some(sync) = &sync {
+                sync.stop().await;
+            }
+            return Err(anyhow::anyhow!("a task panicked: {reason}"));
+        }
         _ = shutdown_signal() => {
             tracing::info!("shutdown requested: refusing new calls, waiting for calls to end (signal again to stop now)");
             let _ = stop_tx.send(true);
@@ -182,6 +193,43 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     }
     endpoint.shutdown().await;
     Ok(())
+}
+
+/// A panic in any task or thread, not only the engine: a receive loop or
+/// a relay worker that died leaves a node that looks alive (its pid, its
+/// heartbeats) but serves nothing, so the standby never takes over. The
+/// hook reports the panic to `run`, which stops the node with a non-zero
+/// status after letting go of the floating address; if that has not
+/// happened within a few seconds (the runtime itself is stuck), the hook's
+/// thread ends the process.
+fn exit_on_any_panic() -> watch::Receiver<Option<String>> {
+    let (tx, rx) = watch::channel(None);
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let _ = tx.send(Some(info.to_string()));
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(5));
+            std::process::exit(101);
+        });
+    }));
+    rx
+}
+
+/// Debug builds only: `TANDEM_TEST_PANIC_MS=N` panics a task other than
+/// the engine N ms after start, so that a test can check that such a
+/// panic stops the node.
+#[cfg(debug_assertions)]
+fn test_panic() {
+    if let Some(ms) = std::env::var("TANDEM_TEST_PANIC_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            panic!("TANDEM_TEST_PANIC_MS: a planted panic outside the engine");
+        });
+    }
 }
 
 /// What a failed engine task leaves behind: the panic's message, logged

@@ -325,3 +325,32 @@ async fn hostile_input_leaves_tandem_serving() {
         tandem.log_tail(40)
     );
 }
+
+/// A panic outside the call engine (here a planted one, debug builds only)
+/// must stop the node with a non-zero status: a node whose receive loop or
+/// relay worker died looks alive but serves nothing, and its standby would
+/// never take over.
+#[tokio::test]
+async fn a_panic_in_any_task_stops_the_node() {
+    let member = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+    let config = TandemConfig::new([("ms1", member)])
+        .without_health()
+        .env("TANDEM_TEST_PANIC_MS", "1000");
+    let mut tandem = Tandem::start(TANDEM, config).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = tandem.exit_status() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 15 s after a task panicked:\n{}",
+            tandem.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "exit status {status}");
+    let log = tandem.log();
+    assert!(log.contains("a planted panic outside the engine"), "{log}");
+    assert!(log.contains("a task of this node panicked"), "{log}");
+}

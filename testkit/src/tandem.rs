@@ -45,6 +45,8 @@ pub struct TandemConfig {
     /// Files written beside the config before Tandem starts: name, text,
     /// mode.
     files: Vec<(String, String, u32)>,
+    /// Environment variables of the process.
+    env: Vec<(String, String)>,
 }
 
 /// The admin token of the Tandems tests start (not a secret: the tests'
@@ -70,7 +72,14 @@ impl TandemConfig {
             admin_token: Some(TEST_ADMIN_TOKEN.into()),
             admin_toml: String::new(),
             files: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// An environment variable of the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// The admin token (`None`: no `admin.token_file`; POSTs are then
@@ -274,6 +283,7 @@ impl Tandem {
                 "RUST_LOG",
                 std::env::var("TANDEM_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("clone log file")))
             .stderr(Stdio::from(log))
@@ -351,6 +361,11 @@ impl Tandem {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The exit status once the process has ended (None while it runs).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Resident memory of the process in KiB (`VmRSS` of /proc), while it
