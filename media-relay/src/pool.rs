@@ -198,17 +198,19 @@ impl<P> PortPool<P> {
     /// Removes and returns an entry of the older half of queue `q`, whose
     /// front is valid (checked by [`front`](Self::front)): a random one,
     /// or the front when the random one is stale or, with `rested`, has
-    /// not rested `reuse_after` yet (the front has).
-    fn pick(&mut self, q: usize, rested: bool) -> Queued {
+    /// not rested `reuse_after` yet (the front has). None only if the
+    /// queue is empty, which the caller has ruled out: no pair then rather
+    /// than a panic on the call path.
+    fn pick(&mut self, q: usize, rested: bool) -> Option<Queued> {
         if let Some(rng) = &mut self.rng {
             let older_half = (self.queues[q].len() / 2).max(1);
             let i = rng.gen_range(0..older_half);
             let e = self.queues[q][i];
             if self.valid(e) && (!rested || e.released.elapsed() >= self.reuse_after) {
-                return self.queues[q].swap_remove_front(i).expect("index in range");
+                return self.queues[q].swap_remove_front(i);
             }
         }
-        self.queues[q].pop_front().expect("front checked")
+        self.queues[q].pop_front()
     }
 
     /// Takes a free pair for a session of worker `home` (see the module
@@ -246,7 +248,7 @@ impl<P> PortPool<P> {
                 }
             }
         }
-        let e = self.pick(q, rested);
+        let e = self.pick(q, rested)?;
         let pair = &mut self.pairs[e.pair as usize];
         pair.state = State::InUse;
         let parked = pair.parked.take();
