@@ -10,6 +10,7 @@ mod ha;
 mod media;
 mod metrics;
 mod pool;
+mod registrar;
 mod routing;
 mod server;
 

@@ -9,6 +9,7 @@
 //! * [`transaction`] — client and server transactions (§17, RFC 6026) as
 //!   plain-data state machines plus a tokio driver.
 //! * [`dialog`] — dialog state (§12) and in-dialog request building.
+//! * [`digest`] — digest authentication (RFC 7616/8760), stateless nonces.
 //! * [`gate`] — trusted sources and per-source rate limits, checked before
 //!   a message is parsed.
 //!
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dialog;
+pub mod digest;
 pub mod endpoint;
 pub mod error;
 #[doc(hidden)]

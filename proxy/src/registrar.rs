@@ -1,0 +1,77 @@
+//! The registrar (RFC 3261 §10) and location service: phones register
+//! their contacts for an address of record (AOR); INVITEs to that AOR are
+//! sent to them (the routing action `location`).
+//!
+//! Plain data, like the call machine, which owns one [`Registrar`]:
+//! * [`bindings`] — AOR → contacts, with the §10.3 rules (Call-ID/CSeq
+//!   ordering, `*`, expires limits, contacts per AOR, Path, RFC 5626
+//!   instance/reg-id) and expiry on time (a heap, not a scan); every
+//!   change is noted for replication and the snapshot file.
+//! * [`auth`] — digest authentication of REGISTER (401) and of INVITEs
+//!   from registered phones (407) with credentials from a file of HA1
+//!   hashes ([`credentials`]), and per (source, user) failure lockout
+//!   ([`lockout`]).
+//!
+//! SKELETON: the module layout and signatures agreed between the
+//! engineers writing it; bodies follow.
+#![allow(dead_code)]
+
+pub mod auth;
+pub mod bindings;
+pub mod credentials;
+pub mod lockout;
+pub mod snapshot;
+
+#[allow(unused_imports)]
+pub use auth::{AuthOutcome, Authenticator};
+#[allow(unused_imports)]
+pub use bindings::{aor_of, Binding, Bindings, Flow, RegisterError};
+#[allow(unused_imports)]
+pub use credentials::Credentials;
+
+/// The registrar's settings, as the config shell builds them from
+/// `[registrar]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarSettings {
+    /// Domains (Request-URI / To hosts) this registrar serves, lower-case;
+    /// a REGISTER for another domain gets 403 (we are not a proxy for it).
+    pub domains: Vec<String>,
+    /// The digest realm (default: the first domain).
+    pub realm: String,
+    /// Below this an `expires` gets 423 with Min-Expires (seconds).
+    pub min_expires: u32,
+    /// Longer requests are shortened to this (seconds).
+    pub max_expires: u32,
+    /// When the REGISTER names none (seconds).
+    pub default_expires: u32,
+    /// Contacts per AOR at most.
+    pub max_contacts: usize,
+    pub when_full: WhenFull,
+    /// Bindings in all at most (a new AOR beyond: 503); bounds memory.
+    pub max_bindings: usize,
+}
+
+impl Default for RegistrarSettings {
+    fn default() -> Self {
+        RegistrarSettings {
+            domains: Vec::new(),
+            realm: String::new(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 5,
+            when_full: WhenFull::ReplaceOldest,
+            max_bindings: 200_000,
+        }
+    }
+}
+
+/// A REGISTER adding a contact to an AOR that has `max_contacts` already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// The binding that expires soonest is replaced.
+    ReplaceOldest,
+    /// 403.
+    Reject,
+}
