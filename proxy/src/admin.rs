@@ -87,6 +87,7 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/switchover", post(switchover))
+        .route("/registrations", get(registrations))
         .route("/notify/{state}", post(notify))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
@@ -159,6 +160,43 @@ async fn switchover(
         Err(mpsc::error::TrySendError::Closed(_)) => {
             text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n")
         }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RegistrationsQuery {
+    aor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /registrations[?aor=alice@example.com][&limit=N]`: the
+/// registrar's bindings as JSON (at most 1,000 AORs unless `limit` says
+/// otherwise).
+async fn registrations(
+    State(state): State<AppState>,
+    Query(query): Query<RegistrationsQuery>,
+) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let cmd = Command::Registrations {
+        aor: query.aor,
+        limit: query.limit.unwrap_or(1000),
+        reply: tx,
+    };
+    match state.admin.engine.try_send(cmd) {
+        Ok(()) => match rx.await {
+            Ok(Some(json)) => (
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                json + "\n",
+            )
+                .into_response(),
+            Ok(None) => text(StatusCode::NOT_FOUND, "no registrar is configured\n"),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
+        },
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine is busy with earlier commands\n",
+        ),
     }
 }
 

@@ -761,9 +761,23 @@ pub struct RuleConfig {
     /// Action: answer with this status.
     #[serde(default)]
     pub reject: Option<RejectConfig>,
-    /// Action: the registrar's bindings (not built yet: refused).
+    /// Action: the registrar's bindings of the AOR `user@domain` (the
+    /// Request-URI user after `strip`/`prefix`/`replace`; the Request-URI
+    /// host when it is a registrar domain, else the first domain).
     #[serde(default)]
     pub location: Option<bool>,
+    /// With `location`: ring every contact at once (`parallel`, the
+    /// default) or one after another by q (`sequential`).
+    #[serde(default)]
+    pub fork: Option<ForkMode>,
+    /// With `location = true, fork = "sequential"`: how long one contact
+    /// rings before the next is tried (seconds; default 20).
+    #[serde(default)]
+    pub fork_timeout_s: Option<u32>,
+    /// With `location`: the group that gets the call when the AOR has no
+    /// contact (a voicemail group); none: 404.
+    #[serde(default)]
+    pub fallback: Option<String>,
     /// With `group` or `redirect`: drop this many leading characters of
     /// the Request-URI user. Applied first.
     #[serde(default)]
@@ -775,6 +789,14 @@ pub struct RuleConfig {
     /// `regex` in the user by `with` (`$1`, `${1}`: captures).
     #[serde(default)]
     pub replace: Option<ReplaceConfig>,
+}
+
+/// How a call to an AOR with several contacts rings them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForkMode {
+    Parallel,
+    Sequential,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1624,3 +1646,15 @@ fn is_header_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+impl Config {
+    /// `registrar.snapshot_file`, if set.
+    pub fn registrar_snapshot_file(&self) -> Option<std::path::PathBuf> {
+        None // MERGE-TODO: self.registrar.as_ref()?.snapshot_file.clone()
+    }
+
+    /// Whether `[registrar]` serves at least one domain.
+    pub fn registrar_enabled(&self) -> bool {
+        true // MERGE-TODO: self.registrar.as_ref().is_some_and(|r| !r.domains.is_empty())
+    }
+}

@@ -8,6 +8,7 @@
 //! where the volume is, never passes through this task.
 
 mod dns;
+mod registrations;
 mod replication;
 
 use std::collections::VecDeque;
@@ -39,6 +40,13 @@ pub enum Command {
         force: bool,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// The registrar's bindings as JSON: of one AOR, or the first `limit`
+    /// AORs in order; None without a registrar.
+    Registrations {
+        aor: Option<String>,
+        limit: usize,
+        reply: oneshot::Sender<Option<String>>,
+    },
 }
 
 /// How many commands may wait for the driver.
@@ -63,6 +71,8 @@ pub struct Driver {
     dns: dns::DnsMembers,
     /// The TLS listener's certificate, swapped on SIGHUP.
     tls_identity: Option<sipcore::transport::ServerIdentity>,
+    /// The registrar's snapshot file.
+    snapshots: registrations::Snapshots,
 }
 
 /// The relay's per-stream idle times, as the machine sees them.
@@ -115,6 +125,15 @@ impl Observer for Prometheus {
     fn refused(&mut self, why: Refusal) {
         metrics::sip_refused(why.as_str());
     }
+    fn register_result(&mut self, result: &str) {
+        metrics::register_result(result);
+    }
+    fn auth_failed(&mut self) {
+        metrics::auth_failed();
+    }
+    fn registrations_active(&mut self, n: usize) {
+        metrics::registrations_active(n);
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -157,6 +176,7 @@ impl Driver {
             config: config.clone(),
             dns: dns::DnsMembers::new(config),
             tls_identity: None,
+            snapshots: registrations::Snapshots::default(),
         }
     }
 
@@ -288,13 +308,17 @@ impl Driver {
                     let _ = reply.send(result);
                 }
                 _ = sleep_until(next), if next.is_some() => self.feed(Event::Timers),
-                _ = housekeeping.tick(), if self.serving() => {
-                    self.feed(Event::Housekeeping);
-                    metrics::relay(&self.relay.counters());
+                _ = housekeeping.tick() => {
+                    self.write_snapshot(false);
+                    if self.serving() {
+                        self.feed(Event::Housekeeping);
+                        metrics::relay(&self.relay.counters());
+                    }
                 }
                 _ = probes.tick(), if settings.probing && self.serving() => self.feed(Event::Probes),
                 _ = survival.tick() => {
                     self.replicate();
+                    self.sync_bindings();
                     if !self.serving() {
                         continue;
                     }
@@ -315,6 +339,8 @@ impl Driver {
                 break;
             }
         }
+        self.sync_bindings();
+        self.write_snapshot(true);
         tracing::info!("call engine stopped");
     }
 

@@ -94,6 +94,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Prints the registrar's bindings (JSON): every AOR with its
+    /// contacts, remaining seconds, flow and User-Agent.
+    Registrations {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only this AOR (`user@domain`).
+        #[arg(long)]
+        aor: Option<String>,
+    },
     /// Prints a node's role and replication state (JSON).
     Status {
         #[command(flatten)]
@@ -145,6 +154,14 @@ fn main() -> ExitCode {
             },
         ),
         Command::Status { target } => admin_request(&target, "GET", "/status"),
+        Command::Registrations { target, aor } => admin_request(
+            &target,
+            "GET",
+            &match aor {
+                Some(aor) => format!("/registrations?aor={}", query_escape(&aor)),
+                None => "/registrations".to_owned(),
+            },
+        ),
         Command::Notify { target, state } => admin_request(
             &target,
             "POST",
@@ -410,4 +427,17 @@ fn admin_request(target: &AdminTarget, method: &str, path: &str) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A query-string value with everything but unreserved characters
+/// percent-encoded (an AOR has `@`, maybe `+`).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

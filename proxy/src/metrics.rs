@@ -230,3 +230,19 @@ fn tcp_connections(tcp: &sipcore::transport::StatsSnapshot) {
     counter!("tandem_sip_tcp_connections_closed_total", "reason" => "other").absolute(other);
     counter!("tandem_sip_tcp_accept_errors_total").absolute(tcp.accept_errors);
 }
+
+/// A REGISTER's outcome (`ok`, `challenged`, `auth_failed`, `ignored`,
+/// `refused`, `forbidden`).
+pub fn register_result(result: &str) {
+    counter!("tandem_register_total", "result" => result.to_owned()).increment(1);
+}
+
+/// A failed digest authentication (REGISTER or INVITE).
+pub fn auth_failed() {
+    counter!("tandem_auth_failures_total").increment(1);
+}
+
+/// Bindings held by the registrar.
+pub fn registrations_active(n: usize) {
+    gauge!("tandem_registrations_active").set(n as f64);
+}

@@ -29,6 +29,24 @@ pub use bindings::{aor_of, Binding, Bindings, Flow, RegisterError};
 #[allow(unused_imports)]
 pub use credentials::Credentials;
 
+/// What the call machine owns of the registrar: the bindings and the
+/// authenticator.
+pub struct Registrar {
+    pub bindings: Bindings,
+    pub auth: Authenticator,
+}
+
+impl Registrar {
+    pub fn new(bindings: Bindings, auth: Authenticator) -> Registrar {
+        Registrar { bindings, auth }
+    }
+
+    /// Whether `host` (lower-case) is a domain of this registrar.
+    pub fn serves(&self, host: &str) -> bool {
+        self.bindings.settings().domains.iter().any(|d| d == host)
+    }
+}
+
 /// The registrar's settings, as the config shell builds them from
 /// `[registrar]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

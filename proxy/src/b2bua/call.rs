@@ -69,6 +69,62 @@ pub struct LegB {
     /// The 2xx's ACK is held until A's ACK brings the answer (late offer).
     pub ack_pending: bool,
     pub cancel_sent: bool,
+    /// Leg B goes to a registered phone (the location service), not to a
+    /// member of a group (`member` is then `usize::MAX`).
+    #[serde(default)]
+    pub phone: Option<PhoneTarget>,
+}
+
+/// A registered contact as the target of a leg B: its URI and the flow it
+/// registered over (requests go back over that flow, RFC 5626 in its
+/// simple form: a phone behind NAT is reached at its source address, a
+/// phone on TCP over its own connection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneTarget {
+    /// The AOR called (for CDRs and logs).
+    pub aor: String,
+    /// The contact URI: the Request-URI of requests to the phone.
+    pub uri: String,
+    /// Path values (RFC 3327): Route headers of requests to the phone.
+    #[serde(default)]
+    pub path: Vec<String>,
+    pub transport: TransportKind,
+    /// Where the phone's REGISTER came from.
+    pub addr: std::net::SocketAddr,
+    /// The stream connection it registered over (not replicated: the
+    /// connection lives on one node; the standby reaches the phone at
+    /// `addr`, or the phone reconnects).
+    #[serde(skip)]
+    pub connection: Option<sipcore::transport::ConnectionId>,
+}
+
+impl PhoneTarget {
+    pub fn target(&self) -> sipcore::transport::Target {
+        sipcore::transport::Target {
+            transport: self.transport,
+            addr: self.addr,
+            connection: self.connection,
+        }
+    }
+}
+
+/// A call to an AOR ringing its contacts (RFC 3261 §16.6/16.7 as a
+/// B2BUA does it: each contact is a leg B of its own until one answers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forking {
+    pub mode: crate::config::ForkMode,
+    /// Sequential: how long one contact rings before the next.
+    pub timeout_s: u32,
+    /// Contacts not tried yet, in order (highest q first).
+    pub pending: Vec<PhoneTarget>,
+    /// Legs B whose INVITE is out, with no final answer yet.
+    pub ringing: Vec<LegB>,
+    /// Legs B given up on (another answered, the caller cancelled, the
+    /// ring time passed): a provisional gets a CANCEL, a 2xx an ACK and a
+    /// BYE, a final answer removes them.
+    pub abandoned: Vec<LegB>,
+    /// The best final answer so far (§16.7: 6xx over the lowest class).
+    pub best: Option<(u16, String)>,
 }
 
 /// Which leg a message belongs to.
@@ -150,6 +206,9 @@ pub struct Call {
     pub resuming: Option<Resuming>,
     /// How many times the call moved to another media server.
     pub resumes: u32,
+    /// A call to a registered AOR while its contacts ring.
+    #[serde(default)]
+    pub forking: Option<Box<Forking>>,
     /// When the INVITE arrived, for the setup latency (local clock only).
     #[serde(skip, default = "Instant::now")]
     pub started: Instant,

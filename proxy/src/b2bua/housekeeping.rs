@@ -76,6 +76,7 @@ impl Machine {
                     );
                 }
                 TimerEvent::ResumeRetry { call } => self.resume_retry(call),
+                TimerEvent::ForkTimeout { call, key } => self.on_fork_timeout(call, key),
                 TimerEvent::MemberRetry { member } => {
                     if let Some(change) = self.dests.force_up(member) {
                         let name = self.member_name(member);
@@ -233,6 +234,7 @@ impl Machine {
         let max_ms = self.settings.max_duration_s * 1000;
         let media_ms = self.settings.media_timeout_s * 1000;
         let mut ends: Vec<(u64, &'static str)> = Vec::new();
+        self.expire_bindings();
         let mut timeouts: Vec<u64> = Vec::new();
         for (id, call) in self.store.iter() {
             match call.state {
@@ -310,6 +312,16 @@ impl Machine {
         let Some(mut call) = self.store.remove(id) else {
             return;
         };
+        // Phones still ringing for this call stop (a 2xx that crosses the
+        // CANCEL is hung up when it comes: `on_fork_response`).
+        if let Some(f) = call.forking.take() {
+            for leg in f.ringing.iter().chain(&f.abandoned) {
+                if let (true, false, Some(phone)) = (leg.provisional, leg.cancel_sent, &leg.phone) {
+                    let cancel = super::in_dialog::cancel_for(&leg.invite);
+                    self.send_request(cancel, phone.target(), ClientRole::Own);
+                }
+            }
+        }
         if call.answered_at.is_some() {
             // Leg B's dialog ends here (our BYE below, or the server's own
             // BYE): its late 2xx retransmissions only need an ACK.

@@ -474,6 +474,9 @@ impl Machine {
             return;
         };
         call.state = CallState::Cancelling;
+        if call.forking.is_some() {
+            return self.cancel_forks(id);
+        }
         if call.b.provisional {
             self.send_leg_b_cancel(id);
         }
@@ -506,16 +509,7 @@ impl Machine {
             return;
         }
         call.b.cancel_sent = true;
-        let inv = &call.b.invite;
-        let bytes = RequestBuilder::new(&Method::Cancel, inv.request_uri_str().unwrap_or_default())
-            .header("Via", inv.top_via().raw)
-            .header("Max-Forwards", "70")
-            .header("From", inv.header("From").unwrap_or_default())
-            .header("To", inv.header("To").unwrap_or_default())
-            .header("Call-ID", inv.call_id())
-            .header("CSeq", &format!("{} CANCEL", inv.cseq().seq))
-            .header("Reason", "SIP;cause=487;text=\"Request Terminated\"")
-            .build();
+        let bytes = cancel_for(&call.b.invite);
         if let Some(target) = target {
             self.send_request(bytes, target, ClientRole::Own);
         }
@@ -613,4 +607,18 @@ impl Machine {
             "399 tandem \"not from this call's peer\"",
         );
     }
+}
+
+/// The CANCEL of an INVITE we sent (§9.1: same Request-URI, Via, From,
+/// To, Call-ID and CSeq number).
+pub(super) fn cancel_for(inv: &Message) -> bytes::Bytes {
+    RequestBuilder::new(&Method::Cancel, inv.request_uri_str().unwrap_or_default())
+        .header("Via", inv.top_via().raw)
+        .header("Max-Forwards", "70")
+        .header("From", inv.header("From").unwrap_or_default())
+        .header("To", inv.header("To").unwrap_or_default())
+        .header("Call-ID", inv.call_id())
+        .header("CSeq", &format!("{} CANCEL", inv.cseq().seq))
+        .header("Reason", "SIP;cause=487;text=\"Request Terminated\"")
+        .build()
 }

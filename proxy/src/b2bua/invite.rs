@@ -10,7 +10,8 @@ use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::Target;
 
-use super::call::{Call, CallState, Leg, LegA, LegB};
+use super::call::{Call, CallState, Forking, Leg, LegA, LegB};
+use super::register::Caller;
 use super::{member_transport, without_body, Action, ClientRole, Machine, Route, TimerEvent};
 use crate::error::Error;
 use crate::media::is_sdp;
@@ -22,7 +23,12 @@ const SUPPORTED: &[&str] = &["timer"];
 
 impl Machine {
     pub(super) fn on_new_invite(&mut self, key: ServerKey, invite: Message, source: Target) {
-        let source_name = match self.admit(&invite, source) {
+        let phone = match self.identify_caller(&key, &invite, source) {
+            Caller::Trunk => false,
+            Caller::Phone => true,
+            Caller::Answered => return,
+        };
+        let source_name = match self.admit(&invite, source, phone) {
             Ok(name) => name,
             Err(e) => {
                 self.obs.call_rejected(e.status);
@@ -55,8 +61,44 @@ impl Machine {
             return;
         }
         let minute_of_day = ((self.wall / 60_000) % 1440) as u16;
+        let mut forking = None;
         let (rule, group, ruri_user) = match self.policy.route(&invite, &source_name, minute_of_day)
         {
+            Route::Location {
+                rule,
+                user,
+                host,
+                fork,
+                fork_timeout_s,
+                fallback,
+            } => {
+                let (aor, contacts) = self.location_contacts(&user, &host);
+                if !contacts.is_empty() {
+                    forking = Some(Box::new(Forking {
+                        mode: fork,
+                        timeout_s: fork_timeout_s,
+                        pending: contacts,
+                        ringing: Vec::new(),
+                        abandoned: Vec::new(),
+                        best: None,
+                    }));
+                    (rule, usize::MAX, user)
+                } else if let Some(g) = fallback.and_then(|g| self.dests.group_named(&g)) {
+                    tracing::info!(
+                        call_id = invite.call_id(),
+                        aor,
+                        "not registered: to the fallback group"
+                    );
+                    (rule, g, user)
+                } else {
+                    self.obs.route_matched(&rule);
+                    self.obs.call_rejected(404);
+                    let warning = format!("399 tandem \"{aor} is not registered\"");
+                    self.out
+                        .respond(&key, &invite, 404, "Not Found", &[("Warning", &warning)]);
+                    return;
+                }
+            }
             Route::Group {
                 rule,
                 group,
@@ -135,6 +177,7 @@ impl Machine {
                 provisional: false,
                 ack_pending: false,
                 cancel_sent: false,
+                phone: None,
             },
             rule,
             ruri_user: Some(ruri_user),
@@ -154,6 +197,7 @@ impl Machine {
             offer: None,
             resuming: None,
             resumes: 0,
+            forking,
             started: self.now,
         };
         if let Err(e) = self.store.insert(call) {
@@ -213,6 +257,9 @@ impl Machine {
                     return self.refuse_unstarted(id, &e, &[("Warning", &w)]);
                 }
             }
+        }
+        if self.store.get(id).is_some_and(|c| c.forking.is_some()) {
+            return self.ring_next(id);
         }
         self.try_next_member(id, "no media server available");
     }
@@ -280,11 +327,16 @@ impl Machine {
     }
 
     /// Checks that decide before anything is allocated; the source's name.
-    fn admit(&self, invite: &Message, source: Target) -> Result<String, Error> {
+    fn admit(&self, invite: &Message, source: Target, phone: bool) -> Result<String, Error> {
         if self.draining {
             return Err(Error::internal(503, "Service Unavailable", "shutting down"));
         }
-        let Some(name) = self.policy.source(source.addr.ip()) else {
+        let name = if phone {
+            Some(super::PHONE_SOURCE.to_owned())
+        } else {
+            self.policy.source(source.addr.ip())
+        };
+        let Some(name) = name else {
             return Err(Error::downstream(
                 403,
                 "Forbidden",
@@ -405,75 +457,31 @@ impl Machine {
         let Some(call) = self.store.get(id) else {
             return false;
         };
-        let a = &call.a.invite;
-        let b_call_id = format!("{}@tandem", self.tokens.token(20));
-        let b_tag = self.tokens.token(12);
-        let from = a.from_header();
-        let to = a.to_header();
         let ruri_user = match &call.ruri_user {
             Some(u) => u.as_str(),
-            None => a.request_uri().and_then(|u| u.user).unwrap_or(""),
-        };
-        let host = self.settings.advertised;
-        let ident = |display: Option<&str>, user: Option<&str>, host: &str| -> String {
-            let user = user.map(|u| format!("{u}@")).unwrap_or_default();
-            match display {
-                Some(d) => format!("{d} <sip:{user}{host}>"),
-                None => format!("<sip:{user}{host}>"),
-            }
+            None => call
+                .a
+                .invite
+                .request_uri()
+                .and_then(|u| u.user)
+                .unwrap_or(""),
         };
         let ruri = if ruri_user.is_empty() {
             format!("sip:{}", m.address)
         } else {
             format!("sip:{ruri_user}@{}", m.address)
         };
-        let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).to_string();
-        let mut req = RequestBuilder::new(&Method::Invite, &ruri)
-            .header("Via", &self.tokens.via(&self.settings, transport))
-            .header("Max-Forwards", &max_forwards)
-            .header(
-                "From",
-                &format!(
-                    "{};tag={b_tag}",
-                    ident(from.display, from.uri().user, &host.to_string())
-                ),
-            )
-            .header(
-                "To",
-                &ident(to.display, to.uri().user, &m.address.to_string()),
-            )
-            .header("Call-ID", &b_call_id)
-            .header("CSeq", "1 INVITE")
-            .header("Contact", &self.contact(transport))
-            .header("Allow", super::ALLOW);
-        if a.supports("timer") {
-            req = req.header("Supported", "timer");
-        }
-        for name in ["Session-Expires", "Min-SE"] {
-            if let Some(v) = a.header(name) {
-                req = req.header(name, v);
-            }
-        }
-        for (name, value) in a.iter_headers() {
-            if self.policy.carried(name) {
-                req = req.header(name, value);
-            }
-        }
-        for (name, value) in extra {
-            req = req.header(name, value);
-        }
-        if let Some(offer) = &offer {
-            req = req.body("application/sdp", offer.clone());
-        } else if !a.body().is_empty() && !is_sdp(a.content_type()) {
-            // A body Tandem does not rewrite (not SDP) passes unchanged.
-            req = req.body(
-                a.content_type().unwrap_or("application/octet-stream"),
-                a.body_bytes(),
-            );
-        }
-        let bytes = req.build();
-        let Ok(b_invite) = Message::parse(bytes.clone()) else {
-            tracing::error!(call = id, "built an unparseable leg B INVITE");
+        let to_user = call.a.invite.to_header().uri().user.map(str::to_owned);
+        let to_host = m.address.to_string();
+        let Some((bytes, b_invite, b_call_id, b_tag)) = self.build_leg_b_invite(
+            id,
+            &ruri,
+            (to_user.as_deref(), &to_host),
+            transport,
+            offer.as_ref(),
+            extra,
+            &[],
+        ) else {
             return false;
         };
         let target = Target {
@@ -502,6 +510,7 @@ impl Machine {
             provisional: false,
             ack_pending: false,
             cancel_sent: false,
+            phone: None,
         };
         if !self.store.set_leg_b(id, leg) {
             tracing::error!(call = id, "leg B not stored");
@@ -527,6 +536,90 @@ impl Machine {
             }
             None => false,
         }
+    }
+
+    /// Leg B's INVITE for call `id` to `ruri`: A's identity and carried
+    /// headers, To `to` (user, host), fresh Call-ID and tags, `offer` (or
+    /// A's non-SDP body), `extra` headers and `routes` (a phone's Path).
+    /// The bytes, the message, its Call-ID and From tag.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn build_leg_b_invite(
+        &mut self,
+        id: u64,
+        ruri: &str,
+        to: (Option<&str>, &str),
+        transport: sipcore::transport::TransportKind,
+        offer: Option<&Bytes>,
+        extra: &[(&str, &str)],
+        routes: &[String],
+    ) -> Option<(Bytes, Message, String, String)> {
+        let b_call_id = format!("{}@tandem", self.tokens.token(20));
+        let b_tag = self.tokens.token(12);
+        let via = self.tokens.via(&self.settings, transport);
+        let contact = self.contact(transport);
+        let call = self.store.get(id)?;
+        let a = &call.a.invite;
+        let from = a.from_header();
+        let a_to = a.to_header();
+        let host = self.settings.advertised;
+        let ident = |display: Option<&str>, user: Option<&str>, host: &str| -> String {
+            let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+            match display {
+                Some(d) => format!("{d} <sip:{user}{host}>"),
+                None => format!("<sip:{user}{host}>"),
+            }
+        };
+        let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).to_string();
+        let mut req = RequestBuilder::new(&Method::Invite, ruri)
+            .header("Via", &via)
+            .header("Max-Forwards", &max_forwards);
+        for route in routes {
+            req = req.header("Route", route);
+        }
+        req = req
+            .header(
+                "From",
+                &format!(
+                    "{};tag={b_tag}",
+                    ident(from.display, from.uri().user, &host.to_string())
+                ),
+            )
+            .header("To", &ident(a_to.display, to.0, to.1))
+            .header("Call-ID", &b_call_id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", &contact)
+            .header("Allow", super::ALLOW);
+        if a.supports("timer") {
+            req = req.header("Supported", "timer");
+        }
+        for name in ["Session-Expires", "Min-SE"] {
+            if let Some(v) = a.header(name) {
+                req = req.header(name, v);
+            }
+        }
+        for (name, value) in a.iter_headers() {
+            if self.policy.carried(name) {
+                req = req.header(name, value);
+            }
+        }
+        for (name, value) in extra {
+            req = req.header(name, value);
+        }
+        if let Some(offer) = offer {
+            req = req.body("application/sdp", offer.clone());
+        } else if !a.body().is_empty() && !is_sdp(a.content_type()) {
+            // A body Tandem does not rewrite (not SDP) passes unchanged.
+            req = req.body(
+                a.content_type().unwrap_or("application/octet-stream"),
+                a.body_bytes(),
+            );
+        }
+        let bytes = req.build();
+        let Ok(b_invite) = Message::parse(bytes.clone()) else {
+            tracing::error!(call = id, "built an unparseable leg B INVITE");
+            return None;
+        };
+        Some((bytes, b_invite, b_call_id, b_tag))
     }
 
     pub(super) fn on_leg_b_invite_response(&mut self, id: u64, key: ClientKey, response: Message) {
@@ -632,7 +725,7 @@ impl Machine {
         }
     }
 
-    fn on_leg_b_answer(&mut self, id: u64, response: Message) {
+    pub(super) fn on_leg_b_answer(&mut self, id: u64, response: Message) {
         let Some(call) = self.store.get(id) else {
             return;
         };
@@ -758,6 +851,12 @@ impl Machine {
     /// A 2xx nobody wants (a member answered after we moved on, or after a
     /// CANCEL): ACK it and hang up so no call is left on the server.
     pub(super) fn reject_late_2xx(&mut self, response: &Message) {
+        self.reject_late_2xx_at(response, None)
+    }
+
+    /// The same, sent to `target` (a phone's flow) rather than to the
+    /// 2xx's Contact.
+    pub(super) fn reject_late_2xx_at(&mut self, response: &Message, target: Option<Target>) {
         if response.cseq().method != Method::Invite {
             return;
         }
@@ -769,15 +868,16 @@ impl Machine {
         else {
             return;
         };
-        let Some(addr) = super::uri_socket_addr(&contact) else {
-            return;
+        let target = match target {
+            Some(t) => t,
+            None => {
+                let Some(addr) = super::uri_socket_addr(&contact) else {
+                    return;
+                };
+                Target::udp(addr)
+            }
         };
-        let transport = sipcore::transport::TransportKind::Udp;
-        let target = Target {
-            transport,
-            addr,
-            connection: None,
-        };
+        let transport = target.transport;
         let from = response.header("From").unwrap_or_default();
         let to = response.header("To").unwrap_or_default();
         let seq = response.cseq().seq;

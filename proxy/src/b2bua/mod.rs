@@ -27,8 +27,10 @@ mod caps;
 mod housekeeping;
 mod in_dialog;
 mod invite;
+mod location;
 mod outbox;
 mod policy;
+mod register;
 mod reload;
 pub mod settings;
 mod store;
@@ -106,6 +108,13 @@ pub trait Observer {
     /// A message from the network refused or dropped for who sent it
     /// (see [`Refusal`]).
     fn refused(&mut self, _why: Refusal) {}
+    /// A REGISTER's outcome: `ok`, `challenged`, `auth_failed`,
+    /// `ignored`, `refused` (a §10.3 rule), `forbidden` (domain or AOR).
+    fn register_result(&mut self, _result: &str) {}
+    /// A failed digest authentication (REGISTER or INVITE).
+    fn auth_failed(&mut self) {}
+    /// Bindings held now.
+    fn registrations_active(&mut self, _n: usize) {}
 }
 
 /// Why a message was refused or dropped before any work was done for it.
@@ -170,6 +179,11 @@ enum TimerEvent {
     /// `on_no_server = hold`: try to resume the call again.
     ResumeRetry {
         call: u64,
+    },
+    /// Sequential forking: a contact rang for its time.
+    ForkTimeout {
+        call: u64,
+        key: ClientKey,
     },
 }
 
@@ -280,6 +294,8 @@ pub struct Machine {
     /// The budget of log lines about refused INVITEs.
     refusals: caps::RefusalLog,
     survival_ticks: u64,
+    /// The registrar and location service (`[registrar]`), if on.
+    registrar: Option<crate::registrar::Registrar>,
 }
 
 impl Machine {
@@ -325,6 +341,7 @@ impl Machine {
             wall: 0,
             refusals: caps::RefusalLog::default(),
             survival_ticks: 0,
+            registrar: None,
         }
     }
 
@@ -422,6 +439,7 @@ impl Machine {
         }
         match method {
             Method::Invite => self.on_new_invite(key, request, source),
+            Method::Register => self.on_register(key, request, source),
             Method::Options => {
                 // Out-of-dialog OPTIONS: trunks and SBCs ping us like we
                 // ping our media servers.
@@ -455,6 +473,7 @@ impl Machine {
         }
         match role {
             ClientRole::LegBInvite { call } => self.on_leg_b_invite_response(call, key, response),
+            ClientRole::Fork { call, target } => self.on_fork_response(call, key, target, response),
             ClientRole::Forwarded {
                 call,
                 to,
@@ -514,6 +533,7 @@ impl Machine {
             ClientRole::LegBInvite { call } => {
                 self.leg_b_failed(call, &key, "no answer from media server")
             }
+            ClientRole::Fork { call, .. } => self.on_fork_failure(call, &key),
             ClientRole::Forwarded {
                 call,
                 to,
@@ -612,6 +632,15 @@ impl Machine {
     /// member yet.
     fn leg_target(&self, call: &Call, leg: Leg) -> Option<Target> {
         match leg {
+            Leg::A if call.a.source_name == PHONE_SOURCE => {
+                // A phone is reached over the flow its INVITE came on (it
+                // may be behind NAT: its Contact can be a private address).
+                Some(Target {
+                    transport: call.a.transport,
+                    addr: call.a.source,
+                    connection: None,
+                })
+            }
             Leg::A => {
                 // The trunk's Contact if it is an IP literal, else where the
                 // INVITE came from (DNS is not used on the call path).
@@ -628,6 +657,9 @@ impl Machine {
                 })
             }
             Leg::B => {
+                if let Some(phone) = &call.b.phone {
+                    return Some(phone.target());
+                }
                 let m = self.member(call.b.member)?;
                 Some(Target {
                     transport: member_transport(m.transport),
@@ -643,9 +675,12 @@ impl Machine {
     fn leg_transport(&self, call: &Call, leg: Leg) -> TransportKind {
         match leg {
             Leg::A => call.a.transport,
-            Leg::B => self
-                .member(call.b.member)
-                .map_or(TransportKind::Udp, |m| member_transport(m.transport)),
+            Leg::B => match &call.b.phone {
+                Some(phone) => phone.transport,
+                None => self
+                    .member(call.b.member)
+                    .map_or(TransportKind::Udp, |m| member_transport(m.transport)),
+            },
         }
     }
 
@@ -676,7 +711,10 @@ impl Machine {
         // media server's (member) address.
         let sip_source = match from {
             Side::A => Some(call.a.source.ip()),
-            Side::B => self.member(call.b.member).map(|m| m.address.ip()),
+            Side::B => match &call.b.phone {
+                Some(phone) => Some(phone.addr.ip()),
+                None => self.member(call.b.member).map(|m| m.address.ip()),
+            },
         };
         let (sdp, remote) = crate::media::rewrite_sdp(&info, from, body)?;
         if let Some(addr) = remote {
@@ -701,6 +739,10 @@ impl Machine {
     fn knows_source(&self, request: &Message, source: Target) -> bool {
         let ip = source.addr.ip();
         self.policy.source(ip).is_some()
+            // With a registrar, phones anywhere may speak: REGISTER and
+            // INVITE are authenticated, in-dialog requests checked
+            // against their call's peer.
+            || self.registrar.is_some()
             || self.dests.members().any(|(_, m)| m.address.ip() == ip)
             || self.settings.pair_peers.contains(&ip)
             || (request.method() == Some(&Method::Options) && self.tokens.made(request))
@@ -739,7 +781,11 @@ impl Machine {
     /// address or another member of its group.
     fn leg_source_ok(&self, call: &Call, leg: Leg, ip: std::net::IpAddr) -> bool {
         match leg {
+            Leg::A if call.a.source_name == PHONE_SOURCE => call.a.source.ip() == ip,
             Leg::A => self.policy.source(ip).as_deref() == Some(call.a.source_name.as_str()),
+            Leg::B if call.b.phone.is_some() => {
+                call.b.phone.as_ref().is_some_and(|p| p.addr.ip() == ip)
+            }
             Leg::B => {
                 self.member(call.b.member)
                     .is_some_and(|m| m.address.ip() == ip)
@@ -751,6 +797,10 @@ impl Machine {
         }
     }
 }
+
+/// The source name of calls from registered phones (what routing rules
+/// match with `source = "phone"`; trunks cannot take this name).
+pub const PHONE_SOURCE: &str = "phone";
 
 /// Every survival tick resumes are paced.
 pub const SURVIVAL_TICK: Duration = Duration::from_millis(10);

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 
 use sipcore::message::Message;
 
+pub use crate::config::ForkMode;
+
 /// Where a new call goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -29,6 +31,17 @@ pub enum Route {
         rule: String,
         code: u16,
         reason: String,
+    },
+    /// To the registered contacts of the AOR `user@host` (`host`: the
+    /// Request-URI's, lower-case; the machine puts a registrar domain in
+    /// when it is not one); without any, to group `fallback` or 404.
+    Location {
+        rule: String,
+        user: String,
+        host: String,
+        fork: ForkMode,
+        fork_timeout_s: u32,
+        fallback: Option<String>,
     },
     /// No rule matches.
     Unmatched,

@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 
 use sipcore::message::Message;
 use sipcore::transaction::{ClientKey, ServerKey};
+use sipcore::transport::Target;
 
 use super::call::{Call, Leg, LegB};
 
@@ -29,6 +30,9 @@ use super::call::{Call, Leg, LegB};
 pub enum ClientRole {
     /// Leg B's initial INVITE for `call`.
     LegBInvite { call: u64 },
+    /// One of the INVITEs of a call to a registered AOR (a fork), sent to
+    /// `target`: a 2xx after the call is gone is ACKed and hung up there.
+    Fork { call: u64, target: Target },
     /// A request forwarded to leg `to` of `call`; its final response is
     /// relayed to the server transaction `origin` on the other leg.
     Forwarded {
@@ -56,6 +60,7 @@ impl ClientRole {
     pub fn call(&self) -> Option<u64> {
         match self {
             ClientRole::LegBInvite { call }
+            | ClientRole::Fork { call, .. }
             | ClientRole::Forwarded { call, .. }
             | ClientRole::Reoffer { call } => Some(*call),
             ClientRole::Orphaned { .. } | ClientRole::Own | ClientRole::Probe { .. } => None,

@@ -55,7 +55,7 @@ pub struct Replication {
     copy: HashMap<u64, Call>,
     /// Versions of our records: one counter, so a later change always
     /// has a higher version.
-    version: u64,
+    pub(super) version: u64,
     /// The health of each member as last published.
     members_sent: Vec<Option<bool>>,
 }
@@ -140,6 +140,7 @@ impl Driver {
         match event {
             NodeEvent::Applied(change) => self.apply_change(change),
             NodeEvent::Resynced(records) => {
+                self.clear_bindings();
                 let stale: Vec<u64> = self
                     .replication
                     .as_mut()
@@ -183,6 +184,12 @@ impl Driver {
                 if let Some(rep) = self.replication.as_mut() {
                     rep.copy.insert(rec.call.id, rec.call);
                 }
+            }
+            Change::Upsert(r) if r.kind == super::registrations::KIND_BINDING => {
+                self.apply_binding(&r.key, Some(&r.data));
+            }
+            Change::Delete(id) if id.kind == super::registrations::KIND_BINDING => {
+                self.apply_binding(&id.key, None);
             }
             Change::Upsert(r) if r.kind == KIND_MEMBER => {
                 if let Ok(m) = serde_json::from_slice::<MemberRecord>(&r.data) {
@@ -258,7 +265,13 @@ impl Driver {
     /// wait for their retransmission (to the new active node), and the
     /// node hands over.
     pub(super) fn on_command(&mut self, cmd: Command, done: &mpsc::Sender<SwitchoverDone>) {
-        let Command::Switchover { force, reply } = cmd;
+        let (force, reply) = match cmd {
+            Command::Switchover { force, reply } => (force, reply),
+            Command::Registrations { aor, limit, reply } => {
+                let _ = reply.send(self.registrations_json(aor.as_deref(), limit));
+                return;
+            }
+        };
         let Some(rep) = self.replication.as_ref() else {
             let _ = reply.send(Err("no standby pair is configured".into()));
             return;

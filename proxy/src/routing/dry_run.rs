@@ -93,6 +93,29 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
         Action::Reject { code, reason } => {
             let _ = writeln!(out, "action:      reject {code} {reason}");
         }
+        Action::Location {
+            user,
+            fork,
+            fallback,
+            ..
+        } => {
+            let mode = match fork {
+                crate::config::ForkMode::Parallel => "parallel",
+                crate::config::ForkMode::Sequential => "sequential",
+            };
+            let _ = writeln!(
+                out,
+                "action:      location of user {user:?} (registered contacts, {mode} forking)"
+            );
+            match fallback {
+                Some(g) => {
+                    let _ = writeln!(out, "unregistered: group {g:?}");
+                }
+                None => {
+                    let _ = writeln!(out, "unregistered: 404");
+                }
+            }
+        }
         Action::Route { group, ruri_user } => {
             let mut pool = pool_of(group)?;
             let _ = writeln!(

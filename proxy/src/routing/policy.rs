@@ -84,6 +84,19 @@ impl Policy for RulesPolicy {
                 ruri_user,
             },
             Action::Reject { code, reason } => Route::Reject { rule, code, reason },
+            Action::Location {
+                user,
+                fork,
+                fork_timeout_s,
+                fallback,
+            } => Route::Location {
+                rule,
+                user,
+                host: view.ruri_host.to_ascii_lowercase(),
+                fork,
+                fork_timeout_s,
+                fallback,
+            },
         }
     }
 

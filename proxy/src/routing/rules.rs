@@ -2,7 +2,7 @@
 
 use regex::{Regex, RegexSet};
 
-use crate::config::{Config, ConfigError, RuleConfig};
+use crate::config::{Config, ConfigError, ForkMode, RuleConfig};
 
 /// What a call gets when `[[rule]]` tables exist and none matches: 404
 /// ("no route to this number"), as Kamailio and most SBCs answer, and
@@ -53,6 +53,14 @@ pub enum Action {
     Redirect { group: String, ruri_user: String },
     /// Answer with this final status.
     Reject { code: u16, reason: String },
+    /// Send it to the registered contacts of the AOR whose user is
+    /// `user`; without any, to `fallback` (a group) or 404.
+    Location {
+        user: String,
+        fork: ForkMode,
+        fork_timeout_s: u32,
+        fallback: Option<String>,
+    },
 }
 
 /// A rule that can never match: an earlier rule matches every request it
@@ -122,9 +130,24 @@ struct HeaderSet {
 
 #[derive(Debug, Clone)]
 enum RuleAction {
-    Route { group: String, rewrite: Rewrite },
-    Redirect { group: String, rewrite: Rewrite },
-    Reject { code: u16, reason: String },
+    Route {
+        group: String,
+        rewrite: Rewrite,
+    },
+    Redirect {
+        group: String,
+        rewrite: Rewrite,
+    },
+    Reject {
+        code: u16,
+        reason: String,
+    },
+    Location {
+        rewrite: Rewrite,
+        fork: ForkMode,
+        fork_timeout_s: u32,
+        fallback: Option<String>,
+    },
 }
 
 /// Number manipulation, applied in this order: strip, prefix, replace.
@@ -401,11 +424,31 @@ impl Router {
                     code: reject.code,
                     reason: reject.reason.clone(),
                 },
-                (None, None, None, Some(_)) => {
-                    return Err(invalid(
-                        key("location"),
-                        "needs the registrar, not built yet".into(),
-                    ))
+                (None, None, None, Some(true)) => {
+                    if !config.registrar_enabled() {
+                        return Err(invalid(
+                            key("location"),
+                            "needs the registrar: a [registrar] table with domains".into(),
+                        ));
+                    }
+                    RuleAction::Location {
+                        rewrite: rewrite()?,
+                        fork: r.fork.unwrap_or(ForkMode::Parallel),
+                        fork_timeout_s: match r.fork_timeout_s {
+                            Some(0) => {
+                                return Err(invalid(
+                                    key("fork_timeout_s"),
+                                    "must be at least 1".into(),
+                                ))
+                            }
+                            Some(s) => s,
+                            None => 20,
+                        },
+                        fallback: match &r.fallback {
+                            Some(g) => Some(known("fallback", g)?),
+                            None => None,
+                        },
+                    }
                 }
                 _ => {
                     return Err(invalid(
@@ -510,6 +553,17 @@ impl Router {
             RuleAction::Reject { code, reason } => Action::Reject {
                 code: *code,
                 reason: reason.clone(),
+            },
+            RuleAction::Location {
+                rewrite,
+                fork,
+                fork_timeout_s,
+                fallback,
+            } => Action::Location {
+                user: rewrite.apply(request.ruri_user),
+                fork: *fork,
+                fork_timeout_s: *fork_timeout_s,
+                fallback: fallback.clone(),
             },
         };
         Some(Decision {

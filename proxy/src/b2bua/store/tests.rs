@@ -36,6 +36,7 @@ fn leg_b(call_id: &str) -> LegB {
         provisional: false,
         ack_pending: false,
         cancel_sent: false,
+        phone: None,
     }
 }
 
@@ -73,6 +74,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         b_held: false,
         resuming: None,
         resumes: 0,
+        forking: None,
         started: std::time::Instant::now(),
     }
 }

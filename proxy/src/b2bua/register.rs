@@ -1,0 +1,240 @@
+//! Phones: REGISTER (RFC 3261 §10.3) with digest authentication, and the
+//! authentication of INVITEs from phones (407). The rules live in
+//! `crate::registrar`; this file is the flow: which answer goes out, what
+//! is counted.
+
+use sipcore::message::{Message, ResponseBuilder};
+use sipcore::transaction::ServerKey;
+use sipcore::transport::Target;
+
+use super::Machine;
+use crate::registrar::auth::AuthKind;
+use crate::registrar::{aor_of, AuthOutcome, Bindings, Flow};
+
+/// Who sent a new INVITE.
+pub(super) enum Caller {
+    /// A trunk (or no registrar: the trunk check decides).
+    Trunk,
+    /// A phone that proved to be this user.
+    Phone,
+    /// Answered already (challenged, refused or dropped).
+    Answered,
+}
+
+impl Machine {
+    pub(super) fn on_register(&mut self, key: ServerKey, request: Message, source: Target) {
+        let wall = self.wall;
+        let now = self.now;
+        let Some(reg) = self.registrar.as_mut() else {
+            return self.out.respond(
+                &key,
+                &request,
+                405,
+                "Method Not Allowed",
+                &[("Allow", super::ALLOW)],
+            );
+        };
+        let to = request.to_header();
+        let to_uri = to.uri();
+        let host = to_uri.host.to_ascii_lowercase();
+        let Some(aor) = aor_of(to.uri).filter(|_| reg.serves(&host)) else {
+            self.obs.register_result("forbidden");
+            return self.out.respond(
+                &key,
+                &request,
+                403,
+                "Forbidden",
+                &[("Warning", "399 tandem \"not a domain of this registrar\"")],
+            );
+        };
+        let user = match reg
+            .auth
+            .check(&request, AuthKind::Www, source.addr.ip(), now, wall / 1000)
+        {
+            AuthOutcome::Authenticated { user } => user,
+            outcome => return self.auth_answer(key, &request, outcome, "register"),
+        };
+        if aor.split_once('@').map(|(u, _)| u) != Some(user.as_str()) {
+            self.obs.register_result("forbidden");
+            return self.out.respond(
+                &key,
+                &request,
+                403,
+                "Forbidden",
+                &[(
+                    "Warning",
+                    "399 tandem \"these credentials cannot register this AOR\"",
+                )],
+            );
+        }
+        let flow = Flow {
+            transport: source.transport,
+            source: source.addr,
+            connection: source.connection,
+        };
+        let Some(reg) = self.registrar.as_mut() else {
+            return;
+        };
+        match reg.bindings.register(&request, &aor, flow, wall) {
+            Ok(bindings) => {
+                let total = reg.bindings.len();
+                let contacts = Bindings::contact_values(&bindings, wall);
+                let mut b =
+                    ResponseBuilder::with_to_tag(&request, 200, "OK", Some(&self.tokens.token(12)));
+                for c in &contacts {
+                    b = b.header("Contact", c);
+                }
+                // RFC 3327 §5.3: the Path the registrar stored goes back.
+                for path in request.headers("Path") {
+                    b = b.header("Path", path);
+                }
+                b = b.header("Date", &http_date(wall));
+                self.out.send_response(&key, b.build());
+                self.obs.register_result("ok");
+                self.obs.registrations_active(total);
+                tracing::debug!(aor, contacts = contacts.len(), "registered");
+            }
+            Err(e) => {
+                let (status, reason) = e.status();
+                let headers = e.headers();
+                let warning = format!("399 tandem \"{e}\"");
+                let mut hs: Vec<(&str, &str)> =
+                    headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                hs.push(("Warning", &warning));
+                self.obs.register_result("refused");
+                self.out.respond(&key, &request, status, reason, &hs);
+            }
+        }
+    }
+
+    /// Who sent a new INVITE: a trunk, or (with a registrar) a phone with
+    /// the right credentials for its From user; anyone else is
+    /// challenged, refused or dropped here.
+    pub(super) fn identify_caller(
+        &mut self,
+        key: &ServerKey,
+        invite: &Message,
+        source: Target,
+    ) -> Caller {
+        if self.registrar.is_none() || self.policy.source(source.addr.ip()).is_some() {
+            return Caller::Trunk;
+        }
+        let (now, wall_s) = (self.now, self.wall / 1000);
+        let Some(reg) = self.registrar.as_mut() else {
+            return Caller::Trunk;
+        };
+        let user = match reg
+            .auth
+            .check(invite, AuthKind::Proxy, source.addr.ip(), now, wall_s)
+        {
+            AuthOutcome::Authenticated { user } => user,
+            outcome => {
+                self.auth_answer(key.clone(), invite, outcome, "invite");
+                return Caller::Answered;
+            }
+        };
+        // A phone calls as itself: the From user is the one whose
+        // credentials it showed (no caller-ID spoofing through Tandem).
+        if invite.from_header().uri().user != Some(user.as_str()) {
+            self.obs.call_rejected(403);
+            self.out.respond(
+                key,
+                invite,
+                403,
+                "Forbidden",
+                &[(
+                    "Warning",
+                    "399 tandem \"From does not match the credentials\"",
+                )],
+            );
+            return Caller::Answered;
+        }
+        Caller::Phone
+    }
+
+    /// Answers a request whose authentication did not succeed.
+    fn auth_answer(&mut self, key: ServerKey, request: &Message, outcome: AuthOutcome, what: &str) {
+        match outcome {
+            AuthOutcome::Authenticated { .. } => {}
+            AuthOutcome::Challenge {
+                status,
+                reason,
+                headers,
+            } => {
+                if what == "register" {
+                    self.obs.register_result("challenged");
+                }
+                let hs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                self.out.respond(&key, request, status, reason, &hs);
+            }
+            AuthOutcome::Failed {
+                status,
+                reason,
+                headers,
+            } => {
+                self.obs.auth_failed();
+                if what == "register" {
+                    self.obs.register_result("auth_failed");
+                }
+                let hs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                self.out.respond(&key, request, status, reason, &hs);
+            }
+            AuthOutcome::Ignored => {
+                // A locked-out (source, user): nothing goes back, nothing
+                // is kept.
+                self.obs.auth_failed();
+                if what == "register" {
+                    self.obs.register_result("ignored");
+                }
+                self.out.forget(key, None);
+            }
+        }
+    }
+
+    /// Bindings whose time came are removed (from the housekeeping tick;
+    /// the registrar's heap makes this cheap when none is due).
+    pub(super) fn expire_bindings(&mut self) {
+        let wall = self.wall;
+        let Some(reg) = self.registrar.as_mut() else {
+            return;
+        };
+        if reg.bindings.next_expiry().is_some_and(|t| t <= wall) && reg.bindings.expire(wall) > 0 {
+            let n = reg.bindings.len();
+            self.obs.registrations_active(n);
+        }
+    }
+
+    /// The registrar, if on (replication, snapshots, the admin listing).
+    pub fn registrar(&self) -> Option<&crate::registrar::Registrar> {
+        self.registrar.as_ref()
+    }
+
+    pub fn registrar_mut(&mut self) -> Option<&mut crate::registrar::Registrar> {
+        self.registrar.as_mut()
+    }
+
+    /// Turns the registrar on (or off).
+    pub fn set_registrar(&mut self, registrar: Option<crate::registrar::Registrar>) {
+        if let Some(r) = &registrar {
+            self.obs.registrations_active(r.bindings.len());
+        }
+        self.registrar = registrar;
+    }
+
+    /// A replicated binding record (follower) or a deletion.
+    pub fn apply_binding_record(&mut self, aor: &str, data: Option<&[u8]>) {
+        let Some(reg) = self.registrar.as_mut() else {
+            return;
+        };
+        if let Err(e) = reg.bindings.apply_record(aor, data) {
+            tracing::error!(aor, error = %e, "replicated binding unreadable");
+        }
+        let n = reg.bindings.len();
+        self.obs.registrations_active(n);
+    }
+}
+
+/// An RFC 1123 date for the Date header (§20.17), from Unix milliseconds.
+fn http_date(wall: super::UnixMillis) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(wall))
+}

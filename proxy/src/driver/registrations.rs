@@ -1,0 +1,164 @@
+//! Bindings as state, the driver's side: every AOR whose bindings changed
+//! is a `binding` record for the standby (so a phone stays reachable after
+//! a takeover without re-registering), and the whole set goes to the
+//! snapshot file (so it survives a restart of a lone node).
+//!
+//! * Active: every survival tick the AORs changed since the last one are
+//!   published, one record per AOR (its bindings, or a deletion).
+//! * Follower: records are applied to the machine's registrar at once; a
+//!   resync replaces the whole set.
+//! * Both: at most every [`SNAPSHOT_EVERY`], a changed set is written to
+//!   `registrar.snapshot_file` (atomically).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use state_sync::{Change, Record, RecordId};
+
+use super::Driver;
+
+pub(super) const KIND_BINDING: &str = "binding";
+
+/// How often at most the snapshot file is rewritten.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+
+/// The snapshot file's bookkeeping.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    /// Bindings changed since the last write.
+    pub dirty: bool,
+    pub written_at: Option<Instant>,
+}
+
+impl Driver {
+    /// Active: publishes the AORs changed since the last tick; notes the
+    /// snapshot as out of date.
+    pub(super) fn sync_bindings(&mut self) {
+        let Some(reg) = self.machine.registrar_mut() else {
+            return;
+        };
+        let changed = reg.bindings.take_changed();
+        if changed.is_empty() {
+            return;
+        }
+        self.snapshots.dirty = true;
+        let Some(rep) = self.replication.as_mut().filter(|r| r.serving) else {
+            return;
+        };
+        let Some(reg) = self.machine.registrar() else {
+            return;
+        };
+        for aor in changed {
+            match reg.bindings.record(&aor) {
+                Some(data) => {
+                    rep.version += 1;
+                    rep.handle.publish(Change::Upsert(Record {
+                        kind: KIND_BINDING.into(),
+                        key: aor,
+                        version: rep.version,
+                        data: Bytes::from(data),
+                    }));
+                }
+                None => rep.handle.publish(Change::Delete(RecordId {
+                    kind: KIND_BINDING.into(),
+                    key: aor,
+                })),
+            }
+        }
+    }
+
+    /// Follower: a replicated binding record or deletion.
+    pub(super) fn apply_binding(&mut self, aor: &str, data: Option<&[u8]>) {
+        self.machine.apply_binding_record(aor, data);
+        self.snapshots.dirty = true;
+    }
+
+    /// Follower, before a resync's records are applied: the old copy goes.
+    pub(super) fn clear_bindings(&mut self) {
+        let Some(reg) = self.machine.registrar() else {
+            return;
+        };
+        let aors: Vec<String> = reg.bindings.iter().map(|(a, _)| a.to_owned()).collect();
+        for aor in aors {
+            self.machine.apply_binding_record(&aor, None);
+        }
+    }
+
+    /// Writes the snapshot file when the bindings changed and the last
+    /// write is old enough (`force`: at shutdown, whatever the time).
+    pub(super) fn write_snapshot(&mut self, force: bool) {
+        if !self.snapshots.dirty {
+            return;
+        }
+        if !force
+            && self
+                .snapshots
+                .written_at
+                .is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY)
+        {
+            return;
+        }
+        let Some(path) = self.config.registrar_snapshot_file() else {
+            return;
+        };
+        let Some(reg) = self.machine.registrar() else {
+            return;
+        };
+        let started = Instant::now();
+        match crate::registrar::snapshot::save(&reg.bindings, &path) {
+            Ok(()) => {
+                self.snapshots.dirty = false;
+                tracing::debug!(
+                    file = %path.display(),
+                    bindings = reg.bindings.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "bindings snapshot written"
+                );
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "bindings snapshot not written")
+            }
+        }
+        self.snapshots.written_at = Some(Instant::now());
+    }
+}
+
+impl Driver {
+    /// `GET /registrations`: every binding with what an operator asks
+    /// about it (remaining seconds, the flow, the phone's User-Agent).
+    pub(super) fn registrations_json(&self, aor: Option<&str>, limit: usize) -> Option<String> {
+        let reg = self.machine.registrar()?;
+        let wall = super::now_millis();
+        let aors: Vec<serde_json::Value> = reg
+            .bindings
+            .iter()
+            .filter(|(a, _)| aor.is_none_or(|want| want == *a))
+            .take(limit)
+            .map(|(a, bindings)| {
+                let contacts: Vec<serde_json::Value> = bindings
+                    .iter()
+                    .filter(|b| b.expires_at > wall)
+                    .map(|b| {
+                        serde_json::json!({
+                            "contact": b.contact,
+                            "expires_in_s": b.expires_at.saturating_sub(wall).div_ceil(1000),
+                            "q": f64::from(b.q) / 1000.0,
+                            "transport": b.flow.transport.as_str(),
+                            "source": b.flow.source.to_string(),
+                            "instance": b.instance,
+                            "reg_id": b.reg_id,
+                            "path": b.path,
+                            "user_agent": b.user_agent,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "aor": a, "contacts": contacts })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "bindings": reg.bindings.len(),
+            "aors": aors,
+        });
+        serde_json::to_string_pretty(&doc).ok()
+    }
+}
