@@ -64,6 +64,10 @@ pub struct Config {
     /// bound what a flood costs.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The registrar and location service for phones; off without
+    /// domains.
+    #[serde(default)]
+    pub registrar: Option<RegistrarConfig>,
     /// The hot-standby pair (state-sync's configuration); none: a single
     /// node.
     #[serde(default)]
@@ -1176,6 +1180,21 @@ impl Config {
             }
         }
         self.validate_limits(&invalid)?;
+        if let Some(r) = &self.registrar {
+            r.validate(file)?;
+            if r.enabled() {
+                if let Some(i) = self
+                    .trunks
+                    .iter()
+                    .position(|t| t.name == crate::b2bua::PHONE_SOURCE)
+                {
+                    return Err(invalid(
+                        &format!("trunk[{i}].name"),
+                        "\"phone\" names the calls of registered phones in rules; choose another trunk name".into(),
+                    ));
+                }
+            }
+        }
         let tls_out = self.sip.tls.as_ref().is_some_and(|t| t.ca_file.is_some());
         validate_group(&self.pool.as_group(true), "pool", tls_out, &invalid)?;
         let mut groups = std::collections::HashSet::from([self.pool.name.as_str()]);
@@ -1533,6 +1552,22 @@ impl Config {
         }
     }
 
+    /// The key of the registrar's digest nonces: from the pair's secret
+    /// (both nodes accept each other's nonces, so a takeover does not
+    /// challenge every phone again), else one of this process.
+    pub fn nonce_key(&self) -> Result<sipcore::digest::NonceKey, String> {
+        match &self.ha {
+            Some(ha) => ha
+                .load_secret()
+                .map(|secret| sipcore::digest::NonceKey::from_secret(&secret))
+                .map_err(|e| format!("ha.{e}")),
+            None => {
+                let secret: [u8; 32] = rand::random();
+                Ok(sipcore::digest::NonceKey::from_secret(&secret))
+            }
+        }
+    }
+
     /// The address Tandem writes into its own headers.
     pub fn advertised(&self) -> SocketAddr {
         self.sip.advertise.unwrap_or(self.sip.listen[0])
@@ -1644,17 +1679,26 @@ fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+mod registrar;
+pub use registrar::RegistrarConfig;
+
 #[cfg(test)]
 mod tests;
 
 impl Config {
     /// `registrar.snapshot_file`, if set.
     pub fn registrar_snapshot_file(&self) -> Option<std::path::PathBuf> {
-        None // MERGE-TODO: self.registrar.as_ref()?.snapshot_file.clone()
+        self.registrar
+            .as_ref()
+            .filter(|r| r.enabled())?
+            .snapshot_file
+            .clone()
     }
 
     /// Whether `[registrar]` serves at least one domain.
     pub fn registrar_enabled(&self) -> bool {
-        true // MERGE-TODO: self.registrar.as_ref().is_some_and(|r| !r.domains.is_empty())
+        self.registrar
+            .as_ref()
+            .is_some_and(RegistrarConfig::enabled)
     }
 }

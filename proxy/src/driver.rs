@@ -189,6 +189,27 @@ impl Driver {
         self
     }
 
+    /// The registrar (from `[registrar]`), if on.
+    pub fn set_registrar(&mut self, registrar: Option<crate::registrar::Registrar>) {
+        self.machine.set_registrar(registrar);
+    }
+
+    /// SIGHUP: the credentials file is read again; a registrar turned on
+    /// or off needs a restart.
+    fn reload_registrar(&mut self) {
+        let rc = self.config.registrar.as_ref().filter(|r| r.enabled());
+        match (self.machine.registrar_mut(), rc) {
+            (Some(reg), Some(rc)) => match reg.reload(rc) {
+                Ok(users) => tracing::info!(users, "registrar credentials reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "registrar credentials not reloaded; the old ones stay")
+                }
+            },
+            (None, None) => {}
+            _ => tracing::warn!("[registrar] turned on or off: that takes a restart"),
+        }
+    }
+
     /// SIGHUP: new TLS handshakes use the certificate files as they are
     /// now (renewed certificates); connections up keep theirs.
     fn reload_tls(&self) {
@@ -238,6 +259,7 @@ impl Driver {
                 self.config = config;
                 self.apply_config();
                 self.reload_tls();
+                self.reload_registrar();
                 metrics::config_reloaded(true);
                 let config = &self.config;
                 tracing::info!(

@@ -41,6 +41,58 @@ impl Registrar {
         Registrar { bindings, auth }
     }
 
+    /// The registrar `[registrar]` describes, with its credentials file
+    /// read and its snapshot file (if any) loaded; None when it has no
+    /// domains.
+    pub fn from_config(
+        config: &crate::config::Config,
+        wall: crate::b2bua::UnixMillis,
+    ) -> anyhow::Result<Option<Registrar>> {
+        let Some(rc) = config.registrar.as_ref().filter(|r| r.enabled()) else {
+            return Ok(None);
+        };
+        let creds = match &rc.credentials_file {
+            Some(path) => Credentials::load(path)?,
+            None => anyhow::bail!("registrar.credentials_file is required"),
+        };
+        let key = config.nonce_key().map_err(|e| anyhow::anyhow!(e))?;
+        let mut bindings = Bindings::new(rc.settings());
+        if let Some(path) = &rc.snapshot_file {
+            let started = std::time::Instant::now();
+            let n = snapshot::load(&mut bindings, path, wall)
+                .map_err(|e| anyhow::anyhow!("registrar.snapshot_file {}: {e}", path.display()))?;
+            tracing::info!(
+                file = %path.display(),
+                bindings = n,
+                ms = started.elapsed().as_millis() as u64,
+                "bindings loaded from the snapshot"
+            );
+        }
+        tracing::info!(
+            domains = ?rc.domains,
+            users = creds.len(),
+            "registrar on"
+        );
+        Ok(Some(Registrar::new(
+            bindings,
+            Authenticator::new(rc.auth_settings(), key, creds),
+        )))
+    }
+
+    /// SIGHUP: the credentials file is read again and the limits follow
+    /// the new configuration; the bindings stay.
+    pub fn reload(&mut self, rc: &crate::config::RegistrarConfig) -> anyhow::Result<usize> {
+        let creds = match &rc.credentials_file {
+            Some(path) => Credentials::load(path)?,
+            None => anyhow::bail!("registrar.credentials_file is required"),
+        };
+        let users = creds.len();
+        self.auth.set_credentials(creds);
+        self.auth.set_settings(rc.auth_settings());
+        self.bindings.set_settings(rc.settings());
+        Ok(users)
+    }
+
     /// Whether `host` (lower-case) is a domain of this registrar.
     pub fn serves(&self, host: &str) -> bool {
         self.bindings.settings().domains.iter().any(|d| d == host)

@@ -141,7 +141,11 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         sync.clone().map(crate::driver::Replication::new),
         branch_key,
     );
-    let engine = engine.with_tls_identity(tls_identity);
+    let mut engine = engine.with_tls_identity(tls_identity);
+    engine.set_registrar(crate::registrar::Registrar::from_config(
+        &config,
+        crate::driver::now_millis(),
+    )?);
     let stats_ep = endpoint.clone();
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -1522,3 +1522,499 @@ fn requests_to_a_tls_member_have_the_tls_listener_in_via() {
     let (_, probe, _) = lab.probe_to(MS2);
     assert_eq!(top_via(&probe), "UDP 127.0.0.1:5060");
 }
+
+// ---- the location service: calls to registered phones ----
+
+/// Rules for the phone tests: `alice` and `bob` by location (parallel,
+/// or sequential with a 20 s ring per contact), `carol` by location with
+/// the pool as fallback, the rest to the pool.
+const PHONE_RULES: &str = r#"
+[[rule]]
+name = "alice"
+ruri_user = "alice"
+location = true
+
+[[rule]]
+name = "bob"
+ruri_user = "bob"
+location = true
+fork = "sequential"
+
+[[rule]]
+name = "carol"
+ruri_user = "carol"
+location = true
+fallback = "media"
+
+[[rule]]
+name = "rest"
+group = "media"
+"#;
+
+const PHONE_DOMAIN: &str = "pbx.example";
+/// Phones live outside the trunk's network (127.0.0.0/8).
+const PHONE1: &str = "10.1.0.21:5062";
+const PHONE2: &str = "10.1.0.22:5064";
+
+fn phone_lab() -> Lab {
+    let mut lab = Lab::with(PHONE_RULES);
+    let settings = crate::registrar::RegistrarSettings {
+        domains: vec![PHONE_DOMAIN.into()],
+        realm: PHONE_DOMAIN.into(),
+        ..Default::default()
+    };
+    let auth = crate::registrar::auth::AuthSettings {
+        realm: PHONE_DOMAIN.into(),
+        algorithms: vec![sipcore::digest::Algorithm::Md5],
+        nonce_lifetime: Duration::from_secs(300),
+        max_failures: 3,
+        failure_window: Duration::from_secs(60),
+        failure_ban: Duration::from_secs(300),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let mut lines = String::new();
+    for user in ["alice", "bob"] {
+        lines.push_str(&crate::registrar::credentials::passwd_lines(
+            user,
+            PHONE_DOMAIN,
+            &format!("{user}-secret"),
+        ));
+    }
+    std::fs::write(&file, lines).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let creds = crate::registrar::Credentials::load(&file).unwrap();
+    lab.m.set_registrar(Some(crate::registrar::Registrar::new(
+        crate::registrar::Bindings::new(settings),
+        crate::registrar::Authenticator::new(
+            auth,
+            sipcore::digest::NonceKey::from_secret(b"machine tests"),
+            creds,
+        ),
+    )));
+    lab
+}
+
+fn register_request(user: &str, contact: &str, from: &str, call_id: &str, cseq: u32) -> Message {
+    let text = format!(
+        "REGISTER sip:{PHONE_DOMAIN} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from};branch=z9hG4bKr{cseq}{call_id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@{PHONE_DOMAIN}>;tag=r{call_id}\r\n\
+         To: <sip:{user}@{PHONE_DOMAIN}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: {contact}\r\n\
+         Expires: 600\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    Message::parse(Bytes::from(text)).unwrap()
+}
+
+impl Lab {
+    fn phone_sends(&mut self, msg: Message, from: &str) -> Vec<String> {
+        let key = ServerKey::from_request(&msg).unwrap();
+        self.on(Event::Tu(TuEvent::Request {
+            key,
+            request: msg,
+            source: Target::udp(addr(from)),
+        }))
+    }
+
+    /// `user` registers `contact` from `from`: the 401, then the digest
+    /// answer with the password; the final status.
+    fn register(
+        &mut self,
+        user: &str,
+        password: &str,
+        contact: &str,
+        from: &str,
+        call_id: &str,
+    ) -> u16 {
+        let first = register_request(user, contact, from, call_id, 1);
+        assert_eq!(self.phone_sends(first, from), ["respond 401 REGISTER"]);
+        let challenge = self
+            .responses
+            .last()
+            .unwrap()
+            .header("WWW-Authenticate")
+            .unwrap()
+            .to_owned();
+        let challenge = sipcore::digest::Challenge::parse(&challenge).unwrap();
+        let uri = format!("sip:{PHONE_DOMAIN}");
+        let auth = sipcore::digest::authorization(
+            &challenge, user, password, "REGISTER", &uri, "c0ffee", 1,
+        );
+        let second = register_request(user, contact, from, call_id, 2)
+            .edit()
+            .add_header("Authorization", &auth)
+            .build_message()
+            .unwrap();
+        self.phone_sends(second, from);
+        self.responses.last().unwrap().status().unwrap()
+    }
+
+    /// A phone's answer to the last INVITE Tandem sent to `to`.
+    fn phone_answers(&mut self, to: &str, status: u16, sdp: Option<&str>) -> Vec<String> {
+        let (key, req, _) = self
+            .sent
+            .iter()
+            .rev()
+            .find(|(_, m, t)| m.method() == Some(&Method::Invite) && t.addr == addr(to))
+            .cloned()
+            .expect("an INVITE to the phone");
+        let mut b = ResponseBuilder::with_to_tag(&req, status, "Reason", Some("p1"))
+            .header("Contact", "<sip:phone@192.168.1.10:5060>");
+        if let Some(body) = sdp {
+            b = b.body("application/sdp", Bytes::from(body.to_owned()));
+        }
+        let response = Message::parse(b.build()).unwrap();
+        self.on(Event::Tu(TuEvent::Response { key, response }))
+    }
+
+    fn trunk_calls(&mut self, user: &str, call_id: &str) -> (Vec<String>, Vec<String>) {
+        let first = self.trunk_sends(invite_to(user, call_id, "i1", true));
+        let Some((id, _)) = self.m.store.find(call_id) else {
+            return (first, Vec::new());
+        };
+        let second = self.on(Event::MediaCreated {
+            call: id,
+            result: Ok(ports(id)),
+        });
+        (first, second)
+    }
+}
+
+#[test]
+fn a_register_is_challenged_then_bound_and_its_200_lists_the_contact() {
+    let mut lab = phone_lab();
+    let contact = format!("<sip:alice@{PHONE1}>");
+    assert_eq!(
+        lab.register("alice", "alice-secret", &contact, PHONE1, "r1"),
+        200
+    );
+    let ok = lab.responses.last().unwrap();
+    let listed: Vec<String> = ok.header_values("Contact").map(str::to_owned).collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0].contains(&format!("sip:alice@{PHONE1}")) && listed[0].contains("expires=600"),
+        "{listed:?}"
+    );
+    assert!(ok.header("Date").is_some());
+    // A wrong password binds nothing.
+    assert_eq!(
+        lab.register("bob", "guess", &format!("<sip:bob@{PHONE2}>"), PHONE2, "r2"),
+        403
+    );
+    assert_eq!(lab.m.registrar().unwrap().bindings.len(), 1);
+    // Alice's credentials cannot register Bob's AOR.
+    let status = {
+        let first = register_request("bob", &contact, PHONE1, "r3", 1);
+        lab.phone_sends(first, PHONE1);
+        let challenge = lab
+            .responses
+            .last()
+            .unwrap()
+            .header("WWW-Authenticate")
+            .unwrap()
+            .to_owned();
+        let challenge = sipcore::digest::Challenge::parse(&challenge).unwrap();
+        let auth = sipcore::digest::authorization(
+            &challenge,
+            "alice",
+            "alice-secret",
+            "REGISTER",
+            &format!("sip:{PHONE_DOMAIN}"),
+            "c0ffee",
+            1,
+        );
+        let second = register_request("bob", &contact, PHONE1, "r3", 2)
+            .edit()
+            .add_header("Authorization", &auth)
+            .build_message()
+            .unwrap();
+        lab.phone_sends(second, PHONE1);
+        lab.responses.last().unwrap().status().unwrap()
+    };
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn a_call_to_an_aor_rings_every_contact_and_the_first_2xx_wins() {
+    let mut lab = phone_lab();
+    // Alice has two phones; the desk phone's Contact is a private address
+    // behind NAT: it is reached where its REGISTER came from.
+    assert_eq!(
+        lab.register(
+            "alice",
+            "alice-secret",
+            "<sip:alice@192.168.1.10:5060>",
+            PHONE1,
+            "r1"
+        ),
+        200
+    );
+    assert_eq!(
+        lab.register(
+            "alice",
+            "alice-secret",
+            &format!("<sip:alice@{PHONE2}>"),
+            PHONE2,
+            "r2"
+        ),
+        200
+    );
+    let (first, media) = lab.trunk_calls("alice", "c1");
+    assert_eq!(first, ["respond 100 INVITE", "create media"]);
+    let mut sends: Vec<&String> = media
+        .iter()
+        .filter(|l| l.starts_with("send INVITE"))
+        .collect();
+    sends.sort();
+    assert_eq!(
+        sends,
+        [
+            &format!("send INVITE to {PHONE1}"),
+            &format!("send INVITE to {PHONE2}")
+        ]
+    );
+    let (_, to_desk, _) = lab
+        .sent
+        .iter()
+        .find(|(_, m, t)| m.method() == Some(&Method::Invite) && t.addr == addr(PHONE1))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        to_desk.request_uri_str(),
+        Some("sip:alice@192.168.1.10:5060")
+    );
+    // Both ring; the trunk hears ringing.
+    assert_eq!(lab.phone_answers(PHONE1, 180, None), ["respond 180 INVITE"]);
+    assert_eq!(lab.phone_answers(PHONE2, 180, None), ["respond 180 INVITE"]);
+    // The second phone answers: it is leg B; the first is cancelled.
+    let answered = lab.phone_answers(PHONE2, 200, Some(&sdp("10.1.0.22", 17000)));
+    assert_eq!(
+        answered,
+        [
+            format!("send CANCEL to {PHONE1}"),
+            "remote B 10.1.0.22:17000".into(),
+            format!("raw ACK to {PHONE2}"),
+            "respond 200 INVITE".into(),
+        ]
+    );
+    // The first phone's 200 crossed our CANCEL: ACKed and hung up at
+    // its flow, the call untouched.
+    assert_eq!(
+        lab.phone_answers(PHONE1, 200, Some(&sdp("192.168.1.10", 18000))),
+        [
+            format!("raw ACK to {PHONE1}"),
+            format!("send BYE to {PHONE1}")
+        ]
+    );
+    assert_eq!(lab.m.calls(), 1);
+    lab.ack_from_trunk("c1");
+    // The phone hangs up: its BYE is taken from its flow.
+    let call = lab.m.store.values().next().unwrap().clone();
+    let d = call.b.dialog.clone().unwrap();
+    let bye_text = format!(
+        "BYE sip:tandem@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE2};branch=z9hG4bKpb1\r\n\
+         Max-Forwards: 70\r\nFrom: {};tag={}\r\nTo: {};tag={}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        "<sip:alice@pbx.example>",
+        d.id.remote_tag,
+        "<sip:alice@127.0.0.1>",
+        d.id.local_tag,
+        call.b.call_id
+    );
+    let bye = Message::parse(Bytes::from(bye_text)).unwrap();
+    let ended = lab.phone_sends(bye, PHONE2);
+    assert_eq!(ended[0], "respond 200 BYE");
+    assert!(ended.contains(&format!("send BYE to {TRUNK}")), "{ended:?}");
+    assert_eq!(lab.m.calls(), 0);
+}
+
+#[test]
+fn sequential_forking_rings_one_contact_after_another() {
+    let mut lab = phone_lab();
+    assert_eq!(
+        lab.register(
+            "bob",
+            "bob-secret",
+            &format!("<sip:bob@{PHONE1}>;q=0.5"),
+            PHONE1,
+            "r1"
+        ),
+        200
+    );
+    assert_eq!(
+        lab.register(
+            "bob",
+            "bob-secret",
+            &format!("<sip:bob@{PHONE2}>;q=1.0"),
+            PHONE2,
+            "r2"
+        ),
+        200
+    );
+    let (_, media) = lab.trunk_calls("bob", "c1");
+    // The higher q first, alone.
+    assert_eq!(media.last().unwrap(), &format!("send INVITE to {PHONE2}"));
+    assert_eq!(
+        media
+            .iter()
+            .filter(|l| l.starts_with("send INVITE"))
+            .count(),
+        1
+    );
+    lab.phone_answers(PHONE2, 180, None);
+    // It rings 20 s unanswered: CANCEL, and the next contact rings.
+    lab.advance(20_001);
+    let next = lab.on(Event::Timers);
+    assert_eq!(
+        next,
+        [
+            format!("send CANCEL to {PHONE2}"),
+            format!("send INVITE to {PHONE1}")
+        ]
+    );
+    // Busy there, and nothing is left: the caller hears 486.
+    let busy = lab.phone_answers(PHONE1, 486, None);
+    assert!(busy.contains(&"respond 486 INVITE".to_string()), "{busy:?}");
+    assert_eq!(lab.m.calls(), 0);
+}
+
+#[test]
+fn an_unregistered_aor_gets_404_or_its_fallback_group() {
+    let mut lab = phone_lab();
+    let (first, _) = lab.trunk_calls("alice", "c1");
+    assert_eq!(first, ["respond 404 INVITE"]);
+    let warning = lab
+        .responses
+        .last()
+        .unwrap()
+        .header("Warning")
+        .unwrap()
+        .to_owned();
+    assert!(
+        warning.contains("alice@pbx.example is not registered"),
+        "{warning}"
+    );
+    let (first, media) = lab.trunk_calls("carol", "c2");
+    assert_eq!(first, ["respond 100 INVITE", "create media"]);
+    assert_eq!(media.last().unwrap(), &format!("send INVITE to {MS1}"));
+}
+
+#[test]
+fn a_cancel_while_phones_ring_cancels_every_fork() {
+    let mut lab = phone_lab();
+    lab.register(
+        "alice",
+        "alice-secret",
+        &format!("<sip:alice@{PHONE1}>"),
+        PHONE1,
+        "r1",
+    );
+    lab.register(
+        "alice",
+        "alice-secret",
+        &format!("<sip:alice@{PHONE2}>"),
+        PHONE2,
+        "r2",
+    );
+    lab.trunk_calls("alice", "c1");
+    lab.phone_answers(PHONE1, 180, None);
+    let cancelled = lab.trunk_sends(cancel("c1"));
+    // The ringing phone gets its CANCEL now, the silent one with its
+    // first provisional (§9.1).
+    assert_eq!(
+        cancelled,
+        [
+            "respond 200 CANCEL".to_string(),
+            "respond 487 INVITE".into(),
+            format!("send CANCEL to {PHONE1}")
+        ]
+    );
+    assert_eq!(
+        lab.phone_answers(PHONE2, 180, None),
+        [format!("send CANCEL to {PHONE2}")]
+    );
+    assert_eq!(lab.phone_answers(PHONE1, 487, None), Vec::<String>::new());
+    let done = lab.phone_answers(PHONE2, 487, None);
+    assert_eq!(done, ["cdr cancelled", "remove media"]);
+    assert_eq!(lab.m.calls(), 0);
+}
+
+#[test]
+fn a_phone_calls_out_with_proxy_authentication_as_itself() {
+    let mut lab = phone_lab();
+    let phone_invite = |auth: Option<&str>, from_user: &str, branch: &str| {
+        let mut b = RequestBuilder::new(&Method::Invite, "sip:100@pbx.example")
+            .header(
+                "Via",
+                &format!("SIP/2.0/UDP {PHONE1};branch=z9hG4bK{branch}"),
+            )
+            .header("Max-Forwards", "70")
+            .header("From", &format!("<sip:{from_user}@pbx.example>;tag=f1"))
+            .header("To", "<sip:100@pbx.example>")
+            .header("Call-ID", &format!("out-{branch}"))
+            .header("CSeq", "1 INVITE")
+            .header("Contact", "<sip:alice@192.168.1.10:5060>");
+        if let Some(a) = auth {
+            b = b.header("Proxy-Authorization", a);
+        }
+        Message::parse(
+            b.body("application/sdp", Bytes::from(sdp("192.168.1.10", 40000)))
+                .build(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        lab.phone_sends(phone_invite(None, "alice", "o1"), PHONE1),
+        ["respond 407 INVITE"]
+    );
+    let challenge = lab
+        .responses
+        .last()
+        .unwrap()
+        .header("Proxy-Authenticate")
+        .unwrap()
+        .to_owned();
+    let challenge = sipcore::digest::Challenge::parse(&challenge).unwrap();
+    let auth = sipcore::digest::authorization(
+        &challenge,
+        "alice",
+        "alice-secret",
+        "INVITE",
+        "sip:100@pbx.example",
+        "beef",
+        1,
+    );
+    // Alice's credentials do not make her Bob.
+    assert_eq!(
+        lab.phone_sends(phone_invite(Some(&auth), "bob", "o2"), PHONE1),
+        ["respond 403 INVITE"]
+    );
+    let auth = sipcore::digest::authorization(
+        &challenge,
+        "alice",
+        "alice-secret",
+        "INVITE",
+        "sip:100@pbx.example",
+        "beef",
+        2,
+    );
+    assert_eq!(
+        lab.phone_sends(phone_invite(Some(&auth), "alice", "o3"), PHONE1),
+        ["respond 100 INVITE", "create media"]
+    );
+    let id = lab.m.store.find("out-o3").unwrap().0;
+    let media = lab.on(Event::MediaCreated {
+        call: id,
+        result: Ok(ports(id)),
+    });
+    assert_eq!(media.last().unwrap(), &format!("send INVITE to {MS1}"));
+    // Leg A is the phone's flow, not its private Contact.
+    let call = lab.m.store.get(id).unwrap();
+    assert_eq!(call.a.source_name, PHONE_SOURCE);
+    assert_eq!(lab.m.leg_target(call, Leg::A).unwrap().addr, addr(PHONE1));
+}
