@@ -72,6 +72,10 @@ pub struct Config {
     /// node.
     #[serde(default)]
     pub ha: Option<state_sync::SyncConfig>,
+    /// The registrar and location service (`[registrar]`); none, or no
+    /// `domains`: REGISTER is not served.
+    #[serde(default)]
+    pub registrar: Option<RegistrarConfig>,
     /// The file this was read from, for errors found after parsing (the
     /// routing rules' compilation).
     #[serde(skip)]
@@ -911,6 +915,315 @@ pub struct MemberConfig {
     pub priority: u32,
 }
 
+/// `[registrar]`: phones register to Tandem (RFC 3261 §10) with digest
+/// authentication (RFC 7616, RFC 8760).
+// Read by the driver once it serves REGISTER (issue 12, merged with the
+// registrar's wiring); until then only the tests read these.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarConfig {
+    /// The domains served (Request-URI and To hosts of REGISTER); none:
+    /// the registrar is off.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// The digest realm; default: the first domain.
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// Shorter registrations get 423 with Min-Expires (seconds).
+    #[serde(default = "default_min_expires")]
+    pub min_expires: u32,
+    /// Longer ones are shortened to this (seconds).
+    #[serde(default = "default_max_expires")]
+    pub max_expires: u32,
+    /// When a REGISTER names no expiry (seconds).
+    #[serde(default = "default_default_expires")]
+    pub default_expires: u32,
+    /// Contacts per AOR at most.
+    #[serde(default = "default_max_contacts")]
+    pub max_contacts: usize,
+    /// A new contact for a full AOR: `"replace-oldest"` (the binding that
+    /// expires soonest goes) or `"reject"` (403).
+    #[serde(default = "default_when_full")]
+    pub when_full: crate::registrar::WhenFull,
+    /// Bindings in all at most (beyond: 503 + Retry-After); bounds the
+    /// memory phones can take.
+    #[serde(default = "default_max_bindings")]
+    pub max_bindings: usize,
+    /// The file of HA1 hashes (`tandem passwd` writes its lines); required
+    /// when `domains` is set. Read again on SIGHUP.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// Digest algorithms offered, one challenge each, in this order:
+    /// `"SHA-512-256"`, `"SHA-256"`, `"MD5"`.
+    #[serde(default = "default_auth_algorithms")]
+    pub auth_algorithms: Vec<AuthAlgorithm>,
+    /// A nonce older than this is stale (a new challenge with
+    /// `stale=true`, no failure counted).
+    #[serde(default = "default_nonce_lifetime")]
+    pub nonce_lifetime_s: u64,
+    /// Failed authentications of one (source address, user) within
+    /// `auth_failure_window_s` before that pair is ignored for
+    /// `auth_failure_ban_s`.
+    #[serde(default = "default_max_auth_failures")]
+    pub max_auth_failures: u32,
+    #[serde(default = "default_auth_failure_window")]
+    pub auth_failure_window_s: u64,
+    #[serde(default = "default_auth_failure_ban")]
+    pub auth_failure_ban_s: u64,
+    /// Bindings are written here (atomically) and read at start, so that
+    /// a lone node's restart keeps them; none: not kept.
+    #[serde(default)]
+    pub snapshot_file: Option<PathBuf>,
+    /// INVITEs from registered phones (From in a served domain, from a
+    /// source that is not a trunk) must authenticate (407).
+    #[serde(default = "default_true")]
+    pub authenticate_invites: bool,
+}
+
+/// A digest algorithm as named in the configuration (RFC 7616 §3.3, RFC
+/// 8760 §2); the `-sess` variants are not supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AuthAlgorithm {
+    #[serde(rename = "MD5")]
+    Md5,
+    #[serde(rename = "SHA-256")]
+    Sha256,
+    #[serde(rename = "SHA-512-256")]
+    Sha512_256,
+}
+
+// Read by the driver once it serves REGISTER (issue 12, merged with the
+// registrar's wiring); until then only the tests read these.
+#[allow(dead_code)]
+impl AuthAlgorithm {
+    pub fn algorithm(self) -> sipcore::digest::Algorithm {
+        match self {
+            AuthAlgorithm::Md5 => sipcore::digest::Algorithm::Md5,
+            AuthAlgorithm::Sha256 => sipcore::digest::Algorithm::Sha256,
+            AuthAlgorithm::Sha512_256 => sipcore::digest::Algorithm::Sha512_256,
+        }
+    }
+}
+
+// Read by the driver once it serves REGISTER (issue 12, merged with the
+// registrar's wiring); until then only the tests read these.
+#[allow(dead_code)]
+impl RegistrarConfig {
+    /// Whether REGISTER is served (some domain is configured).
+    pub fn enabled(&self) -> bool {
+        !self.domains.is_empty()
+    }
+
+    /// The digest realm: `realm`, else the first domain (lower-case).
+    pub fn realm(&self) -> String {
+        match &self.realm {
+            Some(realm) => realm.clone(),
+            None => self
+                .domains
+                .first()
+                .map(|d| d.to_ascii_lowercase())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn settings(&self) -> crate::registrar::RegistrarSettings {
+        crate::registrar::RegistrarSettings {
+            domains: self
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            realm: self.realm(),
+            min_expires: self.min_expires,
+            max_expires: self.max_expires,
+            default_expires: self.default_expires,
+            max_contacts: self.max_contacts,
+            when_full: self.when_full,
+            max_bindings: self.max_bindings,
+        }
+    }
+
+    /// The authenticator's settings.
+    pub fn auth_settings(&self) -> crate::registrar::auth::AuthSettings {
+        crate::registrar::auth::AuthSettings {
+            realm: self.realm(),
+            algorithms: self.auth_algorithms.iter().map(|a| a.algorithm()).collect(),
+            nonce_lifetime: Duration::from_secs(self.nonce_lifetime_s),
+            max_failures: self.max_auth_failures,
+            failure_window: Duration::from_secs(self.auth_failure_window_s),
+            failure_ban: Duration::from_secs(self.auth_failure_ban_s),
+        }
+    }
+
+    fn validate(&self, invalid: &impl Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, domain) in self.domains.iter().enumerate() {
+            let key = format!("registrar.domains[{i}]");
+            if !is_domain(domain) {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "{domain:?} is not a host name or IP address (no scheme, user or port)"
+                    ),
+                ));
+            }
+            if !seen.insert(domain.to_ascii_lowercase()) {
+                return Err(invalid(&key, format!("{domain:?} is listed twice")));
+            }
+        }
+        if let Some(realm) = &self.realm {
+            // Sent inside a quoted string of every challenge.
+            if realm.is_empty()
+                || realm.len() > 128
+                || realm
+                    .chars()
+                    .any(|c| c == '"' || c == '\\' || c.is_control())
+            {
+                return Err(invalid(
+                    "registrar.realm",
+                    "must be 1 to 128 characters without quotes, backslashes or control characters"
+                        .into(),
+                ));
+            }
+        }
+        if self.min_expires == 0 {
+            return Err(invalid(
+                "registrar.min_expires",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.max_expires < self.min_expires {
+            return Err(invalid(
+                "registrar.max_expires",
+                format!(
+                    "must be at least registrar.min_expires ({})",
+                    self.min_expires
+                ),
+            ));
+        }
+        if !(self.min_expires..=self.max_expires).contains(&self.default_expires) {
+            return Err(invalid(
+                "registrar.default_expires",
+                format!(
+                    "must be between registrar.min_expires ({}) and registrar.max_expires ({})",
+                    self.min_expires, self.max_expires
+                ),
+            ));
+        }
+        if !(1..=100).contains(&self.max_contacts) {
+            return Err(invalid("registrar.max_contacts", "must be 1 to 100".into()));
+        }
+        if !(1..=10_000_000).contains(&self.max_bindings) {
+            return Err(invalid(
+                "registrar.max_bindings",
+                "must be 1 to 10000000".into(),
+            ));
+        }
+        if self.enabled() && self.credentials_file.is_none() {
+            return Err(invalid(
+                "registrar.credentials_file",
+                "required when registrar.domains is set (phones must authenticate)".into(),
+            ));
+        }
+        if self.auth_algorithms.is_empty() {
+            return Err(invalid(
+                "registrar.auth_algorithms",
+                "at least one is needed".into(),
+            ));
+        }
+        for (i, a) in self.auth_algorithms.iter().enumerate() {
+            if self.auth_algorithms[..i].contains(a) {
+                return Err(invalid(
+                    &format!("registrar.auth_algorithms[{i}]"),
+                    "listed twice".into(),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("registrar.nonce_lifetime_s", self.nonce_lifetime_s),
+            (
+                "registrar.max_auth_failures",
+                u64::from(self.max_auth_failures),
+            ),
+            (
+                "registrar.auth_failure_window_s",
+                self.auth_failure_window_s,
+            ),
+            ("registrar.auth_failure_ban_s", self.auth_failure_ban_s),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if let Some(file) = &self.snapshot_file {
+            // Caught by `tandem check`, not at the first write minutes later.
+            if file.is_dir() {
+                return Err(invalid(
+                    "registrar.snapshot_file",
+                    format!("{} is a directory", file.display()),
+                ));
+            }
+            match file.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+                    return Err(invalid(
+                        "registrar.snapshot_file",
+                        format!("directory {} does not exist", dir.display()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A host name or IP address as it appears in a SIP URI, nothing else.
+fn is_domain(domain: &str) -> bool {
+    let uri = format!("sip:{domain}");
+    sipcore::message::Uri::parse(&uri).is_ok_and(|u| {
+        u.user.is_none()
+            && u.port.is_none()
+            && u.params.is_empty()
+            && u.headers.is_empty()
+            && u.host == domain
+    })
+}
+
+fn default_min_expires() -> u32 {
+    60
+}
+fn default_max_expires() -> u32 {
+    3600
+}
+fn default_default_expires() -> u32 {
+    3600
+}
+fn default_max_contacts() -> usize {
+    5
+}
+fn default_when_full() -> crate::registrar::WhenFull {
+    crate::registrar::WhenFull::ReplaceOldest
+}
+fn default_max_bindings() -> usize {
+    200_000
+}
+fn default_auth_algorithms() -> Vec<AuthAlgorithm> {
+    vec![AuthAlgorithm::Sha256, AuthAlgorithm::Md5]
+}
+fn default_nonce_lifetime() -> u64 {
+    300
+}
+fn default_max_auth_failures() -> u32 {
+    10
+}
+fn default_auth_failure_window() -> u64 {
+    60
+}
+fn default_auth_failure_ban() -> u64 {
+    300
+}
+
 fn default_t1() -> u64 {
     500
 }
@@ -1238,6 +1551,9 @@ impl Config {
         }
         self.validate_rules(&groups, &invalid)?;
         self.validate_dns(&invalid)?;
+        if let Some(registrar) = &self.registrar {
+            registrar.validate(&invalid)?;
+        }
         if self.survival.resume_rate == 0 {
             return Err(invalid(
                 "survival.resume_rate",

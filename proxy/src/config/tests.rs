@@ -692,3 +692,169 @@ fn trunks_members_and_the_peer_are_trusted_and_nobody_else() {
     }
     assert!(!trusted.contains("192.0.2.51".parse().unwrap()));
 }
+
+/// The example's commented `[registrar]` table, uncommented, with `extra`
+/// (a `key = value` line) in place of the example's line for that key.
+/// Without the example's snapshot_file (its directory need not exist).
+fn with_registrar(extra: &str) -> String {
+    let start = EXAMPLE.find("#[registrar]").unwrap();
+    let extra_key = extra.split('=').next().unwrap_or("").trim();
+    let table: String = EXAMPLE[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#') && !l.starts_with("# "))
+        .map(|l| l.trim_start_matches('#'))
+        .filter(|l| {
+            let key = l.split('=').next().unwrap_or("").trim();
+            key != "snapshot_file" && key != extra_key
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!("{EXAMPLE}\n{table}{extra}\n")
+}
+
+#[test]
+fn no_registrar_table_is_no_registrar() {
+    assert!(parse(EXAMPLE).unwrap().registrar.is_none());
+    let c = parse(&format!("{EXAMPLE}\n[registrar]\n")).unwrap();
+    let r = c.registrar.unwrap();
+    assert!(!r.enabled());
+    // Off: no credentials needed.
+    assert_eq!(r.credentials_file, None);
+}
+
+#[test]
+fn the_example_registrar_table_is_valid_and_gives_the_settings() {
+    let c = parse(&with_registrar("")).unwrap();
+    let r = c.registrar.unwrap();
+    assert!(r.enabled());
+    assert_eq!(
+        r.settings(),
+        crate::registrar::RegistrarSettings {
+            domains: vec!["example.com".into()],
+            realm: "example.com".into(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 5,
+            when_full: crate::registrar::WhenFull::ReplaceOldest,
+            max_bindings: 200_000,
+        }
+    );
+    assert_eq!(
+        r.credentials_file.as_deref(),
+        Some(Path::new("/etc/tandem/credentials"))
+    );
+    assert!(r.authenticate_invites);
+    let auth = r.auth_settings();
+    assert_eq!(
+        auth.algorithms,
+        [
+            sipcore::digest::Algorithm::Sha256,
+            sipcore::digest::Algorithm::Md5
+        ]
+    );
+    assert_eq!(auth.nonce_lifetime, Duration::from_secs(300));
+    assert_eq!(auth.max_failures, 10);
+    assert_eq!(auth.failure_window, Duration::from_secs(60));
+    assert_eq!(auth.failure_ban, Duration::from_secs(300));
+}
+
+#[test]
+fn registrar_defaults_and_realm_from_the_first_domain() {
+    let text = format!(
+        "{EXAMPLE}\n[registrar]\ndomains = [\"Voice.Example.NET\", \"192.0.2.1\"]\n\
+         credentials_file = \"creds\"\nwhen_full = \"reject\"\n\
+         auth_algorithms = [\"SHA-512-256\"]\n"
+    );
+    let r = parse(&text).unwrap().registrar.unwrap();
+    let s = r.settings();
+    assert_eq!(s.domains, ["voice.example.net", "192.0.2.1"]);
+    assert_eq!(s.realm, "voice.example.net");
+    assert_eq!(s.when_full, crate::registrar::WhenFull::Reject);
+    assert_eq!(s.max_contacts, 5);
+    assert_eq!(r.snapshot_file, None);
+    assert_eq!(
+        r.auth_settings().algorithms,
+        [sipcore::digest::Algorithm::Sha512_256]
+    );
+}
+
+#[test]
+fn bad_registrar_values_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("none").join("bindings.jsonl");
+    for (extra, key) in [
+        ("min_expires = 0", "registrar.min_expires"),
+        ("max_expires = 30", "registrar.max_expires"),
+        ("default_expires = 7200", "registrar.default_expires"),
+        ("max_contacts = 0", "registrar.max_contacts"),
+        ("max_bindings = 0", "registrar.max_bindings"),
+        ("auth_algorithms = []", "registrar.auth_algorithms"),
+        (
+            "auth_algorithms = [\"MD5\", \"MD5\"]",
+            "registrar.auth_algorithms[1]",
+        ),
+        ("nonce_lifetime_s = 0", "registrar.nonce_lifetime_s"),
+        ("max_auth_failures = 0", "registrar.max_auth_failures"),
+        (
+            "auth_failure_window_s = 0",
+            "registrar.auth_failure_window_s",
+        ),
+        ("auth_failure_ban_s = 0", "registrar.auth_failure_ban_s"),
+        ("realm = \"a\\\"b\"", "registrar.realm"),
+        ("realm = \"\"", "registrar.realm"),
+        (
+            &format!("snapshot_file = {:?}", missing_dir.display().to_string()),
+            "registrar.snapshot_file",
+        ),
+        (
+            &format!("snapshot_file = {:?}", dir.path().display().to_string()),
+            "registrar.snapshot_file",
+        ),
+    ] {
+        let err = parse(&with_registrar(extra)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("tandem.toml: key `{key}`: ")),
+            "{extra}: {err}"
+        );
+    }
+}
+
+#[test]
+fn registrar_domains_must_be_hosts_and_need_credentials() {
+    for (domains, key) in [
+        ("[\"sip:example.com\"]", "registrar.domains[0]"),
+        ("[\"example.com:5060\"]", "registrar.domains[0]"),
+        ("[\"alice@example.com\"]", "registrar.domains[0]"),
+        ("[\"\"]", "registrar.domains[0]"),
+        ("[\"example.com\", \"EXAMPLE.com\"]", "registrar.domains[1]"),
+    ] {
+        let text =
+            format!("{EXAMPLE}\n[registrar]\ndomains = {domains}\ncredentials_file = \"c\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("tandem.toml: key `{key}`: ")),
+            "{domains}: {err}"
+        );
+    }
+    let text = format!("{EXAMPLE}\n[registrar]\ndomains = [\"example.com\"]\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("tandem.toml: key `registrar.credentials_file`: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_registrar_keys_and_values_are_refused() {
+    for (extra, named) in [
+        ("expires_max = 10", "expires_max"),
+        ("when_full = \"drop-newest\"", "drop-newest"),
+        ("auth_algorithms = [\"SHA-1\"]", "SHA-1"),
+        ("auth_algorithms = [\"MD5-sess\"]", "MD5-sess"),
+    ] {
+        let err = parse(&with_registrar(extra)).unwrap_err().to_string();
+        assert!(err.starts_with("tandem.toml:"), "{extra}: {err}");
+        assert!(err.contains(named), "{extra}: {err}");
+    }
+}
