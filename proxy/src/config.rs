@@ -64,10 +64,6 @@ pub struct Config {
     /// bound what a flood costs.
     #[serde(default)]
     pub limits: LimitsConfig,
-    /// The registrar and location service for phones; off without
-    /// domains.
-    #[serde(default)]
-    pub registrar: Option<RegistrarConfig>,
     /// The hot-standby pair (state-sync's configuration); none: a single
     /// node.
     #[serde(default)]
@@ -917,9 +913,6 @@ pub struct MemberConfig {
 
 /// `[registrar]`: phones register to Tandem (RFC 3261 §10) with digest
 /// authentication (RFC 7616, RFC 8760).
-// Read by the driver once it serves REGISTER (issue 12, merged with the
-// registrar's wiring); until then only the tests read these.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrarConfig {
@@ -993,9 +986,6 @@ pub enum AuthAlgorithm {
     Sha512_256,
 }
 
-// Read by the driver once it serves REGISTER (issue 12, merged with the
-// registrar's wiring); until then only the tests read these.
-#[allow(dead_code)]
 impl AuthAlgorithm {
     pub fn algorithm(self) -> sipcore::digest::Algorithm {
         match self {
@@ -1006,9 +996,6 @@ impl AuthAlgorithm {
     }
 }
 
-// Read by the driver once it serves REGISTER (issue 12, merged with the
-// registrar's wiring); until then only the tests read these.
-#[allow(dead_code)]
 impl RegistrarConfig {
     /// Whether REGISTER is served (some domain is configured).
     pub fn enabled(&self) -> bool {
@@ -1041,6 +1028,7 @@ impl RegistrarConfig {
             max_contacts: self.max_contacts,
             when_full: self.when_full,
             max_bindings: self.max_bindings,
+            authenticate_invites: self.authenticate_invites,
         }
     }
 
@@ -1494,7 +1482,6 @@ impl Config {
         }
         self.validate_limits(&invalid)?;
         if let Some(r) = &self.registrar {
-            r.validate(file)?;
             if r.enabled() {
                 if let Some(i) = self
                     .trunks
@@ -1994,9 +1981,6 @@ fn is_header_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
-
-mod registrar;
-pub use registrar::RegistrarConfig;
 
 #[cfg(test)]
 mod tests;

@@ -119,6 +119,10 @@ pub struct RegistrarSettings {
     pub when_full: WhenFull,
     /// Bindings in all at most (a new AOR beyond: 503); bounds memory.
     pub max_bindings: usize,
+    /// INVITEs from phones need digest credentials (407); false: an
+    /// INVITE is a phone's when its From AOR has a binding from the
+    /// INVITE's source address.
+    pub authenticate_invites: bool,
 }
 
 impl Default for RegistrarSettings {
@@ -132,6 +136,7 @@ impl Default for RegistrarSettings {
             max_contacts: 5,
             when_full: WhenFull::ReplaceOldest,
             max_bindings: 200_000,
+            authenticate_invites: true,
         }
     }
 }

@@ -123,6 +123,30 @@ impl Machine {
         let Some(reg) = self.registrar.as_mut() else {
             return Caller::Trunk;
         };
+        if !reg.bindings.settings().authenticate_invites {
+            // Trusted by where it registered from: the From AOR has a
+            // binding whose flow is this INVITE's source address.
+            let ip = source.addr.ip();
+            let from = invite.from_header();
+            let registered = aor_of(from.uri).is_some_and(|aor| {
+                reg.bindings
+                    .lookup(&aor, self.wall)
+                    .iter()
+                    .any(|b| b.flow.source.ip() == ip)
+            });
+            if registered {
+                return Caller::Phone;
+            }
+            self.obs.call_rejected(403);
+            self.out.respond(
+                key,
+                invite,
+                403,
+                "Forbidden",
+                &[("Warning", "399 tandem \"not a registered phone\"")],
+            );
+            return Caller::Answered;
+        }
         let user = match reg
             .auth
             .check(invite, AuthKind::Proxy, source.addr.ip(), now, wall_s)

@@ -738,6 +738,7 @@ fn the_example_registrar_table_is_valid_and_gives_the_settings() {
             max_contacts: 5,
             when_full: crate::registrar::WhenFull::ReplaceOldest,
             max_bindings: 200_000,
+            authenticate_invites: true,
         }
     );
     assert_eq!(
