@@ -28,7 +28,7 @@ pub fn testbed_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/testbed/testbed.sh")
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<Output> {
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().with_context(|| format!("run {shown}"))?;
     if !out.status.success() {
@@ -49,7 +49,7 @@ fn testbed(args: &[&str]) -> anyhow::Result<Output> {
 /// A lab name no other lab on this machine has: up to 3 characters of the
 /// hint, then base-36 digits of a hash of the process id, a per-process
 /// counter and the time; 8 characters of `[a-z0-9]` in all.
-fn unique_name(hint: &str) -> String {
+pub(crate) fn unique_name(hint: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let mut name: String = hint
         .chars()

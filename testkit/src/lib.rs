@@ -7,10 +7,12 @@
 //! holds for [`Tandem`], the proxy under test started as a real process.
 #![forbid(unsafe_code)]
 
+pub mod baresip;
 pub mod certs;
 pub mod dnsmasq;
 mod fuzz;
 pub mod lab;
+pub mod natlab;
 mod tandem;
 
 use std::collections::HashMap;
