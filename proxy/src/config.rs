@@ -1986,13 +1986,25 @@ fn is_header_name(name: &str) -> bool {
 mod tests;
 
 impl Config {
-    /// `registrar.snapshot_file`, if set.
+    /// `registrar.snapshot_file`, if set (a relative path is relative to
+    /// this configuration file, as token files are).
     pub fn registrar_snapshot_file(&self) -> Option<std::path::PathBuf> {
-        self.registrar
-            .as_ref()
-            .filter(|r| r.enabled())?
-            .snapshot_file
-            .clone()
+        let file = self.registrar.as_ref().filter(|r| r.enabled())?.snapshot_file.as_ref()?;
+        Some(self.beside(file))
+    }
+
+    /// `registrar.credentials_file`, relative to this file's directory.
+    pub fn registrar_credentials_file(&self) -> Option<std::path::PathBuf> {
+        let file = self.registrar.as_ref()?.credentials_file.as_ref()?;
+        Some(self.beside(file))
+    }
+
+    /// `path` as given, or relative to this configuration's directory.
+    fn beside(&self, path: &Path) -> PathBuf {
+        match self.file.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        }
     }
 
     /// Whether `[registrar]` serves at least one domain.

@@ -199,7 +199,7 @@ impl Driver {
     fn reload_registrar(&mut self) {
         let rc = self.config.registrar.as_ref().filter(|r| r.enabled());
         match (self.machine.registrar_mut(), rc) {
-            (Some(reg), Some(rc)) => match reg.reload(rc) {
+            (Some(reg), Some(_)) => match reg.reload(&self.config) {
                 Ok(users) => tracing::info!(users, "registrar credentials reloaded"),
                 Err(e) => {
                     tracing::error!(error = %e, "registrar credentials not reloaded; the old ones stay")

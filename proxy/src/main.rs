@@ -118,6 +118,18 @@ enum Command {
         #[arg(value_parser = ["master", "backup", "fault"], ignore_case = true)]
         state: String,
     },
+    /// Sets a user's digest password in a registrar credentials file:
+    /// reads the password from standard input (one line) and writes the
+    /// user's HA1 lines (MD5, SHA-256, SHA-512-256), replacing the old
+    /// ones. Creates the file (mode 0600) if missing.
+    Passwd {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        realm: String,
+        #[arg(long)]
+        user: String,
+    },
 }
 
 /// A running node's admin API, for `switchover`, `status` and `notify`,
@@ -153,6 +165,18 @@ fn main() -> ExitCode {
                 "/switchover"
             },
         ),
+        Command::Passwd { file, realm, user } => {
+            let written = registrar::credentials::read_password(std::io::stdin().lock()).and_then(
+                |password| registrar::credentials::write_passwd(&file, &user, &realm, &password),
+            );
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tandem passwd: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Status { target } => admin_request(&target, "GET", "/status"),
         Command::Registrations { target, aor } => admin_request(
             &target,

@@ -51,13 +51,14 @@ impl Registrar {
         let Some(rc) = config.registrar.as_ref().filter(|r| r.enabled()) else {
             return Ok(None);
         };
-        let creds = match &rc.credentials_file {
-            Some(path) => Credentials::load(path)?,
+        let creds = match config.registrar_credentials_file() {
+            Some(path) => Credentials::load(&path)?,
             None => anyhow::bail!("registrar.credentials_file is required"),
         };
         let key = config.nonce_key().map_err(|e| anyhow::anyhow!(e))?;
         let mut bindings = Bindings::new(rc.settings());
-        if let Some(path) = &rc.snapshot_file {
+        if let Some(path) = config.registrar_snapshot_file() {
+            let path = &path;
             let started = std::time::Instant::now();
             let n = snapshot::load(&mut bindings, path, wall)
                 .map_err(|e| anyhow::anyhow!("registrar.snapshot_file {}: {e}", path.display()))?;
@@ -81,9 +82,12 @@ impl Registrar {
 
     /// SIGHUP: the credentials file is read again and the limits follow
     /// the new configuration; the bindings stay.
-    pub fn reload(&mut self, rc: &crate::config::RegistrarConfig) -> anyhow::Result<usize> {
-        let creds = match &rc.credentials_file {
-            Some(path) => Credentials::load(path)?,
+    pub fn reload(&mut self, config: &crate::config::Config) -> anyhow::Result<usize> {
+        let Some(rc) = config.registrar.as_ref() else {
+            anyhow::bail!("no [registrar]");
+        };
+        let creds = match config.registrar_credentials_file() {
+            Some(path) => Credentials::load(&path)?,
             None => anyhow::bail!("registrar.credentials_file is required"),
         };
         let users = creds.len();

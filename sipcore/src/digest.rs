@@ -2,8 +2,9 @@
 //! MD5, SHA-256 and SHA-512-256 with qop=auth, both sides (the registrar
 //! challenges and verifies; test UACs answer challenges).
 //!
-//! Nonces need no server state: a nonce is the time it was issued plus an
-//! HMAC over that time and the realm with a node key ([`NonceKey`]); the
+//! Nonces need no server state: a nonce is the time it was issued and a
+//! random salt plus an HMAC over them and the realm with a node key
+//! ([`NonceKey`]); the
 //! pair derives the same key from its shared secret, so a takeover does not
 //! re-challenge every phone. A nonce older than its lifetime is answered
 //! with `stale=true`. Replays of one nonce are caught by a bounded local
@@ -35,8 +36,11 @@ pub const NONCE_CLOCK_SKEW_S: u64 = 5;
 
 /// Bytes of HMAC in a nonce: 128 bits, the usual floor for a MAC tag.
 const NONCE_MAC_LEN: usize = 16;
-/// A nonce is 16 hex digits of issue time then 32 of MAC.
-const NONCE_LEN: usize = 16 + 2 * NONCE_MAC_LEN;
+/// Random bytes in a nonce, so that two challenges in one second differ
+/// (two phones answering one nonce with nc=1 would look like a replay).
+const NONCE_SALT_LEN: usize = 8;
+/// A nonce is 16 hex digits of issue time, 16 of salt, then 32 of MAC.
+const NONCE_LEN: usize = 16 + 2 * NONCE_SALT_LEN + 2 * NONCE_MAC_LEN;
 /// The label that separates the nonce key from every other use of the
 /// secret it is derived from (e.g. the pair link's keys).
 const NONCE_KEY_LABEL: &[u8] = b"tandem digest nonce v1";
@@ -142,20 +146,23 @@ impl NonceKey {
     }
 
     /// A nonce issued at `now_s` (Unix seconds) for `realm`: 16 hex digits
-    /// of the time, then 32 of HMAC-SHA256(key, time || realm) cut to 128
-    /// bits. Hex only: safe unquoted, in a URL, anywhere.
+    /// of the time, 16 of random salt, then 32 of HMAC-SHA256(key, time ||
+    /// salt || realm) cut to 128 bits. Hex only: safe unquoted, in a URL,
+    /// anywhere.
     pub fn issue(&self, now_s: u64, realm: &str) -> String {
+        let salt: [u8; NONCE_SALT_LEN] = rand::random();
         let mut nonce = format!("{now_s:016x}");
-        nonce.push_str(&hex(&self.mac(now_s, realm)[..NONCE_MAC_LEN]));
+        nonce.push_str(&hex(&salt));
+        nonce.push_str(&hex(&self.mac(now_s, &salt, realm)[..NONCE_MAC_LEN]));
         nonce
     }
 
     /// Checks a nonce at `now_s` with lifetime `max_age_s`.
     pub fn check(&self, nonce: &str, now_s: u64, realm: &str, max_age_s: u64) -> NonceCheck {
-        let Some((issued, tag)) = split_nonce(nonce) else {
+        let Some((issued, salt, tag)) = split_nonce(nonce) else {
             return NonceCheck::Invalid;
         };
-        let expected = self.mac(issued, realm);
+        let expected = self.mac(issued, &salt, realm);
         if !bool::from(expected[..NONCE_MAC_LEN].ct_eq(&tag)) {
             return NonceCheck::Invalid;
         }
@@ -171,9 +178,10 @@ impl NonceKey {
         NonceCheck::Valid { issued }
     }
 
-    fn mac(&self, issued: u64, realm: &str) -> [u8; 32] {
+    fn mac(&self, issued: u64, salt: &[u8; NONCE_SALT_LEN], realm: &str) -> [u8; 32] {
         let mut mac = new_hmac(&self.key);
         mac.update(&issued.to_be_bytes());
+        mac.update(salt);
         mac.update(realm.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -187,9 +195,9 @@ fn new_hmac(key: &[u8]) -> HmacSha256 {
     }
 }
 
-/// A nonce's issue time and MAC tag, if it has our shape (lower-case hex
-/// of the right length).
-fn split_nonce(nonce: &str) -> Option<(u64, [u8; NONCE_MAC_LEN])> {
+/// A nonce's issue time, salt and MAC tag, if it has our shape
+/// (lower-case hex of the right length).
+fn split_nonce(nonce: &str) -> Option<(u64, [u8; NONCE_SALT_LEN], [u8; NONCE_MAC_LEN])> {
     let bytes = nonce.as_bytes();
     if bytes.len() != NONCE_LEN {
         return None;
@@ -198,11 +206,20 @@ fn split_nonce(nonce: &str) -> Option<(u64, [u8; NONCE_MAC_LEN])> {
     for &b in &bytes[..16] {
         issued = (issued << 4) | u64::from(hex_value(b)?);
     }
+    let (salt_hex, tag_hex) = bytes[16..].split_at(2 * NONCE_SALT_LEN);
+    let mut salt = [0u8; NONCE_SALT_LEN];
+    unhex_into(salt_hex, &mut salt)?;
     let mut tag = [0u8; NONCE_MAC_LEN];
-    for (i, pair) in bytes[16..].chunks_exact(2).enumerate() {
-        tag[i] = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
+    unhex_into(tag_hex, &mut tag)?;
+    Some((issued, salt, tag))
+}
+
+/// Decodes lower-case hex `digits` (twice `out`'s length) into `out`.
+fn unhex_into(digits: &[u8], out: &mut [u8]) -> Option<()> {
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
     }
-    Some((issued, tag))
+    Some(())
 }
 
 /// The value of a lower-case hex digit.

@@ -204,7 +204,12 @@ fn algorithm_names() {
 fn nonce_round_trip_stale_and_future() {
     let key = NonceKey::from_secret(b"pair secret");
     let nonce = key.issue(1_000_000, "example.org");
-    assert_eq!(nonce.len(), 48);
+    assert_eq!(nonce.len(), 64);
+    assert_ne!(
+        nonce,
+        key.issue(1_000_000, "example.org"),
+        "two nonces of one second differ"
+    );
     assert!(nonce
         .bytes()
         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
@@ -261,7 +266,7 @@ fn forged_nonces_are_invalid() {
     let mut moved = nonce.clone();
     moved.replace_range(..16, &format!("{:016x}", 1_000_100u64));
     assert_eq!(check(&moved), NonceCheck::Invalid);
-    // Every single flipped digit of the MAC.
+    // Every single flipped digit of the salt or the MAC.
     for i in 16..nonce.len() {
         let mut bytes = nonce.clone().into_bytes();
         bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
@@ -271,12 +276,12 @@ fn forged_nonces_are_invalid() {
         );
     }
     // Malformed: short, long, upper case, not hex, empty, non-ASCII.
-    assert_eq!(check(&nonce[..47]), NonceCheck::Invalid);
+    assert_eq!(check(&nonce[..63]), NonceCheck::Invalid);
     assert_eq!(check(&format!("{nonce}0")), NonceCheck::Invalid);
     assert_eq!(check(&nonce.to_ascii_uppercase()), NonceCheck::Invalid);
-    assert_eq!(check(&"g".repeat(48)), NonceCheck::Invalid);
+    assert_eq!(check(&"g".repeat(64)), NonceCheck::Invalid);
     assert_eq!(check(""), NonceCheck::Invalid);
-    assert_eq!(check(&"é".repeat(24)), NonceCheck::Invalid);
+    assert_eq!(check(&"é".repeat(32)), NonceCheck::Invalid);
     assert_eq!(check(RFC_NONCE), NonceCheck::Invalid);
 }
 
