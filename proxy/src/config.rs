@@ -1699,7 +1699,8 @@ impl Config {
                 ));
             }
             if let Some(source) = &r.source {
-                if !self.trunks.iter().any(|t| &t.name == source) {
+                let phones = source == crate::b2bua::PHONE_SOURCE && self.registrar_enabled();
+                if !phones && !self.trunks.iter().any(|t| &t.name == source) {
                     return Err(invalid(
                         &key("source"),
                         format!("unknown source {source:?}: not a [[trunk]] name"),
@@ -1733,11 +1734,33 @@ impl Config {
                     "exactly one action is needed: group, redirect, reject or location".into(),
                 ));
             }
-            if r.location.is_some() {
+            match r.location {
+                Some(true) if !self.registrar_enabled() => {
+                    return Err(invalid(
+                        &key("location"),
+                        "needs the registrar: a [registrar] table with domains".into(),
+                    ))
+                }
+                Some(false) => {
+                    return Err(invalid(
+                        &key("location"),
+                        "only `location = true` is an action".into(),
+                    ))
+                }
+                _ => {}
+            }
+            if r.location.is_none()
+                && (r.fork.is_some() || r.fork_timeout_s.is_some() || r.fallback.is_some())
+            {
                 return Err(invalid(
-                    &key("location"),
-                    "needs the registrar, not built yet".into(),
+                    &key("fork"),
+                    "fork, fork_timeout_s and fallback go with location = true".into(),
                 ));
+            }
+            if let Some(g) = &r.fallback {
+                if !groups.contains(g.as_str()) {
+                    return Err(invalid(&key("fallback"), format!("unknown group {g:?}")));
+                }
             }
             for (k, target) in [("group", &r.group), ("redirect", &r.redirect)] {
                 if let Some(target) = target {
@@ -1989,7 +2012,12 @@ impl Config {
     /// `registrar.snapshot_file`, if set (a relative path is relative to
     /// this configuration file, as token files are).
     pub fn registrar_snapshot_file(&self) -> Option<std::path::PathBuf> {
-        let file = self.registrar.as_ref().filter(|r| r.enabled())?.snapshot_file.as_ref()?;
+        let file = self
+            .registrar
+            .as_ref()
+            .filter(|r| r.enabled())?
+            .snapshot_file
+            .as_ref()?;
         Some(self.beside(file))
     }
 

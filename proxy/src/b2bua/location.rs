@@ -246,10 +246,9 @@ impl Machine {
             return;
         };
         let leg = f.ringing.remove(i);
-        f.best = Some(better(
-            f.best.take(),
-            (480, "Temporarily Unavailable".into()),
-        ));
+        // Not an answer of the phone's: ranked as no answer (408), which
+        // the caller hears as 480 only when no phone said more.
+        f.best = Some(better(f.best.take(), (408, "Request Timeout".into())));
         f.abandoned.push(leg);
         let j = f.abandoned.len() - 1;
         self.cancel_abandoned(id, j);

@@ -1529,6 +1529,10 @@ fn requests_to_a_tls_member_have_the_tls_listener_in_via() {
 /// or sequential with a 20 s ring per contact), `carol` by location with
 /// the pool as fallback, the rest to the pool.
 const PHONE_RULES: &str = r#"
+[registrar]
+domains = ["pbx.example"]
+credentials_file = "/etc/tandem/credentials"
+
 [[rule]]
 name = "alice"
 ruri_user = "alice"

@@ -312,7 +312,7 @@ fn rule_errors_name_the_key() {
     let e = rule_error("location = true");
     assert_eq!(
         e,
-        "tandem.toml: key `rule[0].location`: needs the registrar, not built yet"
+        "tandem.toml: key `rule[0].location`: needs the registrar: a [registrar] table with domains"
     );
     for code in [199, 200, 299, 700] {
         let e = rule_error(&format!("reject = {{ code = {code}, reason = \"x\" }}"));
