@@ -1196,8 +1196,10 @@ fn default_when_full() -> crate::registrar::WhenFull {
 fn default_max_bindings() -> usize {
     200_000
 }
+/// MD5 alone: Debian's SIPp and baresip fail on any other challenge in
+/// the 401 (see `registrar::auth::DEFAULT_ALGORITHMS`).
 fn default_auth_algorithms() -> Vec<AuthAlgorithm> {
-    vec![AuthAlgorithm::Sha256, AuthAlgorithm::Md5]
+    vec![AuthAlgorithm::Md5]
 }
 fn default_nonce_lifetime() -> u64 {
     300

@@ -267,6 +267,18 @@ impl Sipp {
         self
     }
 
+    /// Sends from `ip` instead of 127.0.0.1 (SIP and media): a phone
+    /// elsewhere on loopback than the trunk, for instance.
+    pub fn local_ip(mut self, ip: &str) -> Sipp {
+        let i = self
+            .args
+            .iter()
+            .position(|a| a == "-i")
+            .expect("-i is always set");
+        self.args[i + 1] = ip.to_owned();
+        self
+    }
+
     /// SIPp's own SIP port.
     pub fn port(&self) -> u16 {
         self.port

@@ -47,6 +47,8 @@ pub struct TandemConfig {
     files: Vec<(String, String, u32)>,
     /// Environment variables of the process.
     env: Vec<(String, String)>,
+    /// The address SIP and the relay listen on (127.0.0.1 by default).
+    listen_ip: std::net::IpAddr,
 }
 
 /// The admin token of the Tandems tests start (not a secret: the tests'
@@ -73,7 +75,15 @@ impl TandemConfig {
             admin_toml: String::new(),
             files: Vec::new(),
             env: Vec::new(),
+            listen_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         }
+    }
+
+    /// SIP and the relay listen on `ip` (an address of a network lab)
+    /// instead of 127.0.0.1; the admin API stays on loopback.
+    pub fn listen_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.listen_ip = ip;
+        self
     }
 
     /// An environment variable of the process.
@@ -215,7 +225,8 @@ impl TandemConfig {
         t += &self.admin_toml;
         t += "\n";
         t += &format!(
-            "[media]\nip = \"127.0.0.1\"\nport_min = {}\nport_max = {}\nworkers = 1\n",
+            "[media]\nip = \"{}\"\nport_min = {}\nport_max = {}\nworkers = 1\n",
+            self.listen_ip,
             media.start(),
             media.end()
         );
@@ -270,7 +281,7 @@ impl Tandem {
     /// `/metrics`.
     pub async fn start(bin: impl AsRef<Path>, config: TandemConfig) -> Tandem {
         let dir = crate::work_dir("tandem");
-        let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let sip = SocketAddr::new(config.listen_ip, free_port());
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let base = port_range(config.media_ports);
         let media = base..=base + config.media_ports - 1;
