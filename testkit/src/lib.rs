@@ -12,6 +12,7 @@ pub mod dnsmasq;
 mod fuzz;
 pub mod lab;
 mod tandem;
+pub mod uac;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
