@@ -14,6 +14,7 @@ mod fuzz;
 pub mod lab;
 pub mod natlab;
 mod tandem;
+pub mod uac;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};

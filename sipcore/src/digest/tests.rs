@@ -165,6 +165,26 @@ fn the_rfc_authorization_header_as_sent_verifies() {
 }
 
 #[test]
+fn headers_of_real_clients_verify() {
+    // Captured from Debian's SIPp 3.6.1 and baresip 1.0 registering as
+    // alice/secret in realm "probe" with a responder (nonce "abc123"):
+    // SIPp puts no space after its commas; baresip names no algorithm.
+    let ha1 = Algorithm::Md5.ha1("alice", "probe", "secret");
+    for value in [
+        "Digest username=\"alice\",realm=\"probe\",cnonce=\"6b8b4567\",nc=00000001,\
+         qop=auth,uri=\"sip:127.0.0.1:15070\",nonce=\"abc123\",\
+         response=\"b85d7252e6d10a4e241945e1022ce9e1\",algorithm=MD5",
+        "Digest username=\"alice\", realm=\"probe\", nonce=\"abc123\", \
+         uri=\"sip:probe;transport=udp\", response=\"e97451b744db9ad9021a4452e2f70f4f\", \
+         cnonce=\"7e748874a2949bad\", qop=auth, nc=00000001",
+    ] {
+        let credentials = Credentials::parse(value).unwrap();
+        assert_eq!(credentials.algorithm, Algorithm::Md5);
+        assert!(credentials.verify("REGISTER", &ha1), "{value}");
+    }
+}
+
+#[test]
 fn verify_accepts_the_rfc_2069_form() {
     let challenge = Challenge {
         qop_auth: false,
