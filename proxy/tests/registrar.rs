@@ -1,7 +1,7 @@
 //! The registrar and location service end to end: the real `tandem`
 //! binary with `[registrar]`, real phones (Debian's SIPp and baresip, and
 //! the project's own UAC for the digest algorithms they lack) on
-//! loopback addresses of their own, a SIPp trunk on 127.0.0.1. What is
+//! loopback, a SIPp trunk on 127.0.0.2. What is
 //! proved, one test each:
 //!
 //! 1. SIPp registers with digest (401, then credentials), refreshes and
@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use testkit::baresip::{Phone, PhoneConfig, Transport};
+use testkit::baresip::{Phone, PhoneConfig};
 use testkit::{wait_for, Sipp, SippProcess, Tandem, TandemConfig};
 
 const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
@@ -37,6 +37,11 @@ const DOMAIN: &str = "example.test";
 const USERS: [(&str, &str); 3] = [("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")];
 /// Where SIPp phones send from: not the trunk's address.
 const PHONE_IP: &str = "127.0.0.3";
+/// The trunk's address. (baresip phones are on 127.0.0.1: their RTP
+/// sockets are not bound to an address, so the kernel sends from
+/// 127.0.0.1 whatever their SIP address, and the relay's latching wants
+/// RTP from the address in the SDP or the phone's SIP source.)
+const TRUNK_IP: &str = "127.0.0.2";
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -75,11 +80,11 @@ fn registrar_toml(algorithms: &str, extra: &str) -> String {
     )
 }
 
-/// Tandem with the registrar; the trunk is 127.0.0.1 alone, so that the
+/// Tandem with the registrar; the trunk is TRUNK_IP alone, so that the
 /// phones elsewhere on loopback are phones.
 fn config(member: SocketAddr, algorithms: &str, extra: &str) -> TandemConfig {
     TandemConfig::new([("ms1", member)])
-        .trunk_networks(["127.0.0.1/32"])
+        .trunk_networks([format!("{TRUNK_IP}/32")])
         .file("credentials", &credentials(), 0o600)
         .extra_toml(&registrar_toml(algorithms, extra))
 }
@@ -100,15 +105,23 @@ fn register_digest(tandem: &Tandem, expires: u32) -> Sipp {
             "-inf",
             &scenario("register_users.csv").display().to_string(),
         ])
-        .args(["-key", "domain", DOMAIN, "-key", "expires", &expires.to_string()])
+        .args([
+            "-key",
+            "domain",
+            DOMAIN,
+            "-key",
+            "expires",
+            &expires.to_string(),
+        ])
 }
 
 async fn registrations(tandem: &Tandem, aor: &str) -> String {
-    let (status, body) = tandem
-        .admin_request("GET", &format!("/registrations?aor={aor}"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
+    let answer = tandem
+        .admin_request("GET", &format!("/registrations?aor={aor}"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
 }
 
 #[tokio::test]
@@ -116,32 +129,54 @@ async fn sipp_registers_with_digest_refreshes_and_unregisters() {
     let ms = media_server().await;
     let tandem = Tandem::start(TANDEM, config(ms.addr(), "\"MD5\"", "")).await;
     // Registered and refreshed, not yet removed.
-    let out = register_digest(&tandem, 300)
+    let first = register_digest(&tandem, 300);
+    let port = first.port();
+    let out = first
         .args(["-set", "refresh", "yes", "-m", "2"])
         .trace_messages()
         .run(DEADLINE)
         .await;
-    assert_eq!(out.exit_code, Some(0), "{}\n{}", out.log, tandem.log_tail(30));
+    assert_eq!(
+        out.exit_code,
+        Some(0),
+        "{}\n{}",
+        out.log,
+        tandem.log_tail(30)
+    );
     assert_eq!(out.successful, 2);
     // Each user: two challenges, two authenticated REGISTERs, two 200s
     // listing the binding with its expiry.
-    assert_eq!(out.messages.matches("SIP/2.0 401").count(), 4, "{}", out.messages);
+    assert_eq!(
+        out.messages.matches("SIP/2.0 401").count(),
+        4,
+        "{}",
+        out.messages
+    );
     assert_eq!(out.messages.matches("SIP/2.0 200").count(), 4);
     assert!(
-        out.messages.contains(&format!("Contact: <sip:alice@{PHONE_IP}")),
+        out.messages
+            .contains(&format!("Contact: <sip:alice@{PHONE_IP}")),
         "{}",
         out.messages
     );
     let listed = registrations(&tandem, "alice@example.test").await;
-    assert!(listed.contains(&format!("sip:alice@{PHONE_IP}")), "{listed}");
+    assert!(
+        listed.contains(&format!("sip:alice@{PHONE_IP}")),
+        "{listed}"
+    );
     assert!(listed.contains("SIPp register_digest"), "{listed}");
     let m = tandem.metrics().await;
     assert_eq!(m.get("tandem_registrations_active", &[]), 2.0);
     assert_eq!(m.get("tandem_register_total", &[("result", "ok")]), 4.0);
-    assert_eq!(m.get("tandem_register_total", &[("result", "challenged")]), 4.0);
+    assert_eq!(
+        m.get("tandem_register_total", &[("result", "challenged")]),
+        4.0
+    );
 
-    // Now each registers once more and unregisters (Expires: 0).
+    // Now each registers once more (the same Contact: the same port)
+    // and unregisters (Expires: 0).
     let out = register_digest(&tandem, 300)
+        .with_port(port)
         .args(["-set", "unregister", "yes", "-m", "2"])
         .run(DEADLINE)
         .await;
@@ -165,8 +200,9 @@ async fn a_registered_sipp_uas_gets_the_trunks_call_then_404_after_unregister() 
         .spawn();
     uas.wait_count("_200_Recv", 1, DEADLINE).await;
 
-    // The trunk (127.0.0.1) calls alice.
+    // The trunk calls alice.
     let call = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .local_ip(TRUNK_IP)
         .args(["-s", "alice", "-m", "1", "-d", "500"])
         .run(DEADLINE)
         .await;
@@ -183,10 +219,17 @@ async fn a_registered_sipp_uas_gets_the_trunks_call_then_404_after_unregister() 
     let done = uas.wait_exit(DEADLINE).await;
     assert_eq!(done.exit_code, Some(0), "{}", done.log);
     let after = Sipp::scenario_file(&scenario("not_found_uac.xml"), Some(tandem.sip_addr()))
+        .local_ip(TRUNK_IP)
         .args(["-s", "alice", "-m", "1"])
         .run(DEADLINE)
         .await;
-    assert_eq!(after.successful, 1, "{}\n{}", after.log, tandem.log_tail(20));
+    assert_eq!(
+        after.successful,
+        1,
+        "{}\n{}",
+        after.log,
+        tandem.log_tail(20)
+    );
 }
 
 fn phone(tandem: &Tandem, user: &str, ip: [u8; 4]) -> Phone {
@@ -214,7 +257,11 @@ fn call_with_audio(caller: &mut Phone, callee: &mut Phone, tandem: &Tandem) {
             if let Some(rtp) = p.last_call_rtp() {
                 break rtp;
             }
-            assert!(std::time::Instant::now() < until, "no RTP summary\n{}", p.log_tail(30));
+            assert!(
+                std::time::Instant::now() < until,
+                "no RTP summary\n{}",
+                p.log_tail(30)
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         assert!(
@@ -232,8 +279,8 @@ async fn baresip_phones_register_and_call_each_other_and_a_trunk_calls_a_phone()
     testkit::baresip::require_baresip();
     let ms = media_server().await;
     let tandem = Tandem::start(TANDEM, config(ms.addr(), "\"MD5\"", "")).await;
-    let mut alice = phone(&tandem, "alice", [127, 0, 0, 4]);
-    let mut bob = phone(&tandem, "bob", [127, 0, 0, 5]);
+    let mut alice = phone(&tandem, "alice", [127, 0, 0, 1]);
+    let mut bob = phone(&tandem, "bob", [127, 0, 0, 1]);
     alice.wait_registered(DEADLINE);
     bob.wait_registered(DEADLINE);
 
@@ -243,10 +290,14 @@ async fn baresip_phones_register_and_call_each_other_and_a_trunk_calls_a_phone()
     assert_eq!(cdr.get("source"), "phone", "{cdr:?}");
     // Through the relay both ways: packets received on leg A (alice's)
     // and on leg B (bob's).
-    assert!(cdr.num("a_packets") > 50 && cdr.num("b_packets") > 50, "{cdr:?}");
+    assert!(
+        cdr.num("a_packets") > 50 && cdr.num("b_packets") > 50,
+        "{cdr:?}"
+    );
 
     // The trunk calls bob by his AOR; bob answers, the trunk hangs up.
     let trunk = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .local_ip(TRUNK_IP)
         .args(["-s", "bob", "-m", "1", "-d", "1000"])
         .spawn();
     tokio::task::block_in_place(|| {
@@ -259,7 +310,11 @@ async fn baresip_phones_register_and_call_each_other_and_a_trunk_calls_a_phone()
     assert_eq!(out.successful, 1, "{}\n{}", out.log, tandem.log_tail(30));
     let cdrs = tandem.wait_cdrs(2, DEADLINE).await;
     assert_eq!(cdrs[1].get("source"), "trunk");
-    assert!(cdrs[1].get("servers").contains("phone:bob@example.test"), "{:?}", cdrs[1]);
+    assert!(
+        cdrs[1].get("servers").contains("phone:bob@example.test"),
+        "{:?}",
+        cdrs[1]
+    );
 }
 
 #[tokio::test]
@@ -286,7 +341,11 @@ async fn sha_256_and_sha_512_256_registrations_with_the_projects_uac() {
         )
         .await
         .unwrap();
-        assert_eq!((r.status, r.algorithm_used.as_str()), (200, algorithm), "{r:?}");
+        assert_eq!(
+            (r.status, r.algorithm_used.as_str()),
+            (200, algorithm),
+            "{r:?}"
+        );
         assert_eq!(r.contacts.len(), 1, "{r:?}");
     }
     // A wrong password is refused, whatever the algorithm.
@@ -384,16 +443,22 @@ async fn a_tcp_phone_without_a_listener_gets_its_call_over_its_connection() {
         "0a4f113b",
         1,
     );
-    wr.write_all(register(2, Some(auth)).as_bytes()).await.unwrap();
+    wr.write_all(register(2, Some(auth)).as_bytes())
+        .await
+        .unwrap();
     let ok = read_message(&mut rd).await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
 
     // The trunk calls carol: the INVITE comes down our connection.
     let mut trunk = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .local_ip(TRUNK_IP)
         .args(["-s", "carol", "-m", "1", "-d", "500"])
         .spawn();
     let invite = read_message(&mut rd).await;
-    assert!(invite.starts_with("INVITE sip:carol@127.0.0.6:9"), "{invite}");
+    assert!(
+        invite.starts_with("INVITE sip:carol@127.0.0.6:9"),
+        "{invite}"
+    );
     // Answer it (SDP pointing at a port of ours), take ACK and BYE.
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.6\r\ns=-\r\nc=IN IP4 127.0.0.6\r\nt=0 0\r\n\
                m=audio 40006 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
@@ -442,7 +507,10 @@ async fn bindings_survive_a_restart_of_a_lone_node() {
     let extra = format!("snapshot_file = \"{}\"", snapshot.display());
     let cfg = config(ms.addr(), "\"MD5\"", &extra);
     let tandem = Tandem::start(TANDEM, cfg.clone()).await;
-    let out = register_digest(&tandem, 600).args(["-m", "2"]).run(DEADLINE).await;
+    let out = register_digest(&tandem, 600)
+        .args(["-m", "2"])
+        .run(DEADLINE)
+        .await;
     assert_eq!(out.successful, 2, "{}", out.log);
     // Written within a few seconds of the change.
     wait_for("the snapshot file", DEADLINE, || {
@@ -462,7 +530,10 @@ async fn bindings_survive_a_restart_of_a_lone_node() {
     let listed = registrations(&tandem, "bob@example.test").await;
     assert!(listed.contains(&format!("sip:bob@{PHONE_IP}")), "{listed}");
     assert_eq!(
-        tandem.metrics().await.get("tandem_registrations_active", &[]),
+        tandem
+            .metrics()
+            .await
+            .get("tandem_registrations_active", &[]),
         2.0
     );
 }

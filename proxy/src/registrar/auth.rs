@@ -230,7 +230,7 @@ impl Authenticator {
             NonceCheck::Stale => return self.failed(source, user, now),
         }
         let offered = self.settings.algorithms.contains(&credentials.algorithm);
-        let uri_matches = request.request_uri_str().map(str::trim) == Some(credentials.uri.trim());
+        let uri_matches = digest_uri_matches(request, credentials.uri.trim());
         if !offered || !uri_matches || !self.response_right(&credentials, request) {
             return self.failed(source, user, now);
         }
@@ -328,6 +328,31 @@ impl Authenticator {
             headers,
         }
     }
+}
+
+/// Whether the credentials' `uri` names this request's resource: the
+/// Request-URI itself, or a SIP URI of the same host, or of an IP
+/// address (the server the phone sent to). The last is how SIPp 3.6.1
+/// fills it — always `sip:SERVER-IP:PORT`, whatever the Request-URI —
+/// and is safe to allow: the uri is inside the hashed response, and a
+/// replayed header is refused by its nonce count, so the check only
+/// keeps a header made for another domain's resource from counting.
+fn digest_uri_matches(request: &Message, uri: &str) -> bool {
+    let Some(ruri) = request.request_uri_str().map(str::trim) else {
+        return false;
+    };
+    if ruri == uri {
+        return true;
+    }
+    let (Ok(theirs), Some(ours)) = (sipcore::message::Uri::parse(uri), request.request_uri())
+    else {
+        return false;
+    };
+    if !theirs.is_sip() {
+        return false;
+    }
+    let host = theirs.host.trim_start_matches('[').trim_end_matches(']');
+    theirs.host.eq_ignore_ascii_case(ours.host) || host.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// `settings` with at least one algorithm (a challenge without any is

@@ -319,7 +319,7 @@ fn an_rfc_2069_answer_is_good_for_one_request() {
 }
 
 #[test]
-fn the_digest_uri_must_be_the_request_uri() {
+fn the_digest_uri_must_name_the_request_uris_resource() {
     let mut auth = authenticator(&[Algorithm::Md5]);
     let now = Instant::now();
     let challenge = md5_challenge(NOW_S);
@@ -489,4 +489,25 @@ fn two_phones_challenged_in_one_second_both_authenticate() {
         authenticated("bob"),
         "bob's nc=1 is not a replay of alice's"
     );
+}
+
+#[test]
+fn a_digest_uri_of_the_servers_address_is_taken_as_sipp_sends_it() {
+    let mut auth = authenticator(&[Algorithm::Md5]);
+    let now = Instant::now();
+    let challenge = md5_challenge(NOW_S);
+    // SIPp 3.6.1: uri="sip:SERVER-IP:PORT" for a REGISTER to sip:example.org.
+    let value = authorization(
+        &challenge,
+        "alice",
+        "secret",
+        "REGISTER",
+        "sip:127.0.0.1:5060",
+        "c",
+        1,
+    );
+    assert!(matches!(
+        www(&mut auth, &register_with(&value), 1, now),
+        AuthOutcome::Authenticated { .. }
+    ));
 }
