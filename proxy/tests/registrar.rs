@@ -537,3 +537,47 @@ async fn bindings_survive_a_restart_of_a_lone_node() {
         2.0
     );
 }
+
+/// A baresip phone behind a masquerading router (testkit's NAT lab): its
+/// Contact is a private address Tandem cannot reach; the trunk's call
+/// goes to the flow its REGISTER came on, and the phone's RTP (from the
+/// router's address, not the one in its SDP) is relayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_behind_nat_gets_its_call_over_its_flow() {
+    testkit::baresip::require_baresip();
+    let lab = testkit::natlab::NatLab::new().expect("NAT lab (needs root, iproute2, nftables)");
+    let ms = media_server().await;
+    let server = IpAddr::from(lab.server_addr());
+    let tandem = Tandem::start(TANDEM, config(ms.addr(), "\"MD5\"", "").listen_ip(server)).await;
+    let mut config = PhoneConfig::new("alice", "alicepw", DOMAIN, tandem.sip_addr());
+    config.local_addr = IpAddr::from(lab.phone_addr());
+    config.netns = Some(lab.phone_ns());
+    let mut alice = Phone::start(config);
+    alice.wait_registered(DEADLINE);
+    // Registered with its private Contact, from the router's address.
+    let listed = registrations(&tandem, "alice@example.test").await;
+    assert!(
+        listed.contains(&format!("@{}", lab.phone_addr())),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!("\"source\": \"{}:", lab.public_addr())),
+        "{listed}"
+    );
+
+    let trunk = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .local_ip(TRUNK_IP)
+        .args(["-s", "alice", "-m", "1", "-d", "2000"])
+        .spawn();
+    tokio::task::block_in_place(|| {
+        alice.wait_incoming(DEADLINE);
+        alice.answer();
+        alice.wait_established(DEADLINE);
+    });
+    let mut trunk = trunk;
+    let out = trunk.wait_exit(DEADLINE).await;
+    assert_eq!(out.successful, 1, "{}\n{}", out.log, tandem.log_tail(30));
+    let cdrs = tandem.wait_cdrs(1, DEADLINE).await;
+    // The phone's tone reached the relay on leg B through the NAT.
+    assert!(cdrs[0].num("b_packets") > 20, "{:?}", cdrs[0]);
+}
