@@ -635,3 +635,153 @@ async fn in_dialog_re_invites_and_bye_work_through_the_new_active_node() {
         lab.log_tail("b", 30)
     );
 }
+
+/// 200 SIPp phones register (digest) to the active node; `kill -9` of
+/// the active; the trunk then calls every AOR through the new active node
+/// and every phone answers — none registered again (their scenario
+/// registers once, for 600 s).
+#[tokio::test]
+async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_one() {
+    const PHONES: usize = 200;
+    const PHONE_IP: &str = "10.77.0.30";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("regs");
+    // The phones' own address, beside the trunk's (which stays the only
+    // trunk).
+    let trunk_ns = lab.lab.ns("trunk");
+    let added = Command::new("ip")
+        .args(["-n", &trunk_ns, "addr", "add", &format!("{PHONE_IP}/24"), "dev", "eth0"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    // Users, their HA1 lines (`tandem passwd`) and SIPp's injection file.
+    let creds = lab.dir.path().join("credentials");
+    let users = lab.dir.path().join("users.csv");
+    let mut csv = String::from("SEQUENTIAL\n");
+    for i in 0..PHONES {
+        let (user, password) = (format!("phone{i:03}"), format!("pw-{i:03}-x"));
+        let mut child = Command::new(TANDEM)
+            .args(["passwd", "--realm", "example.test", "--user", &user, "--file"])
+            .arg(&creds)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        assert!(child.wait().unwrap().success());
+        csv += &format!("{user};{password};[authentication username={user} password={password}]\n");
+    }
+    std::fs::write(&users, csv).unwrap();
+    lab.edit("networks = [\"10.77.0.0/24\"]", "networks = [\"10.77.0.10/32\"]");
+    lab.edit(
+        "[pool]\nname = \"media\"",
+        &format!(
+            "[limits]\nstranger_rate = 0\n\n\
+             [registrar]\ndomains = [\"example.test\"]\ncredentials_file = \"{}\"\n\n\
+             [[rule]]\nname = \"phones\"\nruri_user_prefix = \"phone\"\nlocation = true\n\n\
+             [[rule]]\nname = \"rest\"\ngroup = \"media\"\n\n\
+             [pool]\nname = \"media\"",
+            creds.display()
+        ),
+    );
+    lab.pair().await;
+
+    let register = workspace().join("deploy/sipp/register_digest.xml");
+    let users_arg = users.display().to_string();
+    let register_arg = register.display().to_string();
+    let phones_args = [
+        "10.77.0.100:5060",
+        "-sf",
+        &register_arg,
+        "-inf",
+        &users_arg,
+        "-key",
+        "domain",
+        "example.test",
+        "-key",
+        "expires",
+        "600",
+        "-set",
+        "unregister",
+        "yes",
+        "-d",
+        "120000",
+        "-oocsn",
+        "uas",
+        "-rtp_echo",
+        "-i",
+        PHONE_IP,
+        "-mi",
+        PHONE_IP,
+        "-p",
+        "5070",
+        "-m",
+        "200",
+        "-r",
+        "50",
+        "-l",
+        "200",
+        "-nostdin",
+        "-buff_size",
+        "4194304",
+    ];
+    lab.spawn("phones", "trunk", "sipp", &phones_args);
+    // Every binding is on the standby before the active dies.
+    lab.wait_status("b", "every binding copied", Duration::from_secs(30), |s| {
+        s["records"]["binding"] == PHONES as u64
+    })
+    .await;
+    lab.lab.kill("a").unwrap();
+    lab.wait_status("b", "takes over", Duration::from_secs(10), |s| {
+        s["role"] == "active"
+    })
+    .await;
+
+    let calls = workspace().join("deploy/sipp/call_users_uac.xml");
+    let calls_arg = calls.display().to_string();
+    lab.spawn(
+        "caller",
+        "trunk",
+        "sipp",
+        &[
+            "10.77.0.100:5060",
+            "-sf",
+            &calls_arg,
+            "-inf",
+            &users_arg,
+            "-i",
+            "10.77.0.10",
+            "-p",
+            "5060",
+            "-m",
+            "200",
+            "-r",
+            "50",
+            "-l",
+            "50",
+            "-d",
+            "200",
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-buff_size",
+            "4194304",
+        ],
+    );
+    let status = lab.wait_exit("caller", Duration::from_secs(60)).await;
+    let caller_log = lab.proc("caller").log();
+    let unexpected: Vec<&str> = caller_log
+        .lines()
+        .skip_while(|l| !l.contains("unexpected message"))
+        .take(12)
+        .collect();
+    assert!(
+        status.success(),
+        "caller's SIPp: {status}\n{}\n{}\n--- b ---\n{}\n--- phones ---\n{}",
+        unexpected.join("\n"),
+        lab.log_tail("caller", 40),
+        lab.log_tail("b", 30),
+        lab.log_tail("phones", 20)
+    );
+}
