@@ -14,7 +14,8 @@
 //!   to its AOR; after it unregistered the AOR gets 404;
 //! * the NAT lab (`testkit::natlab`) masquerades a phone's traffic and
 //!   hides its private address; a baresip phone behind it registers and
-//!   receives a call over the flow its REGISTER opened.
+//!   receives a call over the flow its REGISTER opened (UDP), or over its
+//!   own connection (TCP).
 //!
 //! Kamailio runs in the foreground with its files in a temporary
 //! directory and is killed by its process group on drop. Every wait has
@@ -437,8 +438,9 @@ fn nat_lab_masquerades_the_phone_and_hides_its_address() {
     assert!(text.contains("nothing else"), "{text}");
 }
 
-#[tokio::test]
-async fn baresip_behind_nat_receives_a_call_over_its_flow_via_kamailio() {
+/// alice, behind the NAT lab's router, registers over `transport`; a
+/// SIPp UAC in the root namespace calls her AOR and she answers.
+async fn nat_phone_receives_a_call(transport: Transport) {
     if !kamailio_installed() {
         return;
     }
@@ -448,11 +450,13 @@ async fn baresip_behind_nat_receives_a_call_over_its_flow_via_kamailio() {
     config.local_addr = IpAddr::from(lab.phone_addr());
     config.netns = Some(lab.phone_ns());
     config.auto_answer = true;
+    config.transport = transport;
     let mut alice = Phone::start(config);
     alice.wait_registered(DEADLINE);
 
     // Her Contact (192.168.X.2) is unreachable from here: the INVITE gets
-    // to her only through the router's mapping her REGISTER opened.
+    // to her only through the router's mapping her REGISTER opened (over
+    // TCP: on her own connection, as nothing can connect to her).
     trunk_call(
         Sipp::builtin("uac", Some(registrar.addr)).args(["-d", "1000"]),
         &registrar,
@@ -463,6 +467,16 @@ async fn baresip_behind_nat_receives_a_call_over_its_flow_via_kamailio() {
     // Auto-answered: baresip reports no CALL_INCOMING then.
     alice.wait_established(DEADLINE);
     alice.wait_closed(DEADLINE);
+}
+
+#[tokio::test]
+async fn baresip_behind_nat_receives_a_call_over_its_flow_via_kamailio() {
+    nat_phone_receives_a_call(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn baresip_behind_nat_over_tcp_receives_a_call_over_its_connection_via_kamailio() {
+    nat_phone_receives_a_call(Transport::Tcp).await;
 }
 
 #[tokio::test]
