@@ -305,6 +305,7 @@ fn register_digest(registrar: &Registrar) -> Sipp {
             &scenario("register_users.csv").display().to_string(),
         ])
         .args(["-key", "domain", DOMAIN, "-key", "expires", "300"])
+        .args(["-auth_uri", DOMAIN])
 }
 
 #[tokio::test]
@@ -330,6 +331,13 @@ async fn sipp_registers_with_digest_refreshes_and_unregisters_via_kamailio() {
     // Each user: three challenges, three authenticated REGISTERs.
     assert_eq!(out.messages.matches("SIP/2.0 401").count(), 6);
     assert_eq!(out.messages.matches("Authorization: Digest").count(), 6);
+    // The digest uri is the Request-URI.
+    assert_eq!(
+        out.messages
+            .matches(&format!("uri=\"sip:{DOMAIN}\""))
+            .count(),
+        6
+    );
     assert_eq!(out.messages.matches("Expires: 0").count(), 4);
 }
 
