@@ -4,14 +4,18 @@
 //! auth, digest MD5 with qop=auth, bindings in memory) so that the same
 //! tests run against Tandem by swapping the target.
 //!
-//! * two Debian `baresip` phones register with digest, call each other,
-//!   and a tone flows both ways (RTP counted by each phone, and the audio
-//!   each one decoded is not silence);
+//! * two Debian `baresip` phones register with digest (over UDP, and
+//!   over TCP), call each other, and a tone flows both ways (RTP counted
+//!   by each phone, and the audio each one decoded is not silence); a
+//!   wrong password is refused; a SIPp UAC from the trunk side calls a
+//!   phone by its AOR and its speech reaches the phone;
 //! * SIPp's `register_digest.xml` registers, refreshes and unregisters
 //!   with digest, and as a registered UAS (`-oocsn uas`) receives a call
 //!   to its AOR; after it unregistered the AOR gets 404;
 //! * the NAT lab (`testkit::natlab`) masquerades a phone's traffic and
-//!   hides its private address, and a baresip phone behind it registers.
+//!   hides its private address; a baresip phone behind it registers and
+//!   receives a call over the flow its REGISTER opened (UDP), or over its
+//!   own connection (TCP).
 //!
 //! Kamailio runs in the foreground with its files in a temporary
 //! directory and is killed by its process group on drop. Every wait has
@@ -162,6 +166,23 @@ fn phone(registrar: &Registrar, user: &str, transport: Transport) -> Phone {
     Phone::start(config)
 }
 
+/// The RTP counts of `phone`'s last call; baresip prints them as the
+/// call closes: give it a moment.
+fn wait_rtp_summary(phone: &Phone) -> testkit::baresip::RtpCount {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        if let Some(rtp) = phone.last_call_rtp() {
+            return rtp;
+        }
+        assert!(
+            Instant::now() < until,
+            "no RTP summary\n{}",
+            phone.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// One call from `caller` to `callee`: answered, ~2 s of tone both ways,
 /// hung up by the caller; then each phone's RTP counters and decoded
 /// audio show the other's tone arrived.
@@ -177,19 +198,7 @@ fn call_with_audio_both_ways(caller: &mut Phone, callee: &mut Phone, registrar: 
     callee.wait_closed(DEADLINE);
 
     for phone in [&*caller, &*callee] {
-        // baresip prints the summary as the call closes: give it a moment.
-        let until = Instant::now() + DEADLINE;
-        let rtp = loop {
-            if let Some(rtp) = phone.last_call_rtp() {
-                break rtp;
-            }
-            assert!(
-                Instant::now() < until,
-                "no RTP summary\n{}",
-                phone.log_tail(30)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let rtp = wait_rtp_summary(phone);
         // 20 ms packets for about 2 s: 100 each way, far more than any
         // stray packet; fewer than 50 means audio did not really flow.
         assert!(
@@ -268,6 +277,21 @@ fn baresip_with_a_wrong_password_is_refused() {
     }
 }
 
+/// One call from the trunk side: `uac` (a SIPp UAC at the registrar)
+/// calls `user`'s AOR; it must succeed. The `callee` phone's log goes
+/// into the failure message.
+async fn trunk_call(uac: Sipp, registrar: &Registrar, user: &str, callee: Option<&Phone>) {
+    let call = uac.args(["-s", user, "-m", "1"]).run(2 * DEADLINE).await;
+    assert_eq!(
+        call.successful,
+        1,
+        "{}\n{}\n{}",
+        call.log,
+        registrar.log_tail(30),
+        callee.map(|p| p.log_tail(30)).unwrap_or_default()
+    );
+}
+
 fn scenario(name: &str) -> PathBuf {
     workspace().join("deploy/sipp").join(name)
 }
@@ -281,6 +305,7 @@ fn register_digest(registrar: &Registrar) -> Sipp {
             &scenario("register_users.csv").display().to_string(),
         ])
         .args(["-key", "domain", DOMAIN, "-key", "expires", "300"])
+        .args(["-auth_uri", DOMAIN])
 }
 
 #[tokio::test]
@@ -306,6 +331,13 @@ async fn sipp_registers_with_digest_refreshes_and_unregisters_via_kamailio() {
     // Each user: three challenges, three authenticated REGISTERs.
     assert_eq!(out.messages.matches("SIP/2.0 401").count(), 6);
     assert_eq!(out.messages.matches("Authorization: Digest").count(), 6);
+    // The digest uri is the Request-URI.
+    assert_eq!(
+        out.messages
+            .matches(&format!("uri=\"sip:{DOMAIN}\""))
+            .count(),
+        6
+    );
     assert_eq!(out.messages.matches("Expires: 0").count(), 4);
 }
 
@@ -325,17 +357,13 @@ async fn sipp_registered_uas_receives_a_call_to_its_aor_then_404_after_unregiste
     uas.wait_count("_401_Recv", 1, DEADLINE).await;
     uas.wait_count("_200_Recv", 1, DEADLINE).await;
 
-    let call = Sipp::builtin("uac", Some(registrar.addr))
-        .args(["-s", "alice", "-m", "1", "-d", "500"])
-        .run(DEADLINE)
-        .await;
-    assert_eq!(
-        call.successful,
-        1,
-        "{}\n{}",
-        call.log,
-        registrar.log_tail(30)
-    );
+    trunk_call(
+        Sipp::builtin("uac", Some(registrar.addr)).args(["-d", "500"]),
+        &registrar,
+        "alice",
+        None,
+    )
+    .await;
 
     let mut uas = uas;
     let registered = uas.wait_exit(DEADLINE).await;
@@ -418,8 +446,9 @@ fn nat_lab_masquerades_the_phone_and_hides_its_address() {
     assert!(text.contains("nothing else"), "{text}");
 }
 
-#[test]
-fn baresip_behind_nat_registers_via_kamailio() {
+/// alice, behind the NAT lab's router, registers over `transport`; a
+/// SIPp UAC in the root namespace calls her AOR and she answers.
+async fn nat_phone_receives_a_call(transport: Transport) {
     if !kamailio_installed() {
         return;
     }
@@ -428,6 +457,62 @@ fn baresip_behind_nat_registers_via_kamailio() {
     let mut config = PhoneConfig::new("alice", "alicepw", DOMAIN, registrar.addr);
     config.local_addr = IpAddr::from(lab.phone_addr());
     config.netns = Some(lab.phone_ns());
+    config.auto_answer = true;
+    config.transport = transport;
     let mut alice = Phone::start(config);
     alice.wait_registered(DEADLINE);
+
+    // Her Contact (192.168.X.2) is unreachable from here: the INVITE gets
+    // to her only through the router's mapping her REGISTER opened (over
+    // TCP: on her own connection, as nothing can connect to her).
+    trunk_call(
+        Sipp::builtin("uac", Some(registrar.addr)).args(["-d", "1000"]),
+        &registrar,
+        "alice",
+        Some(&alice),
+    )
+    .await;
+    // Auto-answered: baresip reports no CALL_INCOMING then.
+    alice.wait_established(DEADLINE);
+    alice.wait_closed(DEADLINE);
+}
+
+#[tokio::test]
+async fn baresip_behind_nat_receives_a_call_over_its_flow_via_kamailio() {
+    nat_phone_receives_a_call(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn baresip_behind_nat_over_tcp_receives_a_call_over_its_connection_via_kamailio() {
+    nat_phone_receives_a_call(Transport::Tcp).await;
+}
+
+#[tokio::test]
+async fn sipp_uac_calls_a_baresip_phone_by_its_aor_via_kamailio() {
+    if !kamailio_installed() {
+        return;
+    }
+    let registrar = Registrar::start(IpAddr::from([127, 0, 0, 1]));
+    let mut config = PhoneConfig::new("bob", "bobpw", DOMAIN, registrar.addr);
+    config.auto_answer = true;
+    let mut bob = Phone::start(config);
+    bob.wait_registered(DEADLINE);
+
+    // From the trunk side: no credentials, G.711 speech from a pcap.
+    trunk_call(
+        Sipp::builtin("uac_pcap", Some(registrar.addr)).with_pcaps(),
+        &registrar,
+        "bob",
+        Some(&bob),
+    )
+    .await;
+    bob.wait_established(DEADLINE);
+    bob.wait_closed(DEADLINE);
+    let rtp = wait_rtp_summary(&bob);
+    assert!(
+        rtp.sent >= 50 && rtp.received >= 50,
+        "{rtp:?}\n{}",
+        bob.log_tail(30)
+    );
+    assert!(bob.received_audio_peak() > 1000, "{}", bob.log_tail(30));
 }

@@ -4,9 +4,10 @@
 //! microphone, so a test can prove that audio arrived at the other end.
 //!
 //! Everything lives in a temporary directory: `config` written from a
-//! [`PhoneConfig`] (the account is added over the control connection), baresip's output (`baresip.log`) and
-//! the audio each call received (`rec/dump-*-dec.wav`, from the
-//! `sndfile` filter). The phone is controlled over baresip's `ctrl_tcp`
+//! [`PhoneConfig`], baresip's output (`baresip.log`) and the audio each
+//! call received (`rec/dump-*-dec.wav`, from the `sndfile` filter). The
+//! account is added (`uanew`) once the control connection is up, so no
+//! registration event comes before anyone listens. The phone is controlled over baresip's `ctrl_tcp`
 //! module (netstring-framed JSON commands, responses and events) on
 //! 127.0.0.1; a phone in a network namespace listens on that namespace's
 //! loopback, reached through a small relay (`python3`) started in the
@@ -270,7 +271,9 @@ impl Phone {
         self.command("dial", uri);
     }
 
-    /// Waits for an incoming call (`CALL_INCOMING`).
+    /// Waits for an incoming call (`CALL_INCOMING`). A phone with
+    /// `auto_answer` does not report one: wait for the call to be
+    /// established instead.
     pub fn wait_incoming(&mut self, deadline: Duration) -> Value {
         self.wait_event_failing_on("CALL_INCOMING", &[], deadline)
     }
