@@ -29,8 +29,8 @@ fn key() -> NonceKey {
 fn users() -> Credentials {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
-    super::super::credentials::write_passwd(&path, "alice", REALM, "secret").unwrap();
-    super::super::credentials::write_passwd(&path, "bob", REALM, "hunter2").unwrap();
+    crate::registrar::credentials::write_passwd(&path, "alice", REALM, "secret").unwrap();
+    crate::registrar::credentials::write_passwd(&path, "bob", REALM, "hunter2").unwrap();
     Credentials::load(&path).unwrap()
 }
 
@@ -490,3 +490,5 @@ fn two_phones_challenged_in_one_second_both_authenticate() {
         "bob's nc=1 is not a replay of alice's"
     );
 }
+
+mod real_clients;
