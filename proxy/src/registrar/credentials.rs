@@ -30,11 +30,14 @@ use crate::config::ConfigError;
 /// per user leave room for some 100,000 users.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
+/// A user's HA1 per algorithm, in the order of [`algorithm_slot`].
+type Ha1s = [Option<String>; 3];
+
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
-    /// (realm, user) → HA1 per algorithm, in the order of
-    /// [`algorithm_slot`].
-    users: HashMap<(String, String), [Option<String>; 3]>,
+    /// realm → user → HA1s: two levels so that a lookup by borrowed
+    /// strings allocates nothing.
+    realms: HashMap<String, HashMap<String, Ha1s>>,
 }
 
 /// The index of `algorithm` in a user's HA1 array.
@@ -66,15 +69,17 @@ impl Credentials {
 
     /// Parses the file's text; an error is (line number, what is wrong).
     fn parse(text: &str) -> Result<Credentials, (usize, String)> {
-        let mut users: HashMap<(String, String), [Option<String>; 3]> = HashMap::new();
+        let mut realms: HashMap<String, HashMap<String, Ha1s>> = HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let entry = parse_line(line).map_err(|m| (index + 1, m))?;
-            let slot = &mut users
-                .entry((entry.realm.to_owned(), entry.user.to_owned()))
+            let slot = &mut realms
+                .entry(entry.realm.to_owned())
+                .or_default()
+                .entry(entry.user.to_owned())
                 .or_default()[algorithm_slot(entry.algorithm)];
             if slot.is_some() {
                 return Err((
@@ -89,25 +94,21 @@ impl Credentials {
             }
             *slot = Some(entry.ha1.to_owned());
         }
-        Ok(Credentials { users })
+        Ok(Credentials { realms })
     }
 
     /// The HA1 of `user` in `realm` for `algorithm`.
     pub fn ha1(&self, realm: &str, user: &str, algorithm: Algorithm) -> Option<&str> {
-        // Looking up by a borrowed pair would need a custom key type; the
-        // two short allocations are noise beside the hashes of a check.
-        self.users
-            .get(&(realm.to_owned(), user.to_owned()))
-            .and_then(|ha1s| ha1s[algorithm_slot(algorithm)].as_deref())
+        self.realms.get(realm)?.get(user)?[algorithm_slot(algorithm)].as_deref()
     }
 
     /// Users in all.
     pub fn len(&self) -> usize {
-        self.users.len()
+        self.realms.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.len() == 0
     }
 }
 

@@ -29,8 +29,8 @@ fn key() -> NonceKey {
 fn users() -> Credentials {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
-    super::super::credentials::write_passwd(&path, "alice", REALM, "secret").unwrap();
-    super::super::credentials::write_passwd(&path, "bob", REALM, "hunter2").unwrap();
+    crate::registrar::credentials::write_passwd(&path, "alice", REALM, "secret").unwrap();
+    crate::registrar::credentials::write_passwd(&path, "bob", REALM, "hunter2").unwrap();
     Credentials::load(&path).unwrap()
 }
 
@@ -511,3 +511,4 @@ fn a_digest_uri_of_the_servers_address_is_taken_as_sipp_sends_it() {
         AuthOutcome::Authenticated { .. }
     ));
 }
+mod real_clients;
