@@ -128,8 +128,8 @@ impl Observer for Prometheus {
     fn register_result(&mut self, result: &str) {
         metrics::register_result(result);
     }
-    fn auth_failed(&mut self) {
-        metrics::auth_failed();
+    fn auth_failed(&mut self, n: u64) {
+        metrics::auth_failed(n);
     }
     fn registrations_active(&mut self, n: usize) {
         metrics::registrations_active(n);

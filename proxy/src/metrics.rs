@@ -237,9 +237,10 @@ pub fn register_result(result: &str) {
     counter!("tandem_register_total", "result" => result.to_owned()).increment(1);
 }
 
-/// A failed digest authentication (REGISTER or INVITE).
-pub fn auth_failed() {
-    counter!("tandem_auth_failures_total").increment(1);
+/// Failed digest authentications (REGISTER or INVITE); the counter
+/// exists from the first REGISTER on, 0 included.
+pub fn auth_failed(n: u64) {
+    counter!("tandem_auth_failures_total").increment(n);
 }
 
 /// Bindings held by the registrar.

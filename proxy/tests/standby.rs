@@ -650,7 +650,15 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
     // trunk).
     let trunk_ns = lab.lab.ns("trunk");
     let added = Command::new("ip")
-        .args(["-n", &trunk_ns, "addr", "add", &format!("{PHONE_IP}/24"), "dev", "eth0"])
+        .args([
+            "-n",
+            &trunk_ns,
+            "addr",
+            "add",
+            &format!("{PHONE_IP}/24"),
+            "dev",
+            "eth0",
+        ])
         .status()
         .unwrap();
     assert!(added.success());
@@ -661,7 +669,14 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
     for i in 0..PHONES {
         let (user, password) = (format!("phone{i:03}"), format!("pw-{i:03}-x"));
         let mut child = Command::new(TANDEM)
-            .args(["passwd", "--realm", "example.test", "--user", &user, "--file"])
+            .args([
+                "passwd",
+                "--realm",
+                "example.test",
+                "--user",
+                &user,
+                "--file",
+            ])
             .arg(&creds)
             .stdin(Stdio::piped())
             .spawn()
@@ -672,7 +687,10 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
         csv += &format!("{user};{password};[authentication username={user} password={password}]\n");
     }
     std::fs::write(&users, csv).unwrap();
-    lab.edit("networks = [\"10.77.0.0/24\"]", "networks = [\"10.77.0.10/32\"]");
+    lab.edit(
+        "networks = [\"10.77.0.0/24\"]",
+        "networks = [\"10.77.0.10/32\"]",
+    );
     lab.edit(
         "[pool]\nname = \"media\"",
         &format!(

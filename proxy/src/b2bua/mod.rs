@@ -111,8 +111,9 @@ pub trait Observer {
     /// A REGISTER's outcome: `ok`, `challenged`, `auth_failed`,
     /// `ignored`, `refused` (a §10.3 rule), `forbidden` (domain or AOR).
     fn register_result(&mut self, _result: &str) {}
-    /// A failed digest authentication (REGISTER or INVITE).
-    fn auth_failed(&mut self) {}
+    /// `n` failed digest authentications (REGISTER or INVITE: wrong
+    /// credentials, forged nonces, replays, locked-out pairs).
+    fn auth_failed(&mut self, _n: u64) {}
     /// Bindings held now.
     fn registrations_active(&mut self, _n: usize) {}
 }

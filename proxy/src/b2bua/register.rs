@@ -47,10 +47,15 @@ impl Machine {
                 &[("Warning", "399 tandem \"not a domain of this registrar\"")],
             );
         };
-        let user = match reg
+        let before = reg.auth.failures_total() + reg.auth.ignored_total();
+        let outcome = reg
             .auth
-            .check(&request, AuthKind::Www, source.addr.ip(), now, wall / 1000)
-        {
+            .check(&request, AuthKind::Www, source.addr.ip(), now, wall / 1000);
+        // Locked-out attempts count as failures too.
+        let failures =
+            (reg.auth.failures_total() + reg.auth.ignored_total()).saturating_sub(before);
+        self.obs.auth_failed(failures);
+        let user = match outcome {
             AuthOutcome::Authenticated { user } => user,
             outcome => return self.auth_answer(key, &request, outcome, "register"),
         };
@@ -147,10 +152,15 @@ impl Machine {
             );
             return Caller::Answered;
         }
-        let user = match reg
+        let before = reg.auth.failures_total() + reg.auth.ignored_total();
+        let outcome = reg
             .auth
-            .check(invite, AuthKind::Proxy, source.addr.ip(), now, wall_s)
-        {
+            .check(invite, AuthKind::Proxy, source.addr.ip(), now, wall_s);
+        // Locked-out attempts count as failures too.
+        let failures =
+            (reg.auth.failures_total() + reg.auth.ignored_total()).saturating_sub(before);
+        self.obs.auth_failed(failures);
+        let user = match outcome {
             AuthOutcome::Authenticated { user } => user,
             outcome => {
                 self.auth_answer(key.clone(), invite, outcome, "invite");
@@ -196,7 +206,6 @@ impl Machine {
                 reason,
                 headers,
             } => {
-                self.obs.auth_failed();
                 if what == "register" {
                     self.obs.register_result("auth_failed");
                 }
@@ -206,7 +215,6 @@ impl Machine {
             AuthOutcome::Ignored => {
                 // A locked-out (source, user): nothing goes back, nothing
                 // is kept.
-                self.obs.auth_failed();
                 if what == "register" {
                     self.obs.register_result("ignored");
                 }
