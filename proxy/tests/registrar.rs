@@ -581,3 +581,59 @@ async fn a_phone_behind_nat_gets_its_call_over_its_flow() {
     // The phone's tone reached the relay on leg B through the NAT.
     assert!(cdrs[0].num("b_packets") > 20, "{:?}", cdrs[0]);
 }
+
+/// Alice has two phones (two SIPp UAS registered to the same AOR): a call
+/// to her rings both at once; both answer at once, the first 200 wins
+/// and the other phone's 200 is ACKed and hung up (no call left on it).
+#[tokio::test]
+async fn a_call_to_an_aor_with_two_phones_rings_both_and_one_wins() {
+    let ms = media_server().await;
+    let tandem = Tandem::start(TANDEM, config(ms.addr(), "\"MD5\"", "")).await;
+    let mut phones = Vec::new();
+    for _ in 0..2 {
+        // Each: alice only (-m 1), registered for 20 s, answering calls.
+        let p = register_digest(&tandem, 300)
+            .args(["-set", "unregister", "yes", "-d", "20000"])
+            .args(["-oocsn", "uas", "-m", "1"])
+            .trace_messages()
+            .spawn();
+        p.wait_count("_200_Recv", 1, DEADLINE).await;
+        phones.push(p);
+    }
+    let listed = registrations(&tandem, "alice@example.test").await;
+    assert_eq!(listed.matches("\"contact\"").count(), 2, "{listed}");
+
+    let call = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .local_ip(TRUNK_IP)
+        .args(["-s", "alice", "-m", "1", "-d", "1000"])
+        .run(DEADLINE)
+        .await;
+    assert_eq!(call.successful, 1, "{}\n{}", call.log, tandem.log_tail(30));
+    // Both phones were rung, and both saw their dialog end with a BYE:
+    // the winner's from the trunk's hang-up, the loser's right after its
+    // 200 ("call completed elsewhere").
+    for p in &phones {
+        wait_for("the phone's INVITE and BYE", DEADLINE, || {
+            let text =
+                std::fs::read_to_string(p.workdir().join("messages.log")).unwrap_or_default();
+            async move {
+                let invites = text.matches("INVITE sip:alice@").count();
+                let byes = text.matches("BYE sip:").count();
+                if invites >= 1 && byes >= 1 {
+                    Ok(())
+                } else {
+                    Err(format!("{invites} INVITEs, {byes} BYEs"))
+                }
+            }
+        })
+        .await;
+    }
+    let cdrs = tandem.wait_cdrs(1, DEADLINE).await;
+    assert_eq!(cdrs.len(), 1);
+    let elsewhere = phones
+        .iter()
+        .map(|p| std::fs::read_to_string(p.workdir().join("messages.log")).unwrap_or_default())
+        .filter(|t| t.contains("Call completed elsewhere"))
+        .count();
+    assert_eq!(elsewhere, 1, "exactly one phone lost the race");
+}
