@@ -1914,6 +1914,15 @@ impl Config {
     /// the DNS-resolved ones when `self` is the effective configuration)
     /// and the HA peer.
     pub fn trusted_sources(&self) -> sipcore::gate::TrustedSources {
+        self.trusted_sources_with(std::iter::empty())
+    }
+
+    /// [`Config::trusted_sources`] and the addresses `extra` (the source
+    /// addresses of registered phones).
+    pub fn trusted_sources_with(
+        &self,
+        extra: impl Iterator<Item = IpAddr>,
+    ) -> sipcore::gate::TrustedSources {
         let networks = self.trunks.iter().flat_map(|t| t.networks.iter().copied());
         let members = self
             .destination_groups()
@@ -1922,7 +1931,7 @@ impl Config {
         let peers = self.ha.iter().flat_map(|ha| {
             std::iter::once(ha.link.peer.ip()).chain(ha.aux.as_ref().map(|a| a.peer.ip()))
         });
-        sipcore::gate::TrustedSources::new(networks, members.chain(peers))
+        sipcore::gate::TrustedSources::new(networks, members.chain(peers).chain(extra))
     }
 
     /// The gate's per-source limit, as sipcore takes it.

@@ -192,6 +192,9 @@ impl Driver {
     /// The registrar (from `[registrar]`), if on.
     pub fn set_registrar(&mut self, registrar: Option<crate::registrar::Registrar>) {
         self.machine.set_registrar(registrar);
+        // Phones loaded from the snapshot are trusted from the start.
+        self.snapshots.trust_dirty = true;
+        self.trust_phones(true);
     }
 
     /// SIGHUP: the credentials file is read again; a registrar turned on
@@ -234,7 +237,8 @@ impl Driver {
         let effective = self.dns.with_resolved(&self.config);
         // The members just resolved or reloaded are trusted from now on,
         // those gone are not.
-        self.ep.set_trusted(effective.trusted_sources());
+        self.ep
+            .set_trusted(effective.trusted_sources_with(self.phone_sources()));
         match Router::compile(&effective) {
             Ok(router) => self.machine.reload(
                 Destinations::from_config(&effective),
@@ -332,6 +336,7 @@ impl Driver {
                 _ = sleep_until(next), if next.is_some() => self.feed(Event::Timers),
                 _ = housekeeping.tick() => {
                     self.write_snapshot(false);
+                    self.trust_phones(false);
                     if self.serving() {
                         self.feed(Event::Housekeeping);
                         metrics::relay(&self.relay.counters());

@@ -637,3 +637,41 @@ async fn a_call_to_an_aor_with_two_phones_rings_both_and_one_wins() {
         .count();
     assert_eq!(elsewhere, 1, "exactly one phone lost the race");
 }
+
+/// Registered phones are trusted by the gate like trunks: a phone that
+/// registered may send more than a stranger's rate (an office's phones
+/// behind one NAT address booting together), while a stranger at the
+/// same pace is cut off.
+#[tokio::test]
+async fn a_registered_phone_is_not_rate_limited_as_a_stranger() {
+    let ms = media_server().await;
+    let tandem = Tandem::start(
+        TANDEM,
+        config(ms.addr(), "\"MD5\"", "")
+            .extra_toml("[limits]\nstranger_rate = 1\nstranger_burst = 6\nban_s = 60\n"),
+    )
+    .await;
+    // alice registers from PHONE_IP (2 requests), then the gate learns
+    // the address.
+    let out = register_digest(&tandem, 300)
+        .args(["-m", "1"])
+        .run(DEADLINE)
+        .await;
+    assert_eq!(out.successful, 1, "{}", out.log);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 20 registrations at 100/s from there (40 requests, far over a
+    // stranger's burst of 6 at 1/s): all answered.
+    let out = register_digest(&tandem, 300)
+        .args(["-m", "20", "-r", "100"])
+        .run(DEADLINE)
+        .await;
+    assert_eq!(out.successful, 20, "{}\n{}", out.log, tandem.log_tail(20));
+    let m = tandem.metrics().await;
+    assert_eq!(
+        m.get("tandem_sip_dropped_total", &[("reason", "banned")])
+            + m.get("tandem_sip_dropped_total", &[("reason", "rate")]),
+        0.0,
+        "{}",
+        m.text()
+    );
+}

@@ -22,12 +22,18 @@ pub(super) const KIND_BINDING: &str = "binding";
 /// How often at most the snapshot file is rewritten.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
 
-/// The snapshot file's bookkeeping.
+/// How often at most the gate's trusted set is rebuilt for new phones.
+pub const TRUST_EVERY: Duration = Duration::from_secs(2);
+
+/// The snapshot file's bookkeeping, and the gate's.
 #[derive(Debug, Default)]
 pub struct Snapshots {
     /// Bindings changed since the last write.
     pub dirty: bool,
     pub written_at: Option<Instant>,
+    /// Bindings changed since the gate last learnt the phones' addresses.
+    pub trust_dirty: bool,
+    pub trusted_at: Option<Instant>,
 }
 
 impl Driver {
@@ -42,6 +48,7 @@ impl Driver {
             return;
         }
         self.snapshots.dirty = true;
+        self.snapshots.trust_dirty = true;
         let Some(rep) = self.replication.as_mut().filter(|r| r.serving) else {
             return;
         };
@@ -71,6 +78,7 @@ impl Driver {
     pub(super) fn apply_binding(&mut self, aor: &str, data: Option<&[u8]>) {
         self.machine.apply_binding_record(aor, data);
         self.snapshots.dirty = true;
+        self.snapshots.trust_dirty = true;
     }
 
     /// Follower, before a resync's records are applied: the old copy goes.
@@ -124,6 +132,47 @@ impl Driver {
 }
 
 impl Driver {
+    /// The source addresses of the registered phones (a NAT router's
+    /// address once for all the phones behind it).
+    pub(super) fn phone_sources(&self) -> impl Iterator<Item = std::net::IpAddr> {
+        let mut ips: Vec<std::net::IpAddr> = self
+            .machine
+            .registrar()
+            .map(|r| {
+                r.bindings
+                    .iter()
+                    .flat_map(|(_, bs)| bs.iter().map(|b| b.flow.source.ip()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ips.sort_unstable();
+        ips.dedup();
+        ips.into_iter()
+    }
+
+    /// Registered phones are trusted by the gate in front of the parser
+    /// like trunks: a phone authenticated its REGISTER, so the
+    /// per-stranger rate limit (and a ban) must not cut off an office
+    /// whose phones all come from one NAT address, e.g. when they boot
+    /// together. Rebuilt at most every [`TRUST_EVERY`] when bindings
+    /// changed (a pass over every binding: a few ms at 100,000).
+    pub(super) fn trust_phones(&mut self, force: bool) {
+        if !self.snapshots.trust_dirty
+            || (!force
+                && self
+                    .snapshots
+                    .trusted_at
+                    .is_some_and(|t| t.elapsed() < TRUST_EVERY))
+        {
+            return;
+        }
+        self.snapshots.trust_dirty = false;
+        self.snapshots.trusted_at = Some(Instant::now());
+        let effective = self.dns.with_resolved(&self.config);
+        self.ep
+            .set_trusted(effective.trusted_sources_with(self.phone_sources()));
+    }
+
     /// `GET /registrations`: every binding with what an operator asks
     /// about it (remaining seconds, the flow, the phone's User-Agent).
     pub(super) fn registrations_json(&self, aor: Option<&str>, limit: usize) -> Option<String> {
