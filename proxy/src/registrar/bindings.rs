@@ -521,9 +521,9 @@ impl Bindings {
             if earliest > wall {
                 break;
             }
-            let Some(entry) = self.aors.get(&aor) else {
-                // Cannot happen (the index follows the map); drop it rather
-                // than loop on it.
+            let Some(entry) = self.aors.get(&aor).filter(|e| e.earliest == earliest) else {
+                // Cannot happen (the index follows the map exactly); were
+                // it ever stale, drop the entry rather than loop on it.
                 self.expiry.remove(&(earliest, aor));
                 continue;
             };

@@ -504,6 +504,28 @@ fn one_bad_contact_changes_nothing() {
 }
 
 #[test]
+fn an_out_of_order_contact_after_a_good_one_changes_nothing() {
+    let mut b = Bindings::new(settings());
+    reg(&mut b, &["<sip:a@192.0.2.1>"], &[], "c1", 5, T0).unwrap();
+    b.take_changed();
+    let before = b.record(AOR);
+    // The new contact comes first; the second is older than what is stored.
+    let err = reg(
+        &mut b,
+        &["<sip:new@192.0.2.9>", "<sip:a@192.0.2.1>;expires=0"],
+        &[],
+        "c1",
+        3,
+        T0 + 1000,
+    )
+    .unwrap_err();
+    assert_eq!(err, RegisterError::OutOfOrder);
+    assert_eq!(b.record(AOR), before);
+    assert_eq!(b.len(), 1);
+    assert!(b.take_changed().is_empty());
+}
+
+#[test]
 fn a_too_long_contact_uri_or_too_many_contacts_is_400() {
     let mut b = Bindings::new(settings());
     let long = format!("<sip:{}@192.0.2.1>", "a".repeat(MAX_CONTACT_URI));
