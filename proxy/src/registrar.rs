@@ -12,9 +12,6 @@
 //!   hashes ([`credentials`]), and per (source, user) failure lockout
 //!   ([`lockout`]).
 //!
-//! SKELETON: the module layout and signatures agreed between the
-//! engineers writing it; bodies follow.
-#![allow(dead_code)]
 
 pub mod auth;
 pub mod bindings;
@@ -68,6 +65,9 @@ impl Registrar {
                 ms = started.elapsed().as_millis() as u64,
                 "bindings loaded from the snapshot"
             );
+        }
+        if creds.is_empty() {
+            tracing::warn!("registrar: the credentials file has no users: every phone is refused");
         }
         tracing::info!(
             domains = ?rc.domains,

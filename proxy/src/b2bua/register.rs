@@ -227,7 +227,7 @@ impl Machine {
     /// the registrar's heap makes this cheap when none is due).
     pub(super) fn expire_bindings(&mut self) {
         let wall = self.wall;
-        let Some(reg) = self.registrar.as_mut() else {
+        let Some(reg) = self.registrar.as_mut().filter(|r| !r.bindings.is_empty()) else {
             return;
         };
         if reg.bindings.next_expiry().is_some_and(|t| t <= wall) && reg.bindings.expire(wall) > 0 {

@@ -206,6 +206,7 @@ impl Driver {
             .collect();
         let doc = serde_json::json!({
             "bindings": reg.bindings.len(),
+            "aor_count": reg.bindings.aor_count(),
             "aors": aors,
         });
         serde_json::to_string_pretty(&doc).ok()

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sipcore::message::{Message, NameAddr, Uri};
-use sipcore::transport::{ConnectionId, Target, TransportKind};
+use sipcore::transport::{ConnectionId, TransportKind};
 
 use super::{RegistrarSettings, WhenFull};
 use crate::b2bua::UnixMillis;
@@ -55,15 +55,6 @@ pub struct Flow {
     pub connection: Option<ConnectionId>,
 }
 
-impl Flow {
-    pub fn target(&self) -> Target {
-        Target {
-            transport: self.transport,
-            addr: self.source,
-            connection: self.connection,
-        }
-    }
-}
 
 /// One contact of an AOR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

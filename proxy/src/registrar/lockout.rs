@@ -98,6 +98,7 @@ impl AuthFailures {
     }
 
     /// Pairs remembered (failing or banned).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.pairs.len()
     }
