@@ -59,6 +59,9 @@ impl Registrar {
             let started = std::time::Instant::now();
             let n = snapshot::load(&mut bindings, path, wall)
                 .map_err(|e| anyhow::anyhow!("registrar.snapshot_file {}: {e}", path.display()))?;
+            // A standby that connects gets them (as records) like any
+            // change.
+            bindings.mark_all_changed();
             tracing::info!(
                 file = %path.display(),
                 bindings = n,

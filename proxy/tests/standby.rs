@@ -803,3 +803,89 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
         lab.log_tail("phones", 20)
     );
 }
+
+/// Benchmark, not a check of speed (run by hand, figures in
+/// BENCHMARKS.md): node a starts alone with 100,000 bindings in its
+/// snapshot file; then node b starts fresh and the time until it holds
+/// every binding is printed, with a's load time.
+///
+/// `cargo test --release -p proxy --test standby -- --ignored --nocapture fresh_standby`
+#[tokio::test]
+#[ignore]
+async fn fresh_standby_copies_100k_bindings() {
+    const N: usize = 100_000;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("r100k");
+    let snapshot = lab.dir.path().join("bindings-a.jsonl");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut text = String::new();
+    for i in 0..N {
+        let aor = format!("phone{i:06}@example.test");
+        let source = format!("10.{}.{}.{}:5060", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        let line = serde_json::json!({
+            "aor": aor,
+            "bindings": [{
+                "contact": format!("sip:phone{i:06}@{source};transport=udp"),
+                "expires_at": now_ms + 3_600_000,
+                "q": 1000,
+                "instance": format!("<urn:uuid:00000000-0000-4000-8000-{i:012}>"),
+                "reg_id": 1,
+                "call_id": format!("{i:032x}@192.0.2.1"),
+                "cseq": 7,
+                "path": [],
+                "flow": { "transport": "Udp", "source": source },
+                "user_agent": "Bench Phone 1.0",
+                "registered_at": now_ms,
+            }],
+        });
+        text += &line.to_string();
+        text.push('\n');
+    }
+    std::fs::write(&snapshot, text).unwrap();
+    let creds = lab.dir.path().join("credentials");
+    std::fs::write(&creds, "").unwrap();
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let registrar = |snapshot: Option<&Path>| {
+        format!(
+            "[registrar]\ndomains = [\"example.test\"]\ncredentials_file = \"{}\"\n{}\n\
+             [pool]\nname = \"media\"",
+            creds.display(),
+            snapshot
+                .map(|p| format!("snapshot_file = \"{}\"", p.display()))
+                .unwrap_or_default()
+        )
+    };
+    lab.edit("[pool]\nname = \"media\"", &registrar(Some(&snapshot)));
+    lab.media_servers(None);
+    lab.tandem("a");
+    lab.wait_status("a", "active", Duration::from_secs(30), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    // b starts with no snapshot of its own: a fresh standby.
+    lab.edits.clear();
+    lab.edit("[pool]\nname = \"media\"", &registrar(None));
+    let started = Instant::now();
+    lab.tandem("b");
+    let status = lab
+        .wait_status("b", "every binding copied", Duration::from_secs(60), |s| {
+            s["records"]["binding"] == N as u64
+        })
+        .await;
+    let copied = started.elapsed();
+    let loaded = lab
+        .log_tail("a", 200)
+        .lines()
+        .find(|l| l.contains("bindings loaded from the snapshot"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    println!("a: {loaded}");
+    println!(
+        "b: {N} bindings held {:.2} s after b was started (status: {})",
+        copied.as_secs_f64(),
+        status["records"]
+    );
+}

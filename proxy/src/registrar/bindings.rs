@@ -55,7 +55,6 @@ pub struct Flow {
     pub connection: Option<ConnectionId>,
 }
 
-
 /// One contact of an AOR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
@@ -534,6 +533,12 @@ impl Bindings {
     /// When the next binding expires.
     pub fn next_expiry(&self) -> Option<UnixMillis> {
         self.expiry.first().map(|(t, _)| *t)
+    }
+
+    /// Notes every AOR as changed: bindings loaded from the snapshot at
+    /// start are news to a standby that connects.
+    pub fn mark_all_changed(&mut self) {
+        self.changed.extend(self.aors.keys().cloned());
     }
 
     /// AORs changed since the last call (for replication and snapshots),
