@@ -40,6 +40,12 @@ impl Driver {
     /// Active: publishes the AORs changed since the last tick; notes the
     /// snapshot as out of date.
     pub(super) fn sync_bindings(&mut self) {
+        // A pair node that does not serve (yet) keeps its changes — the
+        // bindings it loaded at start — for when it does; a follower's
+        // copies are not changes of its own.
+        if self.replication.as_ref().is_some_and(|r| !r.serving) {
+            return;
+        }
         let Some(reg) = self.machine.registrar_mut() else {
             return;
         };
