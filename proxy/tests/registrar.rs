@@ -675,3 +675,52 @@ async fn a_registered_phone_is_not_rate_limited_as_a_stranger() {
         m.text()
     );
 }
+
+/// A phone calls a media-server group (not a phone): its INVITE is
+/// challenged (407) and answered by a member; that member is killed
+/// mid-call and the call resumes on the other one while the phone stays
+/// on the line and hangs up normally later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phones_call_to_a_group_survives_its_media_server() {
+    testkit::baresip::require_baresip();
+    let mut ms1 = Sipp::builtin("uas", None)
+        .args(["-aa", "-rtp_echo"])
+        .spawn();
+    ms1.wait_ready(Duration::from_secs(5)).await;
+    let mut ms2 = Sipp::builtin("uas", None)
+        .args(["-aa", "-rtp_echo"])
+        .spawn();
+    ms2.wait_ready(Duration::from_secs(5)).await;
+    let cfg = TandemConfig::new([("ms1", ms1.addr()), ("ms2", ms2.addr())])
+        .strategy("sequential")
+        .trunk_networks([format!("{TRUNK_IP}/32")])
+        .file("credentials", &credentials(), 0o600)
+        .extra_toml(&registrar_toml("\"MD5\"", ""));
+    let tandem = Tandem::start(TANDEM, cfg).await;
+    let mut alice = phone(&tandem, "alice", [127, 0, 0, 1]);
+    alice.wait_registered(DEADLINE);
+    tokio::task::block_in_place(|| {
+        alice.dial(&format!("sip:100@{DOMAIN}"));
+        alice.wait_established(DEADLINE);
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ms1.kill().await;
+    tandem
+        .wait_metric(
+            "tandem_calls_resumed_total",
+            &[("from", "ms1"), ("to", "ms2"), ("outcome", "ok")],
+            1.0,
+            DEADLINE,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| {
+        alice.hangup();
+        alice.wait_closed(DEADLINE);
+    });
+    let cdrs = tandem.wait_cdrs(1, DEADLINE).await;
+    let cdr = &cdrs[0];
+    assert_eq!(cdr.get("source"), "phone", "{cdr:?}");
+    assert_eq!(cdr.servers(), ["ms1", "ms2"], "{cdr:?}");
+    assert_eq!(cdr.get("reason"), "bye_caller", "{cdr:?}");
+}
