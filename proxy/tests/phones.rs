@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::baresip::{Phone, PhoneConfig, Transport};
+use testkit::baresip::{call_with_tone, Phone, PhoneConfig, Transport};
 use testkit::natlab::NatLab;
 use testkit::{free_port, Sipp};
 
@@ -166,58 +166,6 @@ fn phone(registrar: &Registrar, user: &str, transport: Transport) -> Phone {
     Phone::start(config)
 }
 
-/// The RTP counts of `phone`'s last call; baresip prints them as the
-/// call closes: give it a moment.
-fn wait_rtp_summary(phone: &Phone) -> testkit::baresip::RtpCount {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(rtp) = phone.last_call_rtp() {
-            return rtp;
-        }
-        assert!(
-            Instant::now() < until,
-            "no RTP summary\n{}",
-            phone.log_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// One call from `caller` to `callee`: answered, ~2 s of tone both ways,
-/// hung up by the caller; then each phone's RTP counters and decoded
-/// audio show the other's tone arrived.
-fn call_with_audio_both_ways(caller: &mut Phone, callee: &mut Phone, registrar: &Registrar) {
-    caller.dial(&callee.config().aor());
-    callee.wait_incoming(DEADLINE);
-    callee.answer();
-    callee.wait_established(DEADLINE);
-    caller.wait_established(DEADLINE);
-    std::thread::sleep(Duration::from_secs(2));
-    caller.hangup();
-    caller.wait_closed(DEADLINE);
-    callee.wait_closed(DEADLINE);
-
-    for phone in [&*caller, &*callee] {
-        let rtp = wait_rtp_summary(phone);
-        // 20 ms packets for about 2 s: 100 each way, far more than any
-        // stray packet; fewer than 50 means audio did not really flow.
-        assert!(
-            rtp.sent >= 50 && rtp.received >= 50,
-            "{} RTP {rtp:?}\n{}\nregistrar:\n{}",
-            phone.config().aor(),
-            phone.log_tail(30),
-            registrar.log_tail(30)
-        );
-        let peak = phone.received_audio_peak();
-        assert!(
-            peak > 1000,
-            "{} decoded no tone (peak {peak})\n{}",
-            phone.config().aor(),
-            phone.log_tail(30)
-        );
-    }
-}
-
 /// alice and bob register over `transport`; the first one named calls
 /// the other.
 fn two_phones_register_and_call(transport: Transport, caller: &str) {
@@ -230,9 +178,9 @@ fn two_phones_register_and_call(transport: Transport, caller: &str) {
     alice.wait_registered(DEADLINE);
     bob.wait_registered(DEADLINE);
     if caller == "alice" {
-        call_with_audio_both_ways(&mut alice, &mut bob, &registrar);
+        call_with_tone(&mut alice, &mut bob, DEADLINE, &|| registrar.log_tail(30));
     } else {
-        call_with_audio_both_ways(&mut bob, &mut alice, &registrar);
+        call_with_tone(&mut bob, &mut alice, DEADLINE, &|| registrar.log_tail(30));
     }
 }
 
@@ -508,7 +456,7 @@ async fn sipp_uac_calls_a_baresip_phone_by_its_aor_via_kamailio() {
     .await;
     bob.wait_established(DEADLINE);
     bob.wait_closed(DEADLINE);
-    let rtp = wait_rtp_summary(&bob);
+    let rtp = bob.wait_rtp_summary(DEADLINE);
     assert!(
         rtp.sent >= 50 && rtp.received >= 50,
         "{rtp:?}\n{}",

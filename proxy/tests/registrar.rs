@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use testkit::baresip::{Phone, PhoneConfig};
+use testkit::baresip::{call_with_tone, Phone, PhoneConfig};
 use testkit::{wait_for, Sipp, SippProcess, Tandem, TandemConfig};
 
 const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
@@ -239,41 +239,6 @@ fn phone(tandem: &Tandem, user: &str, ip: [u8; 4]) -> Phone {
     Phone::start(config)
 }
 
-/// One call from `caller` to `callee`'s AOR: answered, ~2 s of tone both
-/// ways, hung up by the caller. Each phone counted RTP both ways.
-fn call_with_audio(caller: &mut Phone, callee: &mut Phone, tandem: &Tandem) {
-    caller.dial(&callee.config().aor());
-    callee.wait_incoming(DEADLINE);
-    callee.answer();
-    callee.wait_established(DEADLINE);
-    caller.wait_established(DEADLINE);
-    std::thread::sleep(Duration::from_secs(2));
-    caller.hangup();
-    caller.wait_closed(DEADLINE);
-    callee.wait_closed(DEADLINE);
-    for p in [&*caller, &*callee] {
-        let until = std::time::Instant::now() + DEADLINE;
-        let rtp = loop {
-            if let Some(rtp) = p.last_call_rtp() {
-                break rtp;
-            }
-            assert!(
-                std::time::Instant::now() < until,
-                "no RTP summary\n{}",
-                p.log_tail(30)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert!(
-            rtp.sent >= 50 && rtp.received >= 50,
-            "{} RTP {rtp:?}\n{}\ntandem:\n{}",
-            p.config().aor(),
-            p.log_tail(30),
-            tandem.log_tail(30)
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn baresip_phones_register_and_call_each_other_and_a_trunk_calls_a_phone() {
     testkit::baresip::require_baresip();
@@ -284,7 +249,9 @@ async fn baresip_phones_register_and_call_each_other_and_a_trunk_calls_a_phone()
     alice.wait_registered(DEADLINE);
     bob.wait_registered(DEADLINE);
 
-    tokio::task::block_in_place(|| call_with_audio(&mut alice, &mut bob, &tandem));
+    tokio::task::block_in_place(|| {
+        call_with_tone(&mut alice, &mut bob, DEADLINE, &|| tandem.log_tail(30))
+    });
     let cdrs = tandem.wait_cdrs(1, DEADLINE).await;
     let cdr = &cdrs[0];
     assert_eq!(cdr.get("source"), "phone", "{cdr:?}");

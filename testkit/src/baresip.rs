@@ -577,3 +577,62 @@ fn wav_peak(wav: &[u8]) -> u16 {
 
 #[cfg(test)]
 mod tests;
+
+impl Phone {
+    /// The RTP summary baresip prints as a call closes, waited for up to
+    /// `deadline`.
+    pub fn wait_rtp_summary(&self, deadline: Duration) -> RtpCount {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(rtp) = self.last_call_rtp() {
+                return rtp;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "no RTP summary\n{}",
+                self.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// One call from `caller` to `callee`'s AOR: answered, ~2 s of tone both
+/// ways, hung up by the caller; then each phone's RTP counters and decoded
+/// audio show the other's tone arrived. `context` adds the server's side
+/// (its log) to a failure's message.
+pub fn call_with_tone(
+    caller: &mut Phone,
+    callee: &mut Phone,
+    deadline: Duration,
+    context: &dyn Fn() -> String,
+) {
+    caller.dial(&callee.config().aor());
+    callee.wait_incoming(deadline);
+    callee.answer();
+    callee.wait_established(deadline);
+    caller.wait_established(deadline);
+    std::thread::sleep(Duration::from_secs(2));
+    caller.hangup();
+    caller.wait_closed(deadline);
+    callee.wait_closed(deadline);
+    for phone in [&*caller, &*callee] {
+        let rtp = phone.wait_rtp_summary(deadline);
+        // 20 ms packets for about 2 s: 100 each way, far more than any
+        // stray packet; fewer than 50 means audio did not really flow.
+        assert!(
+            rtp.sent >= 50 && rtp.received >= 50,
+            "{} RTP {rtp:?}\n{}\nserver:\n{}",
+            phone.config().aor(),
+            phone.log_tail(30),
+            context()
+        );
+        let peak = phone.received_audio_peak();
+        assert!(
+            peak > 1000,
+            "{} decoded no tone (peak {peak})\n{}",
+            phone.config().aor(),
+            phone.log_tail(30)
+        );
+    }
+}

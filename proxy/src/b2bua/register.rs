@@ -188,39 +188,30 @@ impl Machine {
 
     /// Answers a request whose authentication did not succeed.
     fn auth_answer(&mut self, key: ServerKey, request: &Message, outcome: AuthOutcome, what: &str) {
-        match outcome {
-            AuthOutcome::Authenticated { .. } => {}
+        let (result, status, reason, headers) = match outcome {
+            AuthOutcome::Authenticated { .. } => return,
             AuthOutcome::Challenge {
                 status,
                 reason,
                 headers,
-            } => {
-                if what == "register" {
-                    self.obs.register_result("challenged");
-                }
-                let hs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                self.out.respond(&key, request, status, reason, &hs);
-            }
+            } => ("challenged", status, reason, headers),
             AuthOutcome::Failed {
                 status,
                 reason,
                 headers,
-            } => {
-                if what == "register" {
-                    self.obs.register_result("auth_failed");
-                }
-                let hs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                self.out.respond(&key, request, status, reason, &hs);
-            }
-            AuthOutcome::Ignored => {
-                // A locked-out (source, user): nothing goes back, nothing
-                // is kept.
-                if what == "register" {
-                    self.obs.register_result("ignored");
-                }
-                self.out.forget(key, None);
-            }
+            } => ("auth_failed", status, reason, headers),
+            AuthOutcome::Ignored => ("ignored", 0, "", Vec::new()),
+        };
+        if what == "register" {
+            self.obs.register_result(result);
         }
+        if status == 0 {
+            // A locked-out (source, user): nothing goes back, nothing is
+            // kept.
+            return self.out.forget(key, None);
+        }
+        let hs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        self.out.respond(&key, request, status, reason, &hs);
     }
 
     /// Bindings whose time came are removed (from the housekeeping tick;
