@@ -23,6 +23,7 @@ pub(super) enum Caller {
 
 impl Machine {
     pub(super) fn on_register(&mut self, key: ServerKey, request: Message, source: Target) {
+        let request = with_received(request, source);
         let wall = self.wall;
         let now = self.now;
         let Some(reg) = self.registrar.as_mut() else {
@@ -255,6 +256,42 @@ impl Machine {
         let n = reg.bindings.len();
         self.obs.registrations_active(n);
     }
+}
+
+/// RFC 3581 §4: a request whose top Via asks for `rport` has the source
+/// port (and `received`, the source address) filled in, so that every
+/// response built from it tells a phone behind NAT where it was seen —
+/// what it needs to keep its NAT binding open and to notice the NAT.
+fn with_received(request: Message, source: Target) -> Message {
+    let via = request.top_via();
+    if source.transport.is_stream() || via.rport() != Some(None) {
+        return request;
+    }
+    let Some(params_at) = via.raw.len().checked_sub(via.params.len()) else {
+        return request;
+    };
+    let head = via.raw.get(..params_at).unwrap_or(via.raw);
+    let kept: String = via
+        .params
+        .split(';')
+        .filter(|p| !p.trim().is_empty())
+        .filter(|p| {
+            let name = p.split('=').next().unwrap_or("").trim();
+            !name.eq_ignore_ascii_case("rport") && !name.eq_ignore_ascii_case("received")
+        })
+        .map(|p| format!(";{}", p.trim()))
+        .collect();
+    let top = format!(
+        "{head}{kept};received={};rport={}",
+        source.addr.ip(),
+        source.addr.port()
+    );
+    request
+        .edit()
+        .pop_via()
+        .push_via(top)
+        .build_message()
+        .unwrap_or(request)
 }
 
 /// An RFC 1123 date for the Date header (§20.17), from Unix milliseconds.

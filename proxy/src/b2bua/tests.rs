@@ -1705,6 +1705,9 @@ fn a_register_is_challenged_then_bound_and_its_200_lists_the_contact() {
         "{listed:?}"
     );
     assert!(ok.header("Date").is_some());
+    // RFC 3581: where the phone was seen.
+    let via = ok.header("Via").unwrap();
+    assert!(via.ends_with(";received=10.1.0.21;rport=5062"), "{via}");
     // A wrong password binds nothing.
     assert_eq!(
         lab.register("bob", "guess", &format!("<sip:bob@{PHONE2}>"), PHONE2, "r2"),
