@@ -234,3 +234,25 @@ pub fn sdp_rewrite(data: &[u8]) {
     let resumed = held.set_direction(0, Direction::SendRecv);
     Sdp::parse(&resumed).expect("SDP taken off hold parses");
 }
+
+/// A digest header as a registrar receives it (Authorization,
+/// Proxy-Authorization) and as a UAC does (WWW-Authenticate): parsed,
+/// verified against an HA1, and a parsed challenge printed and parsed
+/// again to the same value. Nothing may panic.
+pub fn digest_header(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(credentials) = crate::digest::Credentials::parse(text) {
+        let ha1 = credentials
+            .algorithm
+            .ha1(&credentials.username, &credentials.realm, "secret");
+        let _ = credentials.verify("REGISTER", &ha1);
+        let _ = credentials.verify("INVITE", "not-hex");
+    }
+    if let Ok(challenge) = crate::digest::Challenge::parse(text) {
+        let printed = challenge.to_header_value();
+        let again = crate::digest::Challenge::parse(&printed);
+        assert_eq!(again.as_ref(), Ok(&challenge), "{printed}");
+    }
+}

@@ -12,3 +12,9 @@ fn sdp_rewrite_corpus_replays() {
     let n = testkit::replay_fuzz_corpus("sdp_rewrite", sipcore::fuzzing::sdp_rewrite);
     eprintln!("{n} sdp_rewrite inputs");
 }
+
+#[test]
+fn digest_header_corpus_replays() {
+    let n = testkit::replay_fuzz_corpus("digest_header", sipcore::fuzzing::digest_header);
+    eprintln!("{n} digest_header inputs");
+}
