@@ -88,6 +88,8 @@ fn router(state: AppState) -> Router {
         .route("/status", get(status))
         .route("/switchover", post(switchover))
         .route("/registrations", get(registrations))
+        .route("/wan", get(wans))
+        .route("/wan/{name}/{mode}", post(force_wan))
         .route("/notify/{state}", post(notify))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
@@ -191,6 +193,53 @@ async fn registrations(
             )
                 .into_response(),
             Ok(None) => text(StatusCode::NOT_FOUND, "no registrar is configured\n"),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
+        },
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine is busy with earlier commands\n",
+        ),
+    }
+}
+
+/// `GET /wan`: every `[[wan]]`, its state, judgement and override.
+async fn wans(State(state): State<AppState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    match state.admin.engine.try_send(Command::Wans { reply: tx }) {
+        Ok(()) => match rx.await {
+            Ok(json) => (
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response(),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
+        },
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine is busy with earlier commands\n",
+        ),
+    }
+}
+
+/// `POST /wan/NAME/down|up|auto`: planned work on a WAN.
+async fn force_wan(
+    State(state): State<AppState>,
+    Path((name, mode)): Path<(String, String)>,
+) -> Response {
+    let Some(mode) = crate::wan::Forced::parse(&mode) else {
+        return text(StatusCode::NOT_FOUND, "mode: down, up or auto\n");
+    };
+    let (tx, rx) = oneshot::channel();
+    let cmd = Command::ForceWan {
+        wan: name,
+        mode,
+        reply: tx,
+    };
+    match state.admin.engine.try_send(cmd) {
+        Ok(()) => match rx.await {
+            Ok(Ok(down)) => text(StatusCode::OK, if down { "down\n" } else { "up\n" }),
+            Ok(Err(why)) => text(StatusCode::NOT_FOUND, format!("{why}\n")),
             Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
         },
         Err(_) => text(

@@ -72,6 +72,10 @@ pub struct Config {
     /// `domains`: REGISTER is not served.
     #[serde(default)]
     pub registrar: Option<RegistrarConfig>,
+    /// WANs to central sites, judged from evidence (`[[wan]]`); rules
+    /// may depend on their state (`wan = "down"`).
+    #[serde(default, rename = "wan")]
+    pub wans: Vec<WanConfig>,
     /// The file this was read from, for errors found after parsing (the
     /// routing rules' compilation).
     #[serde(skip)]
@@ -782,6 +786,13 @@ pub struct RuleConfig {
     /// contact (a voicemail group); none: 404.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// Matches only while the WAN is `"down"` (or `"up"`): the branch's
+    /// fallback routes are ordinary rules.
+    #[serde(default)]
+    pub wan: Option<WanCondition>,
+    /// Which `[[wan]]` `wan` means (needed when there are several).
+    #[serde(default)]
+    pub wan_name: Option<String>,
     /// With `group` or `redirect`: drop this many leading characters of
     /// the Request-URI user. Applied first.
     #[serde(default)]
@@ -793,6 +804,61 @@ pub struct RuleConfig {
     /// `regex` in the user by `with` (`$1`, `${1}`: captures).
     #[serde(default)]
     pub replace: Option<ReplaceConfig>,
+}
+
+/// A rule's WAN condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WanCondition {
+    Up,
+    Down,
+}
+
+/// `[[wan]]`: a WAN to a central site (see `crate::wan`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WanConfig {
+    pub name: String,
+    /// Destination groups across this WAN: their members' answers are
+    /// evidence that it is up.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// SIP hosts across the WAN probed with OPTIONS every health interval
+    /// (any answer, even an error, shows the path alive).
+    #[serde(default)]
+    pub probe_hosts: Vec<SocketAddr>,
+    /// Health intervals with no answer across the WAN before it is down.
+    #[serde(default = "default_wan_failures")]
+    pub failures_to_down: u32,
+    /// Intervals with answers in a row before it is up again...
+    #[serde(default = "default_wan_successes")]
+    pub successes_to_up: u32,
+    /// ...and at least this long after it went down (seconds).
+    #[serde(default = "default_wan_hold_down")]
+    pub hold_down_s: u64,
+}
+
+fn default_wan_failures() -> u32 {
+    3
+}
+fn default_wan_successes() -> u32 {
+    5
+}
+fn default_wan_hold_down() -> u64 {
+    10
+}
+
+impl WanConfig {
+    pub fn settings(&self) -> crate::wan::WanSettings {
+        crate::wan::WanSettings {
+            name: self.name.clone(),
+            groups: self.groups.clone(),
+            probe_hosts: self.probe_hosts.clone(),
+            failures_to_down: self.failures_to_down,
+            successes_to_up: self.successes_to_up,
+            hold_down: Duration::from_secs(self.hold_down_s),
+        }
+    }
 }
 
 /// How a call to an AOR with several contacts rings them.
@@ -1688,9 +1754,48 @@ impl Config {
         groups: &std::collections::HashSet<&str>,
         invalid: &impl Fn(&str, String) -> ConfigError,
     ) -> Result<(), ConfigError> {
+        let mut wan_names = std::collections::HashSet::new();
+        for (i, w) in self.wans.iter().enumerate() {
+            let key = |k: &str| format!("wan[{i}].{k}");
+            if w.name.is_empty() || !wan_names.insert(w.name.as_str()) {
+                return Err(invalid(&key("name"), "must be non-empty and unique".into()));
+            }
+            if w.groups.is_empty() && w.probe_hosts.is_empty() {
+                return Err(invalid(
+                    &key("groups"),
+                    "a WAN needs evidence: groups across it, probe_hosts, or both".into(),
+                ));
+            }
+            if let Some(g) = w.groups.iter().find(|g| !groups.contains(g.as_str())) {
+                return Err(invalid(&key("groups"), format!("unknown group {g:?}")));
+            }
+            if w.failures_to_down == 0 || w.successes_to_up == 0 {
+                return Err(invalid(
+                    &key("failures_to_down"),
+                    "failures_to_down and successes_to_up must be at least 1".into(),
+                ));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.rules.iter().enumerate() {
             let key = |k: &str| format!("rule[{i}].{k}");
+            if r.wan.is_some() {
+                let named = match &r.wan_name {
+                    Some(n) => wan_names.contains(n.as_str()),
+                    None => self.wans.len() == 1,
+                };
+                if !named {
+                    return Err(invalid(
+                        &key("wan_name"),
+                        "wan needs a [[wan]]: the only one, or the one wan_name names".into(),
+                    ));
+                }
+            } else if r.wan_name.is_some() {
+                return Err(invalid(
+                    &key("wan_name"),
+                    "goes with wan = \"down\" or \"up\"".into(),
+                ));
+            }
             if r.name.is_empty() {
                 return Err(invalid(&key("name"), "must not be empty".into()));
             }
@@ -1863,6 +1968,7 @@ impl Config {
                 .flat_map(|ha| std::iter::once(ha.link).chain(ha.aux))
                 .map(|link| link.peer.ip())
                 .collect(),
+            wans: self.wans.iter().map(WanConfig::settings).collect(),
         }
     }
 
@@ -2020,6 +2126,15 @@ fn is_header_name(name: &str) -> bool {
 mod tests;
 
 impl Config {
+    /// The `[[wan]]` a rule's `wan` condition means.
+    pub fn wan_of_rule(&self, rule: &RuleConfig) -> Option<String> {
+        rule.wan?;
+        match &rule.wan_name {
+            Some(n) => Some(n.clone()),
+            None => self.wans.first().map(|w| w.name.clone()),
+        }
+    }
+
     /// `registrar.snapshot_file`, if set (a relative path is relative to
     /// this configuration file, as token files are).
     pub fn registrar_snapshot_file(&self) -> Option<std::path::PathBuf> {

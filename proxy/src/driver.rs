@@ -40,6 +40,15 @@ pub enum Command {
         force: bool,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Force a WAN's state (`down`, `up`) or give it back to the evidence
+    /// (`auto`); the WAN's state afterwards (down?), or why not.
+    ForceWan {
+        wan: String,
+        mode: crate::wan::Forced,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    /// Every WAN's state as JSON.
+    Wans { reply: oneshot::Sender<String> },
     /// The registrar's bindings as JSON: of one AOR, or the first `limit`
     /// AORs in order; None without a registrar.
     Registrations {
@@ -133,6 +142,9 @@ impl Observer for Prometheus {
     }
     fn registrations_active(&mut self, n: usize) {
         metrics::registrations_active(n);
+    }
+    fn wan_state(&mut self, wan: &str, down: bool) {
+        metrics::wan_state(wan, down);
     }
 }
 
@@ -346,6 +358,7 @@ impl Driver {
                 _ = survival.tick() => {
                     self.replicate();
                     self.sync_bindings();
+                    self.sync_wans();
                     if !self.serving() {
                         continue;
                     }

@@ -13,6 +13,7 @@ mod pool;
 mod registrar;
 mod routing;
 mod server;
+mod wan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,10 @@ enum Command {
         /// The Call-ID, for `hash-call-id` groups.
         #[arg(long, default_value = "tandem-route-dry-run")]
         call_id: String,
+        /// Take this `[[wan]]` as down (rules with `wan = "down"`);
+        /// repeat for more.
+        #[arg(long = "wan-down", value_name = "WAN")]
+        wans_down: Vec<String>,
     },
     /// Resolves the DNS-named members of the destination groups
     /// (`[[group.dns]]`, RFC 3263) and prints them with the member a new
@@ -102,6 +107,15 @@ enum Command {
         /// Only this AOR (`user@domain`).
         #[arg(long)]
         aor: Option<String>,
+    },
+    /// The WANs' states (JSON); with NAME and MODE, forces WAN NAME
+    /// `down` or `up` for planned work, or gives it back (`auto`).
+    Wan {
+        #[command(flatten)]
+        target: AdminTarget,
+        name: Option<String>,
+        #[arg(value_parser = ["down", "up", "auto"], requires = "name")]
+        mode: Option<String>,
     },
     /// Prints a node's role and replication state (JSON).
     Status {
@@ -178,6 +192,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Status { target } => admin_request(&target, "GET", "/status"),
+        Command::Wan { target, name, mode } => match (name, mode) {
+            (Some(name), Some(mode)) => admin_request(
+                &target,
+                "POST",
+                &format!("/wan/{}/{mode}", query_escape(&name)),
+            ),
+            _ => admin_request(&target, "GET", "/wan"),
+        },
         Command::Registrations { target, aor } => admin_request(
             &target,
             "GET",
@@ -219,6 +241,7 @@ fn main() -> ExitCode {
             headers,
             time,
             call_id,
+            wans_down,
         } => {
             let (config, router) = match load_with_router(&config) {
                 Ok(loaded) => loaded,
@@ -247,6 +270,7 @@ fn main() -> ExitCode {
                 headers: &headers,
                 call_id: &call_id,
                 minute_of_day,
+                wans_down,
             };
             match routing::dry_run(&config, &router, &request) {
                 Ok(report) => {

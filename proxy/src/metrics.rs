@@ -247,3 +247,12 @@ pub fn auth_failed(n: u64) {
 pub fn registrations_active(n: usize) {
     gauge!("tandem_registrations_active").set(n as f64);
 }
+
+/// A WAN's state: 1 up, 0 down (`tandem_wan_state{wan}`); a change is
+/// counted in `tandem_wan_transitions_total{wan, to}`.
+pub fn wan_state(wan: &str, down: bool) {
+    let g = gauge!("tandem_wan_state", "wan" => wan.to_owned());
+    g.set(if down { 0.0 } else { 1.0 });
+    counter!("tandem_wan_transitions_total", "wan" => wan.to_owned(), "to" => if down { "down" } else { "up" })
+        .increment(1);
+}

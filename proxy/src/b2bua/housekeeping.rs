@@ -151,21 +151,7 @@ impl Machine {
                 return;
             };
             let transport = member_transport(m.transport);
-            let bytes = RequestBuilder::new(&Method::Options, &format!("sip:{}", m.address))
-                .header("Via", &self.tokens.via(&self.settings, transport))
-                .header(
-                    "From",
-                    &format!(
-                        "<sip:tandem@{}>;tag={}",
-                        self.settings.advertised,
-                        self.tokens.token(10)
-                    ),
-                )
-                .header("To", &format!("<sip:{}>", m.address))
-                .header("Call-ID", &format!("{}@tandem", self.tokens.token(20)))
-                .header("CSeq", "1 OPTIONS")
-                .header("Max-Forwards", "70")
-                .build();
+            let bytes = self.options_to(m.address, transport);
             let target = sipcore::transport::Target {
                 transport,
                 addr: m.address,
@@ -183,7 +169,33 @@ impl Machine {
         }
     }
 
+    /// An OPTIONS keepalive of ours to `addr`.
+    pub(super) fn options_to(
+        &mut self,
+        addr: std::net::SocketAddr,
+        transport: sipcore::transport::TransportKind,
+    ) -> bytes::Bytes {
+        RequestBuilder::new(&Method::Options, &format!("sip:{addr}"))
+            .header("Via", &self.tokens.via(&self.settings, transport))
+            .header(
+                "From",
+                &format!(
+                    "<sip:tandem@{}>;tag={}",
+                    self.settings.advertised,
+                    self.tokens.token(10)
+                ),
+            )
+            .header("To", &format!("<sip:{addr}>"))
+            .header("Call-ID", &format!("{}@tandem", self.tokens.token(20)))
+            .header("CSeq", "1 OPTIONS")
+            .header("Max-Forwards", "70")
+            .build()
+    }
+
     pub(super) fn probe_outcome(&mut self, member: usize, alive: bool) {
+        if alive {
+            self.wan_member_alive(member);
+        }
         if self.settle_suspect(member, alive) {
             return;
         }
@@ -208,6 +220,9 @@ impl Machine {
     /// again (one more failure takes it down again). Probed members are
     /// judged by their probes.
     pub(super) fn request_outcome(&mut self, member: usize, alive: bool) {
+        if alive {
+            self.wan_member_alive(member);
+        }
         if self.dests.probed(member) {
             return;
         }

@@ -36,6 +36,7 @@ pub mod settings;
 mod store;
 mod survival;
 mod takeover;
+mod wan;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -116,6 +117,8 @@ pub trait Observer {
     fn auth_failed(&mut self, _n: u64) {}
     /// Bindings held now.
     fn registrations_active(&mut self, _n: usize) {}
+    /// A WAN's state (down or up) now.
+    fn wan_state(&mut self, _wan: &str, _down: bool) {}
 }
 
 /// Why a message was refused or dropped before any work was done for it.
@@ -297,6 +300,10 @@ pub struct Machine {
     survival_ticks: u64,
     /// The registrar and location service (`[registrar]`), if on.
     registrar: Option<crate::registrar::Registrar>,
+    /// The WANs to central sites (`[[wan]]`).
+    wans: Vec<crate::wan::Wan>,
+    /// A WAN's state changed since the driver last looked.
+    wan_changed: bool,
 }
 
 impl Machine {
@@ -317,6 +324,32 @@ impl Machine {
         }
         // The gauge exists from the start, not from the first call.
         obs.calls_active(0);
+        let wans: Vec<crate::wan::Wan> = settings
+            .wans
+            .iter()
+            .cloned()
+            .map(|s| {
+                // A round spans the slowest health interval of the WAN's
+                // groups, so that each of their members is probed in it.
+                let round = dests
+                    .members()
+                    .filter(|(i, _)| {
+                        dests
+                            .group_of(*i)
+                            .and_then(|g| dests.group(g))
+                            .is_some_and(|g| s.groups.contains(&g.name))
+                    })
+                    .filter_map(|(i, _)| dests.timing(i).map(|(interval, _)| interval))
+                    .max()
+                    .unwrap_or(settings.probe_interval);
+                let mut w = crate::wan::Wan::new(s);
+                w.round = round;
+                w
+            })
+            .collect();
+        for w in &wans {
+            obs.wan_state(w.name(), false);
+        }
         Machine {
             settings,
             dests,
@@ -343,6 +376,8 @@ impl Machine {
             refusals: caps::RefusalLog::default(),
             survival_ticks: 0,
             registrar: None,
+            wans,
+            wan_changed: false,
         }
     }
 
@@ -360,6 +395,7 @@ impl Machine {
                 if self.settings.probing {
                     self.send_probes();
                 }
+                self.wan_rounds();
             }
             Event::SurvivalTick => {
                 self.survival_ticks += 1;
@@ -482,6 +518,7 @@ impl Machine {
                 request,
             } => self.on_forwarded_response(call, to, origin, request, response),
             ClientRole::Own | ClientRole::Orphaned { .. } => {}
+            ClientRole::WanProbe { wan } => self.wan_probe_answered(wan),
             ClientRole::Probe { member } => {
                 if let Some(p) = self
                     .probes
@@ -568,7 +605,7 @@ impl Machine {
                     c.offer_pending = false;
                 }
             }
-            ClientRole::Own => {}
+            ClientRole::Own | ClientRole::WanProbe { .. } => {}
             ClientRole::Probe { member } => {
                 if let Some(p) = self
                     .probes

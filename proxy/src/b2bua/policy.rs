@@ -63,6 +63,9 @@ pub trait Policy: Send {
         None
     }
 
+    /// A `[[wan]]` went down (or up): rules with `wan = "down"` follow.
+    fn wan_changed(&mut self, _wan: &str, _down: bool) {}
+
     /// Whether a header of leg A's requests is copied to leg B's.
     fn carried(&self, name: &str) -> bool;
 

@@ -108,6 +108,12 @@ impl Machine {
         }
         self.dests = new;
         self.policy = policy;
+        // The new rules start from the WANs' states as they are.
+        for w in &self.wans {
+            if w.is_down() {
+                self.policy.wan_changed(w.name(), true);
+            }
+        }
     }
 }
 

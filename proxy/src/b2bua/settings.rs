@@ -35,6 +35,9 @@ pub struct Settings {
     pub unknown_source: UnknownSource,
     /// The pair's peer (its link addresses): not a stranger.
     pub pair_peers: Vec<IpAddr>,
+    /// The WANs to central sites (`[[wan]]`), judged every health
+    /// interval.
+    pub wans: Vec<crate::wan::WanSettings>,
 }
 
 impl Settings {

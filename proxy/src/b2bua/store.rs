@@ -51,6 +51,8 @@ pub enum ClientRole {
     Own,
     /// An OPTIONS keepalive to pool member `member`.
     Probe { member: usize },
+    /// An OPTIONS to a probe host across WAN `wan` (index).
+    WanProbe { wan: usize },
     /// A re-INVITE to leg A after a resume changed the codec.
     Reoffer { call: u64 },
 }
@@ -63,7 +65,10 @@ impl ClientRole {
             | ClientRole::Fork { call, .. }
             | ClientRole::Forwarded { call, .. }
             | ClientRole::Reoffer { call } => Some(*call),
-            ClientRole::Orphaned { .. } | ClientRole::Own | ClientRole::Probe { .. } => None,
+            ClientRole::Orphaned { .. }
+            | ClientRole::Own
+            | ClientRole::Probe { .. }
+            | ClientRole::WanProbe { .. } => None,
         }
     }
 }

@@ -2025,3 +2025,113 @@ fn a_phone_calls_out_with_proxy_authentication_as_itself() {
     assert_eq!(call.a.source_name, PHONE_SOURCE);
     assert_eq!(lab.m.leg_target(call, Leg::A).unwrap().addr, addr(PHONE1));
 }
+
+// ---- the WAN to the central site ----
+
+const CENTRAL: &str = "127.0.0.1:5094";
+const GATEWAY: &str = "127.0.0.1:5096";
+
+/// A branch: calls to 0… go to the central PBX across WAN `dc`, or to
+/// the local gateway while it is down.
+const BRANCH: &str = r#"
+[[group]]
+name = "central"
+[[group.member]]
+name = "pbx"
+address = "127.0.0.1:5094"
+
+[[group]]
+name = "gateway"
+probe = "off"
+[[group.member]]
+name = "gw"
+address = "127.0.0.1:5096"
+
+[[wan]]
+name = "dc"
+groups = ["central"]
+failures_to_down = 3
+successes_to_up = 2
+hold_down_s = 5
+
+[[rule]]
+name = "out-local"
+ruri_user_prefix = "0"
+wan = "down"
+group = "gateway"
+
+[[rule]]
+name = "out-central"
+ruri_user_prefix = "0"
+group = "central"
+"#;
+
+impl Lab {
+    /// One health interval: probes out; the central PBX answers its
+    /// probe when `central_alive` (the media servers always do).
+    fn health_round(&mut self, central_alive: bool) -> Vec<String> {
+        self.advance(1000);
+        // Probes unanswered by now time out.
+        self.on(Event::Timers);
+        let out = self.on(Event::Probes);
+        self.answer_probe(MS1);
+        self.answer_probe(MS2);
+        if central_alive {
+            self.answer_probe(CENTRAL);
+        }
+        out
+    }
+}
+
+#[test]
+fn the_wan_goes_down_by_evidence_fallback_rules_take_over_and_calls_across_it_end() {
+    let mut lab = Lab::with(BRANCH);
+    lab.health_round(true);
+    lab.health_round(true);
+    lab.call_to("0301", "c1");
+    assert_eq!(lab.last("INVITE").2.addr, addr(CENTRAL));
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000)));
+    lab.ack_from_trunk("c1");
+    // The PBX stops answering. The round of its last answer ends live at
+    // the next interval; two silent rounds after it are not enough...
+    for _ in 0..3 {
+        lab.health_round(false);
+    }
+    assert!(!lab.m.wan_states()[0].1);
+    // ...the third makes the WAN down: the call across it is ended (BYE
+    // to both legs, CDR wan_down).
+    let out = lab.health_round(false);
+    assert!(lab.m.wan_states()[0].1, "{out:?}");
+    assert!(out.contains(&format!("send BYE to {TRUNK}")), "{out:?}");
+    assert!(out.contains(&format!("send BYE to {CENTRAL}")), "{out:?}");
+    assert!(out.contains(&"cdr wan_down".to_string()), "{out:?}");
+    // New calls take the fallback rule.
+    lab.call_to("0302", "c2");
+    assert_eq!(lab.last("INVITE").2.addr, addr(GATEWAY));
+    // Back: answers again, but held down 5 s first.
+    lab.health_round(true);
+    lab.health_round(true);
+    assert!(lab.m.wan_states()[0].1, "held down");
+    for _ in 0..3 {
+        lab.health_round(true);
+    }
+    assert!(!lab.m.wan_states()[0].1);
+    lab.call_to("0303", "c3");
+    assert_eq!(lab.last("INVITE").2.addr, addr(CENTRAL));
+}
+
+#[test]
+fn the_operator_forces_the_wan_down_and_back_to_auto() {
+    let mut lab = Lab::with(BRANCH);
+    lab.health_round(true);
+    assert_eq!(lab.m.force_wan("dc", crate::wan::Forced::Down), Ok(true));
+    lab.call_to("0301", "c1");
+    assert_eq!(lab.last("INVITE").2.addr, addr(GATEWAY));
+    assert_eq!(lab.m.force_wan("dc", crate::wan::Forced::Auto), Ok(false));
+    lab.call_to("0302", "c2");
+    assert_eq!(lab.last("INVITE").2.addr, addr(CENTRAL));
+    assert!(lab
+        .m
+        .force_wan("nowhere", crate::wan::Forced::Down)
+        .is_err());
+}

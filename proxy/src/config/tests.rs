@@ -223,8 +223,10 @@ fn the_example_routing_section_is_valid_when_uncommented() {
     assert!(c.groups.is_empty() && c.rules.is_empty());
     let c = parse(&example_with_routing()).unwrap();
     assert_eq!(c.groups.len(), 3);
-    assert_eq!(c.rules.len(), 7);
+    assert_eq!(c.rules.len(), 8);
     assert_eq!(c.rules[0].location, Some(true));
+    assert_eq!(c.wans.len(), 1);
+    assert_eq!(c.wan_of_rule(&c.rules[1]).as_deref(), Some("dc"));
     assert!(c.registrar_enabled());
     let dns = &c.groups[2];
     assert!(dns.members.is_empty());
@@ -239,9 +241,9 @@ fn the_example_routing_section_is_valid_when_uncommented() {
     assert_eq!((pbx.probe, pbx.resume), (Probe::Options, false));
     assert_eq!(pbx.health.failures_to_down, 3);
     assert_eq!(c.groups[1].probe, Probe::Off);
-    assert_eq!(c.rules[2].strip, Some(3));
-    assert_eq!(c.rules[3].replace.as_ref().unwrap().with, "+${1}");
-    assert_eq!(c.rules[4].redirect.as_deref(), Some("pbx"));
+    assert_eq!(c.rules[3].strip, Some(3));
+    assert_eq!(c.rules[4].replace.as_ref().unwrap().with, "+${1}");
+    assert_eq!(c.rules[5].redirect.as_deref(), Some("pbx"));
 }
 
 #[test]
@@ -857,4 +859,35 @@ fn unknown_registrar_keys_and_values_are_refused() {
         assert!(err.starts_with("tandem.toml:"), "{extra}: {err}");
         assert!(err.contains(named), "{extra}: {err}");
     }
+}
+
+#[test]
+fn wan_tables_and_rule_conditions_are_checked() {
+    let wan = "[[wan]]\nname = \"dc\"\ngroups = [\"media\"]\n";
+    let c = parse(&format!(
+        "{EXAMPLE}\n{wan}\n[[rule]]\nname = \"r\"\nwan = \"down\"\ngroup = \"media\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.wans[0].failures_to_down, 3);
+    assert_eq!(c.wan_of_rule(&c.rules[0]).as_deref(), Some("dc"));
+    // A rule's wan needs a [[wan]].
+    let e = rule_error("wan = \"down\"\ngroup = \"media\"");
+    assert!(e.contains("`rule[0].wan_name`"), "{e}");
+    // A WAN needs evidence, and groups that exist.
+    let e = parse(&format!("{EXAMPLE}\n[[wan]]\nname = \"dc\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`wan[0].groups`"), "{e}");
+    let e = parse(&format!(
+        "{EXAMPLE}\n[[wan]]\nname = \"dc\"\ngroups = [\"nope\"]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown group"), "{e}");
+    let e = parse(&format!(
+        "{EXAMPLE}\n{wan}[[rule]]\nname = \"r\"\nwan = \"sideways\"\ngroup = \"media\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("wan"), "{e}");
 }

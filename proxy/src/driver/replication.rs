@@ -31,6 +31,7 @@ pub const RECORD_SCHEMA: u32 = 1 << 16;
 
 const KIND_CALL: &str = "call";
 const KIND_MEMBER: &str = "member";
+const KIND_WAN: &str = "wan";
 
 #[derive(Serialize, Deserialize)]
 struct CallRecord {
@@ -73,6 +74,45 @@ impl Replication {
 }
 
 impl Driver {
+    /// Active: every WAN's state when one changed (a takeover during an
+    /// outage keeps the branch in fallback).
+    pub(super) fn sync_wans(&mut self) {
+        let Some(rep) = self.replication.as_mut().filter(|r| r.serving) else {
+            return;
+        };
+        if !self.machine.take_wan_changed() {
+            return;
+        }
+        for (name, _, record) in self.machine.wan_states() {
+            let data = serde_json::to_vec(&record).unwrap_or_default();
+            rep.version += 1;
+            rep.handle.publish(Change::Upsert(Record {
+                kind: KIND_WAN.into(),
+                key: name,
+                version: rep.version,
+                data: Bytes::from(data),
+            }));
+        }
+    }
+
+    /// `GET /wan`: every WAN, its state and the operator's override.
+    pub(super) fn wans_json(&self) -> String {
+        let wans: Vec<serde_json::Value> = self
+            .machine
+            .wan_states()
+            .into_iter()
+            .map(|(name, down, record)| {
+                serde_json::json!({
+                    "wan": name,
+                    "state": if down { "down" } else { "up" },
+                    "judged": if record.judged_down { "down" } else { "up" },
+                    "forced": record.forced,
+                })
+            })
+            .collect();
+        serde_json::to_string_pretty(&wans).unwrap_or_default() + "\n"
+    }
+
     /// Whether this node serves calls (always, without a standby pair).
     pub(super) fn serving(&self) -> bool {
         self.replication.as_ref().is_none_or(|r| r.serving)
@@ -191,6 +231,14 @@ impl Driver {
             Change::Delete(id) if id.kind == super::registrations::KIND_BINDING => {
                 self.apply_binding(&id.key, None);
             }
+            Change::Upsert(r) if r.kind == KIND_WAN => {
+                match serde_json::from_slice::<crate::wan::WanRecord>(&r.data) {
+                    Ok(rec) => self.machine.restore_wan(&r.key, &rec),
+                    Err(e) => {
+                        tracing::error!(wan = %r.key, error = %e, "replicated WAN unreadable")
+                    }
+                }
+            }
             Change::Upsert(r) if r.kind == KIND_MEMBER => {
                 if let Ok(m) = serde_json::from_slice::<MemberRecord>(&r.data) {
                     self.machine.set_member_health(&r.key, m.up);
@@ -269,6 +317,19 @@ impl Driver {
             Command::Switchover { force, reply } => (force, reply),
             Command::Registrations { aor, limit, reply } => {
                 let _ = reply.send(self.registrations_json(aor.as_deref(), limit));
+                return;
+            }
+            Command::ForceWan { wan, mode, reply } => {
+                let result = self.machine.force_wan(&wan, mode);
+                if result.is_ok() {
+                    tracing::warn!(wan, ?mode, "WAN state set by the operator");
+                }
+                let _ = reply.send(result);
+                self.sync_wans();
+                return;
+            }
+            Command::Wans { reply } => {
+                let _ = reply.send(self.wans_json());
                 return;
             }
         };

@@ -24,6 +24,8 @@ pub struct DryRun<'a> {
     pub call_id: &'a str,
     /// UTC, minutes since midnight.
     pub minute_of_day: u16,
+    /// The WANs taken as down (`tandem route --wan-down NAME`).
+    pub wans_down: Vec<String>,
 }
 
 /// The report of a dry run; an error names what is wrong with the
@@ -62,6 +64,7 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
         from_user: request.from_user,
         headers: &headers,
         minute_of_day: request.minute_of_day,
+        wans_down: &request.wans_down,
     };
     let Some(decision) = router.route(&view) else {
         let _ = writeln!(

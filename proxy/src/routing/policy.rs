@@ -18,6 +18,8 @@ pub struct RulesPolicy {
     /// `[[trunk]] max_calls`, by trunk name.
     max_calls: HashMap<String, usize>,
     carry_headers: Vec<String>,
+    /// The `[[wan]]`s down now (rules with `wan = "down"` match).
+    wans_down: Vec<String>,
 }
 
 impl RulesPolicy {
@@ -35,6 +37,7 @@ impl RulesPolicy {
                 .filter_map(|t| Some((t.name.clone(), t.max_calls?)))
                 .collect(),
             carry_headers: config.calls.carry_headers.clone(),
+            wans_down: Vec::new(),
         }
     }
 }
@@ -67,6 +70,7 @@ impl Policy for RulesPolicy {
             from_user: from_uri.user.unwrap_or(""),
             headers: &headers,
             minute_of_day,
+            wans_down: &self.wans_down,
         };
         let Some(decision) = self.router.route(&view) else {
             return Route::Unmatched;
@@ -97,6 +101,13 @@ impl Policy for RulesPolicy {
                 fork_timeout_s,
                 fallback,
             },
+        }
+    }
+
+    fn wan_changed(&mut self, wan: &str, down: bool) {
+        self.wans_down.retain(|w| w != wan);
+        if down {
+            self.wans_down.push(wan.to_owned());
         }
     }
 

@@ -29,6 +29,8 @@ pub struct RequestView<'a> {
     pub headers: &'a [(&'a str, &'a str)],
     /// The time of day in UTC, in minutes since midnight (0..1440).
     pub minute_of_day: u16,
+    /// The `[[wan]]`s that are down now, by name.
+    pub wans_down: &'a [String],
 }
 
 /// The rule that matched and what it says to do.
@@ -98,6 +100,8 @@ struct Rule {
     from_user: Option<String>,
     header: Option<HeaderMatch>,
     time: Option<TimeWindow>,
+    /// `wan = "down"|"up"`: (the WAN's name, whether it must be down).
+    wan: Option<(String, bool)>,
     action: RuleAction,
 }
 
@@ -465,6 +469,9 @@ impl Router {
                 from_user: r.from_user.clone(),
                 header,
                 time,
+                wan: config
+                    .wan_of_rule(r)
+                    .map(|n| (n, r.wan == Some(crate::config::WanCondition::Down))),
                 action,
             });
         }
@@ -540,6 +547,10 @@ impl Router {
                     .is_none_or(|u| u == request.from_user)
                 && (rule.header.is_none() || header_hits.get(*i))
                 && rule.time.is_none_or(|t| t.contains(request.minute_of_day))
+                && rule
+                    .wan
+                    .as_ref()
+                    .is_none_or(|(name, down)| request.wans_down.iter().any(|w| w == name) == *down)
         })?;
         let action = match &rule.action {
             RuleAction::Route { group, rewrite } => Action::Route {
@@ -626,6 +637,7 @@ impl Rule {
             && same(&self.from_user, &other.from_user)
             && header
             && (self.time.is_none() || self.time == other.time)
+            && (self.wan.is_none() || self.wan == other.wan)
     }
 }
 

@@ -104,6 +104,7 @@ redirect = "pbx"
                 headers: &[],
                 call_id: "abc",
                 minute_of_day: 600,
+                wans_down: Vec::new(),
             },
         )
     };
@@ -195,6 +196,7 @@ group = "media"
                 headers: &[],
                 call_id: "abc",
                 minute_of_day: 600,
+                wans_down: Vec::new(),
             },
         )
         .unwrap()
@@ -249,6 +251,7 @@ fn fifty_rules_cost_per_decision() {
             from_user: "sipp",
             headers: &[],
             minute_of_day: 600,
+            wans_down: &[],
         };
         let n: u32 = 500_000;
         let mut best = std::time::Duration::MAX;

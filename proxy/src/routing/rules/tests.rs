@@ -46,6 +46,7 @@ fn to(user: &str) -> RequestView<'_> {
         from_user: "alice",
         headers: &[],
         minute_of_day: 12 * 60,
+        wans_down: &[],
     }
 }
 
@@ -75,6 +76,7 @@ fn without_rules_the_default_rule_sends_everything_to_the_pool() {
         from_user: "",
         headers: &[],
         minute_of_day: 0,
+        wans_down: &[],
     };
     assert_eq!(rule(&r, &anything).as_deref(), Some("default"));
     assert!(r.shadowed().is_empty());
@@ -255,6 +257,7 @@ group = "media"
             &r,
             &RequestView {
                 minute_of_day: h * 60 + m,
+                wans_down: &[],
                 ..to("1")
             },
         )
@@ -520,6 +523,7 @@ fn bad_regexes_and_times_name_their_key() {
     let r = router("[[rule]]\nname = \"a\"\ntime = \"18:00-24:00\"\ngroup = \"pbx\"\n");
     let late = RequestView {
         minute_of_day: 23 * 60 + 59,
+        wans_down: &[],
         ..to("1")
     };
     assert_eq!(rule(&r, &late).as_deref(), Some("a"));

@@ -1,0 +1,154 @@
+//! The WANs to central sites, as the call machine sees them
+//! (`crate::wan` judges each one): evidence from the central groups'
+//! members and from probe hosts of the WAN's own, a round per health
+//! interval, and what a transition does — the routing policy learns it
+//! (rules with `wan = "down"` take over), and calls up across a WAN that
+//! went down are ended cleanly (their media cannot cross it any more):
+//! BYE with a Reason to both legs, CDR reason `wan_down`.
+
+use sipcore::transport::{Target, TransportKind};
+
+use super::call::CallState;
+use super::{ClientRole, Machine};
+use crate::wan::{Forced, Transition, Wan, WanRecord};
+
+impl Machine {
+    /// A member answered: evidence for the WANs its group lies across.
+    pub(super) fn wan_member_alive(&mut self, member: usize) {
+        if self.wans.is_empty() {
+            return;
+        }
+        let Some(group) = self
+            .dests
+            .group_of(member)
+            .and_then(|g| self.dests.group(g))
+            .map(|g| g.name.clone())
+        else {
+            return;
+        };
+        for wan in &mut self.wans {
+            if wan.settings.groups.contains(&group) {
+                wan.evidence_alive();
+            }
+        }
+    }
+
+    /// Every health interval: the round ends for every WAN (judged by what
+    /// answered since the last one), and the WANs' probe hosts get their
+    /// OPTIONS for the next.
+    pub(super) fn wan_rounds(&mut self) {
+        let now = self.now;
+        for i in 0..self.wans.len() {
+            let Some(transition) = self.wans.get_mut(i).and_then(|w| w.end_round(now)) else {
+                continue;
+            };
+            self.wan_transition(i, transition);
+        }
+        for i in 0..self.wans.len() {
+            let hosts = self
+                .wans
+                .get(i)
+                .map(|w| w.settings.probe_hosts.clone())
+                .unwrap_or_default();
+            for host in hosts {
+                let bytes = self.options_to(host, TransportKind::Udp);
+                self.send_request(bytes, Target::udp(host), ClientRole::WanProbe { wan: i });
+            }
+        }
+    }
+
+    /// A WAN probe host answered (anything: the path is alive).
+    pub(super) fn wan_probe_answered(&mut self, wan: usize) {
+        if let Some(w) = self.wans.get_mut(wan) {
+            w.evidence_alive();
+        }
+    }
+
+    fn wan_transition(&mut self, i: usize, transition: Transition) {
+        let Some(name) = self.wans.get(i).map(|w| w.name().to_owned()) else {
+            return;
+        };
+        self.wan_changed = true;
+        self.policy.wan_changed(&name, transition.down);
+        self.obs.wan_state(&name, transition.down);
+        if !transition.down {
+            tracing::warn!(wan = %name, why = %transition.why, "WAN up: new calls take the central routes again");
+            return;
+        }
+        // Calls up across this WAN have lost their media: ended now, not
+        // left as dead air until a timer.
+        let groups: Vec<usize> = self
+            .wans
+            .get(i)
+            .map(|w| {
+                w.settings
+                    .groups
+                    .iter()
+                    .filter_map(|g| self.dests.group_named(g))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let across: Vec<u64> = self
+            .store
+            .values()
+            .filter(|c| matches!(c.state, CallState::Answered | CallState::Confirmed))
+            .filter(|c| {
+                self.dests
+                    .group_of(c.b.member)
+                    .is_some_and(|g| groups.contains(&g))
+            })
+            .map(|c| c.id)
+            .collect();
+        tracing::warn!(
+            wan = %name,
+            why = %transition.why,
+            calls_ended = across.len(),
+            "WAN down: fallback rules apply; calls across it are ended"
+        );
+        for id in across {
+            self.end_call(id, "wan_down", true, true);
+        }
+    }
+
+    /// The operator's override (`POST /wan/NAME/MODE`); Err for an
+    /// unknown WAN.
+    pub fn force_wan(&mut self, name: &str, forced: Forced) -> Result<bool, String> {
+        let Some(i) = self.wans.iter().position(|w| w.name() == name) else {
+            return Err(format!("no [[wan]] named {name:?}"));
+        };
+        self.wan_changed = true;
+        if let Some(t) = self.wans.get_mut(i).and_then(|w| w.force(forced)) {
+            self.wan_transition(i, t);
+        }
+        Ok(self.wans.get(i).is_some_and(Wan::is_down))
+    }
+
+    /// Every WAN: name, down, override (admin status, replication).
+    pub fn wan_states(&self) -> Vec<(String, bool, WanRecord)> {
+        self.wans
+            .iter()
+            .map(|w| (w.name().to_owned(), w.is_down(), w.record()))
+            .collect()
+    }
+
+    /// Whether a WAN changed since the last call (replication).
+    pub fn take_wan_changed(&mut self) -> bool {
+        std::mem::take(&mut self.wan_changed)
+    }
+
+    /// A replicated WAN state (follower), applied like a transition
+    /// without ending calls (the follower has none of its own).
+    pub fn restore_wan(&mut self, name: &str, record: &WanRecord) {
+        let now = self.now;
+        let Some(w) = self.wans.iter_mut().find(|w| w.name() == name) else {
+            return;
+        };
+        let before = w.is_down();
+        w.restore(record, now);
+        let down = w.is_down();
+        if before != down {
+            self.policy.wan_changed(name, down);
+            self.obs.wan_state(name, down);
+        }
+    }
+}
