@@ -889,3 +889,49 @@ async fn fresh_standby_copies_100k_bindings() {
         status["records"]
     );
 }
+
+/// The branch pair keeps its fallback across a takeover: the WAN is
+/// forced down on the active node, the state reaches the standby as a
+/// record, the active dies, and the new active still routes by the
+/// WAN-down rules (its `GET /wan` says down).
+#[tokio::test]
+async fn a_takeover_during_a_wan_outage_keeps_the_branch_in_fallback() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("wan");
+    lab.edit(
+        "[pool]\nname = \"media\"",
+        "[[wan]]\nname = \"dc\"\ngroups = [\"media\"]\n\n[pool]\nname = \"media\"",
+    );
+    lab.pair().await;
+    let config_a = lab.dir.path().join("tandem-a.toml").display().to_string();
+    let forced = lab
+        .lab
+        .command("a", TANDEM)
+        .args(["wan", "--config", &config_a, "dc", "down"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&forced.stdout).trim(), "down");
+    lab.wait_status("b", "the WAN state copied", Duration::from_secs(10), |s| {
+        s["records"]["wan"] == 1
+    })
+    .await;
+    lab.lab.kill("a").unwrap();
+    lab.wait_status("b", "takes over", Duration::from_secs(10), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    let out = lab
+        .lab
+        .command("b", TANDEM)
+        .args(["wan", "--admin", "127.0.0.1:9090"])
+        .output()
+        .unwrap();
+    let wans: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        wans[0]["state"],
+        "down",
+        "{wans}\n{}",
+        lab.log_tail("b", 20)
+    );
+    assert_eq!(wans[0]["forced"], "down", "{wans}");
+}
