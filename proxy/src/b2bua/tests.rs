@@ -2135,3 +2135,35 @@ fn the_operator_forces_the_wan_down_and_back_to_auto() {
         .force_wan("nowhere", crate::wan::Forced::Down)
         .is_err());
 }
+
+#[test]
+fn a_wan_judged_by_its_probe_hosts_alone() {
+    const PROBE: &str = "127.0.0.1:5098";
+    let mut lab = Lab::with(&format!(
+        "[[wan]]\nname = \"dc\"\nprobe_hosts = [\"{PROBE}\"]\nfailures_to_down = 2\nsuccesses_to_up = 1\nhold_down_s = 1\n"
+    ));
+    let probe_round = |lab: &mut Lab, answer: bool| {
+        lab.advance(1000);
+        lab.on(Event::Timers);
+        let out = lab.on(Event::Probes);
+        assert!(out.contains(&format!("send OPTIONS to {PROBE}")), "{out:?}");
+        if answer {
+            // Any answer shows the path alive, even an error.
+            let (key, options, _) = lab.probe_to(PROBE);
+            let r =
+                Message::parse(ResponseBuilder::new(&options, 404, "Not Found").build()).unwrap();
+            lab.on(Event::Tu(TuEvent::Response { key, response: r }));
+        }
+    };
+    probe_round(&mut lab, true);
+    probe_round(&mut lab, true);
+    assert!(!lab.m.wan_states()[0].1);
+    // The round of the last answer ends live, then two dead ones.
+    for _ in 0..3 {
+        probe_round(&mut lab, false);
+    }
+    assert!(lab.m.wan_states()[0].1);
+    probe_round(&mut lab, true);
+    probe_round(&mut lab, true);
+    assert!(!lab.m.wan_states()[0].1);
+}
