@@ -1,0 +1,327 @@
+//! The branch-office lab (`testkit::branchlab`) itself: the centre is
+//! reachable from the root namespace (the branch Tandem's) only through
+//! the WAN router, `cut()` silences it and `heal()` brings it back,
+//! `set_loss` drops about the share asked, and the branch LAN reaches
+//! Tandem's side. The survivability tests of issue 13 build on it, so it
+//! must do what it says. Needs root, iproute2, nftables and python3
+//! (`scripts/test` installs them).
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::branchlab::BranchLab;
+
+/// A UDP echo for the centre: echoes every datagram, and counts them, so
+/// that loss can be measured one way. `count` answers how many it got so
+/// far (not counted itself); `who` answers the sender's address as seen.
+const DC_ECHO: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+count = 0
+while True:
+    d, a = s.recvfrom(2048)
+    if d == b"count":
+        s.sendto(str(count).encode(), a)
+    elif d == b"who":
+        s.sendto(a[0].encode(), a)
+    else:
+        count += 1
+        s.sendto(d, a)
+"#;
+
+/// Sends `hello` from `argv[1]` to `argv[2]:argv[3]` and prints the
+/// answer, or the error (`unreachable …`, `timeout`).
+const BRANCH_PROBE: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+s.settimeout(5)
+try:
+    s.sendto(b"hello", (sys.argv[2], int(sys.argv[3])))
+    d, a = s.recvfrom(100)
+    print("reply", d.decode(), a[0], flush=True)
+except socket.timeout:
+    print("timeout", flush=True)
+except OSError as e:
+    print("unreachable", e, flush=True)
+"#;
+
+/// UDP port the centre's echo listens on (its namespace is its own: no
+/// other test's port can be in the way).
+const ECHO_PORT: u16 = 7;
+
+/// A process killed (by pid) and reaped when the test ends, passing or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lab() -> BranchLab {
+    BranchLab::new().expect("branch lab (needs root, iproute2, nftables)")
+}
+
+/// Starts the echo in the centre and waits (bounded) until it answers
+/// from the root namespace; returns it and a root socket on Tandem's WAN
+/// address.
+fn dc_echo(lab: &BranchLab) -> (Killed, UdpSocket, SocketAddr) {
+    let echo = lab
+        .run_in_dc("python3")
+        .args(["-c", DC_ECHO, &lab.dc_addr().to_string()])
+        .arg(ECHO_PORT.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the echo (python3) in the centre");
+    let echo = Killed(echo);
+    let socket = UdpSocket::bind((lab.tandem_wan_addr(), 0)).expect("bind on Tandem's WAN address");
+    let target = SocketAddr::from((lab.dc_addr(), ECHO_PORT));
+    assert!(
+        answers_within(&socket, target, Duration::from_secs(10)),
+        "the centre's echo did not answer within 10 s"
+    );
+    (echo, socket, target)
+}
+
+/// Whether `target` echoes a probe within `deadline` (a probe every
+/// 100 ms; stale answers to earlier probes do not count).
+fn answers_within(socket: &UdpSocket, target: SocketAddr, deadline: Duration) -> bool {
+    let until = Instant::now() + deadline;
+    let mut buf = [0u8; 2048];
+    for n in 0u64.. {
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        let probe = format!("probe {n}");
+        socket.send_to(probe.as_bytes(), target).expect("send");
+        let wait = (until - now).min(Duration::from_millis(100));
+        socket.set_read_timeout(Some(wait)).expect("timeout");
+        let round_end = Instant::now() + wait;
+        while Instant::now() < round_end {
+            match socket.recv_from(&mut buf) {
+                Ok((len, _)) if buf[..len] == *probe.as_bytes() => return true,
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    unreachable!("the loop runs until the deadline")
+}
+
+/// Asks the echo something (`count`, `who`), retrying up to 5 s.
+fn ask(socket: &UdpSocket, target: SocketAddr, question: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 2048];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    while Instant::now() < until {
+        socket.send_to(question.as_bytes(), target).expect("send");
+        while let Ok((len, _)) = socket.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+            if !text.starts_with("probe") && !text.starts_with("seq") {
+                return text;
+            }
+        }
+    }
+    panic!("the centre's echo did not answer {question:?} within 5 s");
+}
+
+#[test]
+fn wan_cut_silences_the_centre_and_heal_brings_it_back() {
+    let lab = lab();
+    let (_echo, socket, target) = dc_echo(&lab);
+    // Routed, not translated: the centre sees Tandem's WAN address.
+    assert_eq!(
+        ask(&socket, target, "who"),
+        lab.tandem_wan_addr().to_string()
+    );
+
+    lab.cut().expect("cut the WAN");
+    assert!(
+        !answers_within(&socket, target, Duration::from_millis(1500)),
+        "the centre still answered with the WAN cut"
+    );
+    // Cut is not a link-down: sending still succeeds, only silence tells.
+    socket.send_to(b"into the void", target).expect("send");
+
+    lab.heal().expect("heal the WAN");
+    assert!(
+        answers_within(&socket, target, Duration::from_secs(5)),
+        "the centre did not answer within 5 s of the WAN healing"
+    );
+    // Cut and healed twice: the rules replace, they do not pile up.
+    lab.cut().expect("cut the WAN again");
+    assert!(!answers_within(&socket, target, Duration::from_millis(800)));
+    lab.heal().expect("heal the WAN again");
+    assert!(answers_within(&socket, target, Duration::from_secs(5)));
+}
+
+#[test]
+fn wan_loss_drops_about_the_share_asked_and_zero_removes_it() {
+    const SENT: u32 = 200;
+    let lab = lab();
+    let (_echo, socket, target) = dc_echo(&lab);
+    let before: u32 = ask(&socket, target, "count").parse().expect("a count");
+
+    lab.set_loss(50).expect("set 50 % loss");
+    for n in 0..SENT {
+        socket
+            .send_to(format!("seq {n}").as_bytes(), target)
+            .expect("send");
+        // Paced: the echo's receive buffer never overflows, so only the
+        // router's rule drops.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut echoed = 0u32;
+    let mut buf = [0u8; 2048];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            echoed += u32::from(buf[..len].starts_with(b"seq "));
+        }
+    }
+
+    lab.set_loss(0).expect("remove the loss");
+    let arrived = ask(&socket, target, "count")
+        .parse::<u32>()
+        .expect("a count")
+        - before;
+    // One way, each datagram survives with 1/2: expect 100 of 200
+    // (σ ≈ 7); 60–140 is over five σ either side.
+    assert!(
+        (60..=140).contains(&arrived),
+        "{arrived} of {SENT} datagrams reached the centre through 50 % loss"
+    );
+    // A round trip crosses the router twice: 1/4 survive (expect 50,
+    // σ ≈ 6), and never more than got there.
+    assert!(
+        (20..=90).contains(&echoed) && echoed <= arrived,
+        "{echoed} of {SENT} round trips (and {arrived} one way) through 50 % loss"
+    );
+
+    // No loss left: every one of 50 round trips comes back.
+    let mut back = 0;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    for n in 0..50 {
+        let probe = format!("again {n}");
+        socket.send_to(probe.as_bytes(), target).expect("send");
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            back += u32::from(buf[..len] == *probe.as_bytes());
+        }
+    }
+    assert_eq!(back, 50, "round trips back after set_loss(0)");
+}
+
+/// Runs [`BRANCH_PROBE`] in the branch LAN from `from` to `to`; returns
+/// what it printed.
+fn branch_probe(lab: &BranchLab, from: IpAddr, to: SocketAddr) -> Killed {
+    let probe = lab
+        .run_in_branch("python3")
+        .args(["-c", BRANCH_PROBE, &from.to_string()])
+        .arg(to.ip().to_string())
+        .arg(to.port().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the probe (python3) in the branch");
+    Killed(probe)
+}
+
+/// The probe's output; fails the test when it runs longer than 10 s
+/// (it gives up by itself after 5).
+fn probe_output(mut probe: Killed) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    while probe.0.try_wait().expect("probe status").is_none() {
+        assert!(Instant::now() < until, "the branch probe ran over 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    if let Some(mut stdout) = probe.0.stdout.take() {
+        stdout.read_to_string(&mut out).expect("probe stdout");
+    }
+    if let Some(mut stderr) = probe.0.stderr.take() {
+        stderr.read_to_string(&mut out).expect("probe stderr");
+    }
+    out
+}
+
+#[test]
+fn branch_lan_reaches_tandem_but_not_the_centre() {
+    let lab = lab();
+    let tandem = UdpSocket::bind((lab.tandem_branch_addr(), 0)).expect("bind on the branch side");
+    tandem
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let gateway = lab.add_branch_addr(20).expect("a second branch address");
+    assert!(lab.add_branch_addr(1).is_err(), "Tandem's own address");
+
+    let mut buf = [0u8; 100];
+    for from in [lab.branch_addr(), gateway] {
+        let probe = branch_probe(&lab, IpAddr::from(from), tandem.local_addr().unwrap());
+        let (len, peer) = tandem.recv_from(&mut buf).expect("the branch's hello");
+        assert_eq!(&buf[..len], b"hello");
+        assert_eq!(peer.ip(), IpAddr::from(from));
+        tandem.send_to(b"welcome", peer).expect("answer");
+        let out = probe_output(probe);
+        assert!(
+            out.contains(&format!("reply welcome {}", lab.tandem_branch_addr())),
+            "{out}"
+        );
+    }
+
+    // The centre, even with the WAN up, only through Tandem: the branch
+    // LAN has no route there of its own.
+    let (_echo, _socket, target) = dc_echo(&lab);
+    let out = probe_output(branch_probe(&lab, IpAddr::from(lab.branch_addr()), target));
+    assert!(out.contains("unreachable"), "{out}");
+    // And the lab's own Command in the router works (a post-mortem tool).
+    let rules = lab
+        .run_in_router("nft")
+        .args(["list", "table", "inet", "wan"])
+        .output()
+        .expect("nft in the router");
+    assert!(
+        String::from_utf8_lossy(&rules.stdout).contains("jump cut"),
+        "{rules:?}"
+    );
+}
+
+/// Dropping the lab removes its namespaces and links, and kills what ran
+/// in them.
+#[test]
+fn dropping_the_lab_tears_it_down() {
+    let lab = lab();
+    let name = lab.name().to_owned();
+    let (mut echo, _socket, _target) = dc_echo(&lab);
+    drop(lab);
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&netns.stdout);
+    assert!(!text.contains(&name), "namespaces left: {text}");
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let text = String::from_utf8_lossy(&links.stdout);
+    assert!(!text.contains(&name), "links left: {text}");
+    // The lab killed the centre's echo (SIGKILL), not its handle here.
+    let until = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = echo.0.try_wait().expect("echo status") {
+            break status;
+        }
+        assert!(Instant::now() < until, "the centre's echo outlived the lab");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.signal(), Some(9), "{status}");
+}
