@@ -10,6 +10,7 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use testkit::branchlab::BranchLab;
@@ -90,23 +91,27 @@ fn dc_echo(lab: &BranchLab) -> (Killed, UdpSocket, SocketAddr) {
 }
 
 /// Whether `target` echoes a probe within `deadline` (a probe every
-/// 100 ms; stale answers to earlier probes do not count).
+/// 100 ms; an answer to any probe of this call counts, so a slow WAN
+/// answers too, but one to an earlier call's probe does not).
 fn answers_within(socket: &UdpSocket, target: SocketAddr, deadline: Duration) -> bool {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let call = format!("probe {} ", CALLS.fetch_add(1, Ordering::Relaxed));
     let until = Instant::now() + deadline;
     let mut buf = [0u8; 2048];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
     for n in 0u64.. {
-        let now = Instant::now();
-        if now >= until {
+        if Instant::now() >= until {
             return false;
         }
-        let probe = format!("probe {n}");
-        socket.send_to(probe.as_bytes(), target).expect("send");
-        let wait = (until - now).min(Duration::from_millis(100));
-        socket.set_read_timeout(Some(wait)).expect("timeout");
-        let round_end = Instant::now() + wait;
+        socket
+            .send_to(format!("{call}{n}").as_bytes(), target)
+            .expect("send");
+        let round_end = (Instant::now() + Duration::from_millis(100)).min(until);
         while Instant::now() < round_end {
             match socket.recv_from(&mut buf) {
-                Ok((len, _)) if buf[..len] == *probe.as_bytes() => return true,
+                Ok((len, _)) if buf[..len].starts_with(call.as_bytes()) => return true,
                 Ok(_) => continue,
                 Err(_) => break,
             }
@@ -323,4 +328,56 @@ fn dropping_the_lab_tears_it_down() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.signal(), Some(9), "{status}");
+}
+
+/// The round trip of one probe, or `None` when nothing came back in 5 s.
+fn round_trip(socket: &UdpSocket, target: SocketAddr, probe: &str) -> Option<Duration> {
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let until = start + Duration::from_secs(5);
+    socket.send_to(probe.as_bytes(), target).expect("send");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    while Instant::now() < until {
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            if buf[..len] == *probe.as_bytes() {
+                return Some(start.elapsed());
+            }
+        }
+    }
+    None
+}
+
+/// 300 ms each way: no round trip comes back sooner than 600 ms (a lower
+/// bound only: a slow machine makes it later, never earlier). Cut still
+/// silences a delayed WAN; `set_delay(0)` removes the delayer's detour.
+#[test]
+fn wan_delay_holds_packets_each_way() {
+    let lab = lab();
+    let (_echo, socket, target) = dc_echo(&lab);
+    lab.set_delay(300).expect("set a 300 ms delay");
+    for n in 0..5 {
+        let rtt = round_trip(&socket, target, &format!("slow {n}"))
+            .expect("an answer through the delayed WAN within 5 s");
+        assert!(rtt >= Duration::from_millis(600), "round trip {rtt:?}");
+    }
+    lab.cut().expect("cut the WAN");
+    assert!(!answers_within(
+        &socket,
+        target,
+        Duration::from_millis(1500)
+    ));
+    lab.heal().expect("heal the WAN");
+    assert!(answers_within(&socket, target, Duration::from_secs(5)));
+
+    lab.set_delay(0).expect("remove the delay");
+    let rules = lab
+        .run_in_router("ip")
+        .arg("rule")
+        .output()
+        .expect("ip rule in the router");
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains("lookup 100"), "{rules}");
+    assert!(answers_within(&socket, target, Duration::from_secs(5)));
 }

@@ -22,8 +22,12 @@
 //! forwards, [`BranchLab::set_loss`] a random share of it. No NAT: the
 //! centre sees Tandem's WAN address, [`BranchLab::tandem_wan_addr`].
 //!
-//! There is no delay: this kernel has no netem qdisc, and the lab ships no
-//! user-space delayer yet.
+//! This kernel has no netem qdisc, so [`BranchLab::set_delay`] delays in
+//! user space: the router sends what it forwards into a TUN device
+//! (`dly0`, by policy routing on the incoming interface), where a small
+//! Python delayer holds each packet for the delay and writes it back; the
+//! router then forwards it on by its main table. Cut and loss act once,
+//! on the way in, not again on the way out of the delayer.
 //!
 //! [`BranchLab::new`] builds it under a fresh name; dropping the
 //! [`BranchLab`] (also when the test panics) kills every process still
@@ -32,7 +36,9 @@
 //! them); a missing one fails the test loudly rather than skipping it.
 
 use std::net::Ipv4Addr;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -42,6 +48,40 @@ use crate::lab::{run, unique_name};
 const BRANCH_HOST: u8 = 10;
 /// Host number of the centre's address in its subnet.
 const DC_HOST: u8 = 10;
+/// The router's TUN device through which delayed packets go.
+const DELAY_DEV: &str = "dly0";
+/// The router's routing table that sends forwarded packets to the delayer.
+const DELAY_TABLE: &str = "100";
+/// Router interfaces whose incoming packets are delayed (both directions).
+const DELAYED_FROM: [&str; 2] = ["wan0", "dc0"];
+
+/// The user-space delayer (python3): attaches to TUN device `argv[1]`,
+/// holds each packet `argv[2]` ms, then writes it back (the kernel
+/// forwards it on). At most 10 000 packets wait; more are dropped, so a
+/// flood cannot grow it without bound.
+const DELAYER: &str = r#"
+import fcntl, heapq, os, struct, sys, threading, time
+name, delay = sys.argv[1], float(sys.argv[2]) / 1000.0
+fd = os.open("/dev/net/tun", os.O_RDWR)
+# TUNSETIFF, IFF_TUN | IFF_NO_PI: bare IP packets.
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))
+queue, seq, cv = [], 0, threading.Condition()
+def release():
+    while True:
+        with cv:
+            while not queue or queue[0][0] > time.monotonic():
+                cv.wait(None if not queue else queue[0][0] - time.monotonic())
+            _, _, packet = heapq.heappop(queue)
+        os.write(fd, packet)
+threading.Thread(target=release, daemon=True).start()
+while True:
+    packet = os.read(fd, 65536)
+    with cv:
+        if len(queue) < 10000:
+            heapq.heappush(queue, (time.monotonic() + delay, seq, packet))
+            seq += 1
+            cv.notify()
+"#;
 
 /// A running branch lab; torn down on drop.
 #[derive(Debug)]
@@ -50,23 +90,27 @@ pub struct BranchLab {
     /// X in the lab's subnets 10.79.X.0/24 (branch LAN), 10.80.X.0/24
     /// (root–router) and 10.81.X.0/24 (router–centre).
     subnet: u8,
+    /// The running delayer, while [`BranchLab::set_delay`] holds one.
+    delayer: Mutex<Option<Child>>,
 }
 
 /// The router's nftables table: the forward chain jumps to `cut` (empty,
 /// or one drop rule while the WAN is cut) and `loss` (empty, or one random
-/// drop rule). Counters tell a post-mortem what the WAN dropped.
-const ROUTER_RULES: &str = "table inet wan {
+/// drop rule). Counters tell a post-mortem what the WAN dropped. What
+/// comes back from the delayer (`dly0`) went through both on its way in.
+const ROUTER_RULES: &str = r#"table inet wan {
   chain cut {
   }
   chain loss {
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
+    iifname "dly0" accept
     jump cut
     jump loss
   }
 }
-";
+"#;
 
 impl BranchLab {
     /// Builds a lab: namespaces, links, addresses, routes, forwarding in
@@ -75,7 +119,11 @@ impl BranchLab {
         let name = unique_name("br");
         let subnet = free_subnet(&name)?;
         // From here on the guard exists, so a half-built lab is torn down.
-        let lab = BranchLab { name, subnet };
+        let lab = BranchLab {
+            name,
+            subnet,
+            delayer: Mutex::new(None),
+        };
         lab.build()
             .with_context(|| format!("build branch lab {}", lab.name))?;
         Ok(lab)
@@ -138,9 +186,28 @@ impl BranchLab {
             "via",
             &format!("10.81.{x}.2"),
         ])?;
-        run(self
-            .command("wan", "sysctl")
-            .args(["-qw", "net.ipv4.ip_forward=1"]))?;
+        // The delayer's device, unused until set_delay: packets it writes
+        // back come in on it, from addresses routed elsewhere, so reverse
+        // path filtering must not drop them.
+        ip(&["-n", &wan, "tuntap", "add", "dev", DELAY_DEV, "mode", "tun"])?;
+        ip(&["-n", &wan, "link", "set", DELAY_DEV, "up"])?;
+        ip(&[
+            "-n",
+            &wan,
+            "route",
+            "add",
+            "default",
+            "dev",
+            DELAY_DEV,
+            "table",
+            DELAY_TABLE,
+        ])?;
+        run(self.command("wan", "sysctl").args([
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            &format!("net.ipv4.conf.{DELAY_DEV}.rp_filter=0"),
+        ]))?;
         self.nft(ROUTER_RULES)
             .context("nft (is Debian's nftables installed?)")
     }
@@ -189,6 +256,76 @@ impl BranchLab {
                 "loss",
                 &format!("numgen random mod 100 < {percent} counter drop"),
             )
+        }
+    }
+
+    /// Delays every packet the router forwards by `ms` milliseconds, in
+    /// each direction (a round trip takes 2 × `ms` more); 0 removes the
+    /// delay. Replaces an earlier delay; independent of cut and loss.
+    pub fn set_delay(&self, ms: u32) -> anyhow::Result<()> {
+        let mut delayer = self.delayer.lock().unwrap_or_else(|e| e.into_inner());
+        let wan = self.router_ns();
+        for dev in DELAYED_FROM {
+            // Absent when there was no delay: nothing to undo.
+            let _ = Command::new("ip")
+                .args(["-n", &wan, "rule", "del", "iif", dev, "lookup", DELAY_TABLE])
+                .output();
+        }
+        if let Some(mut old) = delayer.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        if ms == 0 {
+            return Ok(());
+        }
+        let child = self
+            .command("wan", "python3")
+            .args(["-c", DELAYER, DELAY_DEV, &ms.to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .context("start the delayer (python3) in the router")?;
+        let child = delayer.insert(child);
+        self.wait_delayer_attached(child)?;
+        for dev in DELAYED_FROM {
+            run(Command::new("ip").args([
+                "-n",
+                &wan,
+                "rule",
+                "add",
+                "iif",
+                dev,
+                "lookup",
+                DELAY_TABLE,
+            ]))?;
+        }
+        Ok(())
+    }
+
+    /// Waits (up to 5 s) until the delayer holds its TUN device: until
+    /// then the kernel would drop what is routed there.
+    fn wait_delayer_attached(&self, delayer: &mut Child) -> anyhow::Result<()> {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = delayer.try_wait()? {
+                anyhow::bail!("the delayer exited at start ({status})");
+            }
+            let out = run(Command::new("ip").args([
+                "-n",
+                &self.router_ns(),
+                "link",
+                "show",
+                "dev",
+                DELAY_DEV,
+            ]))?;
+            // A TUN device has a carrier only while a process holds it.
+            if !String::from_utf8_lossy(&out.stdout).contains("NO-CARRIER") {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < until,
+                "the delayer did not attach to {DELAY_DEV} within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -320,6 +457,12 @@ fn free_subnet(name: &str) -> anyhow::Result<u8> {
 
 impl Drop for BranchLab {
     fn drop(&mut self) {
+        // Reaped here; the loop below would kill it too, but not wait.
+        let delayer = self.delayer.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut delayer) = delayer.take() {
+            let _ = delayer.kill();
+            let _ = delayer.wait();
+        }
         for ns in self.namespaces() {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
