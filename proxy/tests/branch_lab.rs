@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use testkit::branchlab::BranchLab;
 
 /// A UDP echo for the centre: echoes every datagram, and counts them, so
-/// that loss can be measured one way. `count` answers how many it got so
-/// far (not counted itself); `who` answers the sender's address as seen.
+/// that loss can be measured one way. `count ID` answers `count ID N`,
+/// N how many it got so far (questions are not counted); `who ID`
+/// answers `who ID ADDRESS`, the sender's address as it sees it.
 const DC_ECHO: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -25,10 +26,10 @@ s.bind((sys.argv[1], int(sys.argv[2])))
 count = 0
 while True:
     d, a = s.recvfrom(2048)
-    if d == b"count":
-        s.sendto(str(count).encode(), a)
-    elif d == b"who":
-        s.sendto(a[0].encode(), a)
+    if d.startswith(b"count "):
+        s.sendto(d + b" " + str(count).encode(), a)
+    elif d.startswith(b"who "):
+        s.sendto(d + b" " + a[0].encode(), a)
     else:
         count += 1
         s.sendto(d, a)
@@ -50,6 +51,9 @@ except socket.timeout:
 except OSError as e:
     print("unreachable", e, flush=True)
 "#;
+
+/// Datagrams sent through 50 % loss.
+const SENT: u32 = 200;
 
 /// UDP port the centre's echo listens on (its namespace is its own: no
 /// other test's port can be in the way).
@@ -120,8 +124,13 @@ fn answers_within(socket: &UdpSocket, target: SocketAddr, deadline: Duration) ->
     unreachable!("the loop runs until the deadline")
 }
 
-/// Asks the echo something (`count`, `who`), retrying up to 5 s.
+/// Asks the echo something (`count`, `who`), retrying up to 5 s; only
+/// an answer to this very question counts (a slow WAN may still deliver
+/// answers to earlier ones).
 fn ask(socket: &UdpSocket, target: SocketAddr, question: &str) -> String {
+    static QUESTIONS: AtomicU32 = AtomicU32::new(0);
+    let question = format!("{question} {}", QUESTIONS.fetch_add(1, Ordering::Relaxed));
+    let answer_prefix = format!("{question} ");
     let until = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 2048];
     socket
@@ -130,9 +139,9 @@ fn ask(socket: &UdpSocket, target: SocketAddr, question: &str) -> String {
     while Instant::now() < until {
         socket.send_to(question.as_bytes(), target).expect("send");
         while let Ok((len, _)) = socket.recv_from(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
-            if !text.starts_with("probe") && !text.starts_with("seq") {
-                return text;
+            let text = String::from_utf8_lossy(&buf[..len]);
+            if let Some(answer) = text.strip_prefix(&answer_prefix) {
+                return answer.to_owned();
             }
         }
     }
@@ -171,20 +180,12 @@ fn wan_cut_silences_the_centre_and_heal_brings_it_back() {
 
 #[test]
 fn wan_loss_drops_about_the_share_asked_and_zero_removes_it() {
-    const SENT: u32 = 200;
     let lab = lab();
     let (_echo, socket, target) = dc_echo(&lab);
-    let before: u32 = ask(&socket, target, "count").parse().expect("a count");
+    let before = received(&socket, target);
 
     lab.set_loss(50).expect("set 50 % loss");
-    for n in 0..SENT {
-        socket
-            .send_to(format!("seq {n}").as_bytes(), target)
-            .expect("send");
-        // Paced: the echo's receive buffer never overflows, so only the
-        // router's rule drops.
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    send_paced(&socket, target, SENT);
     let mut echoed = 0u32;
     let mut buf = [0u8; 2048];
     socket
@@ -198,16 +199,8 @@ fn wan_loss_drops_about_the_share_asked_and_zero_removes_it() {
     }
 
     lab.set_loss(0).expect("remove the loss");
-    let arrived = ask(&socket, target, "count")
-        .parse::<u32>()
-        .expect("a count")
-        - before;
-    // One way, each datagram survives with 1/2: expect 100 of 200
-    // (σ ≈ 7); 60–140 is over five σ either side.
-    assert!(
-        (60..=140).contains(&arrived),
-        "{arrived} of {SENT} datagrams reached the centre through 50 % loss"
-    );
+    let arrived = received(&socket, target) - before;
+    assert_about_half(arrived, "50 % loss");
     // A round trip crosses the router twice: 1/4 survive (expect 50,
     // σ ≈ 6), and never more than got there.
     assert!(
@@ -228,6 +221,31 @@ fn wan_loss_drops_about_the_share_asked_and_zero_removes_it() {
         }
     }
     assert_eq!(back, 50, "round trips back after set_loss(0)");
+}
+
+/// How many datagrams (not questions) the centre's echo has received.
+fn received(socket: &UdpSocket, target: SocketAddr) -> u32 {
+    ask(socket, target, "count").parse().expect("a count")
+}
+
+/// One way through 50 % loss, each of 200 datagrams survives with 1/2:
+/// expect 100 (σ ≈ 7); 60–140 is over five σ either side.
+fn assert_about_half(arrived: u32, through: &str) {
+    assert!(
+        (60..=140).contains(&arrived),
+        "{arrived} of 200 datagrams reached the centre through {through}"
+    );
+}
+
+/// Sends `count` numbered datagrams (`seq N`) to `target`, 2 ms apart:
+/// the echo's receive buffer never overflows, so only the router drops.
+fn send_paced(socket: &UdpSocket, target: SocketAddr, count: u32) {
+    for n in 0..count {
+        socket
+            .send_to(format!("seq {n}").as_bytes(), target)
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Starts [`BRANCH_PROBE`] in the branch LAN, from `from` to `to`.
@@ -276,7 +294,15 @@ fn branch_lan_reaches_tandem_but_not_the_centre() {
     let mut buf = [0u8; 100];
     for from in [lab.branch_addr(), gateway] {
         let probe = branch_probe(&lab, IpAddr::from(from), tandem.local_addr().unwrap());
-        let (len, peer) = tandem.recv_from(&mut buf).expect("the branch's hello");
+        let (len, peer) = match tandem.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) => {
+                let mut probe = probe;
+                let _ = probe.0.kill();
+                let out = probe_output(probe);
+                panic!("no hello from the branch's {from}: {e}; the probe said: {out}");
+            }
+        };
         assert_eq!(&buf[..len], b"hello");
         assert_eq!(peer.ip(), IpAddr::from(from));
         tandem.send_to(b"welcome", peer).expect("answer");
@@ -370,6 +396,16 @@ fn wan_delay_holds_packets_each_way() {
     ));
     lab.heal().expect("heal the WAN");
     assert!(answers_within(&socket, target, Duration::from_secs(5)));
+
+    // Loss acts once on the way through, not again when the delayer
+    // hands a packet back: one way, about half of 200 arrive, not a
+    // quarter (the same bounds as without delay, over five σ each side).
+    let before = received(&socket, target);
+    lab.set_loss(50).expect("set 50 % loss");
+    send_paced(&socket, target, SENT);
+    lab.set_loss(0).expect("remove the loss");
+    let arrived = received(&socket, target) - before;
+    assert_about_half(arrived, "50 % loss and the delay");
 
     lab.set_delay(0).expect("remove the delay");
     let rules = lab

@@ -92,6 +92,9 @@ pub struct BranchLab {
     subnet: u8,
     /// The running delayer, while [`BranchLab::set_delay`] holds one.
     delayer: Mutex<Option<Child>>,
+    /// Holds X for this lab (see [`reserve_subnet`]); released on drop,
+    /// or by the kernel when the test process dies.
+    _subnet_lock: std::fs::File,
 }
 
 /// The router's nftables table: the forward chain jumps to `cut` (empty,
@@ -117,12 +120,13 @@ impl BranchLab {
     /// the router and its (empty) WAN-failure rules.
     pub fn new() -> anyhow::Result<BranchLab> {
         let name = unique_name("br");
-        let subnet = free_subnet(&name)?;
+        let (subnet, subnet_lock) = reserve_subnet(&name)?;
         // From here on the guard exists, so a half-built lab is torn down.
         let lab = BranchLab {
             name,
             subnet,
             delayer: Mutex::new(None),
+            _subnet_lock: subnet_lock,
         };
         lab.build()
             .with_context(|| format!("build branch lab {}", lab.name))?;
@@ -428,16 +432,30 @@ impl BranchLab {
     }
 }
 
-/// A subnet number X for which no interface of the root namespace has an
-/// address in 10.79.X.0/24, 10.80.X.0/24 or 10.81.X.0/24 yet, starting
-/// from one the lab's name picks (concurrent tests then rarely even try
-/// the same one).
-fn free_subnet(name: &str) -> anyhow::Result<u8> {
+/// Reserves a subnet number X for which no interface of the root
+/// namespace has an address in 10.79.X.0/24, 10.80.X.0/24 or
+/// 10.81.X.0/24 yet, starting from one the lab's name picks. Checking the
+/// addresses alone races: two labs built at once (tests run in parallel)
+/// could both find X free, and Linux lets both add 10.79.X.1 — their
+/// traffic would then cross. So each X is also taken with an exclusive
+/// lock on a file of its own, which the kernel releases when the holder
+/// dies, even by SIGKILL.
+fn reserve_subnet(name: &str) -> anyhow::Result<(u8, std::fs::File)> {
     let start = name
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     'candidates: for i in 0..250u32 {
         let x = ((start + i) % 250 + 1) as u8;
+        let path = std::env::temp_dir().join(format!("testkit-branchlab-{x}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        if lock.try_lock().is_err() {
+            continue;
+        }
         for net in [79, 80, 81] {
             let out = run(Command::new("ip").args([
                 "-o",
@@ -450,7 +468,7 @@ fn free_subnet(name: &str) -> anyhow::Result<u8> {
                 continue 'candidates;
             }
         }
-        return Ok(x);
+        return Ok((x, lock));
     }
     anyhow::bail!("no free 10.79-81.X.0/24 for a branch lab")
 }
