@@ -94,6 +94,17 @@ fn dc_echo(lab: &BranchLab) -> (Killed, UdpSocket, SocketAddr) {
     (echo, socket, target)
 }
 
+/// `recv_from`, again when a signal interrupted it (EINTR: the test
+/// process gets signals, e.g. from children ending).
+fn recv(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    loop {
+        match socket.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            got => return got,
+        }
+    }
+}
+
 /// Whether `target` echoes a probe within `deadline` (a probe every
 /// 100 ms; an answer to any probe of this call counts, so a slow WAN
 /// answers too, but one to an earlier call's probe does not).
@@ -114,7 +125,7 @@ fn answers_within(socket: &UdpSocket, target: SocketAddr, deadline: Duration) ->
             .expect("send");
         let round_end = (Instant::now() + Duration::from_millis(100)).min(until);
         while Instant::now() < round_end {
-            match socket.recv_from(&mut buf) {
+            match recv(socket, &mut buf) {
                 Ok((len, _)) if buf[..len].starts_with(call.as_bytes()) => return true,
                 Ok(_) => continue,
                 Err(_) => break,
@@ -138,7 +149,7 @@ fn ask(socket: &UdpSocket, target: SocketAddr, question: &str) -> String {
         .expect("timeout");
     while Instant::now() < until {
         socket.send_to(question.as_bytes(), target).expect("send");
-        while let Ok((len, _)) = socket.recv_from(&mut buf) {
+        while let Ok((len, _)) = recv(socket, &mut buf) {
             let text = String::from_utf8_lossy(&buf[..len]);
             if let Some(answer) = text.strip_prefix(&answer_prefix) {
                 return answer.to_owned();
@@ -193,7 +204,7 @@ fn wan_loss_drops_about_the_share_asked_and_zero_removes_it() {
         .expect("timeout");
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+        if let Ok((len, _)) = recv(&socket, &mut buf) {
             echoed += u32::from(buf[..len].starts_with(b"seq "));
         }
     }
@@ -216,7 +227,7 @@ fn wan_loss_drops_about_the_share_asked_and_zero_removes_it() {
     for n in 0..50 {
         let probe = format!("again {n}");
         socket.send_to(probe.as_bytes(), target).expect("send");
-        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+        if let Ok((len, _)) = recv(&socket, &mut buf) {
             back += u32::from(buf[..len] == *probe.as_bytes());
         }
     }
@@ -295,7 +306,7 @@ fn branch_lan_reaches_tandem_but_not_the_centre() {
     let mut buf = [0u8; 100];
     for from in [lab.branch_addr(), gateway] {
         let probe = branch_probe(&lab, IpAddr::from(from), tandem.local_addr().unwrap());
-        let (len, peer) = match tandem.recv_from(&mut buf) {
+        let (len, peer) = match recv(&tandem, &mut buf) {
             Ok(got) => got,
             Err(e) => {
                 let mut probe = probe;
@@ -367,7 +378,7 @@ fn round_trip(socket: &UdpSocket, target: SocketAddr, probe: &str) -> Option<Dur
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     while Instant::now() < until {
-        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+        if let Ok((len, _)) = recv(socket, &mut buf) {
             if buf[..len] == *probe.as_bytes() {
                 return Some(start.elapsed());
             }
