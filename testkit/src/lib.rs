@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baresip;
+pub mod branchlab;
 pub mod certs;
 pub mod dnsmasq;
 mod fuzz;
