@@ -652,8 +652,11 @@ impl<'a> Cursor<'a> {
             self.at += 1;
             match b {
                 b'"' => break,
+                // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+                // (RFC 7230 §3.2.6): an escaped control character is as
+                // bad as a bare one (found by the digest_header fuzzer).
                 b'\\' => match self.peek() {
-                    Some(escaped) if escaped != b'\r' && escaped != b'\n' => {
+                    Some(escaped) if escaped == b'\t' || (escaped >= 0x20 && escaped != 0x7f) => {
                         out.push(escaped);
                         self.at += 1;
                     }

@@ -531,3 +531,17 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn an_escaped_control_character_is_refused_like_a_bare_one() {
+    // Found by the digest_header fuzzer: `\` + 0x12 was taken, and the
+    // value printed back had a bare control character.
+    for value in [
+        "Digest realm=\"a\\\u{12}b\", nonce=\"n\"",
+        "Digest realm=\"a\\\u{7f}b\", nonce=\"n\"",
+    ] {
+        assert!(Challenge::parse(value).is_err(), "{value:?}");
+    }
+    let ok = Challenge::parse("Digest realm=\"a\\\tb\\\"c\", nonce=\"n\"").unwrap();
+    assert_eq!(ok.realm, "a\tb\"c");
+}
