@@ -139,29 +139,44 @@ struct SwitchoverQuery {
     force: Option<String>,
 }
 
+/// Hands `command` (made with its reply channel) to the engine and waits
+/// for the answer; the 503 to send when the engine's queue is full or the
+/// engine has stopped.
+async fn ask_engine<T>(
+    state: &AppState,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    let stopped = || text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n");
+    match state.admin.engine.try_send(command(tx)) {
+        Ok(()) => rx.await.map_err(|_| stopped()),
+        Err(mpsc::error::TrySendError::Full(_)) => Err(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine is busy with earlier commands\n",
+        )),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped()),
+    }
+}
+
+/// A JSON body.
+fn json(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 async fn switchover(
     State(state): State<AppState>,
     Query(query): Query<SwitchoverQuery>,
 ) -> Response {
     let force = matches!(query.force.as_deref(), Some("1" | "true"));
-    let (tx, rx) = oneshot::channel();
-    match state
-        .admin
-        .engine
-        .try_send(Command::Switchover { force, reply: tx })
-    {
-        Ok(()) => match rx.await {
-            Ok(Ok(())) => text(StatusCode::OK, "switched over\n"),
-            Ok(Err(why)) => text(StatusCode::CONFLICT, format!("{why}\n")),
-            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
-        },
-        Err(mpsc::error::TrySendError::Full(_)) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine is busy with earlier commands\n",
-        ),
-        Err(mpsc::error::TrySendError::Closed(_)) => {
-            text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n")
-        }
+    match ask_engine(&state, |reply| Command::Switchover { force, reply }).await {
+        Ok(Ok(())) => text(StatusCode::OK, "switched over\n"),
+        Ok(Err(why)) => text(StatusCode::CONFLICT, format!("{why}\n")),
+        Err(refused) => refused,
     }
 }
 
@@ -178,47 +193,19 @@ async fn registrations(
     State(state): State<AppState>,
     Query(query): Query<RegistrationsQuery>,
 ) -> Response {
-    let (tx, rx) = oneshot::channel();
-    let cmd = Command::Registrations {
-        aor: query.aor,
-        limit: query.limit.unwrap_or(1000),
-        reply: tx,
-    };
-    match state.admin.engine.try_send(cmd) {
-        Ok(()) => match rx.await {
-            Ok(Some(json)) => (
-                StatusCode::OK,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                json + "\n",
-            )
-                .into_response(),
-            Ok(None) => text(StatusCode::NOT_FOUND, "no registrar is configured\n"),
-            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
-        },
-        Err(_) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine is busy with earlier commands\n",
-        ),
+    let (aor, limit) = (query.aor, query.limit.unwrap_or(1000));
+    match ask_engine(&state, |reply| Command::Registrations { aor, limit, reply }).await {
+        Ok(Some(body)) => json(body + "\n"),
+        Ok(None) => text(StatusCode::NOT_FOUND, "no registrar is configured\n"),
+        Err(refused) => refused,
     }
 }
 
 /// `GET /wan`: every `[[wan]]`, its state, judgement and override.
 async fn wans(State(state): State<AppState>) -> Response {
-    let (tx, rx) = oneshot::channel();
-    match state.admin.engine.try_send(Command::Wans { reply: tx }) {
-        Ok(()) => match rx.await {
-            Ok(json) => (
-                StatusCode::OK,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                json,
-            )
-                .into_response(),
-            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
-        },
-        Err(_) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine is busy with earlier commands\n",
-        ),
+    match ask_engine(&state, |reply| Command::Wans { reply }).await {
+        Ok(body) => json(body),
+        Err(refused) => refused,
     }
 }
 
@@ -230,22 +217,16 @@ async fn force_wan(
     let Some(mode) = crate::wan::Forced::parse(&mode) else {
         return text(StatusCode::NOT_FOUND, "mode: down, up or auto\n");
     };
-    let (tx, rx) = oneshot::channel();
-    let cmd = Command::ForceWan {
+    match ask_engine(&state, |reply| Command::ForceWan {
         wan: name,
         mode,
-        reply: tx,
-    };
-    match state.admin.engine.try_send(cmd) {
-        Ok(()) => match rx.await {
-            Ok(Ok(down)) => text(StatusCode::OK, if down { "down\n" } else { "up\n" }),
-            Ok(Err(why)) => text(StatusCode::NOT_FOUND, format!("{why}\n")),
-            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n"),
-        },
-        Err(_) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine is busy with earlier commands\n",
-        ),
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(down)) => text(StatusCode::OK, if down { "down\n" } else { "up\n" }),
+        Ok(Err(why)) => text(StatusCode::NOT_FOUND, format!("{why}\n")),
+        Err(refused) => refused,
     }
 }
 

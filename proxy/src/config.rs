@@ -1977,12 +1977,25 @@ impl Config {
     /// what the old active sent), else a random key of this process.
     /// Reads the secret file again (validated when the config was read).
     pub fn branch_key(&self) -> Result<sipcore::transaction::BranchKey, String> {
+        self.pair_keyed(
+            sipcore::transaction::BranchKey::from_secret,
+            sipcore::transaction::BranchKey::random,
+        )
+    }
+
+    /// A key derived from the pair's secret (the same on both nodes), or
+    /// `random()` without a pair.
+    fn pair_keyed<K>(
+        &self,
+        from_secret: impl FnOnce(&[u8]) -> K,
+        random: impl FnOnce() -> K,
+    ) -> Result<K, String> {
         match &self.ha {
             Some(ha) => ha
                 .load_secret()
-                .map(|secret| sipcore::transaction::BranchKey::from_secret(&secret))
+                .map(|secret| from_secret(&secret))
                 .map_err(|e| format!("ha.{e}")),
-            None => Ok(sipcore::transaction::BranchKey::random()),
+            None => Ok(random()),
         }
     }
 
@@ -1990,16 +2003,9 @@ impl Config {
     /// (both nodes accept each other's nonces, so a takeover does not
     /// challenge every phone again), else one of this process.
     pub fn nonce_key(&self) -> Result<sipcore::digest::NonceKey, String> {
-        match &self.ha {
-            Some(ha) => ha
-                .load_secret()
-                .map(|secret| sipcore::digest::NonceKey::from_secret(&secret))
-                .map_err(|e| format!("ha.{e}")),
-            None => {
-                let secret: [u8; 32] = rand::random();
-                Ok(sipcore::digest::NonceKey::from_secret(&secret))
-            }
-        }
+        self.pair_keyed(sipcore::digest::NonceKey::from_secret, || {
+            sipcore::digest::NonceKey::from_secret(&rand::random::<[u8; 32]>())
+        })
     }
 
     /// The address Tandem writes into its own headers.

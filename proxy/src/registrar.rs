@@ -48,10 +48,7 @@ impl Registrar {
         let Some(rc) = config.registrar.as_ref().filter(|r| r.enabled()) else {
             return Ok(None);
         };
-        let creds = match config.registrar_credentials_file() {
-            Some(path) => Credentials::load(&path)?,
-            None => anyhow::bail!("registrar.credentials_file is required"),
-        };
+        let creds = load_credentials(config)?;
         let key = config.nonce_key().map_err(|e| anyhow::anyhow!(e))?;
         let mut bindings = Bindings::new(rc.settings());
         if let Some(path) = config.registrar_snapshot_file() {
@@ -89,10 +86,7 @@ impl Registrar {
         let Some(rc) = config.registrar.as_ref() else {
             anyhow::bail!("no [registrar]");
         };
-        let creds = match config.registrar_credentials_file() {
-            Some(path) => Credentials::load(&path)?,
-            None => anyhow::bail!("registrar.credentials_file is required"),
-        };
+        let creds = load_credentials(config)?;
         let users = creds.len();
         self.auth.set_credentials(creds);
         self.auth.set_settings(rc.auth_settings());
@@ -156,4 +150,13 @@ pub enum WhenFull {
     ReplaceOldest,
     /// 403.
     Reject,
+}
+
+/// The credentials file `registrar.credentials_file` names (relative to
+/// the configuration file).
+fn load_credentials(config: &crate::config::Config) -> anyhow::Result<Credentials> {
+    match config.registrar_credentials_file() {
+        Some(path) => Ok(Credentials::load(&path)?),
+        None => anyhow::bail!("registrar.credentials_file is required"),
+    }
 }

@@ -88,23 +88,15 @@ pub struct PhoneTarget {
     /// Path values (RFC 3327): Route headers of requests to the phone.
     #[serde(default)]
     pub path: Vec<String>,
-    pub transport: TransportKind,
-    /// Where the phone's REGISTER came from.
-    pub addr: std::net::SocketAddr,
-    /// The stream connection it registered over (not replicated: the
-    /// connection lives on one node; the standby reaches the phone at
-    /// `addr`, or the phone reconnects).
-    #[serde(skip)]
-    pub connection: Option<sipcore::transport::ConnectionId>,
+    /// The flow the phone registered over (its connection is not
+    /// replicated: it lives on one node; the standby reaches the phone at
+    /// its source address, or the phone reconnects).
+    pub flow: crate::registrar::Flow,
 }
 
 impl PhoneTarget {
     pub fn target(&self) -> sipcore::transport::Target {
-        sipcore::transport::Target {
-            transport: self.transport,
-            addr: self.addr,
-            connection: self.connection,
-        }
+        self.flow.target()
     }
 }
 

@@ -692,10 +692,6 @@ impl Machine {
     }
 
     fn forward_provisional(&mut self, id: u64, response: Message) {
-        let Some(transport) = self.store.get(id).map(|c| c.a.transport) else {
-            return;
-        };
-        let contact = self.contact(transport);
         let early_media = if !response.body().is_empty() && is_sdp(response.content_type()) {
             self.relay_sdp(id, Side::B, response.body()).ok()
         } else {
@@ -709,14 +705,31 @@ impl Machine {
                 call.b.dialog = Some(d);
             }
         }
+        let status = response.status().unwrap_or(180);
+        let reason = response.reason_phrase().unwrap_or("Ringing");
+        self.ring_leg_a(id, status, reason, early_media);
+    }
+
+    /// Leg A hears a provisional response (with the relay's early-media
+    /// SDP, if any): the call is early.
+    pub(super) fn ring_leg_a(
+        &mut self,
+        id: u64,
+        status: u16,
+        reason: &str,
+        early_media: Option<Bytes>,
+    ) {
+        let Some(transport) = self.store.get(id).map(|c| c.a.transport) else {
+            return;
+        };
+        let contact = self.contact(transport);
+        let Some(call) = self.store.get_mut(id) else {
+            return;
+        };
         call.state = CallState::Early;
-        let mut b = ResponseBuilder::with_to_tag(
-            &call.a.invite,
-            response.status().unwrap_or(180),
-            response.reason_phrase().unwrap_or("Ringing"),
-            Some(&call.a.local_tag),
-        )
-        .header("Contact", &contact);
+        let mut b =
+            ResponseBuilder::with_to_tag(&call.a.invite, status, reason, Some(&call.a.local_tag))
+                .header("Contact", &contact);
         if let Some(sdp) = early_media {
             b = b.body("application/sdp", sdp);
         }

@@ -10,7 +10,7 @@
 //! source address, its TCP connection), never to a private Contact.
 
 use media_relay::Side;
-use sipcore::message::{Message, ResponseBuilder};
+use sipcore::message::Message;
 use sipcore::transaction::ClientKey;
 
 use super::call::{CallState, LegB, PhoneTarget};
@@ -41,9 +41,7 @@ impl Machine {
                 aor: aor.clone(),
                 uri: b.contact.clone(),
                 path: b.path.clone(),
-                transport: b.flow.transport,
-                addr: b.flow.source,
-                connection: b.flow.connection,
+                flow: b.flow.clone(),
             })
             .collect();
         (aor, contacts)
@@ -98,7 +96,7 @@ impl Machine {
                 Some(&user).filter(|u| !u.is_empty()).map(String::as_str),
                 &host,
             ),
-            phone.transport,
+            phone.flow.transport,
             offer.as_ref(),
             &[],
             &routes,
@@ -380,42 +378,20 @@ impl Machine {
     /// A fork rings: leg A hears it. Early media is relayed only when this
     /// fork is the only one (two phones' early media cannot share leg A).
     fn forward_fork_provisional(&mut self, id: u64, response: Message, only: bool) {
-        let Some(transport) = self.store.get(id).map(|c| c.a.transport) else {
-            return;
-        };
-        let contact = self.contact(transport);
         let early_media = if only && !response.body().is_empty() && is_sdp(response.content_type())
         {
             self.relay_sdp(id, Side::B, response.body()).ok()
         } else {
             None
         };
-        let Some(call) = self.store.get_mut(id) else {
-            return;
-        };
-        call.state = CallState::Early;
         let status = response.status().unwrap_or(180);
-        let mut b = ResponseBuilder::with_to_tag(
-            &call.a.invite,
-            if early_media.is_none() && status == 183 {
-                180
-            } else {
-                status
-            },
-            if early_media.is_none() && status == 183 {
-                "Ringing"
-            } else {
-                response.reason_phrase().unwrap_or("Ringing")
-            },
-            Some(&call.a.local_tag),
-        )
-        .header("Contact", &contact);
-        if let Some(sdp) = early_media {
-            b = b.body("application/sdp", sdp);
-        }
-        if let Some(key) = call.a.invite_key.clone() {
-            self.out.send_response(&key, b.build());
-        }
+        // A 183 whose early media is not relayed is plain ringing.
+        let (status, reason) = if early_media.is_none() && status == 183 {
+            (180, "Ringing")
+        } else {
+            (status, response.reason_phrase().unwrap_or("Ringing"))
+        };
+        self.ring_leg_a(id, status, reason, early_media);
     }
 }
 

@@ -714,7 +714,7 @@ impl Machine {
         match leg {
             Leg::A => call.a.transport,
             Leg::B => match &call.b.phone {
-                Some(phone) => phone.transport,
+                Some(phone) => phone.flow.transport,
                 None => self
                     .member(call.b.member)
                     .map_or(TransportKind::Udp, |m| member_transport(m.transport)),
@@ -750,7 +750,7 @@ impl Machine {
         let sip_source = match from {
             Side::A => Some(call.a.source.ip()),
             Side::B => match &call.b.phone {
-                Some(phone) => Some(phone.addr.ip()),
+                Some(phone) => Some(phone.flow.source.ip()),
                 None => self.member(call.b.member).map(|m| m.address.ip()),
             },
         };
@@ -822,7 +822,7 @@ impl Machine {
             Leg::A if call.a.source_name == PHONE_SOURCE => call.a.source.ip() == ip,
             Leg::A => self.policy.source(ip).as_deref() == Some(call.a.source_name.as_str()),
             Leg::B if call.b.phone.is_some() => {
-                call.b.phone.as_ref().is_some_and(|p| p.addr.ip() == ip)
+                call.b.phone.as_ref().is_some_and(|p| p.flow.source.ip() == ip)
             }
             Leg::B => {
                 self.member(call.b.member)

@@ -25,7 +25,6 @@ impl Machine {
     pub(super) fn on_register(&mut self, key: ServerKey, request: Message, source: Target) {
         let request = with_received(request, source);
         let wall = self.wall;
-        let now = self.now;
         let Some(reg) = self.registrar.as_mut() else {
             return self.out.respond(
                 &key,
@@ -48,15 +47,7 @@ impl Machine {
                 &[("Warning", "399 tandem \"not a domain of this registrar\"")],
             );
         };
-        let before = reg.auth.failures_total() + reg.auth.ignored_total();
-        let outcome = reg
-            .auth
-            .check(&request, AuthKind::Www, source.addr.ip(), now, wall / 1000);
-        // Locked-out attempts count as failures too.
-        let failures =
-            (reg.auth.failures_total() + reg.auth.ignored_total()).saturating_sub(before);
-        self.obs.auth_failed(failures);
-        let user = match outcome {
+        let user = match self.authenticate(&request, AuthKind::Www, source) {
             AuthOutcome::Authenticated { user } => user,
             outcome => return self.auth_answer(key, &request, outcome, "register"),
         };
@@ -125,8 +116,7 @@ impl Machine {
         if self.registrar.is_none() || self.policy.source(source.addr.ip()).is_some() {
             return Caller::Trunk;
         }
-        let (now, wall_s) = (self.now, self.wall / 1000);
-        let Some(reg) = self.registrar.as_mut() else {
+        let Some(reg) = self.registrar.as_ref() else {
             return Caller::Trunk;
         };
         if !reg.bindings.settings().authenticate_invites {
@@ -153,15 +143,7 @@ impl Machine {
             );
             return Caller::Answered;
         }
-        let before = reg.auth.failures_total() + reg.auth.ignored_total();
-        let outcome = reg
-            .auth
-            .check(invite, AuthKind::Proxy, source.addr.ip(), now, wall_s);
-        // Locked-out attempts count as failures too.
-        let failures =
-            (reg.auth.failures_total() + reg.auth.ignored_total()).saturating_sub(before);
-        self.obs.auth_failed(failures);
-        let user = match outcome {
+        let user = match self.authenticate(invite, AuthKind::Proxy, source) {
             AuthOutcome::Authenticated { user } => user,
             outcome => {
                 self.auth_answer(key.clone(), invite, outcome, "invite");
@@ -185,6 +167,22 @@ impl Machine {
             return Caller::Answered;
         }
         Caller::Phone
+    }
+
+    /// The digest check of `request` from `source`, its failures counted
+    /// (locked-out attempts too).
+    fn authenticate(&mut self, request: &Message, kind: AuthKind, source: Target) -> AuthOutcome {
+        let (now, wall_s) = (self.now, self.wall / 1000);
+        let Some(reg) = self.registrar.as_mut() else {
+            return AuthOutcome::Ignored;
+        };
+        let failed =
+            |r: &crate::registrar::Registrar| r.auth.failures_total() + r.auth.ignored_total();
+        let before = failed(reg);
+        let outcome = reg.auth.check(request, kind, source.addr.ip(), now, wall_s);
+        let failures = failed(reg).saturating_sub(before);
+        self.obs.auth_failed(failures);
+        outcome
     }
 
     /// Answers a request whose authentication did not succeed.

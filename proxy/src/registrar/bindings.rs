@@ -55,6 +55,17 @@ pub struct Flow {
     pub connection: Option<ConnectionId>,
 }
 
+impl Flow {
+    /// Where requests to the phone go: back over this flow.
+    pub fn target(&self) -> sipcore::transport::Target {
+        sipcore::transport::Target {
+            transport: self.transport,
+            addr: self.source,
+            connection: self.connection,
+        }
+    }
+}
+
 /// One contact of an AOR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
