@@ -354,7 +354,8 @@ impl Driver {
                         metrics::relay(&self.relay.counters());
                     }
                 }
-                _ = probes.tick(), if settings.probing && self.serving() => self.feed(Event::Probes),
+                // WAN rounds ride on this tick too, also when no group is probed.
+                _ = probes.tick(), if (settings.probing || !settings.wans.is_empty()) && self.serving() => self.feed(Event::Probes),
                 _ = survival.tick() => {
                     self.replicate();
                     self.sync_bindings();

@@ -110,3 +110,22 @@ async fn a_dead_central_site_sends_calls_to_the_gateway_until_it_returns() {
         m.text()
     );
 }
+
+/// A WAN judged by a probe host alone, with no group probed at all: its
+/// rounds still run, and the host's death takes it down.
+#[tokio::test]
+async fn a_wan_with_only_a_probe_host_is_judged_without_any_probed_group() {
+    let media = uas(None).await;
+    let mut probe = uas(None).await;
+    let config = TandemConfig::new([("ms1", media.addr())])
+        .without_health()
+        .extra_toml(&format!(
+            "[[wan]]\nname = \"dc\"\nprobe_hosts = [\"{}\"]\nfailures_to_down = 2\n",
+            probe.addr()
+        ));
+    let tandem = Tandem::start(TANDEM, config).await;
+    probe.kill().await;
+    tandem
+        .wait_metric("tandem_wan_state", &[("wan", "dc")], 0.0, DEADLINE)
+        .await;
+}

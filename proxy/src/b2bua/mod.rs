@@ -821,9 +821,11 @@ impl Machine {
         match leg {
             Leg::A if call.a.source_name == PHONE_SOURCE => call.a.source.ip() == ip,
             Leg::A => self.policy.source(ip).as_deref() == Some(call.a.source_name.as_str()),
-            Leg::B if call.b.phone.is_some() => {
-                call.b.phone.as_ref().is_some_and(|p| p.flow.source.ip() == ip)
-            }
+            Leg::B if call.b.phone.is_some() => call
+                .b
+                .phone
+                .as_ref()
+                .is_some_and(|p| p.flow.source.ip() == ip),
             Leg::B => {
                 self.member(call.b.member)
                     .is_some_and(|m| m.address.ip() == ip)
