@@ -823,14 +823,23 @@ pub struct WanConfig {
     /// evidence that it is up.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// SIP hosts across the WAN probed with OPTIONS every health interval
-    /// (any answer, even an error, shows the path alive).
+    /// SIP hosts across the WAN probed with OPTIONS of the WAN's own (any
+    /// answer, even an error, shows the path alive). With none, the
+    /// members of `groups` are probed instead — give hosts that answer
+    /// OPTIONS when the media servers do not.
     #[serde(default)]
     pub probe_hosts: Vec<SocketAddr>,
-    /// Health intervals with no answer across the WAN before it is down.
+    /// How often each probe target gets an OPTIONS (milliseconds).
+    #[serde(default = "default_wan_probe_interval")]
+    pub probe_interval_ms: u64,
+    /// How long a round is (milliseconds): a round is alive when anything
+    /// across the WAN answered in it.
+    #[serde(default = "default_wan_round")]
+    pub round_ms: u64,
+    /// Rounds with no answer across the WAN before it is down.
     #[serde(default = "default_wan_failures")]
     pub failures_to_down: u32,
-    /// Intervals with answers in a row before it is up again...
+    /// Rounds with answers in a row before it is up again...
     #[serde(default = "default_wan_successes")]
     pub successes_to_up: u32,
     /// ...and at least this long after it went down (seconds).
@@ -838,6 +847,12 @@ pub struct WanConfig {
     pub hold_down_s: u64,
 }
 
+fn default_wan_probe_interval() -> u64 {
+    250
+}
+fn default_wan_round() -> u64 {
+    1000
+}
 fn default_wan_failures() -> u32 {
     3
 }
@@ -857,6 +872,8 @@ impl WanConfig {
             failures_to_down: self.failures_to_down,
             successes_to_up: self.successes_to_up,
             hold_down: Duration::from_secs(self.hold_down_s),
+            round: Duration::from_millis(self.round_ms),
+            probe_interval: Duration::from_millis(self.probe_interval_ms),
         }
     }
 }
@@ -1775,6 +1792,17 @@ impl Config {
                     "failures_to_down and successes_to_up must be at least 1".into(),
                 ));
             }
+            // Below 50 ms the probes are a load, not evidence; a probe
+            // interval longer than the round leaves rounds without a try.
+            if w.probe_interval_ms < 50 || w.round_ms < w.probe_interval_ms {
+                return Err(invalid(
+                    &key("probe_interval_ms"),
+                    format!(
+                        "must be >= 50 and <= round_ms ({}), is {}",
+                        w.round_ms, w.probe_interval_ms
+                    ),
+                ));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.rules.iter().enumerate() {
@@ -1944,8 +1972,13 @@ impl Config {
             // One tick for all probing groups: the shortest interval; each
             // member is probed at its own group's interval on that tick.
             probing: probed.clone().next().is_some(),
+            // The tick also carries the WANs' probes and rounds.
             probe_interval: Duration::from_millis(
-                probed.map(|g| g.health.interval_ms).min().unwrap_or(1000),
+                probed
+                    .map(|g| g.health.interval_ms)
+                    .chain(self.wans.iter().map(|w| w.probe_interval_ms))
+                    .min()
+                    .unwrap_or(1000),
             ),
             max_calls: self.limits.max_calls,
             survival: SurvivalSettings {

@@ -1,11 +1,24 @@
 //! The WAN to the central site as plain data: its state (`up`/`down`)
 //! judged from evidence with hysteresis, and an operator's override.
 //!
-//! Evidence comes in rounds (one per health interval): a round is alive
-//! when any path across the WAN answered in it — a member of one of the
-//! WAN's central destination groups (its OPTIONS keepalive, or any answer
-//! to a real request), or one of the WAN's probe hosts (a SIP OPTIONS of
-//! its own). `failures_to_down` dead rounds in a row make the WAN `down`;
+//! Evidence comes in rounds (`round`, 1 s by default): a round is alive
+//! when anything across the WAN answered in it — a probe of the WAN's own,
+//! a member of one of the WAN's central destination groups (its OPTIONS
+//! keepalive, or any answer to a real request).
+//!
+//! The WAN's own probes are what makes a slow, lossy link count as alive:
+//! a SIP OPTIONS to each probe target (the `probe_hosts`, or the members
+//! of its groups when there are none) every `probe_interval` (250 ms), each
+//! a transaction of its own, retransmitted by Timer E and counted whenever
+//! its answer comes — not judged by a timeout shorter than the link's round
+//! trip. Four fresh tries a round make a dead round on a link losing 20 %
+//! each way about 0.36⁴ ≈ 2 % likely, three in a row (the default
+//! `failures_to_down`) about 1 in 100,000 rounds (the unit tests simulate
+//! such a link for an hour: no transition). At most
+//! [`MAX_OUTSTANDING`] probes per target wait for an answer, so a dead WAN
+//! gets a trickle of retransmissions, not a growing pile of transactions.
+//!
+//! `failures_to_down` dead rounds in a row make the WAN `down`;
 //! `successes_to_up` live rounds in a row, and at least `hold_down` since
 //! it went down, make it `up` again — a lossy link that answers now and
 //! then does not flap. An operator may force either state for planned work
@@ -18,6 +31,16 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use sipcore::transport::Target;
+
+/// Unanswered probes per target: a new one is sent only below this. On a
+/// slow link two or three are always in flight, and a lost one stays
+/// unanswered while it retransmits; eight keep fresh tries going out there
+/// (at 30 % loss four let the simulated WAN flap 64 times an hour, eight
+/// twice). On a dead link they keep retransmitting (Timer E, at most every
+/// 4 s: two packets a second) until Timer F ends them; the first answer
+/// after a heal frees a slot at once.
+pub const MAX_OUTSTANDING: u32 = 8;
 
 /// What the configuration says about one WAN (`[[wan]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +54,10 @@ pub struct WanSettings {
     pub failures_to_down: u32,
     pub successes_to_up: u32,
     pub hold_down: Duration,
+    /// How long a round lasts.
+    pub round: Duration,
+    /// How often each probe target gets an OPTIONS of the WAN's own.
+    pub probe_interval: Duration,
 }
 
 /// The operator's override.
@@ -72,11 +99,12 @@ pub struct Wan {
     down_since: Option<Instant>,
     /// Something across the WAN answered since the last round.
     answered: bool,
-    /// How long a round lasts: the slowest health interval of the WAN's
-    /// groups (a round must span a probe of each), set by the machine;
-    /// zero: every call of `end_round` ends one.
-    pub round: Duration,
     last_round: Option<Instant>,
+    /// Where the WAN's own probes go (set by the machine: the probe hosts,
+    /// or the members of the WAN's groups), and how many of each are
+    /// unanswered.
+    targets: Vec<(Target, u32)>,
+    last_probe: Option<Instant>,
 }
 
 impl Wan {
@@ -89,8 +117,43 @@ impl Wan {
             live_rounds: 0,
             down_since: None,
             answered: false,
-            round: Duration::ZERO,
             last_round: None,
+            targets: Vec::new(),
+            last_probe: None,
+        }
+    }
+
+    /// Sets where the WAN's own probes go.
+    pub fn set_probe_targets(&mut self, targets: Vec<Target>) {
+        self.targets = targets.into_iter().map(|t| (t, 0)).collect();
+    }
+
+    /// The probe targets due a probe at `now` (by index; empty between
+    /// intervals): every target below [`MAX_OUTSTANDING`], each counted
+    /// as sent.
+    pub fn probes_due(&mut self, now: Instant) -> Vec<(usize, Target)> {
+        if !due(self.last_probe, now, self.settings.probe_interval) {
+            return Vec::new();
+        }
+        self.last_probe = Some(now);
+        self.targets
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, (_, outstanding))| *outstanding < MAX_OUTSTANDING)
+            .map(|(i, (target, outstanding))| {
+                *outstanding += 1;
+                (i, *target)
+            })
+            .collect()
+    }
+
+    /// A probe to target `i` is over: answered (evidence) or given up.
+    pub fn probe_done(&mut self, i: usize, answered: bool) {
+        if let Some((_, outstanding)) = self.targets.get_mut(i) {
+            *outstanding = outstanding.saturating_sub(1);
+        }
+        if answered {
+            self.answered = true;
         }
     }
 
@@ -116,13 +179,8 @@ impl Wan {
     /// since the last one. Some(transition) when the effective state
     /// changed.
     pub fn end_round(&mut self, now: Instant) -> Option<Transition> {
-        // A tick a little early is on time (the caller ticks at the
-        // shortest health interval of all groups).
-        let slack = self.round / 10;
-        if self
-            .last_round
-            .is_some_and(|t| now.saturating_duration_since(t) + slack < self.round)
-        {
+        let round = self.settings.round;
+        if !due(self.last_round, now, round) {
             return None;
         }
         self.last_round = Some(now);
@@ -151,10 +209,12 @@ impl Wan {
             down: after,
             why: if after {
                 format!(
-                    "no answer across the WAN for {} rounds (groups {:?}, {} probe hosts)",
+                    "no answer across the WAN for {} rounds of {:?} (groups {:?}, {} probe targets, {} probes unanswered)",
                     self.dead_rounds,
+                    round,
                     self.settings.groups,
-                    self.settings.probe_hosts.len()
+                    self.targets.len(),
+                    self.targets.iter().map(|(_, n)| n).sum::<u32>()
                 )
             } else {
                 format!(
@@ -193,6 +253,14 @@ impl Wan {
             forced: self.forced,
         }
     }
+}
+
+/// Whether something done `every` and last done at `last` is due at
+/// `now`. A tick a little early is on time: the caller ticks at the
+/// shortest interval of everything it probes, and a due thing must not
+/// wait a whole tick more.
+fn due(last: Option<Instant>, now: Instant, every: Duration) -> bool {
+    last.is_none_or(|t| now.saturating_duration_since(t) + every / 10 >= every)
 }
 
 /// A WAN's state as a replication record.

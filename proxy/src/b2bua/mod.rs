@@ -329,21 +329,28 @@ impl Machine {
             .iter()
             .cloned()
             .map(|s| {
-                // A round spans the slowest health interval of the WAN's
-                // groups, so that each of their members is probed in it.
-                let round = dests
-                    .members()
-                    .filter(|(i, _)| {
-                        dests
-                            .group_of(*i)
-                            .and_then(|g| dests.group(g))
-                            .is_some_and(|g| s.groups.contains(&g.name))
-                    })
-                    .filter_map(|(i, _)| dests.timing(i).map(|(interval, _)| interval))
-                    .max()
-                    .unwrap_or(settings.probe_interval);
+                // The WAN's own probes go to its probe hosts, or, with
+                // none, to the members of its groups.
+                let targets: Vec<Target> = if s.probe_hosts.is_empty() {
+                    dests
+                        .members()
+                        .filter(|(i, _)| {
+                            dests
+                                .group_of(*i)
+                                .and_then(|g| dests.group(g))
+                                .is_some_and(|g| s.groups.contains(&g.name))
+                        })
+                        .map(|(_, m)| Target {
+                            transport: member_transport(m.transport),
+                            addr: m.address,
+                            connection: None,
+                        })
+                        .collect()
+                } else {
+                    s.probe_hosts.iter().map(|h| Target::udp(*h)).collect()
+                };
                 let mut w = crate::wan::Wan::new(s);
-                w.round = round;
+                w.set_probe_targets(targets);
                 w
             })
             .collect();
@@ -518,7 +525,9 @@ impl Machine {
                 request,
             } => self.on_forwarded_response(call, to, origin, request, response),
             ClientRole::Own | ClientRole::Orphaned { .. } => {}
-            ClientRole::WanProbe { wan } => self.wan_probe_answered(wan),
+            ClientRole::WanProbe { wan, target } => {
+                self.wan_probe_answered(wan, target, status >= 200)
+            }
             ClientRole::Probe { member } => {
                 if let Some(p) = self
                     .probes
@@ -605,7 +614,8 @@ impl Machine {
                     c.offer_pending = false;
                 }
             }
-            ClientRole::Own | ClientRole::WanProbe { .. } => {}
+            ClientRole::Own => {}
+            ClientRole::WanProbe { wan, target } => self.wan_probe_failed(wan, target),
             ClientRole::Probe { member } => {
                 if let Some(p) = self
                     .probes

@@ -51,8 +51,9 @@ pub enum ClientRole {
     Own,
     /// An OPTIONS keepalive to pool member `member`.
     Probe { member: usize },
-    /// An OPTIONS to a probe host across WAN `wan` (index).
-    WanProbe { wan: usize },
+    /// An OPTIONS of WAN `wan`'s own to its probe target `target`
+    /// (indexes).
+    WanProbe { wan: usize, target: usize },
     /// A re-INVITE to leg A after a resume changed the codec.
     Reoffer { call: u64 },
 }

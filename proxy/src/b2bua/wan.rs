@@ -1,12 +1,10 @@
 //! The WANs to central sites, as the call machine sees them
-//! (`crate::wan` judges each one): evidence from the central groups'
-//! members and from probe hosts of the WAN's own, a round per health
-//! interval, and what a transition does — the routing policy learns it
+//! (`crate::wan` judges each one): evidence from the WAN's own OPTIONS
+//! probes and from the central groups' members, a round every `round`,
+//! and what a transition does — the routing policy learns it
 //! (rules with `wan = "down"` take over), and calls up across a WAN that
 //! went down are ended cleanly (their media cannot cross it any more):
 //! BYE with a Reason to both legs, CDR reason `wan_down`.
-
-use sipcore::transport::{Target, TransportKind};
 
 use super::call::CallState;
 use super::{ClientRole, Machine};
@@ -33,9 +31,9 @@ impl Machine {
         }
     }
 
-    /// Every health interval: the round ends for every WAN (judged by what
-    /// answered since the last one), and the WANs' probe hosts get their
-    /// OPTIONS for the next.
+    /// Every probe tick: each WAN's round ends when its time has come
+    /// (judged by what answered since the last one), and its probe targets
+    /// get their OPTIONS when theirs has.
     pub(super) fn wan_rounds(&mut self) {
         let now = self.now;
         for i in 0..self.wans.len() {
@@ -45,22 +43,41 @@ impl Machine {
             self.wan_transition(i, transition);
         }
         for i in 0..self.wans.len() {
-            let hosts = self
+            let due = self
                 .wans
-                .get(i)
-                .map(|w| w.settings.probe_hosts.clone())
+                .get_mut(i)
+                .map(|w| w.probes_due(now))
                 .unwrap_or_default();
-            for host in hosts {
-                let bytes = self.options_to(host, TransportKind::Udp);
-                self.send_request(bytes, Target::udp(host), ClientRole::WanProbe { wan: i });
+            for (target_index, target) in due {
+                let bytes = self.options_to(target.addr, target.transport);
+                let role = ClientRole::WanProbe {
+                    wan: i,
+                    target: target_index,
+                };
+                if self.send_request(bytes, target, role).is_none() {
+                    self.wan_probe_failed(i, target_index);
+                }
             }
         }
     }
 
-    /// A WAN probe host answered (anything: the path is alive).
-    pub(super) fn wan_probe_answered(&mut self, wan: usize) {
-        if let Some(w) = self.wans.get_mut(wan) {
+    /// A WAN probe got an answer (anything, even an error: the path is
+    /// alive); a final one ends the probe.
+    pub(super) fn wan_probe_answered(&mut self, wan: usize, target: usize, is_final: bool) {
+        let Some(w) = self.wans.get_mut(wan) else {
+            return;
+        };
+        if is_final {
+            w.probe_done(target, true);
+        } else {
             w.evidence_alive();
+        }
+    }
+
+    /// A WAN probe got no answer at all (Timer F) or could not be sent.
+    pub(super) fn wan_probe_failed(&mut self, wan: usize, target: usize) {
+        if let Some(w) = self.wans.get_mut(wan) {
+            w.probe_done(target, false);
         }
     }
 

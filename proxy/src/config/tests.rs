@@ -890,4 +890,16 @@ fn wan_tables_and_rule_conditions_are_checked() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("wan"), "{e}");
+    // Probes: not a flood, and at least one a round.
+    assert_eq!(c.wans[0].probe_interval_ms, 250);
+    for keys in ["probe_interval_ms = 10", "probe_interval_ms = 2000"] {
+        let e = parse(&format!(
+            "{EXAMPLE}
+{wan}{keys}
+"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`wan[0].probe_interval_ms`"), "{e}");
+    }
 }
