@@ -126,9 +126,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn status(State(state): State<AppState>) -> Response {
+    // The WANs come from the engine; a busy or stopped engine leaves them
+    // out (null) rather than failing the pair's status.
+    let wans = ask_engine(&state, |reply| Command::Wans { reply })
+        .await
+        .ok()
+        .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok());
     (
         [(header::CONTENT_TYPE, "application/json")],
-        status_json(&state.admin),
+        status_json(&state.admin, wans),
     )
         .into_response()
 }
@@ -292,9 +298,10 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-fn status_json(admin: &Admin) -> String {
+fn status_json(admin: &Admin, wans: Option<serde_json::Value>) -> String {
     let Some(sync) = &admin.sync else {
-        return "{\"role\":\"single\"}\n".into();
+        let v = serde_json::json!({ "role": "single", "wan": wans });
+        return format!("{v}\n");
     };
     let s = sync.status();
     let v = serde_json::json!({
@@ -311,6 +318,7 @@ fn status_json(admin: &Admin) -> String {
         "digest": s.digest,
         "takeovers": s.takeovers,
         "last_takeover_ms": s.last_takeover_ms,
+        "wan": wans,
     });
     format!("{v}\n")
 }

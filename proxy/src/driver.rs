@@ -146,6 +146,12 @@ impl Observer for Prometheus {
     fn wan_state(&mut self, wan: &str, down: bool) {
         metrics::wan_state(wan, down);
     }
+    fn wan_transition(&mut self, wan: &str, down: bool) {
+        metrics::wan_transition(wan, down);
+    }
+    fn wan_fallback_time(&mut self, wan: &str, total: Duration) {
+        metrics::wan_fallback_time(wan, total);
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -248,11 +248,22 @@ pub fn registrations_active(n: usize) {
     gauge!("tandem_registrations_active").set(n as f64);
 }
 
-/// A WAN's state: 1 up, 0 down (`tandem_wan_state{wan}`); a change is
-/// counted in `tandem_wan_transitions_total{wan, to}`.
+/// A WAN's state: 1 up, 0 down (`tandem_wan_state{wan}`).
 pub fn wan_state(wan: &str, down: bool) {
-    let g = gauge!("tandem_wan_state", "wan" => wan.to_owned());
-    g.set(if down { 0.0 } else { 1.0 });
+    gauge!("tandem_wan_state", "wan" => wan.to_owned()).set(if down { 0.0 } else { 1.0 });
+}
+
+/// A WAN changed state: the gauge, and the change counted in
+/// `tandem_wan_transitions_total{wan, to}`.
+pub fn wan_transition(wan: &str, down: bool) {
+    wan_state(wan, down);
     counter!("tandem_wan_transitions_total", "wan" => wan.to_owned(), "to" => if down { "down" } else { "up" })
         .increment(1);
+}
+
+/// A WAN's total time down so far (`tandem_wan_fallback_seconds_total`):
+/// how long the branch has run on its fallback routes.
+pub fn wan_fallback_time(wan: &str, total: std::time::Duration) {
+    counter!("tandem_wan_fallback_seconds_total", "wan" => wan.to_owned())
+        .absolute(total.as_secs());
 }

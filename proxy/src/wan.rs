@@ -105,6 +105,12 @@ pub struct Wan {
     /// unanswered.
     targets: Vec<(Target, u32)>,
     last_probe: Option<Instant>,
+    /// Since when the effective state is what it is (None: since start).
+    since: Option<Instant>,
+    /// Time spent down (in fallback) before `since`.
+    fallback_before: Duration,
+    /// Why the last transition happened (admin status).
+    last_why: Option<String>,
 }
 
 impl Wan {
@@ -120,7 +126,54 @@ impl Wan {
             last_round: None,
             targets: Vec::new(),
             last_probe: None,
+            since: None,
+            fallback_before: Duration::ZERO,
+            last_why: None,
         }
+    }
+
+    /// Time spent down, in fallback, up to `now`.
+    pub fn time_in_fallback(&self, now: Instant) -> Duration {
+        let current = match (self.is_down(), self.since) {
+            (true, Some(t)) => now.saturating_duration_since(t),
+            _ => Duration::ZERO,
+        };
+        self.fallback_before + current
+    }
+
+    /// How long the WAN has been in its state (None: since start), and
+    /// why it changed last.
+    pub fn last_change(&self, now: Instant) -> (Option<Duration>, Option<&str>) {
+        (
+            self.since.map(|t| now.saturating_duration_since(t)),
+            self.last_why.as_deref(),
+        )
+    }
+
+    /// After a change of the judgement or override at `now`: the
+    /// transition, if the effective state changed (`before` → now), with
+    /// the time in fallback accounted.
+    fn settle(
+        &mut self,
+        before: bool,
+        now: Instant,
+        why: impl FnOnce(&Wan) -> String,
+    ) -> Option<Transition> {
+        let after = self.is_down();
+        if before == after {
+            return None;
+        }
+        if before {
+            // Down until now: that period joins the total.
+            let period = self
+                .since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            self.fallback_before += period;
+        }
+        self.since = Some(now);
+        let why = why(self);
+        self.last_why = Some(why.clone());
+        Some(Transition { down: after, why })
     }
 
     /// Sets where the WAN's own probes go.
@@ -204,46 +257,63 @@ impl Wan {
                 self.down_since = Some(now);
             }
         }
-        let after = self.is_down();
-        (before != after).then(|| Transition {
-            down: after,
-            why: if after {
+        self.settle(before, now, |w| {
+            if w.is_down() {
                 format!(
                     "no answer across the WAN for {} rounds of {:?} (groups {:?}, {} probe targets, {} probes unanswered)",
-                    self.dead_rounds,
+                    w.dead_rounds,
                     round,
-                    self.settings.groups,
-                    self.targets.len(),
-                    self.targets.iter().map(|(_, n)| n).sum::<u32>()
+                    w.settings.groups,
+                    w.targets.len(),
+                    w.targets.iter().map(|(_, n)| n).sum::<u32>()
                 )
             } else {
                 format!(
                     "answers across the WAN for {} rounds in a row, held down {:?}",
-                    self.live_rounds, self.settings.hold_down
+                    w.live_rounds, w.settings.hold_down
                 )
-            },
+            }
         })
     }
 
     /// The operator's override; Some(transition) when the effective state
     /// changed.
-    pub fn force(&mut self, forced: Forced) -> Option<Transition> {
+    pub fn force(&mut self, forced: Forced, now: Instant) -> Option<Transition> {
         let before = self.is_down();
         self.forced = forced;
-        let after = self.is_down();
-        (before != after).then(|| Transition {
-            down: after,
-            why: format!("forced {forced:?} by the operator"),
+        self.settle(before, now, |_| {
+            format!("forced {forced:?} by the operator")
         })
     }
 
     /// A replicated state (follower): the override and the judgement.
-    pub fn restore(&mut self, record: &WanRecord, now: Instant) {
+    /// Some(transition) when the effective state changed.
+    pub fn restore(&mut self, record: &WanRecord, now: Instant) -> Option<Transition> {
+        let before = self.is_down();
+        if !(self.judged_down && record.judged_down) {
+            self.down_since = record.judged_down.then_some(now);
+        }
         self.forced = record.forced;
         self.judged_down = record.judged_down;
-        self.down_since = record.judged_down.then_some(now);
         self.dead_rounds = 0;
         self.live_rounds = 0;
+        self.settle(before, now, |_| "replicated from the active node".into())
+    }
+
+    /// What the admin API shows.
+    pub fn status(&self, now: Instant) -> WanStatus {
+        let (in_state, why) = self.last_change(now);
+        WanStatus {
+            wan: self.name().to_owned(),
+            state: if self.is_down() { "down" } else { "up" },
+            judged: if self.judged_down { "down" } else { "up" },
+            forced: self.forced,
+            in_state_s: in_state.map(|d| d.as_secs()),
+            fallback_total_s: self.time_in_fallback(now).as_secs(),
+            last_change: why.map(str::to_owned),
+            probe_targets: self.targets.len(),
+            probes_unanswered: self.targets.iter().map(|(_, n)| n).sum(),
+        }
     }
 
     /// The replicated form.
@@ -261,6 +331,25 @@ impl Wan {
 /// wait a whole tick more.
 fn due(last: Option<Instant>, now: Instant, every: Duration) -> bool {
     last.is_none_or(|t| now.saturating_duration_since(t) + every / 10 >= every)
+}
+
+/// A WAN as the admin API shows it (`GET /wan`, `GET /status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WanStatus {
+    pub wan: String,
+    /// In force: the override, else the evidence.
+    pub state: &'static str,
+    /// What the evidence says.
+    pub judged: &'static str,
+    pub forced: Forced,
+    /// Seconds since the last change (None: none since start).
+    pub in_state_s: Option<u64>,
+    /// Seconds spent down, in fallback, since start.
+    pub fallback_total_s: u64,
+    /// Why it changed last (the evidence, or the operator).
+    pub last_change: Option<String>,
+    pub probe_targets: usize,
+    pub probes_unanswered: u32,
 }
 
 /// A WAN's state as a replication record.

@@ -100,7 +100,36 @@ async fn a_dead_central_site_sends_calls_to_the_gateway_until_it_returns() {
         "{}",
         listed.body
     );
+    // The status tells how long the branch ran on its fallback routes,
+    // and why the WAN changed last.
+    let status = tandem
+        .admin_request("GET", "/status", &[], "")
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let wan = &status["wan"][0];
+    assert_eq!(wan["state"], "up", "{status}");
+    assert!(wan["fallback_total_s"].as_u64() >= Some(2), "{status}");
+    assert!(
+        wan["last_change"].as_str().unwrap().contains("operator"),
+        "{status}"
+    );
     let m = tandem.metrics().await;
+    assert!(
+        m.get("tandem_wan_fallback_seconds_total", &[("wan", "dc")]) >= 2.0,
+        "{}",
+        m.text()
+    );
+    // A transition is a change: two downs, two ups, none at start.
+    assert_eq!(
+        m.get(
+            "tandem_wan_transitions_total",
+            &[("wan", "dc"), ("to", "up")]
+        ),
+        2.0,
+        "{}",
+        m.text()
+    );
     assert!(
         m.get(
             "tandem_wan_transitions_total",

@@ -119,6 +119,12 @@ pub trait Observer {
     fn registrations_active(&mut self, _n: usize) {}
     /// A WAN's state (down or up) now.
     fn wan_state(&mut self, _wan: &str, _down: bool) {}
+    /// A WAN changed state (its state is `down` now).
+    fn wan_transition(&mut self, wan: &str, down: bool) {
+        self.wan_state(wan, down);
+    }
+    /// A WAN's total time down (in fallback) so far.
+    fn wan_fallback_time(&mut self, _wan: &str, _total: Duration) {}
 }
 
 /// Why a message was refused or dropped before any work was done for it.

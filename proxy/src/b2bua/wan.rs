@@ -36,6 +36,7 @@ impl Machine {
     /// get their OPTIONS when theirs has.
     pub(super) fn wan_rounds(&mut self) {
         let now = self.now;
+        self.report_fallback_time();
         for i in 0..self.wans.len() {
             let Some(transition) = self.wans.get_mut(i).and_then(|w| w.end_round(now)) else {
                 continue;
@@ -87,7 +88,7 @@ impl Machine {
         };
         self.wan_changed = true;
         self.policy.wan_changed(&name, transition.down);
-        self.obs.wan_state(&name, transition.down);
+        self.obs.wan_transition(&name, transition.down);
         if !transition.down {
             tracing::warn!(wan = %name, why = %transition.why, "WAN up: new calls take the central routes again");
             return;
@@ -134,18 +135,24 @@ impl Machine {
             return Err(format!("no [[wan]] named {name:?}"));
         };
         self.wan_changed = true;
-        if let Some(t) = self.wans.get_mut(i).and_then(|w| w.force(forced)) {
+        let now = self.now;
+        if let Some(t) = self.wans.get_mut(i).and_then(|w| w.force(forced, now)) {
             self.wan_transition(i, t);
         }
         Ok(self.wans.get(i).is_some_and(Wan::is_down))
     }
 
-    /// Every WAN: name, down, override (admin status, replication).
+    /// Every WAN: name, down, override (replication).
     pub fn wan_states(&self) -> Vec<(String, bool, WanRecord)> {
         self.wans
             .iter()
             .map(|w| (w.name().to_owned(), w.is_down(), w.record()))
             .collect()
+    }
+
+    /// Every WAN as the admin API shows it.
+    pub fn wan_statuses(&self, now: std::time::Instant) -> Vec<crate::wan::WanStatus> {
+        self.wans.iter().map(|w| w.status(now)).collect()
     }
 
     /// Whether a WAN changed since the last call (replication).
@@ -160,12 +167,18 @@ impl Machine {
         let Some(w) = self.wans.iter_mut().find(|w| w.name() == name) else {
             return;
         };
-        let before = w.is_down();
-        w.restore(record, now);
-        let down = w.is_down();
-        if before != down {
-            self.policy.wan_changed(name, down);
-            self.obs.wan_state(name, down);
+        if let Some(t) = w.restore(record, now) {
+            self.policy.wan_changed(name, t.down);
+            self.obs.wan_transition(name, t.down);
+        }
+    }
+
+    /// Time in fallback per WAN, for the counter (every probe tick).
+    fn report_fallback_time(&mut self) {
+        let now = self.now;
+        for w in &self.wans {
+            self.obs
+                .wan_fallback_time(w.name(), w.time_in_fallback(now));
         }
     }
 }

@@ -97,19 +97,7 @@ impl Driver {
 
     /// `GET /wan`: every WAN, its state and the operator's override.
     pub(super) fn wans_json(&self) -> String {
-        let wans: Vec<serde_json::Value> = self
-            .machine
-            .wan_states()
-            .into_iter()
-            .map(|(name, down, record)| {
-                serde_json::json!({
-                    "wan": name,
-                    "state": if down { "down" } else { "up" },
-                    "judged": if record.judged_down { "down" } else { "up" },
-                    "forced": record.forced,
-                })
-            })
-            .collect();
+        let wans = self.machine.wan_statuses(std::time::Instant::now());
         serde_json::to_string_pretty(&wans).unwrap_or_default() + "\n"
     }
 

@@ -69,13 +69,13 @@ fn a_lossy_link_that_answers_now_and_then_does_not_flap() {
 fn the_operator_forces_and_gives_back() {
     let mut w = wan();
     let mut t = Instant::now();
-    assert_eq!(w.force(Forced::Down).map(|t| t.down), Some(true));
+    assert_eq!(w.force(Forced::Down, t).map(|t| t.down), Some(true));
     // Evidence of a live WAN changes nothing while forced.
     assert!(rounds(&mut w, &mut t, &[true; 10]).is_empty());
     assert!(w.is_down());
     // Auto: the evidence (alive) decides at once.
-    assert_eq!(w.force(Forced::Auto).map(|t| t.down), Some(false));
-    assert_eq!(w.force(Forced::Up), None);
+    assert_eq!(w.force(Forced::Auto, t).map(|t| t.down), Some(false));
+    assert_eq!(w.force(Forced::Up, t), None);
     assert!(rounds(&mut w, &mut t, &[false; 5]).is_empty());
     assert!(!w.is_down());
 }
@@ -230,4 +230,27 @@ fn a_slow_lossy_wan_is_not_judged_down_with_the_defaults() {
     assert_eq!(simulate(one_a_round, 0.2, delay, keepalive, hour), 1);
     // A cut link is still judged down.
     assert!(simulate(defaults(), 1.0, delay, None, 10) == 1);
+}
+
+#[test]
+fn time_in_fallback_adds_up_the_periods_down() {
+    let mut w = wan();
+    let mut t = Instant::now();
+    assert_eq!(w.last_change(t), (None, None));
+    rounds(&mut w, &mut t, &[false; 3]);
+    // Down at the third dead round; 10 s later (hold-down) up again.
+    let tr = rounds(&mut w, &mut t, &[true; 10]);
+    assert_eq!(tr, [(9, false)]);
+    assert_eq!(w.time_in_fallback(t), Duration::from_secs(10));
+    let (since, why) = w.last_change(t);
+    assert_eq!(since, Some(Duration::ZERO));
+    assert!(why.unwrap().contains("answers across the WAN"), "{why:?}");
+    // Up time adds nothing; a forced period does.
+    t += Duration::from_secs(30);
+    w.force(Forced::Down, t);
+    t += Duration::from_secs(5);
+    assert_eq!(w.time_in_fallback(t), Duration::from_secs(15));
+    w.force(Forced::Auto, t);
+    t += Duration::from_secs(5);
+    assert_eq!(w.time_in_fallback(t), Duration::from_secs(15));
 }
