@@ -2064,6 +2064,17 @@ wan = "down"
 group = "gateway"
 
 [[rule]]
+name = "central-only"
+ruri_user_prefix = "8"
+wan = "down"
+reject = { code = 503, reason = "Central site unreachable" }
+
+[[rule]]
+name = "central-services"
+ruri_user_prefix = "8"
+group = "central"
+
+[[rule]]
 name = "out-central"
 ruri_user_prefix = "0"
 group = "central"
@@ -2129,9 +2140,17 @@ fn the_wan_goes_down_by_evidence_fallback_rules_take_over_and_calls_across_it_en
     assert!(out.contains(&format!("send BYE to {TRUNK}")), "{out:?}");
     assert!(out.contains(&format!("send BYE to {CENTRAL}")), "{out:?}");
     assert!(out.contains(&"cdr wan_down".to_string()), "{out:?}");
-    // New calls take the fallback rule.
+    // New calls take the fallback rule...
     lab.call_to("0302", "c2");
     assert_eq!(lab.last("INVITE").2.addr, addr(GATEWAY));
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16002)));
+    lab.ack_from_trunk("c2");
+    // ...and numbers only the centre serves get a clear answer at once,
+    // not a timeout.
+    let out = lab.call_to("8001", "c8");
+    assert!(out.contains(&"respond 503 INVITE".to_string()), "{out:?}");
+    let refused = lab.responses.last().unwrap();
+    assert_eq!(refused.reason_phrase(), Some("Central site unreachable"));
     // Back: answers again, but held down 5 s first.
     lab.health_round(true);
     lab.health_round(true);
@@ -2142,6 +2161,12 @@ fn the_wan_goes_down_by_evidence_fallback_rules_take_over_and_calls_across_it_en
     assert!(!lab.m.wan_states()[0].1);
     lab.call_to("0303", "c3");
     assert_eq!(lab.last("INVITE").2.addr, addr(CENTRAL));
+    // The call through the gateway stays up until it ends.
+    assert!(!lab
+        .sent
+        .iter()
+        .any(|(_, m, t)| m.method() == Some(&Method::Bye) && t.addr == addr(GATEWAY)));
+    assert!(lab.m.store.find("c2").is_some());
 }
 
 #[test]
