@@ -176,9 +176,19 @@ impl Wan {
         Some(Transition { down: after, why })
     }
 
-    /// Sets where the WAN's own probes go.
+    /// Sets where the WAN's own probes go (again after a reload: a target
+    /// kept keeps its count of unanswered probes, as near as it gets —
+    /// an old probe's answer may land on another index, and the count
+    /// saturates at zero).
     pub fn set_probe_targets(&mut self, targets: Vec<Target>) {
-        self.targets = targets.into_iter().map(|t| (t, 0)).collect();
+        let old = std::mem::take(&mut self.targets);
+        self.targets = targets
+            .into_iter()
+            .map(|t| {
+                let outstanding = old.iter().find(|(o, _)| *o == t).map_or(0, |(_, n)| *n);
+                (t, outstanding)
+            })
+            .collect();
     }
 
     /// The probe targets due a probe at `now` (by index; empty between

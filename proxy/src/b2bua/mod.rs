@@ -335,26 +335,7 @@ impl Machine {
             .iter()
             .cloned()
             .map(|s| {
-                // The WAN's own probes go to its probe hosts, or, with
-                // none, to the members of its groups.
-                let targets: Vec<Target> = if s.probe_hosts.is_empty() {
-                    dests
-                        .members()
-                        .filter(|(i, _)| {
-                            dests
-                                .group_of(*i)
-                                .and_then(|g| dests.group(g))
-                                .is_some_and(|g| s.groups.contains(&g.name))
-                        })
-                        .map(|(_, m)| Target {
-                            transport: member_transport(m.transport),
-                            addr: m.address,
-                            connection: None,
-                        })
-                        .collect()
-                } else {
-                    s.probe_hosts.iter().map(|h| Target::udp(*h)).collect()
-                };
+                let targets = wan_probe_targets(&dests, &s);
                 let mut w = crate::wan::Wan::new(s);
                 w.set_probe_targets(targets);
                 w
@@ -863,6 +844,28 @@ pub const SURVIVAL_TICK: Duration = Duration::from_millis(10);
 const SILENCE_CHECK: Duration = Duration::from_millis(50);
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+
+/// Where a WAN's own probes go: its probe hosts, or, with none, the
+/// members of its groups.
+fn wan_probe_targets(dests: &Destinations, wan: &crate::wan::WanSettings) -> Vec<Target> {
+    if !wan.probe_hosts.is_empty() {
+        return wan.probe_hosts.iter().map(|h| Target::udp(*h)).collect();
+    }
+    dests
+        .members()
+        .filter(|(i, _)| {
+            dests
+                .group_of(*i)
+                .and_then(|g| dests.group(g))
+                .is_some_and(|g| wan.groups.contains(&g.name))
+        })
+        .map(|(_, m)| Target {
+            transport: member_transport(m.transport),
+            addr: m.address,
+            connection: None,
+        })
+        .collect()
+}
 
 pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {
     match t {

@@ -108,11 +108,13 @@ impl Machine {
         }
         self.dests = new;
         self.policy = policy;
-        // The new rules start from the WANs' states as they are.
-        for w in &self.wans {
+        // The new rules start from the WANs' states as they are; a WAN
+        // probing its groups' members probes the new ones.
+        for w in &mut self.wans {
             if w.is_down() {
                 self.policy.wan_changed(w.name(), true);
             }
+            w.set_probe_targets(super::wan_probe_targets(&self.dests, &w.settings));
         }
     }
 }

@@ -2216,3 +2216,33 @@ fn a_wan_judged_by_its_probe_hosts_alone() {
     probe_round(&mut lab, true);
     assert!(!lab.m.wan_states()[0].1);
 }
+
+#[test]
+fn a_reload_that_moves_the_central_pbx_moves_the_wans_probes() {
+    let mut lab = Lab::with(BRANCH);
+    let out = lab.health_round(true);
+    assert!(
+        out.contains(&format!("send OPTIONS to {CENTRAL}")),
+        "{out:?}"
+    );
+    const MOVED: &str = "127.0.0.1:5098";
+    let text = format!("{EXAMPLE}\n{}", BRANCH.replace(CENTRAL, MOVED));
+    let config = Config::parse(&text, Path::new("tandem.toml")).unwrap();
+    let router = crate::routing::Router::compile(&config).unwrap();
+    lab.m.reload(
+        crate::pool::Destinations::from_config(&config),
+        Box::new(crate::routing::RulesPolicy::new(&config, router)),
+    );
+    lab.advance(1000);
+    let out = lab.on(Event::Probes);
+    // The member keepalive and the WAN's probe: both to the new address.
+    let to_moved = out
+        .iter()
+        .filter(|l| **l == format!("send OPTIONS to {MOVED}"))
+        .count();
+    assert_eq!(to_moved, 2, "{out:?}");
+    assert!(
+        !out.contains(&format!("send OPTIONS to {CENTRAL}")),
+        "{out:?}"
+    );
+}
