@@ -53,20 +53,7 @@ fn scenario(name: &str) -> PathBuf {
 
 /// The credentials file as `tandem passwd` writes it, for USERS.
 fn credentials() -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("credentials");
-    for (user, password) in USERS {
-        let mut child = std::process::Command::new(TANDEM)
-            .args(["passwd", "--realm", DOMAIN, "--user", user, "--file"])
-            .arg(&file)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("tandem passwd");
-        use std::io::Write;
-        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-        assert!(child.wait().unwrap().success(), "tandem passwd failed");
-    }
-    std::fs::read_to_string(&file).unwrap()
+    testkit::credentials_file(TANDEM, DOMAIN, &USERS)
 }
 
 /// The registrar's table and the rules: users by location, the rest to

@@ -27,7 +27,10 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 pub use fuzz::replay_fuzz_corpus;
-pub use tandem::{http_request, Cdr, HttpAnswer, Metrics, Tandem, TandemConfig, TEST_ADMIN_TOKEN};
+pub use tandem::{
+    credentials_file, http_request, Cdr, HttpAnswer, Metrics, Tandem, TandemConfig,
+    TEST_ADMIN_TOKEN,
+};
 
 /// A free UDP port on 127.0.0.1 (also free for TCP in practice: the kernel
 /// hands out ephemeral ports from one range).
@@ -84,6 +87,29 @@ pub async fn wait_udp_bound(port: u16, deadline: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until something has bound UDP `port` in network namespace `ns`
+/// (asked with iproute2's `ss` there), failing the test at `deadline`.
+pub async fn wait_udp_bound_in(ns: &str, port: u16, deadline: Duration) {
+    wait_for(
+        &format!("UDP port {port} bound in namespace {ns}"),
+        deadline,
+        || async {
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "ss", "-Hlun"])
+                .arg(format!("sport = :{port}"))
+                .output()
+                .await
+                .map_err(|e| format!("ss: {e}"))?;
+            if out.stdout.is_empty() {
+                Err("not bound".into())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, failing the test
@@ -143,6 +169,8 @@ pub struct Sipp {
     port: u16,
     media_port: u16,
     trace_messages: bool,
+    /// The network namespace SIPp runs in ([`Sipp::in_netns`]).
+    netns: Option<String>,
 }
 
 /// Ports given to each SIPp for media (`-mp`): `uac_pcap`'s
@@ -244,7 +272,17 @@ impl Sipp {
             port,
             media_port,
             trace_messages: false,
+            netns: None,
         }
+    }
+
+    /// Runs SIPp in network namespace `ns` (`ip netns exec`; give it an
+    /// address there with [`Sipp::local_ip`]): a phone or a gateway on a
+    /// lab's branch LAN. Its ports are the namespace's own, so the fresh
+    /// ones picked on the root namespace's loopback are free there too.
+    pub fn in_netns(mut self, ns: &str) -> Sipp {
+        self.netns = Some(ns.to_owned());
+        self
     }
 
     /// A scenario file instead of a built-in one.
@@ -345,7 +383,16 @@ impl Sipp {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new("sipp");
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs SIPp in place: the child's pid is
+            // SIPp's, so kill_on_drop kills SIPp itself.
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, "sipp"]);
+                cmd
+            }
+            None => Command::new("sipp"),
+        };
         cmd.args(&self.args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -465,7 +512,10 @@ impl SippProcess {
                 self.sipp.outcome(status.code()).log
             );
         }
-        wait_udp_bound(self.sipp.port, deadline).await;
+        match &self.sipp.netns {
+            Some(ns) => wait_udp_bound_in(ns, self.sipp.port, deadline).await,
+            None => wait_udp_bound(self.sipp.port, deadline).await,
+        }
     }
 
     /// Waits until the statistics column `column` (a cumulative counter such

@@ -693,3 +693,26 @@ impl Cdr {
             .collect()
     }
 }
+
+/// A credentials file's text as `tandem passwd` (binary `bin`) writes it
+/// for `users` (user, password) in `realm`: give it to
+/// [`TandemConfig::file`] with mode 0600.
+pub fn credentials_file(bin: impl AsRef<Path>, realm: &str, users: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let dir = crate::work_dir("credentials");
+    let file = dir.path().join("credentials");
+    for (user, password) in users {
+        let mut passwd = std::process::Command::new(bin.as_ref())
+            .args(["passwd", "--realm", realm, "--user", user, "--file"])
+            .arg(&file)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("tandem passwd");
+        writeln!(passwd.stdin.take().expect("stdin"), "{password}").expect("a password");
+        assert!(
+            passwd.wait().expect("tandem passwd").success(),
+            "tandem passwd {user}"
+        );
+    }
+    std::fs::read_to_string(&file).expect("the credentials file")
+}
