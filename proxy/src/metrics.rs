@@ -256,3 +256,16 @@ pub fn wan_state(wan: &str, down: bool) {
     counter!("tandem_wan_transitions_total", "wan" => wan.to_owned(), "to" => if down { "down" } else { "up" })
         .increment(1);
 }
+
+/// Upstream registrations per state (`tandem_upstream_registrations{state}`).
+pub fn upstream_states(counts: [usize; 5]) {
+    for (state, n) in crate::upstream::STATE_LABELS.iter().zip(counts) {
+        gauge!("tandem_upstream_registrations", "state" => *state).set(n as f64);
+    }
+}
+
+/// An answer to an upstream REGISTER (`registered`, `removed`,
+/// `challenged`, `failed`, `stale`) or `timeout`.
+pub fn upstream_register(result: &str) {
+    counter!("tandem_upstream_register_total", "result" => result.to_owned()).increment(1);
+}

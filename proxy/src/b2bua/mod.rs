@@ -36,6 +36,7 @@ pub mod settings;
 mod store;
 mod survival;
 mod takeover;
+mod upstream;
 mod wan;
 
 use std::collections::{BinaryHeap, HashMap};
@@ -119,6 +120,11 @@ pub trait Observer {
     fn registrations_active(&mut self, _n: usize) {}
     /// A WAN's state (down or up) now.
     fn wan_state(&mut self, _wan: &str, _down: bool) {}
+    /// Upstream registrations per state now, in
+    /// `crate::upstream::STATE_LABELS` order.
+    fn upstream_states(&mut self, _counts: [usize; 5]) {}
+    /// An answer to an upstream REGISTER (or its timeout).
+    fn upstream_register(&mut self, _result: &str) {}
 }
 
 /// Why a message was refused or dropped before any work was done for it.
@@ -304,6 +310,8 @@ pub struct Machine {
     wans: Vec<crate::wan::Wan>,
     /// A WAN's state changed since the driver last looked.
     wan_changed: bool,
+    /// Dual registration (`[registrar.upstream]`), if on.
+    upstream: Option<upstream::UpstreamLink>,
 }
 
 impl Machine {
@@ -378,6 +386,7 @@ impl Machine {
             registrar: None,
             wans,
             wan_changed: false,
+            upstream: None,
         }
     }
 
@@ -412,6 +421,7 @@ impl Machine {
                 self.draining = true;
             }
         }
+        self.upstream_step();
         self.out.take()
     }
 
@@ -519,6 +529,7 @@ impl Machine {
             } => self.on_forwarded_response(call, to, origin, request, response),
             ClientRole::Own | ClientRole::Orphaned { .. } => {}
             ClientRole::WanProbe { wan } => self.wan_probe_answered(wan),
+            ClientRole::Upstream { aor } => self.on_upstream_response(aor, response),
             ClientRole::Probe { member } => {
                 if let Some(p) = self
                     .probes
@@ -606,6 +617,7 @@ impl Machine {
                 }
             }
             ClientRole::Own | ClientRole::WanProbe { .. } => {}
+            ClientRole::Upstream { aor } => self.on_upstream_failure(aor),
             ClientRole::Probe { member } => {
                 if let Some(p) = self
                     .probes
