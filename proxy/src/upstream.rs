@@ -446,7 +446,7 @@ impl Upstream {
             reg.challenge = Some(challenge);
             reg.proxy = answer.proxy || status == 407;
             reg.nc = 0;
-            return (Outcome::Challenged, self.request(aor, now));
+            return (Outcome::Challenged, self.resend(aor, now));
         }
         if status == 423 {
             let raised = answer
@@ -455,13 +455,24 @@ impl Upstream {
             if let (Some(min), false) = (raised, removing || reg.tries >= MAX_TRIES) {
                 reg.tries += 1;
                 reg.expires_s = min;
-                return (Outcome::Challenged, self.request(aor, now));
+                return (Outcome::Challenged, self.resend(aor, now));
             }
         }
         (
             Outcome::Failed,
             self.fail(aor, status, answer.retry_after_s, now),
         )
+    }
+
+    /// The same round again at once (a challenge to answer, a longer
+    /// time to ask for), unless the WAN went down meanwhile: then it waits
+    /// for the WAN like every other.
+    fn resend(&mut self, aor: &str, now: Instant) -> Option<UpstreamRequest> {
+        if self.wan_down {
+            self.set_state(aor, UpState::Unregistered);
+            return None;
+        }
+        self.request(aor, now)
     }
 
     /// The REGISTER out for `aor` got no answer (timeout, transport

@@ -46,6 +46,8 @@ impl Machine {
             }
         }
         self.upstream_reconcile(now, wall);
+        // The gauges exist from the start, not from the first REGISTER.
+        self.report_upstream();
     }
 
     /// The upstream registrations (admin listing, replication).
@@ -221,9 +223,11 @@ impl Machine {
         }
         let now = self.now;
         let answer = self.upstream_answer(&aor, &response, status);
+        let down = self.upstream_wan_down();
         let Some(up) = self.upstream.as_mut() else {
             return;
         };
+        up.state.set_wan_down(down, now);
         let (outcome, again) = up.state.on_answer(&aor, &answer, now);
         if outcome == Outcome::Failed {
             tracing::warn!(aor, status, "upstream registration refused");
