@@ -417,7 +417,9 @@ impl Upstream {
                 }
                 return (Outcome::Removed, None);
             }
-            let granted = answer.granted_s.unwrap_or(reg.expires_s);
+            // A centre granting years is taken at a day: refreshed well
+            // before, and no far-future time to overflow.
+            let granted = answer.granted_s.unwrap_or(reg.expires_s).min(MAX_EXPIRES_S);
             if granted == 0 {
                 // A 2xx that kept nothing of ours: as good as a refusal.
                 return (Outcome::Failed, self.fail(aor, status, None, now));
