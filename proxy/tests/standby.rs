@@ -323,6 +323,29 @@ impl HaLab {
         String::from_utf8_lossy(&out.stdout).contains("10.77.0.100/")
     }
 
+    /// SIPp phones in the trunk's namespace registering (with
+    /// `register_digest.xml`, users from `users`, 600 s) to the floating
+    /// address; `extra`: SIPp's further arguments.
+    fn phones(&mut self, users: &Path, extra: &[&str]) {
+        let register = workspace().join("deploy/sipp/register_digest.xml");
+        let (users, register) = (users.display().to_string(), register.display().to_string());
+        let mut args = vec![
+            "10.77.0.100:5060",
+            "-sf",
+            &register,
+            "-inf",
+            &users,
+            "-key",
+            "domain",
+            "example.test",
+            "-key",
+            "expires",
+            "600",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn("phones", "trunk", "sipp", &args);
+    }
+
     /// A second address on `node`'s eth0 (in the testbed's /24).
     fn add_address(&self, node: &str, ip: &str) {
         let added = Command::new("ip")
@@ -720,46 +743,34 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
     );
     lab.pair().await;
 
-    let register = workspace().join("deploy/sipp/register_digest.xml");
-    let users_arg = users.display().to_string();
-    let register_arg = register.display().to_string();
-    let phones_args = [
-        "10.77.0.100:5060",
-        "-sf",
-        &register_arg,
-        "-inf",
-        &users_arg,
-        "-key",
-        "domain",
-        "example.test",
-        "-key",
-        "expires",
-        "600",
-        "-set",
-        "unregister",
-        "yes",
-        "-d",
-        "120000",
-        "-oocsn",
-        "uas",
-        "-rtp_echo",
-        "-i",
-        PHONE_IP,
-        "-mi",
-        PHONE_IP,
-        "-p",
-        "5070",
-        "-m",
-        "200",
-        "-r",
-        "50",
-        "-l",
-        "200",
-        "-nostdin",
-        "-buff_size",
-        "4194304",
-    ];
-    lab.spawn("phones", "trunk", "sipp", &phones_args);
+    lab.phones(
+        &users,
+        &[
+            "-set",
+            "unregister",
+            "yes",
+            "-d",
+            "120000",
+            "-oocsn",
+            "uas",
+            "-rtp_echo",
+            "-i",
+            PHONE_IP,
+            "-mi",
+            PHONE_IP,
+            "-p",
+            "5070",
+            "-m",
+            "200",
+            "-r",
+            "50",
+            "-l",
+            "200",
+            "-nostdin",
+            "-buff_size",
+            "4194304",
+        ],
+    );
     // Every binding is on the standby before the active dies.
     lab.wait_status("b", "every binding copied", Duration::from_secs(30), |s| {
         s["records"]["binding"] == PHONES as u64
@@ -773,6 +784,7 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
 
     let calls = workspace().join("deploy/sipp/call_users_uac.xml");
     let calls_arg = calls.display().to_string();
+    let users_arg = users.display().to_string();
     lab.spawn(
         "caller",
         "trunk",
@@ -1019,34 +1031,11 @@ async fn upstream_registrations_survive_a_takeover_with_their_call_ids() {
     );
     lab.pair().await;
 
-    let register = workspace().join("deploy/sipp/register_digest.xml");
-    let (users_arg, register_arg) = (users.display().to_string(), register.display().to_string());
     let phones = PHONES.to_string();
-    lab.spawn(
-        "phones",
-        "trunk",
-        "sipp",
+    lab.phones(
+        &users,
         &[
-            "10.77.0.100:5060",
-            "-sf",
-            &register_arg,
-            "-inf",
-            &users_arg,
-            "-key",
-            "domain",
-            "example.test",
-            "-key",
-            "expires",
-            "600",
-            "-i",
-            PHONE_IP,
-            "-p",
-            "5070",
-            "-m",
-            &phones,
-            "-r",
-            "20",
-            "-nostdin",
+            "-i", PHONE_IP, "-p", "5070", "-m", &phones, "-r", "20", "-nostdin",
         ],
     );
     // Every AOR registered at the centre, and the standby's copy says so.
