@@ -213,7 +213,14 @@ impl Driver {
         // Dual registration: the bindings loaded from the snapshot are
         // registered upstream, paced.
         if let Some(settings) = self.config.upstream_settings() {
-            tracing::info!(registrar = %settings.registrar, realm = %settings.realm, "dual registration on");
+            let users = self
+                .machine
+                .registrar()
+                .map_or(0, |r| r.auth.credentials().users_in(&settings.realm));
+            if users == 0 {
+                tracing::warn!(realm = %settings.realm, "dual registration: the credentials file has no user in the central realm: every upstream REGISTER will fail");
+            }
+            tracing::info!(registrar = %settings.registrar, realm = %settings.realm, users, "dual registration on");
             let upstream = crate::upstream::Upstream::new(settings, format!("{}-up", token(16)));
             self.machine
                 .set_upstream(Some(upstream), std::time::Instant::now(), now_millis());

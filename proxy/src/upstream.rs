@@ -197,6 +197,8 @@ pub enum Outcome {
     Registered,
     Removed,
     Challenged,
+    /// A 423: asked again for the Min-Expires.
+    Retried,
     Failed,
     /// Not ours (no request out for the AOR): ignored.
     Stale,
@@ -208,6 +210,7 @@ impl Outcome {
             Outcome::Registered => "registered",
             Outcome::Removed => "removed",
             Outcome::Challenged => "challenged",
+            Outcome::Retried => "interval_too_brief",
             Outcome::Failed => "failed",
             Outcome::Stale => "stale",
         }
@@ -221,6 +224,8 @@ const MAX_TRIES: u32 = 3;
 const BACKOFF_FIRST: Duration = Duration::from_secs(30);
 /// ...to at most this.
 const BACKOFF_MAX: Duration = Duration::from_secs(1800);
+/// Failed removals (Expires: 0) of an AOR before it is given up.
+const MAX_REMOVAL_FAILURES: u32 = 3;
 /// A 423 asking for more than a day is not followed.
 const MAX_EXPIRES_S: u32 = 86_400;
 
@@ -457,7 +462,7 @@ impl Upstream {
             if let (Some(min), false) = (raised, removing || reg.tries >= MAX_TRIES) {
                 reg.tries += 1;
                 reg.expires_s = min;
-                return (Outcome::Challenged, self.resend(aor, now));
+                return (Outcome::Retried, self.resend(aor, now));
             }
         }
         (
@@ -505,6 +510,12 @@ impl Upstream {
         let reg = self.regs.get_mut(aor)?;
         reg.failures = reg.failures.saturating_add(1);
         reg.tries = 0;
+        if !reg.wanted && reg.failures >= MAX_REMOVAL_FAILURES {
+            // A removal the centre keeps refusing: its binding expires
+            // there on its own; not kept here for ever.
+            self.remove(aor);
+            return None;
+        }
         let backoff = match retry_after_s {
             Some(s) => Duration::from_secs(u64::from(s)).min(BACKOFF_MAX),
             None => {

@@ -174,6 +174,19 @@ fn the_last_binding_gone_removes_it_at_the_centre() {
     assert_eq!(up.on_answer("a@b", &ok(0), t + S).0, Outcome::Removed);
     assert!(up.get("a@b").is_none());
     assert_eq!(up.counts(), [0; 5]);
+    // A removal the centre keeps refusing is given up after three tries.
+    up.binding("d@b", true, t);
+    up.tick(t);
+    up.on_answer("d@b", &ok(600), t);
+    up.binding("d@b", false, t);
+    let mut now = t;
+    for _ in 0..3 {
+        assert_eq!(up.tick(now).len(), 1);
+        up.on_answer("d@b", &status(500), now);
+        now += 3600 * S;
+    }
+    assert!(up.get("d@b").is_none());
+    assert_eq!(up.counts(), [0; 5]);
     // Never registered at the centre: nothing to remove.
     up.binding("c@b", true, t);
     up.binding("c@b", false, t);
