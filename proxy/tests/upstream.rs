@@ -299,6 +299,8 @@ async fn with_the_wan_down_nothing_goes_upstream_and_renewals_are_paced_when_it_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The rate, for the record (`--nocapture`).
+    eprintln!("renewals accepted by the centre, (s after the WAN returned, count): {readings:?}");
     assert_eq!(
         centre_accepted(&centre).await - accepted,
         N as f64,
