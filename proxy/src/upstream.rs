@@ -278,6 +278,7 @@ impl Upstream {
         self.regs.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.regs.is_empty()
     }
@@ -352,7 +353,7 @@ impl Upstream {
             }
             reg.tries = 0;
             reg.answered_nonce = None;
-            if let Some(r) = self.request(&aor, now) {
+            if let Some(r) = self.request(&aor) {
                 out.push(r);
             }
         }
@@ -361,7 +362,7 @@ impl Upstream {
 
     /// The next REGISTER for `aor` (a refresh, a registration or a
     /// removal, by what is wanted), with the cached challenge answered.
-    fn request(&mut self, aor: &str, now: Instant) -> Option<UpstreamRequest> {
+    fn request(&mut self, aor: &str) -> Option<UpstreamRequest> {
         let reg = self.regs.get_mut(aor)?;
         reg.cseq = reg.cseq.wrapping_add(1).max(1);
         let expires_s = if reg.wanted { reg.expires_s } else { 0 };
@@ -387,7 +388,6 @@ impl Upstream {
             UpState::Registering
         };
         self.set_state(aor, state);
-        let _ = now;
         Some(request)
     }
 
@@ -453,7 +453,7 @@ impl Upstream {
             reg.challenge = Some(challenge);
             reg.proxy = answer.proxy || status == 407;
             reg.nc = 0;
-            return (Outcome::Challenged, self.resend(aor, now));
+            return (Outcome::Challenged, self.resend(aor));
         }
         if status == 423 {
             let raised = answer
@@ -462,7 +462,7 @@ impl Upstream {
             if let (Some(min), false) = (raised, removing || reg.tries >= MAX_TRIES) {
                 reg.tries += 1;
                 reg.expires_s = min;
-                return (Outcome::Retried, self.resend(aor, now));
+                return (Outcome::Retried, self.resend(aor));
             }
         }
         (
@@ -474,12 +474,12 @@ impl Upstream {
     /// The same round again at once (a challenge to answer, a longer
     /// time to ask for), unless the WAN went down meanwhile: then it waits
     /// for the WAN like every other.
-    fn resend(&mut self, aor: &str, now: Instant) -> Option<UpstreamRequest> {
+    fn resend(&mut self, aor: &str) -> Option<UpstreamRequest> {
         if self.wan_down {
             self.set_state(aor, UpState::Unregistered);
             return None;
         }
-        self.request(aor, now)
+        self.request(aor)
     }
 
     /// The REGISTER out for `aor` got no answer (timeout, transport

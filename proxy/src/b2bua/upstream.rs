@@ -71,10 +71,9 @@ impl Machine {
         };
         // What happened before now is in the table already.
         reg.bindings.take_watched();
-        let gone: Vec<String> = (!up.state.is_empty())
-            .then(|| up.state.aors())
-            .into_iter()
-            .flatten()
+        let gone: Vec<String> = up
+            .state
+            .aors()
             .filter(|aor| reg.bindings.lookup(aor, wall).is_empty())
             .map(str::to_owned)
             .collect();
