@@ -1055,6 +1055,100 @@ pub struct RegistrarConfig {
     /// source that is not a trunk) must authenticate (407).
     #[serde(default = "default_true")]
     pub authenticate_invites: bool,
+    /// Dual registration (`[registrar.upstream]`): the phones' AORs are
+    /// registered with the central registrar too, Contact = Tandem.
+    #[serde(default)]
+    pub upstream: Option<UpstreamConfig>,
+}
+
+/// `[registrar.upstream]`: Tandem registers every AOR that has local
+/// bindings with the central registrar on the phone's behalf (see
+/// `crate::upstream`).
+///
+/// The centre is one address, not a destination group: a registration
+/// lives at one registrar (a group's failover would scatter an AOR's
+/// bindings over several), and the call path uses no DNS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The central registrar, `IP:port`.
+    pub registrar: SocketAddr,
+    /// The central digest realm; its HA1 lines are in
+    /// `registrar.credentials_file` (`tandem passwd --realm REALM ...`).
+    pub realm: String,
+    /// The AOR domain at the centre; default: the first of
+    /// `registrar.domains`.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The registration time asked for (seconds).
+    #[serde(default = "default_upstream_expires")]
+    pub expires_s: u32,
+    /// Renewals after a WAN outage, a start or a takeover are spread over
+    /// this many seconds (no registration storm at the centre).
+    #[serde(default = "default_renew_window")]
+    pub renew_window_s: u64,
+    /// The `[[wan]]` the centre lies across: while it is down nothing is
+    /// sent upstream.
+    #[serde(default)]
+    pub wan: Option<String>,
+}
+
+fn default_upstream_expires() -> u32 {
+    600
+}
+fn default_renew_window() -> u64 {
+    60
+}
+
+impl UpstreamConfig {
+    fn validate(
+        &self,
+        wans: &[WanConfig],
+        invalid: &impl Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if !is_realm(&self.realm) {
+            return Err(invalid(
+                "registrar.upstream.realm",
+                "must be 1 to 128 characters without quotes, backslashes or control characters"
+                    .into(),
+            ));
+        }
+        if let Some(domain) = &self.domain {
+            if !is_domain(domain) {
+                return Err(invalid(
+                    "registrar.upstream.domain",
+                    format!(
+                        "{domain:?} is not a host name or IP address (no scheme, user or port)"
+                    ),
+                ));
+            }
+        }
+        if !(60..=86_400).contains(&self.expires_s) {
+            return Err(invalid(
+                "registrar.upstream.expires_s",
+                "must be 60 to 86400".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.renew_window_s) {
+            return Err(invalid(
+                "registrar.upstream.renew_window_s",
+                "must be 1 to 3600".into(),
+            ));
+        }
+        if self.registrar.port() == 0 || self.registrar.ip().is_unspecified() {
+            return Err(invalid(
+                "registrar.upstream.registrar",
+                "must be an address and port to send to".into(),
+            ));
+        }
+        match &self.wan {
+            Some(wan) if !wans.iter().any(|w| &w.name == wan) => Err(invalid(
+                "registrar.upstream.wan",
+                format!("no [[wan]] named {wan:?}"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A digest algorithm as named in the configuration (RFC 7616 §3.3, RFC
@@ -1145,12 +1239,7 @@ impl RegistrarConfig {
         }
         if let Some(realm) = &self.realm {
             // Sent inside a quoted string of every challenge.
-            if realm.is_empty()
-                || realm.len() > 128
-                || realm
-                    .chars()
-                    .any(|c| c == '"' || c == '\\' || c.is_control())
-            {
+            if !is_realm(realm) {
                 return Err(invalid(
                     "registrar.realm",
                     "must be 1 to 128 characters without quotes, backslashes or control characters"
@@ -1247,6 +1336,15 @@ impl RegistrarConfig {
         }
         Ok(())
     }
+}
+
+/// A digest realm: sent inside a quoted string of every challenge.
+fn is_realm(realm: &str) -> bool {
+    !realm.is_empty()
+        && realm.len() <= 128
+        && !realm
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
 /// A host name or IP address as it appears in a SIP URI, nothing else.
@@ -1625,6 +1723,15 @@ impl Config {
         self.validate_dns(&invalid)?;
         if let Some(registrar) = &self.registrar {
             registrar.validate(&invalid)?;
+            if let Some(upstream) = &registrar.upstream {
+                if !registrar.enabled() {
+                    return Err(invalid(
+                        "registrar.upstream",
+                        "needs the registrar: registrar.domains".into(),
+                    ));
+                }
+                upstream.validate(&self.wans, &invalid)?;
+            }
         }
         if self.survival.resume_rate == 0 {
             return Err(invalid(
@@ -2198,6 +2305,26 @@ impl Config {
             Some(dir) if path.is_relative() => dir.join(path),
             _ => path.to_owned(),
         }
+    }
+
+    /// `[registrar.upstream]` as the machine's settings, if set (and the
+    /// registrar on).
+    pub fn upstream_settings(&self) -> Option<crate::upstream::UpstreamSettings> {
+        let r = self.registrar.as_ref().filter(|r| r.enabled())?;
+        let u = r.upstream.as_ref()?;
+        Some(crate::upstream::UpstreamSettings {
+            registrar: u.registrar,
+            realm: u.realm.clone(),
+            domain: u
+                .domain
+                .clone()
+                .or_else(|| r.domains.first().cloned())
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            expires_s: u.expires_s,
+            renew_window: Duration::from_secs(u.renew_window_s),
+            wan: u.wan.clone(),
+        })
     }
 
     /// Whether `[registrar]` serves at least one domain.

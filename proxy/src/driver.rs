@@ -152,6 +152,13 @@ impl Observer for Prometheus {
     fn wan_fallback_time(&mut self, wan: &str, total: Duration) {
         metrics::wan_fallback_time(wan, total);
     }
+
+    fn upstream_states(&mut self, counts: [usize; 5]) {
+        metrics::upstream_states(counts);
+    }
+    fn upstream_register(&mut self, result: &str) {
+        metrics::upstream_register(result);
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -210,6 +217,21 @@ impl Driver {
     /// The registrar (from `[registrar]`), if on.
     pub fn set_registrar(&mut self, registrar: Option<crate::registrar::Registrar>) {
         self.machine.set_registrar(registrar);
+        // Dual registration: the bindings loaded from the snapshot are
+        // registered upstream, paced.
+        if let Some(settings) = self.config.upstream_settings() {
+            let users = self
+                .machine
+                .registrar()
+                .map_or(0, |r| r.auth.credentials().users_in(&settings.realm));
+            if users == 0 {
+                tracing::warn!(realm = %settings.realm, "dual registration: the credentials file has no user in the central realm: every upstream REGISTER will fail");
+            }
+            tracing::info!(registrar = %settings.registrar, realm = %settings.realm, users, "dual registration on");
+            let upstream = crate::upstream::Upstream::new(settings, format!("{}-up", token(16)));
+            self.machine
+                .set_upstream(Some(upstream), std::time::Instant::now(), now_millis());
+        }
         // Phones loaded from the snapshot are trusted from the start.
         self.snapshots.trust_dirty = true;
         self.trust_phones(true);
@@ -228,6 +250,13 @@ impl Driver {
             },
             (None, None) => {}
             _ => tracing::warn!("[registrar] turned on or off: that takes a restart"),
+        }
+        match self.config.upstream_settings() {
+            Some(settings) if self.machine.upstream().is_some() => {
+                self.machine.set_upstream_settings(settings)
+            }
+            None if self.machine.upstream().is_none() => {}
+            _ => tracing::warn!("[registrar.upstream] turned on or off: that takes a restart"),
         }
     }
 
@@ -366,6 +395,7 @@ impl Driver {
                     self.replicate();
                     self.sync_bindings();
                     self.sync_wans();
+                    self.sync_upstream();
                     if !self.serving() {
                         continue;
                     }

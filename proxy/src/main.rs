@@ -13,6 +13,7 @@ mod pool;
 mod registrar;
 mod routing;
 mod server;
+mod upstream;
 mod wan;
 
 use std::path::PathBuf;

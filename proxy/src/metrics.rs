@@ -267,3 +267,16 @@ pub fn wan_fallback_time(wan: &str, total: std::time::Duration) {
     counter!("tandem_wan_fallback_seconds_total", "wan" => wan.to_owned())
         .absolute(total.as_secs());
 }
+
+/// Upstream registrations per state (`tandem_upstream_registrations{state}`).
+pub fn upstream_states(counts: [usize; 5]) {
+    for (state, n) in crate::upstream::STATE_LABELS.iter().zip(counts) {
+        gauge!("tandem_upstream_registrations", "state" => *state).set(n as f64);
+    }
+}
+
+/// An answer to an upstream REGISTER (`registered`, `removed`,
+/// `challenged`, `failed`, `stale`) or `timeout`.
+pub fn upstream_register(result: &str) {
+    counter!("tandem_upstream_register_total", "result" => result.to_owned()).increment(1);
+}

@@ -102,15 +102,6 @@ fn register_digest(tandem: &Tandem, expires: u32) -> Sipp {
         ])
 }
 
-async fn registrations(tandem: &Tandem, aor: &str) -> String {
-    let answer = tandem
-        .admin_request("GET", &format!("/registrations?aor={aor}"), &[], "")
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.body
-}
-
 #[tokio::test]
 async fn sipp_registers_with_digest_refreshes_and_unregisters() {
     let ms = media_server().await;
@@ -146,7 +137,7 @@ async fn sipp_registers_with_digest_refreshes_and_unregisters() {
         "{}",
         out.messages
     );
-    let listed = registrations(&tandem, "alice@example.test").await;
+    let listed = tandem.registrations("alice@example.test").await;
     assert!(
         listed.contains(&format!("sip:alice@{PHONE_IP}")),
         "{listed}"
@@ -168,7 +159,7 @@ async fn sipp_registers_with_digest_refreshes_and_unregisters() {
         .run(DEADLINE)
         .await;
     assert_eq!(out.exit_code, Some(0), "{}", out.log);
-    let listed = registrations(&tandem, "alice@example.test").await;
+    let listed = tandem.registrations("alice@example.test").await;
     assert!(!listed.contains("sip:alice@"), "{listed}");
     tandem
         .wait_metric("tandem_registrations_active", &[], 0.0, DEADLINE)
@@ -481,7 +472,7 @@ async fn bindings_survive_a_restart_of_a_lone_node() {
     .await;
     drop(tandem); // killed (SIGKILL): nothing written at exit
     let tandem = Tandem::start(TANDEM, cfg).await;
-    let listed = registrations(&tandem, "bob@example.test").await;
+    let listed = tandem.registrations("bob@example.test").await;
     assert!(listed.contains(&format!("sip:bob@{PHONE_IP}")), "{listed}");
     assert_eq!(
         tandem
@@ -509,7 +500,7 @@ async fn a_phone_behind_nat_gets_its_call_over_its_flow() {
     let mut alice = Phone::start(config);
     alice.wait_registered(DEADLINE);
     // Registered with its private Contact, from the router's address.
-    let listed = registrations(&tandem, "alice@example.test").await;
+    let listed = tandem.registrations("alice@example.test").await;
     assert!(
         listed.contains(&format!("@{}", lab.phone_addr())),
         "{listed}"
@@ -554,7 +545,7 @@ async fn a_call_to_an_aor_with_two_phones_rings_both_and_one_wins() {
         p.wait_count("_200_Recv", 1, DEADLINE).await;
         phones.push(p);
     }
-    let listed = registrations(&tandem, "alice@example.test").await;
+    let listed = tandem.registrations("alice@example.test").await;
     assert_eq!(listed.matches("\"contact\"").count(), 2, "{listed}");
 
     let call = Sipp::builtin("uac", Some(tandem.sip_addr()))

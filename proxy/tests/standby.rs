@@ -323,6 +323,58 @@ impl HaLab {
         String::from_utf8_lossy(&out.stdout).contains("10.77.0.100/")
     }
 
+    /// SIPp phones in the trunk's namespace registering (with
+    /// `register_digest.xml`, users from `users`, 600 s) to the floating
+    /// address; `extra`: SIPp's further arguments.
+    fn phones(&mut self, users: &Path, extra: &[&str]) {
+        let register = workspace().join("deploy/sipp/register_digest.xml");
+        let (users, register) = (users.display().to_string(), register.display().to_string());
+        let mut args = vec![
+            "10.77.0.100:5060",
+            "-sf",
+            &register,
+            "-inf",
+            &users,
+            "-key",
+            "domain",
+            "example.test",
+            "-key",
+            "expires",
+            "600",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn("phones", "trunk", "sipp", &args);
+    }
+
+    /// A second address on `node`'s eth0 (in the testbed's /24).
+    fn add_address(&self, node: &str, ip: &str) {
+        let added = Command::new("ip")
+            .args([
+                "-n",
+                &self.lab.ns(node),
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ])
+            .status()
+            .unwrap();
+        assert!(added.success());
+    }
+
+    /// `GET /registrations` of a node, parsed (None while it does not
+    /// answer); `admin`: its admin address in its namespace.
+    fn registrations(&self, node: &str, admin: &str) -> Option<Value> {
+        let out = self
+            .lab
+            .command(node, TANDEM)
+            .args(["registrations", "--admin", admin])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     fn testbed(&self, args: &[&str]) -> String {
         let mut cmd = vec![testkit::lab::testbed_script().display().to_string()];
         cmd.extend(args.iter().map(|a| a.to_string()));
@@ -648,20 +700,7 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
     let mut lab = HaLab::up("regs");
     // The phones' own address, beside the trunk's (which stays the only
     // trunk).
-    let trunk_ns = lab.lab.ns("trunk");
-    let added = Command::new("ip")
-        .args([
-            "-n",
-            &trunk_ns,
-            "addr",
-            "add",
-            &format!("{PHONE_IP}/24"),
-            "dev",
-            "eth0",
-        ])
-        .status()
-        .unwrap();
-    assert!(added.success());
+    lab.add_address("trunk", PHONE_IP);
     // Users, their HA1 lines (`tandem passwd`) and SIPp's injection file.
     let creds = lab.dir.path().join("credentials");
     let users = lab.dir.path().join("users.csv");
@@ -704,46 +743,34 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
     );
     lab.pair().await;
 
-    let register = workspace().join("deploy/sipp/register_digest.xml");
-    let users_arg = users.display().to_string();
-    let register_arg = register.display().to_string();
-    let phones_args = [
-        "10.77.0.100:5060",
-        "-sf",
-        &register_arg,
-        "-inf",
-        &users_arg,
-        "-key",
-        "domain",
-        "example.test",
-        "-key",
-        "expires",
-        "600",
-        "-set",
-        "unregister",
-        "yes",
-        "-d",
-        "120000",
-        "-oocsn",
-        "uas",
-        "-rtp_echo",
-        "-i",
-        PHONE_IP,
-        "-mi",
-        PHONE_IP,
-        "-p",
-        "5070",
-        "-m",
-        "200",
-        "-r",
-        "50",
-        "-l",
-        "200",
-        "-nostdin",
-        "-buff_size",
-        "4194304",
-    ];
-    lab.spawn("phones", "trunk", "sipp", &phones_args);
+    lab.phones(
+        &users,
+        &[
+            "-set",
+            "unregister",
+            "yes",
+            "-d",
+            "120000",
+            "-oocsn",
+            "uas",
+            "-rtp_echo",
+            "-i",
+            PHONE_IP,
+            "-mi",
+            PHONE_IP,
+            "-p",
+            "5070",
+            "-m",
+            "200",
+            "-r",
+            "50",
+            "-l",
+            "200",
+            "-nostdin",
+            "-buff_size",
+            "4194304",
+        ],
+    );
     // Every binding is on the standby before the active dies.
     lab.wait_status("b", "every binding copied", Duration::from_secs(30), |s| {
         s["records"]["binding"] == PHONES as u64
@@ -757,6 +784,7 @@ async fn phones_registered_to_the_killed_active_node_are_called_through_the_new_
 
     let calls = workspace().join("deploy/sipp/call_users_uac.xml");
     let calls_arg = calls.display().to_string();
+    let users_arg = users.display().to_string();
     lab.spawn(
         "caller",
         "trunk",
@@ -934,4 +962,141 @@ async fn a_takeover_during_a_wan_outage_keeps_the_branch_in_fallback() {
         lab.log_tail("b", 20)
     );
     assert_eq!(wans[0]["forced"], "down", "{wans}");
+}
+
+/// Dual registration across a takeover: the branch pair registers its
+/// phones' AORs with a central registrar (a third Tandem, in the trunk's
+/// namespace); every upstream registration is copied to the standby; the
+/// active dies; the new active holds them with the same Call-ID and CSeq
+/// and sends nothing at once (their refresh is minutes away), and the
+/// centre still has every AOR bound to the floating address.
+#[tokio::test]
+async fn upstream_registrations_survive_a_takeover_with_their_call_ids() {
+    const PHONES: usize = 10;
+    const PHONE_IP: &str = "10.77.0.31";
+    const CENTRE: &str = "10.77.0.10:5080";
+    const CENTRE_ADMIN: &str = "127.0.0.1:9091";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("upreg");
+    lab.add_address("trunk", PHONE_IP);
+    // Each user's HA1 in the branch's realm and in the centre's.
+    let creds = lab.dir.path().join("credentials");
+    let users = lab.dir.path().join("users.csv");
+    let mut lines = String::new();
+    let mut csv = String::from("SEQUENTIAL\n");
+    for i in 0..PHONES {
+        let (user, password) = (format!("phone{i:03}"), format!("pw-{i:03}-x"));
+        for realm in ["example.test", "centre.test"] {
+            let ha1 = sipcore::digest::Algorithm::Md5.ha1(&user, realm, &password);
+            lines += &format!("{user}:{realm}:MD5:{ha1}\n");
+        }
+        csv += &format!("{user};{password};[authentication username={user} password={password}]\n");
+    }
+    std::fs::write(&creds, lines).unwrap();
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(&users, csv).unwrap();
+
+    // The centre: a registrar for centre.test beside the trunk.
+    let centre = lab.dir.path().join("centre.toml");
+    std::fs::write(
+        &centre,
+        format!(
+            "[sip]\nlisten = [\"{CENTRE}\"]\n\n[admin]\nlisten = \"{CENTRE_ADMIN}\"\n\n\
+             [media]\nip = \"10.77.0.10\"\nport_min = 40000\nport_max = 40099\n\n\
+             [limits]\nstranger_rate = 0\n\n\
+             [[trunk]]\nname = \"none\"\nnetworks = [\"10.77.0.99/32\"]\n\n\
+             [registrar]\ndomains = [\"centre.test\"]\ncredentials_file = \"{}\"\n\n\
+             [pool]\nname = \"media\"\n\n[[pool.member]]\nname = \"ms1\"\naddress = \"10.77.0.21:5060\"\n",
+            creds.display()
+        ),
+    )
+    .unwrap();
+    let centre_arg = centre.display().to_string();
+    lab.spawn("centre", "trunk", TANDEM, &["run", "--config", &centre_arg]);
+
+    // The branch pair: the phones' registrar, registering them upstream.
+    lab.edit(
+        "networks = [\"10.77.0.0/24\"]",
+        "networks = [\"10.77.0.10/32\"]",
+    );
+    lab.edit(
+        "[pool]\nname = \"media\"",
+        &format!(
+            "[limits]\nstranger_rate = 0\n\n\
+             [registrar]\ndomains = [\"example.test\"]\ncredentials_file = \"{}\"\n\n\
+             [registrar.upstream]\nregistrar = \"{CENTRE}\"\nrealm = \"centre.test\"\ndomain = \"centre.test\"\n\n\
+             [pool]\nname = \"media\"",
+            creds.display()
+        ),
+    );
+    lab.pair().await;
+
+    let phones = PHONES.to_string();
+    lab.phones(
+        &users,
+        &[
+            "-i", PHONE_IP, "-p", "5070", "-m", &phones, "-r", "20", "-nostdin",
+        ],
+    );
+    // Every AOR registered at the centre, and the standby's copy says so.
+    let registered = |doc: &Value| {
+        doc["aors"]
+            .as_array()
+            .map(|aors| {
+                aors.iter()
+                    .filter(|a| a["upstream"]["state"] == "registered")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let copy = lab.registrations("b", "127.0.0.1:9090");
+        if let Some(doc) = copy.as_ref().filter(|d| registered(d) == PHONES) {
+            break doc.clone();
+        }
+        assert!(
+            Instant::now() < end,
+            "standby copy: {copy:?}\n--- a ---\n{}\n--- centre ---\n{}",
+            lab.log_tail("a", 20),
+            lab.log_tail("centre", 20)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let active = lab.registrations("a", "127.0.0.1:9090").unwrap();
+    assert_eq!(
+        before["aors"][0]["upstream"]["call_id"],
+        active["aors"][0]["upstream"]["call_id"]
+    );
+
+    lab.lab.kill("a").unwrap();
+    lab.wait_status("b", "takes over", Duration::from_secs(10), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    // Some seconds of serving: nothing re-registered, same Call-IDs and
+    // CSeqs (a node without the copy would register every AOR anew).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = lab.registrations("b", "127.0.0.1:9090").unwrap();
+    assert_eq!(registered(&after), PHONES, "{after}");
+    for i in 0..PHONES {
+        let (was, now) = (
+            &before["aors"][i]["upstream"],
+            &after["aors"][i]["upstream"],
+        );
+        assert_eq!(
+            (&was["call_id"], &was["cseq"]),
+            (&now["call_id"], &now["cseq"]),
+            "{after}"
+        );
+    }
+    // The centre: every AOR bound to the pair's floating address.
+    let centre_doc = lab.registrations("trunk", CENTRE_ADMIN).unwrap();
+    assert_eq!(centre_doc["aor_count"], PHONES as u64, "{centre_doc}");
+    assert!(
+        centre_doc
+            .to_string()
+            .contains("sip:phone000@10.77.0.100:5060"),
+        "{centre_doc}"
+    );
 }

@@ -432,10 +432,24 @@ pub fn authorization(
     nc: u32,
 ) -> String {
     let ha1 = challenge.algorithm.ha1(user, &challenge.realm, password);
+    authorization_with_ha1(challenge, user, &ha1, method, uri, cnonce, nc)
+}
+
+/// Client side, like [`authorization`] but from the HA1 (what a
+/// credentials file keeps) rather than the password.
+pub fn authorization_with_ha1(
+    challenge: &Challenge,
+    user: &str,
+    ha1: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+    nc: u32,
+) -> String {
     let qop = challenge.qop_auth.then_some("auth");
     let response = response(
         challenge.algorithm,
-        &ha1,
+        ha1,
         &challenge.nonce,
         Some(nc),
         Some(cnonce),

@@ -435,6 +435,17 @@ impl Tandem {
         self.admin_request(method, path, &headers, "").await
     }
 
+    /// `GET /registrations?aor=AOR` (the registrar's bindings of one
+    /// AOR, and its upstream registration), failing the test unless 200.
+    pub async fn registrations(&self, aor: &str) -> String {
+        let answer = self
+            .admin_request("GET", &format!("/registrations?aor={aor}"), &[], "")
+            .await
+            .unwrap_or_else(|e| panic!("/registrations: {e}"));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body
+    }
+
     /// GET /metrics once (2 s limit), with the admin token when there is
     /// one (it opens /metrics also when a metrics token is configured).
     pub async fn try_metrics(&self) -> Result<Metrics, String> {

@@ -36,6 +36,7 @@ pub mod settings;
 mod store;
 mod survival;
 mod takeover;
+mod upstream;
 mod wan;
 
 use std::collections::{BinaryHeap, HashMap};
@@ -125,6 +126,11 @@ pub trait Observer {
     }
     /// A WAN's total time down (in fallback) so far.
     fn wan_fallback_time(&mut self, _wan: &str, _total: Duration) {}
+    /// Upstream registrations per state now, in
+    /// `crate::upstream::STATE_LABELS` order.
+    fn upstream_states(&mut self, _counts: [usize; 5]) {}
+    /// An answer to an upstream REGISTER (or its timeout).
+    fn upstream_register(&mut self, _result: &str) {}
 }
 
 /// Why a message was refused or dropped before any work was done for it.
@@ -310,6 +316,8 @@ pub struct Machine {
     wans: Vec<crate::wan::Wan>,
     /// A WAN's state changed since the driver last looked.
     wan_changed: bool,
+    /// Dual registration (`[registrar.upstream]`), if on.
+    upstream: Option<upstream::UpstreamLink>,
 }
 
 impl Machine {
@@ -372,6 +380,7 @@ impl Machine {
             registrar: None,
             wans,
             wan_changed: false,
+            upstream: None,
         }
     }
 
@@ -406,6 +415,7 @@ impl Machine {
                 self.draining = true;
             }
         }
+        self.upstream_step();
         self.out.take()
     }
 
@@ -515,6 +525,7 @@ impl Machine {
             ClientRole::WanProbe { wan, target } => {
                 self.wan_probe_answered(wan, target, status >= 200)
             }
+            ClientRole::Upstream { aor } => self.on_upstream_response(aor, response),
             ClientRole::Probe { member } => {
                 if let Some(p) = self
                     .probes
@@ -603,6 +614,7 @@ impl Machine {
             }
             ClientRole::Own => {}
             ClientRole::WanProbe { wan, target } => self.wan_probe_failed(wan, target),
+            ClientRole::Upstream { aor } => self.on_upstream_failure(aor),
             ClientRole::Probe { member } => {
                 if let Some(p) = self
                     .probes

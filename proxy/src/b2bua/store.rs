@@ -56,6 +56,9 @@ pub enum ClientRole {
     WanProbe { wan: usize, target: usize },
     /// A re-INVITE to leg A after a resume changed the codec.
     Reoffer { call: u64 },
+    /// A REGISTER to the central registrar for AOR `aor` (dual
+    /// registration).
+    Upstream { aor: String },
 }
 
 impl ClientRole {
@@ -69,7 +72,8 @@ impl ClientRole {
             ClientRole::Orphaned { .. }
             | ClientRole::Own
             | ClientRole::Probe { .. }
-            | ClientRole::WanProbe { .. } => None,
+            | ClientRole::WanProbe { .. }
+            | ClientRole::Upstream { .. } => None,
         }
     }
 }

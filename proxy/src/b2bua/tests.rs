@@ -1561,7 +1561,12 @@ const PHONE1: &str = "10.1.0.21:5062";
 const PHONE2: &str = "10.1.0.22:5064";
 
 fn phone_lab() -> Lab {
-    let mut lab = Lab::with(PHONE_RULES);
+    phone_lab_with("")
+}
+
+/// [`phone_lab`] with `extra` TOML after the phone rules.
+fn phone_lab_with(extra: &str) -> Lab {
+    let mut lab = Lab::with(&format!("{PHONE_RULES}\n{extra}"));
     let settings = crate::registrar::RegistrarSettings {
         domains: vec![PHONE_DOMAIN.into()],
         realm: PHONE_DOMAIN.into(),
@@ -2244,5 +2249,154 @@ fn a_reload_that_moves_the_central_pbx_moves_the_wans_probes() {
     assert!(
         !out.contains(&format!("send OPTIONS to {CENTRAL}")),
         "{out:?}"
+    );
+}
+
+// ---- dual registration: the phones' AORs registered with the centre ----
+
+const CENTRE_REALM: &str = "centre.example";
+const CENTRE_REGISTRAR: &str = "192.0.2.10:5060";
+
+/// A phone lab whose registrar also registers upstream (across WAN `dc`,
+/// judged by a probe host), with alice's HA1 in the central realm.
+fn upstream_lab() -> Lab {
+    let mut lab = phone_lab_with(&format!(
+        "[[wan]]\nname = \"dc\"\nprobe_hosts = [\"{CENTRE_REGISTRAR}\"]\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let mut lines = String::new();
+    for (user, realm, password) in [
+        ("alice", PHONE_DOMAIN, "alice-secret"),
+        ("bob", PHONE_DOMAIN, "bob-secret"),
+        ("alice", CENTRE_REALM, "alice-central"),
+        ("bob", CENTRE_REALM, "bob-central"),
+    ] {
+        lines.push_str(&crate::registrar::credentials::passwd_lines(
+            user, realm, password,
+        ));
+    }
+    std::fs::write(&file, lines).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let creds = crate::registrar::Credentials::load(&file).unwrap();
+    lab.m.registrar_mut().unwrap().auth.set_credentials(creds);
+    let settings = crate::upstream::UpstreamSettings {
+        registrar: addr(CENTRE_REGISTRAR),
+        realm: CENTRE_REALM.into(),
+        domain: CENTRE_REALM.into(),
+        expires_s: 600,
+        renew_window: Duration::from_secs(60),
+        wan: Some("dc".into()),
+    };
+    let now = lab.now;
+    lab.m.set_upstream(
+        Some(crate::upstream::Upstream::new(settings, "up".into())),
+        now,
+        1_000_000,
+    );
+    lab
+}
+
+impl Lab {
+    /// The centre answers the last upstream REGISTER with `status` and
+    /// `headers`.
+    fn centre_answers(&mut self, status: u16, headers: &[(&str, &str)]) -> Vec<String> {
+        let (key, req, _) = self.last("REGISTER");
+        let mut b = ResponseBuilder::with_to_tag(&req, status, "Reason", Some("c1"));
+        for (name, value) in headers {
+            b = b.header(name, value);
+        }
+        let response = Message::parse(b.build()).unwrap();
+        self.on(Event::Tu(TuEvent::Response { key, response }))
+    }
+}
+
+#[test]
+fn a_phones_registration_is_registered_with_the_centre_contact_tandem() {
+    let mut lab = upstream_lab();
+    let contact = format!("<sip:alice@{PHONE1}>");
+    assert_eq!(
+        lab.register("alice", "alice-secret", &contact, PHONE1, "r1"),
+        200
+    );
+    let (_, first, target) = lab.last("REGISTER");
+    assert_eq!(target.addr, addr(CENTRE_REGISTRAR));
+    assert_eq!(first.request_uri_str(), Some("sip:centre.example"));
+    assert_eq!(first.to_header().uri, "sip:alice@centre.example");
+    assert_eq!(first.from_header().uri, "sip:alice@centre.example");
+    let advertised = lab.m.settings().advertised;
+    assert_eq!(
+        first.header("Contact"),
+        Some(format!("<sip:alice@{advertised}>;expires=600").as_str())
+    );
+    assert!(first.header("Authorization").is_none());
+
+    // The centre challenges: answered at once from the central realm's
+    // HA1, same Call-ID, next CSeq.
+    let challenge =
+        format!("Digest realm=\"{CENTRE_REALM}\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"");
+    assert_eq!(
+        lab.centre_answers(401, &[("WWW-Authenticate", &challenge)]),
+        [format!("send REGISTER to {CENTRE_REGISTRAR}")]
+    );
+    let (_, second, _) = lab.last("REGISTER");
+    assert_eq!(second.call_id(), first.call_id());
+    assert_eq!(second.cseq().seq, first.cseq().seq + 1);
+    let creds =
+        sipcore::digest::Credentials::parse(second.header("Authorization").unwrap()).unwrap();
+    let ha1 = sipcore::digest::Algorithm::Md5.ha1("alice", CENTRE_REALM, "alice-central");
+    assert!(creds.verify("REGISTER", &ha1), "{creds:?}");
+    assert_eq!(creds.uri, "sip:centre.example");
+
+    let granted = format!("<sip:alice@{advertised}>;expires=300");
+    assert!(lab.centre_answers(200, &[("Contact", &granted)]).is_empty());
+    let reg = lab.m.upstream().unwrap().get("alice@pbx.example").unwrap();
+    assert!(matches!(
+        reg.state,
+        crate::upstream::UpState::Registered { until } if until == lab.now + Duration::from_secs(300)
+    ));
+    // The same challenge again for our answer: wrong credentials, failed.
+    lab.advance(200_000);
+    assert_eq!(
+        lab.on(Event::Housekeeping),
+        [format!("send REGISTER to {CENTRE_REGISTRAR}")]
+    );
+    lab.centre_answers(401, &[("WWW-Authenticate", &challenge)]);
+    let reg = lab.m.upstream().unwrap().get("alice@pbx.example").unwrap();
+    assert!(matches!(
+        reg.state,
+        crate::upstream::UpState::Failed { status: 401, .. }
+    ));
+}
+
+#[test]
+fn nothing_goes_upstream_while_the_wan_is_down() {
+    let mut lab = upstream_lab();
+    lab.m.force_wan("dc", crate::wan::Forced::Down).unwrap();
+    let contact = format!("<sip:bob@{PHONE2}>");
+    assert_eq!(
+        lab.register("bob", "bob-secret", &contact, PHONE2, "r1"),
+        200
+    );
+    for _ in 0..120 {
+        lab.advance(500);
+        lab.on(Event::Housekeeping);
+    }
+    assert!(
+        !lab.sent
+            .iter()
+            .any(|(_, m, _)| m.method() == Some(&Method::Register)),
+        "a REGISTER went into the dead WAN"
+    );
+    // Back up: renewed (paced, within the window).
+    lab.m.force_wan("dc", crate::wan::Forced::Auto).unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..121 {
+        sent.extend(lab.on(Event::Housekeeping));
+        lab.advance(500);
+    }
+    assert!(
+        sent.contains(&format!("send REGISTER to {CENTRE_REGISTRAR}")),
+        "{sent:?}"
     );
 }

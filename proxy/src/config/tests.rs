@@ -903,3 +903,65 @@ fn wan_tables_and_rule_conditions_are_checked() {
         assert!(e.contains("`wan[0].probe_interval_ms`"), "{e}");
     }
 }
+
+#[test]
+fn the_example_upstream_table_gives_the_settings() {
+    let c = parse(&example_with_routing()).unwrap();
+    let u = c
+        .upstream_settings()
+        .expect("[registrar.upstream] in the example");
+    assert_eq!(
+        u,
+        crate::upstream::UpstreamSettings {
+            registrar: "192.0.2.10:5060".parse().unwrap(),
+            realm: "centre.example.com".into(),
+            domain: "centre.example.com".into(),
+            expires_s: 600,
+            renew_window: Duration::from_secs(60),
+            wan: Some("dc".into()),
+        }
+    );
+    // Defaults; the domain is the registrar's first.
+    let text = format!(
+        "{}\n[registrar.upstream]\nregistrar = \"192.0.2.10:5060\"\nrealm = \"c\"\n",
+        with_registrar("")
+    );
+    let u = parse(&text).unwrap().upstream_settings().unwrap();
+    assert_eq!((u.domain.as_str(), u.expires_s), ("example.com", 600));
+    assert_eq!((u.renew_window, u.wan), (Duration::from_secs(60), None));
+}
+
+#[test]
+fn bad_upstream_values_name_the_key() {
+    for (extra, key) in [
+        ("realm = \"\"", "registrar.upstream.realm"),
+        ("domain = \"sip:x\"", "registrar.upstream.domain"),
+        ("expires_s = 10", "registrar.upstream.expires_s"),
+        ("renew_window_s = 0", "registrar.upstream.renew_window_s"),
+        ("wan = \"nowhere\"", "registrar.upstream.wan"),
+    ] {
+        let text = format!(
+            "{}\n[registrar.upstream]\nregistrar = \"192.0.2.10:5060\"\n{}\n{extra}\n",
+            with_registrar(""),
+            if extra.starts_with("realm") {
+                ""
+            } else {
+                "realm = \"c\""
+            },
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains(&format!("key `{key}`")), "{extra}: {e}");
+    }
+    let text = format!(
+        "{}\n[registrar.upstream]\nregistrar = \"0.0.0.0:5060\"\nrealm = \"c\"\n",
+        with_registrar("")
+    );
+    let e = parse(&text).unwrap_err().to_string();
+    assert!(e.contains("key `registrar.upstream.registrar`"), "{e}");
+    // Without the registrar's domains there is nothing to register.
+    let text = format!(
+        "{EXAMPLE}\n[registrar]\n[registrar.upstream]\nregistrar = \"192.0.2.10:5060\"\nrealm = \"c\"\n"
+    );
+    let e = parse(&text).unwrap_err().to_string();
+    assert!(e.contains("key `registrar.upstream`"), "{e}");
+}

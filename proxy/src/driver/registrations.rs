@@ -18,6 +18,9 @@ use state_sync::{Change, Record, RecordId};
 use super::Driver;
 
 pub(super) const KIND_BINDING: &str = "binding";
+/// An AOR's upstream registration (dual registration): a standby that
+/// takes over refreshes with the same Call-ID, paced.
+pub(super) const KIND_UPSTREAM: &str = "upstream";
 
 /// How often at most the snapshot file is rewritten.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
@@ -62,22 +65,42 @@ impl Driver {
             return;
         };
         for aor in changed {
-            match reg.bindings.record(&aor) {
-                Some(data) => {
-                    rep.version += 1;
-                    rep.handle.publish(Change::Upsert(Record {
-                        kind: KIND_BINDING.into(),
-                        key: aor,
-                        version: rep.version,
-                        data: Bytes::from(data),
-                    }));
-                }
-                None => rep.handle.publish(Change::Delete(RecordId {
-                    kind: KIND_BINDING.into(),
-                    key: aor,
-                })),
-            }
+            let data = reg.bindings.record(&aor);
+            publish(rep, KIND_BINDING, aor, data);
         }
+    }
+
+    /// Active: the upstream registrations changed since the last tick.
+    pub(super) fn sync_upstream(&mut self) {
+        let Some(rep) = self.replication.as_mut().filter(|r| r.serving) else {
+            return;
+        };
+        let changes = self
+            .machine
+            .take_upstream_changes(Instant::now(), super::now_millis());
+        for (aor, record) in changes {
+            // Serialising a plain struct cannot fail.
+            let data = record.map(|r| serde_json::to_vec(&r).unwrap_or_default());
+            publish(rep, KIND_UPSTREAM, aor, data);
+        }
+    }
+
+    /// Follower: a replicated upstream registration or deletion.
+    pub(super) fn apply_upstream(&mut self, aor: &str, data: Option<&[u8]>) {
+        let record = match data.map(serde_json::from_slice::<crate::upstream::UpstreamRecord>) {
+            Some(Ok(rec)) => Some(rec),
+            Some(Err(e)) => {
+                tracing::error!(aor, error = %e, "replicated upstream registration unreadable");
+                return;
+            }
+            None => None,
+        };
+        self.machine.apply_upstream_record(
+            aor,
+            record.as_ref(),
+            Instant::now(),
+            super::now_millis(),
+        );
     }
 
     /// Follower: a replicated binding record or deletion.
@@ -95,6 +118,14 @@ impl Driver {
         let aors: Vec<String> = reg.bindings.iter().map(|(a, _)| a.to_owned()).collect();
         for aor in aors {
             self.machine.apply_binding_record(&aor, None);
+        }
+        let upstream: Vec<String> = self
+            .machine
+            .upstream()
+            .map(|u| u.aors().map(str::to_owned).collect())
+            .unwrap_or_default();
+        for aor in upstream {
+            self.apply_upstream(&aor, None);
         }
     }
 
@@ -134,6 +165,30 @@ impl Driver {
             }
         }
         self.snapshots.written_at = Some(Instant::now());
+    }
+}
+
+/// One record of `kind` for the standby: its data, or its deletion.
+pub(super) fn publish(
+    rep: &mut super::Replication,
+    kind: &str,
+    key: String,
+    data: Option<Vec<u8>>,
+) {
+    match data {
+        Some(data) => {
+            rep.version += 1;
+            rep.handle.publish(Change::Upsert(Record {
+                kind: kind.into(),
+                key,
+                version: rep.version,
+                data: Bytes::from(data),
+            }));
+        }
+        None => rep.handle.publish(Change::Delete(RecordId {
+            kind: kind.into(),
+            key,
+        })),
     }
 }
 
@@ -207,10 +262,43 @@ impl Driver {
                         })
                     })
                     .collect();
-                serde_json::json!({ "aor": a, "contacts": contacts })
+                let upstream = self.machine.upstream().and_then(|u| u.get(a)).map(|r| {
+                    let expires_in_s = match r.state {
+                        crate::upstream::UpState::Registered { until } => {
+                            Some(until.saturating_duration_since(Instant::now()).as_secs())
+                        }
+                        _ => None,
+                    };
+                    let status = match r.state {
+                        crate::upstream::UpState::Failed { status, .. } => Some(status),
+                        _ => None,
+                    };
+                    serde_json::json!({
+                        "state": r.state.label(),
+                        "expires_in_s": expires_in_s,
+                        "status": status,
+                        "call_id": r.call_id,
+                        "cseq": r.cseq,
+                    })
+                });
+                serde_json::json!({ "aor": a, "contacts": contacts, "upstream": upstream })
             })
             .collect();
+        let upstream = self.machine.upstream().map(|u| {
+            let counts: serde_json::Map<String, serde_json::Value> = crate::upstream::STATE_LABELS
+                .iter()
+                .zip(u.counts())
+                .map(|(s, n)| ((*s).to_owned(), n.into()))
+                .collect();
+            serde_json::json!({
+                "registrar": u.settings().registrar.to_string(),
+                "wan_down": u.wan_down(),
+                "aors": u.len(),
+                "states": counts,
+            })
+        });
         let doc = serde_json::json!({
+            "upstream": upstream,
             "bindings": reg.bindings.len(),
             "aor_count": reg.bindings.aor_count(),
             "aors": aors,

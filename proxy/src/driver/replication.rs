@@ -127,15 +127,7 @@ impl Driver {
                 media: self.relay.session_snapshot(SessionId(call.media)).ok(),
             };
             match serde_json::to_vec(&record) {
-                Ok(data) => {
-                    rep.version += 1;
-                    rep.handle.publish(Change::Upsert(Record {
-                        kind: KIND_CALL.into(),
-                        key,
-                        version: rep.version,
-                        data: Bytes::from(data),
-                    }));
-                }
+                Ok(data) => super::registrations::publish(rep, KIND_CALL, key, Some(data)),
                 Err(e) => tracing::error!(call = id, error = %e, "call not replicated"),
             }
         }
@@ -219,6 +211,12 @@ impl Driver {
             Change::Delete(id) if id.kind == super::registrations::KIND_BINDING => {
                 self.apply_binding(&id.key, None);
             }
+            Change::Upsert(r) if r.kind == super::registrations::KIND_UPSTREAM => {
+                self.apply_upstream(&r.key, Some(&r.data));
+            }
+            Change::Delete(id) if id.kind == super::registrations::KIND_UPSTREAM => {
+                self.apply_upstream(&id.key, None);
+            }
             Change::Upsert(r) if r.kind == KIND_WAN => {
                 match serde_json::from_slice::<crate::wan::WanRecord>(&r.data) {
                     Ok(rec) => self.machine.restore_wan(&r.key, &rec),
@@ -266,6 +264,10 @@ impl Driver {
             }
         }
         self.machine.adopt(copy, now_millis());
+        // Upstream registrations the old active made are refreshed with
+        // their Call-IDs; what is due is renewed paced, not all at once.
+        self.machine
+            .upstream_reconcile(std::time::Instant::now(), now_millis());
         tracing::warn!(
             epoch,
             reason,

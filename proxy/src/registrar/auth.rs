@@ -172,6 +172,12 @@ impl Authenticator {
         }
     }
 
+    /// The credentials file's HA1s (also those of the central realm, for
+    /// dual registration).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
     /// New credentials (SIGHUP).
     pub fn set_credentials(&mut self, credentials: Credentials) {
         self.credentials = credentials;

@@ -236,6 +236,10 @@ pub struct Bindings {
     /// AORs changed since `take_changed`. Bounded by the AORs that exist
     /// or existed since the last call, which the caller makes often.
     changed: HashSet<Arc<str>>,
+    /// The same for the call machine's own use (dual registration), kept
+    /// apart so that neither consumer steals the other's changes; None
+    /// until [`Bindings::watch`] (no cost without it).
+    watched: Option<HashSet<Arc<str>>>,
 }
 
 /// What one Contact value of a REGISTER asks for, checked.
@@ -262,6 +266,21 @@ impl Bindings {
             expiry: BTreeSet::new(),
             count: 0,
             changed: HashSet::new(),
+            watched: None,
+        }
+    }
+
+    /// From now on, changed AORs are also noted for [`Bindings::take_watched`].
+    pub fn watch(&mut self) {
+        self.watched.get_or_insert_with(HashSet::new);
+    }
+
+    /// AORs changed (by REGISTER or expiry) since the last call, when
+    /// watched; a follower's replicated copies are not among them.
+    pub fn take_watched(&mut self) -> Vec<String> {
+        match self.watched.as_mut() {
+            Some(w) if !w.is_empty() => w.drain().map(|a| a.to_string()).collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -476,6 +495,9 @@ impl Bindings {
     /// Replaces the AOR's bindings (none: deletes it) and notes the change.
     fn commit(&mut self, aor: &str, bindings: Vec<Binding>) {
         if let Some(key) = self.replace_aor(aor, bindings) {
+            if let Some(w) = self.watched.as_mut() {
+                w.insert(key.clone());
+            }
             self.changed.insert(key);
         }
     }

@@ -102,6 +102,11 @@ impl Credentials {
         self.realms.get(realm)?.get(user)?[algorithm_slot(algorithm)].as_deref()
     }
 
+    /// Users with a line in `realm`.
+    pub fn users_in(&self, realm: &str) -> usize {
+        self.realms.get(realm).map_or(0, HashMap::len)
+    }
+
     /// Users in all.
     pub fn len(&self) -> usize {
         self.realms.values().map(HashMap::len).sum()
