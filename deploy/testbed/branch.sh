@@ -9,6 +9,8 @@
 # in the root namespace: each veth pair is created inside one lab
 # namespace with its peer placed in another.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODES=(br node wan dc)
 # Users of the branch's registrar (realm branch.test): 1001 and 1002 are
@@ -39,15 +41,6 @@ USAGE
     exit 2
 }
 
-die() {
-    echo "branch.sh: $*" >&2
-    exit 1
-}
-
-check_name() {
-    [[ ${1-} =~ ^[a-z0-9]{1,8}$ ]] || die "lab name must be 1-8 characters [a-z0-9], got '${1-}'"
-}
-
 check_node() {
     case ${1-} in
     br | node | wan | dc) ;;
@@ -55,28 +48,9 @@ check_node() {
     esac
 }
 
-ns_exists() {
-    [[ -e /run/netns/$1 ]]
-}
-
 need_lab() {
     check_name "$1"
     ns_exists "$1-node" || die "no lab '$1' (branch.sh up $1 first)"
-}
-
-# Kills every process in namespace $1 and waits (5 s at most) until the
-# kernel reports none left.
-kill_ns() {
-    local ns=$1 pids i
-    ns_exists "$ns" || return 0
-    for ((i = 0; i < 50; i++)); do
-        pids=$(ip netns pids "$ns" 2>/dev/null || true)
-        [[ -z $pids ]] && return 0
-        # shellcheck disable=SC2086
-        kill -9 $pids 2>/dev/null || true
-        sleep 0.1
-    done
-    echo "branch.sh: processes still in $ns after kill -9: $pids" >&2
 }
 
 here() {
@@ -90,27 +64,6 @@ tandem_bin() {
     [[ -x $bin ]] || bin=$root/target/debug/tandem
     [[ -x $bin ]] || die "build tandem first (cargo build --release --bin tandem)"
     echo "$bin"
-}
-
-# The router's nftables table: the forward chain jumps to `cut` (empty, or
-# one drop rule while the WAN is cut) and `loss` (empty, or one random
-# drop rule); counters tell what the WAN dropped. What comes back from
-# the delayer (dly0) went through both on its way in.
-router_rules() {
-    cat <<'NFT'
-table inet wan {
-  chain cut {
-  }
-  chain loss {
-  }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    iifname "dly0" accept
-    jump cut
-    jump loss
-  }
-}
-NFT
 }
 
 network() {
@@ -156,7 +109,7 @@ network() {
     ip -n "$wan" route add default dev "$DELAY_DEV" table "$DELAY_TABLE"
     ip netns exec "$wan" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
         "net.ipv4.conf.$DELAY_DEV.rp_filter=0"
-    router_rules | ip netns exec "$wan" nft -f -
+    ip netns exec "$wan" nft -f "$(here)/wan.nft"
 }
 
 # The users' HA1 hashes for the branch and the central registrar, once
