@@ -306,11 +306,7 @@ delay)
     ;;
 exec)
     (($# >= 3)) || usage
-    check_name "$1"
-    check_node "$2"
-    ns=$1-$2
-    shift 2
-    exec ip netns exec "$ns" "$@"
+    exec_in "$@"
     ;;
 status)
     (($# == 1)) || usage

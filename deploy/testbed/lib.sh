@@ -30,3 +30,13 @@ kill_ns() {
     done
     echo "$PROG: processes still in $ns after kill -9: $pids" >&2
 }
+
+# Runs CMD… ($3 on) in lab $1's node $2 (check_node: the script's own
+# list of nodes), in place of the script.
+exec_in() {
+    check_name "$1"
+    check_node "$2"
+    local ns=$1-$2
+    shift 2
+    exec ip netns exec "$ns" "$@"
+}

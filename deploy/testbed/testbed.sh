@@ -189,11 +189,7 @@ kill)
     ;;
 exec)
     (($# >= 3)) || usage
-    check_name "$1"
-    check_node "$2"
-    ns=$1-$2
-    shift 2
-    exec ip netns exec "$ns" "$@"
+    exec_in "$@"
     ;;
 start)
     (($# == 1 || $# == 2)) || usage
