@@ -8,6 +8,8 @@
 # Nothing is created in the root namespace: each veth pair is created
 # inside one lab namespace with its peer placed in another.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODES=(trunk a b ms1 ms2)
 declare -A ADDR=([trunk]=10.77.0.10 [a]=10.77.0.2 [b]=10.77.0.3 [ms1]=10.77.0.21 [ms2]=10.77.0.22)
@@ -33,15 +35,6 @@ USAGE
     exit 2
 }
 
-die() {
-    echo "testbed.sh: $*" >&2
-    exit 1
-}
-
-check_name() {
-    [[ ${1-} =~ ^[a-z0-9]{1,8}$ ]] || die "lab name must be 1-8 characters [a-z0-9], got '${1-}'"
-}
-
 check_node() {
     case ${1-} in
     sw | trunk | a | b | ms1 | ms2) ;;
@@ -59,25 +52,6 @@ make_secret() {
     head -c 32 /dev/urandom | base64 >"$tmp"
     # Atomic: labs built in parallel never read half a file.
     mv -f "$tmp" "$SECRET_FILE"
-}
-
-ns_exists() {
-    [[ -e /run/netns/$1 ]]
-}
-
-# Kills every process in namespace $1 and waits (5 s at most) until the
-# kernel reports none left.
-kill_ns() {
-    local ns=$1 pids i
-    ns_exists "$ns" || return 0
-    for ((i = 0; i < 50; i++)); do
-        pids=$(ip netns pids "$ns" 2>/dev/null || true)
-        [[ -z $pids ]] && return 0
-        # shellcheck disable=SC2086
-        kill -9 $pids 2>/dev/null || true
-        sleep 0.1
-    done
-    echo "testbed.sh: processes still in $ns after kill -9: $pids" >&2
 }
 
 # The MAC address for a host's eth0: 02:77:00:00:00:<last octet>, so
@@ -215,11 +189,7 @@ kill)
     ;;
 exec)
     (($# >= 3)) || usage
-    check_name "$1"
-    check_node "$2"
-    ns=$1-$2
-    shift 2
-    exec ip netns exec "$ns" "$@"
+    exec_in "$@"
     ;;
 start)
     (($# == 1 || $# == 2)) || usage

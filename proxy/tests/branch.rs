@@ -13,7 +13,9 @@
 //!    within 5 s; after the heal new calls go central within 30 s (both
 //!    figures printed);
 //! d. a WAN with 20 % loss and 300 ms delay each way, but alive, is not
-//!    judged down in 60 s.
+//!    judged down in 60 s;
+//! e. a phone's call up across the WAN when it is cut is ended with a BYE
+//!    carrying a Reason (CDR reason `wan_down`) within 5 s.
 //!
 //! Every lab has a name, subnet and namespaces of its own, so the tests
 //! run in parallel; every process is killed by pid when its handle (or
@@ -437,4 +439,40 @@ async fn a_lossy_slow_but_alive_wan_is_not_judged_down() {
         "{}",
         branch.tandem.log_tail(30)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_across_the_wan_at_the_cut_ends_with_bye_and_reason_at_the_phone() {
+    let branch = Branch::start().await;
+    let _phones = branch.register_phones(60).await;
+    // Phone 1001 talks to the central PBX; it waits for Tandem's BYE
+    // (SIPp's global timeout ends it otherwise).
+    let mut call = branch
+        .phone_calls(&[("1001", "0300")])
+        .args(["-m", "1", "-set", "hangup", "remote"])
+        .args(["-timeout", "30s", "-timeout_error"])
+        .trace_messages()
+        .spawn();
+    call.wait_count("_200_Recv", 1, DEADLINE).await;
+    branch.lab.cut().unwrap();
+    let cut_ms = unix_ms();
+    let out = call.wait_exit(Duration::from_secs(40)).await;
+    assert_eq!(
+        out.successful,
+        1,
+        "the phone got no BYE with a Reason\n{}\n{}",
+        out.log,
+        branch.tandem.log_tail(30)
+    );
+    assert!(
+        out.messages
+            .contains("Reason: Q.850;cause=16;text=\"wan_down\""),
+        "{}",
+        out.messages
+    );
+    let cdrs = branch.tandem.wait_cdrs(1, DEADLINE).await;
+    assert_eq!(cdrs[0].get("reason"), "wan_down", "{:?}", cdrs[0]);
+    let ended = Duration::from_millis(cdrs[0].num("end_ms").saturating_sub(cut_ms));
+    eprintln!("cut -> the call across the WAN ended (BYE to the phone): {ended:?}");
+    assert!(ended <= FIRST_FALLBACK_CALL_WITHIN, "{ended:?}");
 }

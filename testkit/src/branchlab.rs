@@ -55,33 +55,11 @@ const DELAY_TABLE: &str = "100";
 /// Router interfaces whose incoming packets are delayed (both directions).
 const DELAYED_FROM: [&str; 2] = ["wan0", "dc0"];
 
-/// The user-space delayer (python3): attaches to TUN device `argv[1]`,
-/// holds each packet `argv[2]` ms, then writes it back (the kernel
-/// forwards it on). At most 10 000 packets wait; more are dropped, so a
-/// flood cannot grow it without bound.
-const DELAYER: &str = r#"
-import fcntl, heapq, os, struct, sys, threading, time
-name, delay = sys.argv[1], float(sys.argv[2]) / 1000.0
-fd = os.open("/dev/net/tun", os.O_RDWR)
-# TUNSETIFF, IFF_TUN | IFF_NO_PI: bare IP packets.
-fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))
-queue, seq, cv = [], 0, threading.Condition()
-def release():
-    while True:
-        with cv:
-            while not queue or queue[0][0] > time.monotonic():
-                cv.wait(None if not queue else queue[0][0] - time.monotonic())
-            _, _, packet = heapq.heappop(queue)
-        os.write(fd, packet)
-threading.Thread(target=release, daemon=True).start()
-while True:
-    packet = os.read(fd, 65536)
-    with cv:
-        if len(queue) < 10000:
-            heapq.heappush(queue, (time.monotonic() + delay, seq, packet))
-            seq += 1
-            cv.notify()
-"#;
+/// The user-space delayer (python3), the testbed's own: attaches to TUN
+/// device `argv[1]`, holds each packet `argv[2]` ms, then writes it back
+/// (the kernel forwards it on). At most 10 000 packets wait; more are
+/// dropped, so a flood cannot grow it without bound.
+const DELAYER: &str = include_str!("../../deploy/testbed/wan-delay.py");
 
 /// A running branch lab; torn down on drop.
 #[derive(Debug)]
@@ -97,23 +75,10 @@ pub struct BranchLab {
     _subnet_lock: std::fs::File,
 }
 
-/// The router's nftables table: the forward chain jumps to `cut` (empty,
-/// or one drop rule while the WAN is cut) and `loss` (empty, or one random
-/// drop rule). Counters tell a post-mortem what the WAN dropped. What
-/// comes back from the delayer (`dly0`) went through both on its way in.
-const ROUTER_RULES: &str = r#"table inet wan {
-  chain cut {
-  }
-  chain loss {
-  }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    iifname "dly0" accept
-    jump cut
-    jump loss
-  }
-}
-"#;
+/// The router's nftables table, the testbed's own: the forward chain
+/// jumps to `cut` (empty, or one drop rule while the WAN is cut) and
+/// `loss` (empty, or one random drop rule).
+const ROUTER_RULES: &str = include_str!("../../deploy/testbed/wan.nft");
 
 impl BranchLab {
     /// Builds a lab: namespaces, links, addresses, routes, forwarding in
