@@ -17,6 +17,8 @@ NODES=(br node wan dc)
 # the SIPp phones, 1003 the baresip phone; password pwUSER.
 USERS=(1001 1002 1003)
 DOMAIN=branch.test
+# The central registrar's domain and digest realm (dual registration).
+CENTRE_DOMAIN=centre.test
 STATE_DIR=/run/tandem-testbed
 # registrar.credentials_file of tandem-branch.toml and tandem-central.toml.
 CREDENTIALS=$STATE_DIR/branch.credentials
@@ -112,15 +114,19 @@ network() {
     ip netns exec "$wan" nft -f "$(here)/wan.nft"
 }
 
-# The users' HA1 hashes for the branch and the central registrar, once
-# per machine (mode 0600: Tandem refuses a credentials file others read).
+# The users' HA1 hashes for the branch and the central registrar (one
+# line per user and realm), once per machine (mode 0600: Tandem refuses a credentials file others read).
 make_credentials() {
     local bin=$1 user tmp
-    [[ -s $CREDENTIALS ]] && return 0
+    grep -qs ":$CENTRE_DOMAIN:" "$CREDENTIALS" && return 0
     mkdir -p -m 700 "$STATE_DIR"
     tmp=$(mktemp "$CREDENTIALS.XXXXXX")
+    # The branch's realm (the phones) and the centre's (the branch's
+    # Tandem registers the phones' AORs there with them).
     for user in "${USERS[@]}"; do
-        echo "pw$user" | "$bin" passwd --file "$tmp" --realm "$DOMAIN" --user "$user" >/dev/null
+        for realm in "$DOMAIN" "$CENTRE_DOMAIN"; do
+            echo "pw$user" | "$bin" passwd --file "$tmp" --realm "$realm" --user "$user" >/dev/null
+        done
     done
     chmod 600 "$tmp"
     mv -f "$tmp" "$CREDENTIALS"
