@@ -429,7 +429,8 @@ async fn a_lossy_slow_but_alive_wan_is_not_judged_down() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // No transition at all (the start counted one to up before).
+    // No transition at all (compared with the count before the loss, so
+    // the WAN's first judgement, whatever it was, does not matter).
     assert_eq!(
         (
             branch.wan_transitions("down").await,
