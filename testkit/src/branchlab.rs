@@ -55,32 +55,51 @@ const DELAY_TABLE: &str = "100";
 /// Router interfaces whose incoming packets are delayed (both directions).
 const DELAYED_FROM: [&str; 2] = ["wan0", "dc0"];
 
+/// Packets that may wait in the delayer at once; more are dropped, so a
+/// flood cannot grow it without bound (at 300 ms that still carries
+/// 60,000 packets/s).
+const DELAYER_QUEUE: usize = 20_000;
+
+/// The TUN device's queue toward the delayer (packets). The kernel's
+/// default of 500 drops bursts while the delayer is busy writing.
+const DELAY_DEV_QUEUE: &str = "10000";
+
 /// The user-space delayer (python3): attaches to TUN device `argv[1]`,
 /// holds each packet `argv[2]` ms, then writes it back (the kernel
-/// forwards it on). At most 10 000 packets wait; more are dropped, so a
-/// flood cannot grow it without bound.
+/// forwards it on); at most `argv[3]` packets wait.
+///
+/// One delay for every packet makes arrival order the release order, so
+/// the schedule is a FIFO, and one thread does everything without locks:
+/// read what is waiting (a bounded batch, so a flood cannot starve the
+/// writes), write what is due, sleep until the next one is due or a
+/// packet arrives. (A heap and a second thread behind a condition variable
+/// cost a lock and a thread switch per packet: the device's queue
+/// overflowed from 5,000 packets/s on.)
 const DELAYER: &str = r#"
-import fcntl, heapq, os, struct, sys, threading, time
-name, delay = sys.argv[1], float(sys.argv[2]) / 1000.0
-fd = os.open("/dev/net/tun", os.O_RDWR)
+import collections, fcntl, math, os, select, struct, sys, time
+name, delay, limit = sys.argv[1], float(sys.argv[2]) / 1000.0, int(sys.argv[3])
+fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
 # TUNSETIFF, IFF_TUN | IFF_NO_PI: bare IP packets.
 fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))
-queue, seq, cv = [], 0, threading.Condition()
-def release():
-    while True:
-        with cv:
-            while not queue or queue[0][0] > time.monotonic():
-                cv.wait(None if not queue else queue[0][0] - time.monotonic())
-            _, _, packet = heapq.heappop(queue)
-        os.write(fd, packet)
-threading.Thread(target=release, daemon=True).start()
+queue = collections.deque()
+poller = select.poll()
+poller.register(fd, select.POLLIN)
 while True:
-    packet = os.read(fd, 65536)
-    with cv:
-        if len(queue) < 10000:
-            heapq.heappush(queue, (time.monotonic() + delay, seq, packet))
-            seq += 1
-            cv.notify()
+    wait = None if not queue else max(0, math.ceil((queue[0][0] - time.monotonic()) * 1000))
+    poller.poll(wait)
+    now = time.monotonic()
+    for _ in range(1024):
+        try:
+            packet = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if len(queue) < limit:
+            queue.append((now + delay, packet))
+    while queue and queue[0][0] <= now:
+        try:
+            os.write(fd, queue.popleft()[1])
+        except OSError:
+            pass  # one packet the kernel refused; the others go on
 "#;
 
 /// A running branch lab; torn down on drop.
@@ -194,7 +213,16 @@ impl BranchLab {
         // back come in on it, from addresses routed elsewhere, so reverse
         // path filtering must not drop them.
         ip(&["-n", &wan, "tuntap", "add", "dev", DELAY_DEV, "mode", "tun"])?;
-        ip(&["-n", &wan, "link", "set", DELAY_DEV, "up"])?;
+        ip(&[
+            "-n",
+            &wan,
+            "link",
+            "set",
+            DELAY_DEV,
+            "txqueuelen",
+            DELAY_DEV_QUEUE,
+            "up",
+        ])?;
         ip(&[
             "-n",
             &wan,
@@ -284,7 +312,13 @@ impl BranchLab {
         }
         let child = self
             .command("wan", "python3")
-            .args(["-c", DELAYER, DELAY_DEV, &ms.to_string()])
+            .args([
+                "-c",
+                DELAYER,
+                DELAY_DEV,
+                &ms.to_string(),
+                &DELAYER_QUEUE.to_string(),
+            ])
             .stdin(Stdio::null())
             .spawn()
             .context("start the delayer (python3) in the router")?;
