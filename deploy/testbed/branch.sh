@@ -107,6 +107,8 @@ network() {
     # come in on it from addresses routed elsewhere, so reverse path
     # filtering must not drop them.
     ip -n "$wan" tuntap add dev "$DELAY_DEV" mode tun
+    # A burst must not overflow the queue toward the delayer (default 500).
+    ip -n "$wan" link set "$DELAY_DEV" txqueuelen 10000
     ip -n "$wan" link set "$DELAY_DEV" up
     ip -n "$wan" route add default dev "$DELAY_DEV" table "$DELAY_TABLE"
     ip netns exec "$wan" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \

@@ -55,10 +55,27 @@ const DELAY_TABLE: &str = "100";
 /// Router interfaces whose incoming packets are delayed (both directions).
 const DELAYED_FROM: [&str; 2] = ["wan0", "dc0"];
 
-/// The user-space delayer (python3), the testbed's own: attaches to TUN
-/// device `argv[1]`, holds each packet `argv[2]` ms, then writes it back
-/// (the kernel forwards it on). At most 10 000 packets wait; more are
-/// dropped, so a flood cannot grow it without bound.
+/// Packets that may wait in the delayer at once; more are dropped, so a
+/// flood cannot grow it without bound (at 300 ms that still carries
+/// 60,000 packets/s).
+const DELAYER_QUEUE: usize = 20_000;
+
+/// The TUN device's queue toward the delayer (packets). The kernel's
+/// default of 500 drops bursts while the delayer is busy writing.
+const DELAY_DEV_QUEUE: &str = "10000";
+
+/// The user-space delayer (python3, the testbed's own,
+/// deploy/testbed/wan-delay.py): attaches to TUN device `argv[1]`,
+/// holds each packet `argv[2]` ms, then writes it back (the kernel
+/// forwards it on); at most `argv[3]` packets wait.
+///
+/// One delay for every packet makes arrival order the release order, so
+/// the schedule is a FIFO, and one thread does everything without locks:
+/// read what is waiting (a bounded batch, so a flood cannot starve the
+/// writes), write what is due, sleep until the next one is due or a
+/// packet arrives. (A heap and a second thread behind a condition variable
+/// cost a lock and a thread switch per packet: the device's queue
+/// overflowed from 5,000 packets/s on.)
 const DELAYER: &str = include_str!("../../deploy/testbed/wan-delay.py");
 
 /// A running branch lab; torn down on drop.
@@ -159,7 +176,16 @@ impl BranchLab {
         // back come in on it, from addresses routed elsewhere, so reverse
         // path filtering must not drop them.
         ip(&["-n", &wan, "tuntap", "add", "dev", DELAY_DEV, "mode", "tun"])?;
-        ip(&["-n", &wan, "link", "set", DELAY_DEV, "up"])?;
+        ip(&[
+            "-n",
+            &wan,
+            "link",
+            "set",
+            DELAY_DEV,
+            "txqueuelen",
+            DELAY_DEV_QUEUE,
+            "up",
+        ])?;
         ip(&[
             "-n",
             &wan,
@@ -249,7 +275,13 @@ impl BranchLab {
         }
         let child = self
             .command("wan", "python3")
-            .args(["-c", DELAYER, DELAY_DEV, &ms.to_string()])
+            .args([
+                "-c",
+                DELAYER,
+                DELAY_DEV,
+                &ms.to_string(),
+                &DELAYER_QUEUE.to_string(),
+            ])
             .stdin(Stdio::null())
             .spawn()
             .context("start the delayer (python3) in the router")?;
