@@ -97,8 +97,10 @@ pub struct Wan {
     dead_rounds: u32,
     live_rounds: u32,
     down_since: Option<Instant>,
-    /// Something across the WAN answered since the last round.
+    /// Something across the WAN answered since the last round...
     answered: bool,
+    /// ...last at this time.
+    last_answer: Option<Instant>,
     last_round: Option<Instant>,
     /// Where the WAN's own probes go (set by the machine: the probe hosts,
     /// or the members of the WAN's groups), and how many of each are
@@ -123,6 +125,7 @@ impl Wan {
             live_rounds: 0,
             down_since: None,
             answered: false,
+            last_answer: None,
             last_round: None,
             targets: Vec::new(),
             last_probe: None,
@@ -210,14 +213,20 @@ impl Wan {
             .collect()
     }
 
-    /// A probe to target `i` is over: answered (evidence) or given up.
-    pub fn probe_done(&mut self, i: usize, answered: bool) {
+    /// A probe to target `i` is over at `now`: answered (evidence) or
+    /// given up.
+    pub fn probe_done(&mut self, i: usize, answered: bool, now: Instant) {
         if let Some((_, outstanding)) = self.targets.get_mut(i) {
             *outstanding = outstanding.saturating_sub(1);
         }
         if answered {
-            self.answered = true;
+            self.answered_at(now);
         }
+    }
+
+    /// Probe target `i`.
+    pub fn target(&self, i: usize) -> Option<Target> {
+        self.targets.get(i).map(|(t, _)| *t)
     }
 
     pub fn name(&self) -> &str {
@@ -233,9 +242,19 @@ impl Wan {
         }
     }
 
-    /// Something across the WAN answered (a probe, a member, a request).
-    pub fn evidence_alive(&mut self) {
+    /// Something across the WAN answered at `now` (a probe, a member, a
+    /// request).
+    pub fn answered_at(&mut self, now: Instant) {
         self.answered = true;
+        self.last_answer = Some(now);
+    }
+
+    /// Whether nothing across the WAN has answered since `since`, or the
+    /// evidence has judged it down: a member's silence then is the WAN's,
+    /// and the WAN judges it (its calls end as `wan_down`, its routes
+    /// fall back), not the member's own health.
+    pub fn quiet_since(&self, since: Instant) -> bool {
+        self.judged_down || self.last_answer.is_none_or(|t| t < since)
     }
 
     /// Ends a round at `now`: judges it by whether anything answered

@@ -106,7 +106,17 @@ impl Machine {
                     {
                         *p = None;
                         self.store.unbind_client(&key);
-                        self.probe_outcome(member, false);
+                        let sent = self.probed_at.get(member).copied().flatten();
+                        if self.take_wan_answered(member) {
+                            // It answered the WAN's probes meanwhile (the
+                            // WANs have counted that): a keepalive lost on
+                            // a lossy WAN, no failure.
+                            self.judge_member(member, true);
+                        } else if sent.is_some_and(|t| self.wan_silent_for(member, t)) {
+                            // The whole WAN is silent: the WAN judges.
+                        } else {
+                            self.probe_outcome(member, false);
+                        }
                     }
                 }
             }
@@ -196,6 +206,14 @@ impl Machine {
         if alive {
             self.wan_member_alive(member);
         }
+        self.judge_member(member, alive);
+    }
+
+    /// A keepalive's outcome for the member's own health (its evidence for
+    /// the WANs, if any, already counted).
+    fn judge_member(&mut self, member: usize, alive: bool) {
+        // The next interval starts afresh.
+        self.take_wan_answered(member);
         if self.settle_suspect(member, alive) {
             return;
         }

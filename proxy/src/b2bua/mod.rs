@@ -291,6 +291,10 @@ pub struct Machine {
     /// The outstanding probe of each member, and when it was sent.
     probes: Vec<Option<ClientKey>>,
     probed_at: Vec<Option<Instant>>,
+    /// Per member: it answered one of a WAN's own probes since its last
+    /// keepalive outcome (a keepalive lost on a lossy WAN is then no
+    /// failure: the member answered in that interval all the same).
+    wan_answered: Vec<bool>,
     /// Leg-B Call-IDs Tandem has already hung up (BYE sent, or the media
     /// server's own BYE taken), with when. A 2xx retransmitted for one of
     /// them (our ACK was lost) is ACKed again but gets no second BYE: a
@@ -362,6 +366,7 @@ impl Machine {
             obs,
             probes: vec![None; members],
             probed_at: vec![None; members],
+            wan_answered: vec![false; members],
             hung_up_b: HashMap::new(),
             timers: Timers::default(),
             survival: survival::Survival::default(),
@@ -857,13 +862,10 @@ const SILENCE_CHECK: Duration = Duration::from_millis(50);
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
 
-/// Where a WAN's own probes go: its probe hosts, or, with none, the
-/// members of its groups.
+/// Where a WAN's own probes go: its probe hosts and the members of its
+/// groups (their answers also count for the members' own keepalives).
 fn wan_probe_targets(dests: &Destinations, wan: &crate::wan::WanSettings) -> Vec<Target> {
-    if !wan.probe_hosts.is_empty() {
-        return wan.probe_hosts.iter().map(|h| Target::udp(*h)).collect();
-    }
-    dests
+    let members = dests
         .members()
         .filter(|(i, _)| {
             dests
@@ -875,8 +877,14 @@ fn wan_probe_targets(dests: &Destinations, wan: &crate::wan::WanSettings) -> Vec
             transport: member_transport(m.transport),
             addr: m.address,
             connection: None,
-        })
-        .collect()
+        });
+    let mut targets: Vec<Target> = wan.probe_hosts.iter().map(|h| Target::udp(*h)).collect();
+    for t in members {
+        if !targets.iter().any(|o| o.addr == t.addr) {
+            targets.push(t);
+        }
+    }
+    targets
 }
 
 pub(crate) fn member_transport(t: MemberTransport) -> TransportKind {

@@ -100,6 +100,7 @@ impl Machine {
         let n = new.len();
         self.probes = vec![None; n];
         self.probed_at = vec![None; n];
+        self.wan_answered = vec![false; n];
         self.survival
             .remap_members(n, |i| map.get(i).copied().flatten());
         for (_, m) in new.members() {

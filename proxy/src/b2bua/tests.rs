@@ -2041,9 +2041,6 @@ const GATEWAY: &str = "127.0.0.1:5096";
 const BRANCH: &str = r#"
 [[group]]
 name = "central"
-# The WAN's detection is the shorter: its calls end as wan_down.
-[group.health]
-failures_to_down = 5
 [[group.member]]
 name = "pbx"
 address = "127.0.0.1:5094"
@@ -2399,4 +2396,42 @@ fn nothing_goes_upstream_while_the_wan_is_down() {
         sent.contains(&format!("send REGISTER to {CENTRE_REGISTRAR}")),
         "{sent:?}"
     );
+}
+
+#[test]
+fn a_central_member_is_judged_by_the_wans_answers_too_and_not_for_the_wans_silence() {
+    let mut lab = Lab::with(BRANCH);
+    // Its keepalives are lost (a lossy WAN) but it answers the WAN's own
+    // probes: it stays up round after round.
+    for _ in 0..6 {
+        lab.advance(500);
+        lab.on(Event::Timers);
+        lab.advance(500);
+        lab.on(Event::Timers);
+        let before = lab.sent.len();
+        lab.on(Event::Probes);
+        lab.answer_probe(MS1);
+        lab.answer_probe(MS2);
+        // The WAN's probe (the later of the two OPTIONS) is answered, the
+        // keepalive is not.
+        let wan_probe = lab.sent[before..]
+            .iter()
+            .rev()
+            .find(|(_, m, t)| m.method() == Some(&Method::Options) && t.addr == addr(CENTRAL))
+            .map(|(k, m, _)| (k.clone(), m.clone()))
+            .unwrap();
+        let ok = Message::parse(ResponseBuilder::new(&wan_probe.1, 200, "OK").build()).unwrap();
+        lab.on(Event::Tu(TuEvent::Response {
+            key: wan_probe.0,
+            response: ok,
+        }));
+    }
+    lab.call_to("0301", "c1");
+    assert_eq!(
+        lab.last("INVITE").2.addr,
+        addr(CENTRAL),
+        "the member stayed up"
+    );
+    // (The test above: a silent WAN takes the member's calls down as
+    // wan_down, not as a media server failure, with the default health.)
 }

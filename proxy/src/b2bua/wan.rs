@@ -6,6 +6,8 @@
 //! went down are ended cleanly (their media cannot cross it any more):
 //! BYE with a Reason to both legs, CDR reason `wan_down`.
 
+use std::time::Instant;
+
 use super::call::CallState;
 use super::{ClientRole, Machine};
 use crate::wan::{Forced, Transition, Wan, WanRecord};
@@ -24,11 +26,41 @@ impl Machine {
         else {
             return;
         };
+        let now = self.now;
         for wan in &mut self.wans {
             if wan.settings.groups.contains(&group) {
-                wan.evidence_alive();
+                wan.answered_at(now);
             }
         }
+    }
+
+    /// Whether a member's keepalive that went unanswered, sent at `sent`,
+    /// is the WAN's silence rather than the member's: its group lies
+    /// across a WAN from which nothing at all has answered since (or which
+    /// is judged down). The WAN judges that (within its detection time:
+    /// routes fall back, calls across it end as `wan_down`); counted
+    /// against the member, it would take it down first and end its calls
+    /// as a media server failure.
+    pub(super) fn wan_silent_for(&self, member: usize, sent: Instant) -> bool {
+        let Some(group) = self
+            .dests
+            .group_of(member)
+            .and_then(|g| self.dests.group(g))
+            .map(|g| &g.name)
+        else {
+            return false;
+        };
+        self.wans
+            .iter()
+            .any(|w| w.settings.groups.contains(group) && w.quiet_since(sent))
+    }
+
+    /// Whether `member` answered a WAN probe since its last keepalive
+    /// outcome (and starts the next interval afresh).
+    pub(super) fn take_wan_answered(&mut self, member: usize) -> bool {
+        self.wan_answered
+            .get_mut(member)
+            .is_some_and(std::mem::take)
     }
 
     /// Every probe tick: each WAN's round ends when its time has come
@@ -65,20 +97,30 @@ impl Machine {
     /// A WAN probe got an answer (anything, even an error: the path is
     /// alive); a final one ends the probe.
     pub(super) fn wan_probe_answered(&mut self, wan: usize, target: usize, is_final: bool) {
+        let now = self.now;
         let Some(w) = self.wans.get_mut(wan) else {
             return;
         };
         if is_final {
-            w.probe_done(target, true);
+            w.probe_done(target, true, now);
         } else {
-            w.evidence_alive();
+            w.answered_at(now);
+        }
+        // A member at that address answered: evidence for its keepalive.
+        if let Some(addr) = w.target(target).map(|t| t.addr) {
+            for (i, answered) in self.wan_answered.iter_mut().enumerate() {
+                if self.dests.member(i).is_some_and(|m| m.address == addr) {
+                    *answered = true;
+                }
+            }
         }
     }
 
     /// A WAN probe got no answer at all (Timer F) or could not be sent.
     pub(super) fn wan_probe_failed(&mut self, wan: usize, target: usize) {
+        let now = self.now;
         if let Some(w) = self.wans.get_mut(wan) {
-            w.probe_done(target, false);
+            w.probe_done(target, false, now);
         }
     }
 

@@ -19,7 +19,7 @@ fn rounds(w: &mut Wan, t: &mut Instant, alive: &[bool]) -> Vec<(usize, bool)> {
     let mut out = Vec::new();
     for (i, &a) in alive.iter().enumerate() {
         if a {
-            w.evidence_alive();
+            w.answered_at(*t);
         }
         *t += Duration::from_secs(1);
         if let Some(tr) = w.end_round(*t) {
@@ -110,13 +110,13 @@ fn probes_go_out_every_interval_with_a_bounded_number_unanswered_per_target() {
     t += Duration::from_millis(250);
     assert!(w.probes_due(t).is_empty());
     // One given up (Timer F) is no evidence, but frees a slot.
-    w.probe_done(0, false);
+    w.probe_done(0, false, t);
     t += Duration::from_millis(250);
     assert_eq!(w.probes_due(t).len(), 1);
     assert!(w.end_round(t).is_none());
     assert_eq!(w.dead_rounds, 1);
     // One answered is.
-    w.probe_done(0, true);
+    w.probe_done(0, true, t);
     t += Duration::from_secs(1);
     w.end_round(t);
     assert_eq!(w.dead_rounds, 0);
@@ -165,7 +165,7 @@ fn simulate(
             if answered || given_up {
                 let counted =
                     answered && answer_within.is_none_or(|d| p.arrives.unwrap() - p.first <= d);
-                w.probe_done(0, counted);
+                w.probe_done(0, counted, now);
                 probes.swap_remove(i);
             } else {
                 i += 1;
