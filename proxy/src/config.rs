@@ -783,7 +783,11 @@ pub struct RuleConfig {
     #[serde(default)]
     pub fork_timeout_s: Option<u32>,
     /// With `location`: the group that gets the call when the AOR has no
-    /// contact (a voicemail group); none: 404.
+    /// contact (a voicemail group); none: 404. With `group`: the group
+    /// that gets the call, once, when no member of `group` is left to
+    /// try (all down, or each failed: no answer in time, 5xx) — a branch's
+    /// local gateway behind its central PBX, so a call placed before the
+    /// WAN is judged down still gets out; none: 503.
     #[serde(default)]
     pub fallback: Option<String>,
     /// Matches only while the WAN is `"down"` (or `"up"`): the branch's
@@ -1991,12 +1995,16 @@ impl Config {
                 }
                 _ => {}
             }
-            if r.location.is_none()
-                && (r.fork.is_some() || r.fork_timeout_s.is_some() || r.fallback.is_some())
-            {
+            if r.location.is_none() && (r.fork.is_some() || r.fork_timeout_s.is_some()) {
                 return Err(invalid(
                     &key("fork"),
-                    "fork, fork_timeout_s and fallback go with location = true".into(),
+                    "fork and fork_timeout_s go with location = true".into(),
+                ));
+            }
+            if r.location.is_none() && r.group.is_none() && r.fallback.is_some() {
+                return Err(invalid(
+                    &key("fallback"),
+                    "goes with location = true or group".into(),
                 ));
             }
             if let Some(g) = &r.fallback {

@@ -161,6 +161,10 @@ pub struct Call {
     /// The call moved to its policy's fallback group (once at most).
     #[serde(default)]
     pub fell_back: bool,
+    /// Its rule's fallback group (`fallback` with `group`): tried once
+    /// when no member of its group is left.
+    #[serde(default)]
+    pub fallback: Option<String>,
     /// The relay session anchoring both legs' RTP.
     pub media: u64,
     /// Its local ports on both sides (for the SDP Tandem sends), once the

@@ -62,6 +62,7 @@ impl Machine {
         }
         let minute_of_day = ((self.wall / 60_000) % 1440) as u16;
         let mut forking = None;
+        let mut fallback = None;
         let (rule, group, ruri_user) = match self.policy.route(&invite, &source_name, minute_of_day)
         {
             Route::Location {
@@ -103,8 +104,12 @@ impl Machine {
                 rule,
                 group,
                 ruri_user,
+                fallback: group_fallback,
             } => match self.dests.group_named(&group) {
-                Some(g) => (rule, g, ruri_user),
+                Some(g) => {
+                    fallback = group_fallback;
+                    (rule, g, ruri_user)
+                }
                 None => {
                     // The configuration names only groups it has.
                     tracing::error!(rule, group, "rule names an unknown group");
@@ -182,6 +187,7 @@ impl Machine {
             rule,
             ruri_user: Some(ruri_user),
             fell_back: false,
+            fallback,
             media: id,
             media_info: None,
             created_at: now,
@@ -421,9 +427,12 @@ impl Machine {
         let Some(name) = self.dests.group(group).map(|g| g.name.clone()) else {
             return false;
         };
+        // The rule's own fallback first, else the policy's.
         let Some(alt) = self
-            .policy
-            .fallback(&name)
+            .store
+            .get(id)
+            .and_then(|c| c.fallback.clone())
+            .or_else(|| self.policy.fallback(&name))
             .and_then(|alt| self.dests.group_named(&alt))
             .filter(|&alt| alt != group)
         else {

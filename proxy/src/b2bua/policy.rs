@@ -19,6 +19,8 @@ pub enum Route {
         rule: String,
         group: String,
         ruri_user: String,
+        /// Tried once when no member of `group` is left.
+        fallback: Option<String>,
     },
     /// Answer 302 with the group's members as Contacts.
     Redirect {

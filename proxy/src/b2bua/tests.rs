@@ -2435,3 +2435,34 @@ fn a_central_member_is_judged_by_the_wans_answers_too_and_not_for_the_wans_silen
     // (The test above: a silent WAN takes the member's calls down as
     // wan_down, not as a media server failure, with the default health.)
 }
+
+#[test]
+fn a_call_placed_before_the_wan_is_judged_down_gets_out_through_the_rules_fallback() {
+    let with_fallback = BRANCH.replace(
+        "name = \"out-central\"\nruri_user_prefix = \"0\"\ngroup = \"central\"\n",
+        "name = \"out-central\"\nruri_user_prefix = \"0\"\ngroup = \"central\"\nfallback = \"gateway\"\n",
+    );
+    assert_ne!(with_fallback, BRANCH);
+    let mut lab = Lab::with(&with_fallback);
+    lab.health_round(true);
+    // The WAN has just failed and is not judged yet: the call goes central,
+    // gets no answer, and goes out through the gateway instead of 503.
+    lab.call_to("0301", "c1");
+    assert_eq!(lab.last("INVITE").2.addr, addr(CENTRAL));
+    let (key, _, _) = lab.last("INVITE");
+    let out = lab.on(Event::Tu(TuEvent::Timeout {
+        key: TransactionKey::Client(key),
+        timer: sipcore::transaction::Timer::B,
+    }));
+    assert_eq!(out, [format!("send INVITE to {GATEWAY}")]);
+    // Without the key: 503.
+    let mut lab = Lab::with(BRANCH);
+    lab.health_round(true);
+    lab.call_to("0301", "c1");
+    let (key, _, _) = lab.last("INVITE");
+    let out = lab.on(Event::Tu(TuEvent::Timeout {
+        key: TransactionKey::Client(key),
+        timer: sipcore::transaction::Timer::B,
+    }));
+    assert!(out.contains(&"respond 503 INVITE".to_string()), "{out:?}");
+}

@@ -303,6 +303,12 @@ fn hash_strategies_work_in_the_pool_too() {
 #[test]
 fn rule_errors_name_the_key() {
     assert!(with_rule("group = \"media\"").is_ok());
+    // A group rule may fall back to another group; a reject may not.
+    assert!(with_rule("group = \"media\"\nfallback = \"media\"").is_ok());
+    let e = rule_error("reject = { code = 503, reason = \"x\" }\nfallback = \"media\"");
+    assert!(e.contains("`rule[0].fallback`"), "{e}");
+    let e = rule_error("group = \"media\"\nfallback = \"nowhere\"");
+    assert!(e.contains("unknown group"), "{e}");
     let e = rule_error("group = \"nowhere\"");
     assert_eq!(
         e,

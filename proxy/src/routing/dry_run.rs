@@ -119,13 +119,23 @@ pub fn dry_run(config: &Config, router: &Router, request: &DryRun) -> Result<Str
                 }
             }
         }
-        Action::Route { group, ruri_user } => {
+        Action::Route {
+            group,
+            ruri_user,
+            fallback,
+        } => {
             let mut pool = pool_of(group)?;
             let _ = writeln!(
                 out,
                 "action:      route to group {group:?} ({})",
                 pool.strategy().as_str()
             );
+            if let Some(f) = fallback {
+                let _ = writeln!(
+                    out,
+                    "fallback:    group {f:?} when none of {group:?} answers"
+                );
+            }
             let _ = writeln!(out, "request-uri: {}", with_user(&uri, ruri_user));
             let key = pool.hash_key(request.call_id, request.from_user);
             match pool.select_for(&[], key).and_then(|i| pool.members.get(i)) {

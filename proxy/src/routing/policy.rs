@@ -77,10 +77,15 @@ impl Policy for RulesPolicy {
         };
         let rule = decision.rule_name;
         match decision.action {
-            Action::Route { group, ruri_user } => Route::Group {
+            Action::Route {
+                group,
+                ruri_user,
+                fallback,
+            } => Route::Group {
                 rule,
                 group,
                 ruri_user,
+                fallback,
             },
             Action::Redirect { group, ruri_user } => Route::Redirect {
                 rule,

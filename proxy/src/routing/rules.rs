@@ -49,7 +49,12 @@ pub struct Decision {
 pub enum Action {
     /// Send it to a member of this group; the Request-URI user is
     /// `ruri_user` (the manipulations already applied).
-    Route { group: String, ruri_user: String },
+    /// `fallback`: the group tried once when none of `group` is left.
+    Route {
+        group: String,
+        ruri_user: String,
+        fallback: Option<String>,
+    },
     /// Answer 302 with this group's members as Contacts, `ruri_user` as
     /// their user.
     Redirect { group: String, ruri_user: String },
@@ -137,6 +142,7 @@ enum RuleAction {
     Route {
         group: String,
         rewrite: Rewrite,
+        fallback: Option<String>,
     },
     Redirect {
         group: String,
@@ -419,6 +425,10 @@ impl Router {
                 (Some(group), None, None, None) => RuleAction::Route {
                     group: known("group", group)?,
                     rewrite: rewrite()?,
+                    fallback: match &r.fallback {
+                        Some(g) => Some(known("fallback", g)?),
+                        None => None,
+                    },
                 },
                 (None, Some(group), None, None) => RuleAction::Redirect {
                     group: known("redirect", group)?,
@@ -553,9 +563,14 @@ impl Router {
                     .is_none_or(|(name, down)| request.wans_down.iter().any(|w| w == name) == *down)
         })?;
         let action = match &rule.action {
-            RuleAction::Route { group, rewrite } => Action::Route {
+            RuleAction::Route {
+                group,
+                rewrite,
+                fallback,
+            } => Action::Route {
                 group: group.clone(),
                 ruri_user: rewrite.apply(request.ruri_user),
+                fallback: fallback.clone(),
             },
             RuleAction::Redirect { group, rewrite } => Action::Redirect {
                 group: group.clone(),

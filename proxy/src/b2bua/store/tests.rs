@@ -59,6 +59,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         rule: "default".into(),
         ruri_user: None,
         fell_back: false,
+        fallback: None,
         media: id,
         media_info: None,
         created_at: 0,

@@ -65,7 +65,8 @@ fn without_rules_the_default_rule_sends_everything_to_the_pool() {
             rule_name: "default".into(),
             action: Action::Route {
                 group: "media".into(),
-                ruri_user: "+4930123".into()
+                ruri_user: "+4930123".into(),
+                fallback: None,
             }
         })
     );
