@@ -137,15 +137,19 @@ impl Kamailio {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Waits until the TLS port accepts connections (or fails the test).
-    async fn wait_ready(&mut self, tls: SocketAddr) {
+    /// Waits until the TLS port accepts connections (or fails the test);
+    /// Err(log) when Kamailio exited first.
+    async fn wait_ready(&mut self, tls: SocketAddr) -> Result<(), String> {
         let until = tokio::time::Instant::now() + DEADLINE;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kamailio exited ({status}):\n{}", self.log_tail(30));
+                return Err(format!(
+                    "kamailio exited ({status}):\n{}",
+                    self.log_tail(30)
+                ));
             }
             if tokio::net::TcpStream::connect(tls).await.is_ok() {
-                return;
+                return Ok(());
             }
             assert!(
                 tokio::time::Instant::now() < until,
@@ -219,13 +223,23 @@ async fn call_through_kamailio(trust_kamailio_ca: bool) -> Option<Outcome> {
 
     let mut uas = testkit::Sipp::builtin("uas", None).arg("-aa").spawn();
     uas.wait_ready(DEADLINE).await;
-    let (k_tls, k_udp) = (testkit::free_port(), testkit::free_port());
-    let k_tls_addr: SocketAddr = format!("127.0.0.1:{k_tls}").parse().unwrap();
-    let mut kamailio = Kamailio::start(
-        dir.path(),
-        &kamailio_cfg(dir.path(), &modules, k_tls, k_udp, uas.addr()),
-    );
-    kamailio.wait_ready(k_tls_addr).await;
+    // A port found free can be taken before Kamailio binds it (by any
+    // test's connection meanwhile): then again with fresh ports.
+    let mut attempt = 0;
+    let (kamailio, k_tls_addr) = loop {
+        attempt += 1;
+        let (k_tls, k_udp) = (testkit::free_port(), testkit::free_port());
+        let k_tls_addr: SocketAddr = format!("127.0.0.1:{k_tls}").parse().unwrap();
+        let mut kamailio = Kamailio::start(
+            dir.path(),
+            &kamailio_cfg(dir.path(), &modules, k_tls, k_udp, uas.addr()),
+        );
+        match kamailio.wait_ready(k_tls_addr).await {
+            Ok(()) => break (kamailio, k_tls_addr),
+            Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
+            Err(log) => panic!("{log}"),
+        }
+    };
 
     let tandem_tls: SocketAddr = format!("127.0.0.1:{}", testkit::free_port())
         .parse()
