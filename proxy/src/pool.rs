@@ -382,6 +382,11 @@ impl Destinations {
         self.groups.get(g)
     }
 
+    /// The name of member `i`'s group.
+    pub fn group_name_of(&self, i: usize) -> Option<&str> {
+        self.group(self.group_of(i)?).map(|p| p.name.as_str())
+    }
+
     /// The group called `name`.
     pub fn group_named(&self, name: &str) -> Option<usize> {
         self.groups.iter().position(|p| p.name == name)

@@ -869,9 +869,8 @@ fn wan_probe_targets(dests: &Destinations, wan: &crate::wan::WanSettings) -> Vec
         .members()
         .filter(|(i, _)| {
             dests
-                .group_of(*i)
-                .and_then(|g| dests.group(g))
-                .is_some_and(|g| wan.groups.contains(&g.name))
+                .group_name_of(*i)
+                .is_some_and(|g| wan.groups.iter().any(|w| w == g))
         })
         .map(|(_, m)| Target {
             transport: member_transport(m.transport),

@@ -18,12 +18,7 @@ impl Machine {
         if self.wans.is_empty() {
             return;
         }
-        let Some(group) = self
-            .dests
-            .group_of(member)
-            .and_then(|g| self.dests.group(g))
-            .map(|g| g.name.clone())
-        else {
+        let Some(group) = self.dests.group_name_of(member).map(str::to_owned) else {
             return;
         };
         let now = self.now;
@@ -42,17 +37,12 @@ impl Machine {
     /// against the member, it would take it down first and end its calls
     /// as a media server failure.
     pub(super) fn wan_silent_for(&self, member: usize, sent: Instant) -> bool {
-        let Some(group) = self
-            .dests
-            .group_of(member)
-            .and_then(|g| self.dests.group(g))
-            .map(|g| &g.name)
-        else {
+        let Some(group) = self.dests.group_name_of(member) else {
             return false;
         };
         self.wans
             .iter()
-            .any(|w| w.settings.groups.contains(group) && w.quiet_since(sent))
+            .any(|w| w.settings.groups.iter().any(|g| g == group) && w.quiet_since(sent))
     }
 
     /// Whether `member` answered a WAN probe since its last keepalive
