@@ -828,9 +828,9 @@ pub struct WanConfig {
     #[serde(default)]
     pub groups: Vec<String>,
     /// SIP hosts across the WAN probed with OPTIONS of the WAN's own (any
-    /// answer, even an error, shows the path alive). With none, the
-    /// members of `groups` are probed instead — give hosts that answer
-    /// OPTIONS when the media servers do not.
+    /// answer, even an error, shows the path alive), besides the members
+    /// of `groups` — give hosts that answer OPTIONS when the media servers
+    /// do not.
     #[serde(default)]
     pub probe_hosts: Vec<SocketAddr>,
     /// How often each probe target gets an OPTIONS (milliseconds).

@@ -7,8 +7,8 @@
 //! keepalive, or any answer to a real request).
 //!
 //! The WAN's own probes are what makes a slow, lossy link count as alive:
-//! a SIP OPTIONS to each probe target (the `probe_hosts`, or the members
-//! of its groups when there are none) every `probe_interval` (250 ms), each
+//! a SIP OPTIONS to each probe target (the `probe_hosts` and the members
+//! of its groups) every `probe_interval` (250 ms), each
 //! a transaction of its own, retransmitted by Timer E and counted whenever
 //! its answer comes — not judged by a timeout shorter than the link's round
 //! trip. Four fresh tries a round make a dead round on a link losing 20 %
