@@ -122,6 +122,9 @@ impl Observer for Prometheus {
     fn member_state(&mut self, member: &str, state: &str) {
         metrics::member_state(member, state);
     }
+    fn member_group(&mut self, member: &str, group: &str, in_group: bool) {
+        metrics::member_group(member, group, in_group);
+    }
     fn call_resumed(&mut self, from: &str, to: &str, outcome: &str) {
         metrics::call_resumed(from, to, outcome);
     }

@@ -136,6 +136,15 @@ pub fn member_state(member: &str, state: &str) {
     }
 }
 
+/// Which group a member is in (`tandem_media_server_group{member, group}`,
+/// 1; 0 for the old group after a reload moved or removed it). An info
+/// series: alerts join `tandem_media_server_up` with it to see a group whose
+/// members are all down.
+pub fn member_group(member: &str, group: &str, in_group: bool) {
+    gauge!("tandem_media_server_group", "member" => member.to_owned(), "group" => group.to_owned())
+        .set(if in_group { 1.0 } else { 0.0 });
+}
+
 /// One resume attempt's end: `ok`, `failed` (that member refused or did
 /// not answer; the next is tried), `no_server`, `gave_up` (hold expired).
 pub fn call_resumed(from: &str, to: &str, outcome: &str) {

@@ -84,6 +84,29 @@ pub struct Status {
     pub refused: RefusalCounts,
 }
 
+impl Status {
+    /// A node that has just started: no peer, no records.
+    pub fn starting(node: String, epoch: u64) -> Status {
+        Status {
+            node,
+            role: Role::Starting,
+            epoch,
+            peer_role: None,
+            peer_epoch: None,
+            seq: 0,
+            standby_connected: false,
+            lag_records: 0,
+            lag_ms: 0,
+            records: BTreeMap::new(),
+            digest: 0,
+            takeovers: 0,
+            last_takeover_ms: None,
+            standby_connects: 0,
+            refused: RefusalCounts::default(),
+        }
+    }
+}
+
 enum Command {
     Publish(Change),
     External(bool),
@@ -159,23 +182,7 @@ impl SyncNode {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let status = Status {
-            node: config.node.clone(),
-            role: Role::Starting,
-            epoch,
-            peer_role: None,
-            peer_epoch: None,
-            seq: 0,
-            standby_connected: false,
-            lag_records: 0,
-            lag_ms: 0,
-            records: BTreeMap::new(),
-            digest: 0,
-            takeovers: 0,
-            last_takeover_ms: None,
-            standby_connects: 0,
-            refused: RefusalCounts::default(),
-        };
+        let status = Status::starting(config.node.clone(), epoch);
         let (status_tx, status_rx) = watch::channel(status);
         std::thread::Builder::new()
             .name("state-sync".into())
@@ -434,6 +441,7 @@ impl Driver {
                 hb_tx.clone(),
             ));
         }
+        register_takeover_counters();
         tracing::info!(node = %self.config.node, link = %self.config.link.listen, "state-sync started");
         let stopped = loop {
             tokio::select! {
@@ -1116,20 +1124,44 @@ impl Driver {
             standby_connects: self.standby_connects,
             refused: self.refused.snapshot(),
         };
-        for r in Role::ALL {
-            metrics::gauge!("tandem_ha_role", "role" => r.name()).set(if r == role {
-                1.0
-            } else {
-                0.0
-            });
-        }
-        metrics::gauge!("tandem_ha_epoch").set(status.epoch as f64);
-        metrics::gauge!("tandem_replication_lag_records").set(lag_records as f64);
-        metrics::gauge!("tandem_replication_lag_seconds").set(lag_ms as f64 / 1000.0);
-        for (kind, n) in &status.records {
-            metrics::gauge!("tandem_replication_records", "kind" => kind.clone()).set(*n as f64);
-        }
+        status_metrics(&status);
         self.status.send_replace(status);
+    }
+}
+
+/// The node's status as gauges (every 200 ms and at each role change).
+fn status_metrics(status: &Status) {
+    for r in Role::ALL {
+        metrics::gauge!("tandem_ha_role", "role" => r.name()).set(if r == status.role {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    metrics::gauge!("tandem_ha_epoch").set(status.epoch as f64);
+    metrics::gauge!("tandem_replication_lag_records").set(status.lag_records as f64);
+    metrics::gauge!("tandem_replication_lag_seconds").set(status.lag_ms as f64 / 1000.0);
+    // Alerting needs these two as numbers of their own: "the active node has
+    // no standby" (no copy of the calls: the next failure loses them) and
+    // "this node does not hear its peer" cannot be told from the role and
+    // the lag, which read the same for a lone node and a level pair.
+    metrics::gauge!("tandem_ha_standby_connected").set(if status.standby_connected {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("tandem_ha_peer_up").set(if status.peer_role.is_some() { 1.0 } else { 0.0 });
+    for (kind, n) in &status.records {
+        metrics::gauge!("tandem_replication_records", "kind" => kind.clone()).set(*n as f64);
+    }
+}
+
+/// Every takeover reason as a counter from the start, at 0: a counter that
+/// first appears at 1 is no increase to Prometheus (`increase()` needs an
+/// earlier sample), and the takeover alert would miss the first takeover.
+fn register_takeover_counters() {
+    for reason in role::TAKEOVER_REASONS {
+        metrics::counter!("tandem_ha_takeovers_total", "reason" => reason).increment(0);
     }
 }
 
@@ -1236,3 +1268,6 @@ fn open_heartbeat(
         .map_err(|e| (Refusal::Replayed, e.to_string()))?;
     Ok(env)
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,6 +39,11 @@ pub enum Role {
     Failed,
 }
 
+/// Why a node took over (the `reason` of `BecomeActive` and of the
+/// `tandem_ha_takeovers_total` counter): no peer at start, the active peer
+/// lost, a controlled switchover, or an external owner of the address.
+pub const TAKEOVER_REASONS: [&str; 4] = ["start", "peer_lost", "switchover", "external"];
+
 impl Role {
     pub const ALL: [Role; 7] = [
         Role::Starting,
@@ -391,6 +396,7 @@ impl RoleMachine {
     }
 
     fn take_over(&mut self, reason: &'static str) -> Vec<Action> {
+        debug_assert!(TAKEOVER_REASONS.contains(&reason), "{reason}");
         let peer_epoch = self.peer.as_ref().map_or(0, |p| p.epoch);
         self.epoch = self.epoch.max(peer_epoch) + 1;
         self.role = Role::Active;

@@ -103,6 +103,9 @@ pub trait Observer {
     fn calls_active(&mut self, _n: usize) {}
     fn setup_latency(&mut self, _d: Duration) {}
     fn member_health(&mut self, _member: &str, _up: bool) {}
+    /// Member `member` is (`true`) or is no longer (`false`, after a
+    /// reload) in group `group`.
+    fn member_group(&mut self, _member: &str, _group: &str, _in_group: bool) {}
     fn member_state(&mut self, _member: &str, _state: &str) {}
     fn call_resumed(&mut self, _from: &str, _to: &str, _outcome: &str) {}
     fn resume_latency(&mut self, _d: Duration) {}
@@ -337,8 +340,11 @@ impl Machine {
         now: Instant,
     ) -> Machine {
         let members = dests.len();
-        for (_, m) in dests.members() {
+        for (i, m) in dests.members() {
             obs.member_health(&m.name, true);
+            if let Some(group) = dests.group_name_of(i) {
+                obs.member_group(&m.name, group, true);
+            }
         }
         // The gauge exists from the start, not from the first call.
         obs.calls_active(0);

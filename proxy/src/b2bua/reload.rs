@@ -103,9 +103,17 @@ impl Machine {
         self.wan_answered = vec![false; n];
         self.survival
             .remap_members(n, |i| map.get(i).copied().flatten());
-        for (_, m) in new.members() {
+        for (i, m) in self.dests.members() {
+            if let Some(group) = self.dests.group_name_of(i) {
+                self.obs.member_group(&m.name, group, false);
+            }
+        }
+        for (i, m) in new.members() {
             self.obs
                 .member_health(&m.name, m.health == crate::pool::Health::Up);
+            if let Some(group) = new.group_name_of(i) {
+                self.obs.member_group(&m.name, group, true);
+            }
         }
         self.dests = new;
         self.policy = policy;
