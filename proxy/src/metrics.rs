@@ -289,3 +289,65 @@ pub fn upstream_states(counts: [usize; 5]) {
 pub fn upstream_register(result: &str) {
     counter!("tandem_upstream_register_total", "result" => result.to_owned()).increment(1);
 }
+
+/// Media quality of the calls up now, summed over the streams the relay
+/// receives (RFC 3550 receive statistics of each stream since its call
+/// started): the dashboard's RTP loss and jitter. Plain data, filled by
+/// [`RtpQuality::add`] and published by [`rtp_quality`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RtpQuality {
+    /// Streams that have received at least one RTP packet.
+    pub streams: u64,
+    /// Packets expected from the sequence numbers, and lost of them.
+    pub expected: u64,
+    pub lost: u64,
+    /// Interarrival jitter, summed (for the mean) and the worst stream's.
+    pub jitter_sum_s: f64,
+    pub jitter_max_s: f64,
+}
+
+impl RtpQuality {
+    pub fn add(&mut self, s: &media_relay::StreamStats) {
+        if s.packets == 0 {
+            return;
+        }
+        self.streams += 1;
+        self.expected += s.expected;
+        // Duplicates make a stream's loss negative: count it as none
+        // rather than let it hide another stream's loss.
+        self.lost += u64::try_from(s.lost).unwrap_or(0);
+        let jitter_s = s.jitter_ms / 1000.0;
+        self.jitter_sum_s += jitter_s;
+        self.jitter_max_s = self.jitter_max_s.max(jitter_s);
+    }
+
+    /// Lost / expected over every stream (0 with nothing expected).
+    pub fn loss_ratio(&self) -> f64 {
+        if self.expected == 0 {
+            0.0
+        } else {
+            self.lost as f64 / self.expected as f64
+        }
+    }
+
+    pub fn jitter_mean_s(&self) -> f64 {
+        if self.streams == 0 {
+            0.0
+        } else {
+            self.jitter_sum_s / self.streams as f64
+        }
+    }
+}
+
+/// `tandem_rtp_streams_receiving`, `tandem_rtp_loss_ratio`,
+/// `tandem_rtp_jitter_mean_seconds` and `tandem_rtp_jitter_max_seconds`
+/// (gauges over the calls up now; 0 without calls).
+pub fn rtp_quality(q: &RtpQuality) {
+    gauge!("tandem_rtp_streams_receiving").set(q.streams as f64);
+    gauge!("tandem_rtp_loss_ratio").set(q.loss_ratio());
+    gauge!("tandem_rtp_jitter_mean_seconds").set(q.jitter_mean_s());
+    gauge!("tandem_rtp_jitter_max_seconds").set(q.jitter_max_s);
+}
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,19 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::driver::Driver;
 
+/// The media quality of every session the relay holds now.
+fn rtp_quality(relay: &MediaRelay) -> crate::metrics::RtpQuality {
+    let mut q = crate::metrics::RtpQuality::default();
+    for id in relay.session_ids() {
+        // A session that ended since the list was taken is skipped.
+        if let Ok(s) = relay.stats(id) {
+            q.add(&s.side_a);
+            q.add(&s.side_b);
+        }
+    }
+    q
+}
+
 /// Raises the open-file limit to its hard limit (the relay's sockets and
 /// the SIP TCP connections both need descriptors) and lowers the TCP
 /// connection cap to what is left after the relay: every port of the media
@@ -147,12 +160,18 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         crate::driver::now_millis(),
     )?);
     let stats_ep = endpoint.clone();
+    let stats_relay = relay.clone();
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
+        for second in 0u64.. {
             tick.tick().await;
             crate::metrics::endpoint(&stats_ep.stats());
             crate::metrics::unverified_responses(stats_ep.layer().unverified_responses());
+            // Every 5 s: it locks each session once, and Prometheus
+            // scrapes no faster.
+            if second % 5 == 0 {
+                crate::metrics::rtp_quality(&rtp_quality(&stats_relay));
+            }
         }
     });
     let mut engine_task = tokio::spawn(engine.run(events, stop_rx, node_events, admin_rx));

@@ -34,18 +34,7 @@ fn config() -> TandemConfig {
 /// `/notify` (`ha.external_role`): what keepalived's notify script drives.
 /// The pair's secret file lives in `dir` (mode 0600, an absolute path).
 fn external_role_node(dir: &std::path::Path) -> TandemConfig {
-    use std::os::unix::fs::PermissionsExt;
-    let secret = dir.join("pair.secret");
-    std::fs::write(&secret, "q8Vt3LwZ0rN5yXe2KcH7mJpA9sUdF4gB\n").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    config().extra_toml(&format!(
-        "[ha]\nnode = \"a\"\nsecret_file = \"{}\"\n\
-         realtime_priority = 0\nexternal_role = true\n\
-         link = {{ listen = \"{}\", peer = \"{}\" }}\n",
-        secret.display(),
-        localhost(free_port()),
-        localhost(free_port()),
-    ))
+    config().external_role_node(dir)
 }
 
 /// One admin request that must be answered `status`.

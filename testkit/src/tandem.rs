@@ -181,6 +181,27 @@ impl TandemConfig {
         self
     }
 
+    /// One node of a pair whose peer never comes, its role given by
+    /// `/notify` (`ha.external_role`): what keepalived's notify script
+    /// drives. The pair's secret file is written in `dir` (mode 0600, an
+    /// absolute path).
+    pub fn external_role_node(self, dir: &Path) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = dir.join("pair.secret");
+        std::fs::write(&secret, "q8Vt3LwZ0rN5yXe2KcH7mJpA9sUdF4gB\n").expect("write the secret");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod the secret");
+        let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        self.extra_toml(&format!(
+            "[ha]\nnode = \"a\"\nsecret_file = \"{}\"\n\
+             realtime_priority = 0\nexternal_role = true\n\
+             link = {{ listen = \"{}\", peer = \"{}\" }}\n",
+            secret.display(),
+            localhost(free_port()),
+            localhost(free_port()),
+        ))
+    }
+
     /// Writes the configuration for the given ports as `tandem.toml` in
     /// `dir`, with the admin token file and the [`TandemConfig::file`]s
     /// beside it; returns its path.

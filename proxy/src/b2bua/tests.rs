@@ -74,6 +74,15 @@ impl Lab {
     /// The machine of the configuration `text`, its routing policy wrapped
     /// by `wrap`.
     fn from_text(text: &str, wrap: impl FnOnce(Box<dyn Policy>) -> Box<dyn Policy>) -> Lab {
+        Lab::observed(text, wrap, Box::new(NoObserver))
+    }
+
+    /// As [`Lab::from_text`], the machine reporting to `obs`.
+    fn observed(
+        text: &str,
+        wrap: impl FnOnce(Box<dyn Policy>) -> Box<dyn Policy>,
+        obs: Box<dyn Observer + Send>,
+    ) -> Lab {
         let config = Config::parse(text, Path::new("tandem.toml")).unwrap();
         let idle: Idle = Arc::default();
         let start = Instant::now();
@@ -83,7 +92,7 @@ impl Lab {
             crate::pool::Destinations::from_config(&config),
             wrap(Box::new(crate::routing::RulesPolicy::new(&config, router))),
             Box::new(FakeMedia(idle.clone())),
-            Box::new(NoObserver),
+            obs,
             false,
             7,
             start,
@@ -97,6 +106,16 @@ impl Lab {
             responses: Vec::new(),
             actions: Vec::new(),
         }
+    }
+
+    /// Reloads the machine with the configuration `text` (SIGHUP).
+    fn reload_text(&mut self, text: &str) {
+        let config = Config::parse(text, Path::new("tandem.toml")).unwrap();
+        let router = crate::routing::Router::compile(&config).unwrap();
+        self.m.reload(
+            crate::pool::Destinations::from_config(&config),
+            Box::new(crate::routing::RulesPolicy::new(&config, router)),
+        );
     }
 
     fn advance(&mut self, ms: u64) {
@@ -801,16 +820,7 @@ fn a_reload_sends_new_calls_by_the_new_rules_and_keeps_calls_on_their_member() {
             "group = \"media\"",
         );
     assert_ne!(without_pbx1, ROUTING);
-    let config = Config::parse(
-        &format!("{EXAMPLE}\n{without_pbx1}"),
-        Path::new("tandem.toml"),
-    )
-    .unwrap();
-    let router = crate::routing::Router::compile(&config).unwrap();
-    lab.m.reload(
-        crate::pool::Destinations::from_config(&config),
-        Box::new(crate::routing::RulesPolicy::new(&config, router)),
-    );
+    lab.reload_text(&format!("{EXAMPLE}\n{without_pbx1}"));
     assert_eq!(lab.m.store.check(), Ok(()));
     // A new office call goes to [pool] now.
     lab.call_to("1000", "c2");
@@ -2229,12 +2239,7 @@ fn a_reload_that_moves_the_central_pbx_moves_the_wans_probes() {
     );
     const MOVED: &str = "127.0.0.1:5098";
     let text = format!("{EXAMPLE}\n{}", BRANCH.replace(CENTRAL, MOVED));
-    let config = Config::parse(&text, Path::new("tandem.toml")).unwrap();
-    let router = crate::routing::Router::compile(&config).unwrap();
-    lab.m.reload(
-        crate::pool::Destinations::from_config(&config),
-        Box::new(crate::routing::RulesPolicy::new(&config, router)),
-    );
+    lab.reload_text(&text);
     lab.advance(1000);
     let out = lab.on(Event::Probes);
     // The member keepalive and the WAN's probe: both to the new address.
@@ -2465,4 +2470,66 @@ fn a_call_placed_before_the_wan_is_judged_down_gets_out_through_the_rules_fallba
         timer: sipcore::transaction::Timer::B,
     }));
     assert!(out.contains(&"respond 503 INVITE".to_string()), "{out:?}");
+}
+
+/// The machine's `member_group` reports: (member, group, in the group).
+#[derive(Clone, Default)]
+struct GroupReports(Arc<Mutex<Vec<(String, String, bool)>>>);
+
+impl Observer for GroupReports {
+    fn member_group(&mut self, member: &str, group: &str, in_group: bool) {
+        let report = (member.to_owned(), group.to_owned(), in_group);
+        self.0.lock().unwrap().push(report);
+    }
+}
+
+impl GroupReports {
+    fn take(&self) -> Vec<(String, String, bool)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Each member's group is reported at start (the
+/// `tandem_media_server_group` series the group-down alert joins on), and
+/// a reload that moves a member takes it out of its old group.
+#[test]
+fn each_members_group_is_reported_at_start_and_a_reload_moves_it() {
+    let ivr = |members: &str| format!("[[group]]\nname = \"ivr\"\n{members}");
+    let ivr1 = "[[group.member]]\nname = \"ivr1\"\naddress = \"127.0.0.1:5092\"\n";
+    let reports = GroupReports::default();
+    let mut lab = Lab::observed(
+        &format!("{EXAMPLE}\n{}", ivr(ivr1)),
+        |p| p,
+        Box::new(reports.clone()),
+    );
+    let report = |m: &str, g: &str, in_group| (m.to_owned(), g.to_owned(), in_group);
+    assert_eq!(
+        reports.take(),
+        [
+            report("ms1", "media", true),
+            report("ms2", "media", true),
+            report("ivr1", "ivr", true)
+        ]
+    );
+
+    // ms2 moves from [pool] to ivr.
+    let ms2 = "[[pool.member]]\nname = \"ms2\"\naddress = \"127.0.0.1:5080\"\n";
+    let moved = EXAMPLE.replace(ms2, "");
+    assert_ne!(moved, EXAMPLE);
+    let ms2_in_ivr = ms2.replace("pool.member", "group.member");
+    lab.reload_text(&format!("{moved}\n{}", ivr(&format!("{ivr1}{ms2_in_ivr}"))));
+    let after = reports.take();
+    // Old memberships first, then the new ones: what stays 1 at the end is
+    // exactly the new layout.
+    assert_eq!(
+        after,
+        [
+            report("ms1", "media", false),
+            report("ms2", "media", false),
+            report("ivr1", "ivr", false),
+            report("ms1", "media", true),
+            report("ivr1", "ivr", true),
+            report("ms2", "ivr", true)
+        ]
+    );
 }
