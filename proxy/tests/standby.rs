@@ -173,7 +173,7 @@ impl HaLab {
         let out = self
             .lab
             .command(node, TANDEM)
-            .args(["status", "--admin", "127.0.0.1:9090"])
+            .args(["status", "--json", "--admin", "127.0.0.1:9090"])
             .output()
             .ok()?;
         serde_json::from_slice(&out.stdout).ok()

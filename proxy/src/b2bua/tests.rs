@@ -2466,3 +2466,5 @@ fn a_call_placed_before_the_wan_is_judged_down_gets_out_through_the_rules_fallba
     }));
     assert!(out.contains(&"respond 503 INVITE".to_string()), "{out:?}");
 }
+
+mod maintenance;
