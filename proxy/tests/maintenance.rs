@@ -141,8 +141,16 @@ async fn drain_then_move_rolls_the_calls_off_a_media_server_none_lost() {
         new_calls.log
     );
     ms2.wait_stat("SuccessfulCall(C)", 2, SECS(10)).await;
-    assert_eq!(ms2.outcome().count("_INVITE_Recv"), 2, "new calls went to ms2");
-    assert_eq!(ms1.outcome().count("_INVITE_Recv"), CALLS, "none more to ms1");
+    assert_eq!(
+        ms2.outcome().count("_INVITE_Recv"),
+        2,
+        "new calls went to ms2"
+    );
+    assert_eq!(
+        ms1.outcome().count("_INVITE_Recv"),
+        CALLS,
+        "none more to ms1"
+    );
     assert_eq!(calls_on(&tandem, "ms1").await.len(), CALLS as usize);
 
     // Move them: every call on ms1 continues on ms2.
@@ -189,7 +197,11 @@ async fn drain_then_move_rolls_the_calls_off_a_media_server_none_lost() {
     // A call left without audio after the move would show a gap of the
     // ten seconds that remained of it.
     let gap = r["rtp"]["gap_ms"]["max"].as_f64().expect("gap_ms");
-    assert!(gap < 3000.0, "audio did not come back: {}\n{said}", r["rtp"]);
+    assert!(
+        gap < 3000.0,
+        "audio did not come back: {}\n{said}",
+        r["rtp"]
+    );
     let new = ms2
         .wait_stat("SuccessfulCall(C)", CALLS + 2, SECS(10))
         .await;
@@ -224,7 +236,10 @@ async fn drain_then_move_rolls_the_calls_off_a_media_server_none_lost() {
         .count();
     assert_eq!(moved, CALLS as usize, "{cdrs:?}");
     let while_drained = cdrs.iter().filter(|c| c.servers() == ["ms2"]).count();
-    assert_eq!(while_drained, 2, "the calls placed while ms1 drained: {cdrs:?}");
+    assert_eq!(
+        while_drained, 2,
+        "the calls placed while ms1 drained: {cdrs:?}"
+    );
 
     // Maintenance done: undrained, ms1 takes new calls again.
     let (ok, out, _) = cli(&tandem, &["undrain", "member", "ms1"]).await;
