@@ -154,11 +154,11 @@ start() {
         local want=active
         [[ $node == b ]] && want=standby
         for _ in $(seq 100); do
-            ip netns exec "$name-$node" "$bin" status --admin 127.0.0.1:9090 2>/dev/null \
+            ip netns exec "$name-$node" "$bin" status --json --admin 127.0.0.1:9090 2>/dev/null \
                 | grep -q "\"role\":\"$want\"" && break
             sleep 0.1
         done
-        ip netns exec "$name-$node" "$bin" status --admin 127.0.0.1:9090 2>/dev/null \
+        ip netns exec "$name-$node" "$bin" status --json --admin 127.0.0.1:9090 2>/dev/null \
             | grep -q "\"role\":\"$want\"" || die "node $node did not become $want (log: $dir/$node.log)"
         echo "testbed.sh: node $node is $want"
     done

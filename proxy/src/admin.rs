@@ -4,7 +4,11 @@
 //! /notify/master|backup|fault` (with `ha.external_role`: the external
 //! owner of the floating address reports this node's new state; `tandem
 //! notify` calls it, from keepalived's notify script for instance), and
-//! `GET|POST /login`, `POST /logout` (a session cookie for browsers).
+//! `GET|POST /login`, `POST /logout` (a session cookie for browsers),
+//! and planned work on media servers: `GET /calls[?member=][&limit=]`,
+//! `GET /members`, `POST /members/NAME/drain|undrain`, `POST
+//! /move?from=NAME[&to=NAME][&max=N]` (`tandem calls`, `members`,
+//! `drain`, `move`).
 //!
 //! An axum [`Router`] with one state and one authentication middleware
 //! (`auth`), so that more pages (a status page, server-sent events) are
@@ -91,6 +95,10 @@ fn router(state: AppState) -> Router {
         .route("/wan", get(wans))
         .route("/wan/{name}/{mode}", post(force_wan))
         .route("/notify/{state}", post(notify))
+        .route("/calls", get(calls))
+        .route("/members", get(members))
+        .route("/members/{name}/{mode}", post(drain_member))
+        .route("/move", post(move_calls))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .fallback(not_found)
@@ -321,4 +329,87 @@ fn status_json(admin: &Admin, wans: Option<serde_json::Value>) -> String {
         "wan": wans,
     });
     format!("{v}\n")
+}
+
+#[derive(serde::Deserialize)]
+struct CallsQuery {
+    member: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /calls[?member=ms1][&limit=N]`: the calls in progress as JSON,
+/// oldest first (at most 1,000 unless `limit` says otherwise).
+async fn calls(State(state): State<AppState>, Query(query): Query<CallsQuery>) -> Response {
+    let (member, limit) = (query.member, query.limit.unwrap_or(1000));
+    match ask_engine(&state, |reply| Command::Calls {
+        member,
+        limit,
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(body)) => json(body),
+        Ok(Err(why)) => text(StatusCode::NOT_FOUND, format!("{why}\n")),
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /members`: every destination member, its state, whether it is
+/// draining and its calls.
+async fn members(State(state): State<AppState>) -> Response {
+    match ask_engine(&state, |reply| Command::Members { reply }).await {
+        Ok(body) => json(body),
+        Err(refused) => refused,
+    }
+}
+
+/// `POST /members/NAME/drain|undrain`: no new calls to a member (it keeps
+/// its calls), or calls again.
+async fn drain_member(
+    State(state): State<AppState>,
+    Path((member, mode)): Path<(String, String)>,
+) -> Response {
+    let on = match mode.as_str() {
+        "drain" => true,
+        "undrain" => false,
+        _ => return not_found().await,
+    };
+    match ask_engine(&state, |reply| Command::DrainMember { member, on, reply }).await {
+        Ok(Ok(changed)) => text(
+            StatusCode::OK,
+            match (on, changed) {
+                (true, true) => "draining\n",
+                (true, false) => "draining already\n",
+                (false, true) => "undrained\n",
+                (false, false) => "not draining\n",
+            },
+        ),
+        Ok(Err(why)) => text(StatusCode::CONFLICT, format!("{why}\n")),
+        Err(refused) => refused,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MoveQuery {
+    from: String,
+    to: Option<String>,
+    max: Option<usize>,
+}
+
+/// `POST /move?from=ms1[&to=ms2][&max=N]`: the answered calls on a member
+/// are resumed on others (paced); the reply says how many were scheduled.
+async fn move_calls(State(state): State<AppState>, Query(query): Query<MoveQuery>) -> Response {
+    let MoveQuery { from, to, max } = query;
+    match ask_engine(&state, |reply| Command::MoveCalls {
+        from,
+        to,
+        max,
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(report)) => json(serde_json::to_string(&report).unwrap_or_default() + "\n"),
+        Ok(Err(why)) => text(StatusCode::CONFLICT, format!("{why}\n")),
+        Err(refused) => refused,
+    }
 }

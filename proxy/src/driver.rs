@@ -8,6 +8,7 @@
 //! where the volume is, never passes through this task.
 
 mod dns;
+mod maintenance;
 mod registrations;
 mod replication;
 
@@ -55,6 +56,31 @@ pub enum Command {
         aor: Option<String>,
         limit: usize,
         reply: oneshot::Sender<Option<String>>,
+    },
+    /// The calls in progress as JSON, oldest first: on one member only if
+    /// given, at most `limit`; Err names an unknown member.
+    Calls {
+        member: Option<String>,
+        limit: usize,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Every destination member as JSON: group, address, state, draining,
+    /// calls.
+    Members { reply: oneshot::Sender<String> },
+    /// Drain a member (`on`: no new calls go to it) or undrain it; whether
+    /// that changed its state, or why not.
+    DrainMember {
+        member: String,
+        on: bool,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    /// Move the answered calls off a member (to `to` first), at most
+    /// `max`: what was scheduled, or why not.
+    MoveCalls {
+        from: String,
+        to: Option<String>,
+        max: Option<usize>,
+        reply: oneshot::Sender<Result<crate::b2bua::MoveReport, String>>,
     },
 }
 
@@ -130,6 +156,12 @@ impl Observer for Prometheus {
     }
     fn resume_latency(&mut self, d: Duration) {
         metrics::resume_latency(d);
+    }
+    fn call_moved(&mut self, from: &str, to: &str, outcome: &str) {
+        metrics::call_moved(from, to, outcome);
+    }
+    fn member_draining(&mut self, member: &str, draining: bool) {
+        metrics::member_draining(member, draining);
     }
     fn route_matched(&mut self, rule: &str) {
         metrics::route_matched(rule);

@@ -9,6 +9,7 @@ mod error;
 mod ha;
 mod media;
 mod metrics;
+mod ops;
 mod pool;
 mod registrar;
 mod routing;
@@ -118,10 +119,13 @@ enum Command {
         #[arg(value_parser = ["down", "up", "auto"], requires = "name")]
         mode: Option<String>,
     },
-    /// Prints a node's role and replication state (JSON).
+    /// Prints a node's role, peer, epoch, replication lag and WANs
+    /// (`--json`: the raw `/status`).
     Status {
         #[command(flatten)]
         target: AdminTarget,
+        #[arg(long)]
+        json: bool,
     },
     /// With `ha.external_role`: tells the node its state as decided by
     /// the program that owns the floating address (keepalived's notify
@@ -144,6 +148,73 @@ enum Command {
         realm: String,
         #[arg(long)]
         user: String,
+    },
+    /// The calls in progress, oldest first: call id, caller → callee,
+    /// trunk, group, member, state, age, resumes.
+    Calls {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only the calls on this member.
+        #[arg(long)]
+        member: Option<String>,
+        /// At most this many (the node's default: 1,000).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every destination member: group, address, state, draining, calls.
+    Members {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned work: `tandem drain member ms1` sends no new calls to ms1
+    /// (it keeps its calls; move them with `tandem move --from ms1`);
+    /// `--off` gives it calls again.
+    Drain {
+        #[command(subcommand)]
+        what: DrainWhat,
+    },
+    /// `tandem undrain member ms1`: ms1 gets new calls again.
+    Undrain {
+        #[command(subcommand)]
+        what: DrainWhat,
+    },
+    /// Moves the answered calls on a member to the other members of its
+    /// group, with the caller on the line (the call-survival path: a new
+    /// INVITE to the new member, the relay switches over, the old member
+    /// gets a BYE), paced as resumes are. Calls not answered yet stay.
+    Move {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[arg(long)]
+        from: String,
+        /// Move them to this member (while it can take them; else any).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many calls, oldest first.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Wait until no call is left on the member, at most this many
+        /// seconds (`--wait` alone: 60).
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
+        wait: Option<u64>,
+    },
+}
+
+/// What `tandem drain` and `undrain` act on.
+#[derive(Subcommand)]
+enum DrainWhat {
+    /// One destination member, by name.
+    Member {
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Undrain instead (as `tandem undrain member`).
+        #[arg(long)]
+        off: bool,
     },
 }
 
@@ -192,7 +263,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { target } => admin_request(&target, "GET", "/status"),
+        Command::Status { target, json } => {
+            admin_show(&target, "/status", json, ops::describe_status)
+        }
         Command::Wan { target, name, mode } => match (name, mode) {
             (Some(name), Some(mode)) => admin_request(
                 &target,
@@ -214,6 +287,41 @@ fn main() -> ExitCode {
             "POST",
             &format!("/notify/{}", state.to_ascii_lowercase()),
         ),
+        Command::Calls {
+            target,
+            member,
+            limit,
+            json,
+        } => {
+            let mut query = Vec::new();
+            if let Some(m) = member {
+                query.push(format!("member={}", query_escape(&m)));
+            }
+            if let Some(n) = limit {
+                query.push(format!("limit={n}"));
+            }
+            let path = match query.is_empty() {
+                true => "/calls".to_owned(),
+                false => format!("/calls?{}", query.join("&")),
+            };
+            admin_show(&target, &path, json, ops::describe_calls)
+        }
+        Command::Members { target, json } => {
+            admin_show(&target, "/members", json, ops::describe_members)
+        }
+        Command::Drain {
+            what: DrainWhat::Member { name, target, off },
+        } => drain_member(&target, &name, !off),
+        Command::Undrain {
+            what: DrainWhat::Member { name, target, .. },
+        } => drain_member(&target, &name, false),
+        Command::Move {
+            target,
+            from,
+            to,
+            max,
+            wait,
+        } => move_calls(&target, &from, to.as_deref(), max, wait),
         Command::Check { config } => match load_with_router(&config) {
             Ok((_, router)) => {
                 for s in router.shadowed() {
@@ -455,26 +563,126 @@ fn admin_target(
 }
 
 fn admin_request(target: &AdminTarget, method: &str, path: &str) -> ExitCode {
-    let (admin, token) = match admin_target(target) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("tandem: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match admin::request(&admin, method, path, token.as_ref()) {
-        Ok((200, body)) => {
+    match admin_body(target, method, path) {
+        Ok(body) => {
             print!("{body}");
             ExitCode::SUCCESS
         }
+        Err(code) => code,
+    }
+}
+
+/// The body of a 200 answer; anything else is said on stderr and is the
+/// exit code (1: the node said no, 2: it could not be asked).
+fn admin_body(target: &AdminTarget, method: &str, path: &str) -> Result<String, ExitCode> {
+    let (admin, token) = admin_target(target).map_err(|e| {
+        eprintln!("tandem: {e}");
+        ExitCode::from(2)
+    })?;
+    match admin::request(&admin, method, path, token.as_ref()) {
+        Ok((200, body)) => Ok(body),
         Ok((status, body)) => {
             eprint!("tandem: {status}: {body}");
-            ExitCode::FAILURE
+            Err(ExitCode::FAILURE)
         }
         Err(e) => {
             eprintln!("tandem: {e}");
-            ExitCode::from(2)
+            Err(ExitCode::from(2))
         }
+    }
+}
+
+/// A GET whose JSON answer is printed as is (`json`) or for people.
+fn admin_show(
+    target: &AdminTarget,
+    path: &str,
+    json: bool,
+    describe: fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    let body = match admin_body(target, "GET", path) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    if json {
+        print!("{body}");
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(v) => {
+            print!("{}", describe(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem: the node's answer is not JSON ({e}): {body}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tandem drain|undrain member NAME`.
+fn drain_member(target: &AdminTarget, name: &str, on: bool) -> ExitCode {
+    let mode = if on { "drain" } else { "undrain" };
+    let path = format!("/members/{}/{mode}", query_escape(name));
+    match admin_body(target, "POST", &path) {
+        Ok(body) => {
+            print!("{name}: {body}");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// `tandem move --from NAME`: schedules the moves, then (with `--wait`)
+/// watches the member's calls until none is left or the time is up.
+fn move_calls(
+    target: &AdminTarget,
+    from: &str,
+    to: Option<&str>,
+    max: Option<usize>,
+    wait: Option<u64>,
+) -> ExitCode {
+    let mut path = format!("/move?from={}", query_escape(from));
+    if let Some(to) = to {
+        path.push_str(&format!("&to={}", query_escape(to)));
+    }
+    if let Some(max) = max {
+        path.push_str(&format!("&max={max}"));
+    }
+    let report = match admin_body(target, "POST", &path) {
+        Ok(body) => body,
+        Err(code) => return code,
+    };
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap_or_default();
+    print!("{}", ops::describe_move(from, &report));
+    let Some(seconds) = wait else {
+        return ExitCode::SUCCESS;
+    };
+    let calls_path = format!("/calls?member={}", query_escape(from));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut last = None;
+    loop {
+        let left = admin_body(target, "GET", &calls_path)
+            .ok()
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.as_array().map(Vec::len));
+        if left == Some(0) {
+            println!("{from}: no call left");
+            return ExitCode::SUCCESS;
+        }
+        if left != last {
+            if let Some(n) = left {
+                println!("{from}: {n} calls left");
+            }
+            last = left;
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "tandem: {from} still has {} calls after {seconds} s (calls not answered yet stay until they end)",
+                left.map_or("some".to_owned(), |n| n.to_string())
+            );
+            return ExitCode::FAILURE;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 

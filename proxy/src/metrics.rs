@@ -145,6 +145,24 @@ pub fn member_group(member: &str, group: &str, in_group: bool) {
         .set(if in_group { 1.0 } else { 0.0 });
 }
 
+/// Whether the operator drains a member (`tandem drain member`): 1 while
+/// no new calls go to it.
+pub fn member_draining(member: &str, draining: bool) {
+    gauge!("tandem_media_server_draining", "member" => member.to_owned()).set(if draining {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// One attempt of a move the operator asked for (`tandem move`), outcomes
+/// as for [`call_resumed`]; kept apart so that resumes count failures
+/// only.
+pub fn call_moved(from: &str, to: &str, outcome: &str) {
+    counter!("tandem_calls_moved_total", "from" => from.to_owned(), "to" => to.to_owned(), "outcome" => outcome.to_owned())
+        .increment(1);
+}
+
 /// One resume attempt's end: `ok`, `failed` (that member refused or did
 /// not answer; the next is tried), `no_server`, `gave_up` (hold expired).
 pub fn call_resumed(from: &str, to: &str, outcome: &str) {

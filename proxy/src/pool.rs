@@ -33,6 +33,11 @@ pub struct Member {
     streak: u32,
     /// Calls currently anchored on this member.
     pub active_calls: u64,
+    /// Set by the operator (`tandem drain member`): no new call and no
+    /// resume goes to the member, but it keeps its calls and its probes.
+    /// Kept by name across reloads, and replicated to the standby.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// A change of a member's health, for logs and metrics.
@@ -106,6 +111,7 @@ impl Pool {
                     health: Health::Up,
                     streak: 0,
                     active_calls: 0,
+                    draining: false,
                 })
                 .collect(),
             cursor: 0,
@@ -159,7 +165,9 @@ impl Pool {
     /// the same on every node and across restarts (FNV-1a, no seeds).
     pub fn select_for(&mut self, exclude: &[usize], key: &str) -> Option<usize> {
         let n = self.members.len();
-        let eligible = |i: usize, m: &Member| m.health == Health::Up && !exclude.contains(&i);
+        // A draining member is skipped as a down one is.
+        let eligible =
+            |i: usize, m: &Member| m.health == Health::Up && !m.draining && !exclude.contains(&i);
         match self.strategy {
             Strategy::HashCallId | Strategy::HashFromUser => {
                 let key_hash = fnv1a(key.as_bytes());
@@ -452,6 +460,13 @@ impl Destinations {
         let mut change = self.groups.get_mut(g)?.force_down(k)?;
         change.member = i;
         Some(change)
+    }
+
+    /// Drains member `i` (`on`) or gives it calls again; whether that
+    /// changed anything.
+    pub fn set_draining(&mut self, i: usize, on: bool) -> bool {
+        self.member_mut(i)
+            .is_some_and(|m| std::mem::replace(&mut m.draining, on) != on)
     }
 
     /// Puts member `i` back up at once (a `probe = "off"` member whose

@@ -42,7 +42,6 @@ const NOT_IN_THIS_TANDEM: &[(&str, &str)] = &[
 const FROM_PARALLEL_WORK: &[&str] = &[
     "tandem_cdr_write_errors_total",
     "tandem_cdr_dropped_total",
-    "tandem_media_server_draining",
 ];
 
 fn repo(path: &str) -> PathBuf {

@@ -173,7 +173,7 @@ impl HaLab {
         let out = self
             .lab
             .command(node, TANDEM)
-            .args(["status", "--admin", "127.0.0.1:9090"])
+            .args(["status", "--json", "--admin", "127.0.0.1:9090"])
             .output()
             .ok()?;
         serde_json::from_slice(&out.stdout).ok()
@@ -1099,4 +1099,77 @@ async fn upstream_registrations_survive_a_takeover_with_their_call_ids() {
             .contains("sip:phone000@10.77.0.100:5060"),
         "{centre_doc}"
     );
+}
+
+/// A takeover during maintenance keeps the operator's drain: node a
+/// drains ms1 (`tandem drain member ms1`), the drain reaches b with the
+/// member's record, a dies, and b, serving now, sends every new call to
+/// ms2.
+#[tokio::test]
+async fn a_takeover_during_maintenance_keeps_the_drained_member_drained() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("drn");
+    lab.pair().await;
+    let config_a = lab.dir.path().join("tandem-a.toml").display().to_string();
+    let drained = lab
+        .lab
+        .command("a", TANDEM)
+        .args(["drain", "member", "ms1", "--config", &config_a])
+        .output()
+        .unwrap();
+    assert!(
+        drained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drained.stderr)
+    );
+    let ms1_draining = |lab: &HaLab, node: &str| -> Option<bool> {
+        let out = lab
+            .lab
+            .command(node, TANDEM)
+            .args(["members", "--json", "--admin", "127.0.0.1:9090"])
+            .output()
+            .ok()?;
+        let members: Value = serde_json::from_slice(&out.stdout).ok()?;
+        members.as_array()?.iter().find(|m| m["member"] == "ms1")?["draining"].as_bool()
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    while ms1_draining(&lab, "b") != Some(true) {
+        assert!(
+            Instant::now() < end,
+            "b never learnt of the drain\n{}",
+            lab.log_tail("b", 20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lab.lab.kill("a").unwrap();
+    lab.wait_status("b", "takes over", Duration::from_secs(10), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    assert_eq!(ms1_draining(&lab, "b"), Some(true));
+    // New calls through b: none goes to the drained ms1.
+    lab.start_load(&["-r", "10", "-n", "6", "--hold", "3s"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    let calls = loop {
+        let out = lab
+            .lab
+            .command("b", TANDEM)
+            .args(["calls", "--json", "--admin", "127.0.0.1:9090"])
+            .output()
+            .unwrap();
+        let calls: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let n = calls.as_array().map_or(0, Vec::len);
+        if n == 6 || Instant::now() > end {
+            break calls;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let members: Vec<&str> = calls
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["member"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(members, ["ms2"; 6], "{calls}\n{}", lab.log_tail("b", 20));
+    lab.all_completed(6, Duration::from_secs(30)).await;
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,29 +21,9 @@ use testkit::{Sipp, SippOutcome, SippProcess, Tandem, TandemConfig};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use common::{read_json, run_call, said, tandem_load, wait_members_up, SECS, TANDEM};
-
-fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/sipp")
-        .join(name)
-}
-
-/// A SIPp media server; `-aa` answers Tandem's OPTIONS keepalives.
-async fn media_server(scenario_file: Option<&str>, echo: bool) -> SippProcess {
-    let mut sipp = match scenario_file {
-        None => Sipp::builtin("uas", None),
-        Some(f) => Sipp::scenario_file(&scenario(f), None),
-    }
-    .arg("-aa")
-    .trace_messages();
-    if echo {
-        sipp = sipp.arg("-rtp_echo");
-    }
-    let mut p = sipp.spawn();
-    p.wait_ready(SECS(5)).await;
-    p
-}
+use common::{
+    media_server, read_json, run_call, said, scenario, tandem_load, wait_members_up, SECS, TANDEM,
+};
 
 /// Tandem with `ms1` first (sequential: every call lands there) and fast
 /// keepalives (200 ms, two misses take a member down).

@@ -202,6 +202,10 @@ pub struct Call {
     pub resuming: Option<Resuming>,
     /// How many times the call moved to another media server.
     pub resumes: u32,
+    /// How many of those moves the operator asked for (`tandem move`),
+    /// not a failure: the CDR's move mark.
+    #[serde(default)]
+    pub moves: u32,
     /// A call to a registered AOR while its contacts ring.
     #[serde(default)]
     pub forking: Option<Box<Forking>>,
@@ -232,6 +236,14 @@ pub struct Resuming {
     pub tried: Vec<usize>,
     /// With `on_no_server = hold`: keep retrying until then.
     pub hold_until: Option<UnixMillis>,
+    /// The operator moves the call (`tandem move`): its old member has
+    /// not failed.
+    #[serde(default)]
+    pub planned: bool,
+    /// The member the operator asked for (`tandem move --to`), tried
+    /// first.
+    #[serde(default)]
+    pub to: Option<usize>,
     /// When the failure was detected, for the resume latency (local clock).
     #[serde(skip, default = "Instant::now")]
     pub detected: Instant,

@@ -203,6 +203,7 @@ impl Machine {
             offer: None,
             resuming: None,
             resumes: 0,
+            moves: 0,
             forking,
             started: self.now,
         };

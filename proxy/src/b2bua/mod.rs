@@ -28,6 +28,7 @@ mod housekeeping;
 mod in_dialog;
 mod invite;
 mod location;
+mod maintenance;
 mod outbox;
 mod policy;
 mod register;
@@ -50,6 +51,7 @@ use sipcore::transaction::{BranchKey, ClientKey, ServerKey, TransactionKey, TuEv
 use sipcore::transport::{Target, TransportKind};
 
 pub use call::{Call, Leg, UnixMillis};
+pub use maintenance::MoveReport;
 use outbox::Outbox;
 pub use outbox::{Action, CallEnd};
 pub use policy::{Policy, Route};
@@ -109,6 +111,11 @@ pub trait Observer {
     fn member_state(&mut self, _member: &str, _state: &str) {}
     fn call_resumed(&mut self, _from: &str, _to: &str, _outcome: &str) {}
     fn resume_latency(&mut self, _d: Duration) {}
+    /// One attempt of a move the operator asked for (`tandem move`) ended:
+    /// outcomes as for [`Observer::call_resumed`].
+    fn call_moved(&mut self, _from: &str, _to: &str, _outcome: &str) {}
+    /// A member is draining (`tandem drain member`) or not.
+    fn member_draining(&mut self, _member: &str, _draining: bool) {}
     fn route_matched(&mut self, _rule: &str) {}
     /// A message from the network refused or dropped for who sent it
     /// (see [`Refusal`]).
@@ -345,6 +352,7 @@ impl Machine {
             if let Some(group) = dests.group_name_of(i) {
                 obs.member_group(&m.name, group, true);
             }
+            obs.member_draining(&m.name, false);
         }
         // The gauge exists from the start, not from the first call.
         obs.calls_active(0);

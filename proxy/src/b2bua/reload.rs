@@ -8,7 +8,8 @@
 //! calls' requests still reach it and their failure still resumes them,
 //! but no new call goes there. Everything that holds a member index (the
 //! calls, their resume state, the timers, the survival state) is moved to
-//! the new numbering.
+//! the new numbering. A member the operator drained stays drained if
+//! the new configuration has a member of that name.
 
 use super::{ClientRole, Machine, Policy, TimerEvent};
 use crate::pool::{Destinations, Pool};
@@ -86,6 +87,7 @@ impl Machine {
             if let Some(r) = call.resuming.as_mut() {
                 r.from = to_new(r.from);
                 r.tried = r.tried.iter().map(|&i| to_new(i)).collect();
+                r.to = r.to.and_then(|i| map.get(i).copied().flatten());
             }
         }
         self.timers.remap_members(|i| map.get(i).copied().flatten());
@@ -103,6 +105,20 @@ impl Machine {
         self.wan_answered = vec![false; n];
         self.survival
             .remap_members(n, |i| map.get(i).copied().flatten());
+        // The operator's drain is kept by name: a member drained for
+        // maintenance stays drained whatever else the reload changes
+        // (its address, its group).
+        let drained: Vec<String> = self
+            .dests
+            .members()
+            .filter(|(_, m)| m.draining)
+            .map(|(_, m)| m.name.clone())
+            .collect();
+        for name in drained {
+            if let Some(j) = new.find(&name) {
+                new.set_draining(j, true);
+            }
+        }
         for (i, m) in self.dests.members() {
             if let Some(group) = self.dests.group_name_of(i) {
                 self.obs.member_group(&m.name, group, false);
@@ -111,6 +127,7 @@ impl Machine {
         for (i, m) in new.members() {
             self.obs
                 .member_health(&m.name, m.health == crate::pool::Health::Up);
+            self.obs.member_draining(&m.name, m.draining);
             if let Some(group) = new.group_name_of(i) {
                 self.obs.member_group(&m.name, group, true);
             }

@@ -44,6 +44,12 @@ pub(super) struct Survival {
 }
 
 impl Survival {
+    /// Whether member `i` is suspect (media silence seen, its probe
+    /// outstanding).
+    pub(super) fn is_suspect(&self, i: usize) -> bool {
+        self.suspect.get(i).copied().unwrap_or(false)
+    }
+
     /// Moves the per-member state to a new numbering of `n` members.
     pub(super) fn remap_members(&mut self, n: usize, map: impl Fn(usize) -> Option<usize>) {
         let mut suspect = vec![false; n];
@@ -140,10 +146,40 @@ impl Machine {
             detected_at: self.wall,
             tried: vec![from],
             hold_until: None,
+            planned: false,
+            to: None,
             detected: self.now,
         });
         self.release_leg_b(id);
         self.survival.queue.push_back(id);
+    }
+
+    /// The operator moves an answered call off its member (`tandem
+    /// move`): the same resume as for a failure, first to `to` if given.
+    /// Returns whether the call was queued.
+    pub(super) fn plan_move(&mut self, id: u64, to: Option<usize>) -> bool {
+        let Some(call) = self.store.get_mut(id) else {
+            return false;
+        };
+        if call.resuming.is_some()
+            || !matches!(call.state, CallState::Answered | CallState::Confirmed)
+        {
+            return false;
+        }
+        let from = call.b.member;
+        call.resuming = Some(Resuming {
+            from,
+            reason: "moved by the operator".to_owned(),
+            detected_at: self.wall,
+            tried: vec![from],
+            hold_until: None,
+            planned: true,
+            to,
+            detected: self.now,
+        });
+        self.release_leg_b(id);
+        self.survival.queue.push_back(id);
+        true
     }
 
     /// Lets go of the failed leg B: BYE (a server whose SIP still lives
@@ -162,12 +198,16 @@ impl Machine {
             return;
         };
         call.b.ack_pending = false;
+        // The old member learns why its call ends: it failed, or the
+        // operator moved the call (it is fine, and may be asked to drain).
+        let reason = if call.resuming.as_ref().is_some_and(|r| r.planned) {
+            "SIP;cause=200;text=\"call moved by the operator\""
+        } else {
+            "SIP;cause=503;text=\"media server failed, call moved\""
+        };
         let bye = call.b.dialog.take().map(|mut d| {
             d.request(&Method::Bye, &via)
-                .header(
-                    "Reason",
-                    "SIP;cause=503;text=\"media server failed, call moved\"",
-                )
+                .header("Reason", reason)
                 .build()
         });
         if let (Some(bye), Some(target)) = (bye, target) {
@@ -218,7 +258,18 @@ impl Machine {
         let from_name = self.member_name(r.from);
         let group = call.b.group;
         let (call_id, from_user) = super::invite::hash_keys(call, &self.dests);
-        let Some(member) = self.dests.select(group, &r.tried, &call_id, &from_user) else {
+        // The member the operator moves the call to, while it can take
+        // it; else (or once it failed) any member as for a failure.
+        let asked = r.to.filter(|&m| {
+            !r.tried.contains(&m)
+                && self.dests.group_of(m) == Some(group)
+                && self
+                    .member(m)
+                    .is_some_and(|m| m.health == crate::pool::Health::Up && !m.draining)
+        });
+        let Some(member) =
+            asked.or_else(|| self.dests.select(group, &r.tried, &call_id, &from_user))
+        else {
             return self.no_server_left(id);
         };
         let offer = match (&call.b_local_sdp, &call.b_remote_sdp) {
@@ -257,7 +308,8 @@ impl Machine {
             return;
         };
         let (from, to) = (self.member_name(r.from), self.member_name(call.b.member));
-        self.obs.call_resumed(&from, &to, "failed");
+        let planned = r.planned;
+        self.count_resume(planned, &from, &to, "failed");
         tracing::info!(call = id, member = %to, why, "resume attempt failed");
         self.release_member(id);
         self.store.unindex_leg_b(id);
@@ -267,15 +319,17 @@ impl Machine {
     /// No member left for a resume.
     fn no_server_left(&mut self, id: u64) {
         let hold_s = self.settings.survival.hold_retry_s;
-        let hold = self.settings.survival.hold_on_no_server;
-        let Some(from) = self
+        let Some((from, planned)) = self
             .store
             .get(id)
             .and_then(|c| c.resuming.as_ref())
-            .map(|r| self.member_name(r.from))
+            .map(|r| (self.member_name(r.from), r.planned))
         else {
             return;
         };
+        // A moved call's old leg is gone already: it waits for a member
+        // (for `hold_retry_s`) rather than being hung up at once.
+        let hold = self.settings.survival.hold_on_no_server || planned;
         let Some(r) = self.store.get_mut(id).and_then(|c| c.resuming.as_mut()) else {
             return;
         };
@@ -291,12 +345,23 @@ impl Machine {
                 );
                 return;
             }
-            self.obs.call_resumed(&from, "", "gave_up");
+            self.count_resume(planned, &from, "", "gave_up");
         } else {
-            self.obs.call_resumed(&from, "", "no_server");
+            self.count_resume(planned, &from, "", "no_server");
         }
         tracing::warn!(call = id, from = %from, "no media server left for the call; hanging up");
         self.end_call(id, "no_media_server", true, false);
+    }
+
+    /// One resume attempt's end, counted as a resume (a failure) or as a
+    /// move (the operator's), so that alerts on resumes stay about
+    /// failures.
+    fn count_resume(&mut self, planned: bool, from: &str, to: &str, outcome: &str) {
+        if planned {
+            self.obs.call_moved(from, to, outcome);
+        } else {
+            self.obs.call_resumed(from, to, outcome);
+        }
     }
 
     pub(super) fn resume_retry(&mut self, id: u64) {
@@ -365,6 +430,9 @@ impl Machine {
             return;
         };
         call.resumes += 1;
+        if r.planned {
+            call.moves += 1;
+        }
         let codec_changed = codec_changed(previous.as_deref(), call.b_remote_sdp.as_deref());
         let from = self.member_name(r.from);
         let to = self.member_name(member);
@@ -373,9 +441,11 @@ impl Machine {
             // it, or the trunk decodes garbage.
             self.reoffer_leg_a(id);
         }
-        self.obs.call_resumed(&from, &to, "ok");
-        self.obs
-            .resume_latency(self.now.saturating_duration_since(r.detected));
+        self.count_resume(r.planned, &from, &to, "ok");
+        if !r.planned {
+            self.obs
+                .resume_latency(self.now.saturating_duration_since(r.detected));
+        }
         tracing::info!(
             call = id,
             from = %from,

@@ -100,11 +100,11 @@ impl Machine {
         }
     }
 
-    /// Each member's name and whether it is up.
-    pub fn member_health(&self) -> impl Iterator<Item = (&str, bool)> {
+    /// Each member's name, whether it is up, and whether it is draining.
+    pub fn member_health(&self) -> impl Iterator<Item = (&str, bool, bool)> {
         self.dests
             .members()
-            .map(|(_, m)| (m.name.as_str(), m.health == Health::Up))
+            .map(|(_, m)| (m.name.as_str(), m.health == Health::Up, m.draining))
     }
 
     /// The calls changed since the last time (present or removed), for

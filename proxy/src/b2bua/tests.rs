@@ -2533,3 +2533,4 @@ fn each_members_group_is_reported_at_start_and_a_reload_moves_it() {
         ]
     );
 }
+mod maintenance;

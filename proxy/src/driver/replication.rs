@@ -42,6 +42,10 @@ struct CallRecord {
 #[derive(Serialize, Deserialize)]
 struct MemberRecord {
     up: bool,
+    /// The operator's drain (`tandem drain member`): a takeover during
+    /// maintenance keeps it. Absent from an older node's records.
+    #[serde(default)]
+    draining: bool,
 }
 
 /// A finished switchover and whom to tell.
@@ -57,8 +61,8 @@ pub struct Replication {
     /// Versions of our records: one counter, so a later change always
     /// has a higher version.
     pub(super) version: u64,
-    /// The health of each member as last published.
-    members_sent: Vec<Option<bool>>,
+    /// The health and draining state of each member as last published.
+    members_sent: Vec<Option<(bool, bool)>>,
 }
 
 impl Replication {
@@ -131,19 +135,19 @@ impl Driver {
                 Err(e) => tracing::error!(call = id, error = %e, "call not replicated"),
             }
         }
-        let members: Vec<(String, bool)> = self
+        let members: Vec<(String, bool, bool)> = self
             .machine
             .member_health()
-            .map(|(name, up)| (name.to_owned(), up))
+            .map(|(name, up, draining)| (name.to_owned(), up, draining))
             .collect();
         rep.members_sent.resize(members.len(), None);
-        for ((name, up), sent) in members.into_iter().zip(rep.members_sent.iter_mut()) {
-            if *sent == Some(up) {
+        for ((name, up, draining), sent) in members.into_iter().zip(rep.members_sent.iter_mut()) {
+            if *sent == Some((up, draining)) {
                 continue;
             }
-            *sent = Some(up);
+            *sent = Some((up, draining));
             rep.version += 1;
-            let data = serde_json::to_vec(&MemberRecord { up }).unwrap_or_default();
+            let data = serde_json::to_vec(&MemberRecord { up, draining }).unwrap_or_default();
             rep.handle.publish(Change::Upsert(Record {
                 kind: KIND_MEMBER.into(),
                 key: name,
@@ -228,6 +232,7 @@ impl Driver {
             Change::Upsert(r) if r.kind == KIND_MEMBER => {
                 if let Ok(m) = serde_json::from_slice::<MemberRecord>(&r.data) {
                     self.machine.set_member_health(&r.key, m.up);
+                    self.machine.set_member_draining(&r.key, m.draining);
                 }
             }
             Change::Delete(id) if id.kind == KIND_CALL => {
@@ -320,6 +325,13 @@ impl Driver {
             }
             Command::Wans { reply } => {
                 let _ = reply.send(self.wans_json());
+                return;
+            }
+            cmd @ (Command::Calls { .. }
+            | Command::Members { .. }
+            | Command::DrainMember { .. }
+            | Command::MoveCalls { .. }) => {
+                self.on_maintenance_command(cmd);
                 return;
             }
         };

@@ -204,3 +204,28 @@ fn from_group_takes_probe_and_resume() {
     off.health.enabled = false;
     assert_eq!(Pool::new(&off).probe, Probe::Off, "[pool] without probes");
 }
+
+#[test]
+fn a_draining_member_gets_no_pick_by_any_strategy_until_undrained() {
+    for strategy in [
+        Strategy::RoundRobin,
+        Strategy::Sequential,
+        Strategy::Random,
+        Strategy::Weighted,
+        Strategy::HashCallId,
+    ] {
+        let mut p = Pool::new(&config(strategy, 3));
+        p.members[1].draining = true;
+        for k in 0..30 {
+            let pick = p.select_for(&[], &format!("call-{k}"));
+            assert!(matches!(pick, Some(0 | 2)), "{strategy:?}: {pick:?}");
+        }
+        // Draining is not down: its health is untouched.
+        assert_eq!(p.member(1).health, Health::Up);
+        p.members[0].draining = true;
+        p.members[2].draining = true;
+        assert_eq!(p.select(&[]), None, "{strategy:?}: every member drains");
+        p.members[1].draining = false;
+        assert_eq!(p.select_for(&[], "x"), Some(1), "{strategy:?}");
+    }
+}

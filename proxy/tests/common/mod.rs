@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::{wait_for, Tandem};
+use testkit::{wait_for, Sipp, SippProcess, Tandem};
 
 pub const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
 pub const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -113,4 +113,27 @@ pub fn said(out: &Output, tandem: &Tandem) -> String {
         String::from_utf8_lossy(&out.stderr),
         tandem.log_tail(40)
     )
+}
+
+/// A SIPp scenario file of `deploy/sipp`.
+pub fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/sipp")
+        .join(name)
+}
+
+/// A SIPp media server; `-aa` answers Tandem's OPTIONS keepalives.
+pub async fn media_server(scenario_file: Option<&str>, echo: bool) -> SippProcess {
+    let mut sipp = match scenario_file {
+        None => Sipp::builtin("uas", None),
+        Some(f) => Sipp::scenario_file(&scenario(f), None),
+    }
+    .arg("-aa")
+    .trace_messages();
+    if echo {
+        sipp = sipp.arg("-rtp_echo");
+    }
+    let mut p = sipp.spawn();
+    p.wait_ready(SECS(5)).await;
+    p
 }

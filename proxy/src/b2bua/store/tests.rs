@@ -75,6 +75,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         b_held: false,
         resuming: None,
         resumes: 0,
+        moves: 0,
         forking: None,
         started: std::time::Instant::now(),
     }
