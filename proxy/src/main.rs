@@ -3,6 +3,7 @@
 
 mod admin;
 mod b2bua;
+mod capabilities;
 mod config;
 mod driver;
 mod error;
@@ -13,6 +14,7 @@ mod pool;
 mod registrar;
 mod routing;
 mod server;
+mod systemd;
 mod upstream;
 mod wan;
 
