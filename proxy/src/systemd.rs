@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
@@ -44,12 +44,17 @@ pub fn status_line(role: &str, calls: usize) -> String {
     format!("{role}, {calls} calls")
 }
 
-/// What a watchdog ping needs: the engine's tick count moved since the
-/// last ping (`last`); the count to remember.
-pub fn engine_progressed(last: &mut Option<u64>, ticks: u64) -> bool {
-    let moved = *last != Some(ticks);
-    *last = Some(ticks);
-    moved
+/// The engine's housekeeping tick (`driver`): its heartbeat moves at
+/// least this often.
+const ENGINE_TICK: Duration = Duration::from_millis(500);
+
+/// Whether a watchdog ping may go out: the engine's heartbeat moved
+/// `since_moved` ago, and pings go every `every` (half of WATCHDOG_USEC).
+/// A few engine ticks of slack, so that a ping period shorter than the
+/// tick never skips a ping of a live engine; a stuck engine stops the
+/// pings within `every` or three ticks, whichever is longer.
+pub fn engine_alive(since_moved: Duration, every: Duration) -> bool {
+    since_moved <= every.max(3 * ENGINE_TICK)
 }
 
 /// Starts the notifier's thread: `STATUS=` when it changes and, when
@@ -63,28 +68,34 @@ pub fn spawn_notifier(heartbeat: Arc<Heartbeat>, role: Box<dyn Fn() -> String + 
         return;
     }
     let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
-    let pause = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
+    // The heartbeat is sampled four times per ping.
+    let pause = watchdog.map_or(STATUS_EVERY, |w| (w / 4).min(STATUS_EVERY));
     let spawned = std::thread::Builder::new()
         .name("sd-notify".into())
         .spawn(move || {
-            let mut last_ticks = None;
-            let mut last_ping = std::time::Instant::now();
+            let mut ticks = heartbeat.ticks.load(Ordering::Relaxed);
+            let mut moved_at = Instant::now();
+            let mut last_ping = Instant::now();
             let mut last_status = String::new();
             let mut stalled = false;
             loop {
                 std::thread::sleep(pause);
+                let now_ticks = heartbeat.ticks.load(Ordering::Relaxed);
+                if now_ticks != ticks {
+                    ticks = now_ticks;
+                    moved_at = Instant::now();
+                }
                 let status = status_line(&role(), heartbeat.calls.load(Ordering::Relaxed));
                 if status != last_status {
                     send(&[NotifyState::Status(&status)]);
                     last_status = status;
                 }
                 let Some(every) = watchdog else { continue };
-                if last_ping.elapsed() + pause / 4 < every {
+                if last_ping.elapsed() + pause / 2 < every {
                     continue;
                 }
-                last_ping = std::time::Instant::now();
-                let ticks = heartbeat.ticks.load(Ordering::Relaxed);
-                if engine_progressed(&mut last_ticks, ticks) {
+                if engine_alive(moved_at.elapsed(), every) {
+                    last_ping = Instant::now();
                     stalled = false;
                     send(&[NotifyState::Watchdog]);
                 } else if !stalled {

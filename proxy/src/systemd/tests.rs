@@ -1,14 +1,14 @@
 use super::*;
 
 #[test]
-fn a_ping_needs_engine_ticks_since_the_last_one() {
-    let mut last = None;
-    assert!(engine_progressed(&mut last, 0));
-    assert!(!engine_progressed(&mut last, 0), "a stuck engine: no ping");
-    assert!(!engine_progressed(&mut last, 0));
-    assert!(engine_progressed(&mut last, 1));
-    assert!(engine_progressed(&mut last, 7));
-    assert!(!engine_progressed(&mut last, 7));
+fn a_ping_needs_an_engine_heartbeat_within_the_ping_period_or_three_ticks() {
+    let ms = Duration::from_millis;
+    // A ping period shorter than the engine's tick: the tick's slack.
+    assert!(engine_alive(ms(1400), ms(200)));
+    assert!(!engine_alive(ms(1600), ms(200)), "a stuck engine: no ping");
+    // A long ping period: the period itself.
+    assert!(engine_alive(ms(9_000), ms(10_000)));
+    assert!(!engine_alive(ms(10_001), ms(10_000)));
 }
 
 #[test]
