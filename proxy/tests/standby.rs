@@ -272,7 +272,17 @@ impl HaLab {
 
     /// Runs tandem-load in the trunk namespace; returns its JSON report.
     fn load_args(&self, args: &[&str]) -> Vec<String> {
-        let json = self.dir.path().join("load.json").display().to_string();
+        self.load_args_as("load", args)
+    }
+
+    /// `load_args` for a tandem-load named `name` (its report: NAME.json).
+    fn load_args_as(&self, name: &str, args: &[&str]) -> Vec<String> {
+        let json = self
+            .dir
+            .path()
+            .join(format!("{name}.json"))
+            .display()
+            .to_string();
         let mut v: Vec<String> = [
             "call",
             "-t",
@@ -290,9 +300,14 @@ impl HaLab {
     }
 
     fn start_load(&mut self, args: &[&str]) {
-        let args = self.load_args(args);
+        self.start_load_as("load", args);
+    }
+
+    /// A tandem-load of its own, `name`, beside others.
+    fn start_load_as(&mut self, name: &str, args: &[&str]) {
+        let args = self.load_args_as(name, args);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.spawn("load", "trunk", tandem_load(), &args);
+        self.spawn(name, "trunk", tandem_load(), &args);
     }
 
     /// Waits for process `name` to exit; its exit status.
@@ -314,11 +329,16 @@ impl HaLab {
     }
 
     async fn finish_load(&mut self, deadline: Duration) -> Value {
-        let status = self.wait_exit("load", deadline).await;
-        let text = std::fs::read_to_string(self.dir.path().join("load.json")).unwrap_or_else(|e| {
+        self.finish_load_as("load", deadline).await
+    }
+
+    async fn finish_load_as(&mut self, name: &str, deadline: Duration) -> Value {
+        let status = self.wait_exit(name, deadline).await;
+        let json = self.dir.path().join(format!("{name}.json"));
+        let text = std::fs::read_to_string(json).unwrap_or_else(|e| {
             panic!(
                 "tandem-load ({status}) wrote no JSON: {e}\n{}",
-                self.log_tail("load", 40)
+                self.log_tail(name, 40)
             )
         });
         serde_json::from_str(&text).unwrap()
@@ -327,7 +347,11 @@ impl HaLab {
     /// Waits for tandem-load and checks that every one of its `n` calls
     /// was completed (answered, held, hung up by the trunk).
     async fn all_completed(&mut self, n: u64, deadline: Duration) -> Value {
-        let report = self.finish_load(deadline).await;
+        self.all_completed_as("load", n, deadline).await
+    }
+
+    async fn all_completed_as(&mut self, name: &str, n: u64, deadline: Duration) -> Value {
+        let report = self.finish_load_as(name, deadline).await;
         assert_eq!(
             outcomes(&report).get("completed"),
             Some(&n),
@@ -1263,11 +1287,18 @@ async fn sigterm_on_the_active_node_hands_its_20_calls_to_the_standby_and_exits(
     })
     .await;
     assert!(lab.holds_vip("b") && !lab.holds_vip("a"));
+    // New calls from the trunk while the 20 are still up: b serves them
+    // (before: the stopping node kept the address and refused them).
+    lab.start_load_as("new", &["-r", "10", "-n", "10", "--hold", "1s"]);
+    let new = lab.finish_load_as("new", Duration::from_secs(30)).await;
+    assert_eq!(
+        outcomes(&new).get("completed"),
+        Some(&10),
+        "new calls: {:?}",
+        outcomes(&new)
+    );
     // 20/20: every call answered, held and hung up by the trunk, its BYE
     // answered end to end through b.
     let report = lab.all_completed(20, Duration::from_secs(30)).await;
     assert_eq!(report["rtp"]["ssrc_changes"], 0);
-    // New calls after the stop: b serves them.
-    lab.start_load(&["-r", "10", "-n", "10", "--hold", "1s"]);
-    lab.all_completed(10, Duration::from_secs(30)).await;
 }
