@@ -270,12 +270,8 @@ impl HaLab {
         .await;
     }
 
-    /// Runs tandem-load in the trunk namespace; returns its JSON report.
-    fn load_args(&self, args: &[&str]) -> Vec<String> {
-        self.load_args_as("load", args)
-    }
-
-    /// `load_args` for a tandem-load named `name` (its report: NAME.json).
+    /// The arguments of a tandem-load named `name` in the trunk
+    /// namespace (its JSON report: NAME.json).
     fn load_args_as(&self, name: &str, args: &[&str]) -> Vec<String> {
         let json = self
             .dir
