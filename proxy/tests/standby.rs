@@ -63,6 +63,9 @@ struct HaLab {
     procs: Vec<(String, Proc)>,
     /// Replacements applied to both nodes' configuration.
     edits: Vec<(String, String)>,
+    /// The `tandem` binary a wrapper runs (a copy where another user can
+    /// reach it, see `files_for_uid`).
+    program: String,
 }
 
 impl HaLab {
@@ -74,6 +77,7 @@ impl HaLab {
             dir: tempfile::tempdir().unwrap(),
             procs: Vec::new(),
             edits: Vec::new(),
+            program: TANDEM.to_owned(),
         }
     }
 
@@ -172,7 +176,8 @@ impl HaLab {
             .unwrap();
         let path = path.display().to_string();
         let mut args: Vec<&str> = wrapper.to_vec();
-        args.extend([TANDEM, "run", "--config", &path]);
+        let program = self.program.clone();
+        args.extend([program.as_str(), "run", "--config", &path]);
         match args.split_first() {
             Some((program, rest)) if !wrapper.is_empty() => self.spawn(node, node, program, rest),
             _ => self.spawn(node, node, TANDEM, &args[1..]),
@@ -198,6 +203,17 @@ impl HaLab {
         }
         let secret = secret.display().to_string();
         self.edit("/run/tandem-testbed/pair.secret", &secret);
+        // A checkout under a private directory (/root) is out of the
+        // user's reach: the binary is copied beside the files then.
+        let reachable = Command::new("setpriv")
+            .args([&format!("--reuid={uid}"), "--", "test", "-x", TANDEM])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !reachable {
+            let copy = self.dir.path().join("tandem");
+            std::fs::copy(TANDEM, &copy).unwrap();
+            self.program = copy.display().to_string();
+        }
     }
 
     /// `GET /status` of a node (None while it does not answer).
