@@ -217,7 +217,19 @@ fn main() -> ExitCode {
             &format!("/notify/{}", state.to_ascii_lowercase()),
         ),
         Command::Check { config } => match load_with_router(&config) {
-            Ok((_, router)) => {
+            Ok((loaded, router)) => {
+                // What the unit must grant (AmbientCapabilities=); `run`
+                // refuses to start without it.
+                let port_start = capabilities::PRIVILEGED_PORTS_BELOW;
+                for need in capabilities::needs(&loaded, port_start) {
+                    println!(
+                        "{}: needs {} ({} {})",
+                        config.display(),
+                        need.capability,
+                        need.key,
+                        need.why
+                    );
+                }
                 for s in router.shadowed() {
                     println!(
                         "{}: warning: rule[{}] {:?} is unreachable: rule[{}] {:?} matches every call it would",
