@@ -76,6 +76,9 @@ pub struct Config {
     /// may depend on their state (`wan = "down"`).
     #[serde(default, rename = "wan")]
     pub wans: Vec<WanConfig>,
+    /// How a lone node stops on SIGTERM (`[shutdown]`).
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
     /// The file this was read from, for errors found after parsing (the
     /// routing rules' compilation).
     #[serde(skip)]
@@ -536,6 +539,34 @@ pub struct TrunkConfig {
     #[serde(default)]
     pub tls_client_ca_file: Option<PathBuf>,
 }
+
+/// `[shutdown]`: what SIGTERM does on a node that serves calls without a
+/// standby to hand them to (a pair's active node switches over instead).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// New calls are refused (503 + Retry-After) and the calls up may end
+    /// normally for this long; then the rest get a BYE on both legs
+    /// (Reason `shutdown`, CDR reason `shutdown`) and the process exits.
+    #[serde(default = "default_drain_s")]
+    pub drain_s: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_s: default_drain_s(),
+        }
+    }
+}
+
+fn default_drain_s() -> u64 {
+    30
+}
+
+/// Longest drain accepted: systemd's stop timeout must cover it, and an
+/// hour is already more than any on-call engineer wants to wait.
+const MAX_DRAIN_S: u64 = 3600;
 
 /// `[limits]`. Trusted sources — the trunks' networks, the destination
 /// groups' members (DNS-resolved ones included) and the HA peer — are
@@ -1596,6 +1627,15 @@ impl Config {
             if !(100..=600_000).contains(&ms) {
                 return Err(invalid(key, format!("{ms} is not between 100 and 600000")));
             }
+        }
+        if self.shutdown.drain_s > MAX_DRAIN_S {
+            return Err(invalid(
+                "shutdown.drain_s",
+                format!(
+                    "{} is more than {MAX_DRAIN_S} (an hour)",
+                    self.shutdown.drain_s
+                ),
+            ));
         }
         if tcp.idle_timeout_s == 0 {
             return Err(invalid(

@@ -13,6 +13,7 @@ mod registrations;
 mod replication;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +85,35 @@ pub enum Command {
     },
 }
 
+/// What the process asks of the engine about stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Serve.
+    Run,
+    /// Refuse new calls; the calls up may end for `shutdown.drain_s`, then
+    /// the rest are ended with a BYE; stop when none is left.
+    Drain,
+    /// Stop at once, without a word to anybody: the calls were handed to
+    /// the standby (or this node was a standby and had none).
+    Now,
+}
+
+/// Proof of the engine's life for the systemd watchdog, and what
+/// `STATUS=` shows: written by the engine, read by the notifier's thread.
+#[derive(Debug, Default)]
+pub struct Heartbeat {
+    /// Bumped on every housekeeping tick the engine loop gets to: a
+    /// counter that stops is a stuck engine.
+    pub ticks: AtomicU64,
+    /// Calls in progress.
+    pub calls: AtomicUsize,
+}
+
+/// After the drain's deadline, how long the engine still runs for the
+/// BYEs it sent to be answered (and retransmitted over UDP) before the
+/// process exits.
+const BYE_LINGER: Duration = Duration::from_secs(2);
+
 /// How many commands may wait for the driver.
 pub const COMMAND_QUEUE: usize = 16;
 
@@ -108,6 +138,8 @@ pub struct Driver {
     tls_identity: Option<sipcore::transport::ServerIdentity>,
     /// The registrar's snapshot file.
     snapshots: registrations::Snapshots,
+    /// Ticks and calls, for the systemd notifier.
+    heartbeat: Arc<Heartbeat>,
 }
 
 /// The relay's per-stream idle times, as the machine sees them.
@@ -237,7 +269,14 @@ impl Driver {
             dns: dns::DnsMembers::new(config),
             tls_identity: None,
             snapshots: registrations::Snapshots::default(),
+            heartbeat: Arc::default(),
         }
+    }
+
+    /// Where the engine proves its progress (the systemd watchdog).
+    pub fn with_heartbeat(mut self, heartbeat: Arc<Heartbeat>) -> Driver {
+        self.heartbeat = heartbeat;
+        self
     }
 
     /// The TLS listener's certificate, to reload on SIGHUP.
@@ -362,12 +401,14 @@ impl Driver {
         }
     }
 
-    /// Runs until the TU channel closes, or until `shutdown` turns true
-    /// and every call has ended (new calls are refused meanwhile).
+    /// Runs until the TU channel closes, until `shutdown` says
+    /// [`Stop::Now`], or after [`Stop::Drain`] once every call has ended
+    /// (new calls are refused meanwhile; at the drain's deadline the
+    /// calls still up are ended).
     pub async fn run(
         mut self,
         mut events: TuReceiver,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<Stop>,
         mut node_events: Option<mpsc::UnboundedReceiver<state_sync::NodeEvent>>,
         mut commands: mpsc::Receiver<Command>,
     ) {
@@ -382,6 +423,12 @@ impl Driver {
         let refresh_every = (REFRESH_MOVED.as_millis() / SURVIVAL_TICK.as_millis()) as u64;
         let mut ticks: u64 = 0;
         let mut draining = false;
+        // Draining: when the calls still up are ended; then how long the
+        // engine lingers for the answers to its BYEs.
+        let mut drain_deadline: Option<std::time::Instant> = None;
+        let mut linger_until: Option<std::time::Instant> = None;
+        #[cfg(debug_assertions)]
+        let stall_at = test_stall_at();
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let (dns_tx, mut dns_rx) = mpsc::channel(1);
@@ -417,6 +464,13 @@ impl Driver {
                 }
                 _ = sleep_until(next), if next.is_some() => self.feed(Event::Timers),
                 _ = housekeeping.tick() => {
+                    #[cfg(debug_assertions)]
+                    if stall_at.is_some_and(|t| std::time::Instant::now() >= t) {
+                        tracing::warn!("TANDEM_TEST_STALL_ENGINE_MS: the engine stalls for good");
+                        std::future::pending::<()>().await;
+                    }
+                    self.heartbeat.ticks.fetch_add(1, Ordering::Relaxed);
+                    self.heartbeat.calls.store(self.machine.calls(), Ordering::Relaxed);
                     self.write_snapshot(false);
                     self.trust_phones(false);
                     if self.serving() {
@@ -440,14 +494,31 @@ impl Driver {
                     }
                     self.feed(Event::SurvivalTick);
                 }
-                changed = shutdown.changed(), if !draining => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        draining = true;
-                        self.feed(Event::Drain);
+                changed = shutdown.changed() => {
+                    let stop = if changed.is_err() { Stop::Now } else { *shutdown.borrow() };
+                    match stop {
+                        Stop::Run => {}
+                        Stop::Now => break,
+                        Stop::Drain if !draining => {
+                            draining = true;
+                            let drain = Duration::from_secs(self.config.shutdown.drain_s);
+                            tracing::info!(calls = self.machine.calls(), drain_s = drain.as_secs(), "shutdown: new calls are refused; the calls up may end until the deadline");
+                            drain_deadline = Some(std::time::Instant::now() + drain);
+                            self.feed(Event::Drain);
+                        }
+                        Stop::Drain => {}
                     }
                 }
+                _ = sleep_until(drain_deadline), if drain_deadline.is_some() => {
+                    drain_deadline = None;
+                    linger_until = Some(std::time::Instant::now() + BYE_LINGER);
+                    self.feed(Event::DrainDeadline);
+                }
             }
-            if draining && self.machine.calls() == 0 {
+            if draining
+                && self.machine.calls() == 0
+                && linger_until.is_none_or(|t| std::time::Instant::now() >= t)
+            {
                 break;
             }
         }
@@ -596,6 +667,18 @@ impl Driver {
             "call ended"
         );
     }
+}
+
+/// Debug builds only: `TANDEM_TEST_STALL_ENGINE_MS=N` makes the engine
+/// loop stop making progress N ms after start (it waits on nothing, for
+/// good), so that a test can check that the watchdog pings stop.
+#[cfg(debug_assertions)]
+fn test_stall_at() -> Option<std::time::Instant> {
+    let ms: u64 = std::env::var("TANDEM_TEST_STALL_ENGINE_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(std::time::Instant::now() + Duration::from_millis(ms))
 }
 
 /// Incoming SIP, for the metrics.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod b2bua;
+mod capabilities;
 mod config;
 mod driver;
 mod error;
@@ -14,6 +15,7 @@ mod pool;
 mod registrar;
 mod routing;
 mod server;
+mod systemd;
 mod upstream;
 mod wan;
 
@@ -323,7 +325,19 @@ fn main() -> ExitCode {
             wait,
         } => move_calls(&target, &from, to.as_deref(), max, wait),
         Command::Check { config } => match load_with_router(&config) {
-            Ok((_, router)) => {
+            Ok((loaded, router)) => {
+                // What the unit must grant (AmbientCapabilities=); `run`
+                // refuses to start without it.
+                let port_start = capabilities::PRIVILEGED_PORTS_BELOW;
+                for need in capabilities::needs(&loaded, port_start) {
+                    println!(
+                        "{}: needs {} ({} {})",
+                        config.display(),
+                        need.capability,
+                        need.key,
+                        need.why
+                    );
+                }
                 for s in router.shadowed() {
                     println!(
                         "{}: warning: rule[{}] {:?} is unreachable: rule[{}] {:?} matches every call it would",

@@ -1,6 +1,9 @@
 //! Starting and stopping Tandem: endpoint, relay, metrics, engine, and a
-//! graceful shutdown (first SIGTERM/SIGINT: refuse new calls and wait for
-//! the calls in progress; a second one: stop now).
+//! graceful shutdown. First SIGTERM/SIGINT: the active node of a pair
+//! hands its calls to a healthy standby (a switchover) and exits; a
+//! standby exits; a lone node (or an active one without a standby in
+//! sync) refuses new calls and ends the calls still up at the drain's
+//! deadline. A second signal: stop now.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +15,7 @@ use sipcore::transaction::{TimerConfig, TuQueueConfig};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::driver::Driver;
+use crate::driver::{Command, Driver, Heartbeat, Stop};
 
 /// The media quality of every session the relay holds now.
 fn rtp_quality(relay: &MediaRelay) -> crate::metrics::RtpQuality {
@@ -51,6 +54,9 @@ fn cap_tcp_to_fd_limit(config: &Config, tcp: &mut sipcore::transport::TcpConfig)
 }
 
 pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Result<()> {
+    // Before anything is bound: a node without the capabilities its
+    // configuration needs must not start and look healthy.
+    crate::capabilities::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let prometheus = crate::metrics::install()?;
     let config = Arc::new(config);
     // A pair binds the floating address before it holds it (IP_FREEBIND):
@@ -136,6 +142,8 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         None => (None, None),
     };
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(crate::driver::COMMAND_QUEUE);
+    // SIGTERM on the active node asks the engine for a switchover too.
+    let commands = admin_tx.clone();
     crate::admin::serve(
         &config.admin,
         crate::admin::Admin {
@@ -145,7 +153,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         },
     )
     .await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
     let engine = Driver::new(
         &config,
         router,
@@ -154,7 +162,10 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         sync.clone().map(crate::driver::Replication::new),
         branch_key,
     );
-    let mut engine = engine.with_tls_identity(tls_identity);
+    let heartbeat = Arc::new(Heartbeat::default());
+    let mut engine = engine
+        .with_tls_identity(tls_identity)
+        .with_heartbeat(heartbeat.clone());
     engine.set_registrar(crate::registrar::Registrar::from_config(
         &config,
         crate::driver::now_millis(),
@@ -178,6 +189,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     let mut panicked = exit_on_any_panic();
     #[cfg(debug_assertions)]
     test_panic();
+    notify_systemd(sync.clone(), heartbeat);
     let ended = tokio::select! {
         ended = &mut engine_task => Some(ended),
         _ = panicked.changed() => {
@@ -189,12 +201,10 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             return Err(anyhow::anyhow!("a task panicked: {reason}"));
         }
         _ = shutdown_signal() => {
-            tracing::info!("shutdown requested: refusing new calls, waiting for calls to end (signal again to stop now)");
-            let _ = stop_tx.send(true);
             tokio::select! {
-                ended = &mut engine_task => Some(ended),
+                ended = stop(&sync, &commands, &stop_tx, &mut engine_task) => ended,
                 _ = shutdown_signal() => {
-                    tracing::warn!("stopping with calls in progress");
+                    tracing::warn!("stopping now, with the calls in progress");
                     None
                 }
             }
@@ -216,6 +226,87 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     }
     endpoint.shutdown().await;
     Ok(())
+}
+
+/// The first SIGTERM: how this node stops (see the module's comment);
+/// the engine's end, once it has stopped.
+async fn stop(
+    sync: &Option<state_sync::SyncHandle>,
+    commands: &tokio::sync::mpsc::Sender<Command>,
+    stop_tx: &watch::Sender<Stop>,
+    engine_task: &mut tokio::task::JoinHandle<()>,
+) -> Option<Result<(), tokio::task::JoinError>> {
+    let how = match sync.as_ref().map(|s| s.status().role) {
+        None => Stop::Drain,
+        Some(state_sync::Role::Active) => {
+            crate::systemd::stopping("active: handing the calls over to the standby");
+            match hand_over(commands).await {
+                Ok(()) => {
+                    tracing::info!("shutdown: the calls were handed over to the standby; stopping");
+                    Stop::Now
+                }
+                Err(why) => {
+                    tracing::warn!(%why, "shutdown: no standby took the calls; draining them as a lone node");
+                    Stop::Drain
+                }
+            }
+        }
+        Some(role) => {
+            tracing::info!(
+                role = role.name(),
+                "shutdown: not the active node; stopping"
+            );
+            Stop::Now
+        }
+    };
+    if how == Stop::Drain {
+        crate::systemd::stopping("draining: new calls refused");
+        tracing::info!("shutdown requested: refusing new calls; the calls up end by shutdown.drain_s (signal again to stop now)");
+    } else {
+        crate::systemd::stopping("stopping");
+    }
+    let _ = stop_tx.send(how);
+    Some(engine_task.await)
+}
+
+/// The switchover `tandem switchover` asks for: every change reaches the
+/// standby, which takes over; Err: no standby in sync took over.
+async fn hand_over(commands: &tokio::sync::mpsc::Sender<Command>) -> Result<(), String> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    commands
+        .send(Command::Switchover {
+            force: false,
+            reply,
+        })
+        .await
+        .map_err(|_| "the call engine has stopped".to_string())?;
+    answer
+        .await
+        .map_err(|_| "the call engine has stopped".to_string())?
+}
+
+/// systemd (`Type=notify`): READY=1 once the role is settled (the
+/// listeners are bound by now), then STATUS= and the watchdog from the
+/// notifier's thread. Nothing without NOTIFY_SOCKET.
+fn notify_systemd(sync: Option<state_sync::SyncHandle>, heartbeat: Arc<Heartbeat>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let role = move || match &sync {
+        Some(s) => s.status().role.name().to_owned(),
+        None => "lone".to_owned(),
+    };
+    let settled = role.clone();
+    tokio::spawn(async move {
+        // A pair's node listens for its peer before it decides
+        // (`ha.heartbeat.start_wait_ms`); systemd's TimeoutStartSec
+        // bounds this wait.
+        while settled() == state_sync::Role::Starting.name() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        crate::systemd::ready(&crate::systemd::status_line(&settled(), 0));
+    });
+    crate::systemd::spawn_notifier(heartbeat, Box::new(role));
 }
 
 /// A panic in any task or thread, not only the engine: a receive loop or

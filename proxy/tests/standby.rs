@@ -63,6 +63,9 @@ struct HaLab {
     procs: Vec<(String, Proc)>,
     /// Replacements applied to both nodes' configuration.
     edits: Vec<(String, String)>,
+    /// The `tandem` binary a wrapper runs (a copy where another user can
+    /// reach it, see `files_for_uid`).
+    program: String,
 }
 
 impl HaLab {
@@ -74,6 +77,7 @@ impl HaLab {
             dir: tempfile::tempdir().unwrap(),
             procs: Vec::new(),
             edits: Vec::new(),
+            program: TANDEM.to_owned(),
         }
     }
 
@@ -146,6 +150,12 @@ impl HaLab {
 
     /// Starts Tandem on node `a` or `b` with the testbed's configuration.
     fn tandem(&mut self, node: &str) {
+        self.tandem_with(node, &[]);
+    }
+
+    /// Starts Tandem on `node` under `wrapper` (`setpriv …`, ending with
+    /// `--`), with the testbed's configuration.
+    fn tandem_with(&mut self, node: &str, wrapper: &[&str]) {
         let mut text =
             std::fs::read_to_string(workspace().join(format!("deploy/testbed/tandem-{node}.toml")))
                 .unwrap();
@@ -165,7 +175,45 @@ impl HaLab {
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
         let path = path.display().to_string();
-        self.spawn(node, node, TANDEM, &["run", "--config", &path]);
+        let mut args: Vec<&str> = wrapper.to_vec();
+        let program = self.program.clone();
+        args.extend([program.as_str(), "run", "--config", &path]);
+        match args.split_first() {
+            Some((program, rest)) if !wrapper.is_empty() => self.spawn(node, node, program, rest),
+            _ => self.spawn(node, node, TANDEM, &args[1..]),
+        }
+    }
+
+    /// Makes the lab's files readable by `uid` (a node run as a user
+    /// other than root, as systemd's `User=` does): the directory, the
+    /// admin token, and a copy of the pair's secret (mode 0600, owned by
+    /// `uid`) that the configuration names instead of the testbed's.
+    fn files_for_uid(&mut self, uid: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.dir.path();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let secret = dir.join("pair.secret");
+        std::fs::copy("/run/tandem-testbed/pair.secret", &secret).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let token = dir.join("admin.token");
+        std::fs::write(&token, format!("{}\n", testkit::TEST_ADMIN_TOKEN)).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        for f in [&secret, &token] {
+            std::os::unix::fs::chown(f, Some(uid), Some(uid)).unwrap();
+        }
+        let secret = secret.display().to_string();
+        self.edit("/run/tandem-testbed/pair.secret", &secret);
+        // A checkout under a private directory (/root) is out of the
+        // user's reach: the binary is copied beside the files then.
+        let reachable = Command::new("setpriv")
+            .args([&format!("--reuid={uid}"), "--", "test", "-x", TANDEM])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !reachable {
+            let copy = self.dir.path().join("tandem");
+            std::fs::copy(TANDEM, &copy).unwrap();
+            self.program = copy.display().to_string();
+        }
     }
 
     /// `GET /status` of a node (None while it does not answer).
@@ -238,9 +286,15 @@ impl HaLab {
         .await;
     }
 
-    /// Runs tandem-load in the trunk namespace; returns its JSON report.
-    fn load_args(&self, args: &[&str]) -> Vec<String> {
-        let json = self.dir.path().join("load.json").display().to_string();
+    /// The arguments of a tandem-load named `name` in the trunk
+    /// namespace (its JSON report: NAME.json).
+    fn load_args_as(&self, name: &str, args: &[&str]) -> Vec<String> {
+        let json = self
+            .dir
+            .path()
+            .join(format!("{name}.json"))
+            .display()
+            .to_string();
         let mut v: Vec<String> = [
             "call",
             "-t",
@@ -258,9 +312,14 @@ impl HaLab {
     }
 
     fn start_load(&mut self, args: &[&str]) {
-        let args = self.load_args(args);
+        self.start_load_as("load", args);
+    }
+
+    /// A tandem-load of its own, `name`, beside others.
+    fn start_load_as(&mut self, name: &str, args: &[&str]) {
+        let args = self.load_args_as(name, args);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.spawn("load", "trunk", tandem_load(), &args);
+        self.spawn(name, "trunk", tandem_load(), &args);
     }
 
     /// Waits for process `name` to exit; its exit status.
@@ -282,11 +341,16 @@ impl HaLab {
     }
 
     async fn finish_load(&mut self, deadline: Duration) -> Value {
-        let status = self.wait_exit("load", deadline).await;
-        let text = std::fs::read_to_string(self.dir.path().join("load.json")).unwrap_or_else(|e| {
+        self.finish_load_as("load", deadline).await
+    }
+
+    async fn finish_load_as(&mut self, name: &str, deadline: Duration) -> Value {
+        let status = self.wait_exit(name, deadline).await;
+        let json = self.dir.path().join(format!("{name}.json"));
+        let text = std::fs::read_to_string(json).unwrap_or_else(|e| {
             panic!(
                 "tandem-load ({status}) wrote no JSON: {e}\n{}",
-                self.log_tail("load", 40)
+                self.log_tail(name, 40)
             )
         });
         serde_json::from_str(&text).unwrap()
@@ -295,7 +359,11 @@ impl HaLab {
     /// Waits for tandem-load and checks that every one of its `n` calls
     /// was completed (answered, held, hung up by the trunk).
     async fn all_completed(&mut self, n: u64, deadline: Duration) -> Value {
-        let report = self.finish_load(deadline).await;
+        self.all_completed_as("load", n, deadline).await
+    }
+
+    async fn all_completed_as(&mut self, name: &str, n: u64, deadline: Duration) -> Value {
+        let report = self.finish_load_as(name, deadline).await;
         assert_eq!(
             outcomes(&report).get("completed"),
             Some(&n),
@@ -1172,4 +1240,150 @@ async fn a_takeover_during_maintenance_keeps_the_drained_member_drained() {
         .collect();
     assert_eq!(members, ["ms2"; 6], "{calls}\n{}", lab.log_tail("b", 20));
     lab.all_completed(6, Duration::from_secs(30)).await;
+}
+
+/// `setpriv` arguments that run a program as `nobody` with exactly the
+/// capabilities `caps` (as `CAP_X CAP_Y`) inheritable, ambient and in the
+/// bounding set: what `deploy/systemd/tandem.service` gives it with
+/// `User=`, `AmbientCapabilities=` and `CapabilityBoundingSet=`.
+fn as_nobody_with(caps: &str) -> Vec<String> {
+    let set: String = std::iter::once("-all".to_string())
+        .chain(
+            caps.split_whitespace()
+                .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase())),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
+    [
+        "setpriv".to_string(),
+        format!("--reuid={NOBODY}"),
+        format!("--regid={NOBODY}"),
+        "--clear-groups".into(),
+        format!("--inh-caps={set}"),
+        format!("--ambient-caps={set}"),
+        format!("--bounding-set={set}"),
+        "--".into(),
+    ]
+    .to_vec()
+}
+
+const NOBODY: u32 = 65534;
+
+/// The capabilities of the unit file, as its AmbientCapabilities= line
+/// says.
+fn unit_capabilities() -> String {
+    let unit = std::fs::read_to_string(workspace().join("deploy/systemd/tandem.service")).unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .expect("the unit has AmbientCapabilities=");
+    let bounding = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit has CapabilityBoundingSet=");
+    assert_eq!(line, bounding, "ambient and bounding sets differ");
+    line.to_owned()
+}
+
+#[tokio::test]
+async fn with_exactly_the_units_capabilities_as_a_user_a_pair_takes_over() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("caps");
+    lab.files_for_uid(NOBODY);
+    lab.media_servers(None);
+    let wrapper = as_nobody_with(&unit_capabilities());
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    lab.tandem_with("a", &wrapper);
+    lab.wait_status("a", "active", Duration::from_secs(10), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    assert!(lab.holds_vip("a"), "{}", lab.log_tail("a", 30));
+    lab.tandem_with("b", &wrapper);
+    lab.wait_status("b", "standby", Duration::from_secs(10), |s| {
+        s["role"] == "standby"
+    })
+    .await;
+    // Not root: the process runs as nobody.
+    let pid = lab.proc("b").child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.contains(&NOBODY.to_string()), "{uid}");
+    // The takeover needs every capability: the fencing ping (NET_RAW),
+    // the address (NET_ADMIN), the gratuitous ARP (NET_RAW).
+    lab.proc("a").kill();
+    lab.wait_status("b", "takes over", Duration::from_secs(15), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    assert!(lab.holds_vip("b"), "{}", lab.log_tail("b", 30));
+    lab.start_load(&["-r", "5", "-n", "3", "--hold", "1s"]);
+    lab.all_completed(3, Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn without_cap_net_raw_a_pair_node_refuses_to_start_naming_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("noraw");
+    lab.files_for_uid(NOBODY);
+    let caps = unit_capabilities().replace("CAP_NET_RAW", "");
+    let wrapper = as_nobody_with(&caps);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    lab.tandem_with("a", &wrapper);
+    let status = lab.wait_exit("a", Duration::from_secs(10)).await;
+    let log = lab.log_tail("a", 30);
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("ha.vip needs CAP_NET_RAW"), "{log}");
+    assert!(
+        log.contains("ha.fencing.probe_hosts needs CAP_NET_RAW"),
+        "{log}"
+    );
+    assert!(!log.contains("needs CAP_NET_ADMIN"), "{log}");
+    assert!(!lab.holds_vip("a"));
+}
+
+#[tokio::test]
+async fn sigterm_on_the_active_node_hands_its_20_calls_to_the_standby_and_exits() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("term");
+    lab.pair().await;
+    lab.start_load(&["-r", "10", "-n", "20", "--hold", "8s"]);
+    lab.wait_status("b", "20 calls copied", Duration::from_secs(15), |s| {
+        s["records"]["call"] == 20
+    })
+    .await;
+    let pid = lab.proc("a").child.id();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // A switchover, then the exit: well before the 30 s drain.
+    let status = lab.wait_exit("a", Duration::from_secs(15)).await;
+    assert!(status.success(), "{status}\n{}", lab.log_tail("a", 30));
+    assert!(
+        lab.log_tail("a", 50)
+            .contains("the calls were handed over to the standby"),
+        "{}",
+        lab.log_tail("a", 50)
+    );
+    lab.wait_status("b", "active", Duration::from_secs(5), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    assert!(lab.holds_vip("b") && !lab.holds_vip("a"));
+    // New calls from the trunk while the 20 are still up: b serves them
+    // (before: the stopping node kept the address and refused them).
+    lab.start_load_as("new", &["-r", "10", "-n", "10", "--hold", "1s"]);
+    let new = lab.finish_load_as("new", Duration::from_secs(30)).await;
+    assert_eq!(
+        outcomes(&new).get("completed"),
+        Some(&10),
+        "new calls: {:?}",
+        outcomes(&new)
+    );
+    // 20/20: every call answered, held and hung up by the trunk, its BYE
+    // answered end to end through b.
+    let report = lab.all_completed(20, Duration::from_secs(30)).await;
+    assert_eq!(report["rtp"]["ssrc_changes"], 0);
 }

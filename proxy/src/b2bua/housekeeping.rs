@@ -333,6 +333,36 @@ impl Machine {
         self.timers.shrink_after_peak();
     }
 
+    /// The drain's deadline: nothing is left up. Ringing calls are
+    /// cancelled towards the server and refused towards the caller (503,
+    /// try again elsewhere), answered ones get a BYE on both legs; every
+    /// one gets a CDR with reason `shutdown`.
+    pub(super) fn end_calls_for_shutdown(&mut self) {
+        let ids: Vec<(u64, CallState)> = self.store.iter().map(|(id, c)| (*id, c.state)).collect();
+        tracing::warn!(
+            calls = ids.len(),
+            "shutdown: the drain's deadline has passed; ending the calls still up"
+        );
+        for (id, state) in ids {
+            match state {
+                CallState::Calling | CallState::Early => {
+                    self.send_leg_b_cancel_if_ringing(id);
+                    self.fail_call(
+                        id,
+                        503,
+                        "Service Unavailable",
+                        Some("399 tandem \"shutting down\"".into()),
+                        "shutdown",
+                    );
+                }
+                CallState::Cancelling => self.end_call(id, "shutdown", false, false),
+                CallState::Answered | CallState::Confirmed => {
+                    self.end_call(id, "shutdown", true, true)
+                }
+            }
+        }
+    }
+
     fn send_leg_b_cancel_if_ringing(&mut self, id: u64) {
         if let Some(c) = self.store.get_mut(id).filter(|c| c.b.provisional) {
             c.state = CallState::Cancelling;

@@ -85,6 +85,10 @@ pub enum Event {
     SurvivalTick,
     /// Shutdown: new calls are refused from now on.
     Drain,
+    /// Shutdown, the drain's deadline: every call still up is ended (BYE
+    /// on both legs, reason `shutdown`), every call still ringing is
+    /// refused with 503.
+    DrainDeadline,
 }
 
 /// How long a stream of a session has been silent, as the relay sees it.
@@ -432,6 +436,10 @@ impl Machine {
             Event::Drain => {
                 tracing::info!(calls = self.store.len(), "draining: new calls are refused");
                 self.draining = true;
+            }
+            Event::DrainDeadline => {
+                self.draining = true;
+                self.end_calls_for_shutdown();
             }
         }
         self.upstream_step();

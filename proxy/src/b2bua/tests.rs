@@ -2533,4 +2533,32 @@ fn each_members_group_is_reported_at_start_and_a_reload_moves_it() {
         ]
     );
 }
+
+#[test]
+fn at_the_drain_deadline_calls_up_get_bye_with_reason_and_ringing_ones_503() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    lab.call("c2");
+    assert!(lab.on(Event::Drain).is_empty());
+    // Draining: a new call is refused, with Retry-After.
+    assert_eq!(refused(&mut lab, "c3"), (503, Some("5".into())));
+    assert_eq!(lab.m.calls(), 2);
+    let out = lab.on(Event::DrainDeadline);
+    assert!(out.contains(&format!("send BYE to {TRUNK}")), "{out:?}");
+    assert!(out.contains(&format!("send BYE to {MS1}")), "{out:?}");
+    assert!(out.contains(&"respond 503 INVITE".to_string()), "{out:?}");
+    assert_eq!(
+        out.iter().filter(|a| *a == "cdr shutdown").count(),
+        2,
+        "{out:?}"
+    );
+    let (_, bye, _) = lab.last("BYE");
+    assert_eq!(
+        bye.header("Reason"),
+        Some("Q.850;cause=16;text=\"shutdown\"")
+    );
+    assert_eq!(lab.m.calls(), 0);
+    assert_eq!(lab.m.store.check(), Ok(()));
+}
+
 mod maintenance;

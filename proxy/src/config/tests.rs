@@ -971,3 +971,14 @@ fn bad_upstream_values_name_the_key() {
     let e = parse(&text).unwrap_err().to_string();
     assert!(e.contains("key `registrar.upstream`"), "{e}");
 }
+
+#[test]
+fn shutdown_drain_defaults_to_30_s_and_is_bounded() {
+    let without = EXAMPLE.replace("[shutdown]\ndrain_s = 30", "");
+    assert_eq!(parse(&without).unwrap().shutdown.drain_s, 30);
+    let text = EXAMPLE.replace("drain_s = 30 ", "drain_s = 2 ");
+    assert_eq!(parse(&text).unwrap().shutdown.drain_s, 2);
+    let text = EXAMPLE.replace("drain_s = 30 ", "drain_s = 3601 ");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("key `shutdown.drain_s`"), "{err}");
+}
