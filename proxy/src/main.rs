@@ -7,6 +7,7 @@ mod config;
 mod driver;
 mod error;
 mod ha;
+mod hep;
 mod media;
 mod metrics;
 mod pool;

@@ -280,3 +280,11 @@ pub fn upstream_states(counts: [usize; 5]) {
 pub fn upstream_register(result: &str) {
     counter!("tandem_upstream_register_total", "result" => result.to_owned()).increment(1);
 }
+
+/// The HEP export (`[hep]`): packets sent, messages dropped by reason.
+pub fn hep(s: &crate::hep::HepStats) {
+    counter!("tandem_hep_sent_total").absolute(s.sent);
+    counter!("tandem_hep_dropped_total", "reason" => "queue_full").absolute(s.queue_full);
+    counter!("tandem_hep_dropped_total", "reason" => "too_large").absolute(s.too_large);
+    counter!("tandem_hep_dropped_total", "reason" => "send_error").absolute(s.send_errors);
+}

@@ -61,6 +61,15 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         },
         ..Default::default()
     };
+    let hep = config
+        .hep
+        .as_ref()
+        .map(|hep| crate::hep::start(&hep.settings()))
+        .transpose()
+        .context("starting the HEP export (hep.collector)")?;
+    if let Some(hep) = &hep {
+        ep_config.tap = Some(hep.tap.clone());
+    }
     ep_config.transport.udp.recv_buffer_size = config.sip.udp_recv_buffer;
     ep_config.transport.udp.freebind = freebind;
     ep_config.transport.tcp.freebind = freebind;
@@ -147,12 +156,16 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         crate::driver::now_millis(),
     )?);
     let stats_ep = endpoint.clone();
+    let hep_counters = hep.map(|hep| hep.counters);
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             crate::metrics::endpoint(&stats_ep.stats());
             crate::metrics::unverified_responses(stats_ep.layer().unverified_responses());
+            if let Some(hep) = &hep_counters {
+                crate::metrics::hep(&hep.snapshot());
+            }
         }
     });
     let mut engine_task = tokio::spawn(engine.run(events, stop_rx, node_events, admin_rx));
