@@ -114,3 +114,10 @@ pub fn said(out: &Output, tandem: &Tandem) -> String {
         tandem.log_tail(40)
     )
 }
+
+/// A SIPp scenario file of `deploy/sipp`.
+pub fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/sipp")
+        .join(name)
+}
