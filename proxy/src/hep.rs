@@ -30,7 +30,7 @@
 //! and logs), 15 the message.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -69,6 +69,10 @@ pub const PROTOCOL_TYPE_SIP: u8 = 1;
 /// HEP length field would allow 65535). A larger SIP message is dropped
 /// and counted, not truncated: half a message misleads more than none.
 pub const MAX_PACKET: usize = 65_507;
+/// Bytes of SIP messages waiting in the queue, at most: `queue_limit`
+/// bounds the messages, this their size, so that a queue full of 64 KiB
+/// messages (a stranger's, past the gate) cannot hold 256 MiB.
+pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
 const HEADER_LEN: usize = 6;
 const CHUNK_HEADER_LEN: usize = 6;
 
@@ -248,9 +252,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The export's counters, shared by the tap, the sender task and the
-/// metrics task.
+/// metrics task, and the bytes queued now.
 #[derive(Debug, Default)]
 pub struct HepCounters {
+    queued_bytes: AtomicUsize,
     sent: AtomicU64,
     queue_full: AtomicU64,
     too_large: AtomicU64,
@@ -262,8 +267,8 @@ pub struct HepCounters {
 pub struct HepStats {
     /// Packets sent to the collector.
     pub sent: u64,
-    /// Messages dropped because the queue was full (the sender task is
-    /// behind, or was stopped).
+    /// Messages dropped because the queue was full, in messages or in
+    /// bytes (the sender task is behind, or was stopped).
     pub queue_full: u64,
     /// Messages too large for one HEP packet in a UDP datagram.
     pub too_large: u64,
@@ -292,17 +297,34 @@ fn bump(counter: &AtomicU64) {
 pub struct HepTap {
     queue: mpsc::Sender<ObservedMessage>,
     counters: Arc<HepCounters>,
+    /// The bytes of the messages queued, at most.
+    max_bytes: usize,
 }
 
 impl HepTap {
-    pub fn new(queue: mpsc::Sender<ObservedMessage>, counters: Arc<HepCounters>) -> Self {
-        HepTap { queue, counters }
+    pub fn new(
+        queue: mpsc::Sender<ObservedMessage>,
+        counters: Arc<HepCounters>,
+        max_bytes: usize,
+    ) -> Self {
+        HepTap {
+            queue,
+            counters,
+            max_bytes,
+        }
     }
 }
 
 impl MessageTap for HepTap {
     fn observe(&self, message: ObservedMessage) {
-        if self.queue.try_send(message).is_err() {
+        let len = message.data.len();
+        let queued = &self.counters.queued_bytes;
+        // Taken before the send and given back by the sender task (or
+        // here, when the message is not queued after all).
+        if queued.fetch_add(len, Ordering::Relaxed) + len > self.max_bytes
+            || self.queue.try_send(message).is_err()
+        {
+            queued.fetch_sub(len, Ordering::Relaxed);
             bump(&self.counters.queue_full);
         }
     }
@@ -335,7 +357,7 @@ pub fn start(settings: &HepSettings) -> std::io::Result<HepExport> {
     ));
     tracing::info!(collector = %settings.collector, agent_id = settings.agent.id, "HEP export on");
     Ok(HepExport {
-        tap: Arc::new(HepTap::new(tx, counters.clone())),
+        tap: Arc::new(HepTap::new(tx, counters.clone(), MAX_QUEUED_BYTES)),
         counters,
     })
 }
@@ -354,6 +376,9 @@ pub async fn export(
     let mut packet = Vec::with_capacity(4096);
     let mut last_error_log: Option<tokio::time::Instant> = None;
     while let Some(message) = queue.recv().await {
+        counters
+            .queued_bytes
+            .fetch_sub(message.data.len(), Ordering::Relaxed);
         if !encode(&message, &agent, &mut packet) {
             bump(&counters.too_large);
             continue;

@@ -192,7 +192,7 @@ fn the_call_id_is_found_by_long_or_compact_name_in_the_headers_only() {
 fn the_tap_drops_and_counts_when_the_queue_is_full_without_waiting() {
     let (tx, mut rx) = mpsc::channel(2);
     let counters = Arc::new(HepCounters::default());
-    let tap = HepTap::new(tx, counters.clone());
+    let tap = HepTap::new(tx, counters.clone(), MAX_QUEUED_BYTES);
     let m = message("10.0.0.1:5060", "10.0.0.2:5060", TransportKind::Udp, INVITE);
     for _ in 0..5 {
         tap.observe(m.clone());
@@ -206,6 +206,30 @@ fn the_tap_drops_and_counts_when_the_queue_is_full_without_waiting() {
     drop(rx);
     tap.observe(m);
     assert_eq!(counters.snapshot().queue_full, 4);
+}
+
+#[test]
+fn the_tap_drops_and_counts_when_the_queued_bytes_would_pass_the_limit() {
+    let (tx, mut rx) = mpsc::channel(100);
+    let counters = Arc::new(HepCounters::default());
+    let m = message("10.0.0.1:5060", "10.0.0.2:5060", TransportKind::Udp, INVITE);
+    // Room for two messages' bytes, the queue for a hundred messages.
+    let tap = HepTap::new(tx, counters.clone(), 2 * INVITE.len());
+    for _ in 0..5 {
+        tap.observe(m.clone());
+    }
+    assert_eq!(counters.snapshot().queue_full, 3);
+    assert_eq!(
+        counters.queued_bytes.load(Ordering::Relaxed),
+        2 * INVITE.len()
+    );
+    // The sender task gives the bytes back as it takes messages.
+    rx.try_recv().unwrap();
+    counters
+        .queued_bytes
+        .fetch_sub(INVITE.len(), Ordering::Relaxed);
+    tap.observe(m);
+    assert_eq!(counters.snapshot().queue_full, 3);
 }
 
 #[tokio::test]
@@ -233,7 +257,21 @@ async fn the_export_task_sends_each_message_as_one_packet_to_the_collector() {
     assert_eq!(chunks[&chunk::PAYLOAD], INVITE.as_bytes());
     assert_eq!(chunks[&chunk::CAPTURE_AGENT_ID], 42u32.to_be_bytes());
     assert_eq!(chunks[&chunk::AUTH_KEY], b"secret");
-    assert_eq!(export.counters.snapshot().sent, 1);
+    wait_for_sent(&export.counters, 1).await;
+    // Its bytes were given back.
+    assert_eq!(export.counters.queued_bytes.load(Ordering::Relaxed), 0);
+}
+
+/// Waits (5 s at most) until the sender task counted `n` packets sent.
+async fn wait_for_sent(counters: &HepCounters, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while counters.snapshot().sent < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} sent within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn any_ip() -> impl Strategy<Value = IpAddr> {
