@@ -79,6 +79,10 @@ pub struct Config {
     /// How a lone node stops on SIGTERM (`[shutdown]`).
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Export of every SIP message to a Homer collector over HEP3
+    /// (`[hep]`); none: no export.
+    #[serde(default)]
+    pub hep: Option<HepConfig>,
     /// The file this was read from, for errors found after parsing (the
     /// routing rules' compilation).
     #[serde(skip)]
@@ -1029,6 +1033,73 @@ pub struct MemberConfig {
     pub priority: u32,
 }
 
+/// `[hep]`: every SIP message received and sent, as HEP3 over UDP to a
+/// Homer collector (see `hep`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HepConfig {
+    /// The collector's `ip:port` (heplify-server listens on 9060).
+    pub collector: SocketAddr,
+    /// The capture agent id the collector shows (HEP chunk 12).
+    #[serde(default)]
+    pub agent_id: u32,
+    /// The collector's password (HEP chunk 14, sent in clear); none: no
+    /// authentication key.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Messages waiting to be encoded and sent, at most; more are dropped
+    /// and counted (`tandem_hep_dropped_total{reason="queue_full"}`), so a
+    /// slow export never slows calls.
+    #[serde(default = "default_hep_queue_limit")]
+    pub queue_limit: usize,
+}
+
+fn default_hep_queue_limit() -> usize {
+    4096
+}
+
+impl HepConfig {
+    pub fn settings(&self) -> crate::hep::HepSettings {
+        crate::hep::HepSettings {
+            collector: self.collector,
+            agent: crate::hep::Agent {
+                id: self.agent_id,
+                password: self.password.clone(),
+            },
+            queue_limit: self.queue_limit,
+        }
+    }
+
+    fn validate(&self, invalid: &impl Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        if self.collector.ip().is_unspecified() || self.collector.port() == 0 {
+            return Err(invalid(
+                "hep.collector",
+                format!("{} is not an address to send to", self.collector),
+            ));
+        }
+        if let Some(password) = &self.password {
+            // Chunk 14 is a string to the collector: printable, and short
+            // enough to leave the packet room for the message.
+            if password.is_empty()
+                || password.len() > 256
+                || password.chars().any(|c| c.is_control())
+            {
+                return Err(invalid(
+                    "hep.password",
+                    "must be 1 to 256 bytes without control characters".into(),
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.queue_limit) {
+            return Err(invalid(
+                "hep.queue_limit",
+                format!("{} is not between 1 and 1000000", self.queue_limit),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[registrar]`: phones register to Tandem (RFC 3261 §10) with digest
 /// authentication (RFC 7616, RFC 8760).
 #[derive(Debug, Clone, Deserialize)]
@@ -1831,6 +1902,9 @@ impl Config {
                     format!("not a header name: {name:?}"),
                 ));
             }
+        }
+        if let Some(hep) = &self.hep {
+            hep.validate(&invalid)?;
         }
         // What only compiling tells: regexes, time windows.
         crate::routing::Router::compile(self)?;

@@ -8,6 +8,7 @@ mod config;
 mod driver;
 mod error;
 mod ha;
+mod hep;
 mod media;
 mod metrics;
 mod ops;

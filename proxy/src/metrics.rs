@@ -367,5 +367,13 @@ pub fn rtp_quality(q: &RtpQuality) {
     gauge!("tandem_rtp_jitter_max_seconds").set(q.jitter_max_s);
 }
 
+/// The HEP export (`[hep]`): packets sent, messages dropped by reason.
+pub fn hep(s: &crate::hep::HepStats) {
+    counter!("tandem_hep_sent_total").absolute(s.sent);
+    counter!("tandem_hep_dropped_total", "reason" => "queue_full").absolute(s.queue_full);
+    counter!("tandem_hep_dropped_total", "reason" => "too_large").absolute(s.too_large);
+    counter!("tandem_hep_dropped_total", "reason" => "send_error").absolute(s.send_errors);
+}
+
 #[cfg(test)]
 mod tests;

@@ -80,6 +80,15 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         },
         ..Default::default()
     };
+    let hep = config
+        .hep
+        .as_ref()
+        .map(|hep| crate::hep::start(&hep.settings()))
+        .transpose()
+        .context("starting the HEP export (hep.collector)")?;
+    if let Some(hep) = &hep {
+        ep_config.tap = Some(hep.tap.clone());
+    }
     ep_config.transport.udp.recv_buffer_size = config.sip.udp_recv_buffer;
     ep_config.transport.udp.freebind = freebind;
     ep_config.transport.tcp.freebind = freebind;
@@ -172,6 +181,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     )?);
     let stats_ep = endpoint.clone();
     let stats_relay = relay.clone();
+    let hep_counters = hep.map(|hep| hep.counters);
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         for second in 0u64.. {
@@ -182,6 +192,9 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             // scrapes no faster.
             if second % 5 == 0 {
                 crate::metrics::rtp_quality(&rtp_quality(&stats_relay));
+            }
+            if let Some(hep) = &hep_counters {
+                crate::metrics::hep(&hep.snapshot());
             }
         }
     });

@@ -32,6 +32,7 @@ use crate::gate::{
     Bans, DropReason, Gate, RateLimit, RefusalTally, SourceClass, TrustedSources, Verdict,
 };
 use crate::message::{Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
+use crate::tap::{Direction, MessageTap, ObservedMessage};
 use crate::transaction::{
     Outgoing, OverloadStats, TimerConfig, TransactionError, TransactionKey, TransactionLayer,
     Transmit, TuQueueConfig, TuReceiver,
@@ -46,6 +47,9 @@ pub struct EndpointConfig {
     /// The bound on new work waiting for the TU.
     pub tu_queue: TuQueueConfig,
     pub gate: GateConfig,
+    /// Sees every message received (past the gate) and sent; none: no
+    /// capture, one branch per message.
+    pub tap: Option<Arc<dyn MessageTap>>,
 }
 
 /// The gate in front of the parser (see [`crate::gate`]).
@@ -162,6 +166,7 @@ pub struct Endpoint {
     trusted: Arc<watch::Sender<Arc<TrustedSources>>>,
     /// Sources banned now (their datagrams are dropped by the transport).
     bans: Arc<Bans>,
+    tap: Option<Arc<dyn MessageTap>>,
 }
 
 impl Endpoint {
@@ -199,12 +204,14 @@ impl Endpoint {
             counters,
             trusted: Arc::new(trusted),
             bans: bans.clone(),
+            tap: config.tap.clone(),
         };
-        tokio::spawn(send_loop(
-            endpoint.transports.clone(),
-            endpoint.layer.clone(),
-            out_rx,
-        ));
+        let sending = Sending {
+            transports: endpoint.transports.clone(),
+            layer: endpoint.layer.clone(),
+            tap: config.tap.clone(),
+        };
+        tokio::spawn(send_loop(sending, out_rx));
         let gate = Gate::new(trusted_rx.borrow().clone(), config.gate.limit, bans.clone());
         let receiver = Receiver {
             gate,
@@ -290,6 +297,16 @@ impl Endpoint {
     }
 
     fn on_incoming(&self, incoming: Incoming, class: SourceClass) {
+        if let Some(tap) = &self.tap {
+            tap.observe(ObservedMessage {
+                direction: Direction::Received,
+                transport: incoming.transport,
+                source: incoming.source,
+                destination: incoming.local,
+                at: std::time::SystemTime::now(),
+                data: incoming.data.clone(),
+            });
+        }
         let source = incoming.reply_target();
         match Message::parse(incoming.data.clone()) {
             Ok(msg) => {
@@ -426,11 +443,16 @@ async fn receive_loop(
     }
 }
 
-async fn send_loop(
+/// What the send tasks need: where to write, whom to tell of a failed
+/// write, and the tap that sees each message written.
+#[derive(Clone)]
+struct Sending {
     transports: Arc<Transports>,
     layer: TransactionLayer,
-    mut rx: mpsc::UnboundedReceiver<Out>,
-) {
+    tap: Option<Arc<dyn MessageTap>>,
+}
+
+async fn send_loop(sending: Sending, mut rx: mpsc::UnboundedReceiver<Out>) {
     // A TCP connect can take seconds, so stream sends run in one task per
     // destination: they never hold up other destinations, and messages to
     // one destination keep their order (a 180 must not overtake its 200).
@@ -441,14 +463,14 @@ async fn send_loop(
             Out::Raw(t, b) => (t, b, None),
         };
         if !target.transport.is_stream() {
-            send_one(&transports, &layer, target, bytes, key).await;
+            sending.send_one(target, bytes, key).await;
             continue;
         }
         let mut item = (bytes, key);
         loop {
             let queue = streams.entry(target).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(stream_sender(transports.clone(), layer.clone(), target, rx));
+                tokio::spawn(stream_sender(sending.clone(), target, rx));
                 tx
             });
             match queue.send(item) {
@@ -468,29 +490,36 @@ async fn send_loop(
 
 type Queued = (Bytes, Option<TransactionKey>);
 
-async fn stream_sender(
-    transports: Arc<Transports>,
-    layer: TransactionLayer,
-    target: Target,
-    mut rx: mpsc::UnboundedReceiver<Queued>,
-) {
+async fn stream_sender(sending: Sending, target: Target, mut rx: mpsc::UnboundedReceiver<Queued>) {
     const IDLE: Duration = Duration::from_secs(30);
     while let Ok(Some((bytes, key))) = tokio::time::timeout(IDLE, rx.recv()).await {
-        send_one(&transports, &layer, target, bytes, key).await;
+        sending.send_one(target, bytes, key).await;
     }
 }
 
-async fn send_one(
-    transports: &Transports,
-    layer: &TransactionLayer,
-    target: Target,
-    bytes: Bytes,
-    key: Option<TransactionKey>,
-) {
-    if let Err(e) = transports.send(&target, bytes).await {
-        tracing::debug!(%target, error = %e, "send failed");
-        if let Some(key) = key {
-            layer.transport_error(&key);
+impl Sending {
+    async fn send_one(&self, target: Target, bytes: Bytes, key: Option<TransactionKey>) {
+        // Without a tap the bytes are not kept past the write.
+        let tapped = self.tap.as_ref().map(|tap| (tap, bytes.clone()));
+        match self.transports.send_from(&target, bytes).await {
+            Ok(local) => {
+                if let Some((tap, data)) = tapped {
+                    tap.observe(ObservedMessage {
+                        direction: Direction::Sent,
+                        transport: target.transport,
+                        source: local,
+                        destination: target.addr,
+                        at: std::time::SystemTime::now(),
+                        data,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%target, error = %e, "send failed");
+                if let Some(key) = key {
+                    self.layer.transport_error(&key);
+                }
+            }
         }
     }
 }

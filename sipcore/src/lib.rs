@@ -12,6 +12,8 @@
 //! * [`digest`] — digest authentication (RFC 7616/8760), stateless nonces.
 //! * [`gate`] — trusted sources and per-source rate limits, checked before
 //!   a message is parsed.
+//! * [`tap`] — an optional observer of every message an endpoint receives
+//!   and sends (capture export).
 //!
 //! Why an own parser and not `rsip` or `ezk-sip-types`: `rsip` keeps only
 //! the first value of `Via: a, b` and treats compact header names as
@@ -33,6 +35,7 @@ pub mod fuzzing;
 pub mod gate;
 pub mod message;
 pub mod sdp;
+pub mod tap;
 pub mod transaction;
 pub mod transport;
 

@@ -982,3 +982,53 @@ fn shutdown_drain_defaults_to_30_s_and_is_bounded() {
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("key `shutdown.drain_s`"), "{err}");
 }
+
+#[test]
+fn hep_export_is_optional_and_validated_naming_its_keys() {
+    assert!(parse(EXAMPLE).unwrap().hep.is_none());
+    let with = |section: &str| format!("{EXAMPLE}\n[hep]\n{section}\n");
+    let c = parse(&with(
+        "collector = \"192.0.2.50:9060\"\nagent_id = 7\npassword = \"pw\"",
+    ))
+    .unwrap();
+    let hep = c.hep.unwrap().settings();
+    assert_eq!(hep.collector, "192.0.2.50:9060".parse().unwrap());
+    assert_eq!(hep.agent.id, 7);
+    assert_eq!(hep.agent.password.as_deref(), Some("pw"));
+    assert_eq!(hep.queue_limit, 4096);
+
+    for (section, key) in [
+        ("collector = \"0.0.0.0:9060\"", "hep.collector"),
+        ("collector = \"192.0.2.50:0\"", "hep.collector"),
+        (
+            "collector = \"192.0.2.50:9060\"\npassword = \"\"",
+            "hep.password",
+        ),
+        (
+            "collector = \"192.0.2.50:9060\"\npassword = \"a\\nb\"",
+            "hep.password",
+        ),
+        (
+            "collector = \"192.0.2.50:9060\"\nqueue_limit = 0",
+            "hep.queue_limit",
+        ),
+    ] {
+        let err = parse(&with(section)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("tandem.toml: key `{key}`:")),
+            "{section}: {err}"
+        );
+    }
+    // Wrong types and unknown keys: the parser names them.
+    for (section, word) in [
+        ("collector = \"collector.example:9060\"", "collector"),
+        ("collector = \"192.0.2.50:9060\"\nagent_id = -1", "agent_id"),
+        ("collector = \"192.0.2.50:9060\"\nagentid = 1", "agentid"),
+    ] {
+        let err = parse(&with(section)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("tandem.toml:") && err.contains(word),
+            "{section}: {err}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 use super::*;
 use crate::transaction::TuEvent;
+use crate::transport::TransportKind;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
@@ -227,4 +228,105 @@ async fn a_banned_sources_datagrams_are_dropped_by_the_kernel_until_its_ban_ends
     send_options(&stranger, sp, "z9hG4bKs200", to).await;
     let got = requests_by_ip(&mut events, 1).await;
     assert_eq!(got.get(&ip("127.0.0.2")), Some(&1), "{got:?}");
+}
+
+/// A tap that keeps what it sees, for the tests.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<ObservedMessage>>);
+
+impl MessageTap for Recorder {
+    fn observe(&self, message: ObservedMessage) {
+        self.0.lock().unwrap().push(message);
+    }
+}
+
+impl Recorder {
+    /// Waits (5 s at most) until `n` messages were seen; returns them.
+    async fn wait(&self, n: usize) -> Vec<ObservedMessage> {
+        testkit::wait_for(
+            &format!("{n} tapped messages"),
+            Duration::from_secs(5),
+            || async {
+                let seen = self.0.lock().unwrap().clone();
+                if seen.len() >= n {
+                    Ok(seen)
+                } else {
+                    Err(format!("{seen:?}"))
+                }
+            },
+        )
+        .await
+    }
+}
+
+fn tapped() -> (EndpointConfig, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let config = EndpointConfig {
+        tap: Some(recorder.clone()),
+        ..EndpointConfig::default()
+    };
+    (config, recorder)
+}
+
+#[tokio::test]
+async fn the_tap_sees_each_udp_message_received_and_sent_with_its_addresses() {
+    let (config, recorder) = tapped();
+    let (ep, _events) = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &config).unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    // A malformed request: received, and answered 400 by the endpoint.
+    let bad = NO_MAX_FORWARDS.replace("5999", &peer_addr.port().to_string());
+    peer.send_to(bad.as_bytes(), ep.local_addr()).await.unwrap();
+    assert_eq!(recv(&peer).await.status(), Some(400));
+
+    let seen = recorder.wait(2).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (inbound, outbound) = (&seen[0], &seen[1]);
+    assert_eq!(inbound.direction, Direction::Received);
+    assert_eq!(inbound.transport, TransportKind::Udp);
+    assert_eq!(
+        (inbound.source, inbound.destination),
+        (peer_addr, ep.local_addr())
+    );
+    assert_eq!(&inbound.data[..], bad.as_bytes());
+    assert_eq!(outbound.direction, Direction::Sent);
+    assert_eq!(outbound.transport, TransportKind::Udp);
+    assert_eq!(
+        (outbound.source, outbound.destination),
+        (ep.local_addr(), peer_addr)
+    );
+    let answer = Message::parse(outbound.data.clone()).unwrap();
+    assert_eq!(answer.status(), Some(400));
+    ep.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_tap_sees_a_tcp_message_with_the_connections_local_address() {
+    use tokio::io::AsyncReadExt;
+    let (config, recorder) = tapped();
+    let (ep, _events) = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = listener.local_addr().unwrap();
+    let text = options_from(peer_addr.port(), "z9hG4bKtcp1");
+    ep.send_raw(Target::tcp(peer_addr), Bytes::from(text.clone()))
+        .unwrap();
+    let (mut stream, from) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("a connection within 5 s")
+        .unwrap();
+    let mut got = vec![0u8; text.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
+        .await
+        .expect("the message within 5 s")
+        .unwrap();
+    assert_eq!(got, text.as_bytes());
+
+    let seen = recorder.wait(1).await;
+    let sent = &seen[0];
+    assert_eq!(sent.direction, Direction::Sent);
+    assert_eq!(sent.transport, TransportKind::Tcp);
+    // The connection's own local end, not the listener's address.
+    assert_eq!((sent.source, sent.destination), (from, peer_addr));
+    assert_eq!(&sent.data[..], text.as_bytes());
+    ep.shutdown().await;
 }

@@ -458,18 +458,29 @@ impl Transports {
     /// Send one message. Over TCP this reuses or opens a connection, see
     /// [`Target::connection`].
     pub async fn send(&self, target: &Target, data: Bytes) -> Result<()> {
+        self.send_from(target, data).await.map(drop)
+    }
+
+    /// [`Transports::send`], returning the local address the message left
+    /// from: the UDP socket's bound address, or the local end of the
+    /// connection used.
+    pub async fn send_from(&self, target: &Target, data: Bytes) -> Result<SocketAddr> {
         match target.transport {
-            TransportKind::Udp => self.udp.send_to(&data, target.addr).await,
+            TransportKind::Udp => self
+                .udp
+                .send_to(&data, target.addr)
+                .await
+                .map(|()| self.udp.local_addr()),
             TransportKind::Tcp => self
                 .tcp
-                .send(target.addr, target.connection, &data)
+                .send_via(target.addr, target.connection, &data)
                 .await
-                .map(drop),
+                .map(|(_, local)| local),
             TransportKind::Tls => match &self.tls {
                 Some(tls) => tls
-                    .send(target.addr, target.connection, &data)
+                    .send_via(target.addr, target.connection, &data)
                     .await
-                    .map(drop),
+                    .map(|(_, local)| local),
                 None => {
                     let e = std::io::Error::new(
                         std::io::ErrorKind::Unsupported,

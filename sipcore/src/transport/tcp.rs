@@ -410,6 +410,19 @@ impl TcpTransport {
         connection: Option<ConnectionId>,
         data: &[u8],
     ) -> Result<ConnectionId> {
+        self.send_via(addr, connection, data)
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// [`TcpTransport::send`], returning also the local address of the
+    /// connection used.
+    pub async fn send_via(
+        &self,
+        addr: SocketAddr,
+        connection: Option<ConnectionId>,
+        data: &[u8],
+    ) -> Result<(ConnectionId, SocketAddr)> {
         let result = self.try_send(addr, connection, data).await;
         let stats = &self.inner.stats;
         match &result {
@@ -427,7 +440,7 @@ impl TcpTransport {
         addr: SocketAddr,
         connection: Option<ConnectionId>,
         data: &[u8],
-    ) -> Result<ConnectionId> {
+    ) -> Result<(ConnectionId, SocketAddr)> {
         if self.inner.shutdown.is_cancelled() {
             let e = io::Error::new(io::ErrorKind::NotConnected, "transport is shut down");
             return Err(Error::io(format!("TCP send to {addr}"), e));
@@ -446,7 +459,7 @@ impl TcpTransport {
             .write(&conn, data)
             .await
             .map_err(|e| Error::io(format!("TCP send to {} ({})", conn.peer, conn.id), e))?;
-        Ok(conn.id)
+        Ok((conn.id, conn.local))
     }
 
     /// Close a connection. Returns whether it was open. The read task
