@@ -76,6 +76,10 @@ pub struct Config {
     /// may depend on their state (`wan = "down"`).
     #[serde(default, rename = "wan")]
     pub wans: Vec<WanConfig>,
+    /// Call detail records to a file of their own (`[cdr]`); none: only
+    /// the `cdr` log line at info.
+    #[serde(default)]
+    pub cdr: Option<crate::cdr::CdrConfig>,
     /// The file this was read from, for errors found after parsing (the
     /// routing rules' compilation).
     #[serde(skip)]
@@ -1791,6 +1795,9 @@ impl Config {
                     format!("not a header name: {name:?}"),
                 ));
             }
+        }
+        if let Some(cdr) = &self.cdr {
+            cdr.validate(&invalid)?;
         }
         // What only compiling tells: regexes, time windows.
         crate::routing::Router::compile(self)?;

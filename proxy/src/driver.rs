@@ -82,6 +82,8 @@ pub struct Driver {
     tls_identity: Option<sipcore::transport::ServerIdentity>,
     /// The registrar's snapshot file.
     snapshots: registrations::Snapshots,
+    /// The CDR file's writer (`[cdr]`), if configured.
+    cdr: Option<crate::cdr::CdrSink>,
 }
 
 /// The relay's per-stream idle times, as the machine sees them.
@@ -202,6 +204,7 @@ impl Driver {
             dns: dns::DnsMembers::new(config),
             tls_identity: None,
             snapshots: registrations::Snapshots::default(),
+            cdr: None,
         }
     }
 
@@ -215,6 +218,13 @@ impl Driver {
     }
 
     /// The registrar (from `[registrar]`), if on.
+    /// Sends CDRs to the file's writer too (`[cdr]`), with start records
+    /// if asked for.
+    pub fn set_cdr(&mut self, sink: crate::cdr::CdrSink, start_records: bool) {
+        self.machine.set_start_records(start_records);
+        self.cdr = Some(sink);
+    }
+
     pub fn set_registrar(&mut self, registrar: Option<crate::registrar::Registrar>) {
         self.machine.set_registrar(registrar);
         // Dual registration: the bindings loaded from the snapshot are
@@ -515,6 +525,11 @@ impl Driver {
             }
             Action::RemoveMedia { session } => self.remove_media(session),
             Action::CallEnded(end) => self.write_cdr(&end),
+            Action::CallStarted(start) => {
+                if let Some(sink) = &self.cdr {
+                    sink.submit(crate::cdr::start_line(&start));
+                }
+            }
         }
         None
     }
@@ -530,6 +545,9 @@ impl Driver {
     /// statistics.
     fn write_cdr(&self, end: &CallEnd) {
         let stats = self.relay.stats(end.session).ok();
+        if let Some(sink) = &self.cdr {
+            sink.submit(crate::cdr::end_line(end, stats.as_ref()));
+        }
         let (a_rx, b_rx) = match &stats {
             Some(s) => (s.side(Side::A).clone(), s.side(Side::B).clone()),
             None => Default::default(),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod b2bua;
+mod cdr;
 mod config;
 mod driver;
 mod error;

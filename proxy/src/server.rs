@@ -146,6 +146,15 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         &config,
         crate::driver::now_millis(),
     )?);
+    let cdr_writer = match &config.cdr {
+        Some(cdr) => {
+            let (sink, writer) = crate::cdr::CdrWriter::start(cdr)?;
+            engine.set_cdr(sink, cdr.start_records);
+            reopen_on_sigusr1(writer.reopen_flag())?;
+            Some(writer)
+        }
+        None => None,
+    };
     let stats_ep = endpoint.clone();
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -196,6 +205,25 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         sync.stop().await;
     }
     endpoint.shutdown().await;
+    if let Some(writer) = cdr_writer {
+        // The engine is gone, and with it the writer's queue: what the
+        // writer holds goes to the file before the process ends.
+        let _ = tokio::task::spawn_blocking(move || writer.finish(Duration::from_secs(5))).await;
+    }
+    Ok(())
+}
+
+/// SIGUSR1 reopens the CDR file by name (logrotate's `postrotate`). Only
+/// with `[cdr]`: without it SIGUSR1 keeps its default action.
+fn reopen_on_sigusr1(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening the CDR file");
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use sipcore::message::{Message, Method};
 use sipcore::sdp::{Direction, Sdp};
 use std::time::Instant;
 
-use super::call::{CallState, Leg, Resuming};
+use super::call::{CallState, Leg, ResumeMark, Resuming};
 use super::{Action, ClientRole, Machine, TimerEvent};
 use crate::media::{is_sdp, narrow_offer};
 
@@ -105,7 +105,7 @@ impl Machine {
             .map(|c| c.id)
             .collect();
         for id in ringing {
-            self.release_member(id);
+            self.release_member(id, "failed");
             self.try_next_member(id, "media server down");
         }
     }
@@ -156,7 +156,7 @@ impl Machine {
         let via = self
             .tokens
             .via(&self.settings, self.leg_transport(call, Leg::B));
-        self.release_member(id);
+        self.release_member(id, "resumed_away");
         let old_call_id = self.store.unindex_leg_b(id);
         let Some(call) = self.store.get_mut(id) else {
             return;
@@ -259,7 +259,8 @@ impl Machine {
         let (from, to) = (self.member_name(r.from), self.member_name(call.b.member));
         self.obs.call_resumed(&from, &to, "failed");
         tracing::info!(call = id, member = %to, why, "resume attempt failed");
-        self.release_member(id);
+        self.mark_resume(id, from, to, "failed");
+        self.release_member(id, "failed");
         self.store.unindex_leg_b(id);
         self.survival.queue.push_back(id);
     }
@@ -292,11 +293,26 @@ impl Machine {
                 return;
             }
             self.obs.call_resumed(&from, "", "gave_up");
+            self.mark_resume(id, from.clone(), String::new(), "gave_up");
         } else {
             self.obs.call_resumed(&from, "", "no_server");
+            self.mark_resume(id, from.clone(), String::new(), "no_server");
         }
         tracing::warn!(call = id, from = %from, "no media server left for the call; hanging up");
         self.end_call(id, "no_media_server", true, false);
+    }
+
+    /// A resume attempt's end, for the call's CDR.
+    fn mark_resume(&mut self, id: u64, from: String, to: String, outcome: &str) {
+        let at = self.wall;
+        if let Some(call) = self.store.get_mut(id) {
+            call.history.resumed(ResumeMark {
+                at,
+                from,
+                to,
+                outcome: outcome.to_owned(),
+            });
+        }
     }
 
     pub(super) fn resume_retry(&mut self, id: u64) {
@@ -365,6 +381,7 @@ impl Machine {
             return;
         };
         call.resumes += 1;
+        call.history.answered(self.wall);
         let codec_changed = codec_changed(previous.as_deref(), call.b_remote_sdp.as_deref());
         let from = self.member_name(r.from);
         let to = self.member_name(member);
@@ -374,6 +391,7 @@ impl Machine {
             self.reoffer_leg_a(id);
         }
         self.obs.call_resumed(&from, &to, "ok");
+        self.mark_resume(id, from.clone(), to.clone(), "ok");
         self.obs
             .resume_latency(self.now.saturating_duration_since(r.detected));
         tracing::info!(

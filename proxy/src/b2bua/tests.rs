@@ -153,6 +153,7 @@ impl Lab {
             Action::SwitchUpstream { addr, .. } => format!("switch to {addr}"),
             Action::RemoveMedia { .. } => "remove media".into(),
             Action::CallEnded(end) => format!("cdr {}", end.reason),
+            Action::CallStarted(_) => "cdr start".into(),
         }
     }
 

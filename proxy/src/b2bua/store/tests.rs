@@ -77,6 +77,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         resumes: 0,
         forking: None,
         started: std::time::Instant::now(),
+        history: Default::default(),
     }
 }
 
