@@ -99,8 +99,13 @@ impl CdrConfig {
         &self,
         invalid: &impl Fn(&str, String) -> ConfigError,
     ) -> Result<(), ConfigError> {
-        if self.path.as_os_str().is_empty() || self.path.ends_with("/") || self.path.is_dir() {
-            return Err(invalid("cdr.path", "must name a file".into()));
+        // Absolute: a service's working directory is nobody's choice.
+        let text = self.path.to_string_lossy();
+        if !self.path.is_absolute() || text.ends_with('/') || self.path.is_dir() {
+            return Err(invalid(
+                "cdr.path",
+                "must be the absolute path of a file".into(),
+            ));
         }
         if !(1..=60_000).contains(&self.fsync_interval_ms) {
             return Err(invalid(

@@ -337,10 +337,15 @@ fn config_keys_are_validated_with_file_and_key() {
         err,
         "tandem.toml: key `cdr.fsync_interval_ms`: must be 1 to 60000"
     );
-    let err = parse(&format!("{EXAMPLE}\n[cdr]\npath = \"/tmp/\"\n"))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("`cdr.path`"), "{err}");
+    for bad in ["/tmp/", "/no/such/dir/", "cdr.jsonl", ""] {
+        let err = parse(&format!("{EXAMPLE}\n[cdr]\npath = \"{bad}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err, "tandem.toml: key `cdr.path`: must be the absolute path of a file",
+            "{bad}"
+        );
+    }
     let err = parse(&format!(
         "{EXAMPLE}\n[cdr]\npath = \"/tmp/c.jsonl\"\nbacklog = 0\n"
     ))
