@@ -191,6 +191,11 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         }
     };
     stats.abort();
+    // The engine ended (also by a panic; not when a second signal stops
+    // it in the middle): its CDR queue is closed, and what the writer
+    // holds goes to the file before the process ends (after the floating
+    // address is let go: a slow disk must not delay a takeover).
+    let cdr_writer = cdr_writer.filter(|_| ended.is_some());
     // A panic in the engine ends every call: the process must say so with
     // its exit status, so that a supervisor restarts it and a standby
     // takes over, instead of a quiet exit 0 that looks like a clean stop.
@@ -198,6 +203,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         if let Some(sync) = &sync {
             sync.stop().await;
         }
+        finish_cdrs(cdr_writer).await;
         return Err(engine_failure(failure));
     }
     if let Some(sync) = &sync {
@@ -205,12 +211,15 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         sync.stop().await;
     }
     endpoint.shutdown().await;
-    if let Some(writer) = cdr_writer {
-        // The engine is gone, and with it the writer's queue: what the
-        // writer holds goes to the file before the process ends.
+    finish_cdrs(cdr_writer).await;
+    Ok(())
+}
+
+/// Lets the CDR writer write what it holds (at most 5 s).
+async fn finish_cdrs(writer: Option<crate::cdr::CdrWriter>) {
+    if let Some(writer) = writer {
         let _ = tokio::task::spawn_blocking(move || writer.finish(Duration::from_secs(5))).await;
     }
-    Ok(())
 }
 
 /// SIGUSR1 reopens the CDR file by name (logrotate's `postrotate`). Only
