@@ -439,7 +439,15 @@ impl Driver {
         let mut pending = VecDeque::from([event]);
         while let Some(event) = pending.pop_front() {
             let now = std::time::Instant::now();
-            let actions = self.machine.on(event, now, now_millis());
+            let mut actions = self.machine.on(event, now, now_millis());
+            if self.cdr.is_some() {
+                // CDRs first (the rest keeps its order, and a record still
+                // comes before its call's RemoveMedia): by the time a party
+                // has the answer to its BYE, its call's record is in the
+                // writer's queue, so a crash right after loses no more than
+                // the writer's wake-up.
+                actions.sort_by_key(|a| !matches!(a, Action::CallEnded(_)));
+            }
             for action in actions {
                 if let Some(follow) = self.carry_out(action) {
                     pending.push_back(follow);

@@ -251,18 +251,9 @@ async fn a_call_resumed_off_a_killed_member_carries_the_resume_marks() {
     drop(ms2);
 }
 
-/// Calls, then `kill -9` at once: every call SIPp saw end is in the file.
-async fn complete_after_kill_9(policy: &str) {
-    let ms1 = media_server(false).await;
-    let ms2 = media_server(false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cdr.jsonl");
-    let tandem = tandem(ms1.addr(), ms2.addr(), &path, policy).await;
-    place_calls(&tandem, 20, 100).await;
-    // No wait: the process dies the moment the trunk saw its last BYE
-    // answered.
+/// `kill -9`, and waits until the process is gone.
+async fn kill_9(tandem: &mut Tandem) {
     tandem.signal("KILL");
-    let mut tandem = tandem;
     wait_for("tandem dead", SECS(5), || {
         let dead = !tandem.is_running();
         async move {
@@ -274,6 +265,19 @@ async fn complete_after_kill_9(policy: &str) {
         }
     })
     .await;
+}
+
+/// Calls, then `kill -9` at once: every call SIPp saw end is in the file.
+async fn complete_after_kill_9(policy: &str) {
+    let ms1 = media_server(false).await;
+    let ms2 = media_server(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cdr.jsonl");
+    let mut tandem = tandem(ms1.addr(), ms2.addr(), &path, policy).await;
+    place_calls(&tandem, 20, 100).await;
+    // No wait: the process dies the moment the trunk saw its last BYE
+    // answered.
+    kill_9(&mut tandem).await;
     let all = lines(&path);
     let ends = of_type(&all, "end");
     assert_eq!(
@@ -340,7 +344,24 @@ impl TinyDisk {
 
 impl Drop for TinyDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        // A Tandem killed a moment ago may still hold its file open
+        // (busy): a few tries, then a lazy unmount (detached now, gone
+        // when the last file closes).
+        for _ in 0..20 {
+            let unmounted = Command::new("umount")
+                .arg(self.dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if unmounted {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -351,7 +372,7 @@ async fn a_full_disk_never_stops_calls_and_the_backlog_is_written_when_space_ret
     let filler = disk.path().join("filler");
     let ms1 = media_server(false).await;
     let ms2 = media_server(false).await;
-    let tandem = tandem(ms1.addr(), ms2.addr(), &path, "fsync = \"every_record\"\n").await;
+    let mut tandem = tandem(ms1.addr(), ms2.addr(), &path, "fsync = \"every_record\"\n").await;
     disk.fill(&filler);
 
     // The calls are served while no CDR can be written.
@@ -392,7 +413,8 @@ async fn a_full_disk_never_stops_calls_and_the_backlog_is_written_when_space_ret
     assert_eq!(m.get("tandem_cdr_records_total", &[]), 7.0, "{}", m.text());
     assert_eq!(m.get("tandem_cdr_backlog", &[]), 0.0, "{}", m.text());
     assert_eq!(m.get("tandem_cdr_dropped_total", &[]), 0.0, "{}", m.text());
-    drop(tandem);
+    // Dead before the tmpfs is unmounted (its file open keeps it busy).
+    kill_9(&mut tandem).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
