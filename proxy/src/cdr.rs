@@ -382,9 +382,8 @@ pub struct CdrWriter {
 impl CdrWriter {
     /// Opens the file (an error here stops the start: a CDR file that
     /// cannot be opened is a configuration mistake to fix now) and starts
-    /// the writer. The counters exist from here on, at 0.
+    /// the writer.
     pub fn start(config: &CdrConfig) -> io::Result<(CdrSink, CdrWriter)> {
-        crate::metrics::cdr_register();
         let appender = Appender::open(config)?;
         let (tx, rx) = sync_channel(QUEUE);
         let reopen = Arc::new(AtomicBool::new(false));

@@ -146,6 +146,9 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         &config,
         crate::driver::now_millis(),
     )?);
+    // The CDR counters exist (at 0) with or without [cdr]: alerts and
+    // dashboards name them either way.
+    crate::metrics::cdr_register();
     let cdr_writer = match &config.cdr {
         Some(cdr) => {
             let (sink, writer) = crate::cdr::CdrWriter::start(cdr)?;

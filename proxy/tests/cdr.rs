@@ -118,6 +118,20 @@ fn distinct_a_call_ids(lines: &[&Value]) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cdr_counters_exist_at_zero_without_cdr_too() {
+    let ms1 = media_server(false).await;
+    let tandem = Tandem::start(TANDEM, TandemConfig::new([("ms1", ms1.addr())])).await;
+    let m = tandem.metrics().await;
+    for counter in [
+        "tandem_cdr_records_total",
+        "tandem_cdr_dropped_total",
+        "tandem_cdr_write_errors_total",
+    ] {
+        assert_eq!(m.value(counter, &[]), Some(0.0), "{counter}\n{}", m.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_gets_one_line_with_its_fields_and_a_start_line() {
     let ms1 = media_server(false).await;
     let ms2 = media_server(false).await;
