@@ -83,6 +83,10 @@ pub struct Config {
     /// (`[hep]`); none: no export.
     #[serde(default)]
     pub hep: Option<HepConfig>,
+    /// Call detail records to a file of their own (`[cdr]`); none: only
+    /// the `cdr` log line at info.
+    #[serde(default)]
+    pub cdr: Option<crate::cdr::CdrConfig>,
     /// The file this was read from, for errors found after parsing (the
     /// routing rules' compilation).
     #[serde(skip)]
@@ -1905,6 +1909,9 @@ impl Config {
         }
         if let Some(hep) = &self.hep {
             hep.validate(&invalid)?;
+        }
+        if let Some(cdr) = &self.cdr {
+            cdr.validate(&invalid)?;
         }
         // What only compiling tells: regexes, time windows.
         crate::routing::Router::compile(self)?;

@@ -140,6 +140,8 @@ pub struct Driver {
     snapshots: registrations::Snapshots,
     /// Ticks and calls, for the systemd notifier.
     heartbeat: Arc<Heartbeat>,
+    /// The CDR file's writer (`[cdr]`), if configured.
+    cdr: Option<crate::cdr::CdrSink>,
 }
 
 /// The relay's per-stream idle times, as the machine sees them.
@@ -270,6 +272,7 @@ impl Driver {
             tls_identity: None,
             snapshots: registrations::Snapshots::default(),
             heartbeat: Arc::default(),
+            cdr: None,
         }
     }
 
@@ -289,6 +292,13 @@ impl Driver {
     }
 
     /// The registrar (from `[registrar]`), if on.
+    /// Sends CDRs to the file's writer too (`[cdr]`), with start records
+    /// if asked for.
+    pub fn set_cdr(&mut self, sink: crate::cdr::CdrSink, start_records: bool) {
+        self.machine.set_start_records(start_records);
+        self.cdr = Some(sink);
+    }
+
     pub fn set_registrar(&mut self, registrar: Option<crate::registrar::Registrar>) {
         self.machine.set_registrar(registrar);
         // Dual registration: the bindings loaded from the snapshot are
@@ -535,7 +545,15 @@ impl Driver {
         let mut pending = VecDeque::from([event]);
         while let Some(event) = pending.pop_front() {
             let now = std::time::Instant::now();
-            let actions = self.machine.on(event, now, now_millis());
+            let mut actions = self.machine.on(event, now, now_millis());
+            if self.cdr.is_some() {
+                // CDRs first (the rest keeps its order, and a record still
+                // comes before its call's RemoveMedia): by the time a party
+                // has the answer to its BYE, its call's record is in the
+                // writer's queue, so a crash right after loses no more than
+                // the writer's wake-up.
+                actions.sort_by_key(|a| !matches!(a, Action::CallEnded(_)));
+            }
             for action in actions {
                 if let Some(follow) = self.carry_out(action) {
                     pending.push_back(follow);
@@ -621,6 +639,11 @@ impl Driver {
             }
             Action::RemoveMedia { session } => self.remove_media(session),
             Action::CallEnded(end) => self.write_cdr(&end),
+            Action::CallStarted(start) => {
+                if let Some(sink) = &self.cdr {
+                    sink.submit(crate::cdr::start_line(&start));
+                }
+            }
         }
         None
     }
@@ -636,6 +659,9 @@ impl Driver {
     /// statistics.
     fn write_cdr(&self, end: &CallEnd) {
         let stats = self.relay.stats(end.session).ok();
+        if let Some(sink) = &self.cdr {
+            sink.submit(crate::cdr::end_line(end, stats.as_ref()));
+        }
         let (a_rx, b_rx) = match &stats {
             Some(s) => (s.side(Side::A).clone(), s.side(Side::B).clone()),
             None => Default::default(),

@@ -4,6 +4,7 @@
 mod admin;
 mod b2bua;
 mod capabilities;
+mod cdr;
 mod config;
 mod driver;
 mod error;

@@ -375,5 +375,34 @@ pub fn hep(s: &crate::hep::HepStats) {
     counter!("tandem_hep_dropped_total", "reason" => "send_error").absolute(s.send_errors);
 }
 
+/// The CDR file's counters, at 0 from the start (alerts on them must see
+/// a series before the first error).
+pub fn cdr_register() {
+    counter!("tandem_cdr_records_total").increment(0);
+    counter!("tandem_cdr_dropped_total").increment(0);
+    counter!("tandem_cdr_write_errors_total").increment(0);
+    gauge!("tandem_cdr_backlog").set(0.0);
+}
+
+/// CDR lines now in the file.
+pub fn cdr_written(lines: u64) {
+    counter!("tandem_cdr_records_total").increment(lines);
+}
+
+/// CDR lines dropped: the queue to the writer or its backlog was full.
+pub fn cdr_dropped(lines: u64) {
+    counter!("tandem_cdr_dropped_total").increment(lines);
+}
+
+/// A write, fsync, rotation or reopen of the CDR file failed.
+pub fn cdr_write_error() {
+    counter!("tandem_cdr_write_errors_total").increment(1);
+}
+
+/// CDR lines waiting for the file (non-zero for long: the disk is full).
+pub fn cdr_backlog(lines: usize) {
+    gauge!("tandem_cdr_backlog").set(lines as f64);
+}
+
 #[cfg(test)]
 mod tests;

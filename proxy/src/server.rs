@@ -179,6 +179,18 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         &config,
         crate::driver::now_millis(),
     )?);
+    // The CDR counters exist (at 0) with or without [cdr]: alerts and
+    // dashboards name them either way.
+    crate::metrics::cdr_register();
+    let cdr_writer = match &config.cdr {
+        Some(cdr) => {
+            let (sink, writer) = crate::cdr::CdrWriter::start(cdr)?;
+            engine.set_cdr(sink, cdr.start_records);
+            reopen_on_sigusr1(writer.reopen_flag())?;
+            Some(writer)
+        }
+        None => None,
+    };
     let stats_ep = endpoint.clone();
     let stats_relay = relay.clone();
     let hep_counters = hep.map(|hep| hep.counters);
@@ -224,6 +236,11 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         }
     };
     stats.abort();
+    // The engine ended (also by a panic; not when a second signal stops
+    // it in the middle): its CDR queue is closed, and what the writer
+    // holds goes to the file before the process ends (after the floating
+    // address is let go: a slow disk must not delay a takeover).
+    let cdr_writer = cdr_writer.filter(|_| ended.is_some());
     // A panic in the engine ends every call: the process must say so with
     // its exit status, so that a supervisor restarts it and a standby
     // takes over, instead of a quiet exit 0 that looks like a clean stop.
@@ -231,6 +248,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         if let Some(sync) = &sync {
             sync.stop().await;
         }
+        finish_cdrs(cdr_writer).await;
         return Err(engine_failure(failure));
     }
     if let Some(sync) = &sync {
@@ -238,6 +256,28 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         sync.stop().await;
     }
     endpoint.shutdown().await;
+    finish_cdrs(cdr_writer).await;
+    Ok(())
+}
+
+/// Lets the CDR writer write what it holds (at most 5 s).
+async fn finish_cdrs(writer: Option<crate::cdr::CdrWriter>) {
+    if let Some(writer) = writer {
+        let _ = tokio::task::spawn_blocking(move || writer.finish(Duration::from_secs(5))).await;
+    }
+}
+
+/// SIGUSR1 reopens the CDR file by name (logrotate's `postrotate`). Only
+/// with `[cdr]`: without it SIGUSR1 keeps its default action.
+fn reopen_on_sigusr1(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening the CDR file");
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     Ok(())
 }
 

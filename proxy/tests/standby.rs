@@ -166,6 +166,8 @@ impl HaLab {
             );
             text = text.replace(from.as_str(), to);
         }
+        // An edit may name the node (its own CDR file).
+        let text = text.replace("@NODE@", node);
         let path = self.dir.path().join(format!("tandem-{node}.toml"));
         std::fs::write(&path, text).unwrap();
         // The admin token the testbed configs name (`token_file =
@@ -479,6 +481,9 @@ async fn killed_active_node_the_standby_keeps_every_call_and_both_sides_can_hang
         "member_answer_timeout_ms = 4000",
         "member_answer_timeout_ms = 4000\nmedia_timeout_s = 2",
     );
+    // Each node's CDRs in a file of its own.
+    let cdr = format!("{}/cdr-@NODE@.jsonl", lab.dir.path().display());
+    lab.edit("[pool]\n", &format!("[cdr]\npath = \"{cdr}\"\n\n[pool]\n"));
     lab.media_server("ms1", None);
     // ms2 hangs up its calls itself, 6 s after answering: after the
     // takeover, that BYE must find its way to the trunk.
@@ -524,6 +529,24 @@ async fn killed_active_node_the_standby_keeps_every_call_and_both_sides_can_hang
     assert!(lab
         .log_tail("b", 200)
         .contains("calls adopted from the copy"));
+    // b's CDRs tell that each call was adopted at the takeover (epoch 2)
+    // and which member it was on.
+    let cdrs: Vec<Value> = std::fs::read_to_string(lab.dir.path().join("cdr-b.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(cdrs.len(), 10, "{cdrs:?}\n{}", lab.log_tail("b", 30));
+    for c in &cdrs {
+        let takeovers = c["takeovers"].as_array().unwrap();
+        assert_eq!(takeovers.len(), 1, "{c}");
+        assert_eq!(takeovers[0]["epoch"], 2, "{c}");
+        assert!(c["members"][0]["answered_ms"].is_u64(), "{c}");
+        assert!(
+            c["answer_ms"].as_u64() < takeovers[0]["at_ms"].as_u64(),
+            "{c}"
+        );
+    }
 }
 
 #[tokio::test]

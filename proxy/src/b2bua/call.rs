@@ -212,6 +212,107 @@ pub struct Call {
     /// When the INVITE arrived, for the setup latency (local clock only).
     #[serde(skip, default = "Instant::now")]
     pub started: Instant,
+    /// What the call's CDR tells beyond its legs: members used, resumes,
+    /// takeovers (replicated, so a standby's CDR tells the whole story).
+    #[serde(default)]
+    pub history: CallHistory,
+}
+
+/// At most this many entries in each list of a [`CallHistory`]: a call on
+/// hold retrying its resume every second for minutes must not grow its
+/// record (and its replication frame) without bound. Beyond it the
+/// entries in the middle go (counted in `dropped`): the first ones and the
+/// latest ones are what a reader needs.
+pub const HISTORY_MAX: usize = 16;
+
+/// A call's story for its CDR, as plain data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallHistory {
+    /// Every member (or phone) the call used, in order.
+    pub members: Vec<MemberUse>,
+    /// Every attempt to move the call to another media server.
+    pub resumes: Vec<ResumeMark>,
+    /// Every takeover that adopted the call on another node.
+    pub takeovers: Vec<TakeoverMark>,
+    /// The Reason header of the BYE that ended the call (the hanging-up
+    /// party's), if it had one.
+    pub reason_header: Option<String>,
+    /// Entries not kept (beyond [`HISTORY_MAX`] in a list).
+    pub dropped: u32,
+}
+
+/// One member a call used: when its INVITE went out, when it answered,
+/// when and why the call left it (`failed`, `resumed_away`, `call_ended`,
+/// or what another part of Tandem names, e.g. a manual move).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberUse {
+    pub member: String,
+    pub tried_at: UnixMillis,
+    pub answered_at: Option<UnixMillis>,
+    pub left_at: Option<UnixMillis>,
+    pub why: Option<String>,
+}
+
+/// A resume attempt: when it ended, from which member to which, and how
+/// (`ok`, `failed`, `no_server`, `gave_up`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeMark {
+    pub at: UnixMillis,
+    pub from: String,
+    pub to: String,
+    pub outcome: String,
+}
+
+/// The call was adopted at a takeover: the new active node's epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverMark {
+    pub at: UnixMillis,
+    pub epoch: u64,
+}
+
+impl CallHistory {
+    /// Leg B's INVITE went to `member`.
+    pub fn tried(&mut self, member: &str, at: UnixMillis) {
+        let entry = MemberUse {
+            member: member.to_owned(),
+            tried_at: at,
+            answered_at: None,
+            left_at: None,
+            why: None,
+        };
+        push_bounded(&mut self.members, entry, &mut self.dropped);
+    }
+
+    /// The member tried last answered.
+    pub fn answered(&mut self, at: UnixMillis) {
+        if let Some(m) = self.members.last_mut() {
+            m.answered_at.get_or_insert(at);
+        }
+    }
+
+    /// The call left the member tried last (if it has not left it yet).
+    pub fn left(&mut self, at: UnixMillis, why: &str) {
+        if let Some(m) = self.members.last_mut().filter(|m| m.left_at.is_none()) {
+            m.left_at = Some(at);
+            m.why = Some(why.to_owned());
+        }
+    }
+
+    pub fn resumed(&mut self, mark: ResumeMark) {
+        push_bounded(&mut self.resumes, mark, &mut self.dropped);
+    }
+
+    pub fn taken_over(&mut self, mark: TakeoverMark) {
+        push_bounded(&mut self.takeovers, mark, &mut self.dropped);
+    }
+}
+
+fn push_bounded<T>(list: &mut Vec<T>, entry: T, dropped: &mut u32) {
+    if list.len() >= HISTORY_MAX {
+        list.remove(HISTORY_MAX / 2);
+        *dropped = dropped.saturating_add(1);
+    }
+    list.push(entry);
 }
 
 /// The ACK owed to `leg` for its 2xx (CSeq `seq`) to a late-offer

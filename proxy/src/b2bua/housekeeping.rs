@@ -6,7 +6,7 @@ use std::time::Duration;
 use media_relay::{SessionId, Side};
 use sipcore::message::{Method, RequestBuilder};
 
-use super::call::{CallState, Leg};
+use super::call::{Call, CallState, Leg, UnixMillis};
 use super::{member_transport, Action, CallEnd, ClientRole, Machine, TimerEvent};
 use crate::pool::Health;
 
@@ -369,6 +369,42 @@ impl Machine {
         }
     }
 
+    /// Start records (`type: start` CDRs at each answer) on or off.
+    pub fn set_start_records(&mut self, on: bool) {
+        self.start_records = on;
+    }
+
+    /// The CDR of `call` as it stands: ended at `end_ms` for `reason`
+    /// (0 and empty for a start record).
+    pub(super) fn call_record(&self, call: &Call, end_ms: UnixMillis, reason: &str) -> CallEnd {
+        CallEnd {
+            call: call.id,
+            session: SessionId(call.media),
+            a_call_id: call.a.call_id.clone(),
+            b_call_id: call.b.call_id.clone(),
+            source: call.a.source_name.clone(),
+            rule: call.rule.clone(),
+            group: self
+                .dests
+                .group(call.b.group)
+                .map(|g| g.name.clone())
+                .unwrap_or_default(),
+            caller: call.a.invite.from_header().uri.to_string(),
+            callee: call.a.invite.to_header().uri.to_string(),
+            servers: call
+                .servers
+                .iter()
+                .map(|(n, t)| format!("{n}@{t}"))
+                .collect(),
+            resumes: call.resumes,
+            setup_ms: call.created_at,
+            answer_ms: call.answered_at.unwrap_or(0),
+            end_ms,
+            reason: reason.to_owned(),
+            history: call.history.clone(),
+        }
+    }
+
     /// Ends a call: BYE to the legs asked for, the relay session freed,
     /// one CDR line, metrics.
     pub(super) fn end_call(&mut self, id: u64, reason: &str, bye_a: bool, bye_b: bool) {
@@ -416,33 +452,16 @@ impl Machine {
                 self.send_request(bye, target, ClientRole::Own);
             }
         }
+        call.history.left(self.wall, "call_ended");
+        // The Reason Tandem put in its BYEs when Tandem ended the call; a
+        // party's own BYE has its Reason recorded already (if it had one).
+        let party_hung_up = matches!(reason, "bye_caller" | "bye_server");
+        if !party_hung_up && (bye_a || bye_b) {
+            call.history.reason_header = Some(bye_reason);
+        }
         let session = SessionId(call.media);
-        let servers: Vec<String> = call
-            .servers
-            .iter()
-            .map(|(n, t)| format!("{n}@{t}"))
-            .collect();
-        self.out.push(Action::CallEnded(Box::new(CallEnd {
-            call: id,
-            session,
-            a_call_id: call.a.call_id.clone(),
-            b_call_id: call.b.call_id.clone(),
-            source: call.a.source_name.clone(),
-            rule: call.rule.clone(),
-            group: self
-                .dests
-                .group(call.b.group)
-                .map(|g| g.name.clone())
-                .unwrap_or_default(),
-            caller: call.a.invite.from_header().uri.to_string(),
-            callee: call.a.invite.to_header().uri.to_string(),
-            servers,
-            resumes: call.resumes,
-            setup_ms: call.created_at,
-            answer_ms: call.answered_at.unwrap_or(0),
-            end_ms: self.wall,
-            reason: reason.to_owned(),
-        })));
+        let record = self.call_record(&call, self.wall, reason);
+        self.out.push(Action::CallEnded(Box::new(record)));
         self.out.push(Action::RemoveMedia { session });
         self.obs.call_ended(reason, call.answered_at.is_some());
         self.obs.calls_active(self.store.len());

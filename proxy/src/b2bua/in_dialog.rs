@@ -87,6 +87,9 @@ impl Machine {
                     Leg::B => "bye_server",
                 };
                 let (bye_a, bye_b) = (leg == Leg::B, leg == Leg::A);
+                if let (Some(c), Some(r)) = (self.store.get_mut(id), request.header("Reason")) {
+                    c.history.reason_header = Some(r.to_owned());
+                }
                 if cancel_resume {
                     // The caller hung up while its call was moving: the
                     // new server's ringing INVITE must not stay behind.

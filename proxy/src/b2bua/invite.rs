@@ -206,6 +206,7 @@ impl Machine {
             moves: 0,
             forking,
             started: self.now,
+            history: Default::default(),
         };
         if let Err(e) = self.store.insert(call) {
             // Cannot happen (the Call-ID was checked above, ids are
@@ -533,6 +534,7 @@ impl Machine {
             call.set_b_local_sdp(offer);
         }
         call.servers.push((m.name.clone(), self.wall));
+        call.history.tried(&m.name, self.wall);
         if let Some(m) = self.dests.member_mut(member) {
             m.active_calls += 1;
         }
@@ -681,7 +683,7 @@ impl Machine {
             _ => {
                 let retry = status == 408 || (500..600).contains(&status);
                 if retry && matches!(state, CallState::Calling | CallState::Early) {
-                    self.release_member(id);
+                    self.release_member(id, "failed");
                     let why = format!("media server answered {status}");
                     tracing::info!(
                         call = id,
@@ -762,7 +764,7 @@ impl Machine {
             Err(e) => {
                 tracing::warn!(call = id, error = %e, "media server's 2xx cannot make a dialog");
                 self.reject_late_2xx(&response);
-                self.release_member(id);
+                self.release_member(id, "failed");
                 self.try_next_member(id, "media server answered without Contact");
                 return;
             }
@@ -821,6 +823,7 @@ impl Machine {
         call.state = CallState::Answered;
         let now = self.wall;
         call.answered_at = Some(now);
+        call.history.answered(now);
         call.refreshed_at = now;
         self.obs
             .setup_latency(self.now.saturating_duration_since(call.started));
@@ -841,6 +844,12 @@ impl Machine {
                     give_up: now + 64 * t1,
                 },
             );
+        }
+        if self.start_records {
+            if let Some(call) = self.store.get(id) {
+                let record = self.call_record(call, 0, "");
+                self.out.push(Action::CallStarted(Box::new(record)));
+            }
         }
     }
 
@@ -959,7 +968,7 @@ impl Machine {
         match call.state {
             CallState::Calling | CallState::Early => {
                 tracing::info!(call = id, member = %self.member_name(call.b.member), why, "trying the next member");
-                self.release_member(id);
+                self.release_member(id, "failed");
                 self.try_next_member(id, why);
             }
             CallState::Cancelling => self.end_call(id, "cancelled", false, false),
@@ -967,10 +976,12 @@ impl Machine {
         }
     }
 
-    pub(super) fn release_member(&mut self, id: u64) {
+    /// The call lets go of its current member; `why` goes to its CDR.
+    pub(super) fn release_member(&mut self, id: u64, why: &str) {
         if let Some(call) = self.store.get_mut(id) {
             let m = call.b.member;
             call.b.invite_key = None;
+            call.history.left(self.wall, why);
             if let Some(member) = self.dests.member_mut(m) {
                 member.active_calls = member.active_calls.saturating_sub(1);
             }

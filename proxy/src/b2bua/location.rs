@@ -268,6 +268,7 @@ impl Machine {
             .phone
             .as_ref()
             .map_or_else(String::new, |p| format!("phone:{}", p.aor));
+        call.history.tried(&name, self.wall);
         call.servers.push((name, self.wall));
         if let Some(offer) = call.offer.clone() {
             call.set_b_local_sdp(offer);

@@ -50,8 +50,10 @@ use sipcore::message::{Message, Method};
 use sipcore::transaction::{BranchKey, ClientKey, ServerKey, TransactionKey, TuEvent};
 use sipcore::transport::{Target, TransportKind};
 
-pub use call::{Call, Leg, UnixMillis};
 pub use maintenance::MoveReport;
+#[cfg(test)]
+pub use call::HISTORY_MAX;
+pub use call::{Call, CallHistory, Leg, MemberUse, ResumeMark, TakeoverMark, UnixMillis};
 use outbox::Outbox;
 pub use outbox::{Action, CallEnd};
 pub use policy::{Policy, Route};
@@ -336,6 +338,8 @@ pub struct Machine {
     wan_changed: bool,
     /// Dual registration (`[registrar.upstream]`), if on.
     upstream: Option<upstream::UpstreamLink>,
+    /// A start record (`Action::CallStarted`) is asked for at each answer.
+    start_records: bool,
 }
 
 impl Machine {
@@ -395,6 +399,7 @@ impl Machine {
                 branches: BranchKey::from_secret(&seed.to_le_bytes()),
             },
             draining: false,
+            start_records: false,
             serving_since: 0,
             now,
             wall: 0,

@@ -61,6 +61,10 @@ pub enum Action {
     /// A call ended: the CDR line (the driver adds the relay's stream
     /// statistics, then carries out the `RemoveMedia` that follows).
     CallEnded(Box<CallEnd>),
+    /// A call was answered and start records are asked for
+    /// (`Machine::set_start_records`): the record so far (`end_ms` 0, no
+    /// reason).
+    CallStarted(Box<CallEnd>),
 }
 
 /// Everything of a CDR line the machine knows.
@@ -84,6 +88,8 @@ pub struct CallEnd {
     pub answer_ms: UnixMillis,
     pub end_ms: UnixMillis,
     pub reason: String,
+    /// Members with times, resume and takeover marks, the BYE's Reason.
+    pub history: super::CallHistory,
 }
 
 #[derive(Debug, Default)]

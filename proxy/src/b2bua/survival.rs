@@ -23,7 +23,7 @@ use sipcore::message::{Message, Method};
 use sipcore::sdp::{Direction, Sdp};
 use std::time::Instant;
 
-use super::call::{CallState, Leg, Resuming};
+use super::call::{CallState, Leg, ResumeMark, Resuming};
 use super::{Action, ClientRole, Machine, TimerEvent};
 use crate::media::{is_sdp, narrow_offer};
 
@@ -111,7 +111,7 @@ impl Machine {
             .map(|c| c.id)
             .collect();
         for id in ringing {
-            self.release_member(id);
+            self.release_member(id, "failed");
             self.try_next_member(id, "media server down");
         }
     }
@@ -192,7 +192,9 @@ impl Machine {
         let via = self
             .tokens
             .via(&self.settings, self.leg_transport(call, Leg::B));
-        self.release_member(id);
+        // The CDR tells the operator's move from a failure's resume.
+        let planned = call.resuming.as_ref().is_some_and(|r| r.planned);
+        self.release_member(id, if planned { "moved" } else { "resumed_away" });
         let old_call_id = self.store.unindex_leg_b(id);
         let Some(call) = self.store.get_mut(id) else {
             return;
@@ -311,7 +313,8 @@ impl Machine {
         let planned = r.planned;
         self.count_resume(planned, &from, &to, "failed");
         tracing::info!(call = id, member = %to, why, "resume attempt failed");
-        self.release_member(id);
+        self.mark_resume(id, from, to, "failed");
+        self.release_member(id, "failed");
         self.store.unindex_leg_b(id);
         self.survival.queue.push_back(id);
     }
@@ -346,8 +349,10 @@ impl Machine {
                 return;
             }
             self.count_resume(planned, &from, "", "gave_up");
+            self.mark_resume(id, from.clone(), String::new(), "gave_up");
         } else {
             self.count_resume(planned, &from, "", "no_server");
+            self.mark_resume(id, from.clone(), String::new(), "no_server");
         }
         tracing::warn!(call = id, from = %from, "no media server left for the call; hanging up");
         self.end_call(id, "no_media_server", true, false);
@@ -361,6 +366,19 @@ impl Machine {
             self.obs.call_moved(from, to, outcome);
         } else {
             self.obs.call_resumed(from, to, outcome);
+        }
+    }
+
+    /// A resume attempt's end, for the call's CDR.
+    fn mark_resume(&mut self, id: u64, from: String, to: String, outcome: &str) {
+        let at = self.wall;
+        if let Some(call) = self.store.get_mut(id) {
+            call.history.resumed(ResumeMark {
+                at,
+                from,
+                to,
+                outcome: outcome.to_owned(),
+            });
         }
     }
 
@@ -433,6 +451,7 @@ impl Machine {
         if r.planned {
             call.moves += 1;
         }
+        call.history.answered(self.wall);
         let codec_changed = codec_changed(previous.as_deref(), call.b_remote_sdp.as_deref());
         let from = self.member_name(r.from);
         let to = self.member_name(member);
@@ -442,6 +461,7 @@ impl Machine {
             self.reoffer_leg_a(id);
         }
         self.count_resume(r.planned, &from, &to, "ok");
+        self.mark_resume(id, from.clone(), to.clone(), "ok");
         if !r.planned {
             self.obs
                 .resume_latency(self.now.saturating_duration_since(r.detected));

@@ -172,6 +172,7 @@ impl Lab {
             Action::SwitchUpstream { addr, .. } => format!("switch to {addr}"),
             Action::RemoveMedia { .. } => "remove media".into(),
             Action::CallEnded(end) => format!("cdr {}", end.reason),
+            Action::CallStarted(_) => "cdr start".into(),
         }
     }
 
@@ -2559,6 +2560,105 @@ fn at_the_drain_deadline_calls_up_get_bye_with_reason_and_ringing_ones_503() {
     );
     assert_eq!(lab.m.calls(), 0);
     assert_eq!(lab.m.store.check(), Ok(()));
+}
+
+/// The last CDR the machine handed over (`CallEnded`).
+fn last_cdr(lab: &Lab) -> CallEnd {
+    lab.actions
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            Action::CallEnded(end) => Some((**end).clone()),
+            _ => None,
+        })
+        .expect("a CDR")
+}
+
+#[test]
+fn the_cdr_tells_each_member_with_times_and_the_resume() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    let answered = 1_000_000;
+    lab.fail_ms1();
+    let failed_at = 1_000_000 + (lab.now - lab.start).as_millis() as u64;
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 17000)));
+    lab.advance(500);
+    // The caller hangs up with a Reason of its own.
+    let bye = lab.in_dialog("BYE", "c1", 2, "bye1");
+    let text = String::from_utf8(bye.as_bytes().to_vec()).unwrap().replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nReason: Q.850;cause=16;text=\"done\"\r\n",
+    );
+    lab.trunk_sends(Message::parse(Bytes::from(text)).unwrap());
+    let cdr = last_cdr(&lab);
+    let h = &cdr.history;
+    let names: Vec<&str> = h.members.iter().map(|m| m.member.as_str()).collect();
+    assert_eq!(names, ["ms1", "ms2"], "{h:?}");
+    let (ms1, ms2) = (&h.members[0], &h.members[1]);
+    assert_eq!(ms1.tried_at, answered);
+    assert_eq!(ms1.answered_at, Some(answered));
+    assert_eq!(ms1.why.as_deref(), Some("resumed_away"));
+    assert!(ms1.left_at.unwrap() > answered && ms1.left_at.unwrap() <= failed_at);
+    assert_eq!(ms2.answered_at, Some(failed_at), "{h:?}");
+    assert_eq!(ms2.left_at, Some(cdr.end_ms));
+    assert_eq!(ms2.why.as_deref(), Some("call_ended"));
+    assert_eq!(
+        h.resumes,
+        [ResumeMark {
+            at: failed_at,
+            from: "ms1".into(),
+            to: "ms2".into(),
+            outcome: "ok".into(),
+        }]
+    );
+    assert_eq!(
+        h.reason_header.as_deref(),
+        Some("Q.850;cause=16;text=\"done\"")
+    );
+    assert!(h.takeovers.is_empty());
+}
+
+#[test]
+fn failover_before_the_answer_is_in_the_cdr_and_start_records_come_at_the_answer() {
+    let mut lab = Lab::new();
+    lab.m.set_start_records(true);
+    lab.call("c1");
+    lab.answer("INVITE", 503, None);
+    let answer = lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 17000)));
+    assert_eq!(
+        answer.last().map(String::as_str),
+        Some("cdr start"),
+        "{answer:?}"
+    );
+    let start = lab
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::CallStarted(s) => Some((**s).clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(start.end_ms, 0);
+    assert_eq!(start.history.members.len(), 2);
+    lab.ack_from_trunk("c1");
+    // Tandem ends it (max duration, session timer…): its own Reason.
+    let id = lab.m.store.find("c1").unwrap().0;
+    lab.m.end_call(id, "max_duration", true, true);
+    let ended = lab.m.out.take();
+    lab.actions.extend(ended);
+    let cdr = last_cdr(&lab);
+    let why: Vec<Option<&str>> = cdr
+        .history
+        .members
+        .iter()
+        .map(|m| m.why.as_deref())
+        .collect();
+    assert_eq!(why, [Some("failed"), Some("call_ended")]);
+    assert_eq!(cdr.history.members[0].answered_at, None);
+    assert_eq!(
+        cdr.history.reason_header.as_deref(),
+        Some("Q.850;cause=16;text=\"max_duration\"")
+    );
 }
 
 mod maintenance;

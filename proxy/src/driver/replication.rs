@@ -258,7 +258,11 @@ impl Driver {
         rep.members_sent.clear();
         let mut copy: Vec<Call> = rep.copy.drain().map(|(_, c)| c).collect();
         let n = copy.len();
+        let now = now_millis();
         for call in &mut copy {
+            // For the CDR: this call changed nodes here.
+            call.history
+                .taken_over(crate::b2bua::TakeoverMark { at: now, epoch });
             match self.relay.session_info(SessionId(call.media)) {
                 // A record of an older node has no ports: the pre-bound
                 // session has them.
@@ -268,7 +272,7 @@ impl Driver {
                 Err(_) => tracing::warn!(call = call.id, "no relay session for an adopted call"),
             }
         }
-        self.machine.adopt(copy, now_millis());
+        self.machine.adopt(copy, now);
         // Upstream registrations the old active made are refreshed with
         // their Call-IDs; what is due is renewed paced, not all at once.
         self.machine

@@ -78,6 +78,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         moves: 0,
         forking: None,
         started: std::time::Instant::now(),
+        history: Default::default(),
     }
 }
 
