@@ -27,8 +27,10 @@ mod caps;
 mod housekeeping;
 mod in_dialog;
 mod invite;
+pub mod journal;
 mod location;
 mod outbox;
+pub mod overview;
 mod policy;
 mod register;
 mod reload;
@@ -322,6 +324,8 @@ pub struct Machine {
     wan_changed: bool,
     /// Dual registration (`[registrar.upstream]`), if on.
     upstream: Option<upstream::UpstreamLink>,
+    /// The recent past, for the status page (`overview`).
+    journal: journal::Journal,
 }
 
 impl Machine {
@@ -386,6 +390,7 @@ impl Machine {
             wans,
             wan_changed: false,
             upstream: None,
+            journal: journal::Journal::default(),
         }
     }
 
@@ -539,6 +544,8 @@ impl Machine {
                 {
                     *p = None;
                     self.store.unbind_client(&key);
+                    let name = self.member_name(member);
+                    self.journal.probe_answered(&name, self.now);
                     self.probe_outcome(member, true);
                 }
             }

@@ -24,6 +24,7 @@ use sipcore::sdp::{Direction, Sdp};
 use std::time::Instant;
 
 use super::call::{CallState, Leg, Resuming};
+use super::journal::EventKind;
 use super::{Action, ClientRole, Machine, TimerEvent};
 use crate::media::{is_sdp, narrow_offer};
 
@@ -44,6 +45,12 @@ pub(super) struct Survival {
 }
 
 impl Survival {
+    /// Whether member `i` is suspect (media silence seen, its confirming
+    /// probe outstanding).
+    pub(super) fn is_suspect(&self, i: usize) -> bool {
+        self.suspect.get(i).copied().unwrap_or(false)
+    }
+
     /// Moves the per-member state to a new numbering of `n` members.
     pub(super) fn remap_members(&mut self, n: usize, map: impl Fn(usize) -> Option<usize>) {
         let mut suspect = vec![false; n];
@@ -258,6 +265,12 @@ impl Machine {
         };
         let (from, to) = (self.member_name(r.from), self.member_name(call.b.member));
         self.obs.call_resumed(&from, &to, "failed");
+        self.journal.note(
+            self.wall,
+            EventKind::ResumeFailed,
+            &from,
+            &format!("{to}: {why}"),
+        );
         tracing::info!(call = id, member = %to, why, "resume attempt failed");
         self.release_member(id);
         self.store.unindex_leg_b(id);
@@ -295,6 +308,12 @@ impl Machine {
         } else {
             self.obs.call_resumed(&from, "", "no_server");
         }
+        self.journal.note(
+            self.wall,
+            EventKind::ResumeFailed,
+            &from,
+            "no media server left: call ended",
+        );
         tracing::warn!(call = id, from = %from, "no media server left for the call; hanging up");
         self.end_call(id, "no_media_server", true, false);
     }
@@ -374,6 +393,8 @@ impl Machine {
             self.reoffer_leg_a(id);
         }
         self.obs.call_resumed(&from, &to, "ok");
+        self.journal
+            .note(self.wall, EventKind::ResumeOk, &from, &format!("to {to}"));
         self.obs
             .resume_latency(self.now.saturating_duration_since(r.detected));
         tracing::info!(
@@ -459,6 +480,7 @@ impl Machine {
             let name = self.member_name(member);
             tracing::info!(member = %name, why, "member suspect, probing");
             self.obs.member_state(&name, "suspect");
+            self.journal_member(member, EventKind::MemberSuspect, why);
             let timeout =
                 std::time::Duration::from_millis(self.settings.survival.suspect_probe_timeout_ms);
             self.send_probe(member, timeout);
@@ -554,6 +576,7 @@ impl Machine {
                 *c = Some(self.now);
             }
             self.obs.member_state(&name, "up");
+            self.journal_member(member, EventKind::MemberCleared, "answered, media alive");
             return false;
         }
         let why = if alive {
@@ -565,6 +588,7 @@ impl Machine {
             tracing::warn!(member = %name, why, "media server is down");
             self.obs
                 .member_health(&name, change.now == crate::pool::Health::Up);
+            self.journal_member(member, EventKind::MemberDown, why);
         }
         self.member_failed(member, why);
         true

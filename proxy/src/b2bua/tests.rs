@@ -261,16 +261,21 @@ impl Lab {
         for _ in 0..2 {
             self.on(Event::Probes);
             self.answer_probe(MS2);
-            let (key, _, _) = self.probe_to(MS1);
-            self.on(Event::Tu(TuEvent::Timeout {
-                key: TransactionKey::Client(key),
-                timer: sipcore::transaction::Timer::F,
-            }));
+            self.probe_times_out(MS1);
             self.advance(1000);
         }
         self.on(Event::SurvivalTick);
         self.advance(100);
         self.on(Event::SurvivalTick)
+    }
+
+    /// `member`'s last probe gets no answer (its transaction times out).
+    fn probe_times_out(&mut self, member: &str) {
+        let (key, _, _) = self.probe_to(member);
+        self.on(Event::Tu(TuEvent::Timeout {
+            key: TransactionKey::Client(key),
+            timer: sipcore::transaction::Timer::F,
+        }));
     }
 
     /// A call answered and confirmed on both legs, on MS1.
@@ -2466,3 +2471,5 @@ fn a_call_placed_before_the_wan_is_judged_down_gets_out_through_the_rules_fallba
     }));
     assert!(out.contains(&"respond 503 INVITE".to_string()), "{out:?}");
 }
+
+mod overview;

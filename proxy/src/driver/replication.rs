@@ -101,6 +101,18 @@ impl Driver {
         serde_json::to_string_pretty(&wans).unwrap_or_default() + "\n"
     }
 
+    /// `GET /overview`: the engine's part of the status page.
+    pub(super) fn overview_json(&self) -> String {
+        let mut overview = self
+            .machine
+            .overview(std::time::Instant::now(), now_millis());
+        if let Some(map) = overview.as_object_mut() {
+            map.insert("serving".into(), self.serving().into());
+            map.insert("handing_over".into(), self.handing_over.into());
+        }
+        overview.to_string()
+    }
+
     /// Whether this node serves calls (always, without a standby pair).
     pub(super) fn serving(&self) -> bool {
         self.replication.as_ref().is_none_or(|r| r.serving)
@@ -264,6 +276,18 @@ impl Driver {
             }
         }
         self.machine.adopt(copy, now_millis());
+        // Becoming active at start (no peer serving) is no takeover.
+        let kind = if reason == "start" {
+            crate::b2bua::journal::EventKind::Active
+        } else {
+            crate::b2bua::journal::EventKind::Takeover
+        };
+        self.machine.note(
+            now_millis(),
+            kind,
+            "node",
+            &format!("{reason} (epoch {epoch}): {n} calls adopted"),
+        );
         // Upstream registrations the old active made are refreshed with
         // their Call-IDs; what is due is renewed paced, not all at once.
         self.machine
@@ -288,6 +312,15 @@ impl Driver {
             return;
         }
         let calls = self.machine.step_down();
+        self.machine.note(
+            now_millis(),
+            crate::b2bua::journal::EventKind::StepDown,
+            "node",
+            &format!(
+                "epoch {epoch}: {} calls left to the active node",
+                calls.len()
+            ),
+        );
         for call in &calls {
             let _ = self.relay.remove_session(SessionId(call.media)).await;
         }
@@ -320,6 +353,10 @@ impl Driver {
             }
             Command::Wans { reply } => {
                 let _ = reply.send(self.wans_json());
+                return;
+            }
+            Command::Overview { reply } => {
+                let _ = reply.send(self.overview_json());
                 return;
             }
         };
