@@ -160,6 +160,9 @@ struct SwitchoverQuery {
 enum Unavailable {
     /// Its queue is full.
     Busy,
+    /// It took too long to answer (the status page does not wait on a
+    /// stuck engine: it says so).
+    Slow,
     Stopped,
 }
 
@@ -167,6 +170,7 @@ impl Unavailable {
     fn text(self) -> &'static str {
         match self {
             Unavailable::Busy => "the engine is busy with earlier commands\n",
+            Unavailable::Slow => "the engine did not answer in time\n",
             Unavailable::Stopped => "the engine has stopped\n",
         }
     }

@@ -357,8 +357,25 @@ async fn open_get(admin: SocketAddr, path: &str, headers: &str) -> (String, TcpS
     (status, s)
 }
 
+/// Waits until the newest event of `/overview` is of `kind`; that event.
+async fn wait_event(tandem: &Tandem, auth: &str, kind: &str) -> Value {
+    wait_for(&format!("a {kind} event"), SECS(5), || async {
+        let answer = tandem
+            .admin_request("GET", "/overview", &[auth], "")
+            .await?;
+        let overview: Value = serde_json::from_str(&answer.body).map_err(|e| e.to_string())?;
+        let newest = overview["events"][0].clone();
+        if newest["kind"] == kind {
+            Ok(newest)
+        } else {
+            Err(overview["events"].to_string())
+        }
+    })
+    .await
+}
+
 #[tokio::test]
-async fn the_page_and_its_feeds_need_a_credential_and_event_streams_are_capped() {
+async fn the_page_and_its_feeds_need_a_credential_list_reloads_and_cap_event_streams() {
     let ms1 = uas().await;
     let tandem = Tandem::start(TANDEM, TandemConfig::new([("ms1", ms1.addr())])).await;
     let wrong = "Authorization: Bearer testkit-admin-token-012345678X";
@@ -389,6 +406,23 @@ async fn the_page_and_its_feeds_need_a_credential_and_event_streams_are_capped()
     let overview: Value = serde_json::from_str(&answer.body).expect("JSON");
     assert_eq!(overview["node"]["role"], "single", "{overview:#}");
     assert_eq!(overview["groups"][0]["members"][0]["name"], "ms1");
+
+    // A reload (SIGHUP) and a refused one are in the event list.
+    tandem.signal("HUP");
+    wait_event(&tandem, &auth, "config_reloaded").await;
+    let path = tandem.config_path();
+    let mut broken = std::fs::read_to_string(&path).expect("config");
+    broken += "\n[[pool.member]]\nname = \"ms9\"\naddress = \"not an address\"\n";
+    std::fs::write(&path, broken).expect("write config");
+    tandem.signal("HUP");
+    let refused = wait_event(&tandem, &auth, "config_refused").await;
+    assert_eq!(refused["alarm"], true, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("address")),
+        "the reason: {refused}"
+    );
 
     // 16 streams at once; the 17th is refused until one closes.
     let headers = format!("{auth}\r\n");

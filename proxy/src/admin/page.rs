@@ -30,6 +30,8 @@ pub const MAX_STREAMS: usize = 16;
 pub const PUSH_EVERY: Duration = Duration::from_secs(1);
 /// An overview this young is handed out again rather than asked anew.
 const FRESH: Duration = Duration::from_millis(900);
+/// How long the engine may take to answer for the page.
+const ENGINE_DEADLINE: Duration = Duration::from_secs(2);
 /// How soon a browser reconnects a stream that ended.
 const RECONNECT: Duration = Duration::from_secs(1);
 
@@ -67,7 +69,10 @@ impl Feed {
 
 /// The engine's overview with this node's pair state as `node`.
 async fn overview_json(state: &AppState) -> Result<String, Unavailable> {
-    let engine = ask(&state.admin.engine, |reply| Command::Overview { reply }).await?;
+    let asked = ask(&state.admin.engine, |reply| Command::Overview { reply });
+    let engine = tokio::time::timeout(ENGINE_DEADLINE, asked)
+        .await
+        .map_err(|_| Unavailable::Slow)??;
     let mut overview: Value = serde_json::from_str(&engine).unwrap_or_default();
     let mut node = status_value(&state.admin, None);
     if let Some(node) = node.as_object_mut() {
