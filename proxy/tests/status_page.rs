@@ -447,3 +447,68 @@ async fn the_page_and_its_feeds_need_a_credential_list_reloads_and_cap_event_str
     .await;
     drop(streams);
 }
+
+/// `POST /notify/{state}` with the admin token (the external owner of the
+/// floating address, keepalived for instance, says what this node is).
+async fn notify(tandem: &Tandem, state: &str) {
+    let auth = format!("Authorization: Bearer {TEST_ADMIN_TOKEN}");
+    let answer = tandem
+        .admin_request("POST", &format!("/notify/{state}"), &[&auth], "")
+        .await
+        .unwrap_or_else(|e| panic!("notify {state}: {e}"));
+    assert_eq!(answer.status, 200, "notify {state}: {answer:?}");
+}
+
+#[tokio::test]
+async fn becoming_active_stepping_down_and_a_takeover_are_listed_and_counted() {
+    // One node of a pair whose peer never comes, its role set through
+    // /notify (`ha.external_role`).
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("pair.secret");
+    std::fs::write(&secret, "q8Vt3LwZ0rN5yXe2KcH7mJpA9sUdF4gB\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = || SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+    let ha = format!(
+        "[ha]\nnode = \"a\"\nsecret_file = \"{}\"\nrealtime_priority = 0\n\
+         external_role = true\nlink = {{ listen = \"{}\", peer = \"{}\" }}\n",
+        secret.display(),
+        port(),
+        port(),
+    );
+    let config = TandemConfig::new([("ms1", port())])
+        .without_health()
+        .extra_toml(&ha);
+    let tandem = Tandem::start(TANDEM, config).await;
+    let auth = format!("Authorization: Bearer {TEST_ADMIN_TOKEN}");
+
+    // The pair's first epoch: active, no takeover.
+    notify(&tandem, "master").await;
+    let active = wait_event(&tandem, &auth, "active").await;
+    assert!(
+        active["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("epoch 1")),
+        "{active}"
+    );
+    notify(&tandem, "backup").await;
+    wait_event(&tandem, &auth, "step_down").await;
+    // Serving again after someone else may have: a takeover.
+    notify(&tandem, "master").await;
+    let takeover = wait_event(&tandem, &auth, "takeover").await;
+    assert_eq!(takeover["alarm"], true, "{takeover}");
+    let answer = tandem
+        .admin_request("GET", "/overview", &[&auth], "")
+        .await
+        .unwrap();
+    let overview: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(overview["last_hour"]["takeovers"], 1, "{overview:#}");
+    assert_eq!(overview["node"]["role"], "active", "{overview:#}");
+    let kinds = overview["events"]
+        .as_array()
+        .map(|events| events.iter().map(|e| e["kind"].clone()).collect::<Vec<_>>());
+    assert_eq!(
+        kinds,
+        Some(vec![json!("takeover"), json!("step_down"), json!("active")]),
+        "{overview:#}"
+    );
+}

@@ -276,8 +276,9 @@ impl Driver {
             }
         }
         self.machine.adopt(copy, now_millis());
-        // Becoming active at start (no peer serving) is no takeover.
-        let kind = if reason == "start" {
+        // Becoming active at start (no peer serving), or the pair's first
+        // epoch (nobody served before), is no takeover.
+        let kind = if reason == "start" || epoch <= 1 {
             crate::b2bua::journal::EventKind::Active
         } else {
             crate::b2bua::journal::EventKind::Takeover
