@@ -114,3 +114,34 @@ fn calls_are_counted_per_group_and_trunk_and_resumes_for_the_last_hour() {
     assert_eq!(o["events"][0]["detail"], "to ms2");
     assert_eq!(o["registrations"], Value::Null, "no registrar");
 }
+
+#[test]
+fn a_wan_going_down_is_listed_with_its_reason_and_its_state_shown() {
+    let mut lab = Lab::with(BRANCH);
+    for _ in 0..2 {
+        lab.health_round(true);
+    }
+    assert_eq!(overview(&lab)["wan"][0]["state"], "up");
+    // The central PBX stops answering: four silent rounds take the WAN
+    // down (see the WAN tests).
+    for _ in 0..4 {
+        lab.health_round(false);
+    }
+    let o = overview(&lab);
+    assert_eq!(o["wan"][0]["state"], "down", "{o:#}");
+    let wan_event = o["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "wan_down")
+        .unwrap_or_else(|| panic!("no wan_down event: {o:#}"));
+    assert_eq!(wan_event["subject"], "dc");
+    assert_eq!(wan_event["alarm"], true);
+    assert!(
+        wan_event["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no answer across the WAN"),
+        "{o:#}"
+    );
+}
