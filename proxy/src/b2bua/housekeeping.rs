@@ -224,7 +224,10 @@ impl Machine {
         if self.settle_suspect(member, alive) {
             return;
         }
-        if let Some(change) = self.dests.outcome(member, alive) {
+        let before = self.member_state(member);
+        let change = self.dests.outcome(member, alive);
+        self.journal_state_since(member, before);
+        if let Some(change) = change {
             let name = self.member_name(member);
             match change.now {
                 Health::Down => tracing::warn!(member = %name, "media server is down"),
@@ -254,7 +257,10 @@ impl Machine {
         if self.dests.probed(member) {
             return;
         }
-        let Some(change) = self.dests.outcome(member, alive) else {
+        let before = self.member_state(member);
+        let change = self.dests.outcome(member, alive);
+        self.journal_state_since(member, before);
+        let Some(change) = change else {
             return;
         };
         let name = self.member_name(member);

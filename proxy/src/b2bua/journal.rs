@@ -191,10 +191,15 @@ impl Journal {
         });
     }
 
-    /// A member's state changed (and the event, if `kind` is one).
+    /// A member's state changed, with an event.
     pub fn member_changed(&mut self, at: UnixMillis, member: &str, kind: EventKind, why: &str) {
-        self.track(member).changed_at = Some(at);
+        self.state_changed(member, at);
         self.note(at, kind, member, why);
+    }
+
+    /// A member's state changed at `at` (no event).
+    pub fn state_changed(&mut self, member: &str, at: UnixMillis) {
+        self.track(member).changed_at = Some(at);
     }
 
     /// A probe of `member` went out at `at` (it replaces an outstanding

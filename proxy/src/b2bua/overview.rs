@@ -147,6 +147,17 @@ impl Machine {
         self.journal.note(wall, kind, subject, detail);
     }
 
+    /// An outcome that may have begun or ended a suspicion (a missed
+    /// keepalive, then an answer) without changing the member's health:
+    /// no event (a lossy link would flood the list), but the member's
+    /// "since" follows the state the page shows.
+    pub(super) fn journal_state_since(&mut self, member: usize, before: Option<MemberState>) {
+        if self.member_state(member) != before {
+            let name = self.member_name(member);
+            self.journal.state_changed(&name, self.wall);
+        }
+    }
+
     /// A member's health changed: the journal's event, at the event's time.
     pub(super) fn journal_member(&mut self, member: usize, kind: EventKind, why: &str) {
         let name = self.member_name(member);

@@ -49,6 +49,8 @@ fn members_go_suspect_then_down_with_their_probe_round_trips_and_the_event_timed
         (&ms2["state"], &ms2["streak"]),
         (&"suspect".into(), &1.into())
     );
+    // Suspect since its probe timed out (3 ms into the round).
+    assert_eq!(ms2["since_ms"], 1_000_000 + 3);
     assert_eq!(ms2["rtt_ms"], Value::Null);
     assert_eq!(o["events"], serde_json::json!([]), "no change yet");
 
