@@ -4,11 +4,13 @@
 //! /notify/master|backup|fault` (with `ha.external_role`: the external
 //! owner of the floating address reports this node's new state; `tandem
 //! notify` calls it, from keepalived's notify script for instance), and
-//! `GET|POST /login`, `POST /logout` (a session cookie for browsers),
-//! and planned work on media servers: `GET /calls[?member=][&limit=]`,
-//! `GET /members`, `POST /members/NAME/drain|undrain`, `POST
+//! `GET|POST /login`, `POST /logout` (a session cookie for browsers);
+//! planned work on media servers: `GET /calls[?member=][&limit=]`, `GET
+//! /members`, `POST /members/NAME/drain|undrain`, `POST
 //! /move?from=NAME[&to=NAME][&max=N]` (`tandem calls`, `members`,
-//! `drain`, `move`).
+//! `drain`, `move`); and the live status page (`page`): `GET /` (the
+//! page), `GET /overview` (its data as JSON, once) and `GET /events` (the
+//! same, pushed every second as server-sent events).
 //!
 //! An axum [`Router`] with one state and one authentication middleware
 //! (`auth`), so that more pages (a status page, server-sent events) are
@@ -20,6 +22,7 @@
 mod auth;
 mod client;
 mod listener;
+mod page;
 
 use std::sync::Arc;
 
@@ -55,6 +58,8 @@ pub struct Admin {
 struct AppState {
     admin: Admin,
     auth: Arc<auth::Auth>,
+    /// The status page's feed, shared by its viewers.
+    page: Arc<page::Feed>,
 }
 
 /// Binds `admin.listen` and `admin.socket` (either, both or none) and
@@ -66,6 +71,7 @@ pub async fn serve(config: &AdminConfig, admin: Admin) -> anyhow::Result<()> {
     let state = AppState {
         admin,
         auth: Arc::new(auth::Auth::new(config)),
+        page: Arc::new(page::Feed::default()),
     };
     let router = router(state);
     listener::register_metrics();
@@ -101,6 +107,9 @@ fn router(state: AppState) -> Router {
         .route("/move", post(move_calls))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
+        .route("/", get(page::page))
+        .route("/overview", get(page::overview))
+        .route("/events", get(page::events))
         .fallback(not_found)
         // Every route and the fallback: a stranger learns nothing, not
         // even which paths exist, before authenticating.
@@ -153,23 +162,54 @@ struct SwitchoverQuery {
     force: Option<String>,
 }
 
+/// Why the engine did not answer a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unavailable {
+    /// Its queue is full.
+    Busy,
+    /// It took too long to answer (the status page does not wait on a
+    /// stuck engine: it says so).
+    Slow,
+    Stopped,
+}
+
+impl Unavailable {
+    fn text(self) -> &'static str {
+        match self {
+            Unavailable::Busy => "the engine is busy with earlier commands\n",
+            Unavailable::Slow => "the engine did not answer in time\n",
+            Unavailable::Stopped => "the engine has stopped\n",
+        }
+    }
+
+    /// The 503 to send.
+    fn response(self) -> Response {
+        text(StatusCode::SERVICE_UNAVAILABLE, self.text())
+    }
+}
+
 /// Hands `command` (made with its reply channel) to the engine and waits
-/// for the answer; the 503 to send when the engine's queue is full or the
-/// engine has stopped.
+/// for the answer, unless its queue is full or it has stopped.
+async fn ask<T>(
+    engine: &mpsc::Sender<Command>,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, Unavailable> {
+    let (tx, rx) = oneshot::channel();
+    match engine.try_send(command(tx)) {
+        Ok(()) => rx.await.map_err(|_| Unavailable::Stopped),
+        Err(mpsc::error::TrySendError::Full(_)) => Err(Unavailable::Busy),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(Unavailable::Stopped),
+    }
+}
+
+/// [`ask`], with the 503 to send when the engine does not answer.
 async fn ask_engine<T>(
     state: &AppState,
     command: impl FnOnce(oneshot::Sender<T>) -> Command,
 ) -> Result<T, Response> {
-    let (tx, rx) = oneshot::channel();
-    let stopped = || text(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped\n");
-    match state.admin.engine.try_send(command(tx)) {
-        Ok(()) => rx.await.map_err(|_| stopped()),
-        Err(mpsc::error::TrySendError::Full(_)) => Err(text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine is busy with earlier commands\n",
-        )),
-        Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped()),
-    }
+    ask(&state.admin.engine, command)
+        .await
+        .map_err(Unavailable::response)
 }
 
 /// A JSON body.
@@ -281,7 +321,8 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
             StatusCode::SEE_OTHER,
             [
                 (header::SET_COOKIE, cookie),
-                (header::LOCATION, "/status".to_owned()),
+                // The status page.
+                (header::LOCATION, "/".to_owned()),
             ],
         )
             .into_response(),
@@ -307,12 +348,16 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 fn status_json(admin: &Admin, wans: Option<serde_json::Value>) -> String {
+    format!("{}\n", status_value(admin, wans))
+}
+
+/// This node and its pair (`GET /status`; the status page's "node").
+fn status_value(admin: &Admin, wans: Option<serde_json::Value>) -> serde_json::Value {
     let Some(sync) = &admin.sync else {
-        let v = serde_json::json!({ "role": "single", "wan": wans });
-        return format!("{v}\n");
+        return serde_json::json!({ "role": "single", "wan": wans });
     };
     let s = sync.status();
-    let v = serde_json::json!({
+    serde_json::json!({
         "node": s.node,
         "role": s.role.name(),
         "epoch": s.epoch,
@@ -327,8 +372,7 @@ fn status_json(admin: &Admin, wans: Option<serde_json::Value>) -> String {
         "takeovers": s.takeovers,
         "last_takeover_ms": s.last_takeover_ms,
         "wan": wans,
-    });
-    format!("{v}\n")
+    })
 }
 
 #[derive(serde::Deserialize)]

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use replication::{Replication, RECORD_SCHEMA};
 
+use crate::b2bua::journal::EventKind;
 use crate::b2bua::{
     Action, CallEnd, Event, Machine, MediaView, Observer, Refusal, UnixMillis, SURVIVAL_TICK,
 };
@@ -83,6 +84,9 @@ pub enum Command {
         max: Option<usize>,
         reply: oneshot::Sender<Result<crate::b2bua::MoveReport, String>>,
     },
+    /// The status page's view of the engine as JSON
+    /// (`b2bua::overview`), with whether this node serves calls.
+    Overview { reply: oneshot::Sender<String> },
 }
 
 /// What the process asks of the engine about stopping.
@@ -396,6 +400,12 @@ impl Driver {
                 self.reload_tls();
                 self.reload_registrar();
                 metrics::config_reloaded(true);
+                self.machine.note(
+                    now_millis(),
+                    EventKind::ConfigReloaded,
+                    "node",
+                    "new calls follow its rules and groups",
+                );
                 let config = &self.config;
                 tracing::info!(
                     file = %config.file.display(),
@@ -406,6 +416,12 @@ impl Driver {
             }
             Err(e) => {
                 metrics::config_reloaded(false);
+                self.machine.note(
+                    now_millis(),
+                    EventKind::ConfigRefused,
+                    "node",
+                    &format!("{e:#}"),
+                );
                 tracing::error!(error = %e, "configuration not reloaded; the one in force stays");
             }
         }
@@ -467,6 +483,11 @@ impl Driver {
                     }
                 }
                 Some((result, reply)) = done_rx.recv() => {
+                    let detail = match &result {
+                        Ok(()) => "calls handed to the standby".to_owned(),
+                        Err(why) => format!("refused: {why}"),
+                    };
+                    self.machine.note(now_millis(), EventKind::Switchover, "node", &detail);
                     if result.is_err() {
                         self.handing_over = false;
                     }

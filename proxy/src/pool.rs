@@ -78,6 +78,14 @@ fn resume_default() -> bool {
     true
 }
 
+impl Member {
+    /// Consecutive probe (or request) outcomes against its state: failures
+    /// while up (it may be going down), answers while down.
+    pub fn streak(&self) -> u32 {
+        self.streak
+    }
+}
+
 impl Pool {
     /// The pool of `[pool]` alone.
     #[cfg(test)]

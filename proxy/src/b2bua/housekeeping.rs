@@ -7,6 +7,7 @@ use media_relay::{SessionId, Side};
 use sipcore::message::{Method, RequestBuilder};
 
 use super::call::{Call, CallState, Leg, UnixMillis};
+use super::journal::EventKind;
 use super::{member_transport, Action, CallEnd, ClientRole, Machine, TimerEvent};
 use crate::pool::Health;
 
@@ -82,6 +83,11 @@ impl Machine {
                         let name = self.member_name(member);
                         tracing::info!(member = %name, "member rested: it gets calls again");
                         self.obs.member_health(&name, change.now == Health::Up);
+                        self.journal_member(
+                            member,
+                            EventKind::MemberUp,
+                            "rested: gets calls again",
+                        );
                     }
                 }
                 TimerEvent::ProbeTimeout { member, key } => {
@@ -168,6 +174,7 @@ impl Machine {
                 connection: None,
             };
             if let Some(key) = self.send_request(bytes, target, ClientRole::Probe { member }) {
+                self.journal.probe_sent(&m.name, self.now);
                 if let Some(p) = self.probes.get_mut(member) {
                     *p = Some(key.clone());
                 }
@@ -217,7 +224,10 @@ impl Machine {
         if self.settle_suspect(member, alive) {
             return;
         }
-        if let Some(change) = self.dests.outcome(member, alive) {
+        let before = self.member_state(member);
+        let change = self.dests.outcome(member, alive);
+        self.journal_state_since(member, before);
+        if let Some(change) = change {
             let name = self.member_name(member);
             match change.now {
                 Health::Down => tracing::warn!(member = %name, "media server is down"),
@@ -225,7 +235,10 @@ impl Machine {
             }
             self.obs.member_health(&name, change.now == Health::Up);
             if change.now == Health::Down {
+                self.journal_member(member, EventKind::MemberDown, "keepalives unanswered");
                 self.member_failed(member, "keepalive");
+            } else {
+                self.journal_member(member, EventKind::MemberUp, "answers keepalives again");
             }
         }
     }
@@ -244,12 +257,19 @@ impl Machine {
         if self.dests.probed(member) {
             return;
         }
-        let Some(change) = self.dests.outcome(member, alive) else {
+        let before = self.member_state(member);
+        let change = self.dests.outcome(member, alive);
+        self.journal_state_since(member, before);
+        let Some(change) = change else {
             return;
         };
         let name = self.member_name(member);
         self.obs.member_health(&name, change.now == Health::Up);
+        if change.now == Health::Up {
+            self.journal_member(member, EventKind::MemberUp, "answers requests again");
+        }
         if change.now == Health::Down {
+            self.journal_member(member, EventKind::MemberDown, "its requests failed");
             tracing::warn!(member = %name, "member down: its requests failed");
             let rest = self
                 .dests

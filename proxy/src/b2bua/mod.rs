@@ -27,9 +27,11 @@ mod caps;
 mod housekeeping;
 mod in_dialog;
 mod invite;
+pub mod journal;
 mod location;
 mod maintenance;
 mod outbox;
+pub mod overview;
 mod policy;
 mod register;
 mod reload;
@@ -50,10 +52,10 @@ use sipcore::message::{Message, Method};
 use sipcore::transaction::{BranchKey, ClientKey, ServerKey, TransactionKey, TuEvent};
 use sipcore::transport::{Target, TransportKind};
 
-pub use maintenance::MoveReport;
 #[cfg(test)]
 pub use call::HISTORY_MAX;
 pub use call::{Call, CallHistory, Leg, MemberUse, ResumeMark, TakeoverMark, UnixMillis};
+pub use maintenance::MoveReport;
 use outbox::Outbox;
 pub use outbox::{Action, CallEnd};
 pub use policy::{Policy, Route};
@@ -340,6 +342,8 @@ pub struct Machine {
     upstream: Option<upstream::UpstreamLink>,
     /// A start record (`Action::CallStarted`) is asked for at each answer.
     start_records: bool,
+    /// The recent past, for the status page (`overview`).
+    journal: journal::Journal,
 }
 
 impl Machine {
@@ -409,6 +413,7 @@ impl Machine {
             wans,
             wan_changed: false,
             upstream: None,
+            journal: journal::Journal::default(),
         }
     }
 
@@ -566,6 +571,8 @@ impl Machine {
                 {
                     *p = None;
                     self.store.unbind_client(&key);
+                    let name = self.member_name(member);
+                    self.journal.probe_answered(&name, self.now);
                     self.probe_outcome(member, true);
                 }
             }

@@ -134,6 +134,9 @@ impl Machine {
         }
         self.dests = new;
         self.policy = policy;
+        let dests = &self.dests;
+        self.journal
+            .retain_members(|name| dests.find(name).is_some());
         // The new rules start from the WANs' states as they are; a WAN
         // probing its groups' members probes the new ones.
         for w in &mut self.wans {

@@ -24,6 +24,7 @@ use sipcore::sdp::{Direction, Sdp};
 use std::time::Instant;
 
 use super::call::{CallState, Leg, ResumeMark, Resuming};
+use super::journal::EventKind;
 use super::{Action, ClientRole, Machine, TimerEvent};
 use crate::media::{is_sdp, narrow_offer};
 
@@ -44,8 +45,8 @@ pub(super) struct Survival {
 }
 
 impl Survival {
-    /// Whether member `i` is suspect (media silence seen, its probe
-    /// outstanding).
+    /// Whether member `i` is suspect (media silence seen, its confirming
+    /// probe outstanding).
     pub(super) fn is_suspect(&self, i: usize) -> bool {
         self.suspect.get(i).copied().unwrap_or(false)
     }
@@ -312,6 +313,12 @@ impl Machine {
         let (from, to) = (self.member_name(r.from), self.member_name(call.b.member));
         let planned = r.planned;
         self.count_resume(planned, &from, &to, "failed");
+        self.journal.note(
+            self.wall,
+            EventKind::ResumeFailed,
+            &from,
+            &format!("{to}: {why}"),
+        );
         tracing::info!(call = id, member = %to, why, "resume attempt failed");
         self.mark_resume(id, from, to, "failed");
         self.release_member(id, "failed");
@@ -354,6 +361,12 @@ impl Machine {
             self.count_resume(planned, &from, "", "no_server");
             self.mark_resume(id, from.clone(), String::new(), "no_server");
         }
+        self.journal.note(
+            self.wall,
+            EventKind::ResumeFailed,
+            &from,
+            "no media server left: call ended",
+        );
         tracing::warn!(call = id, from = %from, "no media server left for the call; hanging up");
         self.end_call(id, "no_media_server", true, false);
     }
@@ -466,6 +479,8 @@ impl Machine {
             self.obs
                 .resume_latency(self.now.saturating_duration_since(r.detected));
         }
+        self.journal
+            .note(self.wall, EventKind::ResumeOk, &from, &format!("to {to}"));
         tracing::info!(
             call = id,
             from = %from,
@@ -549,6 +564,7 @@ impl Machine {
             let name = self.member_name(member);
             tracing::info!(member = %name, why, "member suspect, probing");
             self.obs.member_state(&name, "suspect");
+            self.journal_member(member, EventKind::MemberSuspect, why);
             let timeout =
                 std::time::Duration::from_millis(self.settings.survival.suspect_probe_timeout_ms);
             self.send_probe(member, timeout);
@@ -644,6 +660,7 @@ impl Machine {
                 *c = Some(self.now);
             }
             self.obs.member_state(&name, "up");
+            self.journal_member(member, EventKind::MemberCleared, "answered, media alive");
             return false;
         }
         let why = if alive {
@@ -655,6 +672,7 @@ impl Machine {
             tracing::warn!(member = %name, why, "media server is down");
             self.obs
                 .member_health(&name, change.now == crate::pool::Health::Up);
+            self.journal_member(member, EventKind::MemberDown, why);
         }
         self.member_failed(member, why);
         true

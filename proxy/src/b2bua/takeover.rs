@@ -95,8 +95,19 @@ impl Machine {
     /// A media server's health as the active node last published it.
     pub fn set_member_health(&mut self, name: &str, up: bool) {
         if let Some(member) = self.dests.find(name).and_then(|i| self.dests.member_mut(i)) {
+            let before = member.health;
             member.health = if up { Health::Up } else { Health::Down };
             self.obs.member_health(name, up);
+            if before != member.health {
+                let kind = if up {
+                    super::journal::EventKind::MemberUp
+                } else {
+                    super::journal::EventKind::MemberDown
+                };
+                let wall = self.wall;
+                self.journal
+                    .member_changed(wall, name, kind, "as the active node saw it");
+            }
         }
     }
 

@@ -281,16 +281,21 @@ impl Lab {
         for _ in 0..2 {
             self.on(Event::Probes);
             self.answer_probe(MS2);
-            let (key, _, _) = self.probe_to(MS1);
-            self.on(Event::Tu(TuEvent::Timeout {
-                key: TransactionKey::Client(key),
-                timer: sipcore::transaction::Timer::F,
-            }));
+            self.probe_times_out(MS1);
             self.advance(1000);
         }
         self.on(Event::SurvivalTick);
         self.advance(100);
         self.on(Event::SurvivalTick)
+    }
+
+    /// `member`'s last probe gets no answer (its transaction times out).
+    fn probe_times_out(&mut self, member: &str) {
+        let (key, _, _) = self.probe_to(member);
+        self.on(Event::Tu(TuEvent::Timeout {
+            key: TransactionKey::Client(key),
+            timer: sipcore::transaction::Timer::F,
+        }));
     }
 
     /// A call answered and confirmed on both legs, on MS1.
@@ -2662,3 +2667,4 @@ fn failover_before_the_answer_is_in_the_cdr_and_start_records_come_at_the_answer
 }
 
 mod maintenance;
+mod overview;

@@ -121,6 +121,12 @@ impl Machine {
         self.wan_changed = true;
         self.policy.wan_changed(&name, transition.down);
         self.obs.wan_transition(&name, transition.down);
+        self.journal.note(
+            self.wall,
+            wan_event(transition.down),
+            &name,
+            &transition.why,
+        );
         if !transition.down {
             tracing::warn!(wan = %name, why = %transition.why, "WAN up: new calls take the central routes again");
             return;
@@ -202,6 +208,8 @@ impl Machine {
         if let Some(t) = w.restore(record, now) {
             self.policy.wan_changed(name, t.down);
             self.obs.wan_transition(name, t.down);
+            self.journal
+                .note(self.wall, wan_event(t.down), name, "from the active node");
         }
     }
 
@@ -212,5 +220,13 @@ impl Machine {
             self.obs
                 .wan_fallback_time(w.name(), w.time_in_fallback(now));
         }
+    }
+}
+
+fn wan_event(down: bool) -> super::journal::EventKind {
+    if down {
+        super::journal::EventKind::WanDown
+    } else {
+        super::journal::EventKind::WanUp
     }
 }

@@ -105,6 +105,18 @@ impl Driver {
         serde_json::to_string_pretty(&wans).unwrap_or_default() + "\n"
     }
 
+    /// `GET /overview`: the engine's part of the status page.
+    pub(super) fn overview_json(&self) -> String {
+        let mut overview = self
+            .machine
+            .overview(std::time::Instant::now(), now_millis());
+        if let Some(map) = overview.as_object_mut() {
+            map.insert("serving".into(), self.serving().into());
+            map.insert("handing_over".into(), self.handing_over.into());
+        }
+        overview.to_string()
+    }
+
     /// Whether this node serves calls (always, without a standby pair).
     pub(super) fn serving(&self) -> bool {
         self.replication.as_ref().is_none_or(|r| r.serving)
@@ -273,6 +285,19 @@ impl Driver {
             }
         }
         self.machine.adopt(copy, now);
+        // Becoming active at start (no peer serving), or the pair's first
+        // epoch (nobody served before), is no takeover.
+        let kind = if reason == "start" || epoch <= 1 {
+            crate::b2bua::journal::EventKind::Active
+        } else {
+            crate::b2bua::journal::EventKind::Takeover
+        };
+        self.machine.note(
+            now_millis(),
+            kind,
+            "node",
+            &format!("{reason} (epoch {epoch}): {n} calls adopted"),
+        );
         // Upstream registrations the old active made are refreshed with
         // their Call-IDs; what is due is renewed paced, not all at once.
         self.machine
@@ -297,6 +322,15 @@ impl Driver {
             return;
         }
         let calls = self.machine.step_down();
+        self.machine.note(
+            now_millis(),
+            crate::b2bua::journal::EventKind::StepDown,
+            "node",
+            &format!(
+                "epoch {epoch}: {} calls left to the active node",
+                calls.len()
+            ),
+        );
         for call in &calls {
             let _ = self.relay.remove_session(SessionId(call.media)).await;
         }
@@ -336,6 +370,10 @@ impl Driver {
             | Command::DrainMember { .. }
             | Command::MoveCalls { .. }) => {
                 self.on_maintenance_command(cmd);
+                return;
+            }
+            Command::Overview { reply } => {
+                let _ = reply.send(self.overview_json());
                 return;
             }
         };

@@ -42,7 +42,7 @@ fn every_post_needs_the_admin_token() {
 
 #[test]
 fn a_get_needs_the_token_only_off_loopback() {
-    for path in ["/status", "/metrics", "/"] {
+    for path in ["/status", "/metrics", "/", "/overview", "/events"] {
         assert_eq!(
             decide(LOOPBACK_WITH_TOKEN, &Method::GET, path, Missing),
             Allow
