@@ -30,7 +30,7 @@ use testkit::{wait_for, Sipp, SippProcess, Tandem, TandemConfig};
 use tokio::net::UdpSocket;
 
 mod common;
-use common::{scenario, SECS, TANDEM};
+use common::{run_to_end, scenario, SECS, TANDEM};
 
 /// Fails with a clear message when a tool is missing (scripts/test
 /// installs it), rather than skipping.
@@ -136,18 +136,7 @@ fn write_pcap(path: &Path, packets: &[Received], collector: SocketAddr) {
 
 /// Runs a tool to its end within 30 s; its stdout.
 async fn run(tool: &str, args: &[&str]) -> String {
-    let child = tokio::process::Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {tool}: {e}"));
-    let out = tokio::time::timeout(SECS(30), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{tool} {args:?} did not end within 30 s"))
-        .unwrap();
+    let out = run_to_end(tool, args, SECS(30)).await;
     assert!(
         out.status.success(),
         "{tool} {args:?}: {}\n{}",

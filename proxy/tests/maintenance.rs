@@ -6,34 +6,23 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use testkit::{wait_for, Sipp, Tandem, TandemConfig};
 
 use common::{
-    media_server, read_json, run_call, said, scenario, tandem_load, wait_members_up, SECS, TANDEM,
+    load_call_args, media_server, read_json, run_call, run_to_end, said, scenario, tandem_load,
+    wait_members_up, SECS, TANDEM,
 };
 
 /// `tandem ARGS --config <the node's config>`, 40 s at most: (success,
 /// stdout, stderr).
 async fn cli(tandem: &Tandem, args: &[&str]) -> (bool, String, String) {
     let config = tandem.config_path();
-    let child = tokio::process::Command::new(TANDEM)
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run tandem");
-    let out = tokio::time::timeout(SECS(40), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("tandem {args:?} still running after 40 s"))
-        .expect("tandem output");
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.extend([std::ffi::OsStr::new("--config"), config.as_os_str()]);
+    let out = run_to_end(TANDEM, &all, SECS(40)).await;
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -56,25 +45,6 @@ async fn calls_on(tandem: &Tandem, member: &str) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
-fn load_args(tandem: &Tandem, calls: u32, hold: &str, json: &Path) -> Vec<String> {
-    [
-        "--target",
-        &tandem.sip_addr().to_string(),
-        "--calls",
-        &calls.to_string(),
-        "--rate",
-        "20",
-        "--hold",
-        hold,
-        "--quiet",
-        "--json",
-        json.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_then_move_rolls_the_calls_off_a_media_server_none_lost() {
     const CALLS: u64 = 10;
@@ -95,7 +65,7 @@ async fn drain_then_move_rolls_the_calls_off_a_media_server_none_lost() {
     let json = dir.path().join("load.json");
 
     // The callers: 10 calls of 16 s with RTP, checking the echo.
-    let args = load_args(&tandem, CALLS as u32, "16s", &json);
+    let args = load_call_args(&tandem, CALLS as u32, "16s", &json, &[]);
     let load = tokio::spawn(async move { run_call(&bin, &args, SECS(90)).await });
     wait_for("10 calls up on ms1", SECS(15), || async {
         let on_ms1 = calls_on(&tandem, "ms1").await;

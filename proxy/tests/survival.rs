@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +21,8 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use common::{
-    media_server, read_json, run_call, said, scenario, tandem_load, wait_members_up, SECS, TANDEM,
+    load_call_args, media_server, read_json, run_call, said, scenario, tandem_load,
+    wait_members_up, SECS, TANDEM,
 };
 
 /// Tandem with `ms1` first (sequential: every call lands there) and fast
@@ -37,26 +37,6 @@ async fn tandem(ms1: SocketAddr, ms2: SocketAddr) -> Tandem {
     .await;
     wait_members_up(&tandem, &["ms1", "ms2"]).await;
     tandem
-}
-
-fn call_args(tandem: &Tandem, calls: u32, hold: &str, json: &Path) -> Vec<String> {
-    [
-        "--target",
-        &tandem.sip_addr().to_string(),
-        "--calls",
-        &calls.to_string(),
-        "--rate",
-        "20",
-        "--hold",
-        hold,
-        "--quiet",
-        "--per-call",
-        "--json",
-        json.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
 }
 
 /// Every call answered and ended by the caller's BYE, none lost.
@@ -124,7 +104,7 @@ async fn killed_media_server_its_answered_calls_continue_on_the_other() {
     let json = dir.path().join("call.json");
 
     // 4 calls of 8 s; at 2 s ms1 (which holds them all) is killed.
-    let mut args = call_args(&tandem, 4, "8s", &json);
+    let mut args = load_call_args(&tandem, 4, "8s", &json, &["--per-call"]);
     let kill = format!("kill -9 {}", ms1.pid().expect("ms1 runs"));
     args.extend(["--fail-at", "2", "--fail-cmd", &kill].map(String::from));
     let out = run_call(&bin, &args, SECS(60)).await;
@@ -230,7 +210,12 @@ async fn silent_media_is_detected_and_the_calls_move() {
     let tandem = tandem(ms1.addr(), ms2.addr()).await;
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("call.json");
-    let out = run_call(&bin, &call_args(&tandem, 3, "6s", &json), SECS(60)).await;
+    let out = run_call(
+        &bin,
+        &load_call_args(&tandem, 3, "6s", &json, &["--per-call"]),
+        SECS(60),
+    )
+    .await;
     let said = said(&out, &tandem);
     assert!(out.status.success(), "{said}");
     let r = read_json(&json);

@@ -50,6 +50,13 @@ pub enum EventKind {
     ResumeFailed,
     WanDown,
     WanUp,
+    /// The operator drained a member (`tandem drain member`), or gave it
+    /// calls again.
+    MemberDrained,
+    MemberUndrained,
+    /// Calls moved off a member by the operator (`tandem move`): not
+    /// counted as resumes, which are about failures.
+    CallMoved,
     /// This node became the active one at start (no peer serving).
     Active,
     /// This node took the calls over from its peer (peer lost, a

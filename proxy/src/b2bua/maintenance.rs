@@ -50,7 +50,7 @@ pub struct MemberView {
     pub group: String,
     pub member: String,
     pub address: String,
-    /// `up`, `suspect` (media silence seen, probe outstanding) or `down`.
+    /// `up`, `suspect` or `down`, as the status page says (`overview`).
     pub state: &'static str,
     pub draining: bool,
     /// Calls anchored on it now.
@@ -92,6 +92,20 @@ impl Machine {
                 }
             );
             self.obs.member_draining(name, on);
+            let (kind, calls) = (
+                if on {
+                    super::journal::EventKind::MemberDrained
+                } else {
+                    super::journal::EventKind::MemberUndrained
+                },
+                self.dests.member(member).map_or(0, |m| m.active_calls),
+            );
+            self.journal.note(
+                self.wall,
+                kind,
+                name,
+                &format!("by the operator ({calls} calls on it)"),
+            );
         }
         Ok(changed)
     }
@@ -277,11 +291,9 @@ impl Machine {
                 group: self.dests.group_name_of(i).unwrap_or_default().to_owned(),
                 member: m.name.clone(),
                 address: m.address.to_string(),
-                state: match m.health {
-                    Health::Down => "down",
-                    Health::Up if self.survival.is_suspect(i) => "suspect",
-                    Health::Up => "up",
-                },
+                // The status page's states, so that the CLI and the page
+                // never disagree.
+                state: self.member_state(i).map_or("down", |s| s.as_str()),
                 draining: m.draining,
                 calls: m.active_calls,
             })

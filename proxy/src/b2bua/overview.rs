@@ -53,6 +53,8 @@ pub fn member_json(
         "transport": member.transport,
         "state": state.as_str(),
         "probed": probed,
+        // The operator's drain (`tandem drain member`): no new calls.
+        "draining": member.draining,
         // Consecutive probe (or request) outcomes against the state:
         // failures while up, answers while down.
         "streak": member.streak(),

@@ -479,8 +479,13 @@ impl Machine {
             self.obs
                 .resume_latency(self.now.saturating_duration_since(r.detected));
         }
+        let kind = if r.planned {
+            EventKind::CallMoved
+        } else {
+            EventKind::ResumeOk
+        };
         self.journal
-            .note(self.wall, EventKind::ResumeOk, &from, &format!("to {to}"));
+            .note(self.wall, kind, &from, &format!("to {to}"));
         tracing::info!(
             call = id,
             from = %from,

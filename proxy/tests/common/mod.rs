@@ -73,21 +73,63 @@ pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
-/// Runs `tandem-load call` to its end, killed after `limit`.
-pub async fn run_call(bin: &Path, args: &[String], limit: Duration) -> Output {
-    let child = tokio::process::Command::new(bin)
-        .arg("call")
+/// Runs `program ARGS…` to its end (stdin closed, output captured); killed
+/// by drop when it has not ended within `limit`.
+pub async fn run_to_end<S: AsRef<std::ffi::OsStr>>(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[S],
+    limit: Duration,
+) -> Output {
+    let program = program.as_ref().to_owned();
+    let child = tokio::process::Command::new(&program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("start tandem-load call");
+        .unwrap_or_else(|e| panic!("start {program:?}: {e}"));
     tokio::time::timeout(limit, child.wait_with_output())
         .await
-        .unwrap_or_else(|_| panic!("tandem-load call still running after {limit:?}"))
-        .expect("tandem-load call output")
+        .unwrap_or_else(|_| panic!("{program:?} still running after {limit:?}"))
+        .unwrap_or_else(|e| panic!("{program:?} output: {e}"))
+}
+
+/// Runs `tandem-load call` to its end, killed after `limit`.
+pub async fn run_call(bin: &Path, args: &[String], limit: Duration) -> Output {
+    let mut all = vec!["call".to_owned()];
+    all.extend_from_slice(args);
+    run_to_end(bin, &all, limit).await
+}
+
+/// `tandem-load call` arguments: `calls` calls at 20/s to Tandem, each
+/// held `hold`, the report as JSON in `json`; `extra` appended.
+pub fn load_call_args(
+    tandem: &Tandem,
+    calls: u32,
+    hold: &str,
+    json: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let (target, calls) = (tandem.sip_addr().to_string(), calls.to_string());
+    let mut args: Vec<String> = [
+        "--target",
+        &target,
+        "--calls",
+        &calls,
+        "--rate",
+        "20",
+        "--hold",
+        hold,
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 /// Waits (10 s at most) until Tandem reports every named member up.

@@ -216,6 +216,31 @@ fn a_move_resumes_the_answered_calls_elsewhere_paced_and_byes_the_old_member() {
         (lab.member_view("ms1").calls, lab.member_view("ms2").calls),
         (1, 3)
     );
+    // The status page's journal: the drain and the moves (one line, ×3),
+    // and no resume counted (those are about failures).
+    let overview = lab.m.overview(lab.now, 1_000_000);
+    let events: Vec<(String, String, u64)> = overview["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (
+                text("kind"),
+                text("subject"),
+                e["count"].as_u64().unwrap_or(1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("call_moved".to_owned(), "ms1".to_owned(), 3),
+            ("member_drained".to_owned(), "ms1".to_owned(), 1)
+        ],
+        "{overview:#}"
+    );
+    assert_eq!(overview["last_hour"]["resumed"], 0, "{overview:#}");
     assert_eq!(lab.m.store.check(), Ok(()));
 }
 
