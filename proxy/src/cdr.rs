@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -517,12 +517,26 @@ impl Backlog {
 }
 
 fn open_append(path: &Path) -> io::Result<(File, u64)> {
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o640)
         .open(path)?;
-    let size = file.metadata()?.len();
+    let mut size = file.metadata()?.len();
+    // A line cut short by a full disk before a stop (or kill -9) would
+    // swallow the next run's first line: end it first, so that only the
+    // cut record is unreadable. Best effort: a disk still full keeps it
+    // for the next open.
+    let mut last = [0u8; 1];
+    if size > 0 && file.read_at(&mut last, size - 1).is_ok() && last[0] != b'\n' {
+        match file.write_all(b"\n") {
+            Ok(()) => size += 1,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "CDR file ends in a cut line that could not be ended")
+            }
+        }
+    }
     Ok((file, size))
 }
 
@@ -685,7 +699,12 @@ impl Appender {
                 self.dirty = false;
                 self.last_sync = now;
             }
-            Err(e) => self.write_failed("fsync", &e, now),
+            Err(e) => {
+                // The next try waits its interval: a disk that fails every
+                // fsync must not turn the writer into a busy loop.
+                self.last_sync = now;
+                self.write_failed("fsync", &e, now);
+            }
         }
     }
 

@@ -186,10 +186,13 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         Some(cdr) => {
             let (sink, writer) = crate::cdr::CdrWriter::start(cdr)?;
             engine.set_cdr(sink, cdr.start_records);
-            reopen_on_sigusr1(writer.reopen_flag())?;
+            reopen_on_sigusr1(Some(writer.reopen_flag()))?;
             Some(writer)
         }
-        None => None,
+        None => {
+            reopen_on_sigusr1(None)?;
+            None
+        }
     };
     let stats_ep = endpoint.clone();
     let stats_relay = relay.clone();
@@ -267,15 +270,23 @@ async fn finish_cdrs(writer: Option<crate::cdr::CdrWriter>) {
     }
 }
 
-/// SIGUSR1 reopens the CDR file by name (logrotate's `postrotate`). Only
-/// with `[cdr]`: without it SIGUSR1 keeps its default action.
-fn reopen_on_sigusr1(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+/// SIGUSR1 reopens the CDR file by name (logrotate's `postrotate`).
+/// Without `[cdr]` it is taken too, and only logged: a logrotate stanza
+/// left behind must not end an active node (its default action).
+fn reopen_on_sigusr1(
+    flag: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut usr1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
     tokio::spawn(async move {
         while usr1.recv().await.is_some() {
-            tracing::info!("SIGUSR1: reopening the CDR file");
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            match &flag {
+                Some(flag) => {
+                    tracing::info!("SIGUSR1: reopening the CDR file");
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                None => tracing::info!("SIGUSR1: no [cdr] file to reopen; ignored"),
+            }
         }
     });
     Ok(())

@@ -251,16 +251,30 @@ async fn decoded(
         "sip.Call-ID",
         "frame.time_epoch",
     ];
-    let mut args = vec![
-        "-r",
-        sip_s,
-        "-Y",
-        "sip",
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-    ];
+    // SIP on any port: an ephemeral port that is another protocol's
+    // registered one (34980 is EtherCAT's) would be dissected as that.
+    let ports: BTreeSet<String> = run(
+        "tshark",
+        &[
+            "-r",
+            sip_s,
+            "-T",
+            "fields",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+        ],
+    )
+    .await
+    .split_whitespace()
+    .map(|p| format!("udp.port=={p},sip"))
+    .collect();
+    let mut args = vec!["-r", sip_s];
+    for p in &ports {
+        args.extend(["-d", p.as_str()]);
+    }
+    args.extend(["-Y", "sip", "-T", "fields", "-E", "separator=|"]);
     for f in &fields {
         args.extend(["-e", f]);
     }

@@ -37,12 +37,17 @@ const RECONNECT: Duration = Duration::from_secs(1);
 
 const PAGE: &str = include_str!("page.html");
 
+/// The engine's overview as JSON, or why there is none.
+type Overview = Result<Arc<str>, Unavailable>;
+
 /// What the viewers share: the stream slots and the last overview.
 pub struct Feed {
     streams: Arc<Semaphore>,
     /// Held while the engine is asked, so that viewers arriving meanwhile
     /// wait for that answer instead of asking again.
-    latest: Mutex<Option<(Instant, Arc<str>)>>,
+    /// An engine that did not answer is remembered as long: a stuck
+    /// engine must not get one more command per viewer.
+    latest: Mutex<Option<(Instant, Overview)>>,
 }
 
 impl Default for Feed {
@@ -56,14 +61,14 @@ impl Default for Feed {
 
 impl Feed {
     /// The overview: the last one if it is fresh, else a new one.
-    async fn current(&self, state: &AppState) -> Result<Arc<str>, Unavailable> {
+    async fn current(&self, state: &AppState) -> Overview {
         let mut latest = self.latest.lock().await;
         if let Some((_, body)) = latest.as_ref().filter(|(at, _)| at.elapsed() < FRESH) {
-            return Ok(body.clone());
+            return body.clone();
         }
-        let body: Arc<str> = overview_json(state).await?.into();
+        let body = overview_json(state).await.map(Arc::from);
         *latest = Some((Instant::now(), body.clone()));
-        Ok(body)
+        body
     }
 }
 

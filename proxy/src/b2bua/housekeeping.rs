@@ -331,7 +331,7 @@ impl Machine {
             }
         }
         for id in timeouts {
-            self.send_leg_b_cancel_if_ringing(id);
+            self.cancel_ringing_leg_b(id);
             self.fail_call(
                 id,
                 408,
@@ -366,7 +366,7 @@ impl Machine {
         for (id, state) in ids {
             match state {
                 CallState::Calling | CallState::Early => {
-                    self.send_leg_b_cancel_if_ringing(id);
+                    self.cancel_ringing_leg_b(id);
                     self.fail_call(
                         id,
                         503,
@@ -377,15 +377,26 @@ impl Machine {
                 }
                 CallState::Cancelling => self.end_call(id, "shutdown", false, false),
                 CallState::Answered | CallState::Confirmed => {
+                    // A resume INVITE ringing on the new member.
+                    if self.store.get(id).is_some_and(|c| c.resuming.is_some()) {
+                        self.cancel_ringing_leg_b(id);
+                    }
                     self.end_call(id, "shutdown", true, true)
                 }
             }
         }
     }
 
-    fn send_leg_b_cancel_if_ringing(&mut self, id: u64) {
-        if let Some(c) = self.store.get_mut(id).filter(|c| c.b.provisional) {
-            c.state = CallState::Cancelling;
+    /// CANCELs leg B's INVITE if it rings (a provisional came: §9.1 allows
+    /// a CANCEL only then): the member must not be left with a call nobody
+    /// will ACK. Before any provisional there is nothing to cancel yet.
+    fn cancel_ringing_leg_b(&mut self, id: u64) {
+        let ringing = self
+            .store
+            .get(id)
+            .is_some_and(|c| c.b.provisional && c.b.invite_key.is_some());
+        if ringing {
+            self.send_leg_b_cancel(id);
         }
     }
 

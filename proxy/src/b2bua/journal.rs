@@ -57,6 +57,8 @@ pub enum EventKind {
     /// Calls moved off a member by the operator (`tandem move`): not
     /// counted as resumes, which are about failures.
     CallMoved,
+    /// A move's attempt on one member failed (the next is tried).
+    MoveFailed,
     /// This node became the active one at start (no peer serving).
     Active,
     /// This node took the calls over from its peer (peer lost, a

@@ -45,6 +45,12 @@ pub(super) struct Survival {
 }
 
 impl Survival {
+    /// Queues call `id` for a resume INVITE (a takeover adopts calls the
+    /// old node had queued).
+    pub(super) fn queue_resume(&mut self, id: u64) {
+        self.queue.push_back(id);
+    }
+
     /// Whether member `i` is suspect (media silence seen, its confirming
     /// probe outstanding).
     pub(super) fn is_suspect(&self, i: usize) -> bool {
@@ -313,12 +319,15 @@ impl Machine {
         let (from, to) = (self.member_name(r.from), self.member_name(call.b.member));
         let planned = r.planned;
         self.count_resume(planned, &from, &to, "failed");
-        self.journal.note(
-            self.wall,
-            EventKind::ResumeFailed,
-            &from,
-            &format!("{to}: {why}"),
-        );
+        // A move's attempt that failed tries the next member: the
+        // operator's business, not a failure of the service.
+        let kind = if planned {
+            EventKind::MoveFailed
+        } else {
+            EventKind::ResumeFailed
+        };
+        self.journal
+            .note(self.wall, kind, &from, &format!("{to}: {why}"));
         tracing::info!(call = id, member = %to, why, "resume attempt failed");
         self.mark_resume(id, from, to, "failed");
         self.release_member(id, "failed");

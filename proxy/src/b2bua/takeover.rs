@@ -13,11 +13,13 @@
 //! * Step-down: the live calls are dropped without a word to anybody — the
 //!   other node serves them now.
 
+use std::time::Instant;
+
 use sipcore::transaction::{response_target, ClientKey};
 use sipcore::transport::Target;
 
 use super::call::{Call, UnixMillis};
-use super::{ClientRole, Machine, Timers};
+use super::{ClientRole, Machine, TimerEvent, Timers};
 use crate::pool::Health;
 
 /// Added to every replicated local CSeq at takeover.
@@ -25,9 +27,10 @@ pub const CSEQ_HEADROOM: u32 = 1000;
 
 impl Machine {
     /// Takeover: the replicated calls become live ones. Media silence of
-    /// adopted calls counts from `serving_since`.
-    pub fn adopt(&mut self, copy: Vec<Call>, serving_since: UnixMillis) {
+    /// adopted calls counts from `serving_since`; `now` is the same moment.
+    pub fn adopt(&mut self, copy: Vec<Call>, serving_since: UnixMillis, now: Instant) {
         self.serving_since = serving_since;
+        self.now = now;
         for mut call in copy {
             for d in [call.a.dialog.as_mut(), call.b.dialog.as_mut()]
                 .into_iter()
@@ -41,11 +44,17 @@ impl Machine {
                     m.active_calls += 1;
                 }
             }
+            // A call being resumed (a failure, or the operator's move) is
+            // answered but has no leg B yet: its resume INVITE, if out, is
+            // taken up as a ringing call's is; if not yet sent, the call
+            // waits in this node's resume queue (the old node's was lost
+            // with it).
+            let resuming = call.resuming.is_some();
             let ringing = call
                 .b
                 .invite_key
                 .clone()
-                .filter(|_| call.answered_at.is_none());
+                .filter(|_| call.answered_at.is_none() || resuming);
             if let Some(key) = call.a.invite_key.clone() {
                 let source = Target {
                     transport: call.a.transport,
@@ -65,9 +74,25 @@ impl Machine {
                 tracing::error!(call = id, conflict = ?e, "adopted call not stored");
                 continue;
             }
-            if let Some(key) = ringing {
-                self.store
-                    .bind_client(key, ClientRole::LegBInvite { call: id });
+            match ringing {
+                Some(key) => {
+                    if resuming {
+                        // Its caller hears silence meanwhile: no answer in
+                        // time tries the next member, as on the old node.
+                        let due = now + self.settings.member_answer_timeout;
+                        self.timers.at(
+                            due,
+                            TimerEvent::MemberAnswer {
+                                call: id,
+                                key: key.clone(),
+                            },
+                        );
+                    }
+                    self.store
+                        .bind_client(key, ClientRole::LegBInvite { call: id });
+                }
+                None if resuming => self.survival.queue_resume(id),
+                None => {}
             }
         }
         self.obs.calls_active(self.store.len());

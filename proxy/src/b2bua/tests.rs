@@ -2545,6 +2545,7 @@ fn at_the_drain_deadline_calls_up_get_bye_with_reason_and_ringing_ones_503() {
     let mut lab = Lab::new();
     lab.answered_call("c1");
     lab.call("c2");
+    assert_eq!(lab.answer("INVITE", 180, None), ["respond 180 INVITE"]);
     assert!(lab.on(Event::Drain).is_empty());
     // Draining: a new call is refused, with Retry-After.
     assert_eq!(refused(&mut lab, "c3"), (503, Some("5".into())));
@@ -2553,6 +2554,11 @@ fn at_the_drain_deadline_calls_up_get_bye_with_reason_and_ringing_ones_503() {
     assert!(out.contains(&format!("send BYE to {TRUNK}")), "{out:?}");
     assert!(out.contains(&format!("send BYE to {MS1}")), "{out:?}");
     assert!(out.contains(&"respond 503 INVITE".to_string()), "{out:?}");
+    // The ringing member is told too: no call left that nobody ACKs.
+    assert!(
+        out.iter().any(|a| a.starts_with("send CANCEL to")),
+        "{out:?}"
+    );
     assert_eq!(
         out.iter().filter(|a| *a == "cdr shutdown").count(),
         2,

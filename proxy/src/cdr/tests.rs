@@ -272,6 +272,18 @@ fn reopen_after_an_outside_rename() {
 }
 
 #[test]
+fn a_line_cut_short_before_a_restart_does_not_swallow_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cdr.jsonl");
+    // What a full disk and then a stop leave behind: half a line.
+    std::fs::write(&path, b"{\"n\":0}\n{\"n\":").unwrap();
+    let mut a = Appender::open(&config(&path)).unwrap();
+    a.push(numbered(1));
+    a.work(Instant::now());
+    assert_eq!(lines_of(&path), ["{\"n\":0}", "{\"n\":", "{\"n\":1}"]);
+}
+
+#[test]
 fn fsync_policies() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cdr.jsonl");

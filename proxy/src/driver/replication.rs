@@ -284,7 +284,7 @@ impl Driver {
                 Err(_) => tracing::warn!(call = call.id, "no relay session for an adopted call"),
             }
         }
-        self.machine.adopt(copy, now);
+        self.machine.adopt(copy, now, std::time::Instant::now());
         // Becoming active at start (no peer serving), or the pair's first
         // epoch (nobody served before), is no takeover.
         let kind = if reason == "start" || epoch <= 1 {

@@ -76,7 +76,8 @@ pub fn redirect_contacts(pool: &Pool, ruri_user: &str) -> Vec<RedirectContact> {
         .members
         .iter()
         .enumerate()
-        .filter(|(_, m)| m.health == Health::Up)
+        // A drained member (`tandem drain member`) is offered no new call.
+        .filter(|(_, m)| m.health == Health::Up && !m.draining)
         .map(|(i, m)| (i, m.priority))
         .collect();
     up.sort_by_key(|&(i, priority)| (priority, i));

@@ -56,6 +56,14 @@ fn redirect_contacts_are_up_members_best_priority_first() {
         "down members are left out"
     );
     assert_eq!(contacts[0].uri, "sip:10.0.0.3:5060");
+    // A drained member is offered no new call either.
+    pool.members[3].draining = true;
+    let contacts = redirect_contacts(&pool, "");
+    assert_eq!(
+        contacts.iter().map(|c| c.member).collect::<Vec<_>>(),
+        [2, 0],
+        "drained members are left out"
+    );
 }
 
 #[test]

@@ -315,3 +315,72 @@ fn a_drain_survives_a_reload_by_name_and_reaches_the_standby() {
     let (_, media) = standby.call("c1");
     assert_eq!(media.last().unwrap(), &format!("send INVITE to {MS2}"));
 }
+
+/// A takeover in the middle of a move: the resume INVITE the old node
+/// sent is answered to the new active node, which takes it (no caller
+/// left without leg B); a call whose resume was not sent yet is resumed
+/// from the new node's own queue.
+#[test]
+fn a_takeover_mid_move_finishes_the_move_on_the_new_active_node() {
+    let mut a = lab();
+    a.m.settings.survival.resume_rate = 10;
+    for id in ["c1", "c2"] {
+        a.answered_call(id);
+    }
+    let (report, _) = a.move_calls("ms1", None, None);
+    assert_eq!(report.unwrap().scheduled, 2);
+    // One resume INVITE (c1) goes out; c2 waits for the pace.
+    assert!(a.on(Event::SurvivalTick).is_empty());
+    a.advance(100);
+    assert_eq!(
+        a.on(Event::SurvivalTick),
+        vec![format!("send INVITE to {MS2}")]
+    );
+    let (key, invite, _) = a
+        .sent
+        .iter()
+        .find(|(_, m, _)| m.header("X-Tandem-Resumed").is_some())
+        .cloned()
+        .unwrap();
+    let copy: Vec<Call> = a.m.store.values().cloned().collect();
+
+    // a dies; b adopts its calls.
+    let mut b = lab();
+    b.m.settings.survival.resume_rate = 10;
+    let now = b.now;
+    b.m.adopt(copy, 1_000_000, now);
+    let response = Message::parse(
+        ResponseBuilder::with_to_tag(&invite, 200, "OK", Some("new"))
+            .header("Contact", &format!("<sip:ms@{MS2}>"))
+            .body("application/sdp", Bytes::from(sdp("127.0.0.1", 18000)))
+            .build(),
+    )
+    .unwrap();
+    assert_eq!(
+        b.on(Event::Tu(TuEvent::Response { key, response })),
+        [
+            format!("raw ACK to {MS2}"),
+            "switch to 127.0.0.1:18000".to_owned()
+        ]
+    );
+    // c2's resume goes out from b.
+    b.on(Event::SurvivalTick);
+    b.advance(100);
+    assert_eq!(
+        b.on(Event::SurvivalTick),
+        vec![format!("send INVITE to {MS2}")]
+    );
+    b.answer_resumes(MS2, 18002);
+    assert_eq!(
+        b.members_of_calls(),
+        [
+            ("c1".into(), "ms2".into(), "confirmed"),
+            ("c2".into(), "ms2".into(), "confirmed"),
+        ]
+    );
+    assert_eq!(
+        (b.member_view("ms1").calls, b.member_view("ms2").calls),
+        (0, 2)
+    );
+    assert_eq!(b.m.store.check(), Ok(()));
+}
