@@ -4,6 +4,8 @@
 #
 #   loadtest/bench/b2bua-cpu.sh [RATE] [SECONDS]        (defaults 400 cps, 30 s)
 #   HOLD_CALLS=4000 loadtest/bench/b2bua-cpu.sh          (also: memory per held call)
+#   PERF=1 loadtest/bench/b2bua-cpu.sh 1000 20           (also: a perf profile of
+#                                                          the window, top symbols)
 #
 # The held calls' RSS is read once their set-up transactions have ended
 # (HOLD_SETTLE_S after the last call is up, default 35 s: 64*T1 = 32 s),
@@ -20,6 +22,7 @@ RATE=${1:-400}
 SECS=${2:-30}
 HOLD_CALLS=${HOLD_CALLS:-0}
 HOLD_SETTLE_S=${HOLD_SETTLE_S:-35}
+PERF=${PERF:-0}
 command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 2; }
 cargo build --release --bin tandem >/dev/null 2>&1
 
@@ -67,11 +70,22 @@ calls=$((RATE * SECS))
 err0=$(rcvbuf_errors)
 c0=$(cpu_ticks $tpid)
 t0=$(date +%s.%N)
+if [ "$PERF" = 1 ]; then
+    # Sampled on Tandem's pid for the measured window only (perf runs on
+    # core 1 with SIPp: it samples core 0's Tandem, it does not share it).
+    taskset -c 1 perf record -F 999 -p "$tpid" -o "$dir/perf.data" >"$dir/perf-record.log" 2>&1 &
+    perf_pid=$!
+    pids+=($perf_pid)
+fi
 taskset -c 1 sipp -sn uac 127.0.0.1:$SIP -i 127.0.0.1 -p 25090 -m $calls -r $RATE -d 0 -l $((RATE * 4)) \
     -nostdin -buff_size 8388608 -trace_stat -stf "$dir/uac.csv" -fd 1 -timeout $((SECS * 3))s >"$dir/uac.log" 2>&1 || true
 c1=$(cpu_ticks $tpid)
 t1=$(date +%s.%N)
 err1=$(rcvbuf_errors)
+if [ "$PERF" = 1 ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+fi
 col() { awk -F';' -v col="$1" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} NF{v=$c} END{print v+0}' "$dir/uac.csv"; }
 ok=$(col 'SuccessfulCall(C)'); failed=$(col 'FailedCall(C)'); retrans=$(col 'Retransmissions(C)')
 cpu_s=$(echo "($c1 - $c0) / $hz" | bc -l)
@@ -108,5 +122,14 @@ if [ "$HOLD_CALLS" -gt 0 ]; then
     printf 'kernel UDP socket memory (not in RSS): %d pages more = %.0f bytes per call\n' \
         "$((u1 - u0))" "$(echo "($u1 - $u0) * $page / ${active%.*}" | bc -l)"
     kill $hpid 2>/dev/null || true
+fi
+if [ "$PERF" = 1 ] && [ -s "$dir/perf.data" ]; then
+    perf report -i "$dir/perf.data" --no-children --fields overhead,dso,sym --stdio >"$dir/perf-report.txt" 2>/dev/null || true
+    perf report -i "$dir/perf.data" --no-children --fields overhead,dso --stdio >"$dir/perf-dso.txt" 2>/dev/null || true
+    { grep -v -e '^#' -e '^$' "$dir/perf-dso.txt" | sed 's/ *$//' | head -6
+      echo "  --"
+      grep -v -e '^#' -e '^$' "$dir/perf-report.txt" | sed 's/ *$//' | head -25; } >"$dir/perf-top.txt" || true
+    echo "perf profile of the window, by object then top symbols ($dir/perf-top.txt):"
+    sed 's/^/  /' "$dir/perf-top.txt"
 fi
 echo "logs: $dir"
