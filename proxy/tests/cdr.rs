@@ -8,31 +8,16 @@ mod common;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use testkit::{wait_for, Sipp, SippOutcome, SippProcess, Tandem, TandemConfig};
+use testkit::{wait_for, Sipp, SippOutcome, Tandem, TandemConfig};
 
-use common::{read_json, run_call, said, tandem_load, wait_members_up, SECS, TANDEM};
-
-fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/sipp")
-        .join(name)
-}
-
-/// A SIPp media server (`-aa` answers the keepalives); `echo` sends the
-/// RTP back.
-async fn media_server(echo: bool) -> SippProcess {
-    let mut sipp = Sipp::builtin("uas", None).arg("-aa");
-    if echo {
-        sipp = sipp.arg("-rtp_echo");
-    }
-    let mut p = sipp.spawn();
-    p.wait_ready(SECS(5)).await;
-    p
-}
+use common::{
+    load_call_args, media_server, read_json, run_call, said, scenario, tandem_load,
+    wait_members_up, SECS, TANDEM,
+};
 
 /// Tandem with ms1 first (sequential), fast keepalives, and `[cdr]` at
 /// `path` plus `extra` keys.
@@ -119,7 +104,7 @@ fn distinct_a_call_ids(lines: &[&Value]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cdr_counters_exist_at_zero_without_cdr_too() {
-    let ms1 = media_server(false).await;
+    let ms1 = media_server(None, false).await;
     let tandem = Tandem::start(TANDEM, TandemConfig::new([("ms1", ms1.addr())])).await;
     let m = tandem.metrics().await;
     for counter in [
@@ -133,8 +118,8 @@ async fn the_cdr_counters_exist_at_zero_without_cdr_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_gets_one_line_with_its_fields_and_a_start_line() {
-    let ms1 = media_server(false).await;
-    let ms2 = media_server(false).await;
+    let ms1 = media_server(None, false).await;
+    let ms2 = media_server(None, false).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cdr.jsonl");
     let tandem = tandem(ms1.addr(), ms2.addr(), &path, "start_records = true\n").await;
@@ -210,8 +195,8 @@ async fn every_call_gets_one_line_with_its_fields_and_a_start_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_resumed_off_a_killed_member_carries_the_resume_marks() {
     let bin = tandem_load();
-    let ms1 = media_server(true).await;
-    let ms2 = media_server(true).await;
+    let ms1 = media_server(None, true).await;
+    let ms2 = media_server(None, true).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cdr.jsonl");
     let tandem = tandem(ms1.addr(), ms2.addr(), &path, "").await;
@@ -219,26 +204,13 @@ async fn a_call_resumed_off_a_killed_member_carries_the_resume_marks() {
 
     // 2 calls of 6 s on ms1; at 2 s ms1 is killed and they move to ms2.
     let kill = format!("kill -9 {}", ms1.pid().expect("ms1 runs"));
-    let args: Vec<String> = [
-        "--target",
-        &tandem.sip_addr().to_string(),
-        "--calls",
-        "2",
-        "--rate",
-        "20",
-        "--hold",
+    let args = load_call_args(
+        &tandem,
+        2,
         "6s",
-        "--quiet",
-        "--json",
-        json.to_str().unwrap(),
-        "--fail-at",
-        "2",
-        "--fail-cmd",
-        &kill,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &json,
+        &["--fail-at", "2", "--fail-cmd", &kill],
+    );
     let out = run_call(&bin, &args, SECS(60)).await;
     let said = said(&out, &tandem);
     assert!(out.status.success(), "{said}");
@@ -283,8 +255,8 @@ async fn kill_9(tandem: &mut Tandem) {
 
 /// Calls, then `kill -9` at once: every call SIPp saw end is in the file.
 async fn complete_after_kill_9(policy: &str) {
-    let ms1 = media_server(false).await;
-    let ms2 = media_server(false).await;
+    let ms1 = media_server(None, false).await;
+    let ms2 = media_server(None, false).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cdr.jsonl");
     let mut tandem = tandem(ms1.addr(), ms2.addr(), &path, policy).await;
@@ -384,8 +356,8 @@ async fn a_full_disk_never_stops_calls_and_the_backlog_is_written_when_space_ret
     let disk = TinyDisk::mount();
     let path = disk.path().join("cdr.jsonl");
     let filler = disk.path().join("filler");
-    let ms1 = media_server(false).await;
-    let ms2 = media_server(false).await;
+    let ms1 = media_server(None, false).await;
+    let ms2 = media_server(None, false).await;
     let mut tandem = tandem(ms1.addr(), ms2.addr(), &path, "fsync = \"every_record\"\n").await;
     disk.fill(&filler);
 
@@ -433,8 +405,8 @@ async fn a_full_disk_never_stops_calls_and_the_backlog_is_written_when_space_ret
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigusr1_reopens_the_file_after_a_logrotate_rename() {
-    let ms1 = media_server(false).await;
-    let ms2 = media_server(false).await;
+    let ms1 = media_server(None, false).await;
+    let ms2 = media_server(None, false).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cdr.jsonl");
     let rotated = dir.path().join("cdr.jsonl.1");
