@@ -6,6 +6,9 @@
 #   HOLD_CALLS=4000 loadtest/bench/b2bua-cpu.sh          (also: memory per held call)
 #   PERF=1 loadtest/bench/b2bua-cpu.sh 1000 20           (also: a perf profile of
 #                                                          the window, top symbols)
+#   TANDEM_BIN=/tmp/tandem-base loadtest/bench/b2bua-cpu.sh 1000 20
+#                                                         (another build, e.g. the commit
+#                                                          before a change, for a ratio)
 #
 # The held calls' RSS is read once their set-up transactions have ended
 # (HOLD_SETTLE_S after the last call is up, default 35 s: 64*T1 = 32 s),
@@ -23,8 +26,12 @@ SECS=${2:-30}
 HOLD_CALLS=${HOLD_CALLS:-0}
 HOLD_SETTLE_S=${HOLD_SETTLE_S:-35}
 PERF=${PERF:-0}
+TANDEM_BIN=${TANDEM_BIN:-}
 command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 2; }
-cargo build --release --bin tandem >/dev/null 2>&1
+if [ -z "$TANDEM_BIN" ]; then
+    cargo build --release --bin tandem >/dev/null 2>&1
+    TANDEM_BIN=./target/release/tandem
+fi
 
 dir=$(mktemp -d /tmp/tandem-bench.XXXXXX)
 pids=()
@@ -57,7 +64,7 @@ TOML
 
 taskset -c 1 sipp -sn uas -i 127.0.0.1 -p $MS -aa -nostdin -buff_size 8388608 >"$dir/uas.log" 2>&1 &
 pids+=($!)
-taskset -c 0 ./target/release/tandem run --config "$dir/tandem.toml" >"$dir/tandem.log" 2>&1 &
+taskset -c 0 "$TANDEM_BIN" run --config "$dir/tandem.toml" >"$dir/tandem.log" 2>&1 &
 tpid=$!
 pids+=($tpid)
 sleep 1.5
