@@ -62,6 +62,11 @@ pub struct RelayConfig {
     /// with `PortsExhausted`, for a caller that must never block (a call
     /// engine answering 503 is better than one that stops for a second).
     pub release_wait: Duration,
+    /// Forward latched RTP streams in the kernel (a BPF program at tc
+    /// ingress, see `fastpath.rs`): `off` (default), `auto` (when the
+    /// program loads and attaches), `on` (the relay does not start
+    /// without it).
+    pub fast_path: crate::fastpath::FastPathMode,
 }
 
 impl Default for RelayConfig {
@@ -81,6 +86,7 @@ impl Default for RelayConfig {
             max_parked_pairs: None,
             session_defaults: SessionOptions::default(),
             release_wait: Duration::from_secs(1),
+            fast_path: crate::fastpath::FastPathMode::Off,
         }
     }
 }

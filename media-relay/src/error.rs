@@ -72,6 +72,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// `fast_path = "on"` and the kernel fast path cannot be had.
+    #[error("media relay config: `fast_path` is \"on\" but the RTP kernel fast path is unavailable: {0}")]
+    FastPathUnavailable(String),
 }
 
 /// Result alias of the crate.

@@ -14,6 +14,7 @@
 mod config;
 pub mod continuity;
 mod error;
+mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
 mod pool;
@@ -27,6 +28,7 @@ mod worker;
 pub use config::{Latching, RelayConfig, SessionOptions, MAX_BATCH};
 pub use continuity::{ContinuityState, Rewrite, SentPoint};
 pub use error::{Error, Result};
+pub use fastpath::FastPathMode;
 pub use relay::{MediaRelay, RelayCounters};
 pub use session::{
     LocalPorts, RelaySnapshot, SessionId, SessionInfo, SessionParams, SessionSnapshot,

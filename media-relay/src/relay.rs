@@ -14,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{RelayConfig, SessionOptions};
 use crate::error::{Error, Result};
+use crate::fastpath::{FastPath, FastPathMode};
 use crate::pool::{PortPool, Unavailable};
 use crate::session::{
     LocalPorts, RelaySnapshot, SessionId, SessionInfo, SessionParams, SessionSnapshot,
@@ -94,6 +95,8 @@ pub struct MediaRelay {
     registry: Mutex<Registry>,
     workers: Vec<WorkerHandle>,
     dropped_stray: AtomicU64,
+    /// The RTP kernel fast path, when on (see `fastpath.rs`).
+    fast_path: Option<Arc<FastPath>>,
 }
 
 impl std::fmt::Debug for MediaRelay {
@@ -123,8 +126,9 @@ impl MediaRelay {
             pool: Mutex::new(pool),
             released: Condvar::new(),
         });
+        let fast_path = start_fast_path(&config, pairs)?;
         let workers = (0..n)
-            .map(|i| worker::spawn(i, &config, pool.clone(), pairs))
+            .map(|i| worker::spawn(i, &config, pool.clone(), pairs, fast_path.clone()))
             .collect::<Result<Vec<_>>>()?;
         Ok(MediaRelay {
             registry: Mutex::new(Registry {
@@ -136,7 +140,13 @@ impl MediaRelay {
             pool,
             workers,
             dropped_stray: AtomicU64::new(0),
+            fast_path,
         })
+    }
+
+    /// Whether latched RTP is forwarded in the kernel.
+    pub fn fast_path_active(&self) -> bool {
+        self.fast_path.is_some()
     }
 
     /// The config in force.
@@ -198,7 +208,12 @@ impl MediaRelay {
         };
         debug_assert_eq!((a.port, b.port), (la.rtp_port, lb.rtp_port));
         let state = SessionState::from_snapshot(snap);
-        self.install(&mut reg, worker, state, a, b)
+        let info = self.install(&mut reg, worker, state, a, b)?;
+        drop(reg);
+        // A restored session is latched already (a standby taking over):
+        // its streams go to the kernel at once.
+        self.with_state_synced(id, |_| ())?;
+        Ok(info)
     }
 
     /// Brings a session in line with a newer snapshot of it (a standby
@@ -214,7 +229,7 @@ impl MediaRelay {
         match same_ports {
             Some(true) => {
                 snap.options.validate("options.clock_rate")?;
-                self.with_state(snap.id, |st| {
+                self.with_state_synced(snap.id, |st| {
                     st.apply_snapshot(snap);
                     st.info()
                 })
@@ -505,10 +520,26 @@ impl MediaRelay {
         Ok(f(&mut st))
     }
 
+    /// [`with_state`](Self::with_state) for a change that may move the
+    /// session's kernel entries: they follow it under the same lock.
+    fn with_state_synced<T>(
+        &self,
+        id: SessionId,
+        f: impl FnOnce(&mut SessionState) -> T,
+    ) -> Result<T> {
+        self.with_state(id, |st| {
+            let out = f(st);
+            if let Some(fp) = &self.fast_path {
+                fp.sync(st, worker::unix_us());
+            }
+            out
+        })
+    }
+
     /// Sets the RTP address of `side` from its SDP (RTCP defaults to RTP+1).
     /// A different address than before re-arms latching for that side.
     pub fn set_remote(&self, id: SessionId, side: Side, addr: SocketAddr) -> Result<()> {
-        self.with_state(id, |st| st.set_remote(side, addr))
+        self.with_state_synced(id, |st| st.set_remote(side, addr))
     }
 
     /// Sets the RTCP address of `side` (SDP `a=rtcp`).
@@ -537,28 +568,40 @@ impl MediaRelay {
         addr: SocketAddr,
         signalling_ip: Option<IpAddr>,
     ) -> Result<()> {
-        self.with_state(id, |st| st.switch_upstream(addr, signalling_ip))
+        self.with_state_synced(id, |st| st.switch_upstream(addr, signalling_ip))
     }
 
     /// Changes a session's options (clock rate, continuity, re-latching).
     pub fn set_options(&self, id: SessionId, options: SessionOptions) -> Result<()> {
         options.validate("options.clock_rate")?;
-        self.with_state(id, |st| st.options = options)
+        self.with_state_synced(id, |st| st.options = options)
     }
 
     /// Stats of both streams of a session.
     pub fn stats(&self, id: SessionId) -> Result<SessionStats> {
-        self.with_state(id, |st| st.stats(Instant::now()))
+        let mut stats = self.with_state(id, |st| st.stats(Instant::now()))?;
+        if let Some(fp) = &self.fast_path {
+            fp.add_stats(id, &mut stats);
+        }
+        Ok(stats)
     }
 
     /// How long since `side` last received RTP (None: never). Cheaper than
     /// [`stats`](Self::stats); for inactivity detection.
     pub fn idle_time(&self, id: SessionId, side: Side) -> Result<Option<Duration>> {
         let now = Instant::now();
-        self.with_state(id, |st| {
+        let user = self.with_state(id, |st| {
             st.stats[side.index()]
                 .last_packet()
                 .map(|t| now.saturating_duration_since(t))
+        })?;
+        let kernel = self
+            .fast_path
+            .as_ref()
+            .and_then(|fp| fp.idle_time(id, side));
+        Ok(match (user, kernel) {
+            (Some(u), Some(k)) => Some(u.min(k)),
+            (u, k) => u.or(k),
         })
     }
 
@@ -652,7 +695,11 @@ impl MediaRelay {
             let mut st = lock(&state);
             st.removed = true;
             let ports = [st.sides[0].local.rtp_port, st.sides[1].local.rtp_port];
-            (st.stats(Instant::now()), ports)
+            let mut stats = st.stats(Instant::now());
+            if let Some(fp) = &self.fast_path {
+                fp.remove(&mut st, &mut stats, worker::unix_us());
+            }
+            (stats, ports)
         };
         {
             let mut pool = lock(&self.pool.pool);
@@ -678,6 +725,27 @@ impl MediaRelay {
 /// straggler is drained on reuse and latching ignores a foreign source),
 /// and at a few thousand calls a second the sockets of the pairs freed in
 /// one second are all that has to stay parked.
+/// Loads and attaches the kernel fast path as `fast_path` says: `auto`
+/// logs once why not and goes on without it, `on` refuses to start.
+fn start_fast_path(config: &RelayConfig, pairs: usize) -> Result<Option<Arc<FastPath>>> {
+    if config.fast_path == FastPathMode::Off {
+        return Ok(None);
+    }
+    // Two entries per session, two pairs per session.
+    let entries = u32::try_from(pairs).unwrap_or(u32::MAX);
+    match FastPath::start(config.local_ip, entries) {
+        Ok(fp) => Ok(Some(Arc::new(fp))),
+        Err(reason) if config.fast_path == FastPathMode::Auto => {
+            tracing::warn!(
+                "media.fast_path = \"auto\": the RTP kernel fast path is unavailable \
+                 ({reason}); the user-space relay forwards all media"
+            );
+            Ok(None)
+        }
+        Err(reason) => Err(Error::FastPathUnavailable(reason)),
+    }
+}
+
 const PARKED_REUSE_AFTER: Duration = Duration::from_millis(500);
 
 /// Parked pairs closed at once when the process runs out of descriptors.

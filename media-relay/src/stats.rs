@@ -84,6 +84,13 @@ pub struct StreamStats {
     /// ICMP port-unreachable errors for packets sent to this stream's
     /// peer: it is gone or not listening any more.
     pub peer_refused: u64,
+    /// Of `packets`, those the kernel fast path forwarded (the user-space
+    /// relay never saw them: loss, jitter and gaps are of the others).
+    #[serde(default)]
+    pub kernel_packets: u64,
+    /// Of `bytes`, those of `kernel_packets`.
+    #[serde(default)]
+    pub kernel_bytes: u64,
 }
 
 /// Running state behind [`StreamStats`].
@@ -292,6 +299,8 @@ impl StreamRecorder {
             dropped_no_destination: self.drops[DropReason::NoDestination as usize],
             send_errors: self.drops[DropReason::SendError as usize],
             peer_refused: self.refused,
+            kernel_packets: 0,
+            kernel_bytes: 0,
         }
     }
 }

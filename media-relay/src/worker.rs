@@ -50,6 +50,7 @@ use socket2::SockAddr;
 
 use crate::config::RelayConfig;
 use crate::error::{Error, Result};
+use crate::fastpath::FastPath;
 use crate::pool::PortPool;
 use crate::relay::connected_socket;
 use crate::session::{Port, SessionId, SessionState, Side, Verdict};
@@ -229,6 +230,7 @@ pub(crate) fn spawn(
     config: &RelayConfig,
     pool: Arc<SharedPool>,
     pairs: usize,
+    fast_path: Option<Arc<FastPath>>,
 ) -> Result<WorkerHandle> {
     let start = |source: io::Error| Error::WorkerStart {
         worker: index,
@@ -258,6 +260,7 @@ pub(crate) fn spawn(
         counters: counters.clone(),
         pool,
         signals: signals.clone(),
+        fast_path,
     };
     let thread = std::thread::Builder::new()
         .name(format!("media-relay-{index}"))
@@ -306,9 +309,12 @@ struct Worker {
     counters: Arc<WorkerCounters>,
     pool: Arc<SharedPool>,
     signals: Arc<Signals>,
+    /// The RTP kernel fast path: latched streams are handed to it after a
+    /// batch (see `fastpath.rs`).
+    fast_path: Option<Arc<FastPath>>,
 }
 
-fn unix_us() -> u64 {
+pub(crate) fn unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
@@ -582,6 +588,10 @@ impl Worker {
                     }
                     continue;
                 }
+                let fast = self.fast_path.as_ref().filter(|_| port == Port::Rtp);
+                if let Some(fp) = fast {
+                    fp.before_user_rtp(&mut st, side, now_us);
+                }
                 for k in 0..n {
                     let verdict = match self.recv.source(k) {
                         Some(src) if !self.recv.truncated(k) => {
@@ -602,6 +612,9 @@ impl Worker {
                             false
                         }
                     };
+                }
+                if let (Some(fp), true) = (fast, forward > 0) {
+                    fp.sync(&mut st, now_us);
                 }
                 latched = st.latched(side, port);
                 let dest = st.destination(side, port);

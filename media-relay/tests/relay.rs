@@ -1,20 +1,17 @@
 //! Integration tests with real UDP sockets on 127.0.0.0/8. Each test uses
 //! its own loopback address and port range. Every receive has a deadline.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::{addr, eventually, ip, peer, recv, rr, rtp_pkt, DEADLINE};
 use media_relay::rtp::{self, build_rtp};
 use media_relay::{
     Error, Latching, MediaRelay, RelayConfig, RelaySnapshot, SessionId, SessionOptions,
     SessionParams, Side,
 };
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-fn ip(net: u8, host: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, net, host))
-}
 
 fn relay(net: u8, port_min: u16, port_max: u16) -> MediaRelay {
     MediaRelay::new(RelayConfig {
@@ -25,36 +22,6 @@ fn relay(net: u8, port_min: u16, port_max: u16) -> MediaRelay {
         ..RelayConfig::default()
     })
     .expect("relay starts")
-}
-
-/// A peer socket on `127.0.net.host`, ephemeral port.
-fn peer(net: u8, host: u8) -> UdpSocket {
-    let s = UdpSocket::bind(SocketAddr::new(ip(net, host), 0)).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s
-}
-
-fn addr(s: &UdpSocket) -> SocketAddr {
-    s.local_addr().unwrap()
-}
-
-fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
-    let mut buf = [0u8; 2048];
-    match s.recv_from(&mut buf) {
-        Ok((n, from)) => (buf[..n].to_vec(), from),
-        Err(e) => panic!("nothing received on {} within {DEADLINE:?}: {e}", addr(s)),
-    }
-}
-
-fn rtp_pkt(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
-    build_rtp(0, seq, ts, ssrc, &[0xd5; 160])
-}
-
-/// RTCP RR without report blocks.
-fn rr(ssrc: u32) -> Vec<u8> {
-    let mut p = vec![0x80, 201, 0, 1];
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p
 }
 
 /// A session whose sides' SDP name `trunk` and `server`.
@@ -70,15 +37,6 @@ fn session_between(
         options: None,
     };
     r.create_session(id, params).unwrap()
-}
-
-/// Polls `f` until it holds or the deadline passes.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[tokio::test]

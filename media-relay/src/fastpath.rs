@@ -1,0 +1,485 @@
+//! The RTP kernel fast path: latched RTP streams forwarded by a BPF
+//! program at tc ingress (`bpf/fastpath.bpf.c`) instead of the workers.
+//!
+//! User space keeps everything but the forwarding of a latched stream's RTP:
+//! set-up, latching, RTCP, the first packets, upstream switches. After each
+//! change of a session (a worker's batch, a control call) [`FastPath::sync`]
+//! compares the entries the session *should* have — one per direction whose
+//! receiving side has latched and whose other side has a destination, and
+//! whose continuity mapping is known — with those installed, and fixes the
+//! difference (event in, map writes out). An entry that goes away hands its
+//! counters and the newest packet it sent back to the session: the packet
+//! counts stay whole and the continuity state (`continuity.rs`) continues
+//! from what the kernel last sent, so a media-server move computes its
+//! mapping from the real stream.
+//!
+//! The program is attached through a TCX link on kernels that have it
+//! (>= 6.6): the link belongs to this process's file descriptor, so it goes
+//! away when the process does, however it ends, and the program of another
+//! relay on the same interface runs beside it (a miss passes to the next
+//! program). Older kernels get a netlink clsact filter, removed on drop.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap, PerCpuValues};
+use aya::programs::{tc, SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+use serde::{Deserialize, Serialize};
+
+use crate::continuity::{ContinuityState, SentPoint};
+use crate::session::{SessionId, SessionState, SessionStats, Side};
+
+mod sys;
+
+use sys::{FlowKey, Route, StreamCounters};
+
+/// The BPF object built by `build.rs` (empty when clang was missing).
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fastpath.bpf.o"));
+const PROGRAM: &str = "tandem_rtp_fastpath";
+
+/// Whether the relay forwards latched RTP in the kernel
+/// (`media.fast_path`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPathMode {
+    /// When the BPF program loads and attaches; otherwise the user-space
+    /// relay, with one log line saying why.
+    Auto,
+    /// Always: the relay does not start without it.
+    On,
+    /// Never: the user-space relay forwards everything.
+    #[default]
+    Off,
+}
+
+/// What the kernel forwarded for one stream (receiving side) of a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KernelStream {
+    pub packets: u64,
+    pub bytes: u64,
+    /// The newest packet sent: SSRC, sequence, timestamp (as sent) and its
+    /// `bpf_ktime_get_ns` time.
+    pub last: Option<(u32, u16, u32, u64)>,
+}
+
+impl KernelStream {
+    fn from_cpus(values: &[StreamCounters]) -> KernelStream {
+        let mut k = KernelStream::default();
+        let mut newest = 0;
+        for v in values {
+            k.packets += v.packets;
+            k.bytes += v.bytes;
+            if v.packets > 0 && v.last_ns >= newest {
+                newest = v.last_ns;
+                k.last = Some((v.last_ssrc, v.last_seq, v.last_ts, v.last_ns));
+            }
+        }
+        k
+    }
+
+    fn add(&mut self, o: &KernelStream) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        if o.last.map(|l| l.3) > self.last.map(|l| l.3) {
+            self.last = o.last;
+        }
+    }
+}
+
+/// The entry one direction should have: key (packets received on
+/// `rx`'s RTP socket from its latched peer) and route (out of the other
+/// side's RTP socket to its destination, with the continuity mapping of
+/// the stream sent there). None: user space forwards that direction.
+pub(crate) fn desired(st: &SessionState, rx: Side) -> Option<(FlowKey, Route)> {
+    if st.removed {
+        return None;
+    }
+    let tx = rx.other();
+    let (from, to) = (&st.sides[rx.index()], &st.sides[tx.index()]);
+    let continuity = &st.continuity[tx.index()];
+    if continuity.remap_pending {
+        // The next packet starts a new mapping: user space computes it.
+        return None;
+    }
+    let local = v4(from.local.rtp_addr())?;
+    let peer = v4(from.latched_rtp?)?;
+    let out_src = v4(to.local.rtp_addr())?;
+    let out_dst = v4(to.rtp_destination()?)?;
+    let key = FlowKey {
+        local_ip: sys::ip_be(*local.ip()),
+        peer_ip: sys::ip_be(*peer.ip()),
+        local_port: sys::port_be(local.port()),
+        peer_port: sys::port_be(peer.port()),
+    };
+    let mut route = Route {
+        out_src_ip: sys::ip_be(*out_src.ip()),
+        out_dst_ip: sys::ip_be(*out_dst.ip()),
+        out_src_port: sys::port_be(out_src.port()),
+        out_dst_port: sys::port_be(out_dst.port()),
+        ..Route::default()
+    };
+    if let Some(rw) = continuity.rewrite {
+        route.flags = sys::ROUTE_REWRITE;
+        route.in_ssrc = rw.in_ssrc;
+        route.out_ssrc = rw.out_ssrc;
+        route.seq_delta = rw.seq_delta;
+        route.ts_delta = rw.ts_delta;
+    }
+    Some((key, route))
+}
+
+fn v4(a: SocketAddr) -> Option<std::net::SocketAddrV4> {
+    match a.ip().to_canonical() {
+        IpAddr::V4(ip) if !ip.is_unspecified() => Some(std::net::SocketAddrV4::new(ip, a.port())),
+        _ => None,
+    }
+}
+
+/// Moves the continuity point of a direction to the newest packet the
+/// kernel sent, if that is newer than what user space sent.
+pub(crate) fn fold_last_sent(
+    c: &mut ContinuityState,
+    k: &KernelStream,
+    now_mono_ns: u64,
+    now_unix_us: u64,
+) {
+    let Some((ssrc, seq, timestamp, at_ns)) = k.last else {
+        return;
+    };
+    let age_us = now_mono_ns.saturating_sub(at_ns) / 1000;
+    let at_unix_us = now_unix_us.saturating_sub(age_us);
+    if c.last_sent.is_some_and(|l| l.at_unix_us > at_unix_us) {
+        return;
+    }
+    c.last_sent = Some(SentPoint {
+        ssrc,
+        seq,
+        timestamp,
+        at_unix_us,
+    });
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Installed {
+    key: FlowKey,
+    route: Route,
+}
+
+/// A session's entries, by receiving side, and what entries now gone
+/// forwarded.
+#[derive(Debug, Default)]
+struct Entries {
+    dir: [Option<Installed>; 2],
+    retired: [KernelStream; 2],
+}
+
+struct Inner {
+    routes: BpfHashMap<MapData, FlowKey, Route>,
+    counters: PerCpuHashMap<MapData, FlowKey, StreamCounters>,
+    sessions: HashMap<SessionId, Entries>,
+    cpus: usize,
+    /// Map writes refused so far (the map full): logged once.
+    refused: u64,
+}
+
+/// The loaded and attached program, its maps and the installed entries.
+pub(crate) struct FastPath {
+    inner: Mutex<Inner>,
+    interfaces: Vec<String>,
+    /// Owns the program and its links: dropping it detaches them. Last
+    /// field: dropped after the maps.
+    _ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastPath")
+            .field("interfaces", &self.interfaces)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FastPath {
+    /// Loads the program, sizes its maps for `max_entries` streams and
+    /// attaches it at ingress of the interface(s) `local_ip` arrives on.
+    /// The error says why not, for the log or the refusal to start.
+    pub(crate) fn start(local_ip: IpAddr, max_entries: u32) -> Result<FastPath, String> {
+        if OBJECT.is_empty() {
+            return Err("the BPF program was not built (clang was missing when \
+                        media-relay was compiled)"
+                .into());
+        }
+        let IpAddr::V4(ip) = local_ip.to_canonical() else {
+            return Err(format!(
+                "media.ip {local_ip} is not IPv4 (the program handles IPv4)"
+            ));
+        };
+        let interfaces = attach_interfaces(ip)?;
+        let max_entries = max_entries.max(64);
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("routes", max_entries)
+            .map_max_entries("counters", max_entries)
+            .load(OBJECT)
+            .map_err(|e| format!("loading the BPF program: {}", chain(&e)))?;
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| format!("the BPF object has no program {PROGRAM}"))?
+            .try_into()
+            .map_err(|e| format!("BPF program type: {}", chain(&e)))?;
+        prog.load()
+            .map_err(|e| format!("loading the BPF program: {}", chain(&e)))?;
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        for name in &interfaces {
+            if !tcx {
+                // Netlink filters need the clsact qdisc (one may be there
+                // already; it is shared and left in place).
+                let _ = tc::qdisc_add_clsact(name);
+            }
+            prog.attach(name, TcAttachType::Ingress)
+                .map_err(|e| format!("attaching at tc ingress of {name}: {}", chain(&e)))?;
+        }
+        let routes = ebpf
+            .take_map("routes")
+            .ok_or("the BPF object has no map `routes`")?;
+        let counters = ebpf
+            .take_map("counters")
+            .ok_or("the BPF object has no map `counters`")?;
+        let routes = BpfHashMap::try_from(routes).map_err(|e| format!("map routes: {e}"))?;
+        let counters =
+            PerCpuHashMap::try_from(counters).map_err(|e| format!("map counters: {e}"))?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+        tracing::info!(interfaces = ?interfaces, max_entries, "RTP kernel fast path attached");
+        Ok(FastPath {
+            inner: Mutex::new(Inner {
+                routes,
+                counters,
+                sessions: HashMap::new(),
+                cpus,
+                refused: 0,
+            }),
+            interfaces,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Brings the session's kernel entries in line with its state (see the
+    /// module comment). Called under the session's lock after anything
+    /// that may change latching, destinations or the continuity mapping.
+    pub(crate) fn sync(&self, st: &mut SessionState, now_unix_us: u64) {
+        let mut inner = lock(&self.inner);
+        let inner = &mut *inner;
+        for rx in [Side::A, Side::B] {
+            let want = desired(st, rx).map(|(key, route)| Installed { key, route });
+            let entries = inner.sessions.entry(st.id).or_default();
+            let have = entries.dir[rx.index()];
+            if have == want {
+                continue;
+            }
+            if let (Some(h), Some(w)) = (have, want) {
+                if h.key == w.key {
+                    // Same stream, new destination or mapping: the
+                    // counters stay.
+                    if inner.routes.insert(w.key, w.route, 0).is_ok() {
+                        entries.dir[rx.index()] = want;
+                        continue;
+                    }
+                }
+            }
+            if let Some(h) = have {
+                let k = inner.retire(&h.key);
+                let entries = inner.sessions.entry(st.id).or_default();
+                entries.retired[rx.index()].add(&k);
+                entries.dir[rx.index()] = None;
+                fold_last_sent(
+                    &mut st.continuity[rx.other().index()],
+                    &k,
+                    sys::monotonic_ns(),
+                    now_unix_us,
+                );
+            }
+            if let Some(w) = want {
+                if inner.install(&w) {
+                    inner.sessions.entry(st.id).or_default().dir[rx.index()] = Some(w);
+                }
+            }
+        }
+    }
+
+    /// Before user space handles RTP received on `rx` (the kernel passed
+    /// it up: a new SSRC, say): the continuity state of the direction
+    /// catches up with what the kernel sent.
+    pub(crate) fn before_user_rtp(&self, st: &mut SessionState, rx: Side, now_unix_us: u64) {
+        let inner = lock(&self.inner);
+        let Some(Some(h)) = inner.sessions.get(&st.id).map(|e| e.dir[rx.index()]) else {
+            return;
+        };
+        let k = inner.read(&h.key);
+        drop(inner);
+        fold_last_sent(
+            &mut st.continuity[rx.other().index()],
+            &k,
+            sys::monotonic_ns(),
+            now_unix_us,
+        );
+    }
+
+    /// Removes the session's entries; what they forwarded is added to
+    /// `stats` (the session's final stats).
+    pub(crate) fn remove(&self, st: &mut SessionState, stats: &mut SessionStats, now_unix_us: u64) {
+        self.sync(st, now_unix_us); // `removed` is set: retires both
+        let entries = lock(&self.inner).sessions.remove(&st.id);
+        if let Some(e) = entries {
+            merge(stats, &e.retired[0], &e.retired[1], sys::monotonic_ns());
+        }
+    }
+
+    /// Adds what the kernel forwarded for the session to `stats`.
+    pub(crate) fn add_stats(&self, id: SessionId, stats: &mut SessionStats) {
+        let [a, b] = self.kernel_streams(id);
+        merge(stats, &a, &b, sys::monotonic_ns());
+    }
+
+    /// Time since the kernel last forwarded a packet received on `side`.
+    pub(crate) fn idle_time(&self, id: SessionId, side: Side) -> Option<Duration> {
+        let k = self.kernel_streams(id)[side.index()];
+        let now = sys::monotonic_ns();
+        k.last
+            .map(|l| Duration::from_nanos(now.saturating_sub(l.3)))
+    }
+
+    /// Retired plus live counters of both receiving sides.
+    fn kernel_streams(&self, id: SessionId) -> [KernelStream; 2] {
+        let inner = lock(&self.inner);
+        let Some(e) = inner.sessions.get(&id) else {
+            return Default::default();
+        };
+        let mut out = e.retired;
+        for (o, d) in out.iter_mut().zip(e.dir) {
+            if let Some(h) = d {
+                o.add(&inner.read(&h.key));
+            }
+        }
+        out
+    }
+}
+
+impl Inner {
+    /// Writes a new entry: zeroed counters first, so the program never
+    /// forwards a packet it cannot count.
+    fn install(&mut self, w: &Installed) -> bool {
+        let zero = PerCpuValues::try_from(vec![StreamCounters::default(); self.cpus]);
+        let ok = zero
+            .map_err(|e| e.to_string())
+            .and_then(|z| self.counters.insert(w.key, z, 0).map_err(|e| e.to_string()))
+            .and_then(|()| {
+                self.routes
+                    .insert(w.key, w.route, 0)
+                    .map_err(|e| e.to_string())
+            });
+        match ok {
+            Ok(()) => true,
+            Err(e) => {
+                let _ = self.counters.remove(&w.key);
+                self.refused += 1;
+                if self.refused == 1 {
+                    tracing::warn!(
+                        "RTP fast path: cannot install a stream ({e}); it stays in user space"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Deletes an entry (the route first: nothing is counted after the
+    /// read) and returns what it forwarded.
+    fn retire(&mut self, key: &FlowKey) -> KernelStream {
+        let _ = self.routes.remove(key);
+        let k = self.read(key);
+        let _ = self.counters.remove(key);
+        k
+    }
+
+    fn read(&self, key: &FlowKey) -> KernelStream {
+        self.counters
+            .get(key, 0)
+            .map(|v| KernelStream::from_cpus(&v))
+            .unwrap_or_default()
+    }
+}
+
+/// Adds kernel-forwarded packets to the user-space stats of both streams.
+/// Counts and bytes add up; the time since the last packet is the newer of
+/// the two; loss and jitter stay those of the packets user space saw.
+fn merge(stats: &mut SessionStats, a: &KernelStream, b: &KernelStream, now_ns: u64) {
+    for (s, k) in [(&mut stats.side_a, a), (&mut stats.side_b, b)] {
+        s.packets += k.packets;
+        s.bytes += k.bytes;
+        s.kernel_packets += k.packets;
+        s.kernel_bytes += k.bytes;
+        if let Some(l) = k.last {
+            let idle = Duration::from_nanos(now_ns.saturating_sub(l.3));
+            s.since_last_packet = Some(s.since_last_packet.map_or(idle, |u| u.min(idle)));
+            if s.ssrc.is_none() {
+                s.ssrc = Some(l.0);
+            }
+        }
+    }
+}
+
+/// The interfaces `ip` arrives on: loopback for a loopback address, else
+/// those carrying it; an address no interface carries yet (a standby's
+/// floating IP) gets every interface that is up, so the takeover finds
+/// the program in place.
+fn attach_interfaces(ip: Ipv4Addr) -> Result<Vec<String>, String> {
+    let all = sys::interfaces().map_err(|e| format!("listing interfaces: {e}"))?;
+    let mut names: Vec<String> = if ip.is_loopback() {
+        all.iter()
+            .filter(|(_, a, _)| a.is_some_and(|a| a.is_loopback()))
+            .map(|(n, _, _)| n.clone())
+            .collect()
+    } else {
+        let carrying: Vec<String> = all
+            .iter()
+            .filter(|(_, a, _)| *a == Some(ip))
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        if carrying.is_empty() {
+            all.iter()
+                .filter(|(_, a, up)| *up && a.is_some_and(|a| !a.is_loopback()))
+                .map(|(n, _, _)| n.clone())
+                .collect()
+        } else {
+            carrying
+        }
+    };
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(format!("no interface to attach to for media.ip {ip}"));
+    }
+    Ok(names)
+}
+
+/// An error with its sources, for one log line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

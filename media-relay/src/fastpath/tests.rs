@@ -1,0 +1,157 @@
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use super::*;
+use crate::config::SessionOptions;
+use crate::rtp::build_rtp;
+use crate::session::{LocalPorts, Port, SideState};
+
+fn addr(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port)
+}
+
+fn session() -> SessionState {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    SessionState::new(
+        SessionId(1),
+        SessionOptions::default(),
+        SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000))),
+        SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000))),
+    )
+}
+
+fn receive(s: &mut SessionState, side: Side, seq: u16, ssrc: u32, src: SocketAddr) {
+    let mut p = build_rtp(0, seq, u32::from(seq) * 160, ssrc, &[0; 160]);
+    s.on_packet(side, Port::Rtp, &mut p, src, Instant::now(), 1_000_000);
+}
+
+#[test]
+fn records_have_the_c_layout() {
+    // Sizes of struct flow_key, route and stream_counters in
+    // bpf/fastpath.bpf.c (no implicit padding on either side).
+    assert_eq!(std::mem::size_of::<FlowKey>(), 12);
+    assert_eq!(std::mem::size_of::<Route>(), 32);
+    assert_eq!(std::mem::size_of::<StreamCounters>(), 40);
+}
+
+#[test]
+fn no_entry_before_latching() {
+    let s = session();
+    assert_eq!(desired(&s, Side::A), None);
+    assert_eq!(desired(&s, Side::B), None);
+}
+
+#[test]
+fn a_latched_side_gets_an_entry_toward_the_other_sides_destination() {
+    let mut s = session();
+    receive(&mut s, Side::A, 1, 7, addr(10, 5000));
+    let (key, route) = desired(&s, Side::A).expect("A latched, B has an SDP address");
+    assert_eq!(key.local_ip, u32::from_ne_bytes([127, 0, 0, 1]));
+    assert_eq!(key.peer_ip, u32::from_ne_bytes([127, 0, 0, 10]));
+    assert_eq!(u16::from_be(key.local_port), 20000);
+    assert_eq!(u16::from_be(key.peer_port), 5000);
+    assert_eq!(u16::from_be(route.out_src_port), 20002);
+    assert_eq!(route.out_dst_ip, u32::from_ne_bytes([127, 0, 0, 20]));
+    assert_eq!(u16::from_be(route.out_dst_port), 6000);
+    assert_eq!(route.flags, 0, "no mapping before a switch");
+    assert_eq!(desired(&s, Side::B), None, "B has not latched");
+}
+
+#[test]
+fn a_switch_hands_the_new_upstream_to_user_space_until_its_mapping_is_known() {
+    let mut s = session();
+    receive(&mut s, Side::A, 1, 7, addr(10, 5000));
+    receive(&mut s, Side::B, 100, 9, addr(20, 6000));
+    assert!(desired(&s, Side::B).is_some());
+    s.switch_upstream(addr(30, 7000), None);
+    // Trunk audio goes to the new server at once; its answer waits for
+    // user space (remap pending, not latched).
+    let (_, route) = desired(&s, Side::A).unwrap();
+    assert_eq!(route.out_dst_ip, u32::from_ne_bytes([127, 0, 0, 30]));
+    assert_eq!(desired(&s, Side::B), None);
+    receive(&mut s, Side::B, 5000, 11, addr(30, 7000));
+    let (key, route) = desired(&s, Side::B).expect("latched with a mapping");
+    assert_eq!(key.peer_ip, u32::from_ne_bytes([127, 0, 0, 30]));
+    assert_eq!(route.flags, sys::ROUTE_REWRITE);
+    let rw = s.continuity[Side::A.index()].rewrite.unwrap();
+    assert_eq!((route.in_ssrc, route.out_ssrc), (11, 9));
+    assert_eq!(
+        (route.seq_delta, route.ts_delta),
+        (rw.seq_delta, rw.ts_delta)
+    );
+}
+
+#[test]
+fn removed_sessions_and_ipv6_have_no_entries() {
+    let mut s = session();
+    receive(&mut s, Side::A, 1, 7, addr(10, 5000));
+    s.removed = true;
+    assert_eq!(desired(&s, Side::A), None);
+    let ip6: IpAddr = "::1".parse().unwrap();
+    let mut s = SessionState::new(
+        SessionId(2),
+        SessionOptions::default(),
+        SideState::new(LocalPorts::new(ip6, 20000), None),
+        SideState::new(
+            LocalPorts::new(ip6, 20002),
+            Some("[::1]:6000".parse().unwrap()),
+        ),
+    );
+    receive(&mut s, Side::A, 1, 7, "[::1]:5000".parse().unwrap());
+    assert_eq!(desired(&s, Side::A), None);
+}
+
+#[test]
+fn the_kernels_newest_packet_becomes_the_continuity_point() {
+    let mut c = ContinuityState {
+        last_sent: Some(SentPoint {
+            ssrc: 9,
+            seq: 10,
+            timestamp: 1600,
+            at_unix_us: 1_000_000,
+        }),
+        ..ContinuityState::default()
+    };
+    // Sent by the kernel 20 ms before "now" (monotonic 5 s, unix 2 s).
+    let k = KernelStream {
+        packets: 50,
+        bytes: 8600,
+        last: Some((9, 60, 9600, 4_980_000_000)),
+    };
+    fold_last_sent(&mut c, &k, 5_000_000_000, 2_000_000);
+    assert_eq!(
+        c.last_sent,
+        Some(SentPoint {
+            ssrc: 9,
+            seq: 60,
+            timestamp: 9600,
+            at_unix_us: 1_980_000,
+        })
+    );
+    // An older kernel packet does not move it back.
+    let old = KernelStream {
+        last: Some((9, 5, 800, 3_000_000_000)),
+        ..k
+    };
+    fold_last_sent(&mut c, &old, 5_000_000_000, 2_000_000);
+    assert_eq!(c.last_sent.unwrap().seq, 60);
+    // Nothing forwarded: nothing changes.
+    fold_last_sent(&mut c, &KernelStream::default(), 5_000_000_000, 2_000_000);
+    assert_eq!(c.last_sent.unwrap().seq, 60);
+}
+
+#[test]
+fn per_cpu_counters_add_up_and_the_newest_packet_wins() {
+    let cpu = |packets, last_ns, seq| StreamCounters {
+        packets,
+        bytes: packets * 172,
+        last_ns,
+        last_ssrc: 9,
+        last_ts: u32::from(seq) * 160,
+        last_seq: seq,
+        ..StreamCounters::default()
+    };
+    let k = KernelStream::from_cpus(&[cpu(3, 500, 40), cpu(0, 0, 0), cpu(4, 900, 41)]);
+    assert_eq!((k.packets, k.bytes), (7, 7 * 172));
+    assert_eq!(k.last, Some((9, 41, 41 * 160, 900)));
+}
