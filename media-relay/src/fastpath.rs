@@ -181,6 +181,8 @@ struct Inner {
     counters: PerCpuHashMap<MapData, FlowKey, StreamCounters>,
     sessions: HashMap<SessionId, Entries>,
     cpus: usize,
+    /// What the entries of removed sessions forwarded: packets, bytes.
+    removed: (u64, u64),
     /// Map writes refused so far (the map full): logged once.
     refused: u64,
 }
@@ -263,6 +265,7 @@ impl FastPath {
                 counters,
                 sessions: HashMap::new(),
                 cpus,
+                removed: (0, 0),
                 refused: 0,
             }),
             interfaces,
@@ -335,7 +338,15 @@ impl FastPath {
     /// `stats` (the session's final stats).
     pub(crate) fn remove(&self, st: &mut SessionState, stats: &mut SessionStats, now_unix_us: u64) {
         self.sync(st, now_unix_us); // `removed` is set: retires both
-        let entries = lock(&self.inner).sessions.remove(&st.id);
+        let entries = {
+            let mut inner = lock(&self.inner);
+            let e = inner.sessions.remove(&st.id);
+            for k in e.iter().flat_map(|e| &e.retired) {
+                inner.removed.0 += k.packets;
+                inner.removed.1 += k.bytes;
+            }
+            e
+        };
         if let Some(e) = entries {
             merge(stats, &e.retired[0], &e.retired[1], sys::monotonic_ns());
         }
@@ -353,6 +364,25 @@ impl FastPath {
         let now = sys::monotonic_ns();
         k.last
             .map(|l| Duration::from_nanos(now.saturating_sub(l.3)))
+    }
+
+    /// Packets and bytes forwarded so far, by all sessions: one map read
+    /// per live stream (for a metrics scrape, not per packet).
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let inner = lock(&self.inner);
+        let (mut packets, mut bytes) = inner.removed;
+        for e in inner.sessions.values() {
+            for k in &e.retired {
+                packets += k.packets;
+                bytes += k.bytes;
+            }
+            for h in e.dir.iter().flatten() {
+                let k = inner.read(&h.key);
+                packets += k.packets;
+                bytes += k.bytes;
+            }
+        }
+        (packets, bytes)
     }
 
     /// Retired plus live counters of both receiving sides.

@@ -38,6 +38,13 @@ pub struct RelayCounters {
     pub packets_relayed: u64,
     /// Their bytes (UDP payload).
     pub bytes_relayed: u64,
+    /// RTP packets the kernel fast path forwarded (not in
+    /// `packets_relayed`: the user-space relay never saw them).
+    #[serde(default)]
+    pub fast_path_packets: u64,
+    /// Their bytes (UDP payload).
+    #[serde(default)]
+    pub fast_path_bytes: u64,
     /// Dropped: unexpected source after latching.
     pub dropped_wrong_source: u64,
     /// Dropped: a source that may not latch the side (by the latching
@@ -664,6 +671,9 @@ impl MediaRelay {
             c.port_pairs_total = pool.total_pairs();
         }
         c.dropped_stray = self.dropped_stray.load(Ordering::Relaxed);
+        if let Some(fp) = &self.fast_path {
+            (c.fast_path_packets, c.fast_path_bytes) = fp.totals();
+        }
         for w in &self.workers {
             let wc = &w.counters;
             let get = |r: DropReason| wc.dropped[r as usize].load(Ordering::Relaxed);

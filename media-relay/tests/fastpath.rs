@@ -111,10 +111,20 @@ async fn latched_rtp_is_forwarded_and_counted_by_the_kernel() {
         user <= 3 + 10,
         "the user-space relay forwarded only the first packets and RTCP: {user}"
     );
+    let c = r.counters();
+    assert_eq!(
+        c.fast_path_packets,
+        st.side_a.kernel_packets + st.side_b.kernel_packets
+    );
     let last = r.remove_session(id).await.unwrap();
     assert_eq!(
         last.side_b.kernel_packets, st.side_b.kernel_packets,
         "final stats keep them"
+    );
+    assert_eq!(
+        r.counters().fast_path_packets,
+        c.fast_path_packets,
+        "and so does the total"
     );
 }
 

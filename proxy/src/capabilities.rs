@@ -58,6 +58,20 @@ pub fn needs(config: &Config, unprivileged_port_start: u16) -> Vec<Need> {
             );
         }
     }
+    // "auto" does without (the user-space relay); "on" must not start
+    // without the kernel fast path.
+    if config.media.fast_path == media_relay::FastPathMode::On {
+        need(
+            Capability::CAP_BPF,
+            "media.fast_path",
+            "to load the RTP fast path's BPF program (\"on\"; \"auto\" falls back to the user-space relay)",
+        );
+        need(
+            Capability::CAP_NET_ADMIN,
+            "media.fast_path",
+            "to attach the RTP fast path at tc ingress of the relay's interface",
+        );
+    }
     let Some(ha) = &config.ha else {
         return needs;
     };

@@ -424,6 +424,14 @@ pub struct MediaConfig {
     /// SIGHUP reload.
     #[serde(default)]
     pub latching: media_relay::Latching,
+    /// Forward latched RTP streams in the kernel (a BPF program at tc
+    /// ingress of the relay's interface): `"off"` (default: the user-space
+    /// relay forwards everything), `"auto"` (when the program loads and
+    /// attaches, else the user-space relay and one warning saying why),
+    /// `"on"` (Tandem does not start without it). Needs CAP_BPF and
+    /// CAP_NET_ADMIN. Read at start only.
+    #[serde(default)]
+    pub fast_path: media_relay::FastPathMode,
 }
 
 #[derive(Debug, Clone, Deserialize)]

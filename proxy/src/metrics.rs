@@ -190,6 +190,9 @@ pub fn relay(c: &RelayCounters) {
     gauge!("tandem_media_sessions_active").set(c.sessions_active as f64);
     counter!("tandem_rtp_packets_relayed_total").absolute(c.packets_relayed);
     counter!("tandem_rtp_bytes_relayed_total").absolute(c.bytes_relayed);
+    // Forwarded in the kernel (`media.fast_path`): not in the two above.
+    counter!("tandem_rtp_fast_path_packets_total").absolute(c.fast_path_packets);
+    counter!("tandem_rtp_fast_path_bytes_total").absolute(c.fast_path_bytes);
     counter!("tandem_rtp_packets_dropped_total", "reason" => "wrong_source")
         .absolute(c.dropped_wrong_source);
     counter!("tandem_rtp_packets_dropped_total", "reason" => "malformed")

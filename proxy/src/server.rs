@@ -134,9 +134,16 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         // The engine never waits for ports: a call that finds none gets
         // 503 at once, and the calls up keep being served.
         release_wait: Duration::ZERO,
+        fast_path: config.media.fast_path,
         ..RelayConfig::default()
     };
     let relay = Arc::new(MediaRelay::new(relay_config).context("starting the media relay")?);
+    if config.media.fast_path != media_relay::FastPathMode::Off {
+        tracing::info!(
+            active = relay.fast_path_active(),
+            "media.fast_path: RTP kernel fast path"
+        );
+    }
     tracing::info!(sip = %endpoint.local_addr(), media = %config.media.ip, admin = ?config.admin.listen, "tandem running");
 
     let branch_key = config.branch_key().map_err(|e| anyhow::anyhow!(e))?;

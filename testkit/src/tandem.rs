@@ -34,6 +34,8 @@ pub struct TandemConfig {
     media_ports: u16,
     /// `[media] latching`, if not the default.
     media_latching: Option<String>,
+    /// `[media] fast_path`, if not the default.
+    media_fast_path: Option<String>,
     /// Raw TOML appended after the generated tables (`[[group]]`,
     /// `[[rule]]`, …).
     extra_toml: String,
@@ -70,6 +72,7 @@ impl TandemConfig {
             unknown_source: None,
             media_ports: MEDIA_PORTS,
             media_latching: None,
+            media_fast_path: None,
             extra_toml: String::new(),
             admin_token: Some(TEST_ADMIN_TOKEN.into()),
             admin_toml: String::new(),
@@ -155,6 +158,12 @@ impl TandemConfig {
     /// `[media] latching` (`strict`, `signalled-ip`, `any`).
     pub fn media_latching(mut self, mode: &str) -> Self {
         self.media_latching = Some(mode.into());
+        self
+    }
+
+    /// `[media] fast_path` (`off`, `auto`, `on`).
+    pub fn media_fast_path(mut self, mode: &str) -> Self {
+        self.media_fast_path = Some(mode.into());
         self
     }
 
@@ -253,6 +262,9 @@ impl TandemConfig {
         );
         if let Some(mode) = &self.media_latching {
             t += &format!("latching = \"{mode}\"\n");
+        }
+        if let Some(mode) = &self.media_fast_path {
+            t += &format!("fast_path = \"{mode}\"\n");
         }
         t += "\n";
         t += &format!(

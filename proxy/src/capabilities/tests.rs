@@ -42,6 +42,21 @@ fn a_lone_node_on_high_ports_needs_nothing() {
 }
 
 #[test]
+fn the_kernel_fast_path_on_needs_bpf_and_net_admin_auto_needs_nothing() {
+    let mut c = config(None);
+    c.media.fast_path = media_relay::FastPathMode::On;
+    assert_eq!(
+        named(&needs(&c, 1024)),
+        pairs(&[
+            ("CAP_BPF", "media.fast_path"),
+            ("CAP_NET_ADMIN", "media.fast_path")
+        ])
+    );
+    c.media.fast_path = media_relay::FastPathMode::Auto;
+    assert_eq!(needs(&c, 1024), []);
+}
+
+#[test]
 fn a_port_below_the_unprivileged_start_needs_net_bind_service() {
     let mut c = config(None);
     c.sip.listen[0].set_port(506);

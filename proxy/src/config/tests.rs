@@ -426,6 +426,29 @@ fn media_latching_defaults_to_signalled_ip_and_names_the_choices() {
     assert!(err.contains("strict") && err.contains("any"), "{err}");
 }
 
+#[test]
+fn media_fast_path_defaults_to_off_and_names_the_choices() {
+    let without = EXAMPLE.replace("fast_path = \"off\"\n", "");
+    assert_ne!(without, EXAMPLE, "the example documents the key");
+    assert_eq!(
+        parse(&without).unwrap().media.fast_path,
+        media_relay::FastPathMode::Off
+    );
+    for (value, mode) in [
+        ("auto", media_relay::FastPathMode::Auto),
+        ("on", media_relay::FastPathMode::On),
+        ("off", media_relay::FastPathMode::Off),
+    ] {
+        let text = EXAMPLE.replace("fast_path = \"off\"", &format!("fast_path = \"{value}\""));
+        assert_eq!(parse(&text).unwrap().media.fast_path, mode);
+    }
+    let text = EXAMPLE.replace("fast_path = \"off\"", "fast_path = \"yes\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("tandem.toml:"), "{err}");
+    assert!(err.contains("fast_path") && err.contains("yes"), "{err}");
+    assert!(err.contains("auto") && err.contains("on"), "{err}");
+}
+
 /// A config whose `[admin]` table is `admin`, read from `dir`.
 fn parse_in(dir: &Path, admin: &str) -> Result<Config, ConfigError> {
     let text = EXAMPLE.replace(
