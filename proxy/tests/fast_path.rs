@@ -105,6 +105,73 @@ async fn a_calls_rtp_is_forwarded_by_the_kernel_after_latching() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_server_move_keeps_one_continuous_stream_with_the_fast_path() {
+    if let Some(why) = bpf_refused() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let mut ms1 = media_server(None, true).await;
+    let ms2 = media_server(None, true).await;
+    // ms1 first (sequential), fast keepalives: as tests/survival.rs.
+    let tandem = Tandem::start(
+        TANDEM,
+        TandemConfig::new([("ms1", ms1.addr()), ("ms2", ms2.addr())])
+            .strategy("sequential")
+            .health(200, 150, 2, 2)
+            .media_fast_path("on"),
+    )
+    .await;
+    wait_members_up(&tandem, &["ms1", "ms2"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("calls.json");
+    // 2 calls of 8 s; at 3 s ms1 (which holds them both) is killed.
+    let mut args = load_call_args(&tandem, 2, "8s", &json, &["--per-call"]);
+    let kill = format!("kill -9 {}", ms1.pid().expect("ms1 runs"));
+    args.extend(["--fail-at", "3", "--fail-cmd", &kill].map(String::from));
+    let out = run_call(&tandem_load(), &args, SECS(60)).await;
+    let said = said(&out, &tandem);
+    assert!(out.status.success(), "{said}");
+    let r = read_json(&json);
+    assert_eq!(r["calls"]["completed"], 2, "{said}");
+    assert_eq!(
+        r["failure"]["calls_up"], 2,
+        "both calls were up at the kill: {said}"
+    );
+    let gap = r["failure"]["rtp"]["gap_ms"]["max"].as_f64().unwrap();
+    assert!(
+        gap < 4000.0,
+        "audio did not come back: {}\n{said}",
+        r["failure"]
+    );
+    // The caller heard one stream: its SSRC never changed, and its
+    // sequence numbers went on from where the kernel left them (a mapping
+    // computed from stale user-space state would jump back by the hundreds
+    // of packets the kernel forwarded: duplicates, or an A.1 restart).
+    let rtp = &r["rtp"];
+    assert_eq!(rtp["ssrc_changes"], 0, "{rtp}");
+    assert_eq!(rtp["duplicates"], 0, "{rtp}");
+    for call in r["per_call"].as_array().expect("per-call records") {
+        assert_eq!(call["rtp"]["seq_restarts"], 0, "{call}");
+        assert_eq!(call["rtp"]["discarded"], 0, "{call}");
+    }
+    let cdrs = tandem.wait_cdrs(2, SECS(10)).await;
+    let mut total = 0;
+    for cdr in &cdrs {
+        assert_eq!(cdr.servers(), vec!["ms1", "ms2"], "{}", cdr.line);
+        total += cdr.num("a_packets") + cdr.num("b_packets");
+    }
+    let kernel = tandem
+        .metrics()
+        .await
+        .get("tandem_rtp_fast_path_packets_total", &[]);
+    assert!(
+        kernel >= 0.9 * total as f64,
+        "the kernel forwarded {kernel} of {total}: also after the move"
+    );
+    ms1.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_bpf_auto_falls_back_to_the_user_space_relay_and_on_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let bin = without_capabilities(dir.path());
