@@ -316,10 +316,11 @@ impl FastPath {
         }
     }
 
-    /// Before user space handles RTP received on `rx` (the kernel passed
-    /// it up: a new SSRC, say): the continuity state of the direction
-    /// catches up with what the kernel sent.
-    pub(crate) fn before_user_rtp(&self, st: &mut SessionState, rx: Side, now_unix_us: u64) {
+    /// The continuity state of the direction received on `rx` catches up
+    /// with what the kernel sent: before user space handles RTP of that
+    /// direction (the kernel passed it up: a new SSRC, say), and before a
+    /// snapshot is taken (for the standby).
+    pub(crate) fn catch_up(&self, st: &mut SessionState, rx: Side, now_unix_us: u64) {
         let inner = lock(&self.inner);
         let Some(Some(h)) = inner.sessions.get(&st.id).map(|e| e.dir[rx.index()]) else {
             return;

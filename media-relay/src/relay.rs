@@ -521,6 +521,18 @@ impl MediaRelay {
             .ok_or(Error::NoSuchSession(id))
     }
 
+    /// A session's snapshot, its continuity state first brought up to
+    /// what the kernel fast path sent (a standby taking over continues
+    /// from there).
+    fn snapshot_of(&self, st: &mut SessionState) -> SessionSnapshot {
+        if let Some(fp) = &self.fast_path {
+            let now = worker::unix_us();
+            fp.catch_up(st, Side::A, now);
+            fp.catch_up(st, Side::B, now);
+        }
+        st.snapshot()
+    }
+
     fn with_state<T>(&self, id: SessionId, f: impl FnOnce(&mut SessionState) -> T) -> Result<T> {
         let state = self.state(id)?;
         let mut st = lock(&state);
@@ -631,7 +643,7 @@ impl MediaRelay {
 
     /// Plain-data copy of one session.
     pub fn session_snapshot(&self, id: SessionId) -> Result<SessionSnapshot> {
-        self.with_state(id, |st| st.snapshot())
+        self.with_state(id, |st| self.snapshot_of(st))
     }
 
     /// Plain-data copy of every session, ordered by id.
@@ -641,7 +653,10 @@ impl MediaRelay {
             .values()
             .map(|e| e.state.clone())
             .collect();
-        let mut sessions: Vec<_> = states.iter().map(|s| lock(s).snapshot()).collect();
+        let mut sessions: Vec<_> = states
+            .iter()
+            .map(|s| self.snapshot_of(&mut lock(s)))
+            .collect();
         sessions.sort_by_key(|s| s.id);
         RelaySnapshot { sessions }
     }

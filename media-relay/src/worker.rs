@@ -590,7 +590,7 @@ impl Worker {
                 }
                 let fast = self.fast_path.as_ref().filter(|_| port == Port::Rtp);
                 if let Some(fp) = fast {
-                    fp.before_user_rtp(&mut st, side, now_us);
+                    fp.catch_up(&mut st, side, now_us);
                 }
                 for k in 0..n {
                     let verdict = match self.recv.source(k) {

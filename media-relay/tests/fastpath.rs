@@ -153,6 +153,17 @@ async fn a_media_server_move_keeps_one_continuous_stream_with_the_fast_path() {
         seen.push(recv(&trunk).0);
     }
     let before = r.stats(id).unwrap().side_b.kernel_packets;
+    // A snapshot (what a standby gets) continues from what the kernel
+    // sent, not from the first packet user space saw.
+    let snap = r.session_snapshot(id).unwrap();
+    let last = snap
+        .continuity_toward_a
+        .last_sent
+        .expect("a packet was sent");
+    assert_eq!(
+        (last.ssrc, last.seq),
+        (0x1111, rtp::seq(seen.last().unwrap()))
+    );
     assert!(
         before >= 290,
         "server 1's stream went through the kernel: {before}"
