@@ -46,6 +46,7 @@ struct route {
 	__u32 ts_delta;     // host order, added wrapping
 	__u16 seq_delta;    // host order, added wrapping
 	__u16 pad;
+	__u32 out_ifindex;  // 0: the destination is on this host (up the stack)
 };
 
 struct stream_counters {
@@ -163,7 +164,6 @@ int tandem_rtp_fastpath(struct __sk_buff *skb)
 	}
 	__u32 saddr = ip->saddr, daddr = ip->daddr;
 	__u16 sport = udp->source, dport = udp->dest;
-	__u16 tot_len = bpf_ntohs(ip->tot_len);
 	struct route rt = *r; // the entry may change under us; one consistent copy
 
 	// Addresses: IP header checksum and the UDP pseudo-header.
@@ -189,22 +189,13 @@ int tandem_rtp_fastpath(struct __sk_buff *skb)
 		c->last_seq = new_seq;
 	}
 
-	// Where to: a local destination goes up the stack (on `lo` that is the
-	// peer's socket); a remote one leaves by the interface the FIB names,
-	// the neighbour resolved by the kernel.
-	struct bpf_fib_lookup fib = {
-		.family = 2, // AF_INET
-		.l4_protocol = IPPROTO_UDP,
-		.sport = rt.out_src_port,
-		.dport = rt.out_dst_port,
-		.tot_len = tot_len,
-		.ipv4_src = rt.out_src_ip,
-		.ipv4_dst = rt.out_dst_ip,
-		.ifindex = skb->ingress_ifindex,
-	};
-	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	// Where to: a destination on this host goes up the stack (on `lo`
+	// that is the peer's socket); a remote one leaves by the interface user
+	// space found its route on, the next hop and its MAC resolved by the
+	// kernel. (Not bpf_fib_lookup: it refuses unless the interface
+	// forwards, which a relay host need not.)
+	if (rt.out_ifindex)
+		return bpf_redirect_neigh(rt.out_ifindex, NULL, 0, 0);
 	return PASS;
 }
 

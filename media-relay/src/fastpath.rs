@@ -281,19 +281,16 @@ impl FastPath {
         let inner = &mut *inner;
         for rx in [Side::A, Side::B] {
             let want = desired(st, rx).map(|(key, route)| Installed { key, route });
-            let entries = inner.sessions.entry(st.id).or_default();
-            let have = entries.dir[rx.index()];
+            let have = inner.sessions.entry(st.id).or_default().dir[rx.index()];
             if have == want {
                 continue;
             }
             if let (Some(h), Some(w)) = (have, want) {
-                if h.key == w.key {
-                    // Same stream, new destination or mapping: the
-                    // counters stay.
-                    if inner.routes.insert(w.key, w.route, 0).is_ok() {
-                        entries.dir[rx.index()] = want;
-                        continue;
-                    }
+                // Same stream, new destination or mapping: the counters
+                // stay.
+                if h.key == w.key && inner.write_route(&w).is_ok() {
+                    inner.sessions.entry(st.id).or_default().dir[rx.index()] = want;
+                    continue;
                 }
             }
             if let Some(h) = have {
@@ -410,11 +407,7 @@ impl Inner {
         let ok = zero
             .map_err(|e| e.to_string())
             .and_then(|z| self.counters.insert(w.key, z, 0).map_err(|e| e.to_string()))
-            .and_then(|()| {
-                self.routes
-                    .insert(w.key, w.route, 0)
-                    .map_err(|e| e.to_string())
-            });
+            .and_then(|()| self.write_route(w));
         match ok {
             Ok(()) => true,
             Err(e) => {
@@ -428,6 +421,22 @@ impl Inner {
                 false
             }
         }
+    }
+
+    /// Writes the route of an entry, with the interface its destination is
+    /// reached by (the host's, not the session's: not part of
+    /// [`desired`]).
+    fn write_route(&mut self, w: &Installed) -> Result<(), String> {
+        let dst = Ipv4Addr::from(u32::from_be(w.route.out_dst_ip));
+        let out_ifindex =
+            sys::egress_ifindex(dst).map_err(|e| format!("no route to {dst}: {e}"))?;
+        let route = Route {
+            out_ifindex,
+            ..w.route
+        };
+        self.routes
+            .insert(w.key, route, 0)
+            .map_err(|e| e.to_string())
     }
 
     /// Deletes an entry (the route first: nothing is counted after the

@@ -17,22 +17,6 @@ use common::{
     TANDEM,
 };
 
-/// Why this process cannot load and attach a BPF program, if it cannot:
-/// CAP_BPF (39) and CAP_NET_ADMIN (12) must be effective.
-fn bpf_refused() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())?;
-    let missing: Vec<&str> = [(39, "CAP_BPF"), (12, "CAP_NET_ADMIN")]
-        .into_iter()
-        .filter(|(bit, _)| eff & (1 << bit) == 0)
-        .map(|(_, name)| name)
-        .collect();
-    (!missing.is_empty()).then(|| format!("this process lacks {}", missing.join(", ")))
-}
-
 /// A script that runs Tandem with no capabilities at all (bounding,
 /// inheritable and ambient sets emptied by `setpriv`), even as root.
 fn without_capabilities(dir: &Path) -> std::path::PathBuf {
@@ -73,7 +57,7 @@ async fn calls_with_rtp(tandem: &Tandem, calls: u32, hold: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_calls_rtp_is_forwarded_by_the_kernel_after_latching() {
-    if let Some(why) = bpf_refused() {
+    if let Some(why) = testkit::bpf_refused() {
         eprintln!("SKIPPED: {why}");
         return;
     }
@@ -106,7 +90,7 @@ async fn a_calls_rtp_is_forwarded_by_the_kernel_after_latching() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_server_move_keeps_one_continuous_stream_with_the_fast_path() {
-    if let Some(why) = bpf_refused() {
+    if let Some(why) = testkit::bpf_refused() {
         eprintln!("SKIPPED: {why}");
         return;
     }

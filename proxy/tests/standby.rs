@@ -1410,3 +1410,75 @@ async fn sigterm_on_the_active_node_hands_its_20_calls_to_the_standby_and_exits(
     let report = lab.all_completed(20, Duration::from_secs(30)).await;
     assert_eq!(report["rtp"]["ssrc_changes"], 0);
 }
+
+/// The RTP kernel fast path across a takeover: both nodes run with
+/// `media.fast_path = "on"`; a's kernel forwards the calls' RTP; a is
+/// killed; b, which installed the kernel entries when it pre-bound the
+/// replicated sessions, forwards them in its kernel from the moment it
+/// holds the floating address (out of its eth0, the peers being in other
+/// namespaces): the caller hears one stream, and b's user-space relay
+/// stays out of the way.
+#[tokio::test]
+async fn with_the_kernel_fast_path_a_takeover_keeps_one_continuous_stream() {
+    if let Some(why) = testkit::bpf_refused() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut lab = HaLab::up("bpf");
+    lab.edit(
+        "port_max = 29999\n",
+        "port_max = 29999\nfast_path = \"on\"\n",
+    );
+    lab.pair().await;
+    let kill = lab.testbed(&["kill", lab.lab.name(), "a"]);
+    lab.start_load(&[
+        "-r",
+        "10",
+        "-n",
+        "4",
+        "--hold",
+        "8s",
+        "--fail-at",
+        "3",
+        "--fail-cmd",
+        &kill,
+    ]);
+    lab.wait_status("b", "takes over", Duration::from_secs(15), |s| {
+        s["role"] == "active"
+    })
+    .await;
+    let report = lab.all_completed(4, Duration::from_secs(30)).await;
+    let f = &report["failure"];
+    assert_eq!(f["calls_up"], 4, "all calls up at the kill: {f}");
+    assert_eq!(report["rtp"]["ssrc_changes"], 0, "{}", report["rtp"]);
+    assert_eq!(report["rtp"]["duplicates"], 0, "{}", report["rtp"]);
+    for call in report["per_call"].as_array().expect("per-call records") {
+        assert_eq!(call["rtp"]["seq_restarts"], 0, "{call}");
+    }
+    assert!(max_gap_ms(&report) < 3000.0, "gap {}", max_gap_ms(&report));
+    // b's kernel forwarded the rest of the calls (4 calls x 2 streams x
+    // 50 pps for about 5 s); its user-space relay the first packet or two
+    // of each of the 8 streams (the copy b holds was replicated at the
+    // answer, before latching: the first packet after the takeover latches
+    // in user space, which then hands the stream to the kernel).
+    let out = lab
+        .lab
+        .command("b", "curl")
+        .args(["-sf", "-H"])
+        .arg(format!(
+            "Authorization: Bearer {}",
+            testkit::TEST_ADMIN_TOKEN
+        ))
+        .arg("http://127.0.0.1:9090/metrics")
+        .output()
+        .unwrap();
+    let m = testkit::Metrics::parse(&String::from_utf8_lossy(&out.stdout));
+    let kernel = m.get("tandem_rtp_fast_path_packets_total", &[]);
+    let user = m.get("tandem_rtp_packets_relayed_total", &[]);
+    assert!(
+        kernel >= 1000.0 && user <= 16.0,
+        "b forwarded {kernel} packets in the kernel, {user} in user space\n{}",
+        lab.log_tail("b", 30)
+    );
+}

@@ -162,6 +162,23 @@ pub fn require_sipp() {
     );
 }
 
+/// Why this process cannot load and attach BPF programs (the RTP kernel
+/// fast path's tests), if it cannot: CAP_BPF (bit 39) and CAP_NET_ADMIN
+/// (bit 12) must be effective. Those tests skip, printing this.
+pub fn bpf_refused() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())?;
+    let missing: Vec<&str> = [(39, "CAP_BPF"), (12, "CAP_NET_ADMIN")]
+        .into_iter()
+        .filter(|(bit, _)| eff & (1 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect();
+    (!missing.is_empty()).then(|| format!("this process lacks {}", missing.join(", ")))
+}
+
 /// A SIPp invocation.
 pub struct Sipp {
     args: Vec<String>,

@@ -40,6 +40,7 @@ pub(crate) struct Route {
     pub ts_delta: u32,
     pub seq_delta: u16,
     pub pad: u16,
+    pub out_ifindex: u32,
 }
 
 /// `ROUTE_REWRITE`: apply the mapping to packets of `in_ssrc`.
@@ -119,4 +120,33 @@ pub(crate) fn interfaces() -> io::Result<Vec<(String, Option<Ipv4Addr>, bool)>> 
     // SAFETY: the list getifaddrs returned, freed once.
     unsafe { libc::freeifaddrs(head) };
     Ok(out)
+}
+
+/// The interface a packet to `dst` leaves by (its index), or 0 when `dst`
+/// is an address of this host (the packet goes up the stack). The route
+/// is the kernel's: a UDP socket connected to `dst` gets the source
+/// address the route chooses, whose interface is the egress.
+pub(crate) fn egress_ifindex(dst: Ipv4Addr) -> io::Result<u32> {
+    if dst.is_loopback() {
+        return Ok(0);
+    }
+    let all = interfaces()?;
+    if all.iter().any(|(_, a, _)| *a == Some(dst)) {
+        return Ok(0);
+    }
+    let sock = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    sock.connect((dst, 9))?;
+    let std::net::IpAddr::V4(src) = sock.local_addr()?.ip() else {
+        return Err(io::Error::other("no IPv4 source address"));
+    };
+    let (name, _, _) = all
+        .iter()
+        .find(|(_, a, _)| *a == Some(src))
+        .ok_or_else(|| io::Error::other(format!("no interface holds {src}")))?;
+    let name = std::ffi::CString::new(name.as_str()).map_err(io::Error::other)?;
+    // SAFETY: a NUL-terminated name owned by this call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i),
+    }
 }

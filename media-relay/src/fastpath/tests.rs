@@ -30,7 +30,7 @@ fn records_have_the_c_layout() {
     // Sizes of struct flow_key, route and stream_counters in
     // bpf/fastpath.bpf.c (no implicit padding on either side).
     assert_eq!(std::mem::size_of::<FlowKey>(), 12);
-    assert_eq!(std::mem::size_of::<Route>(), 32);
+    assert_eq!(std::mem::size_of::<Route>(), 36);
     assert_eq!(std::mem::size_of::<StreamCounters>(), 40);
 }
 

@@ -90,6 +90,23 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     stat_cpu_ticks(&format!("/proc/{pid}/stat")).map(|t| t as f64 / clk_tck())
 }
 
+/// Seconds core `core` has spent in interrupts and softirqs so far (the
+/// `irq` and `softirq` columns of its /proc/stat line): where the kernel's
+/// receive path, and a tc BPF program on it, runs when RPS steers `lo`'s
+/// packets to that core. Tick-sampled without IRQ time accounting.
+pub fn core_irq_secs(core: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{core}");
+    let line = stat.lines().find(|l| l.split_whitespace().next() == Some(&name))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq ...
+    Some((f.get(5)? + f.get(6)?) as f64 / clk_tck())
+}
+
 /// CPU seconds used so far by the calling thread.
 pub fn thread_cpu_secs() -> f64 {
     stat_cpu_ticks("/proc/thread-self/stat").unwrap_or(0) as f64 / clk_tck()

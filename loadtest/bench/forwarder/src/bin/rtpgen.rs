@@ -41,7 +41,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use media_relay::sys::{pin_current_thread, set_rx_timestamps, RecvBatch, SendBatch};
 use socket2::{SockAddr, SockRef};
-use tandem_bench_media::{die, process_cpu_secs, thread_cpu_secs, thread_run_delay_secs, Opts};
+use tandem_bench_media::{
+    core_irq_secs, die, process_cpu_secs, thread_cpu_secs, thread_run_delay_secs, Opts,
+};
 
 const PKT_LEN: usize = 12 + 160;
 /// Latency histogram: 1 us buckets up to 1 s, then one overflow bucket.
@@ -167,6 +169,7 @@ fn main() {
         "--gen-batch",
         "--gen-sleep-us",
         "--late-ms",
+        "--irq-core",
     ]);
     let ga_addr: SocketAddr = o.req("--ga");
     let gb_addr: SocketAddr = o.req("--gb");
@@ -176,6 +179,11 @@ fn main() {
     let warmup: f64 = o.get("--warmup-secs", 5.0);
     let core: Option<usize> = o.opt("--core");
     let relay_pid: Option<u32> = o.opt("--relay-pid");
+    // The core whose interrupt/softirq time counts as the relay's too (a
+    // kernel fast path runs there, in no process).
+    let irq_core: Option<usize> = o.opt("--irq-core");
+    let mut irq0 = 0.0;
+    let mut irq_s: Option<f64> = None;
     let gen_batch: usize = o.get("--gen-batch", 16);
     let sleep_us: u64 = o.get("--gen-sleep-us", 100);
     let late_us: usize = o.get::<usize>("--late-ms", 100) * 1000;
@@ -232,11 +240,13 @@ fn main() {
         if !in_window && elapsed >= window_start {
             in_window = true;
             relay_cpu0 = relay_pid.and_then(process_cpu_secs).unwrap_or(0.0);
+            irq0 = irq_core.and_then(core_irq_secs).unwrap_or(0.0);
             gen_cpu0 = thread_cpu_secs();
             gen_wait0 = thread_run_delay_secs();
         }
         if elapsed >= window_end {
             relay_cpu = relay_pid.and_then(process_cpu_secs).map(|c| c - relay_cpu0);
+            irq_s = irq_core.and_then(core_irq_secs).map(|c| c - irq0);
             gen_cpu = thread_cpu_secs() - gen_cpu0;
             gen_wait = thread_run_delay_secs() - gen_wait0;
             break;
@@ -324,6 +334,9 @@ fn main() {
         sink.percentile(0.999),
     );
     let pkts_per_cpu_s = relay_cpu.map(|c| sink.received as f64 / c.max(0.01));
+    let pkts_per_cpu_irq_s = relay_cpu
+        .zip(irq_s)
+        .map(|(c, i)| sink.received as f64 / (c + i).max(0.01));
     let late: u64 = sink.hist[late_us.min(HIST_US)..]
         .iter()
         .map(|&c| u64::from(c))
@@ -361,12 +374,14 @@ fn main() {
          \"lat_p50_us\":{p50},\"lat_p90_us\":{p90},\"lat_p99_us\":{p99},\"lat_p999_us\":{p999},\"late\":{late},\"late_pct\":{late_pct:.5},\
          \"relay_cpu_s\":{},\"pkts_per_cpu_s\":{},\"gen_cpu_s\":{gen_cpu:.3},\"gen_wait_ms\":{:.1},\
          \"gen_behind\":{behind},\"gen_send_failed\":{send_failed},\"gen_max_lag_ms\":{:.2},\
-         \"silent_streams\":{silent}}}",
+         \"silent_streams\":{silent},\"irq_s\":{},\"pkts_per_cpu_irq_s\":{}}}",
         streams / 2,
         sink.received,
         num(relay_cpu),
         num(pkts_per_cpu_s),
         1000.0 * gen_wait,
         1000.0 * max_lag as f64 / rate,
+        num(irq_s),
+        num(pkts_per_cpu_irq_s),
     );
 }

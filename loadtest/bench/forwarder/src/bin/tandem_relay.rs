@@ -17,7 +17,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use media_relay::sys::raise_fd_limit;
-use media_relay::{MediaRelay, RelayConfig, SessionId, SessionParams};
+use media_relay::{FastPathMode, MediaRelay, RelayConfig, SessionId, SessionParams};
 use tandem_bench_media::{die, Opts};
 
 fn main() {
@@ -34,6 +34,7 @@ fn main() {
         "--recv-buffer",
         "--connect-latched",
         "--busy-poll-us",
+        "--fast-path",
     ]);
     let ip: IpAddr = o.req("--ip");
     let ga: SocketAddr = o.req("--ga");
@@ -50,6 +51,14 @@ fn main() {
         recv_buffer_bytes: o.get("--recv-buffer", defaults.recv_buffer_bytes),
         connect_latched: o.get("--connect-latched", defaults.connect_latched),
         busy_poll_us: o.get("--busy-poll-us", defaults.busy_poll_us),
+        // `on`: latched streams forwarded by the BPF program (system
+        // tandem-bpf of loadtest/bench/run media).
+        fast_path: match o.get::<String>("--fast-path", "off".into()).as_str() {
+            "on" => FastPathMode::On,
+            "auto" => FastPathMode::Auto,
+            "off" => FastPathMode::Off,
+            other => die(&format!("--fast-path {other}: not on, auto or off")),
+        },
         ..defaults
     };
     let fds = raise_fd_limit().unwrap_or_else(|e| die(&format!("raise open file limit: {e}")));
