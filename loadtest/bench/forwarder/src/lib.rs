@@ -97,7 +97,9 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
 pub fn core_irq_secs(core: usize) -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let name = format!("cpu{core}");
-    let line = stat.lines().find(|l| l.split_whitespace().next() == Some(&name))?;
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&name))?;
     let f: Vec<u64> = line
         .split_whitespace()
         .skip(1)

@@ -183,7 +183,7 @@ fn main() {
     // kernel fast path runs there, in no process).
     let irq_core: Option<usize> = o.opt("--irq-core");
     let mut irq0 = 0.0;
-    let mut irq_s: Option<f64> = None;
+    let irq_s: Option<f64>;
     let gen_batch: usize = o.get("--gen-batch", 16);
     let sleep_us: u64 = o.get("--gen-sleep-us", 100);
     let late_us: usize = o.get::<usize>("--late-ms", 100) * 1000;
