@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0 OR GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only
 //
 // Tandem's RTP kernel fast path: a tc (clsact/TCX) ingress program on the
 // relay's interface. User space (media-relay/src/fastpath.rs) installs one
@@ -9,10 +9,11 @@
 // (media-relay/src/continuity.rs, the same deltas). A hit is rewritten,
 // checksums fixed, counted in `counters` (per-CPU: no atomics on the hot
 // path) and handed on: to the local stack when the new destination is on
-// this host, else redirected to the egress interface the FIB names. Anything
-// else (a miss, RTCP, a non-RTP datagram, an SSRC the mapping does not
-// know, IP options, fragments, IPv6) goes on unchanged to the user-space
-// relay, which owns latching, RTCP rewriting and the first packets.
+// this host, else redirected to the egress interface user space found the
+// destination's route on. Anything else (a miss, RTCP, a non-RTP datagram,
+// an RTP header extension, an SSRC the mapping does not know, IP options,
+// fragments, IPv6) goes on unchanged to the user-space relay, which owns
+// latching, RTCP rewriting and the first packets.
 //
 // Built by media-relay/build.rs with `clang -target bpf`.
 
@@ -135,6 +136,7 @@ int tandem_rtp_fastpath(struct __sk_buff *skb)
 	struct route *r = bpf_map_lookup_elem(&routes, &key);
 	if (!r)
 		return PASS;
+	struct route rt = *r; // the entry may change under us: one consistent copy
 
 	// RTP only (RFC 3550 version 2; RFC 5761 §4: a second byte in 192..=223
 	// is multiplexed RTCP, which user space rewrites and counts).
@@ -142,7 +144,10 @@ int tandem_rtp_fastpath(struct __sk_buff *skb)
 	if ((b0 >> 6) != 2 || (b1 >= 192 && b1 <= 223))
 		return PASS;
 	__u32 udp_len = bpf_ntohs(udp->len);
-	if (udp_len < sizeof(struct udphdr) + RTP_FIXED + 4 * (b0 & 0x0f) ||
+	// A UDP length that is not the IP payload's goes to the stack, which
+	// drops it: never forwarded, nor counted.
+	if (udp_len != (__u32)bpf_ntohs(ip->tot_len) - sizeof(struct iphdr) ||
+	    udp_len < sizeof(struct udphdr) + RTP_FIXED + 4 * (b0 & 0x0f) ||
 	    (b0 & 0x10)) // an extension's length is checked in user space
 		return PASS;
 	__u32 payload = udp_len - sizeof(struct udphdr);
@@ -153,18 +158,17 @@ int tandem_rtp_fastpath(struct __sk_buff *skb)
 	__u32 ssrc = bpf_ntohl(ssrc_be);
 	__u32 new_ssrc = ssrc, new_ts = bpf_ntohl(ts_be);
 	__u16 new_seq = bpf_ntohs(seq_be);
-	if (r->flags & ROUTE_REWRITE) {
+	if (rt.flags & ROUTE_REWRITE) {
 		// Another SSRC from the same peer starts a new mapping: user space
 		// computes it (continuity.rs) and installs it.
-		if (ssrc != r->in_ssrc)
+		if (ssrc != rt.in_ssrc)
 			return PASS;
-		new_ssrc = r->out_ssrc;
-		new_seq = (__u16)(new_seq + r->seq_delta);
-		new_ts = new_ts + r->ts_delta;
+		new_ssrc = rt.out_ssrc;
+		new_seq = (__u16)(new_seq + rt.seq_delta);
+		new_ts = new_ts + rt.ts_delta;
 	}
 	__u32 saddr = ip->saddr, daddr = ip->daddr;
 	__u16 sport = udp->source, dport = udp->dest;
-	struct route rt = *r; // the entry may change under us; one consistent copy
 
 	// Addresses: IP header checksum and the UDP pseudo-header.
 	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, saddr, rt.out_src_ip, sizeof(__u32)) ||
@@ -199,4 +203,6 @@ int tandem_rtp_fastpath(struct __sk_buff *skb)
 	return PASS;
 }
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+// Dual-licensed: the kernel is told the GPL side (its list of licenses
+// knows no Apache).
+char LICENSE[] SEC("license") = "GPL";
