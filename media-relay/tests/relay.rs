@@ -10,7 +10,9 @@ use media_relay::{
     SessionParams, Side,
 };
 
-const DEADLINE: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{addr, peer_on, recv, rr, DEADLINE};
 
 fn ip(net: u8, host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, net, host))
@@ -29,32 +31,11 @@ fn relay(net: u8, port_min: u16, port_max: u16) -> MediaRelay {
 
 /// A peer socket on `127.0.net.host`, ephemeral port.
 fn peer(net: u8, host: u8) -> UdpSocket {
-    let s = UdpSocket::bind(SocketAddr::new(ip(net, host), 0)).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s
-}
-
-fn addr(s: &UdpSocket) -> SocketAddr {
-    s.local_addr().unwrap()
-}
-
-fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
-    let mut buf = [0u8; 2048];
-    match s.recv_from(&mut buf) {
-        Ok((n, from)) => (buf[..n].to_vec(), from),
-        Err(e) => panic!("nothing received on {} within {DEADLINE:?}: {e}", addr(s)),
-    }
+    peer_on(ip(net, host))
 }
 
 fn rtp_pkt(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
     build_rtp(0, seq, ts, ssrc, &[0xd5; 160])
-}
-
-/// RTCP RR without report blocks.
-fn rr(ssrc: u32) -> Vec<u8> {
-    let mut p = vec![0x80, 201, 0, 1];
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p
 }
 
 /// A session whose sides' SDP name `trunk` and `server`.
@@ -64,12 +45,7 @@ fn session_between(
     trunk: &UdpSocket,
     server: &UdpSocket,
 ) -> media_relay::SessionInfo {
-    let params = SessionParams {
-        remote_a: Some(addr(trunk)),
-        remote_b: Some(addr(server)),
-        options: None,
-    };
-    r.create_session(id, params).unwrap()
+    common::session(r, id, trunk, server, false)
 }
 
 /// Polls `f` until it holds or the deadline passes.
@@ -177,6 +153,7 @@ async fn latches_to_the_actual_source_and_drops_foreign_packets() {
                 remote_a: Some(sdp_addr),
                 remote_b: Some(addr(&server)),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -273,6 +250,7 @@ async fn upstream_switch_keeps_one_continuous_stream_toward_leg_a() {
                 remote_a: Some(addr(&trunk)),
                 remote_b: Some(addr(&server1)),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -423,6 +401,7 @@ async fn sessions_spread_over_workers_all_forward() {
                     remote_a: Some(addr(&trunk)),
                     remote_b: Some(addr(&server)),
                     options: None,
+                    rtcp_mux: false,
                 },
             )
             .unwrap(),
@@ -468,6 +447,7 @@ async fn snapshot_restores_a_session_that_forwards_at_once() {
                 remote_a: Some(addr(&trunk)),
                 remote_b: Some(addr(&server1)),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -554,6 +534,7 @@ async fn relatch_on_ssrc_change_moves_media_to_the_new_source() {
                     relatch_on_ssrc_change: true,
                     ..Default::default()
                 }),
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -601,6 +582,7 @@ async fn survives_icmp_errors_when_the_peer_port_closes() {
                 remote_a: Some(addr(&trunk)),
                 remote_b: Some(server_addr),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -664,6 +646,7 @@ async fn works_without_connected_sockets_and_with_busy_polling() {
                 remote_a: Some(addr(&trunk)),
                 remote_b: Some(addr(&server)),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -695,6 +678,7 @@ async fn reused_ports_forward_with_fresh_latching_and_drop_strays() {
         remote_a: Some(addr(trunk)),
         remote_b: Some(addr(server)),
         options: None,
+        rtcp_mux: false,
     };
 
     // Session 1 latches both sides (and gets connected sockets).
@@ -792,6 +776,7 @@ async fn without_parking_the_sockets_are_closed_after_removal() {
                     remote_a: Some(addr(&trunk)),
                     remote_b: Some(addr(&server)),
                     options: None,
+                    rtcp_mux: false,
                 },
             )
             .unwrap();

@@ -15,8 +15,8 @@ fn session(options: SessionOptions) -> SessionState {
     let mut s = SessionState::new(
         SessionId(1),
         options,
-        SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000))),
-        SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000))),
+        SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000)), false),
+        SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000)), false),
     );
     s.set_signalling_ip(Side::A, Some(addr(11, 0).ip()));
     s.set_signalling_ip(Side::B, Some(addr(20, 0).ip()));
@@ -304,7 +304,7 @@ fn may_latch_follows_the_mode() {
 
     // Nothing signalled yet: only `any` lets anyone latch.
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let unknown = SideState::new(LocalPorts::new(ip, 20000), None);
+    let unknown = SideState::new(LocalPorts::new(ip, 20000), None, false);
     assert!(!unknown.may_latch(Strict, Port::Rtp, sdp));
     assert!(!unknown.may_latch(SignalledIp, Port::Rtp, sdp));
     assert!(unknown.may_latch(Any, Port::Rtp, sdp));
