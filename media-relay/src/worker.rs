@@ -309,7 +309,9 @@ struct Worker {
     config: RelayConfig,
     poll: Poll,
     rx: mpsc::Receiver<Command>,
-    slots: Vec<Option<WorkerSession>>,
+    /// Boxed as the control side made them: a slot costs 8 bytes, and the
+    /// vector's spare capacity (it doubles) no whole sessions.
+    slots: Vec<Option<Box<WorkerSession>>>,
     free_slots: Vec<usize>,
     by_id: HashMap<SessionId, usize>,
     pairs: Vec<PairSlot>,
@@ -419,7 +421,7 @@ impl Worker {
     /// Handles one command; false means stop.
     fn command(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Add(s) => self.add(*s),
+            Command::Add(s) => self.add(s),
             Command::Remove(id) => self.remove(id),
             Command::AttachRtcp { id, side, sock } => self.attach_rtcp(id, side, sock),
             Command::Shutdown => return false,
@@ -427,7 +429,7 @@ impl Worker {
         true
     }
 
-    fn add(&mut self, s: WorkerSession) {
+    fn add(&mut self, s: Box<WorkerSession>) {
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
@@ -481,7 +483,7 @@ impl Worker {
             ports,
             pairs,
             ..
-        } = s;
+        } = *s;
         let registry = self.poll.registry();
         for c in conns.iter_mut().flatten() {
             let _ = registry.deregister(&mut c.sock);
