@@ -146,6 +146,7 @@ fn main() {
                     remote_a: Some(ga.local_addr().unwrap()),
                     remote_b: Some(gb.local_addr().unwrap()),
                     options: None,
+                    rtcp_mux: false,
                 },
             )
             .expect("session");

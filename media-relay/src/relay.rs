@@ -72,6 +72,9 @@ pub struct RelayCounters {
 struct Entry {
     worker: usize,
     state: SharedState,
+    /// Whether side A's and side B's RTCP sockets are bound (a side that
+    /// multiplexes RTCP on the RTP port has none until it stops).
+    rtcp_open: [bool; 2],
 }
 
 #[derive(Default)]
@@ -80,11 +83,12 @@ struct Registry {
     load: Vec<usize>,
 }
 
-/// One port pair made ready for a session.
+/// One port pair made ready for a session: its RTP socket, and its RTCP
+/// socket unless the side multiplexes RTCP (RFC 5761).
 struct ReadyPair {
     port: u16,
     index: usize,
-    socks: [UdpSocket; 2],
+    socks: [Option<UdpSocket>; 2],
 }
 
 /// The media relay: worker threads forwarding RTP/RTCP, and the session
@@ -161,8 +165,10 @@ impl MediaRelay {
         &self.config
     }
 
-    /// Allocates ports for both sides, makes their four sockets ready and
-    /// starts forwarding. Returns the local addresses to put into SDP.
+    /// Allocates ports for both sides, makes their four sockets ready (two
+    /// with [`SessionParams::rtcp_mux`]: RTP only) and starts forwarding.
+    /// Returns the local addresses to put into SDP. The RTCP port of a side
+    /// stays reserved for it even while unbound.
     ///
     /// A pair whose sockets are parked from an ended session gets them
     /// back (drained of anything that arrived since); otherwise new
@@ -176,8 +182,9 @@ impl MediaRelay {
         }
         let ip = self.config.local_ip;
         let worker = Self::least_loaded(&reg.load);
-        let a = self.take_pair(id, ip, None, worker)?;
-        let b = match self.take_pair(id, ip, None, worker) {
+        let rtcp = !params.rtcp_mux;
+        let a = self.take_pair(id, ip, None, worker, rtcp)?;
+        let b = match self.take_pair(id, ip, None, worker, rtcp) {
             Ok(x) => x,
             Err(e) => {
                 self.discard(a);
@@ -187,8 +194,16 @@ impl MediaRelay {
         let state = SessionState::new(
             id,
             options,
-            SideState::new(LocalPorts::new(ip, a.port), params.remote_a),
-            SideState::new(LocalPorts::new(ip, b.port), params.remote_b),
+            SideState::new(
+                LocalPorts::new(ip, a.port),
+                params.remote_a,
+                params.rtcp_mux,
+            ),
+            SideState::new(
+                LocalPorts::new(ip, b.port),
+                params.remote_b,
+                params.rtcp_mux,
+            ),
         );
         self.install(&mut reg, worker, state, a, b)
     }
@@ -205,8 +220,8 @@ impl MediaRelay {
         }
         let (la, lb) = (&snap.side_a.local, &snap.side_b.local);
         let worker = Self::least_loaded(&reg.load);
-        let a = self.take_pair(id, la.ip, Some(la.rtp_port), worker)?;
-        let b = match self.take_pair(id, lb.ip, Some(lb.rtp_port), worker) {
+        let a = self.take_pair(id, la.ip, Some(la.rtp_port), worker, !snap.side_a.rtcp_mux)?;
+        let b = match self.take_pair(id, lb.ip, Some(lb.rtp_port), worker, !snap.side_b.rtcp_mux) {
             Ok(x) => x,
             Err(e) => {
                 self.discard(a);
@@ -236,10 +251,17 @@ impl MediaRelay {
         match same_ports {
             Some(true) => {
                 snap.options.validate("options.clock_rate")?;
-                self.with_state_synced(snap.id, |st| {
+                let info = self.with_state_synced(snap.id, |st| {
                     st.apply_snapshot(snap);
                     st.info()
-                })
+                })?;
+                // A side that stopped multiplexing RTCP gets its socket.
+                for (side, s) in [(Side::A, &snap.side_a), (Side::B, &snap.side_b)] {
+                    if !s.rtcp_mux {
+                        self.open_rtcp(snap.id, side)?;
+                    }
+                }
+                Ok(info)
             }
             Some(false) => Err(Error::SessionExists(snap.id)),
             None => self.restore_session(snap),
@@ -266,6 +288,7 @@ impl MediaRelay {
         let id = state.id;
         let info = state.info();
         let state = Arc::new(Mutex::new(state));
+        let rtcp_open = [a.socks[1].is_some(), b.socks[1].is_some()];
         let [a_rtp, a_rtcp] = a.socks;
         let [b_rtp, b_rtcp] = b.socks;
         let session = WorkerSession {
@@ -294,7 +317,14 @@ impl MediaRelay {
             });
         }
         reg.load[worker] += 1;
-        reg.sessions.insert(id, Entry { worker, state });
+        reg.sessions.insert(
+            id,
+            Entry {
+                worker,
+                state,
+                rtcp_open,
+            },
+        );
         tracing::debug!(session = %id, worker, a = info.side_a.rtp_port, b = info.side_b.rtp_port, "media session created");
         Ok(info)
     }
@@ -313,18 +343,20 @@ impl MediaRelay {
     }
 
     /// Takes a port pair (a given one, or the next free one, preferably
-    /// one parked at worker `w`) and makes its two sockets ready for `w`.
+    /// one parked at worker `w`) and makes its sockets ready for `w`: RTP,
+    /// and RTCP if `rtcp`.
     fn take_pair(
         &self,
         id: SessionId,
         ip: IpAddr,
         want: Option<u16>,
         w: usize,
+        rtcp: bool,
     ) -> Result<ReadyPair> {
         if let Some(port) = want {
             let parked = self.take_given(id, port)?;
             return self
-                .ready_pair(ip, port, parked, w)
+                .ready_pair(ip, port, parked, w, rtcp)
                 .map_err(|(addr, source)| {
                     lock(&self.pool.pool).give_back(port, None, 0);
                     Error::Bind {
@@ -338,30 +370,15 @@ impl MediaRelay {
         let mut last = None;
         for _ in 0..attempts {
             let (port, parked) = self.take_next(id, w)?;
-            match self.ready_pair(ip, port, parked, w) {
+            match self.ready_pair(ip, port, parked, w, rtcp) {
                 Ok(p) => return Ok(p),
                 Err((addr, source)) => {
                     // Taken by another program: put it at the back and try
                     // the next pair.
                     let mut pool = lock(&self.pool.pool);
                     pool.give_back(port, None, 0);
-                    let out_of_fds = is_out_of_fds(&source);
-                    // Out of file descriptors: close some parked sockets
-                    // (a cache) so the live session gets its own.
-                    let unparked = if out_of_fds {
-                        pool.unpark(UNPARK_BATCH)
-                    } else {
-                        Vec::new()
-                    };
                     drop(pool);
-                    let retry = !unparked.is_empty();
-                    if retry {
-                        tracing::debug!(
-                            closed = unparked.len(),
-                            "out of file descriptors: closed parked port pairs"
-                        );
-                    }
-                    drop(unparked);
+                    let retry = self.unpark_if_out_of_fds(&source);
                     let in_use = source.kind() == io::ErrorKind::AddrInUse || retry;
                     last = Some(Error::Bind {
                         session: id,
@@ -375,6 +392,22 @@ impl MediaRelay {
             }
         }
         Err(last.unwrap_or(self.exhausted(id)))
+    }
+
+    /// Out of file descriptors: closes some parked sockets (a cache) so
+    /// that a live session gets its own; true if any were closed (worth a
+    /// retry).
+    fn unpark_if_out_of_fds(&self, e: &io::Error) -> bool {
+        if !is_out_of_fds(e) {
+            return false;
+        }
+        let unparked = lock(&self.pool.pool).unpark(UNPARK_BATCH);
+        let closed = unparked.len();
+        drop(unparked);
+        if closed > 0 {
+            tracing::debug!(closed, "out of file descriptors: closed parked port pairs");
+        }
+        closed > 0
     }
 
     fn exhausted(&self, id: SessionId) -> Error {
@@ -454,25 +487,39 @@ impl MediaRelay {
         Some(pool)
     }
 
-    /// The two sockets of pair `port` for a session of worker `w`: the
-    /// parked ones (moved to `w`'s poll if they were registered with
-    /// another worker, and drained of stray datagrams), or new ones.
+    /// The sockets of pair `port` for a session of worker `w` (RTCP only if
+    /// `rtcp`): the parked ones (moved to `w`'s poll if they were
+    /// registered with another worker, and drained of stray datagrams),
+    /// else new ones. A parked RTCP socket the session does not want is
+    /// closed, so that a multiplexing call holds two sockets, not four.
     fn ready_pair(
         &self,
         ip: IpAddr,
         port: u16,
         parked: Option<Parked>,
         w: usize,
+        rtcp: bool,
     ) -> std::result::Result<ReadyPair, (SocketAddr, io::Error)> {
-        let index = usize::from((port - self.first_port) / 2);
+        let index = self.pair_index(port);
         let addr = |k: usize| SocketAddr::new(ip, port + k as u16);
-        if let Some(parked) = parked {
-            if parked.ip == ip {
+        let mut socks: [Option<UdpSocket>; 2] = [None, None];
+        match parked {
+            Some(parked) if parked.ip == ip => {
                 let Parked {
-                    mut socks, home, ..
+                    rtp,
+                    rtcp: parked_rtcp,
+                    home,
+                    ..
                 } = parked;
-                if home != w {
-                    for (k, s) in socks.iter_mut().enumerate() {
+                socks = [Some(rtp), parked_rtcp];
+                if !rtcp {
+                    if let Some(mut s) = socks[1].take() {
+                        let _ = self.workers[home].registry.deregister(&mut s);
+                    }
+                }
+                for (k, s) in socks.iter_mut().enumerate() {
+                    let Some(s) = s else { continue };
+                    if home != w {
                         let _ = self.workers[home].registry.deregister(s);
                         self.workers[w]
                             .registry
@@ -480,37 +527,79 @@ impl MediaRelay {
                             .map_err(|e| (addr(k), e))?;
                     }
                 }
-                let strays: usize = socks.iter().map(drain_strays).sum();
+                let strays: usize = socks.iter().flatten().map(drain_strays).sum();
                 if strays > 0 {
                     self.dropped_stray
                         .fetch_add(strays as u64, Ordering::Relaxed);
                     tracing::debug!(port, strays, "stray datagrams dropped on port reuse");
                 }
-                return Ok(ReadyPair { port, index, socks });
             }
-            // Bound to another address: close them before binding anew.
-            drop(parked);
+            // Bound to another address: closed before binding anew.
+            other => drop(other),
         }
-        let mut socks = self.bind_pair(ip, port)?;
-        for (k, s) in socks.iter_mut().enumerate() {
-            self.workers[w]
-                .registry
-                .register(s, pair_token(index, k), Interest::READABLE)
-                .map_err(|e| (addr(k), e))?;
+        for (k, sock) in socks.iter_mut().enumerate().take(1 + usize::from(rtcp)) {
+            if sock.is_none() {
+                *sock = Some(self.bind_registered(addr(k), w, pair_token(index, k))?);
+            }
         }
         Ok(ReadyPair { port, index, socks })
     }
 
-    fn bind_pair(
+    /// Pool index of the pair whose RTP port is `rtp_port`.
+    fn pair_index(&self, rtp_port: u16) -> usize {
+        usize::from((rtp_port - self.first_port) / 2)
+    }
+
+    /// A new socket bound to `addr` and registered with worker `w`'s poll
+    /// under `token`.
+    fn bind_registered(
         &self,
-        ip: IpAddr,
-        rtp_port: u16,
-    ) -> std::result::Result<[UdpSocket; 2], (SocketAddr, io::Error)> {
-        let rtp = SocketAddr::new(ip, rtp_port);
-        let rtcp = SocketAddr::new(ip, rtp_port + 1);
-        let a = bind_socket(&self.config, rtp).map_err(|e| (rtp, e))?;
-        let b = bind_socket(&self.config, rtcp).map_err(|e| (rtcp, e))?;
-        Ok([UdpSocket::from_std(a), UdpSocket::from_std(b)])
+        addr: SocketAddr,
+        w: usize,
+        token: mio::Token,
+    ) -> std::result::Result<UdpSocket, (SocketAddr, io::Error)> {
+        let mut sock = UdpSocket::from_std(bind_socket(&self.config, addr).map_err(|e| (addr, e))?);
+        self.workers[w]
+            .registry
+            .register(&mut sock, token, Interest::READABLE)
+            .map_err(|e| (addr, e))?;
+        Ok(sock)
+    }
+
+    /// Binds side `side`'s RTCP socket if it has none (its peer stopped
+    /// multiplexing RTCP, or never did) and hands it to the worker.
+    fn open_rtcp(&self, id: SessionId, side: Side) -> Result<()> {
+        let mut reg = lock(&self.registry);
+        let entry = reg.sessions.get_mut(&id).ok_or(Error::NoSuchSession(id))?;
+        if entry.rtcp_open[side.index()] {
+            return Ok(());
+        }
+        let local = lock(&entry.state).sides[side.index()].local;
+        let token = pair_token(self.pair_index(local.rtp_port), 1);
+        let bound = match self.bind_registered(local.rtcp_addr(), entry.worker, token) {
+            Err((_, e)) if self.unpark_if_out_of_fds(&e) => {
+                self.bind_registered(local.rtcp_addr(), entry.worker, token)
+            }
+            other => other,
+        };
+        let sock = bound.map_err(|(addr, source)| Error::Bind {
+            session: id,
+            addr,
+            source,
+        })?;
+        let worker = entry.worker;
+        if self.workers[worker]
+            .send(Command::AttachRtcp { id, side, sock })
+            .is_err()
+        {
+            return Err(Error::WorkerGone {
+                worker,
+                session: id,
+            });
+        }
+        entry.rtcp_open[side.index()] = true;
+        tracing::debug!(session = %id, %side, port = local.rtcp_port, "late RTCP socket bound");
+        Ok(())
     }
 
     fn state(&self, id: SessionId) -> Result<SharedState> {
@@ -559,6 +648,22 @@ impl MediaRelay {
     /// A different address than before re-arms latching for that side.
     pub fn set_remote(&self, id: SessionId, side: Side, addr: SocketAddr) -> Result<()> {
         self.with_state_synced(id, |st| st.set_remote(side, addr))
+    }
+
+    /// Whether the peer of `side` multiplexes RTCP on the RTP port (RFC
+    /// 5761; both its SDP and the SDP it was sent carry `a=rtcp-mux`).
+    /// RTCP toward a multiplexing side goes to its RTP address from the
+    /// side's RTP port; a side that does not multiplex gets its RTCP socket
+    /// now if it had none (sessions created with
+    /// [`SessionParams::rtcp_mux`]). The socket then stays until the
+    /// session ends.
+    pub fn set_rtcp_mux(&self, id: SessionId, side: Side, mux: bool) -> Result<()> {
+        self.with_state(id, |st| st.set_rtcp_mux(side, mux))?;
+        if mux {
+            Ok(())
+        } else {
+            self.open_rtcp(id, side)
+        }
     }
 
     /// Sets the RTCP address of `side` (SDP `a=rtcp`).

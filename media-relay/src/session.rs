@@ -117,6 +117,13 @@ pub struct SessionParams {
     pub remote_b: Option<SocketAddr>,
     /// Options; `None` takes the relay's `session_defaults`.
     pub options: Option<SessionOptions>,
+    /// Start both sides as multiplexing RTCP on the RTP port (RFC 5761):
+    /// only the two RTP sockets are bound. The caller that learns from the
+    /// signalling that a side's peer does not multiplex says so with
+    /// [`MediaRelay::set_rtcp_mux`](crate::MediaRelay::set_rtcp_mux), which
+    /// binds that side's RTCP socket then. False: four sockets from the
+    /// start, RTCP on RTP + 1 on both sides (no signalling needed).
+    pub rtcp_mux: bool,
 }
 
 /// Most sources refused on a side after upstream switches.
@@ -144,10 +151,21 @@ pub struct SideState {
     /// may latch. None: not told (only the SDP address counts).
     #[serde(default)]
     pub signalling_ip: Option<IpAddr>,
+    /// The side's peer multiplexes RTCP on the RTP port (RFC 5761): RTCP
+    /// toward it leaves from the side's RTP socket for its RTP address, and
+    /// the side has no RTCP socket of its own unless it once did not
+    /// multiplex. False (also in snapshots from before this field): RTCP
+    /// has its own port on both ends.
+    #[serde(default)]
+    pub rtcp_mux: bool,
 }
 
 impl SideState {
-    pub(crate) fn new(local: LocalPorts, remote_rtp: Option<SocketAddr>) -> SideState {
+    pub(crate) fn new(
+        local: LocalPorts,
+        remote_rtp: Option<SocketAddr>,
+        rtcp_mux: bool,
+    ) -> SideState {
         SideState {
             local,
             remote_rtp,
@@ -157,6 +175,7 @@ impl SideState {
             latched_ssrc: None,
             refused_sources: Vec::new(),
             signalling_ip: None,
+            rtcp_mux,
         }
     }
 
@@ -202,9 +221,13 @@ impl SideState {
         self.latched_rtp.or(self.remote_rtp)
     }
 
-    /// Where RTCP toward this side goes: the latched RTCP source, else the
-    /// SDP RTCP address, else the RTP destination's port + 1.
+    /// Where RTCP toward this side goes: with rtcp-mux the RTP destination,
+    /// else the latched RTCP source, else the SDP RTCP address, else the RTP
+    /// destination's port + 1.
     pub fn rtcp_destination(&self) -> Option<SocketAddr> {
+        if self.rtcp_mux {
+            return self.rtp_destination();
+        }
         self.latched_rtcp.or(self.remote_rtcp).or_else(|| {
             self.rtp_destination().map(|mut a| {
                 a.set_port(a.port().wrapping_add(1));
@@ -435,13 +458,42 @@ impl SessionState {
         }
     }
 
-    /// Destination of what was received on `from`'s `port`.
-    pub(crate) fn destination(&self, from: Side, port: Port) -> Option<SocketAddr> {
+    /// Where a packet of class `class` (RTP or RTCP) received on side
+    /// `from`'s port `port` goes: the port of the other side to send it
+    /// from, and the address. One leg may multiplex RTCP on the RTP port
+    /// (RFC 5761) while the other does not (e.g. after a move to a media
+    /// server that refused rtcp-mux): RTCP from a multiplexing side toward
+    /// one that does not leaves from that side's RTCP port for its RTCP
+    /// address, and RTCP from an RTCP port toward a multiplexing side from
+    /// its RTP port for its RTP address. Otherwise a packet leaves by the
+    /// port it came in on (so RTCP that a peer multiplexes without the
+    /// signalling saying so goes the RTP way, as it always did).
+    pub(crate) fn route(&self, from: Side, port: Port, class: Port) -> (Port, Option<SocketAddr>) {
         let to = &self.sides[from.other().index()];
-        match port {
-            Port::Rtp => to.rtp_destination(),
-            Port::Rtcp => to.rtcp_destination(),
+        let out = match (port, class) {
+            (_, Port::Rtp) => Port::Rtp,
+            (Port::Rtp, Port::Rtcp) if self.sides[from.index()].rtcp_mux && !to.rtcp_mux => {
+                Port::Rtcp
+            }
+            (Port::Rtcp, Port::Rtcp) if to.rtcp_mux => Port::Rtp,
+            (port, Port::Rtcp) => port,
+        };
+        match out {
+            Port::Rtp => (Port::Rtp, to.rtp_destination()),
+            Port::Rtcp => (Port::Rtcp, to.rtcp_destination()),
         }
+    }
+
+    /// Destination of what was received on `from`'s `port` (RTCP on an
+    /// RTCP port, RTP on an RTP port).
+    #[cfg(test)]
+    pub(crate) fn destination(&self, from: Side, port: Port) -> Option<SocketAddr> {
+        self.route(from, port, port).1
+    }
+
+    /// Whether side `side`'s peer multiplexes RTCP on the RTP port.
+    pub(crate) fn set_rtcp_mux(&mut self, side: Side, mux: bool) {
+        self.sides[side.index()].rtcp_mux = mux;
     }
 
     /// Decides about one datagram received on `side`'s `port` from `src`,

@@ -26,7 +26,10 @@
 //! read once a session gets them).
 //!
 //! Each of a session's four ports has an unconnected socket, which receives
-//! everything, and, once the port has latched (and `connect_latched` is on),
+//! everything (the RTCP port of a side whose peer multiplexes RTCP on the
+//! RTP port, RFC 5761, has none unless that side once did not: such a call
+//! holds two sockets, not four; what comes in on an RTP port is routed by
+//! its class, RTP or RTCP, see `SessionState::route`), and, once the port has latched (and `connect_latched` is on),
 //! a second socket on the same port `connect`ed to the latched peer. The
 //! kernel delivers the peer's packets to the connected socket and caches the
 //! route for what is sent through it. The connected socket changes nothing
@@ -53,6 +56,7 @@ use crate::error::{Error, Result};
 use crate::fastpath::FastPath;
 use crate::pool::PortPool;
 use crate::relay::connected_socket;
+use crate::rtp::{self, Kind};
 use crate::session::{Port, SessionId, SessionState, Side, Verdict};
 use crate::stats::DropReason;
 use crate::sys::{pin_current_thread, RecvBatch, SendBatch};
@@ -112,11 +116,13 @@ pub(crate) struct Conn {
     peer: SocketAddr,
 }
 
-/// The two sockets of a free port pair, kept bound for the next session
-/// that gets the pair. They stay registered with the poll of worker
-/// `home`, which does not read them while no session of its own uses them.
+/// The sockets of a free port pair (RTP, and RTCP unless its last session
+/// multiplexed RTCP on that side), kept bound for the next session that
+/// gets the pair. They stay registered with the poll of worker `home`,
+/// which does not read them while no session of its own uses them.
 pub(crate) struct Parked {
-    pub socks: [UdpSocket; 2],
+    pub rtp: UdpSocket,
+    pub rtcp: Option<UdpSocket>,
     pub ip: IpAddr,
     pub home: usize,
 }
@@ -134,8 +140,9 @@ pub(crate) struct SharedPool {
 pub(crate) struct WorkerSession {
     pub id: SessionId,
     pub state: SharedState,
-    /// Unconnected sockets of the four ports.
-    pub sockets: [UdpSocket; 4],
+    /// Unconnected sockets of the four ports (an RTCP port of a side that
+    /// multiplexes has none).
+    pub sockets: [Option<UdpSocket>; 4],
     /// Their local addresses.
     pub local: [SocketAddr; 4],
     /// Connected sockets, per port.
@@ -154,6 +161,13 @@ pub(crate) enum Command {
     /// The session was removed (its state is marked): close or park its
     /// sockets and give its ports back.
     Remove(SessionId),
+    /// A late RTCP socket for side `side` of a session (its peer does not
+    /// multiplex after all), already registered with the worker's poll.
+    AttachRtcp {
+        id: SessionId,
+        side: Side,
+        sock: UdpSocket,
+    },
     Shutdown,
 }
 
@@ -255,7 +269,7 @@ pub(crate) fn spawn(
         pairs: vec![PairSlot::default(); pairs],
         recv: RecvBatch::new(config.batch_size),
         send: SendBatch::new(),
-        keep: vec![false; config.batch_size],
+        keep: vec![0; config.batch_size],
         pending: Vec::new(),
         counters: counters.clone(),
         pool,
@@ -298,13 +312,16 @@ struct Worker {
     config: RelayConfig,
     poll: Poll,
     rx: mpsc::Receiver<Command>,
-    slots: Vec<Option<WorkerSession>>,
+    /// Boxed as the control side made them: a slot costs 8 bytes, and the
+    /// vector's spare capacity (it doubles) no whole sessions.
+    slots: Vec<Option<Box<WorkerSession>>>,
     free_slots: Vec<usize>,
     by_id: HashMap<SessionId, usize>,
     pairs: Vec<PairSlot>,
     recv: RecvBatch,
     send: SendBatch,
-    keep: Vec<bool>,
+    /// Per packet of the batch: 0 dropped, else its route group (1, 2).
+    keep: Vec<u8>,
     pending: Vec<usize>,
     counters: Arc<WorkerCounters>,
     pool: Arc<SharedPool>,
@@ -410,14 +427,15 @@ impl Worker {
     /// Handles one command; false means stop.
     fn command(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Add(s) => self.add(*s),
+            Command::Add(s) => self.add(s),
             Command::Remove(id) => self.remove(id),
+            Command::AttachRtcp { id, side, sock } => self.attach_rtcp(id, side, sock),
             Command::Shutdown => return false,
         }
         true
     }
 
-    fn add(&mut self, s: WorkerSession) {
+    fn add(&mut self, s: Box<WorkerSession>) {
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
@@ -433,6 +451,23 @@ impl Worker {
         }
         self.by_id.insert(s.id, slot);
         self.slots[slot] = Some(s);
+    }
+
+    fn attach_rtcp(&mut self, id: SessionId, side: Side, mut sock: UdpSocket) {
+        let slot = self.by_id.get(&id).copied();
+        let Some(Some(s)) = slot.and_then(|slot| self.slots.get_mut(slot)) else {
+            // Removed meanwhile: the control side gives the port back with
+            // the session's pair; the socket is closed here.
+            let _ = self.poll.registry().deregister(&mut sock);
+            return;
+        };
+        let p = side.index() * 2 + 1;
+        if let Some(mut old) = s.sockets[p].replace(sock) {
+            let _ = self.poll.registry().deregister(&mut old);
+        }
+        // What arrived before this command was handled: its event was
+        // already consumed (edge-triggered) while the slot was empty.
+        self.pending.push(pair_token(s.pairs[side.index()], 1).0);
     }
 
     /// Lets go of a removed session's sockets: its connected sockets are
@@ -454,7 +489,7 @@ impl Worker {
             ports,
             pairs,
             ..
-        } = s;
+        } = *s;
         let registry = self.poll.registry();
         for c in conns.iter_mut().flatten() {
             let _ = registry.deregister(&mut c.sock);
@@ -464,17 +499,17 @@ impl Worker {
             self.pairs[pair] = PairSlot::default();
         }
         let [a_rtp, a_rtcp, b_rtp, b_rtcp] = sockets;
+        let parked = |rtp: Option<UdpSocket>, rtcp, ip: IpAddr| {
+            rtp.map(|rtp| Parked {
+                rtp,
+                rtcp,
+                ip,
+                home: self.index,
+            })
+        };
         let mut sides = [
-            Some(Parked {
-                socks: [a_rtp, a_rtcp],
-                ip: local[0].ip(),
-                home: self.index,
-            }),
-            Some(Parked {
-                socks: [b_rtp, b_rtcp],
-                ip: local[2].ip(),
-                home: self.index,
-            }),
+            parked(a_rtp, a_rtcp, local[0].ip()),
+            parked(b_rtp, b_rtcp, local[2].ip()),
         ];
         let shared = &self.pool;
         let mut close = false;
@@ -548,7 +583,10 @@ impl Worker {
         };
         let p = i % 4;
         let sock = if i < 4 {
-            &sess.sockets[p]
+            match &sess.sockets[p] {
+                Some(s) => s,
+                None => return Drained::Gone,
+            }
         } else {
             match &sess.conns[p] {
                 Some(c) => &c.sock,
@@ -579,7 +617,10 @@ impl Worker {
             let now_us = unix_us();
             let mut drops = [0u64; DropReason::COUNT];
             let mut forward = 0u64;
-            let dest = {
+            // Where the kept packets go: group 1 by the port's own class,
+            // group 2 (RTCP multiplexed on an RTP port, when its route
+            // differs: the other side does not multiplex) elsewhere.
+            let routes = {
                 let mut st = lock(&sess.state);
                 if st.removed {
                     // Waiting to be reaped: nothing more is counted.
@@ -605,11 +646,11 @@ impl Worker {
                     self.keep[k] = match verdict {
                         Verdict::Forward => {
                             forward += 1;
-                            true
+                            1
                         }
                         Verdict::Drop(r) => {
                             drops[r as usize] += 1;
-                            false
+                            0
                         }
                     };
                 }
@@ -617,24 +658,51 @@ impl Worker {
                     fp.sync(&mut st, now_us);
                 }
                 latched = st.latched(side, port);
-                let dest = st.destination(side, port);
-                if dest.is_none() && forward > 0 {
-                    st.stats[rx].on_drop(DropReason::NoDestination, forward);
-                    drops[DropReason::NoDestination as usize] += forward;
+                let own = st.route(side, port, port);
+                let rtcp = st.route(side, port, Port::Rtcp);
+                let mut counts = [forward, 0];
+                if port == Port::Rtp && rtcp != own && forward > 0 {
+                    for k in 0..n {
+                        if self.keep[k] == 1 && rtp::classify(self.recv.packet(k)) == Kind::Rtcp {
+                            self.keep[k] = 2;
+                            counts[0] -= 1;
+                            counts[1] += 1;
+                        }
+                    }
                 }
-                dest
+                let routes = [(own, counts[0]), (rtcp, counts[1])];
+                for ((_, dest), count) in routes {
+                    if dest.is_none() && count > 0 {
+                        st.stats[rx].on_drop(DropReason::NoDestination, count);
+                        drops[DropReason::NoDestination as usize] += count;
+                    }
+                }
+                routes
             };
-            if let (Some(dest), true) = (dest, forward > 0) {
-                let out = p ^ 2;
+            for (group, ((out_port, dest), count)) in routes.into_iter().enumerate() {
+                let Some(dest) = dest.filter(|_| count > 0) else {
+                    continue;
+                };
+                // The other side's socket for that port; an RTCP socket
+                // not attached yet falls back to the side's RTP socket.
+                let rtp_out = (side.index() ^ 1) * 2;
+                let out = rtp_out + usize::from(out_port == Port::Rtcp);
                 let addr = SockAddr::from(dest);
-                let (via, name) = match &sess.conns[out] {
-                    Some(c) if c.peer == dest => (&c.sock, None),
-                    _ => (&sess.sockets[out], Some(&addr)),
+                let (via, name) = match (&sess.conns[out], &sess.sockets[out]) {
+                    (Some(c), _) if c.peer == dest => (&c.sock, None),
+                    (_, Some(s)) => (s, Some(&addr)),
+                    (_, None) => match &sess.sockets[rtp_out] {
+                        Some(s) => (s, Some(&addr)),
+                        None => continue,
+                    },
                 };
                 let (recv, keep) = (&self.recv, &self.keep);
+                let wanted = group as u8 + 1;
                 let res = self.send.send(
                     via.as_fd(),
-                    (0..n).filter(|&k| keep[k]).map(|k| (recv.packet(k), name)),
+                    (0..n)
+                        .filter(|&k| keep[k] == wanted)
+                        .map(|k| (recv.packet(k), name)),
                 );
                 let c = &self.counters;
                 c.add(&c.packets_relayed, res.sent as u64);

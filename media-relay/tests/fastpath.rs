@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{addr, eventually, ip, peer, recv, rr, rtp_pkt, DEADLINE};
 use media_relay::rtp;
-use media_relay::{Error, FastPathMode, MediaRelay, RelayConfig, SessionId, SessionParams};
+use media_relay::{Error, FastPathMode, MediaRelay, RelayConfig, SessionId};
 
 /// A relay with the fast path on, or None (printed why) where this host
 /// refuses BPF.
@@ -51,16 +51,7 @@ fn session(
     trunk: &UdpSocket,
     server: &UdpSocket,
 ) -> (SocketAddr, SocketAddr) {
-    let info = r
-        .create_session(
-            id,
-            SessionParams {
-                remote_a: Some(addr(trunk)),
-                remote_b: Some(addr(server)),
-                options: None,
-            },
-        )
-        .unwrap();
+    let info = common::session(r, id, trunk, server, false);
     (info.side_a.rtp_addr(), info.side_b.rtp_addr())
 }
 

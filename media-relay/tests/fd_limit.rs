@@ -42,6 +42,7 @@ fn params(trunk: SocketAddr, server: SocketAddr) -> SessionParams {
         remote_a: Some(trunk),
         remote_b: Some(server),
         options: None,
+        rtcp_mux: false,
     }
 }
 

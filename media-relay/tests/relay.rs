@@ -31,12 +31,7 @@ fn session_between(
     trunk: &UdpSocket,
     server: &UdpSocket,
 ) -> media_relay::SessionInfo {
-    let params = SessionParams {
-        remote_a: Some(addr(trunk)),
-        remote_b: Some(addr(server)),
-        options: None,
-    };
-    r.create_session(id, params).unwrap()
+    common::session(r, id, trunk, server, false)
 }
 
 #[tokio::test]
@@ -135,6 +130,7 @@ async fn latches_to_the_actual_source_and_drops_foreign_packets() {
                 remote_a: Some(sdp_addr),
                 remote_b: Some(addr(&server)),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -231,6 +227,7 @@ async fn upstream_switch_keeps_one_continuous_stream_toward_leg_a() {
                 remote_a: Some(addr(&trunk)),
                 remote_b: Some(addr(&server1)),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -381,6 +378,7 @@ async fn sessions_spread_over_workers_all_forward() {
                     remote_a: Some(addr(&trunk)),
                     remote_b: Some(addr(&server)),
                     options: None,
+                    rtcp_mux: false,
                 },
             )
             .unwrap(),
@@ -426,6 +424,7 @@ async fn snapshot_restores_a_session_that_forwards_at_once() {
                 remote_a: Some(addr(&trunk)),
                 remote_b: Some(addr(&server1)),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -512,6 +511,7 @@ async fn relatch_on_ssrc_change_moves_media_to_the_new_source() {
                     relatch_on_ssrc_change: true,
                     ..Default::default()
                 }),
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -559,6 +559,7 @@ async fn survives_icmp_errors_when_the_peer_port_closes() {
                 remote_a: Some(addr(&trunk)),
                 remote_b: Some(server_addr),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -622,6 +623,7 @@ async fn works_without_connected_sockets_and_with_busy_polling() {
                 remote_a: Some(addr(&trunk)),
                 remote_b: Some(addr(&server)),
                 options: None,
+                rtcp_mux: false,
             },
         )
         .unwrap();
@@ -653,6 +655,7 @@ async fn reused_ports_forward_with_fresh_latching_and_drop_strays() {
         remote_a: Some(addr(trunk)),
         remote_b: Some(addr(server)),
         options: None,
+        rtcp_mux: false,
     };
 
     // Session 1 latches both sides (and gets connected sockets).
@@ -750,6 +753,7 @@ async fn without_parking_the_sockets_are_closed_after_removal() {
                     remote_a: Some(addr(&trunk)),
                     remote_b: Some(addr(&server)),
                     options: None,
+                    rtcp_mux: false,
                 },
             )
             .unwrap();

@@ -623,8 +623,12 @@ impl Driver {
                     latching: self.config.media.latching,
                     ..self.relay.config().session_defaults
                 };
+                // Sockets for RTP only until an SDP says a side does not
+                // multiplex RTCP (`SetRemote`): two per call, not four,
+                // when both legs use rtcp-mux.
                 let params = SessionParams {
                     options: Some(options),
+                    rtcp_mux: true,
                     ..SessionParams::default()
                 };
                 let result = self
@@ -638,13 +642,25 @@ impl Driver {
                 side,
                 addr,
                 sip_source,
+                rtcp_mux,
             } => {
                 // The SIP source first: from then on the new SDP address
-                // and the NATed source may both latch.
+                // and the NATed source may both latch. RTCP sockets before
+                // the SDP goes on, so that they are bound before the peer
+                // can send (see `Action::SetRemote` for both sides).
                 let told = self
                     .relay
                     .set_signalling_ip(session, side, sip_source)
-                    .and_then(|()| self.relay.set_remote(session, side, addr));
+                    .and_then(|()| self.relay.set_remote(session, side, addr))
+                    .and_then(|()| {
+                        if rtcp_mux {
+                            self.relay.set_rtcp_mux(session, side, true)
+                        } else {
+                            self.relay
+                                .set_rtcp_mux(session, Side::A, false)
+                                .and_then(|()| self.relay.set_rtcp_mux(session, Side::B, false))
+                        }
+                    });
                 if let Err(e) = told {
                     tracing::warn!(%session, error = %e, "relay not told the peer's address");
                 }
@@ -653,8 +669,13 @@ impl Driver {
                 session,
                 addr,
                 sip_source,
+                rtcp_mux,
             } => {
-                if let Err(e) = self.relay.switch_upstream(session, addr, sip_source) {
+                let switched = self
+                    .relay
+                    .set_rtcp_mux(session, Side::B, rtcp_mux)
+                    .and_then(|()| self.relay.switch_upstream(session, addr, sip_source));
+                if let Err(e) = switched {
                     tracing::warn!(%session, error = %e, "relay not switched to the new server");
                 }
             }

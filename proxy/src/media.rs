@@ -21,6 +21,18 @@ pub fn is_sdp(content_type: Option<&str>) -> bool {
     })
 }
 
+/// What [`rewrite_sdp`] makes of an SDP from one leg.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayedSdp {
+    /// The SDP for the other leg, pointing at the relay.
+    pub body: Bytes,
+    /// The RTP address the sender wants to receive on (None when the
+    /// stream is rejected or on hold with a null address).
+    pub remote: Option<SocketAddr>,
+    /// The first stream carries `a=rtcp-mux` (RFC 5761).
+    pub rtcp_mux: bool,
+}
+
 /// The SDP that came from leg `from`, rewritten for the other leg so that
 /// it points at the relay side facing that leg, and the RTP address the
 /// sender wants to receive on (for the relay to learn; None when the
@@ -28,11 +40,7 @@ pub fn is_sdp(content_type: Option<&str>) -> bool {
 /// stream is anchored; further streams (video, a second audio) are refused
 /// with port 0 so that no media ever bypasses the relay. Pure: the caller
 /// tells the relay.
-pub fn rewrite_sdp(
-    info: &SessionInfo,
-    from: Side,
-    body: &[u8],
-) -> Result<(Bytes, Option<SocketAddr>), Error> {
+pub fn rewrite_sdp(info: &SessionInfo, from: Side, body: &[u8]) -> Result<RelayedSdp, Error> {
     let bad = |e: sipcore::ParseError| {
         Error::downstream(488, "Not Acceptable Here", format!("bad SDP: {e}"))
     };
@@ -41,6 +49,7 @@ pub fn rewrite_sdp(
     let first = media
         .first()
         .ok_or_else(|| Error::downstream(488, "Not Acceptable Here", "SDP has no media stream"))?;
+    let rtcp_mux = first.rtcp_mux();
     let remote = if first.is_rejected() {
         None
     } else {
@@ -90,7 +99,11 @@ pub fn rewrite_sdp(
         version: VersionChange::Bump,
         streams: &streams,
     };
-    Ok((Bytes::from(sdp.rewrite(&rewrite)), remote))
+    Ok(RelayedSdp {
+        body: Bytes::from(sdp.rewrite(&rewrite)),
+        remote,
+        rtcp_mux,
+    })
 }
 
 /// The offer for a new media server when a call resumes: `offer` (what

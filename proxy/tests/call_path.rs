@@ -240,11 +240,22 @@ async fn pcap_calls_relay_rtp_both_ways_round_robin() {
 
 const PROBE_PACKETS: u16 = 50;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rtp_probe_is_echoed_through_the_relay() {
-    let ms = start(media_server(None).arg("-rtp_echo")).await;
-    let tandem = Tandem::start(TANDEM, TandemConfig::new([("ms1", ms.addr())])).await;
+/// A call placed by the Rust UAC through Tandem, answered and ACKed.
+struct ProbeCall {
+    ep: Endpoint,
+    events: sipcore::transaction::TuReceiver,
+    /// The UAC's RTP socket (the address its offer names).
+    rtp: UdpSocket,
+    me: SocketAddr,
+    target: Target,
+    dialog: Dialog,
+    /// The relay's RTP address from the answer.
+    relay: SocketAddr,
+}
 
+/// Places a call from the Rust UAC offering PCMA plus `attributes`
+/// (SDP lines, each ending in CRLF), and ACKs its 200.
+async fn place_probe_call(tandem: &Tandem, ms: &SippProcess, attributes: &str) -> ProbeCall {
     let (ep, mut events) =
         Endpoint::bind("127.0.0.1:0".parse().unwrap(), &EndpointConfig::default()).unwrap();
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -256,7 +267,7 @@ async fn rtp_probe_is_echoed_through_the_relay() {
     };
     let sdp = format!(
         "v=0\r\no=probe 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
+         m=audio {} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n{attributes}",
         rtp.local_addr().unwrap().port()
     );
     let contact = format!("<sip:probe@{me}>");
@@ -272,7 +283,7 @@ async fn rtp_probe_is_echoed_through_the_relay() {
         .build();
     let invite = Message::parse(invite).unwrap();
     ep.layer().send_request(invite.clone(), target).unwrap();
-    let ok = next_final(&mut events, SECS(5), &tandem).await;
+    let ok = next_final(&mut events, SECS(5), tandem).await;
     assert_eq!(ok.status(), Some(200), "{}", tandem.log_tail(20));
 
     // The answer points at the relay, never at the media server.
@@ -285,11 +296,48 @@ async fn rtp_probe_is_echoed_through_the_relay() {
         tandem.media_ports()
     );
 
-    let mut dialog = Dialog::from_uac_response(&invite, &ok, &contact).unwrap();
+    let dialog = Dialog::from_uac_response(&invite, &ok, &contact).unwrap();
     let ack = dialog
         .ack(1, &format!("SIP/2.0/UDP {me};branch=z9hG4bKprobe2"))
         .build();
     ep.send_raw(target, ack).unwrap();
+    ProbeCall {
+        ep,
+        events,
+        rtp,
+        me,
+        target,
+        dialog,
+        relay,
+    }
+}
+
+impl ProbeCall {
+    /// Sends the BYE and waits for its 200.
+    async fn hang_up(mut self, tandem: &Tandem) {
+        let bye = self
+            .dialog
+            .request(
+                &Method::Bye,
+                &format!("SIP/2.0/UDP {};branch=z9hG4bKprobe3", self.me),
+            )
+            .build();
+        self.ep
+            .layer()
+            .send_request(Message::parse(bye).unwrap(), self.target)
+            .unwrap();
+        let bye_ok = next_final(&mut self.events, SECS(5), tandem).await;
+        assert_eq!(bye_ok.status(), Some(200));
+        self.ep.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_probe_is_echoed_through_the_relay() {
+    let ms = start(media_server(None).arg("-rtp_echo")).await;
+    let tandem = Tandem::start(TANDEM, TandemConfig::new([("ms1", ms.addr())])).await;
+    let call = place_probe_call(&tandem, &ms, "").await;
+    let (rtp, relay) = (&call.rtp, call.relay);
 
     // Send 50 packets, 20 ms apart, each with a distinct payload; every one
     // must come back, from the relay's address (symmetric RTP).
@@ -331,17 +379,7 @@ async fn rtp_probe_is_echoed_through_the_relay() {
         tandem.log_tail(20)
     );
 
-    let bye = dialog
-        .request(
-            &Method::Bye,
-            &format!("SIP/2.0/UDP {me};branch=z9hG4bKprobe3"),
-        )
-        .build();
-    ep.layer()
-        .send_request(Message::parse(bye).unwrap(), target)
-        .unwrap();
-    let bye_ok = next_final(&mut events, SECS(5), &tandem).await;
-    assert_eq!(bye_ok.status(), Some(200));
+    call.hang_up(&tandem).await;
 
     let cdr = &tandem.wait_cdrs(1, SECS(5)).await[0];
     assert_eq!(
@@ -366,7 +404,6 @@ async fn rtp_probe_is_echoed_through_the_relay() {
         m.text()
     );
     wait_no_calls(&tandem).await;
-    ep.shutdown().await;
 }
 
 fn rtp_packet(seq: u16) -> Vec<u8> {
@@ -376,6 +413,110 @@ fn rtp_packet(seq: u16) -> Vec<u8> {
     p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
     p.extend((0..160u32).map(|i| (i as u16 ^ seq.wrapping_mul(7)) as u8));
     p
+}
+
+/// UDP sockets bound to the ports of Tandem's relay range (each test's
+/// Tandem has a range of its own). Counted from the kernel's table rather
+/// than the process's descriptors, which also come and go with admin HTTP
+/// connections.
+fn relay_sockets(tandem: &Tandem) -> usize {
+    let ports = tandem.media_ports();
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    // "sl local_address:port rem_address:port ...", hex.
+                    let local = line.split_whitespace().nth(1)?;
+                    u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|port| ports.contains(port))
+        .count()
+}
+
+/// RTCP RR without report blocks.
+fn rtcp_rr(ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 201, 0, 1];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+/// The next datagram on `sock` (payload, source), within 5 s.
+async fn next_datagram(sock: &UdpSocket, what: &str) -> (Vec<u8>, SocketAddr) {
+    let mut buf = [0u8; 2048];
+    match tokio::time::timeout(SECS(5), sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, from))) => (buf[..n].to_vec(), from),
+        other => panic!("no {what} within 5 s: {other:?}"),
+    }
+}
+
+/// RFC 5761 on both legs: the relay binds only its two RTP ports for the
+/// call (no RTCP sockets), and RTCP multiplexed on them crosses it both
+/// ways (the media server echoes RTP and RTCP alike).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_legs_both_use_rtcp_mux_holds_two_relay_sockets() {
+    let ms = start(media_server(Some("rtcp_mux_uas.xml")).arg("-rtp_echo")).await;
+    let tandem = Tandem::start(TANDEM, TandemConfig::new([("ms1", ms.addr())])).await;
+    let before = relay_sockets(&tandem);
+    let call = place_probe_call(&tandem, &ms, "a=rtcp-mux\r\n").await;
+    // Counted before any media: a latched port adds a connected socket
+    // (`connect_latched`).
+    assert_eq!(
+        relay_sockets(&tandem) - before,
+        2,
+        "relay sockets of a call whose legs both multiplex RTCP"
+    );
+    call.rtp.send_to(&rtp_packet(1), call.relay).await.unwrap();
+    let (got, from) = next_datagram(&call.rtp, "RTP echo").await;
+    assert_eq!((got, from), (rtp_packet(1), call.relay));
+    call.rtp
+        .send_to(&rtcp_rr(0x1234), call.relay)
+        .await
+        .unwrap();
+    let (got, from) = next_datagram(&call.rtp, "RTCP echo").await;
+    assert_eq!((got, from), (rtcp_rr(0x1234), call.relay));
+    call.hang_up(&tandem).await;
+    wait_no_calls(&tandem).await;
+}
+
+/// Without rtcp-mux the relay binds RTP and RTCP ports on both sides, and
+/// RTCP sent to its RTCP port is relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_rtcp_mux_holds_four_relay_sockets_and_relays_rtcp() {
+    let ms = start(media_server(None).arg("-rtp_echo")).await;
+    let tandem = Tandem::start(TANDEM, TandemConfig::new([("ms1", ms.addr())])).await;
+    let before = relay_sockets(&tandem);
+    let call = place_probe_call(&tandem, &ms, "").await;
+    assert_eq!(
+        relay_sockets(&tandem) - before,
+        4,
+        "relay sockets of a call without rtcp-mux"
+    );
+    let relayed = |m: &testkit::Metrics| m.get("tandem_rtp_packets_relayed_total", &[]);
+    let start_count = relayed(&tandem.metrics().await);
+    let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut relay_rtcp = call.relay;
+    relay_rtcp.set_port(call.relay.port() + 1);
+    for n in 0..5 {
+        rtcp.send_to(&rtcp_rr(n), relay_rtcp).await.unwrap();
+    }
+    wait_for("RTCP relayed", SECS(5), || async {
+        let now = relayed(&tandem.try_metrics().await?);
+        if now >= start_count + 5.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "relayed {now}, {start_count} before 5 RTCP packets"
+            ))
+        }
+    })
+    .await;
+    call.hang_up(&tandem).await;
+    wait_no_calls(&tandem).await;
 }
 
 /// The next final response (provisional ones skipped).

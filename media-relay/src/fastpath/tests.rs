@@ -15,8 +15,8 @@ fn session() -> SessionState {
     SessionState::new(
         SessionId(1),
         SessionOptions::default(),
-        SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000))),
-        SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000))),
+        SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000)), false),
+        SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000)), false),
     )
 }
 
@@ -91,10 +91,11 @@ fn removed_sessions_and_ipv6_have_no_entries() {
     let mut s = SessionState::new(
         SessionId(2),
         SessionOptions::default(),
-        SideState::new(LocalPorts::new(ip6, 20000), None),
+        SideState::new(LocalPorts::new(ip6, 20000), None, false),
         SideState::new(
             LocalPorts::new(ip6, 20002),
             Some("[::1]:6000".parse().unwrap()),
+            false,
         ),
     );
     receive(&mut s, Side::A, 1, 7, "[::1]:5000".parse().unwrap());

@@ -111,6 +111,7 @@ async fn parked_pairs_move_to_the_worker_of_their_next_session() {
             remote_a: Some(trunk.local_addr().unwrap()),
             remote_b: Some(server.local_addr().unwrap()),
             options: None,
+            rtcp_mux: false,
         };
         r.create_session(SessionId(id), params).unwrap();
     }

@@ -15,8 +15,8 @@ fn session(options: SessionOptions) -> SessionState {
     let mut s = SessionState::new(
         SessionId(1),
         options,
-        SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000))),
-        SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000))),
+        SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000)), false),
+        SideState::new(LocalPorts::new(ip, 20002), Some(addr(20, 6000)), false),
     );
     s.set_signalling_ip(Side::A, Some(addr(11, 0).ip()));
     s.set_signalling_ip(Side::B, Some(addr(20, 0).ip()));
@@ -304,7 +304,7 @@ fn may_latch_follows_the_mode() {
 
     // Nothing signalled yet: only `any` lets anyone latch.
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let unknown = SideState::new(LocalPorts::new(ip, 20000), None);
+    let unknown = SideState::new(LocalPorts::new(ip, 20000), None, false);
     assert!(!unknown.may_latch(Strict, Port::Rtp, sdp));
     assert!(!unknown.may_latch(SignalledIp, Port::Rtp, sdp));
     assert!(unknown.may_latch(Any, Port::Rtp, sdp));
@@ -437,4 +437,55 @@ fn snapshots_from_before_latching_modes_still_decode() {
     assert_eq!(old.options.latching, Latching::SignalledIp);
     assert_eq!(old.side_a.signalling_ip, None);
     assert_eq!(old.side_a.remote_rtp, snap.side_a.remote_rtp);
+}
+
+/// rtcp-mux on one side only (RFC 5761): RTCP crosses between the
+/// multiplexing side's RTP port and the other side's RTCP port, whichever
+/// port it came in on; RTP always takes the RTP ports; with both sides
+/// alike (either way) a packet leaves by the port it came in on.
+#[test]
+fn rtcp_crosses_between_a_multiplexing_side_and_one_that_is_not() {
+    let mut s = session(SessionOptions::default());
+    let a_rtp = addr(10, 5000);
+    let (b_rtp, b_rtcp) = (addr(20, 6000), addr(20, 6001));
+    // Neither multiplexes: as before, RTCP on an RTP port goes the RTP way.
+    assert_eq!(
+        s.route(Side::A, Port::Rtp, Port::Rtcp),
+        (Port::Rtp, Some(b_rtp))
+    );
+    assert_eq!(
+        s.route(Side::A, Port::Rtcp, Port::Rtcp),
+        (Port::Rtcp, Some(b_rtcp))
+    );
+
+    // Leg A multiplexes, leg B does not.
+    s.set_rtcp_mux(Side::A, true);
+    assert_eq!(
+        s.route(Side::A, Port::Rtp, Port::Rtp),
+        (Port::Rtp, Some(b_rtp))
+    );
+    assert_eq!(
+        s.route(Side::A, Port::Rtp, Port::Rtcp),
+        (Port::Rtcp, Some(b_rtcp))
+    );
+    assert_eq!(
+        s.route(Side::B, Port::Rtcp, Port::Rtcp),
+        (Port::Rtp, Some(a_rtp))
+    );
+    assert_eq!(
+        s.route(Side::B, Port::Rtp, Port::Rtp),
+        (Port::Rtp, Some(a_rtp))
+    );
+    assert_eq!(s.sides[0].rtcp_destination(), Some(a_rtp));
+
+    // Both multiplex: everything takes the RTP ports.
+    s.set_rtcp_mux(Side::B, true);
+    assert_eq!(
+        s.route(Side::A, Port::Rtp, Port::Rtcp),
+        (Port::Rtp, Some(b_rtp))
+    );
+    assert_eq!(
+        s.route(Side::B, Port::Rtp, Port::Rtcp),
+        (Port::Rtp, Some(a_rtp))
+    );
 }

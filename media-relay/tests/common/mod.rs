@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use media_relay::rtp::build_rtp;
+use media_relay::{MediaRelay, SessionId, SessionInfo, SessionParams};
 
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -15,7 +16,12 @@ pub fn ip(net: u8, host: u8) -> IpAddr {
 
 /// A peer socket on `127.0.net.host`, ephemeral port.
 pub fn peer(net: u8, host: u8) -> UdpSocket {
-    let s = UdpSocket::bind(SocketAddr::new(ip(net, host), 0)).unwrap();
+    peer_on(ip(net, host))
+}
+
+/// A peer socket on `ip`, ephemeral port, receives bounded by `DEADLINE`.
+pub fn peer_on(ip: IpAddr) -> UdpSocket {
+    let s = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     s
 }
@@ -50,4 +56,22 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A session whose sides' SDP name `trunk` and `server`, with RTCP
+/// multiplexed on both sides or on its own ports.
+pub fn session(
+    r: &MediaRelay,
+    id: SessionId,
+    trunk: &UdpSocket,
+    server: &UdpSocket,
+    rtcp_mux: bool,
+) -> SessionInfo {
+    let params = SessionParams {
+        remote_a: Some(addr(trunk)),
+        remote_b: Some(addr(server)),
+        options: None,
+        rtcp_mux,
+    };
+    r.create_session(id, params).unwrap()
 }

@@ -802,16 +802,17 @@ impl Machine {
                 None => self.member(call.b.member).map(|m| m.address.ip()),
             },
         };
-        let (sdp, remote) = crate::media::rewrite_sdp(&info, from, body)?;
-        if let Some(addr) = remote {
+        let relayed = crate::media::rewrite_sdp(&info, from, body)?;
+        if let Some(addr) = relayed.remote {
             self.out.push(Action::SetRemote {
                 session,
                 side: from,
                 addr,
                 sip_source,
+                rtcp_mux: relayed.rtcp_mux,
             });
         }
-        Ok(sdp)
+        Ok(relayed.body)
     }
 
     fn call_of(&self, call_id: &str) -> Option<(u64, Leg)> {

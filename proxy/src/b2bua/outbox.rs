@@ -43,18 +43,27 @@ pub enum Action {
     /// The relay learns where `side`'s peer wants RTP (from its SDP) and
     /// the IP that leg's SIP comes from (`sip_source`: a peer behind NAT
     /// sends its RTP from there; the relay's latching allows it).
+    /// `rtcp_mux`: the SDP carries `a=rtcp-mux` (RFC 5761), so that side
+    /// multiplexes RTCP on the RTP port (an answer with it accepts, an
+    /// offer with it is answered with it or the answer, relayed the other
+    /// way, says otherwise). Without it neither side multiplexes: an
+    /// offer without it cannot be answered with it (§5.1.1), and an answer
+    /// without it refuses it for the offerer too.
     SetRemote {
         session: SessionId,
         side: Side,
         addr: SocketAddr,
         sip_source: Option<IpAddr>,
+        rtcp_mux: bool,
     },
     /// Leg B's RTP now goes to (and comes from) a new media server, whose
-    /// SIP comes from `sip_source`.
+    /// SIP comes from `sip_source`; `rtcp_mux`: its answer accepted
+    /// rtcp-mux (leg A keeps what it agreed: it is not asked again).
     SwitchUpstream {
         session: SessionId,
         addr: SocketAddr,
         sip_source: Option<IpAddr>,
+        rtcp_mux: bool,
     },
     /// Close a call's relay session (after its CDR, if any, was written).
     RemoveMedia { session: SessionId },

@@ -446,6 +446,7 @@ impl Machine {
         call.b.invite_key = None;
         let session = SessionId(call.media);
         let new_addr = answer_rtp_addr(&response);
+        let rtcp_mux = answer_rtcp_mux(&response);
         let previous = call.b_remote_sdp.clone();
         if is_sdp(response.content_type()) && !response.body().is_empty() {
             call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
@@ -457,6 +458,7 @@ impl Machine {
                 session,
                 addr,
                 sip_source,
+                rtcp_mux,
             }),
             None => tracing::warn!(
                 call = id,
@@ -710,6 +712,15 @@ fn answer_rtp_addr(response: &Message) -> Option<SocketAddr> {
     let m = sdp.media().first()?;
     let ip = m.connection().filter(|ip| !ip.is_unspecified())?;
     (!m.is_rejected()).then(|| SocketAddr::new(ip, m.port()))
+}
+
+/// Whether an answer's first stream accepts rtcp-mux (RFC 5761).
+fn answer_rtcp_mux(response: &Message) -> bool {
+    is_sdp(response.content_type())
+        && Sdp::parse(response.body())
+            .ok()
+            .and_then(|sdp| sdp.media().first().map(|m| m.rtcp_mux()))
+            .unwrap_or(false)
 }
 
 /// Whether either side of leg B's last exchange holds the stream (any

@@ -227,7 +227,12 @@ impl Lab {
     /// A new call from the trunk, given its relay ports: the actions of
     /// the INVITE and of the relay's answer.
     fn call(&mut self, call_id: &str) -> (Vec<String>, Vec<String>) {
-        let first = self.trunk_sends(invite(call_id, "i1", true));
+        self.call_with(call_id, invite(call_id, "i1", true))
+    }
+
+    /// A call placed with the trunk's INVITE `invite` (Call-ID `call_id`).
+    fn call_with(&mut self, call_id: &str, invite: Message) -> (Vec<String>, Vec<String>) {
+        let first = self.trunk_sends(invite);
         let id = self.m.store.find(call_id).unwrap().0;
         let second = self.on(Event::MediaCreated {
             call: id,
@@ -318,6 +323,11 @@ fn invite(call_id: &str, branch: &str, with_sdp: bool) -> Message {
 }
 
 fn invite_to(user: &str, call_id: &str, branch: &str, with_sdp: bool) -> Message {
+    let body = with_sdp.then(|| sdp("127.0.0.9", 40000));
+    invite_with_body(user, call_id, branch, body)
+}
+
+fn invite_with_body(user: &str, call_id: &str, branch: &str, body: Option<String>) -> Message {
     let mut b = RequestBuilder::new(&Method::Invite, &format!("sip:{user}@127.0.0.1:5060"))
         .header(
             "Via",
@@ -329,8 +339,8 @@ fn invite_to(user: &str, call_id: &str, branch: &str, with_sdp: bool) -> Message
         .header("Call-ID", call_id)
         .header("CSeq", "1 INVITE")
         .header("Contact", &format!("<sip:alice@{TRUNK}>"));
-    if with_sdp {
-        b = b.body("application/sdp", Bytes::from(sdp("127.0.0.9", 40000)));
+    if let Some(body) = body {
+        b = b.body("application/sdp", Bytes::from(body));
     }
     Message::parse(b.build()).unwrap()
 }
@@ -1233,6 +1243,42 @@ fn the_relay_learns_each_legs_sip_source_with_its_sdp_and_on_a_move() {
         })
         .collect();
     assert_eq!(switched, [(addr("127.0.0.60:18000"), ip(MS2))]);
+}
+
+/// rtcp-mux (RFC 5761): the relay hears whether each SDP it learns from
+/// carries it (so that it binds RTCP sockets only for sides that do not
+/// multiplex), and whether a new media server's answer accepts it on a
+/// move (leg A keeps what it agreed).
+#[test]
+fn the_relay_learns_whether_each_sdp_and_a_moves_answer_multiplex_rtcp() {
+    let mux = |ip: &str, port: u16| sdp(ip, port) + "a=rtcp-mux\r\n";
+    let mut lab = Lab::new();
+    let offer = invite_with_body("100", "c1", "i1", Some(mux("127.0.0.9", 40000)));
+    lab.call_with("c1", offer);
+    lab.answer("INVITE", 200, Some(&mux("127.0.0.50", 16000)));
+    lab.ack_from_trunk("c1");
+    let learnt: Vec<_> = lab
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetRemote { side, rtcp_mux, .. } => Some((*side, *rtcp_mux)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(learnt, [(Side::A, true), (Side::B, true)]);
+
+    // MS1 fails; MS2 answers without rtcp-mux.
+    lab.fail_ms1();
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.60", 18000)));
+    let switched: Vec<_> = lab
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SwitchUpstream { rtcp_mux, .. } => Some(*rtcp_mux),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(switched, [false]);
 }
 
 // ------------------------------------------------------------ strangers

@@ -71,18 +71,19 @@ m=audio 40000 RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-e
 m=audio 16000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n{crypto_b}\r\n"
     );
 
-    let (to_b, remote_a) = rewrite_sdp(&info, Side::A, offer.as_bytes()).unwrap();
-    let to_b = std::str::from_utf8(&to_b).unwrap();
-    assert_eq!(remote_a, Some("127.0.0.9:40000".parse().unwrap()));
+    let relayed = rewrite_sdp(&info, Side::A, offer.as_bytes()).unwrap();
+    let to_b = std::str::from_utf8(&relayed.body).unwrap();
+    assert_eq!(relayed.remote, Some("127.0.0.9:40000".parse().unwrap()));
+    assert!(!relayed.rtcp_mux);
     assert!(to_b.contains("m=audio 30002 RTP/SAVP 0 101\r\n"), "{to_b}");
     for line in crypto_a {
         assert!(to_b.contains(&format!("{line}\r\n")), "{to_b}");
     }
     assert!(!to_b.contains("127.0.0.9"), "{to_b}");
 
-    let (to_a, remote_b) = rewrite_sdp(&info, Side::B, answer.as_bytes()).unwrap();
-    let to_a = std::str::from_utf8(&to_a).unwrap();
-    assert_eq!(remote_b, Some("127.0.0.50:16000".parse().unwrap()));
+    let relayed = rewrite_sdp(&info, Side::B, answer.as_bytes()).unwrap();
+    let to_a = std::str::from_utf8(&relayed.body).unwrap();
+    assert_eq!(relayed.remote, Some("127.0.0.50:16000".parse().unwrap()));
     assert!(to_a.contains("m=audio 30000 RTP/SAVP 0\r\n"), "{to_a}");
     assert!(to_a.contains(&format!("{crypto_b}\r\n")), "{to_a}");
     assert!(!to_a.contains("127.0.0.50"), "{to_a}");

@@ -77,6 +77,7 @@ fn main() {
                     remote_a: Some(ga),
                     remote_b: Some(gb),
                     options: None,
+                    rtcp_mux: false,
                 },
             )
             .unwrap_or_else(|e| die(&format!("session {i}: {e}")));
