@@ -330,3 +330,48 @@ async fn the_tap_sees_a_tcp_message_with_the_connections_local_address() {
     assert_eq!(&sent.data[..], text.as_bytes());
     ep.shutdown().await;
 }
+
+/// A UDP message leaves from where it is sent, before the send task runs
+/// (no hop through it), unless UDP messages are queued ahead of it: then
+/// it queues behind them and keeps its order.
+#[tokio::test]
+async fn udp_goes_out_at_once_and_queues_behind_queued_udp() {
+    let (ep, _events) =
+        Endpoint::bind("127.0.0.1:0".parse().unwrap(), &EndpointConfig::default()).unwrap();
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_nonblocking(true).unwrap();
+    let to_peer = Target::udp(peer.local_addr().unwrap());
+    let mut buf = [0u8; 64];
+    // Tokio tries a socket only once its driver has seen it writable (the
+    // first poll of the runtime after binding).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Nothing awaited since the send: the send task has not run.
+    ep.send_raw(to_peer, Bytes::from_static(b"first")).unwrap();
+    let n = peer.recv(&mut buf).expect("sent before the send task ran");
+    assert_eq!(&buf[..n], b"first");
+
+    // An IPv6 destination on the IPv4 socket fails at once: queued for the
+    // send task (which reports the failure), and what follows queues too.
+    ep.send_raw(
+        Target::udp("[::1]:9".parse().unwrap()),
+        Bytes::from_static(b"lost"),
+    )
+    .unwrap();
+    ep.send_raw(to_peer, Bytes::from_static(b"second")).unwrap();
+    assert!(peer.recv(&mut buf).is_err(), "overtook a queued message");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let n = loop {
+        match peer.recv(&mut buf) {
+            Ok(n) => break n,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("second message not sent within 5 s: {e}"),
+        }
+    };
+    assert_eq!(&buf[..n], b"second");
+    // The queue is empty again: straight out.
+    ep.send_raw(to_peer, Bytes::from_static(b"third")).unwrap();
+    let n = peer.recv(&mut buf).expect("sent at once again");
+    assert_eq!(&buf[..n], b"third");
+}
