@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +37,7 @@ use crate::transaction::{
     Outgoing, OverloadStats, TimerConfig, TransactionError, TransactionKey, TransactionLayer,
     Transmit, TuQueueConfig, TuReceiver,
 };
-use crate::transport::{
-    Incoming, Target, TransportConfig, TransportKind, TransportStats, Transports,
-};
+use crate::transport::{Incoming, Target, TransportConfig, TransportStats, Transports};
 use crate::{Error, ParseError};
 
 #[derive(Debug, Clone, Default)]
@@ -141,60 +139,12 @@ enum Out {
     Raw(Target, Bytes),
 }
 
-/// The way out: a UDP message goes straight to the socket from where it
-/// is made (no hop through the send task, no wakeup of it) when the
-/// socket takes it at once and nothing is queued ahead of it; the rest
-/// (stream messages, a full socket buffer, a failed send, which the send
-/// task retries and reports) is queued for the send task.
-#[derive(Clone)]
-struct Outlet {
-    queue: mpsc::UnboundedSender<Out>,
-    transports: Arc<Transports>,
-    tap: Option<Arc<dyn MessageTap>>,
-    /// UDP messages in the queue: while any wait, new ones queue behind
-    /// them (a 180 must not overtake its 200).
-    queued_udp: Arc<AtomicUsize>,
-}
+struct Sender(mpsc::UnboundedSender<Out>);
 
-impl Outlet {
-    fn send(
-        &self,
-        target: Target,
-        bytes: Bytes,
-        out: impl FnOnce(Bytes) -> Out,
-    ) -> crate::Result<()> {
-        if target.transport != TransportKind::Udp {
-            return self.queue.send(out(bytes)).map_err(|_| closed(target.addr));
-        }
-        if self.queued_udp.load(Ordering::Acquire) == 0
-            && self.transports.udp().try_send_to(&bytes, target.addr)
-        {
-            if let Some(tap) = &self.tap {
-                tap.observe(ObservedMessage {
-                    direction: Direction::Sent,
-                    transport: target.transport,
-                    source: self.transports.udp().local_addr(),
-                    destination: target.addr,
-                    at: std::time::SystemTime::now(),
-                    data: bytes,
-                });
-            }
-            return Ok(());
-        }
-        self.queued_udp.fetch_add(1, Ordering::AcqRel);
-        self.queue.send(out(bytes)).map_err(|_| {
-            self.queued_udp.fetch_sub(1, Ordering::AcqRel);
-            closed(target.addr)
-        })
-    }
-}
-
-impl Transmit for Outlet {
+impl Transmit for Sender {
     fn send(&self, out: Outgoing) -> crate::Result<()> {
-        let Outgoing { key, target, bytes } = out;
-        Outlet::send(self, target, bytes, |bytes| {
-            Out::Transaction(Outgoing { key, target, bytes })
-        })
+        let addr = out.target.addr;
+        self.0.send(Out::Transaction(out)).map_err(|_| closed(addr))
     }
 }
 
@@ -210,7 +160,7 @@ fn closed(addr: SocketAddr) -> Error {
 pub struct Endpoint {
     transports: Arc<Transports>,
     layer: TransactionLayer,
-    outlet: Outlet,
+    out: mpsc::UnboundedSender<Out>,
     counters: Arc<Counters>,
     /// The trusted set the receive loop's gate uses.
     trusted: Arc<watch::Sender<Arc<TrustedSources>>>,
@@ -233,27 +183,24 @@ impl Endpoint {
         };
         let (transports, incoming) = Transports::bind(local, &transport)?;
         let transports = Arc::new(transports);
-        let (queue, out_rx) = mpsc::unbounded_channel();
-        let outlet = Outlet {
-            queue,
-            transports: transports.clone(),
-            tap: config.tap.clone(),
-            queued_udp: Arc::new(AtomicUsize::new(0)),
-        };
-        let (layer, events) =
-            TransactionLayer::with_queue(config.timers, Arc::new(outlet.clone()), config.tu_queue)
-                .map_err(|e: TransactionError| {
-                    Error::io(
-                        "transaction layer",
-                        std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-                    )
-                })?;
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (layer, events) = TransactionLayer::with_queue(
+            config.timers,
+            Arc::new(Sender(out.clone())),
+            config.tu_queue,
+        )
+        .map_err(|e: TransactionError| {
+            Error::io(
+                "transaction layer",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            )
+        })?;
         let counters = Arc::new(Counters::default());
         let (trusted, trusted_rx) = watch::channel(Arc::new(config.gate.trusted.clone()));
         let endpoint = Endpoint {
             transports,
             layer,
-            outlet,
+            out,
             counters,
             trusted: Arc::new(trusted),
             bans: bans.clone(),
@@ -263,7 +210,6 @@ impl Endpoint {
             transports: endpoint.transports.clone(),
             layer: endpoint.layer.clone(),
             tap: config.tap.clone(),
-            queued_udp: endpoint.outlet.queued_udp.clone(),
         };
         tokio::spawn(send_loop(sending, out_rx));
         let gate = Gate::new(trusted_rx.borrow().clone(), config.gate.limit, bans.clone());
@@ -320,8 +266,10 @@ impl Endpoint {
     /// Sends bytes outside any transaction: the ACK for a 2xx, a 2xx
     /// retransmission by the TU, stateless responses. Never blocks.
     pub fn send_raw(&self, target: Target, bytes: Bytes) -> crate::Result<()> {
-        self.outlet
-            .send(target, bytes, |bytes| Out::Raw(target, bytes))
+        let addr = target.addr;
+        self.out
+            .send(Out::Raw(target, bytes))
+            .map_err(|_| closed(addr))
     }
 
     pub fn stats(&self) -> EndpointStats {
@@ -502,8 +450,6 @@ struct Sending {
     transports: Arc<Transports>,
     layer: TransactionLayer,
     tap: Option<Arc<dyn MessageTap>>,
-    /// [`Outlet::queued_udp`].
-    queued_udp: Arc<AtomicUsize>,
 }
 
 async fn send_loop(sending: Sending, mut rx: mpsc::UnboundedReceiver<Out>) {
@@ -518,7 +464,6 @@ async fn send_loop(sending: Sending, mut rx: mpsc::UnboundedReceiver<Out>) {
         };
         if !target.transport.is_stream() {
             sending.send_one(target, bytes, key).await;
-            sending.queued_udp.fetch_sub(1, Ordering::AcqRel);
             continue;
         }
         let mut item = (bytes, key);

@@ -189,34 +189,7 @@ impl UdpTransport {
                 limit: MAX_MESSAGE_SIZE,
             });
         }
-        let sent = self.inner.socket.send_to(data, addr).await;
-        self.account(sent, data, addr)
-    }
-
-    /// Sends one datagram at once if the socket takes it now, without
-    /// waiting: true when the kernel took it (counted as [`Self::send_to`]
-    /// counts). False, with nothing counted, when it would block or the
-    /// send failed: the caller queues it for [`Self::send_to`], which
-    /// waits, and counts and reports a failure.
-    pub fn try_send_to(&self, data: &[u8], addr: SocketAddr) -> bool {
-        if data.len() > MAX_MESSAGE_SIZE {
-            return false;
-        }
-        match self.inner.socket.try_send_to(data, addr) {
-            Ok(n) => {
-                // A short datagram (never seen on Linux) is counted as a
-                // send error; sending it again would duplicate it.
-                let _ = self.account(Ok(n), data, addr);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Counts the outcome of sending `data` to `addr`.
-    fn account(&self, sent: io::Result<usize>, data: &[u8], addr: SocketAddr) -> Result<()> {
-        let stats = &self.inner.stats;
-        match sent {
+        match self.inner.socket.send_to(data, addr).await {
             Ok(n) if n == data.len() => {
                 bump(&stats.messages_sent, 1);
                 bump(&stats.bytes_sent, n as u64);
