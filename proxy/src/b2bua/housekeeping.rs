@@ -191,7 +191,7 @@ impl Machine {
         &mut self,
         addr: std::net::SocketAddr,
         transport: sipcore::transport::TransportKind,
-    ) -> bytes::Bytes {
+    ) -> Result<sipcore::message::Message, sipcore::ParseError> {
         RequestBuilder::new(&Method::Options, &format!("sip:{addr}"))
             .header("Via", &self.tokens.via(&self.settings, transport))
             .header(
@@ -206,7 +206,7 @@ impl Machine {
             .header("Call-ID", &format!("{}@tandem", self.tokens.token(20)))
             .header("CSeq", "1 OPTIONS")
             .header("Max-Forwards", "70")
-            .build()
+            .build_message()
     }
 
     pub(super) fn probe_outcome(&mut self, member: usize, alive: bool) {
@@ -479,7 +479,7 @@ impl Machine {
                 let bye = d
                     .request(&Method::Bye, &via)
                     .header("Reason", &bye_reason)
-                    .build();
+                    .build_message();
                 self.send_request(bye, target, ClientRole::Own);
             }
         }

@@ -196,7 +196,10 @@ impl Machine {
             origin: key.clone(),
             request: Box::new(request.clone()),
         };
-        if self.send_request(req.build(), target, role).is_none() {
+        if self
+            .send_request(req.build_message(), target, role)
+            .is_none()
+        {
             if let Some(c) = self.store.get_mut(id) {
                 c.offer_pending = false;
             }
@@ -317,7 +320,7 @@ impl Machine {
         if let Some((ct, body)) = body {
             b = b.body(&ct, body);
         }
-        let bytes = b.build();
+        let built = b.build_message();
         if ok && method == Method::Invite {
             // ACK the leg that answered at once, its offer having come from
             // the other side (the ACK carries no body) — unless the asker
@@ -343,7 +346,7 @@ impl Machine {
                     self.out.send_raw(target, ack);
                 }
             }
-            if let Ok(msg) = Message::parse(bytes.clone()) {
+            if let Ok(msg) = &built {
                 self.store.await_ack(id, from, request.cseq().seq);
                 let t1 = self.settings.t1;
                 self.timers.at(
@@ -352,14 +355,14 @@ impl Machine {
                         call: id,
                         leg: from,
                         key: origin.clone(),
-                        response: Box::new(msg),
+                        response: Box::new(msg.clone()),
                         interval: t1,
                         give_up: self.now + 64 * t1,
                     },
                 );
             }
         }
-        self.out.send_response(&origin, bytes);
+        self.out.send_response(&origin, built);
     }
 
     pub(super) fn on_ack(&mut self, ack: Message, source: Target) {
@@ -470,7 +473,7 @@ impl Machine {
                 "Request Terminated",
                 Some(&call.a.local_tag),
             )
-            .build();
+            .build_message();
             self.out.send_response(&ik, resp);
         }
         let Some(call) = self.store.get_mut(id) else {
@@ -614,7 +617,7 @@ impl Machine {
 
 /// The CANCEL of an INVITE we sent (§9.1: same Request-URI, Via, From,
 /// To, Call-ID and CSeq number).
-pub(super) fn cancel_for(inv: &Message) -> bytes::Bytes {
+pub(super) fn cancel_for(inv: &Message) -> Result<Message, sipcore::ParseError> {
     RequestBuilder::new(&Method::Cancel, inv.request_uri_str().unwrap_or_default())
         .header("Via", inv.top_via().raw)
         .header("Max-Forwards", "70")
@@ -623,5 +626,5 @@ pub(super) fn cancel_for(inv: &Message) -> bytes::Bytes {
         .header("Call-ID", inv.call_id())
         .header("CSeq", &format!("{} CANCEL", inv.cseq().seq))
         .header("Reason", "SIP;cause=487;text=\"Request Terminated\"")
-        .build()
+        .build_message()
 }

@@ -287,7 +287,7 @@ impl Machine {
                 for (n, v) in headers {
                     b = b.header(n, v);
                 }
-                self.out.send_response(&key, b.build());
+                self.out.send_response(&key, b.build_message());
             }
         }
         self.obs.calls_active(self.store.len());
@@ -331,7 +331,7 @@ impl Machine {
             b = b.header("Contact", c);
         }
         tracing::info!(call_id = invite.call_id(), rule, group, "INVITE redirected");
-        self.out.send_response(key, b.build());
+        self.out.send_response(key, b.build_message());
     }
 
     /// Checks that decide before anything is allocated; the source's name.
@@ -484,7 +484,7 @@ impl Machine {
         };
         let to_user = call.a.invite.to_header().uri().user.map(str::to_owned);
         let to_host = m.address.to_string();
-        let Some((bytes, b_invite, b_call_id, b_tag)) = self.build_leg_b_invite(
+        let Some((b_invite, b_call_id, b_tag)) = self.build_leg_b_invite(
             id,
             &ruri,
             (to_user.as_deref(), &to_host),
@@ -500,7 +500,11 @@ impl Machine {
             addr: m.address,
             connection: None,
         };
-        let key = self.send_request(bytes, target, ClientRole::LegBInvite { call: id });
+        let key = self.send_request(
+            Ok(b_invite.clone()),
+            target,
+            ClientRole::LegBInvite { call: id },
+        );
         // Kept for CANCEL, the dialog and failover: headers only (the
         // offer is kept once, in `offer` / `b_local_sdp`).
         let b_invite = without_body(&b_invite);
@@ -564,7 +568,7 @@ impl Machine {
         offer: Option<&Bytes>,
         extra: &[(&str, &str)],
         routes: &[String],
-    ) -> Option<(Bytes, Message, String, String)> {
+    ) -> Option<(Message, String, String)> {
         let b_call_id = format!("{}@tandem", self.tokens.token(20));
         let b_tag = self.tokens.token(12);
         let via = self.tokens.via(&self.settings, transport);
@@ -626,12 +630,11 @@ impl Machine {
                 a.body_bytes(),
             );
         }
-        let bytes = req.build();
-        let Ok(b_invite) = Message::parse(bytes.clone()) else {
+        let Ok(b_invite) = req.build_message() else {
             tracing::error!(call = id, "built an unparseable leg B INVITE");
             return None;
         };
-        Some((bytes, b_invite, b_call_id, b_tag))
+        Some((b_invite, b_call_id, b_tag))
     }
 
     pub(super) fn on_leg_b_invite_response(&mut self, id: u64, key: ClientKey, response: Message) {
@@ -746,7 +749,7 @@ impl Machine {
             b = b.body("application/sdp", sdp);
         }
         if let Some(key) = call.a.invite_key.clone() {
-            self.out.send_response(&key, b.build());
+            self.out.send_response(&key, b.build_message());
         }
     }
 
@@ -809,8 +812,8 @@ impl Machine {
         if let Some(body) = body {
             b = b.body("application/sdp", body);
         }
-        let ok = b.build();
-        let a_dialog = Message::parse(ok.clone()).ok().and_then(|_| {
+        let ok = b.build_message();
+        let a_dialog = ok.as_ref().ok().and_then(|_| {
             Dialog::from_uas_request(
                 &call.a.invite,
                 &call.a.local_tag,
@@ -829,8 +832,8 @@ impl Machine {
             .setup_latency(self.now.saturating_duration_since(call.started));
         let t1 = self.settings.t1;
         let seq = call.a.invite.cseq().seq;
-        if let (Some(key), Ok(msg)) = (call.a.invite_key.take(), Message::parse(ok.clone())) {
-            self.out.send_response(&key, ok);
+        if let (Some(key), Ok(msg)) = (call.a.invite_key.take(), ok) {
+            self.out.send_response(&key, Ok(msg.clone()));
             self.store.await_ack(id, Leg::A, seq);
             let now = self.now;
             self.timers.at(
@@ -937,7 +940,7 @@ impl Machine {
             .header("Call-ID", response.call_id())
             .header("CSeq", &format!("{} BYE", seq + 1))
             .header("Reason", "SIP;cause=200;text=\"Call completed elsewhere\"")
-            .build();
+            .build_message();
         self.send_request(bye, target, ClientRole::Own);
     }
 
@@ -1023,7 +1026,7 @@ impl Machine {
                 for (n, v) in extra {
                     b = b.header(n, v);
                 }
-                let bytes = b.build();
+                let bytes = b.build_message();
                 self.out.send_response(&key, bytes);
             }
         }

@@ -89,7 +89,7 @@ impl Machine {
         let (user, host) = phone.aor.split_once('@').unwrap_or(("", &phone.aor));
         let (user, host) = (user.to_owned(), host.to_owned());
         let routes = phone.path.clone();
-        let Some((bytes, invite, call_id, tag)) = self.build_leg_b_invite(
+        let Some((invite, call_id, tag)) = self.build_leg_b_invite(
             id,
             &phone.uri,
             (
@@ -104,8 +104,11 @@ impl Machine {
             return;
         };
         let target = phone.target();
-        let Some(key) = self.send_request(bytes, target, ClientRole::Fork { call: id, target })
-        else {
+        let Some(key) = self.send_request(
+            Ok(invite.clone()),
+            target,
+            ClientRole::Fork { call: id, target },
+        ) else {
             return;
         };
         let leg = LegB {

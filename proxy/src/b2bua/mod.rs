@@ -51,6 +51,7 @@ use media_relay::{SessionId, SessionInfo, Side};
 use sipcore::message::{Message, Method};
 use sipcore::transaction::{BranchKey, ClientKey, ServerKey, TransactionKey, TuEvent};
 use sipcore::transport::{Target, TransportKind};
+use sipcore::ParseError;
 
 #[cfg(test)]
 pub use call::HISTORY_MAX;
@@ -673,15 +674,16 @@ impl Machine {
         self.settings.survival.enabled && self.settings.survival.in_dialog_failure
     }
 
-    /// Sends a request as a client transaction with the given role; its
-    /// key (from the Via branch we made) is returned at once.
+    /// Sends a request (made by a builder's `build_message`) as a client
+    /// transaction with the given role; its key (from the Via branch we
+    /// made) is returned at once.
     fn send_request(
         &mut self,
-        bytes: Bytes,
+        built: Result<Message, ParseError>,
         target: Target,
         role: ClientRole,
     ) -> Option<ClientKey> {
-        let request = match Message::parse(bytes) {
+        let request = match built {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "built an unparseable request");

@@ -9,6 +9,7 @@ use media_relay::{SessionId, Side};
 use sipcore::message::{Message, Method, ResponseBuilder};
 use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::Target;
+use sipcore::ParseError;
 
 use super::call::UnixMillis;
 
@@ -132,7 +133,7 @@ impl Outbox {
         for (n, v) in headers {
             b = b.header(n, v);
         }
-        self.send_response(key, b.build());
+        self.send_response(key, b.build_message());
     }
 
     /// The answer to leg A's in-dialog request while its call is moving to
@@ -160,8 +161,10 @@ impl Outbox {
         }
     }
 
-    pub fn send_response(&mut self, key: &ServerKey, bytes: Bytes) {
-        match Message::parse(bytes) {
+    /// Sends a response made by a builder (`build_message`: the parsed
+    /// form without a second parse).
+    pub fn send_response(&mut self, key: &ServerKey, built: Result<Message, ParseError>) {
+        match built {
             Ok(msg) => self.deliver_response(key, msg),
             Err(e) => tracing::error!(error = %e, "built an unparseable response"),
         }
@@ -197,10 +200,10 @@ impl Outbox {
         reason: &str,
         warning: &str,
     ) {
-        let bytes = ResponseBuilder::new(request, status, reason)
+        let built = ResponseBuilder::new(request, status, reason)
             .header("Warning", warning)
-            .build();
-        match Message::parse(bytes) {
+            .build_message();
+        match built {
             Ok(answer) => self.forget(key, Some(answer)),
             Err(e) => tracing::error!(error = %e, "built an unparseable response"),
         }

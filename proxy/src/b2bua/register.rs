@@ -86,7 +86,7 @@ impl Machine {
                     b = b.header("Path", path);
                 }
                 b = b.header("Date", &http_date(wall));
-                self.out.send_response(&key, b.build());
+                self.out.send_response(&key, b.build_message());
                 self.obs.register_result("ok");
                 self.obs.registrations_active(total);
                 tracing::debug!(aor, contacts = contacts.len(), "registered");

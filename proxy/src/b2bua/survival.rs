@@ -217,7 +217,7 @@ impl Machine {
         let bye = call.b.dialog.take().map(|mut d| {
             d.request(&Method::Bye, &via)
                 .header("Reason", reason)
-                .build()
+                .build_message()
         });
         if let (Some(bye), Some(target)) = (bye, target) {
             self.send_request(bye, target, ClientRole::Own);
@@ -538,7 +538,7 @@ impl Machine {
             .header("Contact", &contact)
             .header("Max-Forwards", "70")
             .body("application/sdp", body)
-            .build();
+            .build_message();
         call.offer_pending = true;
         self.send_request(req, target, ClientRole::Reoffer { call: id });
     }

@@ -200,7 +200,7 @@ impl Machine {
         if let Some((name, value)) = &authorization {
             b = b.header(name, value);
         }
-        let bytes = b.header("User-Agent", "tandem").build();
+        let bytes = b.header("User-Agent", "tandem").build_message();
         tracing::debug!(
             aor = %request.aor,
             cseq = request.cseq,

@@ -72,6 +72,16 @@ impl Span {
     fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }
+    fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+}
+
+// How many times `Message::parse` ran on this thread: the builder tests
+// check that building a message does not parse it.
+#[cfg(test)]
+thread_local! {
+    static PARSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +137,8 @@ impl Message {
     /// must not exceed the bytes received; bytes beyond it are ignored
     /// (§18.3). Without it the body is the rest of the buffer.
     pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
+        #[cfg(test)]
+        PARSES.with(|p| p.set(p.get() + 1));
         if buf.len() > MAX_MESSAGE_SIZE {
             return Err(ParseError::new("message larger than 64 KiB"));
         }

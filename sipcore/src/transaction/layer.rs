@@ -5,8 +5,9 @@
 //! and §17.2.3 (server: branch + sent-by + method, ACK counted as INVITE,
 //! [`ServerKey`]). It stores the messages the machines refer to (the
 //! request, the last response, the ACK for a non-2xx), carries out their
-//! [`Action`]s and runs all their timers from one tokio task: a binary heap
-//! of deadlines and `sleep_until` on the earliest.
+//! [`Action`]s and runs all their timers from one tokio task: a queue of
+//! deadlines per timer duration (see [`super::deadlines`]) and
+//! `sleep_until` on the earliest.
 //!
 //! Input comes from two sides, both synchronous calls:
 //! * the transport hands every message to [`TransactionLayer::on_incoming`]
@@ -36,8 +37,7 @@
 //! [`TransactionLayer::forget`]: answered once or not at all, nothing kept
 //! that would retransmit to a spoofed source.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use super::deadlines::Deadlines;
 use super::{
     Action, BranchKey, ClientEvent, ClientInvite, ClientInviteState, ClientNonInvite,
     ClientNonInviteState, ServerEvent, ServerInvite, ServerInviteState, ServerNonInvite,
@@ -380,14 +381,12 @@ enum Ctx<'a> {
     Sending(&'a Message),
 }
 
-type Deadline = Reverse<(Instant, u64, u64, Timer)>;
-
 #[derive(Default)]
 struct Inner {
     entries: HashMap<u64, Entry>,
     index: HashMap<TransactionKey, u64>,
     /// (deadline, sequence, entry id, timer), earliest first.
-    heap: BinaryHeap<Deadline>,
+    heap: Deadlines,
     next_id: u64,
     next_seq: u64,
     /// The key of our branches: with one, a response that matches no
@@ -976,8 +975,8 @@ impl Inner {
                         None => entry.timers.push((timer, seq)),
                     }
                     let at = Instant::now() + after;
-                    let earliest = heap.peek().is_none_or(|Reverse((first, ..))| at < *first);
-                    heap.push(Reverse((at, seq, id, timer)));
+                    let earliest = heap.peek().is_none_or(|(first, ..)| at < first);
+                    heap.push(after, (at, seq, id, timer));
                     if earliest {
                         shared.notify.notify_one();
                     }
@@ -1060,13 +1059,11 @@ impl Inner {
         if sparse(self.index.len(), self.index.capacity()) {
             self.index.shrink_to(2 * self.index.len());
         }
-        if sparse(self.heap.len(), self.heap.capacity()) {
-            self.heap.shrink_to(2 * self.heap.len());
-        }
+        self.heap.shrink_if_sparse(sparse);
     }
 
     fn fire_due(&mut self, shared: &Shared, now: Instant) {
-        while let Some(&Reverse((at, seq, id, timer))) = self.heap.peek() {
+        while let Some((at, seq, id, timer)) = self.heap.peek() {
             if at > now {
                 break;
             }
@@ -1090,7 +1087,7 @@ impl Inner {
     /// The earliest deadline still in the heap (stale ones included; they
     /// only cause a spurious wake-up).
     fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, ..))| *at)
+        self.heap.peek().map(|(at, ..)| at)
     }
 }
 

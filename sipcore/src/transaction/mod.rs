@@ -19,6 +19,7 @@
 mod branch;
 mod client_invite;
 mod client_non_invite;
+mod deadlines;
 mod layer;
 mod server_invite;
 mod server_non_invite;

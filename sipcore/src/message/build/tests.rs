@@ -1,0 +1,155 @@
+//! `build_message` yields exactly what the parser makes of the built
+//! bytes, without running the parser (unless something odd was built).
+
+use bytes::Bytes;
+
+use super::super::PARSES;
+use super::*;
+
+fn parses() -> u64 {
+    PARSES.with(|p| p.get())
+}
+
+/// `build_message` ran no parse, and made what the parser reads in the
+/// bytes `build` makes, field by field (the Debug form shows every field,
+/// the buffer included).
+fn assert_built_without_a_parse(
+    build_message: impl FnOnce() -> Result<Message, ParseError>,
+    bytes: Bytes,
+) {
+    let before = parses();
+    let msg = build_message().expect("built");
+    assert_eq!(parses() - before, 0, "built with a parse:\n{msg:?}");
+    assert_eq!(msg.as_bytes(), &bytes);
+    let reparsed = Message::parse(bytes).expect("built bytes parse");
+    assert_eq!(format!("{msg:?}"), format!("{reparsed:?}"));
+}
+
+fn request(lines: &[&str]) -> Message {
+    let mut s = lines.join("\r\n");
+    s.push_str("\r\n\r\n");
+    Message::parse(Bytes::from(s)).expect("test request parses")
+}
+
+fn invite() -> Message {
+    request(&[
+        "INVITE sip:bob@example.com SIP/2.0",
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport, SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK0",
+        "v:SIP/2.0/TCP 192.0.2.8;branch=z9hG4bKx",
+        "Record-Route: <sip:p1.example.com;lr>",
+        "Max-Forwards: 70",
+        "f: \"Alice\" <sip:alice@example.com>;tag=a1",
+        "To  :  <sip:bob@example.com>",
+        "i: call-1@192.0.2.1",
+        "CSeq: 7 INVITE",
+        "Contact: <sip:alice@192.0.2.1>",
+        "Content-Length: 0",
+    ])
+}
+
+#[test]
+fn built_responses_are_what_the_parser_reads_without_a_parse() {
+    let req = invite();
+    let cases: Vec<Box<dyn Fn() -> ResponseBuilder>> = vec![
+        Box::new(|| ResponseBuilder::new(&req, 100, "Trying")),
+        Box::new(|| ResponseBuilder::with_to_tag(&req, 180, "Ringing", Some("b7"))),
+        Box::new(|| {
+            ResponseBuilder::with_to_tag(&req, 200, "OK", Some("b7"))
+                .header("Contact", "<sip:tandem@192.0.2.5>")
+                .header("Supported", "timer")
+                .body(
+                    "application/sdp",
+                    Bytes::from_static(b"v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\n"),
+                )
+        }),
+        Box::new(|| ResponseBuilder::new(&req, 487, "")),
+        Box::new(|| {
+            ResponseBuilder::new(&req, 503, "Service Unavailable").header("Retry-After", "1")
+        }),
+    ];
+    for make in &cases {
+        assert_built_without_a_parse(|| make().build_message(), make().build());
+    }
+}
+
+#[test]
+fn built_requests_are_what_the_parser_reads_without_a_parse() {
+    let base = || {
+        RequestBuilder::new(&Method::Invite, "sip:bob@192.0.2.7:5070;transport=udp")
+            .header("Via", "SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bKb1;rport")
+            .header("From", "<sip:alice@example.com>;tag=t1")
+            .header("To", "<sip:bob@example.com>")
+            .header("Call-ID", "b-1@tandem")
+            .header("CSeq", "1 INVITE")
+            .header("Contact", "<sip:tandem@192.0.2.5>")
+    };
+    let cases: Vec<Box<dyn Fn() -> RequestBuilder>> = vec![
+        Box::new(base),
+        Box::new(|| base().header("Max-Forwards", "12").header("X-Empty", "")),
+        Box::new(|| {
+            base()
+                .headers("Route", ["<sip:p1;lr>", "<sip:p2;lr>"])
+                .body("application/sdp", Bytes::from_static(b"v=0\r\n"))
+        }),
+        Box::new(|| {
+            RequestBuilder::new(&Method::Bye, "sip:bob@192.0.2.7")
+                .header("v", "SIP/2.0/UDP 192.0.2.5;branch=z9hG4bKb2")
+                .header("f", "<sip:alice@example.com>;tag=t1")
+                .header("t", "<sip:bob@example.com>;tag=t2")
+                .header("i", "b-1@tandem")
+                .header("CSeq", "2 BYE")
+        }),
+    ];
+    for make in &cases {
+        assert_built_without_a_parse(|| make().build_message(), make().build());
+    }
+}
+
+/// What the parser would read differently from how it was written, or
+/// reject, is left to the parser: same message, same error.
+#[test]
+fn odd_builds_get_the_parsers_answer() {
+    let req = invite();
+    let same = |msg: Result<Message, ParseError>, bytes: Bytes| match (msg, Message::parse(bytes)) {
+        (Ok(m), Ok(p)) => assert_eq!(format!("{m:?}"), format!("{p:?}")),
+        (Err(e), Err(p)) => assert_eq!(e.to_string(), p.to_string()),
+        (m, p) => panic!("built {m:?}, parsed {p:?}"),
+    };
+    let responses: Vec<Box<dyn Fn() -> ResponseBuilder>> = vec![
+        // A line break in a value starts another header line.
+        Box::new(|| ResponseBuilder::new(&req, 200, "OK").header("X-A", "1\r\nCSeq: 1 BYE")),
+        Box::new(|| ResponseBuilder::new(&req, 200, "OK").header("X-A", " padded ")),
+        Box::new(|| ResponseBuilder::new(&req, 200, "OK").header("Bad Name", "1")),
+        Box::new(|| ResponseBuilder::new(&req, 200, "OK").header("Content-Length", "5")),
+        Box::new(|| ResponseBuilder::new(&req, 99, "Low")),
+        Box::new(|| ResponseBuilder::new(&req, 200, "OK\r\nX: y")),
+        Box::new(|| ResponseBuilder::with_to_tag(&req, 200, "OK", Some(""))),
+        Box::new(|| ResponseBuilder::new(&req, 200, "OK").header("Call-ID", "again")),
+    ];
+    for make in &responses {
+        same(make().build_message(), make().build());
+    }
+    // An OPTIONS with these Via, Call-ID and CSeq values.
+    let options = |via: &str, call_id: &str, cseq: &str| {
+        RequestBuilder::new(&Method::Options, "sip:a@example.com")
+            .header("Via", via)
+            .header("From", "<sip:a@example.com>;tag=1")
+            .header("To", "<sip:a@example.com>")
+            .header("Call-ID", call_id)
+            .header("CSeq", cseq)
+    };
+    let via = "SIP/2.0/UDP h;branch=z9hG4bK1";
+    let requests: Vec<Box<dyn Fn() -> RequestBuilder>> = vec![
+        // Missing mandatory headers.
+        Box::new(|| RequestBuilder::new(&Method::Options, "sip:a@example.com")),
+        Box::new(|| RequestBuilder::new(&Method::Options, "sip:a@example.com x")),
+        Box::new(|| options(via, "c", "1 INVITE")),
+        Box::new(|| options("", "c", "1 OPTIONS")),
+        Box::new(|| options(via, "c d", "1 OPTIONS")),
+        Box::new(|| options(via, "c", "1 OPTIONS").header("Max-Forwards", "300")),
+        Box::new(|| options(via, "c", "1 OPTIONS").header("CSeq", "1 OPTIONS")),
+    ];
+    for make in &requests {
+        same(make().build_message(), make().build());
+    }
+}
