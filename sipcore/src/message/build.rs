@@ -20,11 +20,11 @@ use std::fmt::Write;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::edit::{put_content_length, put_header};
-use super::values::{is_token, parse_u32, trim_lws};
+use super::values::{is_token, parse_u32, split_list, trim_lws};
 use super::{
-    parse_cseq, CSeq, HeaderEntry, HeaderName, Message, Method, Span, StartLine, MANDATORY_CALL_ID,
-    MANDATORY_CSEQ, MANDATORY_FROM, MANDATORY_MAX_FORWARDS, MANDATORY_TO, MANDATORY_VIA,
-    MAX_MESSAGE_SIZE,
+    parse_cseq, CSeq, HeaderEntry, HeaderName, Message, Method, NameAddr, Span, StartLine, Via,
+    MANDATORY_CALL_ID, MANDATORY_CSEQ, MANDATORY_FROM, MANDATORY_MAX_FORWARDS, MANDATORY_TO,
+    MANDATORY_VIA, MAX_MESSAGE_SIZE,
 };
 use crate::ParseError;
 
@@ -346,20 +346,27 @@ impl Index {
         let mut content_length = None;
         for (i, h) in headers.iter().enumerate() {
             let idx = i as u16;
+            // The same checks as the parser's: a From, To or Contact value is
+            // often made of parts of a stranger's message (leg A's URI user),
+            // so the built message must be one the parser would accept.
             let ok = match h.kind {
                 HeaderName::Via => {
                     seen |= MANDATORY_VIA;
-                    !h.value.is_empty()
+                    let mut vias = split_list(text(h.value)?).peekable();
+                    vias.peek().is_some() && vias.all(|v| Via::parse(v).is_ok())
                 }
                 HeaderName::From => {
                     from = idx;
-                    once(&mut seen, MANDATORY_FROM) && !h.value.is_empty()
+                    once(&mut seen, MANDATORY_FROM)
+                        && NameAddr::parse(text(h.value)?, "From").is_ok()
                 }
                 HeaderName::To => {
                     to = idx;
-                    once(&mut seen, MANDATORY_TO) && !h.value.is_empty()
+                    once(&mut seen, MANDATORY_TO) && NameAddr::parse(text(h.value)?, "To").is_ok()
                 }
-                HeaderName::Contact | HeaderName::Route => !h.value.is_empty(),
+                HeaderName::Contact | HeaderName::Route => {
+                    split_list(text(h.value)?).all(|v| NameAddr::parse(v, "Contact").is_ok())
+                }
                 HeaderName::CallId => {
                     call_id = idx;
                     let v = text(h.value)?;

@@ -148,6 +148,19 @@ fn odd_builds_get_the_parsers_answer() {
         Box::new(|| options(via, "c d", "1 OPTIONS")),
         Box::new(|| options(via, "c", "1 OPTIONS").header("Max-Forwards", "300")),
         Box::new(|| options(via, "c", "1 OPTIONS").header("CSeq", "1 OPTIONS")),
+        // Values the parser rejects, e.g. made of a stranger's non-SIP URI
+        // user (`mailto:alice@example.com` as leg A's From).
+        Box::new(|| {
+            RequestBuilder::new(&Method::Options, "sip:a@example.com")
+                .header("Via", via)
+                .header("From", "<sip:alice@example.com@10.0.0.1>;tag=1")
+                .header("To", "<sip:a@example.com>")
+                .header("Call-ID", "c")
+                .header("CSeq", "1 OPTIONS")
+        }),
+        Box::new(|| options("SIP/2.0/UDP", "c", "1 OPTIONS")),
+        Box::new(|| options(via, "c", "1 OPTIONS").header("Contact", "<sip:a@b@c>")),
+        Box::new(|| options(via, "c", "1 OPTIONS").header("Route", "<sip:p>, <sip:a@b@c;lr>")),
     ];
     for make in &requests {
         same(make().build_message(), make().build());
