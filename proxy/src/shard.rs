@@ -188,6 +188,7 @@ async fn start_shard(spec: ShardSpec) -> anyhow::Result<(Bound, ShardHandle)> {
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
+            crate::metrics::set_thread_shard(spec.shard as usize);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

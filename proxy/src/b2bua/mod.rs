@@ -481,6 +481,9 @@ impl Machine {
     /// Make only Call-IDs that this shard receives the answers to.
     pub fn set_call_id_steering(&mut self, steering: crate::shard::steer::CallIdSteering) {
         self.tokens.steering = Some(steering);
+        // The shards share the relay, whose sessions are named by call id.
+        self.store
+            .set_id_space(u64::from(steering.shard) + 1, u64::from(steering.shards));
     }
 
     /// The earliest timer deadline, for the driver to sleep until.

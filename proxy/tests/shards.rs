@@ -1,0 +1,81 @@
+//! `sip.shards = 2`: SIPp places calls through Tandem to a SIPp media
+//! server; the kernel's steering program spreads the calls over both
+//! shards by Call-ID, and every answer (leg A's requests, leg B's
+//! responses, the member's OPTIONS answers) reaches the shard that holds
+//! its call, so every call completes. Without the steering the kernel
+//! hashes by address: SIPp's one port lands on one shard only, and the
+//! media server's answers to the other shard's calls are lost.
+
+mod common;
+
+use common::{media_server, wait_members_up, SECS};
+use testkit::{wait_for, Sipp, Tandem, TandemConfig};
+
+const CALLS: u64 = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_carry_calls_and_every_call_completes() {
+    testkit::require_sipp();
+    let mut ms = media_server(None, false).await;
+    let tandem = Tandem::start(
+        common::TANDEM,
+        TandemConfig::new([("ms1", ms.addr())])
+            .shards(2)
+            .media_ports(400),
+    )
+    .await;
+    wait_members_up(&tandem, &["ms1"]).await;
+
+    // 40 calls at 20/s, each held 1.5 s: both shards hold calls at once.
+    let mut uac = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .args(["-m", &CALLS.to_string(), "-r", "20", "-d", "1500"])
+        .args(["-timeout", "40s", "-timeout_error"])
+        .spawn();
+    let shard_calls = |m: &testkit::Metrics, shard: &str| {
+        m.value("tandem_shard_calls", &[("shard", shard)])
+            .unwrap_or(0.0)
+    };
+    wait_for("calls in progress on both shards", SECS(20), || async {
+        let m = tandem.try_metrics().await?;
+        if shard_calls(&m, "0") > 0.0 && shard_calls(&m, "1") > 0.0 {
+            Ok(())
+        } else {
+            Err(m.text().to_owned())
+        }
+    })
+    .await;
+    let out = uac.wait_exit(SECS(60)).await;
+    assert_eq!(
+        (out.stat("SuccessfulCall(C)"), out.stat("FailedCall(C)")),
+        (CALLS, 0),
+        "{}\n{}",
+        out.log,
+        tandem.log_tail(40)
+    );
+
+    let m = tandem.metrics().await;
+    for shard in ["0", "1"] {
+        assert!(
+            m.get("tandem_shard_messages_received_total", &[("shard", shard)]) > 0.0,
+            "shard {shard} received nothing: {}",
+            m.text()
+        );
+    }
+    assert!(
+        m.get("tandem_shard_steered_total", &[("by", "call_id")]) >= (CALLS * 4) as f64,
+        "{}",
+        m.text()
+    );
+    // Every call ended on both shards.
+    wait_for("no call left", SECS(10), || async {
+        let m = tandem.try_metrics().await?;
+        let left = shard_calls(&m, "0") + shard_calls(&m, "1");
+        if left == 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{left} calls left"))
+        }
+    })
+    .await;
+    ms.kill().await;
+}
