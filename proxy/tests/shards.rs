@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{media_server, wait_members_up, SECS};
+use common::{
+    load_call_args, media_server, read_json, run_call, said, tandem_load, wait_members_up, SECS,
+};
 use testkit::{wait_for, Sipp, Tandem, TandemConfig};
 
 const CALLS: u64 = 40;
@@ -78,4 +80,55 @@ async fn two_shards_carry_calls_and_every_call_completes() {
     })
     .await;
     ms.kill().await;
+}
+
+/// Call survival with two shards: the media server holding every call is
+/// killed; each shard finds it down by its own probes (their answers come
+/// back to it) and resumes its own calls on the other member, with the
+/// caller's RTP (through the shared relay) coming back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_resume_their_calls_when_the_media_server_dies() {
+    const CALLS: u64 = 10;
+    let bin = tandem_load();
+    let mut ms1 = media_server(None, true).await;
+    let mut ms2 = media_server(None, true).await;
+    let tandem = Tandem::start(
+        common::TANDEM,
+        TandemConfig::new([("ms1", ms1.addr()), ("ms2", ms2.addr())])
+            .strategy("sequential")
+            .health(200, 150, 2, 2)
+            .shards(2)
+            .media_ports(400),
+    )
+    .await;
+    wait_members_up(&tandem, &["ms1", "ms2"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("call.json");
+    // 10 calls of 8 s; at 2 s ms1 (which holds them all) is killed.
+    let mut args = load_call_args(&tandem, CALLS as u32, "8s", &json, &["--per-call"]);
+    let kill = format!("kill -9 {}", ms1.pid().expect("ms1 runs"));
+    args.extend(["--fail-at", "2", "--fail-cmd", &kill].map(String::from));
+    let out = run_call(&bin, &args, SECS(60)).await;
+    let said = said(&out, &tandem);
+    assert!(out.status.success(), "{said}");
+    let r = read_json(&json);
+    for (key, want) in [("answered", CALLS), ("completed", CALLS), ("failed", 0)] {
+        assert_eq!(r["calls"][key], want, "{key}: {}\n{said}", r["calls"]);
+    }
+    let f = &r["failure"];
+    assert_eq!(f["calls_up"], CALLS, "{f}");
+    let gap = f["rtp"]["gap_ms"]["max"].as_f64().unwrap();
+    assert!(gap < 4000.0, "audio did not come back: {f}\n{said}");
+    let m = tandem.metrics().await;
+    assert_eq!(
+        m.get(
+            "tandem_calls_resumed_total",
+            &[("from", "ms1"), ("to", "ms2"), ("outcome", "ok")]
+        ),
+        CALLS as f64,
+        "{}",
+        m.text()
+    );
+    ms1.kill().await;
+    ms2.kill().await;
 }
