@@ -46,6 +46,23 @@ async fn two_shards_carry_calls_and_every_call_completes() {
         }
     })
     .await;
+    // `GET /calls` asks every shard and merges: calls of both shards are
+    // listed (shard 0 numbers its calls 1, 3, 5…, shard 1 2, 4, 6…).
+    wait_for("calls of both shards in GET /calls", SECS(20), || async {
+        let answer = tandem.admin_request_with_token("GET", "/calls").await?;
+        let calls: serde_json::Value =
+            serde_json::from_str(&answer.body).map_err(|e| format!("{e}: {}", answer.body))?;
+        let ids: Vec<u64> = calls
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["id"].as_u64()).collect())
+            .unwrap_or_default();
+        if ids.iter().any(|id| id % 2 == 1) && ids.iter().any(|id| id % 2 == 0) {
+            Ok(())
+        } else {
+            Err(answer.body)
+        }
+    })
+    .await;
     let out = uac.wait_exit(SECS(60)).await;
     assert_eq!(
         (out.stat("SuccessfulCall(C)"), out.stat("FailedCall(C)")),
