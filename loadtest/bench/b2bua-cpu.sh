@@ -9,13 +9,16 @@
 #   TANDEM_BIN=/tmp/tandem-base loadtest/bench/b2bua-cpu.sh 1000 20
 #                                                         (another build, e.g. the commit
 #                                                          before a change, for a ratio)
+#   SHARDS=2 loadtest/bench/b2bua-cpu.sh 1000 20          (`sip.shards = 2`: tandem pinned
+#                                                          to cores 0-1, SIPp still on 1)
 #
 # The held calls' RSS is read once their set-up transactions have ended
 # (HOLD_SETTLE_S after the last call is up, default 35 s: 64*T1 = 32 s),
 # so it is what a call costs while it lasts; the kernel's UDP socket
 # memory (/proc/net/sockstat, not in RSS) is printed beside it.
 #
-# tandem is pinned to core 0, SIPp (UAC and UAS) to core 1. CPU time is
+# tandem is pinned to core 0 (cores 0-1 with SHARDS=2 or more), SIPp (UAC
+# and UAS) to core 1. CPU time is
 # read from /proc/<pid>/stat (utime+stime) around the measured window; a
 # run counts only with zero failed calls, zero retransmissions and no new
 # UDP receive-buffer errors in /proc/net/snmp.
@@ -27,6 +30,15 @@ HOLD_CALLS=${HOLD_CALLS:-0}
 HOLD_SETTLE_S=${HOLD_SETTLE_S:-35}
 PERF=${PERF:-0}
 TANDEM_BIN=${TANDEM_BIN:-}
+SHARDS=${SHARDS:-1}
+# One shard: today's layout (core 0). More: the shards' threads may use
+# both cores, SIPp's core included (this machine has two).
+TANDEM_CPUS=0
+shards_line=""
+if [ "$SHARDS" -gt 1 ]; then
+    TANDEM_CPUS=0-1
+    shards_line="shards = $SHARDS"
+fi
 command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 2; }
 if [ -z "$TANDEM_BIN" ]; then
     cargo build --release --bin tandem >/dev/null 2>&1
@@ -43,6 +55,7 @@ cat >"$dir/tandem.toml" <<TOML
 [sip]
 listen = ["127.0.0.1:$SIP"]
 udp_recv_buffer = 8388608
+$shards_line
 [admin]
 listen = "127.0.0.1:$ADMIN"
 [media]
@@ -64,7 +77,7 @@ TOML
 
 taskset -c 1 sipp -sn uas -i 127.0.0.1 -p $MS -aa -nostdin -buff_size 8388608 >"$dir/uas.log" 2>&1 &
 pids+=($!)
-taskset -c 0 "$TANDEM_BIN" run --config "$dir/tandem.toml" >"$dir/tandem.log" 2>&1 &
+taskset -c "$TANDEM_CPUS" "$TANDEM_BIN" run --config "$dir/tandem.toml" >"$dir/tandem.log" 2>&1 &
 tpid=$!
 pids+=($tpid)
 sleep 1.5
@@ -98,6 +111,7 @@ ok=$(col 'SuccessfulCall(C)'); failed=$(col 'FailedCall(C)'); retrans=$(col 'Ret
 cpu_s=$(echo "($c1 - $c0) / $hz" | bc -l)
 wall=$(echo "$t1 - $t0" | bc -l)
 us_per_call=$(echo "$cpu_s * 1000000 / $ok" | bc -l)
+printf 'shards %d, ' "$SHARDS"
 printf 'rate %d cps for %d s: %d calls ok, %d failed, %d retransmissions, %d new UDP rcvbuf errors\n' \
     "$RATE" "$SECS" "$ok" "$failed" "$retrans" "$((err1 - err0))"
 printf 'tandem CPU: %.2f s over %.1f s wall = %.1f us per call (%.0f%% of one core)\n' \

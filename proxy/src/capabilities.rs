@@ -72,6 +72,18 @@ pub fn needs(config: &Config, unprivileged_port_start: u16) -> Vec<Need> {
             "to attach the RTP fast path at tc ingress of the relay's interface",
         );
     }
+    if config.sip.shards > 1 {
+        need(
+            Capability::CAP_BPF,
+            "sip.shards",
+            "to load the program that steers each SIP datagram to the shard of its call",
+        );
+        need(
+            Capability::CAP_PERFMON,
+            "sip.shards",
+            "for the kernel to verify that program as written (without it the verifier adds Spectre checks to its loops and finds it too complex)",
+        );
+    }
     let Some(ha) = &config.ha else {
         return needs;
     };

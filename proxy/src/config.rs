@@ -137,6 +137,16 @@ pub struct SipConfig {
     /// SIP over TLS (`[sip.tls]`); none: no TLS listener.
     #[serde(default)]
     pub tls: Option<SipTlsConfig>,
+    /// Signalling threads (see `crate::shard`): each has its own endpoint,
+    /// transactions, timers and calls; an SK_REUSEPORT program steers each
+    /// UDP datagram to the shard of its Call-ID. 1 (the default): one
+    /// thread, as before.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+fn default_shards() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -1684,6 +1694,7 @@ impl Config {
                 "required when sip.listen[0] is a wildcard address".into(),
             ));
         }
+        self.validate_shards(&invalid)?;
         let tcp = &self.sip.tcp;
         if tcp.max_connections == 0 {
             return Err(invalid(
@@ -1923,6 +1934,58 @@ impl Config {
         }
         // What only compiling tells: regexes, time windows.
         crate::routing::Router::compile(self)?;
+        Ok(())
+    }
+
+    /// `sip.shards`: its range, and the parts of Tandem that keep one
+    /// state for the whole node and are not shared between shards yet
+    /// (refused rather than run per shard, which would be wrong: a cap
+    /// per shard, a registrar that knows half the phones, a pair that
+    /// replicates one shard).
+    fn validate_shards(
+        &self,
+        invalid: &impl Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let shards = self.sip.shards;
+        if !(1..=crate::shard::MAX_SHARDS).contains(&shards) {
+            return Err(invalid(
+                "sip.shards",
+                format!("{shards} is not between 1 and {}", crate::shard::MAX_SHARDS),
+            ));
+        }
+        if shards == 1 {
+            return Ok(());
+        }
+        let not_yet = |with: &str| {
+            invalid(
+                "sip.shards",
+                format!("sip.shards > 1 is not yet supported with {with}"),
+            )
+        };
+        if self.ha.is_some() {
+            return Err(not_yet("[ha]"));
+        }
+        if self.registrar.is_some() {
+            return Err(not_yet("[registrar]"));
+        }
+        if !self.wans.is_empty() {
+            return Err(not_yet("[[wan]]"));
+        }
+        if self.cdr.is_some() {
+            return Err(not_yet("[cdr]"));
+        }
+        if self.sip.tls.is_some() {
+            return Err(not_yet("[sip.tls]"));
+        }
+        if self.limits.max_calls != 0 {
+            return Err(not_yet("limits.max_calls"));
+        }
+        if let Some(t) = self.trunks.iter().find(|t| t.max_calls.is_some()) {
+            return Err(not_yet(&format!(
+                "a per-trunk cap (trunk {}: max_calls)",
+                t.name
+            )));
+        }
         Ok(())
     }
 

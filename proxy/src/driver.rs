@@ -280,6 +280,16 @@ impl Driver {
         }
     }
 
+    /// One shard of several (`sip.shards`): the Call-IDs it makes come
+    /// back to it.
+    pub fn with_call_id_steering(
+        mut self,
+        steering: crate::shard::steer::CallIdSteering,
+    ) -> Driver {
+        self.machine.set_call_id_steering(steering);
+        self
+    }
+
     /// Where the engine proves its progress (the systemd watchdog).
     pub fn with_heartbeat(mut self, heartbeat: Arc<Heartbeat>) -> Driver {
         self.heartbeat = heartbeat;

@@ -17,6 +17,7 @@ mod pool;
 mod registrar;
 mod routing;
 mod server;
+mod shard;
 mod systemd;
 mod upstream;
 mod wan;

@@ -114,8 +114,26 @@ pub fn call_ended(reason: &str, answered: bool) {
         .increment(1);
 }
 
+/// Calls up on each shard (`sip.shards`; slot 0 alone): the gauge is
+/// the node's, their sum.
+static SHARD_CALLS: [std::sync::atomic::AtomicUsize; crate::shard::MAX_SHARDS] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; crate::shard::MAX_SHARDS];
+
+thread_local! {
+    /// The shard this thread runs (0 without shards).
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Called once by each shard's thread.
+pub fn set_thread_shard(shard: usize) {
+    SHARD.with(|s| s.set(shard.min(crate::shard::MAX_SHARDS - 1)));
+}
+
 pub fn calls_active(n: usize) {
-    gauge!("tandem_calls_active").set(n as f64);
+    use std::sync::atomic::Ordering::Relaxed;
+    SHARD_CALLS[SHARD.with(|s| s.get())].store(n, Relaxed);
+    let total: usize = SHARD_CALLS.iter().map(|c| c.load(Relaxed)).sum();
+    gauge!("tandem_calls_active").set(total as f64);
 }
 
 pub fn setup_latency(d: Duration) {

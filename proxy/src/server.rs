@@ -53,12 +53,12 @@ fn cap_tcp_to_fd_limit(config: &Config, tcp: &mut sipcore::transport::TcpConfig)
     }
 }
 
-pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Result<()> {
-    // Before anything is bound: a node without the capabilities its
-    // configuration needs must not start and look healthy.
-    crate::capabilities::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let prometheus = crate::metrics::install()?;
-    let config = Arc::new(config);
+/// The endpoint's configuration from `[sip]` and `[limits]` (TLS aside),
+/// with the HEP tap if there is one.
+pub(crate) fn endpoint_config(
+    config: &Config,
+    tap: Option<Arc<dyn sipcore::tap::MessageTap>>,
+) -> EndpointConfig {
     // A pair binds the floating address before it holds it (IP_FREEBIND):
     // the standby is ready the moment the address arrives.
     let freebind = config.ha.is_some();
@@ -78,22 +78,60 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             limit: config.rate_limit(),
             stranger_backlog: config.limits.stranger_queue,
         },
+        tap,
         ..Default::default()
     };
+    ep_config.transport.udp.recv_buffer_size = config.sip.udp_recv_buffer;
+    ep_config.transport.udp.freebind = freebind;
+    ep_config.transport.tcp.freebind = freebind;
+    config.sip.tcp.apply(&mut ep_config.transport.tcp);
+    cap_tcp_to_fd_limit(config, &mut ep_config.transport.tcp);
+    ep_config
+}
+
+/// The media relay's configuration from `[media]` and `[survival]`.
+pub(crate) fn relay_config(config: &Config) -> RelayConfig {
+    // A pair binds the floating address before it holds it (IP_FREEBIND).
+    let freebind = config.ha.is_some();
+    RelayConfig {
+        local_ip: config.media.ip,
+        port_min: config.media.port_min,
+        port_max: config.media.port_max,
+        workers: config.media.workers,
+        freebind,
+        session_defaults: media_relay::SessionOptions {
+            continuity: config.survival.continuity,
+            latching: config.media.latching,
+            ..media_relay::SessionOptions::default()
+        },
+        // The engine never waits for ports: a call that finds none gets
+        // 503 at once, and the calls up keep being served.
+        release_wait: Duration::ZERO,
+        fast_path: config.media.fast_path,
+        ..RelayConfig::default()
+    }
+}
+
+pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Result<()> {
+    if config.sip.shards > 1 {
+        return crate::shard::run(config, router).await;
+    }
+    // Before anything is bound: a node without the capabilities its
+    // configuration needs must not start and look healthy.
+    crate::capabilities::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let prometheus = crate::metrics::install()?;
+    let config = Arc::new(config);
     let hep = config
         .hep
         .as_ref()
         .map(|hep| crate::hep::start(&hep.settings()))
         .transpose()
         .context("starting the HEP export (hep.collector)")?;
-    if let Some(hep) = &hep {
-        ep_config.tap = Some(hep.tap.clone());
-    }
-    ep_config.transport.udp.recv_buffer_size = config.sip.udp_recv_buffer;
-    ep_config.transport.udp.freebind = freebind;
-    ep_config.transport.tcp.freebind = freebind;
-    config.sip.tcp.apply(&mut ep_config.transport.tcp);
-    cap_tcp_to_fd_limit(&config, &mut ep_config.transport.tcp);
+    let mut ep_config = endpoint_config(
+        &config,
+        hep.as_ref()
+            .map(|hep| hep.tap.clone() as Arc<dyn sipcore::tap::MessageTap>),
+    );
     let tls_identity = match &config.sip.tls {
         Some(tls) => {
             let configs = tls
@@ -120,23 +158,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     let listen = config.sip.listen[0];
     let (endpoint, events) =
         Endpoint::bind(listen, &ep_config).with_context(|| format!("binding SIP on {listen}"))?;
-    let relay_config = RelayConfig {
-        local_ip: config.media.ip,
-        port_min: config.media.port_min,
-        port_max: config.media.port_max,
-        workers: config.media.workers,
-        freebind,
-        session_defaults: media_relay::SessionOptions {
-            continuity: config.survival.continuity,
-            latching: config.media.latching,
-            ..media_relay::SessionOptions::default()
-        },
-        // The engine never waits for ports: a call that finds none gets
-        // 503 at once, and the calls up keep being served.
-        release_wait: Duration::ZERO,
-        fast_path: config.media.fast_path,
-        ..RelayConfig::default()
-    };
+    let relay_config = relay_config(&config);
     let relay = Arc::new(MediaRelay::new(relay_config).context("starting the media relay")?);
     if config.media.fast_path != media_relay::FastPathMode::Off {
         tracing::info!(
@@ -359,7 +381,7 @@ async fn hand_over(commands: &tokio::sync::mpsc::Sender<Command>) -> Result<(), 
 /// systemd (`Type=notify`): READY=1 once the role is settled (the
 /// listeners are bound by now), then STATUS= and the watchdog from the
 /// notifier's thread. Nothing without NOTIFY_SOCKET.
-fn notify_systemd(sync: Option<state_sync::SyncHandle>, heartbeat: Arc<Heartbeat>) {
+pub(crate) fn notify_systemd(sync: Option<state_sync::SyncHandle>, heartbeat: Arc<Heartbeat>) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -387,7 +409,7 @@ fn notify_systemd(sync: Option<state_sync::SyncHandle>, heartbeat: Arc<Heartbeat
 /// status after letting go of the floating address; if that has not
 /// happened within a few seconds (the runtime itself is stuck), the hook's
 /// thread ends the process.
-fn exit_on_any_panic() -> watch::Receiver<Option<String>> {
+pub(crate) fn exit_on_any_panic() -> watch::Receiver<Option<String>> {
     let (tx, rx) = watch::channel(None);
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -419,7 +441,7 @@ fn test_panic() {
 
 /// What a failed engine task leaves behind: the panic's message, logged
 /// and returned as the process's error.
-fn engine_failure(failure: tokio::task::JoinError) -> anyhow::Error {
+pub(crate) fn engine_failure(failure: tokio::task::JoinError) -> anyhow::Error {
     let reason = if failure.is_panic() {
         let payload = failure.into_panic();
         payload
@@ -434,7 +456,7 @@ fn engine_failure(failure: tokio::task::JoinError) -> anyhow::Error {
     anyhow::anyhow!("call engine failed: {reason}")
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

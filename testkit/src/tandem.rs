@@ -31,6 +31,7 @@ pub struct TandemConfig {
     t1_ms: u64,
     /// `sip.unknown_source`, when not the default.
     unknown_source: Option<String>,
+    shards: Option<usize>,
     media_ports: u16,
     /// `[media] latching`, if not the default.
     media_latching: Option<String>,
@@ -70,6 +71,7 @@ impl TandemConfig {
             health_enabled: true,
             t1_ms: 500,
             unknown_source: None,
+            shards: None,
             media_ports: MEDIA_PORTS,
             media_latching: None,
             media_fast_path: None,
@@ -178,6 +180,12 @@ impl TandemConfig {
         self
     }
 
+    /// `sip.shards`: signalling threads.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
     /// Appends raw TOML after the generated tables: tables the builder
     /// does not know (`[[group]]`, `[[rule]]`). Only array tables and
     /// tables not generated here may be given (`[pool]`, `[calls]`, … are
@@ -246,6 +254,9 @@ impl TandemConfig {
         );
         if let Some(mode) = &self.unknown_source {
             t += &format!("unknown_source = \"{mode}\"\n");
+        }
+        if let Some(shards) = self.shards {
+            t += &format!("shards = {shards}\n");
         }
         t += "\n";
         t += &format!("[admin]\nlisten = \"{admin}\"\n");

@@ -203,7 +203,7 @@ impl Machine {
                 ),
             )
             .header("To", &format!("<sip:{addr}>"))
-            .header("Call-ID", &format!("{}@tandem", self.tokens.token(20)))
+            .header("Call-ID", &self.tokens.call_id())
             .header("CSeq", "1 OPTIONS")
             .header("Max-Forwards", "70")
             .build_message()

@@ -569,7 +569,7 @@ impl Machine {
         extra: &[(&str, &str)],
         routes: &[String],
     ) -> Option<(Message, String, String)> {
-        let b_call_id = format!("{}@tandem", self.tokens.token(20));
+        let b_call_id = self.tokens.call_id();
         let b_tag = self.tokens.token(12);
         let via = self.tokens.via(&self.settings, transport);
         let contact = self.contact(transport);

@@ -275,9 +275,24 @@ impl Timers {
 struct Tokens {
     state: u64,
     branches: BranchKey,
+    /// With `sip.shards` > 1: the Call-IDs made here must hash to this
+    /// shard, so that the answers to them reach it.
+    steering: Option<crate::shard::steer::CallIdSteering>,
 }
 
 impl Tokens {
+    /// A fresh Call-ID that the kernel steers back to this shard (about
+    /// `shards` draws on average).
+    fn call_id(&mut self) -> String {
+        loop {
+            let call_id = format!("{}@tandem", self.token(20));
+            match &self.steering {
+                Some(steering) if !steering.owns(&call_id) => continue,
+                _ => return call_id,
+            }
+        }
+    }
+
     fn token(&mut self, len: usize) -> String {
         const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         (0..len)
@@ -402,6 +417,7 @@ impl Machine {
                 // Tests' branches are as reproducible as their tags; the
                 // driver sets the real key (`set_branch_key`).
                 branches: BranchKey::from_secret(&seed.to_le_bytes()),
+                steering: None,
             },
             draining: false,
             start_records: false,
@@ -461,6 +477,14 @@ impl Machine {
     /// (the pair's, or one of this process).
     pub fn set_branch_key(&mut self, key: BranchKey) {
         self.tokens.branches = key;
+    }
+
+    /// Make only Call-IDs that this shard receives the answers to.
+    pub fn set_call_id_steering(&mut self, steering: crate::shard::steer::CallIdSteering) {
+        self.tokens.steering = Some(steering);
+        // The shards share the relay, whose sessions are named by call id.
+        self.store
+            .set_id_space(u64::from(steering.shard) + 1, u64::from(steering.shards));
     }
 
     /// The earliest timer deadline, for the driver to sleep until.

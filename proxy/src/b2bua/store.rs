@@ -109,6 +109,10 @@ pub struct CallStore {
     /// replicated (no cost then).
     changed: Option<HashSet<u64>>,
     next_id: u64,
+    /// The ids this store gives out: `first`, `first + step`, … (one
+    /// space per shard: the shards share the relay, whose sessions are
+    /// named by call id). (1, 1) alone.
+    id_space: (u64, u64),
 }
 
 impl CallStore {
@@ -116,6 +120,7 @@ impl CallStore {
         CallStore {
             changed: track_changes.then(HashSet::new),
             next_id: 1,
+            id_space: (1, 1),
             ..CallStore::default()
         }
     }
@@ -128,9 +133,19 @@ impl CallStore {
 
     /// A fresh call id (never one in use or adopted).
     pub fn allocate_id(&mut self) -> u64 {
-        let id = self.next_id.max(1);
+        let (first, step) = self.id_space;
+        let mut id = self.next_id.max(first);
+        let past = (id - first) % step;
+        if past != 0 {
+            id += step - past;
+        }
         self.next_id = id + 1;
         id
+    }
+
+    /// Gives out only `first`, `first + step`, … from now on.
+    pub fn set_id_space(&mut self, first: u64, step: u64) {
+        self.id_space = (first.max(1), step.max(1));
     }
 
     /// Adds a call with its Call-ID indexes. Leg B is indexed when it has

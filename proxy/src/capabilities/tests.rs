@@ -57,6 +57,16 @@ fn the_kernel_fast_path_on_needs_bpf_and_net_admin_auto_needs_nothing() {
 }
 
 #[test]
+fn shards_need_bpf() {
+    let mut c = config(None);
+    c.sip.shards = 2;
+    assert_eq!(
+        named(&needs(&c, 1024)),
+        pairs(&[("CAP_BPF", "sip.shards"), ("CAP_PERFMON", "sip.shards")])
+    );
+}
+
+#[test]
 fn a_port_below_the_unprivileged_start_needs_net_bind_service() {
     let mut c = config(None);
     c.sip.listen[0].set_port(506);

@@ -1055,3 +1055,31 @@ fn hep_export_is_optional_and_validated_naming_its_keys() {
         );
     }
 }
+
+#[test]
+fn shards_are_checked_and_refused_where_not_yet_shared() {
+    let shards = |n: &str, extra: &str| {
+        let text = EXAMPLE.replace("#shards = 2", &format!("shards = {n}")) + extra;
+        parse(&text)
+            .map(|c| c.sip.shards)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(shards("2", ""), Ok(2));
+    assert_eq!(parse(EXAMPLE).unwrap().sip.shards, 1);
+    assert_eq!(
+        shards("0", ""),
+        Err("tandem.toml: key `sip.shards`: 0 is not between 1 and 64".into())
+    );
+    assert!(shards("65", "").is_err());
+    let text = EXAMPLE
+        .replace("#shards = 2", "shards = 2")
+        .replace("max_calls = 0 ", "max_calls = 10 ");
+    assert_eq!(
+        parse(&text).unwrap_err().to_string(),
+        "tandem.toml: key `sip.shards`: sip.shards > 1 is not yet supported with limits.max_calls"
+    );
+    let err = shards("2", "\n[cdr]\npath = \"/tmp/x.jsonl\"\n").unwrap_err();
+    assert!(err.ends_with("not yet supported with [cdr]"), "{err}");
+    // One shard: today's behaviour, everything allowed.
+    assert!(shards("1", "\n[cdr]\npath = \"/tmp/x.jsonl\"\n").is_ok());
+}

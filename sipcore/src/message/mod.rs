@@ -72,9 +72,6 @@ impl Span {
     fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }
-    fn is_empty(self) -> bool {
-        self.start == self.end
-    }
 }
 
 // How many times `Message::parse` ran on this thread: the builder tests

@@ -360,6 +360,26 @@ pub struct TransportConfig {
     pub incoming_queue: usize,
     /// Banned sources, shared with the endpoint's gate.
     pub bans: Option<Arc<Bans>>,
+    /// Called with the UDP socket and the TCP listener once both are
+    /// bound, before anything is received on them; an error fails the
+    /// bind. A sharded proxy (`UdpConfig::reuse_port`) attaches its
+    /// steering program and registers each shard's sockets here.
+    pub on_bind: Option<BindHook>,
+}
+
+/// See [`TransportConfig::on_bind`].
+#[derive(Clone)]
+pub struct BindHook(
+    #[allow(clippy::type_complexity)]
+    pub  Arc<
+        dyn Fn(TransportKind, std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> + Send + Sync,
+    >,
+);
+
+impl fmt::Debug for BindHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BindHook")
+    }
 }
 
 impl Default for TransportConfig {
@@ -370,6 +390,7 @@ impl Default for TransportConfig {
             tls: None,
             incoming_queue: 4096,
             bans: None,
+            on_bind: None,
         }
     }
 }
@@ -417,6 +438,14 @@ impl Transports {
                 Err(e) => return Err(e),
             }
         };
+        if let Some(BindHook(hook)) = &config.on_bind {
+            use std::os::fd::AsFd;
+            let local = udp_socket.local;
+            hook(TransportKind::Udp, udp_socket.as_fd())
+                .map_err(|e| Error::io(format!("UDP steering on {local}"), e))?;
+            hook(TransportKind::Tcp, listener.as_fd())
+                .map_err(|e| Error::io(format!("TCP steering on {local}"), e))?;
+        }
         let udp = UdpTransport::from_socket(udp_socket, ctx.clone())?;
         let tcp = TcpTransport::from_listener(listener, config.tcp.clone(), ctx.clone())?;
         let tls = config

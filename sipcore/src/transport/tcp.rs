@@ -101,6 +101,8 @@ pub struct TcpConfig {
     /// `SO_REUSEADDR` on the listener, so a restart can bind while old
     /// connections linger in TIME_WAIT.
     pub reuse_address: bool,
+    /// `SO_REUSEPORT` on the listener (see `UdpConfig::reuse_port`).
+    pub reuse_port: bool,
     /// `IP_FREEBIND` on the listener (see `UdpConfig::freebind`).
     pub freebind: bool,
 }
@@ -116,6 +118,7 @@ impl Default for TcpConfig {
             first_message_timeout: Duration::from_secs(10),
             message_timeout: Duration::from_secs(10),
             reuse_address: true,
+            reuse_port: false,
             freebind: false,
         }
     }
@@ -161,6 +164,11 @@ pub(crate) fn bind_listener(addr: SocketAddr, config: &TcpConfig) -> Result<std:
     socket
         .set_reuse_address(config.reuse_address)
         .map_err(|e| Error::io(ctx("SO_REUSEADDR"), e))?;
+    if config.reuse_port {
+        socket
+            .set_reuse_port(true)
+            .map_err(|e| Error::io(ctx("SO_REUSEPORT"), e))?;
+    }
     if config.freebind {
         super::set_freebind(&socket, addr).map_err(|e| Error::io(ctx("IP_FREEBIND"), e))?;
     }

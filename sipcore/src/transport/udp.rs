@@ -40,6 +40,10 @@ pub struct UdpConfig {
     /// `SO_REUSEADDR`. Off by default: with it on, another socket that sets
     /// it too can bind the same address and steal datagrams.
     pub reuse_address: bool,
+    /// `SO_REUSEPORT`: several sockets (one per shard) share the port; a
+    /// steering program attached through [`super::BindHook`] picks the
+    /// socket of each datagram. Off by default, as `reuse_address`.
+    pub reuse_port: bool,
     /// `IP_FREEBIND`: bind an address this host does not hold (yet) — a
     /// standby binds the floating address before it takes it over.
     pub freebind: bool,
@@ -51,6 +55,7 @@ impl Default for UdpConfig {
             recv_buffer_size: 4 << 20,
             send_buffer_size: 4 << 20,
             reuse_address: false,
+            reuse_port: false,
             freebind: false,
         }
     }
@@ -63,6 +68,12 @@ pub(crate) struct BoundUdp {
     pub(crate) local: SocketAddr,
     recv_buffer_size: usize,
     send_buffer_size: usize,
+}
+
+impl std::os::fd::AsFd for BoundUdp {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
 }
 
 /// Create, configure and bind a UDP socket.
@@ -78,6 +89,11 @@ pub(crate) fn bind_socket(addr: SocketAddr, config: &UdpConfig) -> Result<BoundU
     socket
         .set_reuse_address(config.reuse_address)
         .map_err(|e| Error::io(ctx("SO_REUSEADDR"), e))?;
+    if config.reuse_port {
+        socket
+            .set_reuse_port(true)
+            .map_err(|e| Error::io(ctx("SO_REUSEPORT"), e))?;
+    }
     if config.freebind {
         super::set_freebind(&socket, addr).map_err(|e| Error::io(ctx("IP_FREEBIND"), e))?;
     }

@@ -94,6 +94,7 @@ async fn large_receive_buffer_is_granted() {
         recv_buffer_size: requested,
         send_buffer_size: requested,
         reuse_address: true,
+        reuse_port: false,
         freebind: false,
     };
     let (tx, _rx) = tokio::sync::mpsc::channel(1);

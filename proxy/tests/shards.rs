@@ -1,0 +1,151 @@
+//! `sip.shards = 2`: SIPp places calls through Tandem to a SIPp media
+//! server; the kernel's steering program spreads the calls over both
+//! shards by Call-ID, and every answer (leg A's requests, leg B's
+//! responses, the member's OPTIONS answers) reaches the shard that holds
+//! its call, so every call completes. Without the steering the kernel
+//! hashes by address: SIPp's one port lands on one shard only, and the
+//! media server's answers to the other shard's calls are lost.
+
+mod common;
+
+use common::{
+    load_call_args, media_server, read_json, run_call, said, tandem_load, wait_members_up, SECS,
+};
+use testkit::{wait_for, Sipp, Tandem, TandemConfig};
+
+const CALLS: u64 = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_carry_calls_and_every_call_completes() {
+    testkit::require_sipp();
+    let mut ms = media_server(None, false).await;
+    let tandem = Tandem::start(
+        common::TANDEM,
+        TandemConfig::new([("ms1", ms.addr())])
+            .shards(2)
+            .media_ports(400),
+    )
+    .await;
+    wait_members_up(&tandem, &["ms1"]).await;
+
+    // 40 calls at 20/s, each held 1.5 s: both shards hold calls at once.
+    let mut uac = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .args(["-m", &CALLS.to_string(), "-r", "20", "-d", "1500"])
+        .args(["-timeout", "40s", "-timeout_error"])
+        .spawn();
+    let shard_calls = |m: &testkit::Metrics, shard: &str| {
+        m.value("tandem_shard_calls", &[("shard", shard)])
+            .unwrap_or(0.0)
+    };
+    wait_for("calls in progress on both shards", SECS(20), || async {
+        let m = tandem.try_metrics().await?;
+        if shard_calls(&m, "0") > 0.0 && shard_calls(&m, "1") > 0.0 {
+            Ok(())
+        } else {
+            Err(m.text().to_owned())
+        }
+    })
+    .await;
+    // `GET /calls` asks every shard and merges: calls of both shards are
+    // listed (shard 0 numbers its calls 1, 3, 5…, shard 1 2, 4, 6…).
+    wait_for("calls of both shards in GET /calls", SECS(20), || async {
+        let answer = tandem.admin_request_with_token("GET", "/calls").await?;
+        let calls: serde_json::Value =
+            serde_json::from_str(&answer.body).map_err(|e| format!("{e}: {}", answer.body))?;
+        let ids: Vec<u64> = calls
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["id"].as_u64()).collect())
+            .unwrap_or_default();
+        if ids.iter().any(|id| id % 2 == 1) && ids.iter().any(|id| id % 2 == 0) {
+            Ok(())
+        } else {
+            Err(answer.body)
+        }
+    })
+    .await;
+    let out = uac.wait_exit(SECS(60)).await;
+    assert_eq!(
+        (out.stat("SuccessfulCall(C)"), out.stat("FailedCall(C)")),
+        (CALLS, 0),
+        "{}\n{}",
+        out.log,
+        tandem.log_tail(40)
+    );
+
+    let m = tandem.metrics().await;
+    for shard in ["0", "1"] {
+        assert!(
+            m.get("tandem_shard_messages_received_total", &[("shard", shard)]) > 0.0,
+            "shard {shard} received nothing: {}",
+            m.text()
+        );
+    }
+    assert!(
+        m.get("tandem_shard_steered_total", &[("by", "call_id")]) >= (CALLS * 4) as f64,
+        "{}",
+        m.text()
+    );
+    // Every call ended on both shards.
+    wait_for("no call left", SECS(10), || async {
+        let m = tandem.try_metrics().await?;
+        let left = shard_calls(&m, "0") + shard_calls(&m, "1");
+        if left == 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{left} calls left"))
+        }
+    })
+    .await;
+    ms.kill().await;
+}
+
+/// Call survival with two shards: the media server holding every call is
+/// killed; each shard finds it down by its own probes (their answers come
+/// back to it) and resumes its own calls on the other member, with the
+/// caller's RTP (through the shared relay) coming back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_resume_their_calls_when_the_media_server_dies() {
+    const CALLS: u64 = 10;
+    let bin = tandem_load();
+    let mut ms1 = media_server(None, true).await;
+    let mut ms2 = media_server(None, true).await;
+    let tandem = Tandem::start(
+        common::TANDEM,
+        TandemConfig::new([("ms1", ms1.addr()), ("ms2", ms2.addr())])
+            .strategy("sequential")
+            .health(200, 150, 2, 2)
+            .shards(2)
+            .media_ports(400),
+    )
+    .await;
+    wait_members_up(&tandem, &["ms1", "ms2"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("call.json");
+    // 10 calls of 8 s; at 2 s ms1 (which holds them all) is killed.
+    let mut args = load_call_args(&tandem, CALLS as u32, "8s", &json, &["--per-call"]);
+    let kill = format!("kill -9 {}", ms1.pid().expect("ms1 runs"));
+    args.extend(["--fail-at", "2", "--fail-cmd", &kill].map(String::from));
+    let out = run_call(&bin, &args, SECS(60)).await;
+    let said = said(&out, &tandem);
+    assert!(out.status.success(), "{said}");
+    let r = read_json(&json);
+    for (key, want) in [("answered", CALLS), ("completed", CALLS), ("failed", 0)] {
+        assert_eq!(r["calls"][key], want, "{key}: {}\n{said}", r["calls"]);
+    }
+    let f = &r["failure"];
+    assert_eq!(f["calls_up"], CALLS, "{f}");
+    let gap = f["rtp"]["gap_ms"]["max"].as_f64().unwrap();
+    assert!(gap < 4000.0, "audio did not come back: {f}\n{said}");
+    let m = tandem.metrics().await;
+    assert_eq!(
+        m.get(
+            "tandem_calls_resumed_total",
+            &[("from", "ms1"), ("to", "ms2"), ("outcome", "ok")]
+        ),
+        CALLS as f64,
+        "{}",
+        m.text()
+    );
+    ms1.kill().await;
+    ms2.kill().await;
+}
