@@ -168,3 +168,21 @@ fn a_destination_on_this_host_is_fast_only_for_packets_from_this_host() {
     assert_eq!(out_interface(3, 2), Some(3));
     assert_eq!(out_interface(3, 0), Some(3));
 }
+
+#[test]
+fn a_sync_that_wants_nothing_makes_no_session_entry() {
+    let fp = match FastPath::start(IpAddr::V4(Ipv4Addr::LOCALHOST), 64) {
+        Ok(fp) => fp,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    // Not latched (or removed while a worker still syncs): no entry to
+    // install, so none to forget when the session is gone.
+    let mut s = session();
+    fp.sync(&mut s, 1_000_000);
+    s.removed = true;
+    fp.sync(&mut s, 1_000_000);
+    assert!(lock(&fp.inner).sessions.is_empty());
+}
