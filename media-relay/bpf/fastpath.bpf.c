@@ -19,6 +19,7 @@
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
@@ -61,9 +62,14 @@ struct stream_counters {
 	__u32 pad2;
 };
 
-// Sized by the loader (max_entries is rewritten before load).
+// Sized by the loader (max_entries is rewritten before load). Not
+// preallocated: a preallocated hash reuses a deleted element's memory at
+// once, so a program still holding the pointer from its lookup could read
+// (route) or count into (counters) the next stream's entry; without
+// preallocation an element is freed after an RCU grace period.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct flow_key);
 	__type(value, struct route);
@@ -71,6 +77,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct flow_key);
 	__type(value, struct stream_counters);
@@ -110,6 +117,11 @@ int tandem_rtp_fastpath(struct __sk_buff *skb)
 {
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return PASS;
+	// Only packets addressed to this host (not another host's frames seen
+	// in promiscuous mode, broadcast or multicast), and no GRO super-packet:
+	// its one header stands for several datagrams, which the stack splits.
+	if (skb->pkt_type != PACKET_HOST || skb->gso_segs > 1)
+		return PASS;
 	if (skb->data + RTP_OFF + RTP_FIXED > skb->data_end &&
 	    bpf_skb_pull_data(skb, RTP_OFF + RTP_FIXED))
 		return PASS;
@@ -144,9 +156,15 @@ int tandem_rtp_fastpath(struct __sk_buff *skb)
 	if ((b0 >> 6) != 2 || (b1 >= 192 && b1 <= 223))
 		return PASS;
 	__u32 udp_len = bpf_ntohs(udp->len);
+	__u32 tot_len = bpf_ntohs(ip->tot_len);
+	// The IP length must fit in what arrived (skb->len counts the Ethernet
+	// header here): a longer claim would be forwarded with bytes that are
+	// not the datagram's. The stack drops it.
+	if (tot_len + IP_OFF > skb->len)
+		return PASS;
 	// A UDP length that is not the IP payload's goes to the stack, which
 	// drops it: never forwarded, nor counted.
-	if (udp_len != (__u32)bpf_ntohs(ip->tot_len) - sizeof(struct iphdr) ||
+	if (udp_len != tot_len - sizeof(struct iphdr) ||
 	    udp_len < sizeof(struct udphdr) + RTP_FIXED + 4 * (b0 & 0x0f) ||
 	    (b0 & 0x10)) // an extension's length is checked in user space
 		return PASS;

@@ -185,6 +185,33 @@ struct Inner {
     removed: (u64, u64),
     /// Map writes refused so far (the map full): logged once.
     refused: u64,
+    /// Egress interface by destination (0: this host), found at `.1`
+    /// (monotonic ns): a route write asks the kernel's routing (a socket
+    /// and an interface list) once per destination and TTL, not 2–3 times
+    /// per call under the session lock and this mutex.
+    egress: HashMap<Ipv4Addr, (u32, u64)>,
+}
+
+/// How long a cached egress interface is trusted: a route or address
+/// change reaches new entries within this.
+const EGRESS_TTL_NS: u64 = 10_000_000_000;
+/// Destinations come from SDP (a stranger's data): the cache is emptied
+/// when it reaches this many.
+const EGRESS_CACHE_MAX: usize = 4096;
+
+/// Where a hit leaves, given the egress of its destination and of its
+/// source (0: this host), or None: user space forwards the stream. A
+/// destination on this host is reached by passing the packet up the stack,
+/// which is right only for a packet that came in on loopback (its source
+/// on this host too): one from a real interface now bearing this host's
+/// address as source, or a 127.x destination, is a martian the stack
+/// drops.
+pub(crate) fn out_interface(dst_egress: u32, src_egress: u32) -> Option<u32> {
+    match (dst_egress, src_egress) {
+        (0, 0) => Some(0),
+        (0, _) => None,
+        (out, _) => Some(out),
+    }
 }
 
 /// The loaded and attached program, its maps and the installed entries.
@@ -224,6 +251,10 @@ impl FastPath {
             ));
         };
         let interfaces = attach_interfaces(ip)?;
+        if let Err(e) = sys::raise_memlock() {
+            // Only kernels < 5.11 need it; the load below says if it fails.
+            tracing::debug!("raising RLIMIT_MEMLOCK for the BPF maps: {e}");
+        }
         let max_entries = max_entries.max(64);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("routes", max_entries)
@@ -244,6 +275,15 @@ impl FastPath {
                 // Netlink filters need the clsact qdisc (one may be there
                 // already; it is shared and left in place).
                 let _ = tc::qdisc_add_clsact(name);
+                // A netlink filter outlives its process: one left by a
+                // relay that crashed would still forward to its old
+                // entries' view of the world (its maps live on with it).
+                // A second relay on the same host and kernel loses its
+                // filter too; kernels >= 6.6 (TCX links) have neither
+                // problem.
+                if tc::qdisc_detach_program(name, TcAttachType::Ingress, PROGRAM).is_ok() {
+                    tracing::warn!(interface = %name, "removed a stale RTP fast path filter");
+                }
             }
             prog.attach(name, TcAttachType::Ingress)
                 .map_err(|e| format!("attaching at tc ingress of {name}: {}", chain(&e)))?;
@@ -267,6 +307,7 @@ impl FastPath {
                 cpus,
                 removed: (0, 0),
                 refused: 0,
+                egress: HashMap::new(),
             }),
             interfaces,
             _ebpf: ebpf,
@@ -281,14 +322,16 @@ impl FastPath {
         let inner = &mut *inner;
         for rx in [Side::A, Side::B] {
             let want = desired(st, rx).map(|(key, route)| Installed { key, route });
-            let have = inner.sessions.entry(st.id).or_default().dir[rx.index()];
+            // No entry is made for a session that wants none: a sync
+            // racing its removal must not leave one behind.
+            let have = inner.sessions.get(&st.id).and_then(|e| e.dir[rx.index()]);
             if have == want {
                 continue;
             }
             if let (Some(h), Some(w)) = (have, want) {
                 // Same stream, new destination or mapping: the counters
                 // stay.
-                if h.key == w.key && inner.write_route(&w).is_ok() {
+                if h.key == w.key && inner.write_route(&w) == Ok(true) {
                     inner.sessions.entry(st.id).or_default().dir[rx.index()] = want;
                     continue;
                 }
@@ -324,6 +367,15 @@ impl FastPath {
         };
         let k = inner.read(&h.key);
         drop(inner);
+        if let Some((sent_ssrc, ..)) = k.last {
+            // The SSRC the kernel received: `relatch_on_ssrc_change`
+            // compares a new source's with it.
+            st.sides[rx.index()].latched_ssrc = Some(if h.route.flags & sys::ROUTE_REWRITE != 0 {
+                h.route.in_ssrc
+            } else {
+                sent_ssrc
+            });
+        }
         fold_last_sent(
             &mut st.continuity[rx.other().index()],
             &k,
@@ -357,8 +409,18 @@ impl FastPath {
     }
 
     /// Time since the kernel last forwarded a packet received on `side`.
+    /// One map read: only that side's counters (the survival check asks
+    /// this for every answered call every tick).
     pub(crate) fn idle_time(&self, id: SessionId, side: Side) -> Option<Duration> {
-        let k = self.kernel_streams(id)[side.index()];
+        let k = {
+            let inner = lock(&self.inner);
+            let e = inner.sessions.get(&id)?;
+            let mut k = e.retired[side.index()];
+            if let Some(h) = e.dir[side.index()] {
+                k.add(&inner.read(&h.key));
+            }
+            k
+        };
         let now = sys::monotonic_ns();
         k.last
             .map(|l| Duration::from_nanos(now.saturating_sub(l.3)))
@@ -409,7 +471,12 @@ impl Inner {
             .and_then(|z| self.counters.insert(w.key, z, 0).map_err(|e| e.to_string()))
             .and_then(|()| self.write_route(w));
         match ok {
-            Ok(()) => true,
+            Ok(true) => true,
+            Ok(false) => {
+                // By design (see `out_interface`), not a failure.
+                let _ = self.counters.remove(&w.key);
+                false
+            }
             Err(e) => {
                 let _ = self.counters.remove(&w.key);
                 self.refused += 1;
@@ -425,18 +492,39 @@ impl Inner {
 
     /// Writes the route of an entry, with the interface its destination is
     /// reached by (the host's, not the session's: not part of
-    /// [`desired`]).
-    fn write_route(&mut self, w: &Installed) -> Result<(), String> {
+    /// [`desired`]). Ok(false): the stream stays in user space
+    /// ([`out_interface`]); an entry of its key is removed.
+    fn write_route(&mut self, w: &Installed) -> Result<bool, String> {
         let dst = Ipv4Addr::from(u32::from_be(w.route.out_dst_ip));
-        let out_ifindex =
-            sys::egress_ifindex(dst).map_err(|e| format!("no route to {dst}: {e}"))?;
+        let src = Ipv4Addr::from(u32::from_be(w.key.peer_ip));
+        let Some(out_ifindex) = out_interface(self.egress(dst)?, self.egress(src)?) else {
+            let _ = self.routes.remove(&w.key);
+            return Ok(false);
+        };
         let route = Route {
             out_ifindex,
             ..w.route
         };
         self.routes
             .insert(w.key, route, 0)
+            .map(|()| true)
             .map_err(|e| e.to_string())
+    }
+
+    /// [`sys::egress_ifindex`], cached (see `egress`).
+    fn egress(&mut self, dst: Ipv4Addr) -> Result<u32, String> {
+        let now = sys::monotonic_ns();
+        if let Some(&(out, at)) = self.egress.get(&dst) {
+            if now.saturating_sub(at) < EGRESS_TTL_NS {
+                return Ok(out);
+            }
+        }
+        let out = sys::egress_ifindex(dst).map_err(|e| format!("no route to {dst}: {e}"))?;
+        if self.egress.len() >= EGRESS_CACHE_MAX {
+            self.egress.clear();
+        }
+        self.egress.insert(dst, (out, now));
+        Ok(out)
     }
 
     /// Deletes an entry (the route first: nothing is counted after the

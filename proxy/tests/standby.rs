@@ -1457,28 +1457,50 @@ async fn with_the_kernel_fast_path_a_takeover_keeps_one_continuous_stream() {
         assert_eq!(call["rtp"]["seq_restarts"], 0, "{call}");
     }
     assert!(max_gap_ms(&report) < 3000.0, "gap {}", max_gap_ms(&report));
-    // b's kernel forwarded the rest of the calls (4 calls x 2 streams x
-    // 50 pps for about 5 s); its user-space relay the first packet or two
-    // of each of the 8 streams (the copy b holds was replicated at the
-    // answer, before latching: the first packet after the takeover latches
-    // in user space, which then hands the stream to the kernel).
-    let out = lab
-        .lab
-        .command("b", "curl")
-        .args(["-sf", "-H"])
-        .arg(format!(
-            "Authorization: Bearer {}",
-            testkit::TEST_ADMIN_TOKEN
-        ))
-        .arg("http://127.0.0.1:9090/metrics")
-        .output()
-        .unwrap();
-    let m = testkit::Metrics::parse(&String::from_utf8_lossy(&out.stdout));
-    let kernel = m.get("tandem_rtp_fast_path_packets_total", &[]);
-    let user = m.get("tandem_rtp_packets_relayed_total", &[]);
+    // b's kernel forwarded the rest of the calls; its user-space relay the
+    // first packet or two of each stream (the copy b holds was replicated
+    // at the answer, before latching: the first packet after the takeover
+    // latches in user space, which then hands the stream to the kernel)
+    // and RTCP. The bounds follow from the run's own figures: each of the
+    // 4 calls x 2 streams at 50 pps lasts 8 s from its start (within the
+    // first 0.5 s); b serves it from the kill plus the gap at most.
+    const STREAMS: f64 = 4.0 * 2.0;
+    let after_s = 8.0 - f["at_s"].as_f64().expect("failure time") - max_gap_ms(&report) / 1000.0;
+    // 80 %: room for a sender slowed by a loaded box (here ~90 % is seen);
+    // with the fast path off it is 0.
+    let kernel_min = (0.8 * STREAMS * 50.0 * after_s).max(STREAMS * 50.0 * 0.5);
+    // With the fast path off b's user space relays all of it (~2,000).
+    let user_max = STREAMS * 8.0;
+    let metrics = || {
+        let out = lab
+            .lab
+            .command("b", "curl")
+            .args(["-sf", "-H"])
+            .arg(format!(
+                "Authorization: Bearer {}",
+                testkit::TEST_ADMIN_TOKEN
+            ))
+            .arg("http://127.0.0.1:9090/metrics")
+            .output()
+            .unwrap();
+        testkit::Metrics::parse(&String::from_utf8_lossy(&out.stdout))
+    };
+    // The fast path's metric is refreshed every 500 ms: polled.
+    let (kernel, user) = testkit::wait_for("b's fast path counter", Duration::from_secs(5), || {
+        let m = metrics();
+        let kernel = m.get("tandem_rtp_fast_path_packets_total", &[]);
+        let user = m.get("tandem_rtp_packets_relayed_total", &[]);
+        let r = if kernel >= kernel_min {
+            Ok((kernel, user))
+        } else {
+            Err(format!("{kernel} < {kernel_min} in the kernel"))
+        };
+        async move { r }
+    })
+    .await;
     assert!(
-        kernel >= 1000.0 && user <= 16.0,
-        "b forwarded {kernel} packets in the kernel, {user} in user space\n{}",
+        user <= user_max,
+        "b forwarded {kernel} packets in the kernel, {user} (> {user_max}) in user space\n{}",
         lab.log_tail("b", 30)
     );
 }

@@ -6,7 +6,7 @@
 //! made only of integers, with explicit padding fields, so every bit
 //! pattern is a valid value and their size and layout are those of the C
 //! structs in `bpf/fastpath.bpf.c` (checked by the unit tests against the
-//! sizes the C side has); `clock_gettime` and `getifaddrs`/`freeifaddrs`
+//! sizes the C side has); `clock_gettime`, `getrlimit`/`setrlimit` and `getifaddrs`/`freeifaddrs`
 //! get pointers to memory owned by the call, and the list `getifaddrs`
 //! returns is walked only until its null end and freed once.
 #![allow(unsafe_code)]
@@ -149,4 +149,34 @@ pub(crate) fn egress_ifindex(dst: Ipv4Addr) -> io::Result<u32> {
         0 => Err(io::Error::last_os_error()),
         i => Ok(i),
     }
+}
+
+/// Lifts RLIMIT_MEMLOCK as far as allowed: kernels before 5.11 charge BPF
+/// maps to it, and its usual 64 KiB (or 8 MiB) is less than the maps of a
+/// few thousand streams. Newer kernels charge the memory cgroup instead,
+/// where this changes nothing.
+pub(crate) fn raise_memlock() -> io::Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: see the module comment (a struct owned by the call).
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let want = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // Root (CAP_SYS_RESOURCE) may lift both; anyone the soft to the hard.
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) } == 0 {
+        return Ok(());
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

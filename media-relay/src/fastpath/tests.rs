@@ -156,3 +156,33 @@ fn per_cpu_counters_add_up_and_the_newest_packet_wins() {
     assert_eq!((k.packets, k.bytes), (7, 7 * 172));
     assert_eq!(k.last, Some((9, 41, 41 * 160, 900)));
 }
+
+#[test]
+fn a_destination_on_this_host_is_fast_only_for_packets_from_this_host() {
+    // Both on this host (they arrive on loopback): up the stack.
+    assert_eq!(out_interface(0, 0), Some(0));
+    // From a real interface to this host: the stack would drop it as a
+    // martian (this host's address as source), so user space relays it.
+    assert_eq!(out_interface(0, 2), None);
+    // A remote destination leaves by its interface, from anywhere.
+    assert_eq!(out_interface(3, 2), Some(3));
+    assert_eq!(out_interface(3, 0), Some(3));
+}
+
+#[test]
+fn a_sync_that_wants_nothing_makes_no_session_entry() {
+    let fp = match FastPath::start(IpAddr::V4(Ipv4Addr::LOCALHOST), 64) {
+        Ok(fp) => fp,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    // Not latched (or removed while a worker still syncs): no entry to
+    // install, so none to forget when the session is gone.
+    let mut s = session();
+    fp.sync(&mut s, 1_000_000);
+    s.removed = true;
+    fp.sync(&mut s, 1_000_000);
+    assert!(lock(&fp.inner).sessions.is_empty());
+}

@@ -49,6 +49,19 @@ pub fn rr(ssrc: u32) -> Vec<u8> {
     p
 }
 
+/// A receiver report of `ssrc` with one report block about `about`
+/// (32 bytes: long enough to pass for an RTP header with a CSRC).
+pub fn rr_with_block(ssrc: u32, about: u32) -> Vec<u8> {
+    let mut p = vec![0x81, 201, 0, 7];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&about.to_be_bytes());
+    // Fraction and cumulative lost, highest sequence, jitter, LSR, DLSR.
+    p.extend_from_slice(&[
+        0, 0, 0, 1, 0, 0, 0x10, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    p
+}
+
 /// Polls `f` until it holds or the deadline passes.
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
