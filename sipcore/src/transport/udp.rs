@@ -16,17 +16,20 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
 use super::framing::{is_crlf_only, is_token_char, MAX_MESSAGE_SIZE};
 use super::{bump, Counters, EndpointContext, Incoming, StatsSnapshot, TransportKind};
 use crate::error::{Error, Result};
+use crate::sys::RecvBatch;
 
 /// Socket options of a UDP endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,21 +285,39 @@ fn classify(data: &[u8]) -> Datagram<'_> {
     Datagram::Message(message)
 }
 
+/// Datagrams one `recvmmsg` can take. Most wake-ups find one message; the
+/// batch matters for bursts, and for knowing the queue empty (a short
+/// batch) without a further `recvfrom` ending in `EAGAIN`.
+const RECV_BATCH: usize = 8;
+
 async fn receive_loop(inner: Arc<Inner>, ctx: EndpointContext) {
-    // One byte more than the limit, to see that a datagram is too large
-    // (Linux truncates silently). Each message is copied out into its own
-    // exactly sized buffer: a small copy, and no message ever pins a large
-    // shared receive buffer while the transaction or dialog layer keeps it.
-    let mut scratch = vec![0u8; MAX_MESSAGE_SIZE + 1];
-    let stats = &inner.stats;
+    // One byte more than the limit per datagram, to see that a datagram is
+    // too large (Linux truncates silently). Each message is copied out into
+    // its own exactly sized buffer: a small copy, and no message ever pins
+    // a large shared receive buffer while the transaction or dialog layer
+    // keeps it.
+    let mut batch = RecvBatch::new(RECV_BATCH, MAX_MESSAGE_SIZE + 1);
     loop {
-        let received = tokio::select! {
+        let ready = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break,
-            r = inner.socket.recv_from(&mut scratch) => r,
+            r = inner.socket.readable() => r,
         };
-        let (n, source) = match received {
-            Ok(r) => r,
+        let received = ready.and_then(|()| {
+            inner.socket.try_io(Interest::READABLE, || {
+                match batch.recv(inner.socket.as_fd()) {
+                    // A short batch: the queue is empty now. Saying
+                    // WouldBlock makes Tokio clear the readiness it saw
+                    // (a datagram arriving later raises a new edge, so
+                    // none is missed); the datagrams stay in `batch`.
+                    Ok(n) if n < batch.capacity() => Err(io::ErrorKind::WouldBlock.into()),
+                    other => other,
+                }
+            })
+        });
+        match received {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             // ICMP errors of earlier sends (reported on some systems).
             Err(e)
                 if matches!(
@@ -315,40 +336,59 @@ async fn receive_loop(inner: Arc<Inner>, ctx: EndpointContext) {
                     _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
                 }
             }
-        };
-        bump(&stats.bytes_received, n as u64);
-        if ctx.bans.as_ref().is_some_and(|b| b.drops(source.ip())) {
-            continue;
         }
-        let message = match classify(&scratch[..n]) {
-            Datagram::Message(m) => Bytes::copy_from_slice(m),
-            Datagram::KeepAlive => {
-                bump(&stats.keepalives_received, 1);
+        for i in 0..batch.len() {
+            let (data, source) = batch.datagram(i);
+            let Some(incoming) = take_datagram(&inner, &ctx, data, source) else {
                 continue;
-            }
-            Datagram::Garbage(why) => {
-                bump(&stats.garbage_dropped, 1);
-                debug!(local = %inner.local, %source, size = n, why, "UDP datagram dropped");
-                continue;
-            }
-        };
-        bump(&stats.messages_received, 1);
-        let incoming = Incoming {
-            data: message,
-            source,
-            local: inner.local,
-            transport: TransportKind::Udp,
-            connection: None,
-        };
-        tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => break,
-            sent = ctx.incoming.send(incoming) => if sent.is_err() {
-                debug!(local = %inner.local, "incoming channel closed, UDP receive stops");
-                break;
+            };
+            tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => return,
+                sent = ctx.incoming.send(incoming) => if sent.is_err() {
+                    debug!(local = %inner.local, "incoming channel closed, UDP receive stops");
+                    return;
+                }
             }
         }
     }
+}
+
+/// The message of one received datagram, or `None` when it is dropped
+/// (banned source, keep-alive, garbage; counted).
+fn take_datagram(
+    inner: &Inner,
+    ctx: &EndpointContext,
+    data: &[u8],
+    source: Option<SocketAddr>,
+) -> Option<Incoming> {
+    let stats = &inner.stats;
+    bump(&stats.bytes_received, data.len() as u64);
+    // Always an IP address on an IP socket.
+    let source = source?;
+    if ctx.bans.as_ref().is_some_and(|b| b.drops(source.ip())) {
+        return None;
+    }
+    let message = match classify(data) {
+        Datagram::Message(m) => Bytes::copy_from_slice(m),
+        Datagram::KeepAlive => {
+            bump(&stats.keepalives_received, 1);
+            return None;
+        }
+        Datagram::Garbage(why) => {
+            bump(&stats.garbage_dropped, 1);
+            debug!(local = %inner.local, %source, size = data.len(), why, "UDP datagram dropped");
+            return None;
+        }
+    };
+    bump(&stats.messages_received, 1);
+    Some(Incoming {
+        data: message,
+        source,
+        local: inner.local,
+        transport: TransportKind::Udp,
+        connection: None,
+    })
 }
 
 #[cfg(test)]

@@ -196,3 +196,31 @@ async fn a_second_socket_cannot_bind_the_sip_address() {
         .expect_err("a second socket bound Tandem's UDP address");
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
 }
+
+/// The receive loop takes datagrams in `recvmmsg` batches and, after a
+/// short batch, clears readiness without a further receive: a burst
+/// larger than several batches must all come up in order, and a message
+/// sent after the queue ran empty must still wake the loop.
+#[tokio::test]
+async fn bursts_come_up_whole_and_in_order_and_a_later_message_still_wakes() {
+    let (b, mut b_rx) = bind(&TransportConfig::default());
+    let raw = tokio::net::UdpSocket::bind(localhost()).await.unwrap();
+    let to = b.local_addr();
+    let burst: Vec<Bytes> = (0..3 * RECV_BATCH + 1)
+        .map(|i| request("MESSAGE", &format!("m{i}")))
+        .collect();
+    for req in &burst {
+        within("raw send", raw.send_to(req, to)).await.unwrap();
+    }
+    for req in &burst {
+        assert_eq!(&recv(&mut b_rx).await.data, req);
+    }
+    for i in 0..3 {
+        // Let the loop go back to waiting on an empty queue.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let later = request("MESSAGE", &format!("later{i}"));
+        within("raw send", raw.send_to(&later, to)).await.unwrap();
+        assert_eq!(recv(&mut b_rx).await.data, later);
+    }
+    assert_eq!(b.stats().udp.messages_received, burst.len() as u64 + 3);
+}
