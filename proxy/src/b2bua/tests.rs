@@ -1269,16 +1269,22 @@ fn with_mux(ip: &str, port: u16) -> String {
     sdp(ip, port) + "a=rtcp-mux\r\n"
 }
 
-/// rtcp-mux (RFC 5761): an answer settles both legs (leg A's answer is
-/// leg B's rewritten), and a new media server's answer on a move settles
-/// leg B (leg A keeps what it agreed).
-#[test]
-fn the_relay_learns_whether_each_answer_and_a_moves_answer_multiplex_rtcp() {
+/// A call whose offer and MS1's answer both carry rtcp-mux, confirmed.
+fn mux_call_on_ms1() -> Lab {
     let mut lab = Lab::new();
     let offer = invite_with_body("100", "c1", "i1", Some(with_mux("127.0.0.9", 40000)));
     lab.call_with("c1", offer);
     lab.answer("INVITE", 200, Some(&with_mux("127.0.0.50", 16000)));
     lab.ack_from_trunk("c1");
+    lab
+}
+
+/// rtcp-mux (RFC 5761): an answer settles both legs (leg A's answer is
+/// leg B's rewritten), and a new media server's answer on a move settles
+/// leg B (leg A keeps what it agreed).
+#[test]
+fn the_relay_learns_whether_each_answer_and_a_moves_answer_multiplex_rtcp() {
+    let mut lab = mux_call_on_ms1();
     assert_eq!(
         rtcp_mux_changes(&lab),
         [RtcpMuxChange::Agreed {
@@ -1367,11 +1373,7 @@ fn an_offer_binds_rtcp_sockets_and_only_answers_change_rtcp_mux() {
 /// A's mux (it used to be ignored, leaving leg A multiplexing).
 #[test]
 fn leg_as_answer_to_the_re_offer_after_a_move_settles_leg_as_rtcp_mux() {
-    let mut lab = Lab::new();
-    let offer = invite_with_body("100", "c1", "i1", Some(with_mux("127.0.0.9", 40000)));
-    lab.call_with("c1", offer);
-    lab.answer("INVITE", 200, Some(&with_mux("127.0.0.50", 16000)));
-    lab.ack_from_trunk("c1");
+    let mut lab = mux_call_on_ms1();
     lab.fail_ms1();
     let pcma_only = "v=0\r\no=x 1 1 IN IP4 127.0.0.60\r\ns=-\r\nc=IN IP4 127.0.0.60\r\n\
                      t=0 0\r\nm=audio 18000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
