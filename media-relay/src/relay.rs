@@ -255,13 +255,17 @@ impl MediaRelay {
                     st.apply_snapshot(snap);
                     st.info()
                 })?;
-                // A side that stopped multiplexing RTCP gets its socket.
+                // A side that stopped multiplexing RTCP gets its socket;
+                // each side tried even when the other's bind fails.
+                let mut bound = Ok(());
                 for (side, s) in [(Side::A, &snap.side_a), (Side::B, &snap.side_b)] {
                     if !s.rtcp_mux {
-                        self.open_rtcp(snap.id, side)?;
+                        if let Err(e) = self.open_rtcp(snap.id, side) {
+                            bound = bound.and(Err(e));
+                        }
                     }
                 }
-                Ok(info)
+                bound.map(|()| info)
             }
             Some(false) => Err(Error::SessionExists(snap.id)),
             None => self.restore_session(snap),
@@ -568,7 +572,7 @@ impl MediaRelay {
 
     /// Binds side `side`'s RTCP socket if it has none (its peer stopped
     /// multiplexing RTCP, or never did) and hands it to the worker.
-    fn open_rtcp(&self, id: SessionId, side: Side) -> Result<()> {
+    pub fn open_rtcp(&self, id: SessionId, side: Side) -> Result<()> {
         let mut reg = lock(&self.registry);
         let entry = reg.sessions.get_mut(&id).ok_or(Error::NoSuchSession(id))?;
         if entry.rtcp_open[side.index()] {

@@ -26,7 +26,8 @@ pub use replication::{Replication, RECORD_SCHEMA};
 
 use crate::b2bua::journal::EventKind;
 use crate::b2bua::{
-    Action, CallEnd, Event, Machine, MediaView, Observer, Refusal, UnixMillis, SURVIVAL_TICK,
+    Action, CallEnd, Event, Machine, MediaView, Observer, Refusal, RtcpMuxChange, UnixMillis,
+    SURVIVAL_TICK,
 };
 use crate::config::Config;
 use crate::metrics;
@@ -652,29 +653,18 @@ impl Driver {
                 side,
                 addr,
                 sip_source,
-                rtcp_mux,
             } => {
                 // The SIP source first: from then on the new SDP address
-                // and the NATed source may both latch. RTCP sockets before
-                // the SDP goes on, so that they are bound before the peer
-                // can send (see `Action::SetRemote` for both sides).
+                // and the NATed source may both latch.
                 let told = self
                     .relay
                     .set_signalling_ip(session, side, sip_source)
-                    .and_then(|()| self.relay.set_remote(session, side, addr))
-                    .and_then(|()| {
-                        if rtcp_mux {
-                            self.relay.set_rtcp_mux(session, side, true)
-                        } else {
-                            self.relay
-                                .set_rtcp_mux(session, Side::A, false)
-                                .and_then(|()| self.relay.set_rtcp_mux(session, Side::B, false))
-                        }
-                    });
+                    .and_then(|()| self.relay.set_remote(session, side, addr));
                 if let Err(e) = told {
                     tracing::warn!(%session, error = %e, "relay not told the peer's address");
                 }
             }
+            Action::RtcpMux { session, change } => self.change_rtcp_mux(session, change),
             Action::SwitchUpstream {
                 session,
                 addr,
@@ -698,6 +688,43 @@ impl Driver {
             }
         }
         None
+    }
+
+    /// Carries out an SDP's RTCP mux change (see [`RtcpMuxChange`]). Each
+    /// side on its own: a socket that cannot be bound on one side must
+    /// not leave the other side's routing or socket undone.
+    fn change_rtcp_mux(&self, session: SessionId, change: RtcpMuxChange) {
+        let (sides, mux): (&[Side], Option<bool>) = match change {
+            RtcpMuxChange::BindSockets => (&[Side::A, Side::B], None),
+            RtcpMuxChange::Agreed { side: None, mux } => (&[Side::A, Side::B], Some(mux)),
+            RtcpMuxChange::Agreed {
+                side: Some(side),
+                mux,
+            } => (
+                if side == Side::A {
+                    &[Side::A]
+                } else {
+                    &[Side::B]
+                },
+                Some(mux),
+            ),
+        };
+        // Each side's flag, then its socket if it does not multiplex.
+        for &side in sides {
+            let done = match mux {
+                Some(mux) => self.relay.set_rtcp_mux(session, side, mux),
+                None => self.relay.open_rtcp(session, side),
+            };
+            match done {
+                Ok(()) => {}
+                Err(e @ media_relay::Error::Bind { .. }) => {
+                    tracing::warn!(%session, %side, error = %e, "RTCP socket not bound")
+                }
+                Err(e) => {
+                    tracing::warn!(%session, %side, error = %e, "relay not told the RTCP mux")
+                }
+            }
+        }
     }
 
     fn remove_media(&self, session: SessionId) {

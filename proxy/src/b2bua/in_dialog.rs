@@ -12,7 +12,7 @@ use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::Target;
 
 use super::call::{CallState, LateAck, Leg};
-use super::{ClientRole, Machine, Refusal, TimerEvent};
+use super::{ClientRole, Machine, Refusal, SdpRole, TimerEvent};
 use crate::media::is_sdp;
 
 /// Headers a forwarded in-dialog request or response keeps.
@@ -131,7 +131,13 @@ impl Machine {
             .tokens
             .via(&self.settings, self.leg_transport(call, to));
         let target = self.leg_target(call, to);
-        let body = match self.rewrite_body(id, from, &request) {
+        // An ACK's SDP answers a late offer; any other request's offers.
+        let role = if request.method() == Some(&Method::Ack) {
+            SdpRole::Answer
+        } else {
+            SdpRole::Offer
+        };
+        let body = match self.rewrite_body(id, from, &request, role) {
             Ok(b) => b,
             Err(e) => {
                 self.out.respond(
@@ -220,6 +226,7 @@ impl Machine {
         id: u64,
         from: Leg,
         msg: &Message,
+        role: SdpRole,
     ) -> Result<Option<(String, Bytes)>, crate::error::Error> {
         if msg.body().is_empty() {
             return Ok(None);
@@ -231,7 +238,7 @@ impl Machine {
         if !is_sdp(Some(&ct)) {
             return Ok(Some((ct, msg.body_bytes())));
         }
-        let sdp = self.relay_sdp(id, from.side(), msg.body())?;
+        let sdp = self.relay_sdp(id, from.side(), msg.body(), role)?;
         Ok(Some(("application/sdp".to_owned(), sdp)))
     }
 
@@ -266,10 +273,19 @@ impl Machine {
             .tokens
             .via(&self.settings, self.leg_transport(call, to));
         let ack_target = self.leg_target(call, to);
-        let body = self.rewrite_body(id, to, &response).unwrap_or_else(|e| {
-            tracing::warn!(call = id, error = %e, "answer SDP not usable");
-            None
-        });
+        // A response's SDP answers the request's, or offers (the ACK
+        // answers) when the request had none.
+        let role = if request.body().is_empty() {
+            SdpRole::Offer
+        } else {
+            SdpRole::Answer
+        };
+        let body = self
+            .rewrite_body(id, to, &response, role)
+            .unwrap_or_else(|e| {
+                tracing::warn!(call = id, error = %e, "answer SDP not usable");
+                None
+            });
         let contact = self.contact(origin_transport);
         let Some(call) = self.store.get_mut(id) else {
             return;
@@ -396,7 +412,7 @@ impl Machine {
             self.obs.call_answered();
         }
         if call.b.ack_pending {
-            let body = match self.rewrite_body(id, Leg::A, &ack) {
+            let body = match self.rewrite_body(id, Leg::A, &ack, SdpRole::Answer) {
                 Ok(Some((_, b))) => Some(b),
                 _ => None,
             };
@@ -408,7 +424,10 @@ impl Machine {
     /// answer the other leg's `ack` brought, rewritten to the relay.
     fn send_late_ack(&mut self, id: u64, late: LateAck, ack: &Message) {
         let from = late.leg.other();
-        let body = self.rewrite_body(id, from, ack).ok().flatten();
+        let body = self
+            .rewrite_body(id, from, ack, SdpRole::Answer)
+            .ok()
+            .flatten();
         let Some(call) = self.store.get(id) else {
             return;
         };

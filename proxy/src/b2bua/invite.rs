@@ -12,7 +12,9 @@ use sipcore::transport::Target;
 
 use super::call::{Call, CallState, Forking, Leg, LegA, LegB};
 use super::register::Caller;
-use super::{member_transport, without_body, Action, ClientRole, Machine, Route, TimerEvent};
+use super::{
+    member_transport, without_body, Action, ClientRole, Machine, Route, SdpRole, TimerEvent,
+};
 use crate::error::Error;
 use crate::media::is_sdp;
 
@@ -250,7 +252,7 @@ impl Machine {
         }
         if call.a.had_offer {
             let body = Bytes::copy_from_slice(call.a.invite.body());
-            match self.relay_sdp(id, Side::A, &body) {
+            match self.relay_sdp(id, Side::A, &body, SdpRole::Offer) {
                 Ok(offer) => {
                     if let Some(call) = self.store.get_mut(id) {
                         call.offer = Some(offer);
@@ -708,7 +710,8 @@ impl Machine {
 
     fn forward_provisional(&mut self, id: u64, response: Message) {
         let early_media = if !response.body().is_empty() && is_sdp(response.content_type()) {
-            self.relay_sdp(id, Side::B, response.body()).ok()
+            let role = self.role_of_leg_b_sdp(id);
+            self.relay_sdp(id, Side::B, response.body(), role).ok()
         } else {
             None
         };
@@ -779,7 +782,14 @@ impl Machine {
         let had_offer = call.a.had_offer;
         let mut body: Option<Bytes> = None;
         if !response.body().is_empty() && is_sdp(response.content_type()) {
-            match self.relay_sdp(id, Side::B, response.body()) {
+            // With a late offer (leg A's INVITE had no SDP) this is the
+            // offer; leg A's ACK brings the answer.
+            let role = if had_offer {
+                SdpRole::Answer
+            } else {
+                SdpRole::Offer
+            };
+            match self.relay_sdp(id, Side::B, response.body(), role) {
                 Ok(b) => body = Some(b),
                 Err(e) => {
                     tracing::warn!(call = id, error = %e, "media server's SDP not usable")

@@ -384,7 +384,8 @@ impl Machine {
     fn forward_fork_provisional(&mut self, id: u64, response: Message, only: bool) {
         let early_media = if only && !response.body().is_empty() && is_sdp(response.content_type())
         {
-            self.relay_sdp(id, Side::B, response.body()).ok()
+            let role = self.role_of_leg_b_sdp(id);
+            self.relay_sdp(id, Side::B, response.body(), role).ok()
         } else {
             None
         };

@@ -46,6 +46,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::media::is_sdp;
 use bytes::Bytes;
 use media_relay::{SessionId, SessionInfo, Side};
 use sipcore::message::{Message, Method};
@@ -58,7 +59,7 @@ pub use call::HISTORY_MAX;
 pub use call::{Call, CallHistory, Leg, MemberUse, ResumeMark, TakeoverMark, UnixMillis};
 pub use maintenance::MoveReport;
 use outbox::Outbox;
-pub use outbox::{Action, CallEnd};
+pub use outbox::{Action, CallEnd, RtcpMuxChange};
 pub use policy::{Policy, Route};
 pub use settings::{Settings, UnknownSource};
 use store::{CallStore, ClientRole};
@@ -620,6 +621,14 @@ impl Machine {
             d.on_response(&response);
         }
         if (200..300).contains(&status) {
+            // Leg A's answer settles leg A's RTCP mux (and its RTP address).
+            if !response.body().is_empty() && is_sdp(response.content_type()) {
+                if let Err(e) =
+                    self.relay_sdp(id, Side::A, response.body(), SdpRole::AnswerToOwnOffer)
+                {
+                    tracing::warn!(call = id, error = %e, "leg A's answer not usable");
+                }
+            }
             let Some(call) = self.store.get(id) else {
                 return;
             };
@@ -807,12 +816,14 @@ impl Machine {
     }
 
     /// An SDP from leg `from` of call `id`, rewritten to the relay for the
-    /// other leg; the relay is told where the sender wants RTP.
+    /// other leg; the relay is told where the sender wants RTP and, by
+    /// `role`, what the SDP does to RTCP multiplexing.
     fn relay_sdp(
         &mut self,
         id: u64,
         from: Side,
         body: &[u8],
+        role: SdpRole,
     ) -> Result<Bytes, crate::error::Error> {
         let no_media =
             || crate::error::Error::internal(500, "Server Internal Error", "no media session");
@@ -835,10 +846,31 @@ impl Machine {
                 side: from,
                 addr,
                 sip_source,
-                rtcp_mux: relayed.rtcp_mux,
             });
         }
+        let mux = relayed.rtcp_mux;
+        let change = match role {
+            SdpRole::Offer if mux => None,
+            SdpRole::Offer => Some(RtcpMuxChange::BindSockets),
+            SdpRole::Answer => Some(RtcpMuxChange::Agreed { side: None, mux }),
+            SdpRole::AnswerToOwnOffer => Some(RtcpMuxChange::Agreed {
+                side: Some(from),
+                mux,
+            }),
+        };
+        if let Some(change) = change {
+            self.out.push(Action::RtcpMux { session, change });
+        }
         Ok(relayed.body)
+    }
+
+    /// What an SDP in leg B's provisional response is: the answer to leg
+    /// A's offer, or (late offer: leg A's INVITE had no SDP) an offer.
+    fn role_of_leg_b_sdp(&self, id: u64) -> SdpRole {
+        match self.store.get(id) {
+            Some(call) if !call.a.had_offer => SdpRole::Offer,
+            _ => SdpRole::Answer,
+        }
     }
 
     fn call_of(&self, call_id: &str) -> Option<(u64, Leg)> {
@@ -995,6 +1027,19 @@ fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
     let host = u.host.trim_start_matches('[').trim_end_matches(']');
     let ip: std::net::IpAddr = host.parse().ok()?;
     Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+}
+
+/// What an SDP passing through [`Machine::relay_sdp`] is in its
+/// offer/answer exchange (RFC 3264), which decides RTCP multiplexing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SdpRole {
+    /// An offer relayed to the other leg.
+    Offer,
+    /// An answer relayed to the other leg: it settles both legs.
+    Answer,
+    /// A leg's answer to an offer Tandem made on its own (the re-offer to
+    /// leg A after a move): it settles that leg only.
+    AnswerToOwnOffer,
 }
 
 #[cfg(test)]

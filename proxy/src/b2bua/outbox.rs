@@ -44,18 +44,17 @@ pub enum Action {
     /// The relay learns where `side`'s peer wants RTP (from its SDP) and
     /// the IP that leg's SIP comes from (`sip_source`: a peer behind NAT
     /// sends its RTP from there; the relay's latching allows it).
-    /// `rtcp_mux`: the SDP carries `a=rtcp-mux` (RFC 5761), so that side
-    /// multiplexes RTCP on the RTP port (an answer with it accepts, an
-    /// offer with it is answered with it or the answer, relayed the other
-    /// way, says otherwise). Without it neither side multiplexes: an
-    /// offer without it cannot be answered with it (§5.1.1), and an answer
-    /// without it refuses it for the offerer too.
     SetRemote {
         session: SessionId,
         side: Side,
         addr: SocketAddr,
         sip_source: Option<IpAddr>,
-        rtcp_mux: bool,
+    },
+    /// RTCP multiplexing (RFC 5761) on a call's relay session, told
+    /// whatever the SDP's address (a held `c=0.0.0.0` still negotiates it).
+    RtcpMux {
+        session: SessionId,
+        change: RtcpMuxChange,
     },
     /// Leg B's RTP now goes to (and comes from) a new media server, whose
     /// SIP comes from `sip_source`; `rtcp_mux`: its answer accepted
@@ -212,4 +211,20 @@ impl Outbox {
     pub fn send_raw(&mut self, target: Target, bytes: Bytes) {
         self.actions.push(Action::SendRaw { target, bytes });
     }
+}
+
+/// What an SDP passing through Tandem changes about RTCP multiplexing.
+/// Mux is in use on a leg iff its offer and its answer both carry
+/// `a=rtcp-mux` (RFC 5761 §5.1.1, RFC 8035), so routing follows answers
+/// only: a rejected offer (488, 491, timeout) changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtcpMuxChange {
+    /// An offer without `a=rtcp-mux` leaves: it names RTCP ports on the
+    /// relay (port+1), and the answer may refuse mux, so both sides' RTCP
+    /// sockets are bound before the peer can send. Routing is unchanged.
+    BindSockets,
+    /// An answer passed: `side` (None: both legs, since leg A's answer is
+    /// leg B's answer rewritten) multiplexes iff `mux`. An answer can
+    /// carry `a=rtcp-mux` only if its offer did.
+    Agreed { side: Option<Side>, mux: bool },
 }

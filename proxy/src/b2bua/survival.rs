@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use super::call::{CallState, Leg, ResumeMark, Resuming};
 use super::journal::EventKind;
-use super::{Action, ClientRole, Machine, TimerEvent};
+use super::{Action, ClientRole, Machine, SdpRole, TimerEvent};
 use crate::media::{is_sdp, narrow_offer};
 
 /// Survival's own state in the engine.
@@ -513,7 +513,7 @@ impl Machine {
         let Some(sdp) = self.store.get(id).and_then(|c| c.b_remote_sdp.clone()) else {
             return;
         };
-        let body = match self.relay_sdp(id, Side::B, &sdp) {
+        let body = match self.relay_sdp(id, Side::B, &sdp, SdpRole::Offer) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(call = id, error = %e, "cannot re-offer leg A");

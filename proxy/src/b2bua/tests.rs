@@ -127,7 +127,13 @@ impl Lab {
         let wall = 1_000_000 + (self.now - self.start).as_millis() as u64;
         let actions = self.m.on(event, self.now, wall);
         self.actions.extend(actions.iter().cloned());
-        actions.iter().map(|a| self.note(a)).collect()
+        // RTCP mux changes are checked through `self.actions` by the tests
+        // about them; the one-line summaries leave them out.
+        actions
+            .iter()
+            .filter(|a| !matches!(a, Action::RtcpMux { .. }))
+            .map(|a| self.note(a))
+            .collect()
     }
 
     fn note(&mut self, action: &Action) -> String {
@@ -170,6 +176,7 @@ impl Lab {
             Action::CreateMedia { .. } => "create media".into(),
             Action::SetRemote { side, addr, .. } => format!("remote {side:?} {addr}"),
             Action::SwitchUpstream { addr, .. } => format!("switch to {addr}"),
+            Action::RtcpMux { .. } => "rtcp mux".into(),
             Action::RemoveMedia { .. } => "remove media".into(),
             Action::CallEnded(end) => format!("cdr {}", end.reason),
             Action::CallStarted(_) => "cdr start".into(),
@@ -902,6 +909,8 @@ fn a_late_offer_re_invite_gets_its_answer_from_the_askers_ack() {
         summary,
         [
             "remote A 127.0.0.9:40100".to_string(),
+            // The ACK's SDP answers the late offer: it settles RTCP mux.
+            "rtcp mux".to_string(),
             format!("raw ACK to {MS1}")
         ]
     );
@@ -1245,27 +1254,44 @@ fn the_relay_learns_each_legs_sip_source_with_its_sdp_and_on_a_move() {
     assert_eq!(switched, [(addr("127.0.0.60:18000"), ip(MS2))]);
 }
 
-/// rtcp-mux (RFC 5761): the relay hears whether each SDP it learns from
-/// carries it (so that it binds RTCP sockets only for sides that do not
-/// multiplex), and whether a new media server's answer accepts it on a
-/// move (leg A keeps what it agreed).
-#[test]
-fn the_relay_learns_whether_each_sdp_and_a_moves_answer_multiplex_rtcp() {
-    let mux = |ip: &str, port: u16| sdp(ip, port) + "a=rtcp-mux\r\n";
-    let mut lab = Lab::new();
-    let offer = invite_with_body("100", "c1", "i1", Some(mux("127.0.0.9", 40000)));
-    lab.call_with("c1", offer);
-    lab.answer("INVITE", 200, Some(&mux("127.0.0.50", 16000)));
-    lab.ack_from_trunk("c1");
-    let learnt: Vec<_> = lab
-        .actions
+/// The RTCP mux changes told to the relay so far.
+fn rtcp_mux_changes(lab: &Lab) -> Vec<RtcpMuxChange> {
+    lab.actions
         .iter()
         .filter_map(|a| match a {
-            Action::SetRemote { side, rtcp_mux, .. } => Some((*side, *rtcp_mux)),
+            Action::RtcpMux { change, .. } => Some(*change),
             _ => None,
         })
-        .collect();
-    assert_eq!(learnt, [(Side::A, true), (Side::B, true)]);
+        .collect()
+}
+
+fn with_mux(ip: &str, port: u16) -> String {
+    sdp(ip, port) + "a=rtcp-mux\r\n"
+}
+
+/// A call whose offer and MS1's answer both carry rtcp-mux, confirmed.
+fn mux_call_on_ms1() -> Lab {
+    let mut lab = Lab::new();
+    let offer = invite_with_body("100", "c1", "i1", Some(with_mux("127.0.0.9", 40000)));
+    lab.call_with("c1", offer);
+    lab.answer("INVITE", 200, Some(&with_mux("127.0.0.50", 16000)));
+    lab.ack_from_trunk("c1");
+    lab
+}
+
+/// rtcp-mux (RFC 5761): an answer settles both legs (leg A's answer is
+/// leg B's rewritten), and a new media server's answer on a move settles
+/// leg B (leg A keeps what it agreed).
+#[test]
+fn the_relay_learns_whether_each_answer_and_a_moves_answer_multiplex_rtcp() {
+    let mut lab = mux_call_on_ms1();
+    assert_eq!(
+        rtcp_mux_changes(&lab),
+        [RtcpMuxChange::Agreed {
+            side: None,
+            mux: true
+        }]
+    );
 
     // MS1 fails; MS2 answers without rtcp-mux.
     lab.fail_ms1();
@@ -1279,6 +1305,97 @@ fn the_relay_learns_whether_each_sdp_and_a_moves_answer_multiplex_rtcp() {
         })
         .collect();
     assert_eq!(switched, [false]);
+}
+
+/// Review finding: a member's early answer without mux, then that member
+/// fails and the next answers with mux: the final answer must set both
+/// legs back to mux (it used to leave leg A off, so RTCP toward a
+/// multiplexing trunk went to port+1 and was lost).
+#[test]
+fn the_final_answer_after_a_failover_settles_rtcp_mux_for_both_legs() {
+    let mut lab = Lab::new();
+    let offer = invite_with_body("100", "c1", "i1", Some(with_mux("127.0.0.9", 40000)));
+    lab.call_with("c1", offer);
+    lab.answer("INVITE", 183, Some(&sdp("127.0.0.50", 16000)));
+    lab.answer("INVITE", 503, None);
+    assert_eq!(lab.last("INVITE").2.addr, addr(MS2));
+    lab.answer("INVITE", 200, Some(&with_mux("127.0.0.60", 18000)));
+    let off = RtcpMuxChange::Agreed {
+        side: None,
+        mux: false,
+    };
+    let on = RtcpMuxChange::Agreed {
+        side: None,
+        mux: true,
+    };
+    assert_eq!(rtcp_mux_changes(&lab), [off, on]);
+}
+
+/// Review finding: an offer without mux binds the RTCP sockets it names
+/// before it leaves, but routing waits for the answer, so a rejected
+/// offer changes nothing; an SDP with a null address still tells the
+/// relay its mux (it used to be dropped with the address).
+#[test]
+fn an_offer_binds_rtcp_sockets_and_only_answers_change_rtcp_mux() {
+    let mut lab = Lab::new();
+    lab.call("c1");
+    let (_, invite, _) = lab.last("INVITE");
+    let changes = rtcp_mux_changes(&lab);
+    assert_eq!(changes, [RtcpMuxChange::BindSockets]);
+    // The socket request precedes the offer that names the sockets.
+    let bind_at = lab
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::RtcpMux { .. }))
+        .unwrap();
+    let offer_at = lab
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::SendRequest { request, .. } if request.call_id() == invite.call_id()))
+        .unwrap();
+    assert!(bind_at < offer_at);
+    // A held answer (c=0.0.0.0) still settles mux.
+    lab.answer("INVITE", 200, Some(&sdp("0.0.0.0", 16000)));
+    assert_eq!(
+        rtcp_mux_changes(&lab),
+        [
+            RtcpMuxChange::BindSockets,
+            RtcpMuxChange::Agreed {
+                side: None,
+                mux: false
+            }
+        ]
+    );
+}
+
+/// Review finding: after a move to a server that insists on another codec
+/// (and refuses mux), Tandem re-offers leg A; leg A's answer settles leg
+/// A's mux (it used to be ignored, leaving leg A multiplexing).
+#[test]
+fn leg_as_answer_to_the_re_offer_after_a_move_settles_leg_as_rtcp_mux() {
+    let mut lab = mux_call_on_ms1();
+    lab.fail_ms1();
+    let pcma_only = "v=0\r\no=x 1 1 IN IP4 127.0.0.60\r\ns=-\r\nc=IN IP4 127.0.0.60\r\n\
+                     t=0 0\r\nm=audio 18000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    lab.answer("INVITE", 200, Some(pcma_only));
+    let (_, reoffer, target) = lab.last("INVITE");
+    assert_eq!(target.addr, addr(TRUNK), "no re-offer to leg A");
+    assert!(!std::str::from_utf8(reoffer.body())
+        .unwrap()
+        .contains("a=rtcp-mux"));
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.9", 40000)));
+    let on_both = RtcpMuxChange::Agreed {
+        side: None,
+        mux: true,
+    };
+    let a_off = RtcpMuxChange::Agreed {
+        side: Some(Side::A),
+        mux: false,
+    };
+    assert_eq!(
+        rtcp_mux_changes(&lab),
+        [on_both, RtcpMuxChange::BindSockets, a_off]
+    );
 }
 
 // ------------------------------------------------------------ strangers
