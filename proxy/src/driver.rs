@@ -627,19 +627,26 @@ impl Driver {
                     tracing::debug!(error = %e, %target, "message not sent");
                 }
             }
-            Action::CreateMedia { call, session } => {
+            Action::CreateMedia {
+                call,
+                session,
+                rtcp_mux,
+            } => {
                 // The latching mode of the configuration in force (a SIGHUP
                 // reload changes it for new calls).
                 let options = media_relay::SessionOptions {
                     latching: self.config.media.latching,
                     ..self.relay.config().session_defaults
                 };
-                // Sockets for RTP only until an SDP says a side does not
-                // multiplex RTCP (`SetRemote`): two per call, not four,
-                // when both legs use rtcp-mux.
+                // Sockets for RTP only when leg A's offer multiplexes RTCP
+                // (two per call, not four, when both legs do; an answer
+                // without it binds the rest). An offer without rtcp-mux
+                // gets all four at once: most trunks do not multiplex, and
+                // a parked pair is then reused whole instead of its RTCP
+                // sockets being closed and bound again for every call.
                 let params = SessionParams {
                     options: Some(options),
-                    rtcp_mux: true,
+                    rtcp_mux,
                     ..SessionParams::default()
                 };
                 let result = self

@@ -221,9 +221,14 @@ impl Machine {
         self.obs.calls_active(self.store.len());
         // Leg B goes out once the relay has ports for both legs (the offer
         // to the media server must carry them).
+        // Which sockets to start with is a hint: the SDP's own answer
+        // settles rtcp-mux later (`RtcpMux`), binding what is missing.
+        let body = invite.body();
+        let rtcp_mux = body.is_empty() || memchr::memmem::find(body, b"a=rtcp-mux").is_some();
         self.out.push(Action::CreateMedia {
             call: id,
             session: SessionId(id),
+            rtcp_mux,
         });
     }
 

@@ -39,8 +39,15 @@ pub enum Action {
     /// lives on the node this one took over from.
     SendRaw { target: Target, bytes: Bytes },
     /// Open the relay session of a new call (both sides' ports); the
-    /// answer comes back as `Event::MediaCreated`.
-    CreateMedia { call: u64, session: SessionId },
+    /// answer comes back as `Event::MediaCreated`. `rtcp_mux`: leg A's
+    /// offer names `a=rtcp-mux` (or there is no offer yet), so RTP sockets
+    /// alone may do; otherwise RTCP sockets are bound from the start (a
+    /// parked pair is reused whole, not bound again per call).
+    CreateMedia {
+        call: u64,
+        session: SessionId,
+        rtcp_mux: bool,
+    },
     /// The relay learns where `side`'s peer wants RTP (from its SDP) and
     /// the IP that leg's SIP comes from (`sip_source`: a peer behind NAT
     /// sends its RTP from there; the relay's latching allows it).
