@@ -2841,8 +2841,8 @@ mod overview;
 /// A new call's relay session starts with the sockets leg A's offer needs:
 /// RTP alone for an offer with rtcp-mux, all four without it (most trunks;
 /// a parked pair is then reused whole rather than its RTCP sockets being
-/// closed and bound again for every call, which cost 15 % of the CPU per
-/// call at 1,000 cps).
+/// closed and bound again for every call, which cost about 100 µs of CPU
+/// per call at 1,000 cps: BENCHMARKS.md, "the merged result").
 #[test]
 fn a_new_calls_relay_session_starts_with_the_sockets_leg_as_offer_needs() {
     let created = |lab: &Lab| -> Vec<bool> {
