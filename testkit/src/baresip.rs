@@ -163,39 +163,63 @@ impl Phone {
     pub fn start(config: PhoneConfig) -> Phone {
         require_baresip();
         let dir = crate::work_dir(&format!("baresip {}", config.aor()));
-        let sip_port = crate::free_port();
-        let ctrl_port = crate::free_port();
-        let rtp_base = crate::port_range(64);
         std::fs::create_dir_all(dir.path().join("rec")).expect("phone rec dir");
-        std::fs::write(
-            dir.path().join("config"),
-            config_file(&config, sip_port, ctrl_port, rtp_base, dir.path()),
-        )
-        .expect("write baresip config");
         // No account at start: it is added (and registers) once the control
         // connection is up, so its REGISTER_OK cannot be missed.
         std::fs::write(dir.path().join("accounts"), "").expect("write baresip accounts");
-
-        let log = std::fs::File::create(dir.path().join("baresip.log")).expect("baresip log");
-        let mut cmd = in_netns(config.netns.as_deref(), "baresip");
-        cmd.arg("-f")
-            .arg(dir.path())
-            .arg("-t")
-            .arg(config.lifetime.as_secs().max(1).to_string())
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log);
-        let child = cmd.spawn().expect("start baresip");
+        // The ports come from `free_port` (bound, then released), which
+        // other tests running at the same time may take first: a baresip
+        // that exits before its control port is up is started again on
+        // fresh ports.
+        const STARTS: usize = 3;
+        let mut attempt = 0;
+        let (child, sip_port, ctrl_port, first_stream) = loop {
+            attempt += 1;
+            let sip_port = crate::free_port();
+            let ctrl_port = crate::free_port();
+            let rtp_base = crate::port_range(64);
+            std::fs::write(
+                dir.path().join("config"),
+                config_file(&config, sip_port, ctrl_port, rtp_base, dir.path()),
+            )
+            .expect("write baresip config");
+            let log = std::fs::File::create(dir.path().join("baresip.log")).expect("baresip log");
+            let mut cmd = in_netns(config.netns.as_deref(), "baresip");
+            cmd.arg("-f")
+                .arg(dir.path())
+                .arg("-t")
+                .arg(config.lifetime.as_secs().max(1).to_string())
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log handle"))
+                .stderr(log);
+            let mut child = cmd.spawn().expect("start baresip");
+            if config.netns.is_some() {
+                break (child, sip_port, ctrl_port, None);
+            }
+            match connect_retrying(&mut child, ctrl_port, Duration::from_secs(10)) {
+                Ok(stream) => break (child, sip_port, ctrl_port, Some(stream)),
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log =
+                        std::fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
+                    assert!(
+                        attempt < STARTS,
+                        "{why} (start {attempt} of {STARTS}); baresip's log:\n{log}"
+                    );
+                    eprintln!("baresip: {why}; starting it again on other ports; its log:\n{log}");
+                }
+            }
+        };
 
         let (reader, commands, bridge): (Box<dyn Read + Send>, Box<dyn Write + Send>, _) =
-            match &config.netns {
-                None => {
-                    let stream = connect_retrying(ctrl_port, Duration::from_secs(10));
+            match (&config.netns, first_stream) {
+                (None, Some(stream)) => {
                     let reader = stream.try_clone().expect("clone control stream");
                     (Box::new(reader), Box::new(stream), None)
                 }
-                Some(ns) => {
+                (Some(ns), _) => {
                     let mut bridge = in_netns(Some(ns), "python3")
                         .args(["-c", NETNS_BRIDGE, &ctrl_port.to_string()])
                         .stdin(Stdio::piped())
@@ -207,6 +231,7 @@ impl Phone {
                     let writer = bridge.stdin.take().expect("bridge stdin");
                     (Box::new(reader), Box::new(writer), Some(bridge))
                 }
+                (None, None) => unreachable!("a phone outside a namespace has its control stream"),
             };
         let (tx, messages) = mpsc::channel();
         std::thread::spawn(move || read_netstrings(reader, tx));
@@ -521,15 +546,28 @@ fn account_line(config: &PhoneConfig) -> String {
     )
 }
 
-fn connect_retrying(port: u16, deadline: Duration) -> TcpStream {
+fn connect_retrying(
+    child: &mut std::process::Child,
+    port: u16,
+    deadline: Duration,
+) -> Result<TcpStream, String> {
     let until = Instant::now() + deadline;
     loop {
         match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => return stream,
+            Ok(stream) => return Ok(stream),
             Err(e) if Instant::now() >= until => {
-                panic!("baresip's control port 127.0.0.1:{port} not up within {deadline:?}: {e}")
+                return Err(format!(
+                    "baresip's control port 127.0.0.1:{port} not up within {deadline:?}: {e}"
+                ))
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "baresip exited ({status}) before its control port 127.0.0.1:{port} was up: {e}"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 }
