@@ -72,9 +72,75 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// `fast_path = "on"` and the kernel fast path cannot be had.
+    /// `fast_path = "on"` and the kernel fast path cannot be had (the
+    /// load or attach error says why).
     #[error("media relay config: `fast_path` is \"on\" but the RTP kernel fast path is unavailable: {0}")]
-    FastPathUnavailable(String),
+    FastPathUnavailable(#[source] Box<Error>),
+    /// The fast path's BPF program cannot be had: not built, not for this
+    /// address family, refused by the kernel (permissions, verifier), or
+    /// the object lacks a program or map it should have.
+    #[error("{reason}")]
+    FastPathLoad {
+        /// What failed, with the kernel's or aya's reason.
+        reason: String,
+    },
+    /// The program cannot be attached to an interface (or the interfaces
+    /// cannot be listed: `interface` is empty then).
+    #[error("attaching at tc ingress of {interface}: {reason}")]
+    FastPathAttach {
+        /// The interface.
+        interface: String,
+        /// The kernel's or aya's reason.
+        reason: String,
+    },
+    /// Writing, reading or deleting a fast path map entry failed.
+    #[error("BPF map `{map}`: {op}: {reason}")]
+    FastPathMap {
+        /// The map (`routes`, `counters`).
+        map: &'static str,
+        /// What was done to it (`insert`, `lookup batch`, ...).
+        op: &'static str,
+        /// The kernel's or aya's reason.
+        reason: String,
+        /// Whether the same write may succeed later: a full map
+        /// (`E2BIG`) or a short allocation (`ENOMEM`) frees up as calls
+        /// end; a refusal (`EPERM`, `EINVAL`) does not.
+        retry: bool,
+    },
+    /// The kernel has no route to a stream's destination (or source), so
+    /// its egress interface is unknown: user space forwards it.
+    #[error("no route to {dst}: {source}")]
+    FastPathRoute {
+        /// The address looked up.
+        dst: std::net::Ipv4Addr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Whether doing the same again later may succeed (pingora's
+    /// `RetryType`, for the errors where it is known): a map that was full
+    /// or a route that was missing may not be so on the next call; a
+    /// program the kernel refused stays refused.
+    pub fn retry_helps(&self) -> bool {
+        match self {
+            Error::FastPathMap { retry, .. } => *retry,
+            Error::FastPathRoute { .. } => true,
+            Error::PortsExhausted { .. } => true,
+            Error::FastPathUnavailable(e) => e.retry_helps(),
+            Error::Config { .. }
+            | Error::PortUnavailable { .. }
+            | Error::Bind { .. }
+            | Error::SessionExists(_)
+            | Error::NoSuchSession(_)
+            | Error::WorkerGone { .. }
+            | Error::WorkerStart { .. }
+            | Error::FastPathLoad { .. }
+            | Error::FastPathAttach { .. } => false,
+        }
+    }
 }
 
 /// Result alias of the crate.

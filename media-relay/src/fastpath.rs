@@ -30,6 +30,7 @@ use aya::{Ebpf, EbpfLoader};
 use serde::{Deserialize, Serialize};
 
 use crate::continuity::{ContinuityState, SentPoint};
+use crate::error::{Error, Result};
 use crate::session::{SessionId, SessionState, SessionStats, Side};
 
 mod sys;
@@ -239,16 +240,17 @@ impl FastPath {
     /// Loads the program, sizes its maps for `max_entries` streams and
     /// attaches it at ingress of the interface(s) `local_ip` arrives on.
     /// The error says why not, for the log or the refusal to start.
-    pub(crate) fn start(local_ip: IpAddr, max_entries: u32) -> Result<FastPath, String> {
+    pub(crate) fn start(local_ip: IpAddr, max_entries: u32) -> Result<FastPath> {
         if OBJECT.is_empty() {
-            return Err("the BPF program was not built (clang was missing when \
-                        media-relay was compiled)"
-                .into());
+            return Err(load_error(
+                "the BPF program was not built (clang was missing when \
+                 media-relay was compiled)",
+            ));
         }
         let IpAddr::V4(ip) = local_ip.to_canonical() else {
-            return Err(format!(
+            return Err(load_error(format!(
                 "media.ip {local_ip} is not IPv4 (the program handles IPv4)"
-            ));
+            )));
         };
         let interfaces = attach_interfaces(ip)?;
         if let Err(e) = sys::raise_memlock() {
@@ -260,14 +262,14 @@ impl FastPath {
             .map_max_entries("routes", max_entries)
             .map_max_entries("counters", max_entries)
             .load(OBJECT)
-            .map_err(|e| format!("loading the BPF program: {}", chain(&e)))?;
+            .map_err(|e| load_error(format!("loading the BPF program: {}", chain(&e))))?;
         let prog: &mut SchedClassifier = ebpf
             .program_mut(PROGRAM)
-            .ok_or_else(|| format!("the BPF object has no program {PROGRAM}"))?
+            .ok_or_else(|| load_error(format!("the BPF object has no program {PROGRAM}")))?
             .try_into()
-            .map_err(|e| format!("BPF program type: {}", chain(&e)))?;
+            .map_err(|e| load_error(format!("BPF program type: {}", chain(&e))))?;
         prog.load()
-            .map_err(|e| format!("loading the BPF program: {}", chain(&e)))?;
+            .map_err(|e| load_error(format!("loading the BPF program: {}", chain(&e))))?;
         let tcx = aya::util::KernelVersion::current()
             .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
         for name in &interfaces {
@@ -286,18 +288,22 @@ impl FastPath {
                 }
             }
             prog.attach(name, TcAttachType::Ingress)
-                .map_err(|e| format!("attaching at tc ingress of {name}: {}", chain(&e)))?;
+                .map_err(|e| Error::FastPathAttach {
+                    interface: name.clone(),
+                    reason: chain(&e),
+                })?;
         }
         let routes = ebpf
             .take_map("routes")
-            .ok_or("the BPF object has no map `routes`")?;
+            .ok_or_else(|| load_error("the BPF object has no map `routes`"))?;
         let counters = ebpf
             .take_map("counters")
-            .ok_or("the BPF object has no map `counters`")?;
-        let routes = BpfHashMap::try_from(routes).map_err(|e| format!("map routes: {e}"))?;
-        let counters =
-            PerCpuHashMap::try_from(counters).map_err(|e| format!("map counters: {e}"))?;
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
+            .ok_or_else(|| load_error("the BPF object has no map `counters`"))?;
+        let routes = BpfHashMap::try_from(routes)
+            .map_err(|e| load_error(format!("map routes: {}", chain(&e))))?;
+        let counters = PerCpuHashMap::try_from(counters)
+            .map_err(|e| load_error(format!("map counters: {}", chain(&e))))?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| load_error(format!("{what}: {e}")))?;
         tracing::info!(interfaces = ?interfaces, max_entries, "RTP kernel fast path attached");
         Ok(FastPath {
             inner: Mutex::new(Inner {
@@ -331,7 +337,7 @@ impl FastPath {
             if let (Some(h), Some(w)) = (have, want) {
                 // Same stream, new destination or mapping: the counters
                 // stay.
-                if h.key == w.key && inner.write_route(&w) == Ok(true) {
+                if h.key == w.key && matches!(inner.write_route(&w), Ok(true)) {
                     inner.sessions.entry(st.id).or_default().dir[rx.index()] = want;
                     continue;
                 }
@@ -467,8 +473,12 @@ impl Inner {
     fn install(&mut self, w: &Installed) -> bool {
         let zero = PerCpuValues::try_from(vec![StreamCounters::default(); self.cpus]);
         let ok = zero
-            .map_err(|e| e.to_string())
-            .and_then(|z| self.counters.insert(w.key, z, 0).map_err(|e| e.to_string()))
+            .map_err(|e| map_error("counters", "insert", &e))
+            .and_then(|z| {
+                self.counters
+                    .insert(w.key, z, 0)
+                    .map_err(|e| map_error("counters", "insert", &e))
+            })
             .and_then(|()| self.write_route(w));
         match ok {
             Ok(true) => true,
@@ -482,6 +492,7 @@ impl Inner {
                 self.refused += 1;
                 if self.refused == 1 {
                     tracing::warn!(
+                        retry_helps = e.retry_helps(),
                         "RTP fast path: cannot install a stream ({e}); it stays in user space"
                     );
                 }
@@ -494,7 +505,7 @@ impl Inner {
     /// reached by (the host's, not the session's: not part of
     /// [`desired`]). Ok(false): the stream stays in user space
     /// ([`out_interface`]); an entry of its key is removed.
-    fn write_route(&mut self, w: &Installed) -> Result<bool, String> {
+    fn write_route(&mut self, w: &Installed) -> Result<bool> {
         let dst = Ipv4Addr::from(u32::from_be(w.route.out_dst_ip));
         let src = Ipv4Addr::from(u32::from_be(w.key.peer_ip));
         let Some(out_ifindex) = out_interface(self.egress(dst)?, self.egress(src)?) else {
@@ -508,18 +519,19 @@ impl Inner {
         self.routes
             .insert(w.key, route, 0)
             .map(|()| true)
-            .map_err(|e| e.to_string())
+            .map_err(|e| map_error("routes", "insert", &e))
     }
 
     /// [`sys::egress_ifindex`], cached (see `egress`).
-    fn egress(&mut self, dst: Ipv4Addr) -> Result<u32, String> {
+    fn egress(&mut self, dst: Ipv4Addr) -> Result<u32> {
         let now = sys::monotonic_ns();
         if let Some(&(out, at)) = self.egress.get(&dst) {
             if now.saturating_sub(at) < EGRESS_TTL_NS {
                 return Ok(out);
             }
         }
-        let out = sys::egress_ifindex(dst).map_err(|e| format!("no route to {dst}: {e}"))?;
+        let out =
+            sys::egress_ifindex(dst).map_err(|source| Error::FastPathRoute { dst, source })?;
         if self.egress.len() >= EGRESS_CACHE_MAX {
             self.egress.clear();
         }
@@ -567,8 +579,11 @@ fn merge(stats: &mut SessionStats, a: &KernelStream, b: &KernelStream, now_ns: u
 /// those carrying it; an address no interface carries yet (a standby's
 /// floating IP) gets every interface that is up, so the takeover finds
 /// the program in place.
-fn attach_interfaces(ip: Ipv4Addr) -> Result<Vec<String>, String> {
-    let all = sys::interfaces().map_err(|e| format!("listing interfaces: {e}"))?;
+fn attach_interfaces(ip: Ipv4Addr) -> Result<Vec<String>> {
+    let all = sys::interfaces().map_err(|e| Error::FastPathAttach {
+        interface: String::new(),
+        reason: format!("listing interfaces: {e}"),
+    })?;
     let mut names: Vec<String> = if ip.is_loopback() {
         all.iter()
             .filter(|(_, a, _)| a.is_some_and(|a| a.is_loopback()))
@@ -592,9 +607,37 @@ fn attach_interfaces(ip: Ipv4Addr) -> Result<Vec<String>, String> {
     names.sort();
     names.dedup();
     if names.is_empty() {
-        return Err(format!("no interface to attach to for media.ip {ip}"));
+        return Err(Error::FastPathAttach {
+            interface: String::new(),
+            reason: format!("no interface to attach to for media.ip {ip}"),
+        });
     }
     Ok(names)
+}
+
+fn load_error(reason: impl Into<String>) -> Error {
+    Error::FastPathLoad {
+        reason: reason.into(),
+    }
+}
+
+/// A failed map operation; a retry helps when the kernel was short of
+/// room (the map full: `E2BIG`; memory: `ENOMEM`), not when it refused.
+fn map_error(map: &'static str, op: &'static str, e: &(dyn std::error::Error + 'static)) -> Error {
+    let mut retry = false;
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            retry = matches!(io.raw_os_error(), Some(libc::E2BIG) | Some(libc::ENOMEM));
+        }
+        cur = c.source();
+    }
+    Error::FastPathMap {
+        map,
+        op,
+        reason: chain(e),
+        retry,
+    }
 }
 
 /// An error with its sources, for one log line.

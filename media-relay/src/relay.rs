@@ -876,7 +876,7 @@ fn start_fast_path(config: &RelayConfig, pairs: usize) -> Result<Option<Arc<Fast
             );
             Ok(None)
         }
-        Err(reason) => Err(Error::FastPathUnavailable(reason)),
+        Err(reason) => Err(Error::FastPathUnavailable(Box::new(reason))),
     }
 }
 

@@ -46,7 +46,7 @@ fn fast_relay_with(
                 "Function not implemented",
             ]
             .iter()
-            .any(|s| reason.contains(s)) =>
+            .any(|s| reason.to_string().contains(s)) =>
         {
             eprintln!("SKIPPED: BPF is refused here: {reason}");
             None

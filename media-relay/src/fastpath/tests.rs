@@ -186,3 +186,26 @@ fn a_sync_that_wants_nothing_makes_no_session_entry() {
     fp.sync(&mut s, 1_000_000);
     assert!(lock(&fp.inner).sessions.is_empty());
 }
+
+#[test]
+fn a_full_map_is_worth_a_retry_and_a_refusal_is_not() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("`bpf_map_update_elem` failed")]
+    struct Syscall(#[source] std::io::Error);
+    let full = map_error(
+        "routes",
+        "insert",
+        &Syscall(std::io::Error::from_raw_os_error(libc::E2BIG)),
+    );
+    assert!(full.retry_helps(), "{full}");
+    let refused = map_error(
+        "routes",
+        "insert",
+        &Syscall(std::io::Error::from_raw_os_error(libc::EPERM)),
+    );
+    assert!(!refused.retry_helps(), "{refused}");
+    // The message still says which map, what and why.
+    let text = refused.to_string();
+    assert!(text.starts_with("BPF map `routes`: insert: `bpf_map_update_elem` failed: "));
+    assert!(!load_error("no program").retry_helps());
+}
