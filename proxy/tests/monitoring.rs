@@ -482,6 +482,16 @@ async fn prometheus_scrapes_tandem_and_runs_every_rule_and_dashboard_expression(
         used.len() > 25 && used.contains("tandem_call_setup_seconds_bucket"),
         "{used:?}"
     );
+    // The kernel fast path's counters have panels of their own (they are
+    // not in the user-space relay's), and Tandem exports them even with the
+    // fast path off: the check below covers them.
+    for name in [
+        "tandem_rtp_fast_path_packets_total",
+        "tandem_rtp_fast_path_bytes_total",
+    ] {
+        assert!(used.contains(name), "no dashboard panel reads {name}");
+        assert!(exported.contains(name), "{name} not in /metrics");
+    }
     let unknown = unknown_names(&used, &exported, &recorded);
     assert!(
         unknown.is_empty(),
