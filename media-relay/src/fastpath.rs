@@ -19,12 +19,14 @@
 //! relay on the same interface runs beside it (a miss passes to the next
 //! program). Older kernels get a netlink clsact filter, removed on drop.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{HashMap as BpfHashMap, IterableMap, MapData, PerCpuHashMap, PerCpuValues};
 use aya::programs::{tc, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use serde::{Deserialize, Serialize};
@@ -191,7 +193,37 @@ struct Inner {
     /// and an interface list) once per destination and TTL, not 2–3 times
     /// per call under the session lock and this mutex.
     egress: HashMap<Ipv4Addr, (u32, u64)>,
+    /// The latest batched read of the live entries' counters.
+    sweep: Sweep,
+    /// Counter map lookups made (system calls: one per single read, one
+    /// per chunk of a sweep), for the tests to see what a read costs.
+    lookups: Cell<u64>,
 }
+
+/// Every live entry's counters as one batched read (`BPF_MAP_LOOKUP_BATCH`,
+/// a few thousand entries per system call) found them. The silence checks
+/// ask [`FastPath::idle_time`] for both sides of every answered call every
+/// 50 ms: one read per side was two `bpf` calls per call per check, this is
+/// one per few thousand streams. The price: a packet forwarded since the
+/// sweep is seen up to [`SWEEP_MAX_AGE_NS`] late, next to silence
+/// thresholds of hundreds of milliseconds.
+struct Sweep {
+    /// None: the kernel refused a batch lookup (before 5.6), entries are
+    /// read one at a time.
+    buffers: Option<sys::CounterSweep>,
+    /// When it was taken (monotonic ns).
+    at_ns: u64,
+    /// By key; at most the map's size (the kernel's bound).
+    streams: HashMap<FlowKey, KernelStream>,
+}
+
+/// How old a sweep may be and still answer: less than the 50 ms between
+/// silence checks, so each check takes one sweep, and the checks of all
+/// calls in one tick share it.
+const SWEEP_MAX_AGE_NS: u64 = 20_000_000;
+/// Bytes of per-CPU values one sweep call may fill: chunks of a few
+/// thousand entries on a small host, fewer on one with many CPUs.
+const SWEEP_CHUNK_BYTES: usize = 256 * 1024;
 
 /// How long a cached egress interface is trusted: a route or address
 /// change reaches new entries within this.
@@ -314,6 +346,12 @@ impl FastPath {
                 removed: (0, 0),
                 refused: 0,
                 egress: HashMap::new(),
+                sweep: Sweep {
+                    buffers: Some(sys::CounterSweep::new(cpus, sweep_chunk(cpus))),
+                    at_ns: 0,
+                    streams: HashMap::new(),
+                },
+                lookups: Cell::new(0),
             }),
             interfaces,
             _ebpf: ebpf,
@@ -414,16 +452,18 @@ impl FastPath {
         merge(stats, &a, &b, sys::monotonic_ns());
     }
 
-    /// Time since the kernel last forwarded a packet received on `side`.
-    /// One map read: only that side's counters (the survival check asks
-    /// this for every answered call every tick).
+    /// Time since the kernel last forwarded a packet received on `side`,
+    /// as of a sweep at most [`SWEEP_MAX_AGE_NS`] old (the silence checks
+    /// ask this for both sides of every answered call every 50 ms: see
+    /// [`Sweep`]).
     pub(crate) fn idle_time(&self, id: SessionId, side: Side) -> Option<Duration> {
         let k = {
-            let inner = lock(&self.inner);
+            let mut inner = lock(&self.inner);
             let e = inner.sessions.get(&id)?;
             let mut k = e.retired[side.index()];
             if let Some(h) = e.dir[side.index()] {
-                k.add(&inner.read(&h.key));
+                inner.refresh_sweep();
+                k.add(&inner.swept(&h.key));
             }
             k
         };
@@ -432,10 +472,11 @@ impl FastPath {
             .map(|l| Duration::from_nanos(now.saturating_sub(l.3)))
     }
 
-    /// Packets and bytes forwarded so far, by all sessions: one map read
-    /// per live stream (for a metrics scrape, not per packet).
+    /// Packets and bytes forwarded so far, by all sessions, as of a sweep
+    /// at most [`SWEEP_MAX_AGE_NS`] old (for a metrics scrape).
     pub(crate) fn totals(&self) -> (u64, u64) {
-        let inner = lock(&self.inner);
+        let mut inner = lock(&self.inner);
+        inner.refresh_sweep();
         let (mut packets, mut bytes) = inner.removed;
         for e in inner.sessions.values() {
             for k in &e.retired {
@@ -443,7 +484,7 @@ impl FastPath {
                 bytes += k.bytes;
             }
             for h in e.dir.iter().flatten() {
-                let k = inner.read(&h.key);
+                let k = inner.swept(&h.key);
                 packets += k.packets;
                 bytes += k.bytes;
             }
@@ -471,6 +512,9 @@ impl Inner {
     /// Writes a new entry: zeroed counters first, so the program never
     /// forwards a packet it cannot count.
     fn install(&mut self, w: &Installed) -> bool {
+        // A sweep's figures of an earlier entry of this key are not this
+        // one's.
+        self.sweep.streams.remove(&w.key);
         let zero = PerCpuValues::try_from(vec![StreamCounters::default(); self.cpus]);
         let ok = zero
             .map_err(|e| map_error("counters", "insert", &e))
@@ -542,6 +586,7 @@ impl Inner {
     /// Deletes an entry (the route first: nothing is counted after the
     /// read) and returns what it forwarded.
     fn retire(&mut self, key: &FlowKey) -> KernelStream {
+        self.sweep.streams.remove(key);
         let _ = self.routes.remove(key);
         let k = self.read(key);
         let _ = self.counters.remove(key);
@@ -549,11 +594,65 @@ impl Inner {
     }
 
     fn read(&self, key: &FlowKey) -> KernelStream {
+        self.lookups.set(self.lookups.get() + 1);
         self.counters
             .get(key, 0)
             .map(|v| KernelStream::from_cpus(&v))
             .unwrap_or_default()
     }
+}
+
+impl Inner {
+    /// Reads every live entry's counters in one batched sweep, unless the
+    /// last sweep is recent enough (or the kernel refused batches).
+    fn refresh_sweep(&mut self) {
+        let now = sys::monotonic_ns();
+        if now.saturating_sub(self.sweep.at_ns) < SWEEP_MAX_AGE_NS {
+            return;
+        }
+        let Some(buffers) = self.sweep.buffers.as_mut() else {
+            return;
+        };
+        let streams = &mut self.sweep.streams;
+        streams.clear();
+        let fd = self.counters.map().fd().as_fd();
+        let read = buffers.read_all(fd, |key, values| {
+            streams.insert(key, KernelStream::from_cpus(values));
+        });
+        match read {
+            Ok(calls) => {
+                self.lookups.set(self.lookups.get() + u64::from(calls));
+                self.sweep.at_ns = now;
+            }
+            Err(e) => {
+                streams.clear();
+                self.sweep.buffers = None;
+                let e = Error::FastPathMap {
+                    map: "counters",
+                    op: "lookup batch",
+                    reason: e.to_string(),
+                    retry: false,
+                };
+                tracing::info!("RTP fast path: {e}; counters are read one entry at a time");
+            }
+        }
+    }
+
+    /// What a live entry forwarded, as the last sweep found it; an entry
+    /// made since (or with sweeps refused) is read on its own.
+    fn swept(&self, key: &FlowKey) -> KernelStream {
+        match self.sweep.streams.get(key) {
+            Some(k) if self.sweep.buffers.is_some() => *k,
+            _ => self.read(key),
+        }
+    }
+}
+
+/// Entries per sweep call: [`SWEEP_CHUNK_BYTES`] of values, at least a
+/// few hundred (a hash bucket bigger than a chunk fails the sweep).
+fn sweep_chunk(cpus: usize) -> usize {
+    let value = std::mem::size_of::<StreamCounters>() * cpus.max(1);
+    (SWEEP_CHUNK_BYTES / value).clamp(256, 4096)
 }
 
 /// Adds kernel-forwarded packets to the user-space stats of both streams.

@@ -1,6 +1,7 @@
 //! The fast path's `unsafe` code, all of it: the map records shared with
 //! the BPF program (C layout, declared `Pod` for aya), the monotonic clock
-//! the program stamps packets with, and the interface list.
+//! the program stamps packets with, the interface list and the batched
+//! read of the counters map (aya 0.14 has no `BPF_MAP_LOOKUP_BATCH`).
 //!
 //! Safety argument, once for the module: the three records are `repr(C)`,
 //! made only of integers, with explicit padding fields, so every bit
@@ -8,12 +9,17 @@
 //! structs in `bpf/fastpath.bpf.c` (checked by the unit tests against the
 //! sizes the C side has); `clock_gettime`, `getrlimit`/`setrlimit` and `getifaddrs`/`freeifaddrs`
 //! get pointers to memory owned by the call, and the list `getifaddrs`
-//! returns is walked only until its null end and freed once.
+//! returns is walked only until its null end and freed once; the batch
+//! lookup gets buffers owned by its [`CounterSweep`], sized for the
+//! `count` it passes (keys of 12 bytes, `cpus` values of 40 bytes, a
+//! multiple of 8 as the kernel lays out per-CPU values), and reads back
+//! only the `count` entries the kernel says it filled.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `struct flow_key`: a packet as it arrives (relay socket <- latched peer).
 /// Addresses and ports in network byte order, as in the packet.
@@ -179,4 +185,102 @@ pub(crate) fn raise_memlock() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `BPF_MAP_LOOKUP_BATCH` (Linux >= 5.6).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// The `batch` member of `union bpf_attr`, the part the batch commands
+/// read (the kernel zero-fills the rest of the union).
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Reusable buffers for reading the whole per-CPU `counters` map a chunk
+/// of entries per system call, instead of one call per entry.
+pub(crate) struct CounterSweep {
+    keys: Vec<FlowKey>,
+    values: Vec<StreamCounters>,
+    cpus: usize,
+}
+
+impl CounterSweep {
+    /// Buffers for `chunk` entries per call, `cpus` values each (the
+    /// possible CPUs, as the kernel lays out a per-CPU map's values).
+    pub(crate) fn new(cpus: usize, chunk: usize) -> CounterSweep {
+        let (cpus, chunk) = (cpus.max(1), chunk.max(1));
+        CounterSweep {
+            keys: vec![FlowKey::default(); chunk],
+            values: vec![StreamCounters::default(); chunk * cpus],
+            cpus,
+        }
+    }
+
+    /// Reads every entry of `map` (a per-CPU hash of [`FlowKey`] to
+    /// [`StreamCounters`]), handing each key and its per-CPU values to
+    /// `each`; returns how many system calls it took. An error (a kernel
+    /// without batch lookups: `EINVAL`; a hash bucket with more entries
+    /// than a chunk: `ENOSPC`) may come after some entries were handed
+    /// over.
+    pub(crate) fn read_all(
+        &mut self,
+        map: BorrowedFd<'_>,
+        mut each: impl FnMut(FlowKey, &[StreamCounters]),
+    ) -> io::Result<u32> {
+        let chunk = self.keys.len();
+        // The position in the map, as the kernel says (a bucket index for
+        // a hash map: 4 bytes of these 8); None: from the start.
+        let mut position: Option<u64> = None;
+        let mut next: u64 = 0;
+        let mut calls = 0;
+        loop {
+            let mut attr = BatchAttr {
+                in_batch: position.as_ref().map_or(0, |p| p as *const u64 as u64),
+                out_batch: &mut next as *mut u64 as u64,
+                keys: self.keys.as_mut_ptr() as u64,
+                values: self.values.as_mut_ptr() as u64,
+                count: u32::try_from(chunk).unwrap_or(u32::MAX),
+                map_fd: u32::try_from(map.as_raw_fd()).map_err(io::Error::other)?,
+                ..BatchAttr::default()
+            };
+            // SAFETY: see the module comment.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    std::mem::size_of::<BatchAttr>(),
+                )
+            };
+            calls += 1;
+            let err = (r < 0).then(io::Error::last_os_error);
+            let end = err
+                .as_ref()
+                .is_some_and(|e| e.raw_os_error() == Some(libc::ENOENT));
+            // `count` says how many were filled on success and at the end;
+            // another error may leave it as it was passed.
+            let filled = if err.is_none() || end {
+                (attr.count as usize).min(chunk)
+            } else {
+                0
+            };
+            for (i, key) in self.keys[..filled].iter().enumerate() {
+                each(*key, &self.values[i * self.cpus..(i + 1) * self.cpus]);
+            }
+            match err {
+                None => position = Some(next),
+                Some(_) if end => return Ok(calls),
+                Some(e) => return Err(e),
+            }
+        }
+    }
 }

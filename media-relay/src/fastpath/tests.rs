@@ -209,3 +209,124 @@ fn a_full_map_is_worth_a_retry_and_a_refusal_is_not() {
     assert!(text.starts_with("BPF map `routes`: insert: `bpf_map_update_elem` failed: "));
     assert!(!load_error("no program").retry_helps());
 }
+
+/// Sessions 1..=n, each with side A latched (so one entry each, toward
+/// B's destination), installed in `fp`.
+fn latched_sessions(fp: &FastPath, n: u16) -> Vec<SessionState> {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    (1..=n)
+        .map(|i| {
+            let mut s = SessionState::new(
+                SessionId(u64::from(i)),
+                SessionOptions::default(),
+                SideState::new(
+                    LocalPorts::new(ip, 20000 + 4 * i),
+                    Some(addr(10, 5000 + i)),
+                    false,
+                ),
+                SideState::new(
+                    LocalPorts::new(ip, 20002 + 4 * i),
+                    Some(addr(20, 6000)),
+                    false,
+                ),
+            );
+            receive(&mut s, Side::A, 1, 7, addr(10, 5000 + i));
+            fp.sync(&mut s, 1_000_000);
+            s
+        })
+        .collect()
+}
+
+/// Makes the kernel's counters of `s`'s side A entry say `packets` were
+/// forwarded, the newest at `last_ns`.
+fn set_counters(fp: &FastPath, s: &SessionState, packets: u64, last_ns: u64) {
+    let inner = lock(&fp.inner);
+    let key = inner.sessions[&s.id].dir[Side::A.index()]
+        .expect("side A has an entry")
+        .key;
+    let mut cpus = vec![StreamCounters::default(); inner.cpus];
+    cpus[0] = StreamCounters {
+        packets,
+        bytes: packets * 172,
+        last_ns,
+        last_ssrc: 7,
+        ..StreamCounters::default()
+    };
+    let mut inner = inner;
+    let values = PerCpuValues::try_from(cpus).unwrap();
+    inner.counters.insert(key, values, 0).unwrap();
+}
+
+fn start_or_skip() -> Option<FastPath> {
+    match FastPath::start(IpAddr::V4(Ipv4Addr::LOCALHOST), 1024) {
+        Ok(fp) => Some(fp),
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+#[test]
+fn the_silence_checks_of_many_calls_share_one_batched_read() {
+    let Some(fp) = start_or_skip() else { return };
+    let sessions = latched_sessions(&fp, 300);
+    let now = sys::monotonic_ns();
+    for (i, s) in sessions.iter().enumerate() {
+        // Session i last forwarded (i + 1) * 10 ms ago.
+        set_counters(&fp, s, 50, now - (i as u64 + 1) * 10_000_000);
+    }
+    {
+        let mut inner = lock(&fp.inner);
+        inner.lookups.set(0);
+        inner.sweep.at_ns = 0;
+    }
+    // What a silence check asks: both sides of every call.
+    for (i, s) in sessions.iter().enumerate() {
+        let idle = fp.idle_time(s.id, Side::A).expect("forwarded");
+        let want = Duration::from_millis((i as u64 + 1) * 10);
+        assert!(
+            idle >= want && idle < want + Duration::from_secs(5),
+            "session {i}: idle {idle:?}, want {want:?}"
+        );
+        assert_eq!(fp.idle_time(s.id, Side::B), None, "B has no entry");
+    }
+    assert_eq!(fp.totals(), (300 * 50, 300 * 50 * 172));
+    let lookups = lock(&fp.inner).lookups.get();
+    assert!(
+        lookups <= 2,
+        "{lookups} map lookups for 600 idle times and a total of 300 streams"
+    );
+}
+
+#[test]
+fn a_packet_forwarded_after_a_sweep_is_seen_by_the_next() {
+    let Some(fp) = start_or_skip() else { return };
+    let sessions = latched_sessions(&fp, 2);
+    let long_ago = sys::monotonic_ns() - 60_000_000_000;
+    set_counters(&fp, &sessions[0], 10, long_ago);
+    set_counters(&fp, &sessions[1], 10, long_ago);
+    assert!(fp.idle_time(sessions[0].id, Side::A).unwrap() >= Duration::from_secs(60));
+    // The kernel forwards a packet of session 0 now: within the sweep's
+    // age the silence is over.
+    set_counters(&fp, &sessions[0], 11, sys::monotonic_ns());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let idle = fp.idle_time(sessions[0].id, Side::A).unwrap();
+        if idle < Duration::from_secs(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still idle {idle:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // An entry replaced under the same key starts from its own counters,
+    // not the sweep's figures of the one before (those are the session's
+    // retired counts now: counted once).
+    let mut s = sessions.into_iter().nth(1).unwrap();
+    s.removed = true;
+    fp.sync(&mut s, 1_000_000);
+    s.removed = false;
+    fp.sync(&mut s, 1_000_000);
+    lock(&fp.inner).sweep.at_ns = u64::MAX; // no new sweep
+    assert_eq!(fp.totals().0, 11 + 10);
+}
