@@ -226,7 +226,16 @@ const SWEEP_MAX_AGE_NS: u64 = 20_000_000;
 const SWEEP_CHUNK_BYTES: usize = 256 * 1024;
 
 /// How long a cached egress interface is trusted: a route or address
-/// change reaches new entries within this.
+/// change reaches new entries within this, and a re-latched peer's address
+/// is looked up afresh at once ([`FastPath::sync`]). Only the interface is
+/// cached, never a MAC: the program's `bpf_redirect_neigh` resolves the
+/// next hop in the kernel's neighbour table for every packet, so a peer
+/// whose MAC changes under the same IP is reached as soon as the kernel's
+/// ARP knows (its gratuitous ARP, or the entry's re-probe once stale) —
+/// as for traffic the host sends itself, on a real interface at once, on
+/// `lo` trivially (no neighbours: a destination on this host goes up the
+/// stack). An entry already installed keeps its interface until its route
+/// is written again (a new destination, mapping or latch).
 const EGRESS_TTL_NS: u64 = 10_000_000_000;
 /// Destinations come from SDP (a stranger's data): the cache is emptied
 /// when it reaches this many.
@@ -364,6 +373,20 @@ impl FastPath {
     pub(crate) fn sync(&self, st: &mut SessionState, now_unix_us: u64) {
         let mut inner = lock(&self.inner);
         let inner = &mut *inner;
+        // A peer that latched anew (a new address: a restarted or moved
+        // host, a NAT rebinding) has its egress asked of the kernel's
+        // routing again, for both directions' routes, not taken from the
+        // cache (see `EGRESS_TTL_NS`).
+        for rx in [Side::A, Side::B] {
+            let have = inner.sessions.get(&st.id).and_then(|e| e.dir[rx.index()]);
+            if let (Some(h), Some((key, _))) = (have, desired(st, rx)) {
+                if (h.key.peer_ip, h.key.peer_port) != (key.peer_ip, key.peer_port) {
+                    inner
+                        .egress
+                        .remove(&Ipv4Addr::from(u32::from_be(key.peer_ip)));
+                }
+            }
+        }
         for rx in [Side::A, Side::B] {
             let want = desired(st, rx).map(|(key, route)| Installed { key, route });
             // No entry is made for a session that wants none: a sync

@@ -330,3 +330,25 @@ fn a_packet_forwarded_after_a_sweep_is_seen_by_the_next() {
     lock(&fp.inner).sweep.at_ns = u64::MAX; // no new sweep
     assert_eq!(fp.totals().0, 11 + 10);
 }
+
+#[test]
+fn a_peer_that_latches_anew_has_its_egress_looked_up_afresh() {
+    let Some(fp) = start_or_skip() else { return };
+    let mut s = latched_sessions(&fp, 1).remove(0);
+    let moved = Ipv4Addr::new(127, 0, 0, 11);
+    // The cache says (as it could have, seconds ago) that 127.0.0.11 is
+    // reached by an interface it is not reached by now.
+    let bogus_ifindex = 999;
+    lock(&fp.inner)
+        .egress
+        .insert(moved, (bogus_ifindex, sys::monotonic_ns()));
+    // The trunk's media now comes from there (a restarted host, a NAT
+    // rebinding): side A latches to it.
+    s.sides[Side::A.index()].latched_rtp = Some(addr(11, 5001));
+    fp.sync(&mut s, 1_000_000);
+    let inner = lock(&fp.inner);
+    let entry = inner.sessions[&s.id].dir[Side::A.index()]
+        .expect("the new stream is in the kernel (the stale interface would keep it out)");
+    assert_eq!(entry.key.peer_ip, sys::ip_be(moved));
+    assert_eq!(inner.egress[&moved].0, 0, "127.0.0.11 is on this host");
+}
