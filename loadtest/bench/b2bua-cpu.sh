@@ -6,6 +6,8 @@
 #   HOLD_CALLS=4000 loadtest/bench/b2bua-cpu.sh          (also: memory per held call)
 #   PERF=1 loadtest/bench/b2bua-cpu.sh 1000 20           (also: a perf profile of
 #                                                          the window, top symbols)
+#   CENSUS=1 loadtest/bench/b2bua-cpu.sh 1000 20         (also: Tandem's system calls per
+#                                                          call over the window, perf stat)
 #   TANDEM_BIN=/tmp/tandem-base loadtest/bench/b2bua-cpu.sh 1000 20
 #                                                         (another build, e.g. the commit
 #                                                          before a change, for a ratio)
@@ -29,6 +31,7 @@ SECS=${2:-30}
 HOLD_CALLS=${HOLD_CALLS:-0}
 HOLD_SETTLE_S=${HOLD_SETTLE_S:-35}
 PERF=${PERF:-0}
+CENSUS=${CENSUS:-0}
 TANDEM_BIN=${TANDEM_BIN:-}
 SHARDS=${SHARDS:-1}
 # One shard: today's layout (core 0). More: the shards' threads may use
@@ -97,6 +100,12 @@ if [ "$PERF" = 1 ]; then
     perf_pid=$!
     pids+=($perf_pid)
 fi
+if [ "$CENSUS" = 1 ]; then
+    # Every syscall tracepoint, on Tandem's threads, for the window.
+    taskset -c 1 perf stat -x, -e 'syscalls:sys_enter_*' -p "$tpid" -o "$dir/census.csv" >/dev/null 2>&1 &
+    census_pid=$!
+    pids+=($census_pid)
+fi
 taskset -c 1 sipp -sn uac 127.0.0.1:$SIP -i 127.0.0.1 -p 25090 -m $calls -r $RATE -d 0 -l $((RATE * 4)) \
     -nostdin -buff_size 8388608 -trace_stat -stf "$dir/uac.csv" -fd 1 -timeout $((SECS * 3))s >"$dir/uac.log" 2>&1 || true
 c1=$(cpu_ticks $tpid)
@@ -105,6 +114,10 @@ err1=$(rcvbuf_errors)
 if [ "$PERF" = 1 ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
+fi
+if [ "$CENSUS" = 1 ]; then
+    kill -INT "$census_pid" 2>/dev/null || true
+    wait "$census_pid" 2>/dev/null || true
 fi
 col() { awk -F';' -v col="$1" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} NF{v=$c} END{print v+0}' "$dir/uac.csv"; }
 ok=$(col 'SuccessfulCall(C)'); failed=$(col 'FailedCall(C)'); retrans=$(col 'Retransmissions(C)')
@@ -116,6 +129,13 @@ printf 'rate %d cps for %d s: %d calls ok, %d failed, %d retransmissions, %d new
     "$RATE" "$SECS" "$ok" "$failed" "$retrans" "$((err1 - err0))"
 printf 'tandem CPU: %.2f s over %.1f s wall = %.1f us per call (%.0f%% of one core)\n' \
     "$cpu_s" "$wall" "$us_per_call" "$(echo "$cpu_s * 100 / $wall" | bc -l)"
+
+if [ "$CENSUS" = 1 ] && [ -s "$dir/census.csv" ]; then
+    echo "system calls per call over the window ($dir/census.csv):"
+    awk -F, -v calls="$ok" '$1 ~ /^[0-9]+$/ && $1 > 0 && calls > 0 {
+        sub("syscalls:sys_enter_", "", $3); printf "  %-20s %6.2f\n", $3, $1 / calls }' \
+        "$dir/census.csv" | sort -k2 -nr | head -14
+fi
 
 if [ "$HOLD_CALLS" -gt 0 ]; then
     rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }

@@ -7,6 +7,8 @@
 //!   datagrams, each to its own destination.
 //! * [`pin_current_thread`] wraps `sched_setaffinity(2)`, [`raise_fd_limit`]
 //!   and [`fd_limit`] wrap `setrlimit(2)`/`getrlimit(2)`.
+//! * [`any_readable`] wraps `poll(2)` with a zero timeout: one system call
+//!   tells whether any of a few sockets has something to read.
 //!
 //! Safety argument, once for the module: every pointer handed to the kernel
 //! points into memory owned by the batch or into data borrowed for the
@@ -145,6 +147,42 @@ impl SendBatch {
     }
 }
 
+/// Whether any of `fds` has a datagram (or a pending error) to read now,
+/// without blocking: one `poll(2)` for all of them, where a `recv` each
+/// ending in `EAGAIN` would cost a system call per socket. At most 8
+/// sockets (a port pair has two).
+pub fn any_readable<'a>(fds: impl IntoIterator<Item = BorrowedFd<'a>>) -> io::Result<bool> {
+    let mut polled = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 8];
+    let mut n = 0;
+    for fd in fds {
+        let Some(p) = polled.get_mut(n) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "more than 8 sockets",
+            ));
+        };
+        p.fd = fd.as_raw_fd();
+        p.events = libc::POLLIN;
+        n += 1;
+    }
+    loop {
+        // SAFETY: `polled` is ours and holds at least `n` entries.
+        let r = unsafe { libc::poll(polled.as_mut_ptr(), n as libc::nfds_t, 0) };
+        if r >= 0 {
+            // POLLERR/POLLHUP count too: a recv is what clears them.
+            return Ok(r > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Pins the calling thread to one CPU core.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is a plain bit set; CPU_SET checks nothing, so the
@@ -195,3 +233,6 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         Ok(lim.rlim_cur as u64)
     }
 }
+
+#[cfg(test)]
+mod tests;

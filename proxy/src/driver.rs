@@ -8,6 +8,7 @@
 //! where the volume is, never passes through this task.
 
 mod dns;
+mod engine_timer;
 mod maintenance;
 mod registrations;
 mod replication;
@@ -469,8 +470,9 @@ impl Driver {
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let (dns_tx, mut dns_rx) = mpsc::channel(1);
+        let mut engine_timer = engine_timer::EngineTimer::new();
         loop {
-            let next = self.machine.next_deadline();
+            engine_timer.set(self.machine.next_deadline());
             tokio::select! {
                 ev = events.recv() => match ev {
                     // While handing over, requests are left to the peers'
@@ -504,7 +506,7 @@ impl Driver {
                     }
                     let _ = reply.send(result);
                 }
-                _ = sleep_until(next), if next.is_some() => self.feed(Event::Timers),
+                _ = engine_timer.fired(), if engine_timer.is_armed() => self.feed(Event::Timers),
                 _ = housekeeping.tick() => {
                     #[cfg(debug_assertions)]
                     if stall_at.is_some_and(|t| std::time::Instant::now() >= t) {

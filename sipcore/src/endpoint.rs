@@ -32,6 +32,7 @@ use crate::gate::{
     Bans, DropReason, Gate, RateLimit, RefusalTally, SourceClass, TrustedSources, Verdict,
 };
 use crate::message::{Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
+use crate::sys::SendBatch;
 use crate::tap::{Direction, MessageTap, ObservedMessage};
 use crate::transaction::{
     Outgoing, OverloadStats, TimerConfig, TransactionError, TransactionKey, TransactionLayer,
@@ -452,38 +453,66 @@ struct Sending {
     tap: Option<Arc<dyn MessageTap>>,
 }
 
+/// Messages the send task takes off its queue at once.
+const SEND_BATCH: usize = 64;
+
 async fn send_loop(sending: Sending, mut rx: mpsc::UnboundedReceiver<Out>) {
     // A TCP connect can take seconds, so stream sends run in one task per
     // destination: they never hold up other destinations, and messages to
     // one destination keep their order (a 180 must not overtake its 200).
     let mut streams: HashMap<Target, mpsc::UnboundedSender<Queued>> = HashMap::new();
-    while let Some(out) = rx.recv().await {
-        let (target, bytes, key) = match out {
-            Out::Transaction(o) => (o.target, o.bytes, Some(o.key)),
-            Out::Raw(t, b) => (t, b, None),
-        };
-        if !target.transport.is_stream() {
-            sending.send_one(target, bytes, key).await;
-            continue;
-        }
-        let mut item = (bytes, key);
-        loop {
-            let queue = streams.entry(target).or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(stream_sender(sending.clone(), target, rx));
-                tx
-            });
-            match queue.send(item) {
-                Ok(()) => break,
-                // The sender task ended after being idle: start a new one.
-                Err(mpsc::error::SendError(back)) => {
-                    item = back;
-                    streams.remove(&target);
-                }
+    // The engine runs on the same thread: by the time this task runs, the
+    // queue holds every message of the engine's pass (of every event it
+    // took since), and the UDP ones go out with one `sendmmsg`, in order.
+    let mut queue = Vec::with_capacity(SEND_BATCH);
+    let mut datagrams: Vec<(Bytes, SocketAddr)> = Vec::with_capacity(SEND_BATCH);
+    let mut keys: Vec<Option<TransactionKey>> = Vec::with_capacity(SEND_BATCH);
+    let mut batch = SendBatch::default();
+    while rx.recv_many(&mut queue, SEND_BATCH).await > 0 {
+        for out in queue.drain(..) {
+            let (target, bytes, key) = match out {
+                Out::Transaction(o) => (o.target, o.bytes, Some(o.key)),
+                Out::Raw(t, b) => (t, b, None),
+            };
+            if !target.transport.is_stream() {
+                datagrams.push((bytes, target.addr));
+                keys.push(key);
+                continue;
             }
+            queue_on_stream(&sending, &mut streams, target, (bytes, key));
         }
+        sending
+            .send_datagrams(&mut batch, &datagrams, &mut keys)
+            .await;
+        datagrams.clear();
+        keys.clear();
         if streams.len() > 1024 {
             streams.retain(|_, q| !q.is_closed());
+        }
+    }
+}
+
+/// Hands a message to the send task of its stream destination (started if
+/// there is none, or if it ended after being idle).
+fn queue_on_stream(
+    sending: &Sending,
+    streams: &mut HashMap<Target, mpsc::UnboundedSender<Queued>>,
+    target: Target,
+    mut item: Queued,
+) {
+    loop {
+        let queue = streams.entry(target).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(stream_sender(sending.clone(), target, rx));
+            tx
+        });
+        match queue.send(item) {
+            Ok(()) => return,
+            // The sender task ended after being idle: start a new one.
+            Err(mpsc::error::SendError(back)) => {
+                item = back;
+                streams.remove(&target);
+            }
         }
     }
 }
@@ -500,10 +529,42 @@ async fn stream_sender(sending: Sending, target: Target, mut rx: mpsc::Unbounded
 impl Sending {
     async fn send_one(&self, target: Target, bytes: Bytes, key: Option<TransactionKey>) {
         // Without a tap the bytes are not kept past the write.
-        let tapped = self.tap.as_ref().map(|tap| (tap, bytes.clone()));
-        match self.transports.send_from(&target, bytes).await {
+        let tapped = self.tap.as_ref().map(|_| bytes.clone());
+        let sent = self.transports.send_from(&target, bytes).await;
+        self.sent(target, key, tapped, sent);
+    }
+
+    /// UDP datagrams, each with the key of its transaction, in as few
+    /// system calls as the kernel allows.
+    async fn send_datagrams(
+        &self,
+        batch: &mut SendBatch,
+        datagrams: &[(Bytes, SocketAddr)],
+        keys: &mut [Option<TransactionKey>],
+    ) {
+        let udp = self.transports.udp();
+        let local = udp.local_addr();
+        udp.send_many(batch, datagrams, |i, sent| {
+            let (bytes, addr) = &datagrams[i];
+            let target = Target::udp(*addr);
+            let tapped = self.tap.as_ref().map(|_| bytes.clone());
+            self.sent(target, keys[i].take(), tapped, sent.map(|()| local));
+        })
+        .await;
+    }
+
+    /// After one write: the tap sees the message sent, or the transaction
+    /// layer hears of the failure.
+    fn sent(
+        &self,
+        target: Target,
+        key: Option<TransactionKey>,
+        tapped: Option<Bytes>,
+        sent: crate::Result<SocketAddr>,
+    ) {
+        match sent {
             Ok(local) => {
-                if let Some((tap, data)) = tapped {
+                if let (Some(tap), Some(data)) = (&self.tap, tapped) {
                     tap.observe(ObservedMessage {
                         direction: Direction::Sent,
                         transport: target.transport,

@@ -330,3 +330,38 @@ async fn the_tap_sees_a_tcp_message_with_the_connections_local_address() {
     assert_eq!(&sent.data[..], text.as_bytes());
     ep.shutdown().await;
 }
+
+/// The messages queued while the send task waits (those of one engine
+/// pass: the engine runs on the same thread) leave in one `sendmmsg`, in
+/// order, and the tap still sees each of them.
+#[tokio::test]
+async fn udp_messages_queued_together_leave_in_one_system_call_each_tapped() {
+    let (config, recorder) = tapped();
+    let (ep, _events) = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &config).unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let texts: Vec<String> = (0..5)
+        .map(|i| options_from(peer_addr.port(), &format!("z9hG4bKbatch{i}")))
+        .collect();
+    for text in &texts {
+        ep.send_raw(Target::udp(peer_addr), Bytes::from(text.clone()))
+            .unwrap();
+    }
+    let mut buf = vec![0u8; 65536];
+    for text in &texts {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+            .await
+            .expect("a datagram within 5 s")
+            .unwrap();
+        assert_eq!(&buf[..n], text.as_bytes());
+    }
+    let seen = recorder.wait(5).await;
+    for (m, text) in seen.iter().zip(&texts) {
+        assert_eq!(m.direction, Direction::Sent);
+        assert_eq!((m.source, m.destination), (ep.local_addr(), peer_addr));
+        assert_eq!(&m.data[..], text.as_bytes());
+    }
+    let udp = ep.stats().transport.udp;
+    assert_eq!((udp.messages_sent, udp.send_calls), (5, 1));
+    ep.shutdown().await;
+}

@@ -209,6 +209,7 @@ pub(crate) struct Counters {
     pub garbage_dropped: AtomicU64,
     pub framing_errors: AtomicU64,
     pub send_errors: AtomicU64,
+    pub send_calls: AtomicU64,
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
     pub connections_rejected: AtomicU64,
@@ -238,6 +239,7 @@ impl Counters {
             garbage_dropped: get(&self.garbage_dropped),
             framing_errors: get(&self.framing_errors),
             send_errors: get(&self.send_errors),
+            send_calls: get(&self.send_calls),
             connections_opened: get(&self.connections_opened),
             connections_closed: get(&self.connections_closed),
             connections_rejected: get(&self.connections_rejected),
@@ -271,6 +273,10 @@ pub struct StatsSnapshot {
     pub framing_errors: u64,
     /// Sends that failed (connect, write, or no such connection).
     pub send_errors: u64,
+    /// UDP system calls that wrote: one per `sendto`, one per batch of
+    /// `sendmmsg` (so fewer than `messages_sent` when batches form).
+    /// Not counted for streams.
+    pub send_calls: u64,
     pub connections_opened: u64,
     pub connections_closed: u64,
     /// Inbound connections refused because the table was full.

@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use super::framing::{is_crlf_only, is_token_char, MAX_MESSAGE_SIZE};
 use super::{bump, Counters, EndpointContext, Incoming, StatsSnapshot, TransportKind};
 use crate::error::{Error, Result};
-use crate::sys::RecvBatch;
+use crate::sys::{RecvBatch, SendBatch};
 
 /// Socket options of a UDP endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,7 +208,9 @@ impl UdpTransport {
                 limit: MAX_MESSAGE_SIZE,
             });
         }
-        match self.inner.socket.send_to(data, addr).await {
+        let sent = self.inner.socket.send_to(data, addr).await;
+        bump(&stats.send_calls, 1);
+        match sent {
             Ok(n) if n == data.len() => {
                 bump(&stats.messages_sent, 1);
                 bump(&stats.bytes_sent, n as u64);
@@ -231,6 +233,76 @@ impl UdpTransport {
                     format!("UDP send from {} to {addr}", self.inner.local),
                     e,
                 ))
+            }
+        }
+    }
+
+    /// Sends each datagram to its address, in order, with as few
+    /// `sendmmsg` calls as the kernel allows (one, unless the send buffer
+    /// fills or a datagram fails): the messages of one engine pass cost
+    /// one system call, not one each. Waits while the send buffer is full,
+    /// as [`UdpTransport::send_to`] does. `report(i, result)` is called
+    /// once for each datagram `i`, in order; a failed one does not hold up
+    /// the rest.
+    pub(crate) async fn send_many<D: AsRef<[u8]>>(
+        &self,
+        batch: &mut SendBatch,
+        datagrams: &[(D, SocketAddr)],
+        mut report: impl FnMut(usize, Result<()>),
+    ) {
+        let stats = &self.inner.stats;
+        let mut at = 0;
+        while at < datagrams.len() {
+            let size = datagrams[at].0.as_ref().len();
+            if size > MAX_MESSAGE_SIZE {
+                bump(&stats.send_errors, 1);
+                report(
+                    at,
+                    Err(Error::TooLarge {
+                        size,
+                        limit: MAX_MESSAGE_SIZE,
+                    }),
+                );
+                at += 1;
+                continue;
+            }
+            // Up to the next datagram too large to be sent.
+            let end = datagrams[at..]
+                .iter()
+                .position(|(d, _)| d.as_ref().len() > MAX_MESSAGE_SIZE)
+                .map_or(datagrams.len(), |p| at + p);
+            let run = &datagrams[at..end];
+            let sent = self
+                .inner
+                .socket
+                .async_io(Interest::WRITABLE, || {
+                    bump(&stats.send_calls, 1);
+                    batch.send(self.inner.socket.as_fd(), run)
+                })
+                .await;
+            match sent {
+                Ok(n) => {
+                    // UDP sends a datagram whole or not at all.
+                    for (i, (data, _)) in run[..n].iter().enumerate() {
+                        bump(&stats.messages_sent, 1);
+                        bump(&stats.bytes_sent, data.as_ref().len() as u64);
+                        report(at + i, Ok(()));
+                    }
+                    at += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    bump(&stats.send_errors, 1);
+                    let addr = run[0].1;
+                    report(
+                        at,
+                        Err(Error::io(
+                            format!("UDP send from {} to {addr}", self.inner.local),
+                            e,
+                        )),
+                    );
+                    at += 1;
+                }
             }
         }
     }

@@ -224,3 +224,51 @@ async fn bursts_come_up_whole_and_in_order_and_a_later_message_still_wakes() {
     }
     assert_eq!(b.stats().udp.messages_received, burst.len() as u64 + 3);
 }
+
+/// A batch goes out in order with one `sendmmsg` per run of good
+/// datagrams; a datagram too large or to an unreachable address fails
+/// alone, reported at its own index, and the rest still go.
+#[tokio::test]
+async fn send_many_reports_each_failure_at_its_index_and_sends_the_rest() {
+    let (a, _a_rx) = bind(&TransportConfig::default());
+    let (b, mut b_rx) = bind(&TransportConfig::default());
+    let to = b.local_addr();
+    let v6: SocketAddr = "[::1]:5060".parse().unwrap();
+    let datagrams = [
+        (request("MESSAGE", "m0"), to),
+        (Bytes::from(vec![b'A'; MAX_MESSAGE_SIZE + 1]), to),
+        (request("MESSAGE", "m2"), v6),
+        (request("MESSAGE", "m3"), to),
+        (request("MESSAGE", "m4"), to),
+    ];
+    let mut reports = Vec::new();
+    let mut batch = SendBatch::default();
+    within(
+        "send_many",
+        a.udp()
+            .send_many(&mut batch, &datagrams, |i, r| reports.push((i, r))),
+    )
+    .await;
+    let outcome: Vec<_> = reports
+        .iter()
+        .map(|(i, r)| match r {
+            Ok(()) => (*i, "ok".to_owned()),
+            Err(Error::TooLarge { .. }) => (*i, "too large".to_owned()),
+            Err(e) => (*i, e.to_string()),
+        })
+        .collect();
+    assert_eq!(outcome.len(), 5, "{outcome:?}");
+    assert_eq!(outcome[0], (0, "ok".to_owned()));
+    assert_eq!(outcome[1], (1, "too large".to_owned()));
+    assert_eq!(outcome[2].0, 2);
+    assert!(outcome[2].1.contains("[::1]:5060"), "{outcome:?}");
+    assert_eq!(outcome[3], (3, "ok".to_owned()));
+    assert_eq!(outcome[4], (4, "ok".to_owned()));
+    for i in [0, 3, 4] {
+        assert_eq!(recv(&mut b_rx).await.data, datagrams[i].0);
+    }
+    let stats = a.stats().udp;
+    assert_eq!((stats.messages_sent, stats.send_errors), (3, 2));
+    // [0], then [2] failing, then [3, 4] together.
+    assert_eq!(stats.send_calls, 3);
+}
