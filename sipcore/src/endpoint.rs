@@ -34,8 +34,8 @@ use crate::gate::{
 use crate::message::{Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
 use crate::tap::{Direction, MessageTap, ObservedMessage};
 use crate::transaction::{
-    Outgoing, OverloadStats, TimerConfig, TransactionError, TransactionKey, TransactionLayer,
-    Transmit, TuQueueConfig, TuReceiver,
+    Outgoing, OverloadStats, ServerTransactionStats, TimerConfig, TransactionError, TransactionKey,
+    TransactionLayer, Transmit, TuQueueConfig, TuReceiver,
 };
 use crate::transport::{Incoming, Target, TransportConfig, TransportStats, Transports};
 use crate::{Error, ParseError};
@@ -108,6 +108,8 @@ pub struct EndpointStats {
     pub dropped: u64,
     /// What the full TU queue turned away.
     pub overload: OverloadStats,
+    /// Server transactions live and waiting, wait states evicted.
+    pub transactions: ServerTransactionStats,
     pub transport: TransportStats,
     /// Strangers' messages let through the gate.
     pub strangers: u64,
@@ -280,6 +282,7 @@ impl Endpoint {
             rejected_505: c.rejected_505.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             overload: self.layer.overload_stats(),
+            transactions: self.layer.server_stats(),
             transport: self.transports.stats(),
             strangers: c.strangers.load(Ordering::Relaxed),
             gate_dropped: GateDropped {
