@@ -13,6 +13,13 @@
 #                                                          before a change, for a ratio)
 #   SHARDS=2 loadtest/bench/b2bua-cpu.sh 1000 20          (`sip.shards = 2`: tandem pinned
 #                                                          to cores 0-1, SIPp still on 1)
+#   LIMITS='max_transactions = 20000' loadtest/bench/b2bua-cpu.sh 500 40
+#                                                         (`[limits]` lines for Tandem's config,
+#                                                          e.g. a cap scaled down to a rate the
+#                                                          machine sustains)
+#
+# Tandem's overload counters and transaction gauges are printed after the
+# window (a 503 it sent is a failed call).
 #
 # The held calls' RSS is read once their set-up transactions have ended
 # (HOLD_SETTLE_S after the last call is up, default 35 s: 64*T1 = 32 s),
@@ -34,6 +41,7 @@ PERF=${PERF:-0}
 CENSUS=${CENSUS:-0}
 TANDEM_BIN=${TANDEM_BIN:-}
 SHARDS=${SHARDS:-1}
+LIMITS=${LIMITS:-}
 # One shard: today's layout (core 0). More: the shards' threads may use
 # both cores, SIPp's core included (this machine has two).
 TANDEM_CPUS=0
@@ -76,6 +84,8 @@ strategy = "round-robin"
 [[pool.member]]
 name = "uas"
 address = "127.0.0.1:$MS"
+[limits]
+$LIMITS
 TOML
 
 taskset -c 1 sipp -sn uas -i 127.0.0.1 -p $MS -aa -nostdin -buff_size 8388608 >"$dir/uas.log" 2>&1 &
@@ -173,4 +183,6 @@ if [ "$PERF" = 1 ] && [ -s "$dir/perf.data" ]; then
     echo "perf profile of the window, by object then top symbols ($dir/perf-top.txt):"
     sed 's/^/  /' "$dir/perf-top.txt"
 fi
+curl -s --max-time 5 "http://127.0.0.1:$ADMIN/metrics" \
+    | grep -E '^tandem_sip_(overload_total|server_transactions)' || true
 echo "logs: $dir"

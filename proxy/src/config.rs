@@ -620,14 +620,23 @@ pub struct LimitsConfig {
     /// of `sip.queue_limit` (the rest is kept for trusted sources).
     #[serde(default = "default_stranger_queue")]
     pub stranger_queue: usize,
-    /// Server transactions alive at once, at most; a new INVITE beyond it
-    /// is answered 503 with Retry-After, other requests are dropped.
+    /// Live server transactions at once (not yet finally answered, or a
+    /// non-2xx waiting for its ACK), at most; a new INVITE beyond it is
+    /// answered 503 with Retry-After, other requests are dropped.
     #[serde(default = "default_max_transactions")]
     pub max_transactions: usize,
     /// Of those, strangers' at most (beyond it their requests are dropped
-    /// without an answer).
+    /// without an answer); also strangers' share of
+    /// `waiting_transactions`.
     #[serde(default = "default_stranger_transactions")]
     pub stranger_transactions: usize,
+    /// Server transactions finally answered and only absorbing
+    /// retransmissions for up to 64*T1 (Timer J, L, I), at most, counted
+    /// apart from `max_transactions` so that a sustained call rate never
+    /// fills it; beyond it the oldest ends early
+    /// (`tandem_sip_server_transactions_evicted_total`).
+    #[serde(default = "default_waiting_transactions")]
+    pub waiting_transactions: usize,
     /// Calls at once over all trunks, at most (503 with Retry-After
     /// beyond); 0: no cap.
     #[serde(default)]
@@ -644,6 +653,7 @@ impl Default for LimitsConfig {
             stranger_queue: default_stranger_queue(),
             max_transactions: default_max_transactions(),
             stranger_transactions: default_stranger_transactions(),
+            waiting_transactions: default_waiting_transactions(),
             max_calls: 0,
         }
     }
@@ -1636,6 +1646,11 @@ fn default_max_transactions() -> usize {
 fn default_stranger_transactions() -> usize {
     5_000
 }
+/// 10,000 calls a second, each leaving two server transactions (its INVITE
+/// and one BYE) waiting 32 s.
+fn default_waiting_transactions() -> usize {
+    640_000
+}
 fn default_dns_timeout() -> u64 {
     2000
 }
@@ -2030,6 +2045,15 @@ impl Config {
                 format!(
                     "must be below limits.max_transactions ({}): the rest is kept for trusted sources",
                     l.max_transactions
+                ),
+            ));
+        }
+        if l.waiting_transactions <= l.stranger_transactions {
+            return Err(invalid(
+                "limits.waiting_transactions",
+                format!(
+                    "must be above limits.stranger_transactions ({}), strangers' share of it: the rest is kept for trusted sources",
+                    l.stranger_transactions
                 ),
             ));
         }

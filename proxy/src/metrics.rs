@@ -232,6 +232,12 @@ pub fn endpoint(s: &EndpointStats) {
     counter!("tandem_sip_rejected_total", "status" => "505").absolute(s.rejected_505);
     counter!("tandem_sip_overload_total", "action" => "rejected_503").absolute(s.overload.rejected);
     counter!("tandem_sip_overload_total", "action" => "dropped").absolute(s.overload.dropped);
+    // Live ones count against limits.max_transactions; waiting ones (only
+    // absorbing retransmissions) against limits.waiting_transactions.
+    gauge!("tandem_sip_server_transactions", "state" => "live").set(s.transactions.live as f64);
+    gauge!("tandem_sip_server_transactions", "state" => "waiting")
+        .set(s.transactions.waiting as f64);
+    counter!("tandem_sip_server_transactions_evicted_total").absolute(s.transactions.evicted);
     for reason in DropReason::ALL {
         counter!("tandem_sip_dropped_total", "reason" => reason.as_str())
             .absolute(s.gate_dropped.get(reason));

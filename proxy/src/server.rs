@@ -71,6 +71,8 @@ pub(crate) fn endpoint_config(
             stranger_capacity: config.limits.stranger_queue,
             max_server_transactions: config.limits.max_transactions,
             max_stranger_transactions: config.limits.stranger_transactions,
+            max_waiting_transactions: config.limits.waiting_transactions,
+            max_stranger_waiting_transactions: config.limits.stranger_transactions,
         },
         // The driver keeps the trusted set up to date (reloads, DNS).
         gate: GateConfig {

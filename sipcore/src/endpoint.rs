@@ -35,8 +35,8 @@ use crate::message::{Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
 use crate::sys::SendBatch;
 use crate::tap::{Direction, MessageTap, ObservedMessage};
 use crate::transaction::{
-    Outgoing, OverloadStats, TimerConfig, TransactionError, TransactionKey, TransactionLayer,
-    Transmit, TuQueueConfig, TuReceiver,
+    Outgoing, OverloadStats, ServerTransactionStats, TimerConfig, TransactionError, TransactionKey,
+    TransactionLayer, Transmit, TuQueueConfig, TuReceiver,
 };
 use crate::transport::{Incoming, Target, TransportConfig, TransportStats, Transports};
 use crate::{Error, ParseError};
@@ -109,6 +109,8 @@ pub struct EndpointStats {
     pub dropped: u64,
     /// What the full TU queue turned away.
     pub overload: OverloadStats,
+    /// Server transactions live and waiting, wait states evicted.
+    pub transactions: ServerTransactionStats,
     pub transport: TransportStats,
     /// Strangers' messages let through the gate.
     pub strangers: u64,
@@ -281,6 +283,7 @@ impl Endpoint {
             rejected_505: c.rejected_505.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             overload: self.layer.overload_stats(),
+            transactions: self.layer.server_stats(),
             transport: self.transports.stats(),
             strangers: c.strangers.load(Ordering::Relaxed),
             gate_dropped: GateDropped {

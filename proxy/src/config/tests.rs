@@ -638,7 +638,8 @@ fn limits_are_checked_and_name_the_key() {
             &EXAMPLE[end..]
         ))
     };
-    let c = with("stranger_rate = 5\nmax_calls = 10").unwrap();
+    let c = with("stranger_rate = 5\nmax_calls = 10\nwaiting_transactions = 100000").unwrap();
+    assert_eq!(c.limits.waiting_transactions, 100_000);
     assert_eq!(c.rate_limit().rate_per_s, 5);
     assert_eq!(c.machine_settings().max_calls, 10);
     for (limits, key) in [
@@ -651,6 +652,10 @@ fn limits_are_checked_and_name_the_key() {
         (
             "max_transactions = 10\nstranger_transactions = 10",
             "limits.stranger_transactions",
+        ),
+        (
+            "stranger_transactions = 10\nwaiting_transactions = 10",
+            "limits.waiting_transactions",
         ),
     ] {
         let err = with(limits).unwrap_err().to_string();

@@ -37,7 +37,7 @@
 //! [`TransactionLayer::forget`]: answered once or not at all, nothing kept
 //! that would retransmit to a spoofed source.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -336,9 +336,32 @@ struct Entry {
     /// Running timers and the sequence number of their heap entry; heap
     /// entries whose number is not here any more are stale.
     timers: Vec<(Timer, u64)>,
+    /// A server transaction counted among the waiting ones (see
+    /// [`Entry::is_waiting`]) rather than the live ones.
+    waiting: bool,
 }
 
 impl Entry {
+    /// Whether this is a server transaction in a pure wait state: it can
+    /// no longer make the TU work, it only absorbs retransmissions (a
+    /// retransmitted request gets the stored final response or nothing)
+    /// and, after a 2xx (RFC 6026 Accepted), passes ACKs on, which the TU
+    /// also takes when no transaction matches them. These states last up
+    /// to 64*T1 (32 s) after a call's work is done, so they are counted
+    /// and bounded apart from the live ones ([`TuQueueConfig`]): at a
+    /// sustained rate they would otherwise fill the live cap and refuse
+    /// new calls while the TU idles. A non-2xx final waiting for its ACK
+    /// (Completed) stays live: it retransmits, and Timer H tells the TU.
+    fn is_waiting(&self) -> bool {
+        use ServerInviteState as Ist;
+        use ServerNonInviteState as Nist;
+        matches!(
+            self.machine.state(),
+            TransactionState::ServerInvite(Ist::Accepted | Ist::Confirmed)
+                | TransactionState::ServerNonInvite(Nist::Completed)
+        )
+    }
+
     /// Drops the messages the machine's state can no longer use. The wait
     /// states last up to 64*T1 (32 s) and only absorb retransmissions, so
     /// at a few thousand calls a second they would otherwise hold a
@@ -392,9 +415,27 @@ struct Inner {
     /// The key of our branches: with one, a response that matches no
     /// transaction reaches the TU only when its branch is ours.
     branch_key: Option<BranchKey>,
-    /// Live server transactions, and those of them opened for strangers.
+    /// Server transactions, and those of them opened for strangers
+    /// (waiting ones included).
     servers: usize,
     stranger_servers: usize,
+    /// Server transactions in a wait state, in the order they entered it
+    /// (oldest first, the first to evict), trusted sources' and
+    /// strangers' apart so that strangers only ever evict their own. Ids
+    /// of entries that ended since stay until they reach the front: a
+    /// wait lasts at most 64*T1, so these queues hold at most the
+    /// transactions of that long.
+    waiting: WaitingSet,
+    stranger_waiting: WaitingSet,
+}
+
+/// The wait-state server transactions of one class of source.
+#[derive(Default)]
+struct WaitingSet {
+    /// Entries counted here now.
+    len: usize,
+    /// Their ids, oldest first, with ids of entries gone since.
+    order: VecDeque<u64>,
 }
 
 struct Shared {
@@ -411,6 +452,9 @@ struct Shared {
     overload_dropped: AtomicU64,
     /// Stray responses whose branch we did not make, dropped.
     unverified_dropped: AtomicU64,
+    /// Wait-state server transactions ended early to stay under
+    /// `queue.max_waiting_transactions`.
+    evicted: AtomicU64,
     /// Wakes the timer task when an earlier deadline is added or the layer
     /// is dropped.
     notify: Arc<Notify>,
@@ -446,12 +490,12 @@ impl Shared {
     fn has_room(&self, inner: &Inner, class: SourceClass) -> bool {
         let q = &self.queue;
         let queued = self.queued();
-        let room = queued < q.capacity && inner.servers < q.max_server_transactions;
+        let room = queued < q.capacity && inner.live_servers() < q.max_server_transactions;
         match class {
             SourceClass::Trusted => room,
             SourceClass::Stranger => {
                 room && queued < q.stranger_capacity
-                    && inner.stranger_servers < q.max_stranger_transactions
+                    && inner.live_stranger_servers() < q.max_stranger_transactions
             }
         }
     }
@@ -500,11 +544,20 @@ pub struct TuQueueConfig {
     /// Of `capacity`, what strangers' messages may fill (the rest is kept
     /// for trusted sources).
     pub stranger_capacity: usize,
-    /// Live server transactions at most: a new request beyond it is turned
-    /// away as when the queue is full.
+    /// Live server transactions at most (those that can still make the TU
+    /// work): a new request beyond it is turned away as when the queue is
+    /// full.
     pub max_server_transactions: usize,
     /// Of those, strangers' at most.
     pub max_stranger_transactions: usize,
+    /// Server transactions in a wait state (after their final response:
+    /// Timer J, I, L) at most, apart from the live ones: they never refuse
+    /// new work; beyond it the oldest is ended early and counted
+    /// ([`ServerTransactionStats::evicted`]).
+    pub max_waiting_transactions: usize,
+    /// Of those, strangers' at most: a stranger's wait state only ever
+    /// evicts a stranger's.
+    pub max_stranger_waiting_transactions: usize,
 }
 
 impl Default for TuQueueConfig {
@@ -515,6 +568,10 @@ impl Default for TuQueueConfig {
             stranger_capacity: 2048,
             max_server_transactions: 100_000,
             max_stranger_transactions: 100_000,
+            // 10,000 calls a second, each leaving two server transactions
+            // (its INVITE and one BYE) waiting 32 s.
+            max_waiting_transactions: 640_000,
+            max_stranger_waiting_transactions: 640_000,
         }
     }
 }
@@ -527,6 +584,20 @@ pub struct OverloadStats {
     /// Other requests and stray messages dropped (their senders
     /// retransmit).
     pub dropped: u64,
+}
+
+/// The server transactions now, by kind, and the wait states ended early.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerTransactionStats {
+    /// Those that can still make the TU work (under
+    /// [`TuQueueConfig::max_server_transactions`]).
+    pub live: usize,
+    /// Those in a wait state, only absorbing retransmissions (under
+    /// [`TuQueueConfig::max_waiting_transactions`]).
+    pub waiting: usize,
+    /// Wait states ended early since the start, to stay under their cap:
+    /// a retransmission that comes later starts a new transaction.
+    pub evicted: u64,
 }
 
 /// The TU's side of the layer: events of existing transactions first,
@@ -595,6 +666,7 @@ impl TransactionLayer {
             overload_rejected: AtomicU64::new(0),
             overload_dropped: AtomicU64::new(0),
             unverified_dropped: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
             notify: notify.clone(),
         });
         tokio::spawn(timer_task(Arc::downgrade(&shared), notify));
@@ -611,6 +683,17 @@ impl TransactionLayer {
 
     pub fn config(&self) -> TimerConfig {
         self.shared.config
+    }
+
+    /// The server transactions now, live and waiting, and the waiting ones
+    /// evicted so far.
+    pub fn server_stats(&self) -> ServerTransactionStats {
+        let inner = self.lock();
+        ServerTransactionStats {
+            live: inner.live_servers(),
+            waiting: inner.waiting.len + inner.stranger_waiting.len,
+            evicted: self.shared.evicted.load(Ordering::Relaxed),
+        }
     }
 
     /// From now on a response that matches no client transaction is
@@ -793,11 +876,10 @@ impl TransactionLayer {
     pub fn forget(&self, key: &ServerKey, answer: Option<Message>) {
         let tkey = TransactionKey::Server(key.clone());
         let mut inner = self.lock();
-        let Some(id) = inner.index.remove(&tkey) else {
+        let Some(id) = inner.index.get(&tkey).copied() else {
             return;
         };
-        // Its timers stay in the heap and are skipped when they fire.
-        let Some(entry) = inner.entries.remove(&id) else {
+        let Some(entry) = inner.remove(id) else {
             return;
         };
         if let Some(answer) = answer.filter(|m| m.is_response()) {
@@ -881,6 +963,7 @@ impl Inner {
             last_response: None,
             ack: None,
             timers: Vec::new(),
+            waiting: false,
         };
         self.entries.insert(id, entry);
         id
@@ -892,6 +975,95 @@ impl Inner {
             entry.stranger = class == SourceClass::Stranger;
             self.servers += 1;
             self.stranger_servers += usize::from(entry.stranger);
+        }
+    }
+
+    /// Server transactions that can still make the TU work.
+    fn live_servers(&self) -> usize {
+        self.servers - self.waiting.len - self.stranger_waiting.len
+    }
+
+    fn live_stranger_servers(&self) -> usize {
+        self.stranger_servers - self.stranger_waiting.len
+    }
+
+    /// Removes entry `id` with its index and counts. Its timers stay in the
+    /// heap and are skipped when they fire.
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let entry = self.entries.remove(&id)?;
+        self.index.remove(&entry.key);
+        if matches!(entry.key, TransactionKey::Server(_)) {
+            self.servers -= 1;
+            self.stranger_servers -= usize::from(entry.stranger);
+        }
+        if entry.waiting {
+            self.waiting_set(entry.stranger).len -= 1;
+        }
+        Some(entry)
+    }
+
+    fn waiting_set(&mut self, stranger: bool) -> &mut WaitingSet {
+        if stranger {
+            &mut self.stranger_waiting
+        } else {
+            &mut self.waiting
+        }
+    }
+
+    /// Moves server entry `id` from the live count to the waiting one if
+    /// its machine has just entered a wait state, and keeps the waiting
+    /// ones of its class under their caps by ending the oldest early. A
+    /// stranger's ends a stranger's only: its own, if no other stranger's
+    /// is waiting.
+    fn note_waiting(&mut self, shared: &Shared, id: u64) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if entry.waiting || !entry.is_waiting() {
+            return;
+        }
+        entry.waiting = true;
+        let stranger = entry.stranger;
+        let q = &shared.queue;
+        let total = self.waiting.len + self.stranger_waiting.len;
+        let over = if stranger {
+            self.stranger_waiting.len >= q.max_stranger_waiting_transactions
+                || total >= q.max_waiting_transactions
+        } else {
+            total >= q.max_waiting_transactions
+        };
+        let set = self.waiting_set(stranger);
+        set.len += 1;
+        set.order.push_back(id);
+        if over {
+            self.evict_oldest(shared, stranger);
+        }
+        // Drop ids of entries gone since (ended by their timer) from the
+        // front, so the queue follows the set.
+        let Inner {
+            entries,
+            waiting,
+            stranger_waiting,
+            ..
+        } = self;
+        let set = if stranger { stranger_waiting } else { waiting };
+        while set
+            .order
+            .front()
+            .is_some_and(|id| !entries.contains_key(id))
+        {
+            set.order.pop_front();
+        }
+    }
+
+    /// Ends the oldest waiting server transaction of `stranger`'s class.
+    fn evict_oldest(&mut self, shared: &Shared, stranger: bool) {
+        while let Some(id) = self.waiting_set(stranger).order.pop_front() {
+            if let Some(entry) = self.remove(id) {
+                shared.evicted.fetch_add(1, Ordering::Relaxed);
+                let _ = shared.tu.send(TuEvent::Terminated { key: entry.key });
+                return;
+            }
         }
     }
 
@@ -911,11 +1083,8 @@ impl Inner {
         for action in actions {
             let Inner {
                 entries,
-                index,
                 heap,
                 next_seq,
-                servers,
-                stranger_servers,
                 ..
             } = self;
             let Some(entry) = entries.get_mut(&id) else {
@@ -1022,12 +1191,7 @@ impl Inner {
                     });
                 }
                 Action::Terminated => {
-                    if let Some(entry) = entries.remove(&id) {
-                        index.remove(&entry.key);
-                        if matches!(entry.key, TransactionKey::Server(_)) {
-                            *servers -= 1;
-                            *stranger_servers -= usize::from(entry.stranger);
-                        }
+                    if let Some(entry) = self.remove(id) {
                         let _ = shared.tu.send(TuEvent::Terminated { key: entry.key });
                     }
                     return;
@@ -1037,6 +1201,7 @@ impl Inner {
         if let Some(entry) = self.entries.get_mut(&id) {
             entry.shed();
         }
+        self.note_waiting(shared, id);
         if send_failed {
             if let Some(entry) = self.entries.get_mut(&id) {
                 let actions = entry.machine.transport_error();
@@ -1060,6 +1225,11 @@ impl Inner {
             self.index.shrink_to(2 * self.index.len());
         }
         self.heap.shrink_if_sparse(sparse);
+        for set in [&mut self.waiting, &mut self.stranger_waiting] {
+            if sparse(set.order.len(), set.order.capacity()) {
+                set.order.shrink_to(2 * set.order.len());
+            }
+        }
     }
 
     fn fire_due(&mut self, shared: &Shared, now: Instant) {

@@ -77,6 +77,10 @@ fn layer(wire: &Arc<Wire>) -> (TransactionLayer, TuReceiver) {
     TransactionLayer::new(TimerConfig::default(), wire.clone()).unwrap()
 }
 
+fn layer_with(wire: &Arc<Wire>, queue: TuQueueConfig) -> (TransactionLayer, TuReceiver) {
+    TransactionLayer::with_queue(TimerConfig::default(), wire.clone(), queue).unwrap()
+}
+
 fn drain(rx: &mut TuReceiver) -> Vec<TuEvent> {
     let mut out = vec![];
     while let Some(e) = rx.try_recv() {
@@ -964,6 +968,7 @@ async fn strangers_fill_only_their_share_of_the_queue_and_of_the_transactions() 
         stranger_capacity: 2,
         max_server_transactions: 6,
         max_stranger_transactions: 3,
+        ..TuQueueConfig::default()
     };
     let (tl, mut rx) =
         TransactionLayer::with_queue(TimerConfig::default(), wire.clone(), queue).unwrap();
@@ -1026,6 +1031,200 @@ async fn strangers_fill_only_their_share_of_the_queue_and_of_the_transactions() 
     assert_eq!(tl.len(), 0);
     invite_from(&tl, "z9hG4bKs999", stranger, SourceClass::Stranger);
     assert_eq!(tl.len(), 1);
+}
+
+/// One call as the far end and the TU play it at the layer: INVITE
+/// answered 200, its ACK, a BYE answered 200. Leaves two server
+/// transactions in wait states (Accepted until Timer L, Completed until
+/// Timer J), 32 s each.
+fn call_ends_in_wait_states(tl: &TransactionLayer, rx: &mut TuReceiver, n: usize) {
+    let from = Target::udp(addr(UAC));
+    let inv = request("INVITE", &format!("z9hG4bKcall{n}"));
+    tl.on_message(inv.clone(), from);
+    let events = drain(rx);
+    assert_eq!(names(&events), ["Request INVITE"], "call {n} refused");
+    let key = server_key(&events[0]);
+    let ok = response(&inv, 200);
+    tl.send_response(&key, ok.clone()).unwrap();
+    tl.on_message(ack_for(&inv, &ok), from);
+    let bye = request("BYE", &format!("z9hG4bKbye{n}"));
+    tl.on_message(bye.clone(), from);
+    let events = drain(rx);
+    assert_eq!(names(&events), ["Ack matched=true", "Request BYE"]);
+    tl.send_response(&server_key(&events[1]), response(&bye, 200))
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_in_their_wait_states_never_fill_the_cap_but_a_flood_of_live_ones_does() {
+    let wire = Wire::new();
+    let queue = TuQueueConfig {
+        max_server_transactions: 10,
+        ..TuQueueConfig::default()
+    };
+    let (tl, mut rx) = layer_with(&wire, queue);
+    // 10 calls a second for 20 s: 2 * 32 s * 10/s = 640 transactions
+    // would be waiting at the end of it, 64 times the cap.
+    for n in 0..200 {
+        wire.at(100 * n as u64).await;
+        call_ends_in_wait_states(&tl, &mut rx, n);
+    }
+    assert!(
+        wire.sent().iter().all(|(_, _, m)| m.status() != Some(503)),
+        "a call was refused"
+    );
+    assert_eq!(tl.overload_stats(), OverloadStats::default());
+    assert_eq!(
+        tl.server_stats(),
+        ServerTransactionStats {
+            live: 0,
+            waiting: 400,
+            evicted: 0
+        }
+    );
+    // A flood of INVITEs the TU does not answer (yet): live, capped.
+    for n in 0..15 {
+        tl.on_message(
+            request("INVITE", &format!("z9hG4bKflood{n}")),
+            Target::udp(addr(UAC)),
+        );
+    }
+    assert_eq!(names(&drain(&mut rx)).len(), 10);
+    assert_eq!(tl.overload_stats().rejected, 5);
+    assert_eq!(tl.server_stats().live, 10);
+    // The wait states end with their timers, the live ones stay.
+    wire.at(20_000 + 33_000).await;
+    tokio::task::yield_now().await;
+    assert_eq!(tl.server_stats().waiting, 0);
+    assert_eq!(tl.server_stats().live, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_states_absorb_retransmissions_and_the_oldest_is_evicted_when_full() {
+    let wire = Wire::new();
+    let queue = TuQueueConfig {
+        max_waiting_transactions: 3,
+        max_stranger_waiting_transactions: 1,
+        ..TuQueueConfig::default()
+    };
+    let (tl, mut rx) = layer_with(&wire, queue);
+    let from = Target::udp(addr(UAC));
+    let answer = |tl: &TransactionLayer, rx: &mut TuReceiver, req: &Message, status| {
+        let key = server_key(&drain(rx)[0]);
+        tl.send_response(&key, response(req, status)).unwrap();
+        key
+    };
+    // A BYE answered 200 (Timer J): its retransmission gets the same 200,
+    // the TU does not see it again.
+    let bye = request("BYE", "z9hG4bKwait1");
+    tl.on_message(bye.clone(), from);
+    let bye_key = answer(&tl, &mut rx, &bye, 200);
+    wire.at(1_000).await;
+    tl.on_message(bye.clone(), from);
+    assert!(drain(&mut rx).is_empty());
+    assert_eq!(wire.times("SIP/2.0 200"), [0, 1_000]);
+    // An INVITE answered 2xx (Accepted): a retransmitted INVITE is
+    // absorbed (the TU retransmits its 2xx itself), the ACK goes to the TU.
+    let inv = request("INVITE", "z9hG4bKwait2");
+    tl.on_message(inv.clone(), from);
+    let inv_key = answer(&tl, &mut rx, &inv, 200);
+    tl.on_message(inv.clone(), from);
+    assert!(drain(&mut rx).is_empty());
+    assert_eq!(wire.times("SIP/2.0 200"), [0, 1_000, 1_000]);
+    tl.send_response(&inv_key, response(&inv, 200)).unwrap();
+    tl.on_message(ack_for(&inv, &response(&inv, 200)), from);
+    assert_eq!(names(&drain(&mut rx)), ["Ack matched=true"]);
+    let third = request("OPTIONS", "z9hG4bKwait3");
+    tl.on_message(third.clone(), from);
+    answer(&tl, &mut rx, &third, 200);
+    assert_eq!(tl.server_stats().waiting, 3);
+    assert_eq!(tl.server_stats().evicted, 0);
+    // A fourth wait state ends the oldest early (the BYE), counted; the
+    // TU is told it ended.
+    wire.at(2_000).await;
+    let fourth = request("BYE", "z9hG4bKwait4");
+    tl.on_message(fourth.clone(), from);
+    answer(&tl, &mut rx, &fourth, 200);
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    assert_eq!(
+        tl.server_stats(),
+        ServerTransactionStats {
+            live: 0,
+            waiting: 3,
+            evicted: 1
+        }
+    );
+    let bye_tkey = TransactionKey::Server(bye_key);
+    assert_eq!(tl.state(&bye_tkey), None);
+    assert!(tl.state(&TransactionKey::Server(inv_key.clone())).is_some());
+    // Its late retransmission is a new request, as after Timer J: the TU
+    // answers it as it answers a BYE for a dialog it does not know (the
+    // proxy: 481).
+    tl.on_message(bye.clone(), from);
+    assert_eq!(names(&drain(&mut rx)), ["Request BYE"]);
+    assert_eq!(
+        tl.state(&bye_tkey),
+        Some(TransactionState::ServerNonInvite(
+            ServerNonInviteState::Trying
+        ))
+    );
+    // Strangers' wait states evict strangers' only. With the set full of
+    // trusted ones, a stranger's ends itself at once.
+    let stranger = Target::udp(addr("127.0.0.2:5060"));
+    let stranger_options = |tl: &TransactionLayer, rx: &mut TuReceiver, n: usize| {
+        let req = request_with(
+            "OPTIONS",
+            &format!("z9hG4bKstr{n}"),
+            "UDP 127.0.0.2:5060",
+            "",
+        );
+        tl.on_message_from(req.clone(), stranger, SourceClass::Stranger);
+        let key = answer(tl, rx, &req, 200);
+        tl.state(&TransactionKey::Server(key.clone())).map(|_| key)
+    };
+    assert_eq!(stranger_options(&tl, &mut rx, 0), None);
+    assert_eq!(tl.server_stats().evicted, 2);
+    assert!(tl.state(&TransactionKey::Server(inv_key.clone())).is_some());
+    // Once the trusted ones have ended, strangers have their share (1
+    // here) and the second of theirs ends the first.
+    wire.at(40_000).await;
+    tokio::task::yield_now().await;
+    drain(&mut rx);
+    assert_eq!(tl.server_stats().waiting, 0);
+    let first = stranger_options(&tl, &mut rx, 1).expect("room for one");
+    let second = stranger_options(&tl, &mut rx, 2).expect("the newest stays");
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    assert_eq!(tl.state(&TransactionKey::Server(first)), None);
+    assert!(tl.state(&TransactionKey::Server(second)).is_some());
+    assert_eq!(tl.server_stats().evicted, 3);
+    // A trusted source's still finds room, evicting nothing.
+    let trusted = request("OPTIONS", "z9hG4bKwait5");
+    tl.on_message(trusted.clone(), from);
+    answer(&tl, &mut rx, &trusted, 200);
+    assert_eq!(tl.server_stats().waiting, 2);
+    assert_eq!(tl.server_stats().evicted, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn forgotten_transactions_give_their_room_back() {
+    let wire = Wire::new();
+    let queue = TuQueueConfig {
+        max_server_transactions: 2,
+        max_stranger_transactions: 1,
+        ..TuQueueConfig::default()
+    };
+    let (tl, mut rx) = layer_with(&wire, queue);
+    let stranger = Target::udp(addr("127.0.0.2:5060"));
+    // Requests the TU will not serve, each forgotten: none may keep a
+    // place under the caps.
+    for n in 0..5 {
+        let req = request("OPTIONS", &format!("z9hG4bKscan{n}"));
+        tl.on_message_from(req, stranger, SourceClass::Stranger);
+        let events = drain(&mut rx);
+        assert_eq!(names(&events), ["Request OPTIONS"], "scan {n} admitted");
+        tl.forget(&server_key(&events[0]), None);
+    }
+    assert_eq!(tl.server_stats(), ServerTransactionStats::default());
 }
 
 #[tokio::test(start_paused = true)]

@@ -35,9 +35,9 @@ pub use branch::{BranchKey, TAG_BYTES as BRANCH_TAG_BYTES};
 pub use client_invite::{ClientInvite, ClientInviteState};
 pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
 pub use layer::{
-    build_ack, response_target, ClientKey, Outgoing, OverloadStats, ServerKey, TransactionError,
-    TransactionKey, TransactionLayer, TransactionState, Transmit, TuEvent, TuQueueConfig,
-    TuReceiver,
+    build_ack, response_target, ClientKey, Outgoing, OverloadStats, ServerKey,
+    ServerTransactionStats, TransactionError, TransactionKey, TransactionLayer, TransactionState,
+    Transmit, TuEvent, TuQueueConfig, TuReceiver,
 };
 pub use server_invite::{ServerInvite, ServerInviteState};
 pub use server_non_invite::{ServerNonInvite, ServerNonInviteState};
