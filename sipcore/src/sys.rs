@@ -1,6 +1,7 @@
-//! The two system calls the standard library and Tokio do not wrap for us.
+//! A system call the standard library and Tokio do not wrap for us.
 //!
-//! [`RecvBatch::recv`] wraps `recvmmsg(2)`: one call fills up to
+//! The receive side, `recvmmsg(2)`, is the `udp-batch` crate's
+//! `RecvBatch`, shared with the media relay: one call fills up to
 //! `capacity` datagrams with their source addresses, and a call that fills
 //! fewer than `capacity` proves the queue empty, so the UDP receive loop
 //! needs no extra `recvfrom` ending in `EAGAIN` after each wake-up (round 1
@@ -28,99 +29,6 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
 
 use socket2::SockAddr;
-
-/// Reusable receive buffers for `recvmmsg`.
-pub(crate) struct RecvBatch {
-    bufs: Box<[u8]>,
-    size: usize,
-    names: Box<[libc::sockaddr_storage]>,
-    iovs: Box<[libc::iovec]>,
-    hdrs: Box<[libc::mmsghdr]>,
-    filled: usize,
-}
-
-// SAFETY: the raw pointers inside `iovs`/`hdrs` only ever point into the
-// batch's own heap buffers (and are rebuilt before every call), so moving
-// the batch to another thread moves everything they refer to along with it.
-unsafe impl Send for RecvBatch {}
-
-impl RecvBatch {
-    /// Buffers for `capacity` datagrams (at least 1) of up to `size` bytes.
-    pub(crate) fn new(capacity: usize, size: usize) -> RecvBatch {
-        let n = capacity.max(1);
-        RecvBatch {
-            bufs: vec![0u8; n * size].into_boxed_slice(),
-            size,
-            // SAFETY: all-zero is a valid value of these plain C structs.
-            names: (0..n).map(|_| unsafe { mem::zeroed() }).collect(),
-            iovs: (0..n).map(|_| unsafe { mem::zeroed() }).collect(),
-            hdrs: (0..n).map(|_| unsafe { mem::zeroed() }).collect(),
-            filled: 0,
-        }
-    }
-
-    /// Datagrams one call can receive.
-    pub(crate) fn capacity(&self) -> usize {
-        self.hdrs.len()
-    }
-
-    /// Receives up to `capacity` datagrams without blocking. Returns how
-    /// many (never 0: an empty queue is `ErrorKind::WouldBlock`); fewer
-    /// than `capacity` means the queue was empty when the call returned.
-    pub(crate) fn recv(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
-        let n = self.capacity();
-        let base = self.bufs.as_mut_ptr();
-        for i in 0..n {
-            self.iovs[i] = libc::iovec {
-                iov_base: base.wrapping_add(i * self.size).cast(),
-                iov_len: self.size,
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = ptr::addr_of_mut!(self.names[i]).cast();
-            h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = ptr::addr_of_mut!(self.iovs[i]);
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
-        }
-        self.filled = 0;
-        // SAFETY: see the module docs; `hdrs` holds `n` initialised entries.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd.as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        self.filled = r as usize;
-        Ok(self.filled)
-    }
-
-    /// Datagrams filled by the last `recv`.
-    pub(crate) fn len(&self) -> usize {
-        self.filled
-    }
-
-    /// Datagram `i` of the last `recv` (cut at the buffer size: a longer
-    /// one shows as exactly `size` bytes) and its source, if IP.
-    pub(crate) fn datagram(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
-        assert!(i < self.filled, "datagram {i} not received");
-        let h = &self.hdrs[i];
-        let len = (h.msg_len as usize).min(self.size);
-        let start = i * self.size;
-        // SAFETY: the kernel wrote a sockaddr of `msg_namelen` bytes into
-        // `names[i]`, a `sockaddr_storage` (large enough for any family).
-        let source = unsafe { SockAddr::new(self.names[i], h.msg_hdr.msg_namelen) }.as_socket();
-        (&self.bufs[start..start + len], source)
-    }
-}
 
 /// Reusable headers for `sendmmsg`; they grow to the largest batch sent.
 #[derive(Default)]

@@ -29,7 +29,8 @@ use tracing::{debug, warn};
 use super::framing::{is_crlf_only, is_token_char, MAX_MESSAGE_SIZE};
 use super::{bump, Counters, EndpointContext, Incoming, StatsSnapshot, TransportKind};
 use crate::error::{Error, Result};
-use crate::sys::{RecvBatch, SendBatch};
+use crate::sys::SendBatch;
+use udp_batch::RecvBatch;
 
 /// Socket options of a UDP endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,7 +369,7 @@ async fn receive_loop(inner: Arc<Inner>, ctx: EndpointContext) {
     // its own exactly sized buffer: a small copy, and no message ever pins
     // a large shared receive buffer while the transaction or dialog layer
     // keeps it.
-    let mut batch = RecvBatch::new(RECV_BATCH, MAX_MESSAGE_SIZE + 1);
+    let mut batch = RecvBatch::with_size(RECV_BATCH, MAX_MESSAGE_SIZE + 1);
     loop {
         let ready = tokio::select! {
             biased;
@@ -410,7 +411,7 @@ async fn receive_loop(inner: Arc<Inner>, ctx: EndpointContext) {
             }
         }
         for i in 0..batch.len() {
-            let (data, source) = batch.datagram(i);
+            let (data, source) = (batch.packet(i), batch.source(i));
             let Some(incoming) = take_datagram(&inner, &ctx, data, source) else {
                 continue;
             };

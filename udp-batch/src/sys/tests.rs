@@ -86,3 +86,23 @@ fn receive_timestamps_come_with_the_datagrams_when_asked_for() {
         "{stamp:?}"
     );
 }
+
+/// The SIP receive loop relies on these two: a full batch leaves the rest
+/// queued for the next call, and a call on an empty queue is WouldBlock
+/// with nothing left filled from before.
+#[test]
+fn a_full_batch_leaves_the_rest_queued_and_an_empty_queue_would_block() {
+    let (rx, tx) = (socket(), socket());
+    let to = rx.local_addr().unwrap();
+    for m in [&b"a"[..], b"b", b"c"] {
+        tx.send_to(m, to).unwrap();
+    }
+    let mut batch = RecvBatch::with_size(2, 16);
+    assert_eq!(recv_at_least(&mut batch, &rx, 2), 2);
+    assert_eq!((batch.packet(0), batch.packet(1)), (&b"a"[..], &b"b"[..]));
+    assert_eq!(recv_at_least(&mut batch, &rx, 1), 1);
+    assert_eq!(batch.packet(0), b"c");
+    let e = batch.recv(rx.as_fd()).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(batch.len(), 0);
+}
