@@ -26,7 +26,6 @@ use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr;
 
 use socket2::SockAddr;
 
