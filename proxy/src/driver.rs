@@ -291,6 +291,12 @@ impl Driver {
         self
     }
 
+    /// Counts this shard's calls with the other shards' for the caps.
+    pub fn with_call_tally(mut self, tally: Arc<crate::shard::tally::CallTally>) -> Driver {
+        self.machine.set_call_tally(tally);
+        self
+    }
+
     /// Where the engine proves its progress (the systemd watchdog).
     pub fn with_heartbeat(mut self, heartbeat: Arc<Heartbeat>) -> Driver {
         self.heartbeat = heartbeat;

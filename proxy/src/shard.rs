@@ -15,6 +15,7 @@
 //! load (`Config::validate_shards`).
 
 pub mod steer;
+pub mod tally;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,30 +41,22 @@ struct ShardHandle {
 }
 
 pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Result<()> {
-    crate::capabilities::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let prometheus = crate::metrics::install()?;
+    let crate::server::Shared {
+        prometheus,
+        hep_counters,
+        ep_config,
+        relay,
+        branch_key,
+        cdr,
+    } = crate::server::Shared::start(&config)?;
     let config = Arc::new(config);
     let shards = config.sip.shards as u32;
     let key: u64 = rand::random();
     let steering = Arc::new(Mutex::new(
         Steering::load(key, shards).context("sip.shards")?,
     ));
-    let hep = config
-        .hep
-        .as_ref()
-        .map(|hep| crate::hep::start(&hep.settings()))
-        .transpose()
-        .context("starting the HEP export (hep.collector)")?;
-    let ep_config = crate::server::endpoint_config(
-        &config,
-        hep.as_ref()
-            .map(|hep| hep.tap.clone() as Arc<dyn sipcore::tap::MessageTap>),
-    );
-    let relay = Arc::new(
-        MediaRelay::new(crate::server::relay_config(&config))
-            .context("starting the media relay")?,
-    );
-    let branch_key = config.branch_key().map_err(|e| anyhow::anyhow!(e))?;
+    let (cdr_sink, cdr_writer) = cdr.unzip();
+    let tally = Arc::new(tally::CallTally::default());
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
     let mut listen = config.sip.listen[0];
     let mut handles = Vec::new();
@@ -96,6 +89,8 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             branch_key: branch_key.clone(),
             steering: CallIdSteering { key, shards, shard },
             stop: stop_rx.clone(),
+            cdr: cdr_sink.clone(),
+            tally: tally.clone(),
         };
         let (bound, handle) = start_shard(spec)
             .await
@@ -104,6 +99,8 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         heartbeat0.get_or_insert(bound.heartbeat);
         handles.push(handle);
     }
+    // The shards hold the only senders now: the writer ends with them.
+    drop(cdr_sink);
     tracing::info!(sip = %listen, shards, media = %config.media.ip, admin = ?config.admin.listen, "tandem running (sharded)");
     let (admin_tx, admin_rx) = mpsc::channel(COMMAND_QUEUE);
     crate::admin::serve(
@@ -128,6 +125,9 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             };
             metrics::counter!("tandem_shard_steered_total", "by" => "call_id").absolute(steered);
             metrics::counter!("tandem_shard_steered_total", "by" => "default").absolute(unparsed);
+            if let Some(hep) = &hep_counters {
+                crate::metrics::hep(&hep.snapshot());
+            }
         }
     });
     let mut panicked = crate::server::exit_on_any_panic();
@@ -136,8 +136,9 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     }
     let all_done = futures::future::join_all(handles.into_iter().map(|h| h.done));
     tokio::pin!(all_done);
-    tokio::select! {
-        _ = &mut all_done => {}
+    // Whether every shard ended (its CDR sink gone with it).
+    let ended = tokio::select! {
+        _ = &mut all_done => true,
         _ = panicked.changed() => {
             let reason = panicked.borrow().clone().unwrap_or_default();
             tracing::error!(%reason, "a task of this node panicked; stopping");
@@ -148,12 +149,17 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             tracing::info!("shutdown requested: every shard refuses new calls; the calls up end by shutdown.drain_s (signal again to stop now)");
             let _ = stop_tx.send(Stop::Drain);
             tokio::select! {
-                _ = &mut all_done => {}
+                _ = &mut all_done => true,
                 _ = crate::server::shutdown_signal() => {
                     tracing::warn!("stopping now, with the calls in progress");
+                    false
                 }
             }
         }
+    };
+    if ended {
+        // Every call's line is in the writer's queue: to the file with it.
+        crate::server::finish_cdrs(cdr_writer).await;
     }
     counts.abort();
     Ok(())
@@ -170,6 +176,9 @@ struct ShardSpec {
     branch_key: sipcore::transaction::BranchKey,
     steering: CallIdSteering,
     stop: watch::Receiver<Stop>,
+    cdr: Option<crate::cdr::CdrSink>,
+    /// The node's calls, for the caps.
+    tally: Arc<tally::CallTally>,
 }
 
 /// What a shard reports once its sockets are bound.
@@ -228,7 +237,7 @@ async fn serve_shard(
         local: endpoint.local_addr(),
         heartbeat: heartbeat.clone(),
     }));
-    let engine = Driver::new(
+    let mut engine = Driver::new(
         &spec.config,
         spec.router,
         endpoint.clone(),
@@ -237,7 +246,12 @@ async fn serve_shard(
         spec.branch_key,
     )
     .with_call_id_steering(spec.steering)
+    .with_call_tally(spec.tally)
     .with_heartbeat(heartbeat.clone());
+    if let Some(sink) = spec.cdr {
+        let start_records = spec.config.cdr.as_ref().is_some_and(|c| c.start_records);
+        engine.set_cdr(sink, start_records);
+    }
     let stats = tokio::spawn(shard_stats(spec.shard, endpoint.clone(), heartbeat));
     engine.run(events, spec.stop, None, commands).await;
     stats.abort();

@@ -15,18 +15,48 @@ use testkit::{wait_for, Sipp, Tandem, TandemConfig};
 
 const CALLS: u64 = 40;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_shards_carry_calls_and_every_call_completes() {
+/// Each shard received messages (else a test proves nothing of shard 1).
+fn both_shards_received(m: &testkit::Metrics) {
+    for shard in ["0", "1"] {
+        assert!(
+            m.get("tandem_shard_messages_received_total", &[("shard", shard)]) > 0.0,
+            "shard {shard} received nothing: {}",
+            m.text()
+        );
+    }
+}
+
+/// SIPp's calls: (successful, failed).
+fn assert_calls(out: &testkit::SippOutcome, tandem: &Tandem, want: (u64, u64)) {
+    assert_eq!(
+        (out.stat("SuccessfulCall(C)"), out.stat("FailedCall(C)")),
+        want,
+        "{}\n{}",
+        out.log,
+        tandem.log_tail(40)
+    );
+}
+
+/// Tandem with two shards and `extra` TOML, its one member (a SIPp
+/// media server) up.
+async fn two_shards_to_one_member(extra: &str) -> (testkit::SippProcess, Tandem) {
     testkit::require_sipp();
-    let mut ms = media_server(None, false).await;
+    let ms = media_server(None, false).await;
     let tandem = Tandem::start(
         common::TANDEM,
         TandemConfig::new([("ms1", ms.addr())])
             .shards(2)
-            .media_ports(400),
+            .media_ports(400)
+            .extra_toml(extra),
     )
     .await;
     wait_members_up(&tandem, &["ms1"]).await;
+    (ms, tandem)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_carry_calls_and_every_call_completes() {
+    let (mut ms, tandem) = two_shards_to_one_member("").await;
 
     // 40 calls at 20/s, each held 1.5 s: both shards hold calls at once.
     let mut uac = Sipp::builtin("uac", Some(tandem.sip_addr()))
@@ -64,22 +94,10 @@ async fn two_shards_carry_calls_and_every_call_completes() {
     })
     .await;
     let out = uac.wait_exit(SECS(60)).await;
-    assert_eq!(
-        (out.stat("SuccessfulCall(C)"), out.stat("FailedCall(C)")),
-        (CALLS, 0),
-        "{}\n{}",
-        out.log,
-        tandem.log_tail(40)
-    );
+    assert_calls(&out, &tandem, (CALLS, 0));
 
     let m = tandem.metrics().await;
-    for shard in ["0", "1"] {
-        assert!(
-            m.get("tandem_shard_messages_received_total", &[("shard", shard)]) > 0.0,
-            "shard {shard} received nothing: {}",
-            m.text()
-        );
-    }
+    both_shards_received(&m);
     assert!(
         m.get("tandem_shard_steered_total", &[("by", "call_id")]) >= (CALLS * 4) as f64,
         "{}",
@@ -148,4 +166,67 @@ async fn two_shards_resume_their_calls_when_the_media_server_dies() {
     );
     ms1.kill().await;
     ms2.kill().await;
+}
+
+/// `[cdr]` with two shards: one writer, a sender in every shard; every
+/// call of both shards has its end line in the one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_write_every_calls_cdr_line_to_the_one_file() {
+    const CALLS: u64 = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cdr.jsonl");
+    let (mut ms, tandem) =
+        two_shards_to_one_member(&format!("[cdr]\npath = \"{}\"\n", path.display())).await;
+    let out = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .args(["-m", &CALLS.to_string(), "-r", "30", "-d", "300"])
+        .args(["-timeout", "40s", "-timeout_error"])
+        .run(SECS(60))
+        .await;
+    assert_calls(&out, &tandem, (CALLS, 0));
+    let m = tandem.metrics().await;
+    both_shards_received(&m);
+    let ends = wait_for("an end line per call", SECS(10), || async {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let ends: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .filter(|l: &serde_json::Value| l["type"] == "end")
+            .collect();
+        if ends.len() as u64 >= CALLS {
+            Ok(ends)
+        } else {
+            Err(format!("{} end lines\n{}", ends.len(), tandem.log_tail(20)))
+        }
+    })
+    .await;
+    let call_ids: std::collections::HashSet<_> = ends
+        .iter()
+        .map(|l| l["a_call_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(call_ids.len() as u64, CALLS, "{ends:?}");
+    ms.kill().await;
+}
+
+/// `limits.max_calls` with two shards is the node's cap: calls held on
+/// both shards count together, and the calls beyond it get 503 whichever
+/// shard their Call-ID lands on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_cap_holds_for_the_node_across_two_shards() {
+    const CAP: u64 = 3;
+    const CALLS: u64 = 12;
+    let (mut ms, tandem) =
+        two_shards_to_one_member(&format!("[limits]\nmax_calls = {CAP}\n")).await;
+    // 12 calls in 0.25 s, each held 5 s: all are placed while the first
+    // ones are up.
+    let out = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .args(["-m", &CALLS.to_string(), "-r", "48", "-d", "5000"])
+        .args(["-timeout", "40s"])
+        .run(SECS(60))
+        .await;
+    let m = tandem.metrics().await;
+    // The refused calls were spread over both shards (each received
+    // INVITEs), yet only CAP calls were taken in all.
+    both_shards_received(&m);
+    assert_calls(&out, &tandem, (CAP, CALLS - CAP));
+    ms.kill().await;
 }
