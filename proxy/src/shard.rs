@@ -9,11 +9,14 @@
 //! them. TCP connections all go to shard 0 (a connection carries many
 //! calls). What the shards share: the media relay (thread-safe, its own
 //! workers), the metrics registry, the admin API (its commands are sent
-//! to every shard and the answers merged) and the stop signal. What one
-//! shard alone cannot do for the node — the pair's replication, the
-//! registrar, WAN state, call caps, CDR files, TLS — is refused at config
-//! load (`Config::validate_shards`).
+//! to every shard and the answers merged), the stop signal, the CDR
+//! writer (a sender per shard), the call caps ([`tally`]) and the
+//! members' health (shard 0 probes, the others follow: [`health`]). What
+//! one shard alone cannot do for the node — the pair's replication, the
+//! registrar, WAN state, TLS — is refused at config load
+//! (`Config::validate_shards`).
 
+pub mod health;
 pub mod steer;
 pub mod tally;
 
@@ -61,6 +64,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     let mut listen = config.sip.listen[0];
     let mut handles = Vec::new();
     let mut heartbeat0 = None;
+    let mut health_shares = health::HealthShare::for_shards(shards).into_iter();
     // One after the other: shard 0 binds first (it attaches the program
     // to the group) and a port 0 becomes the port every shard binds.
     for shard in 0..shards {
@@ -91,6 +95,9 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             stop: stop_rx.clone(),
             cdr: cdr_sink.clone(),
             tally: tally.clone(),
+            health: health_shares
+                .next()
+                .context("a health share for every shard")?,
         };
         let (bound, handle) = start_shard(spec)
             .await
@@ -179,6 +186,8 @@ struct ShardSpec {
     cdr: Option<crate::cdr::CdrSink>,
     /// The node's calls, for the caps.
     tally: Arc<tally::CallTally>,
+    /// Shard 0 probes the members; the others follow it.
+    health: health::HealthShare,
 }
 
 /// What a shard reports once its sockets are bound.
@@ -247,6 +256,7 @@ async fn serve_shard(
     )
     .with_call_id_steering(spec.steering)
     .with_call_tally(spec.tally)
+    .with_health_share(spec.health)
     .with_heartbeat(heartbeat.clone());
     if let Some(sink) = spec.cdr {
         let start_records = spec.config.cdr.as_ref().is_some_and(|c| c.start_records);
