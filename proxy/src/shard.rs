@@ -9,7 +9,7 @@
 //! them. TCP connections all go to shard 0 (a connection carries many
 //! calls). What the shards share: the media relay (thread-safe, its own
 //! workers), the metrics registry, the admin API (its commands are sent
-//! to every shard and the answers merged), the stop signal, the CDR
+//! to every shard and the answers merged, the status page's too), the stop signal, the CDR
 //! writer (a sender per shard), the call caps ([`tally`]) and the
 //! members' health (shard 0 probes, the others follow: [`health`]). What
 //! one shard alone cannot do for the node — the pair's replication, the
@@ -334,8 +334,12 @@ async fn fan_out(mut admin: mpsc::Receiver<Command>, shards: Vec<mpsc::Sender<Co
                 .await;
                 let _ = reply.send(merge::moves(answers));
             }
+            Command::Overview { reply } => {
+                let answers = ask_all(&shards, |reply| Command::Overview { reply }).await;
+                let _ = reply.send(merge::overview(answers));
+            }
             // The rest are about the node's pair, WANs and registrar
-            // (refused with shards) or the status page: shard 0 answers.
+            // (refused with shards): shard 0 answers.
             other => {
                 if let Some(shard0) = shards.first() {
                     let _ = shard0.send(other).await;

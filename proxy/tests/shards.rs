@@ -376,3 +376,32 @@ async fn the_shard_that_does_not_probe_sends_no_call_to_a_member_shard_0_found_d
     assert_eq!(dead.invites(), 0, "{}", tandem.log_tail(40));
     ms.kill().await;
 }
+
+/// The status page with two shards counts the node's calls: shard 1's
+/// are added to shard 0's view (they are spread by Call-ID; all ten on
+/// shard 0 would be a 1 in 1,024 chance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_counts_the_calls_of_both_shards() {
+    const CALLS: u64 = 10;
+    let (mut ms, tandem) = two_shards_to_one_member("").await;
+    // Ten calls in half a second, each held 8 s: all up at once for
+    // about 7 s.
+    let mut uac = Sipp::builtin("uac", Some(tandem.sip_addr()))
+        .args(["-m", &CALLS.to_string(), "-r", "20", "-d", "8000"])
+        .args(["-timeout", "40s", "-timeout_error"])
+        .spawn();
+    wait_for("the page's count of calls", SECS(10), || async {
+        let answer = tandem.admin_request_with_token("GET", "/overview").await?;
+        let page: serde_json::Value =
+            serde_json::from_str(&answer.body).map_err(|e| format!("{e}: {}", answer.body))?;
+        if page["calls"]["active"] == CALLS {
+            Ok(())
+        } else {
+            Err(format!("{}", page["calls"]))
+        }
+    })
+    .await;
+    let out = uac.wait_exit(SECS(60)).await;
+    assert_calls(&out, &tandem, (CALLS, 0));
+    ms.kill().await;
+}
