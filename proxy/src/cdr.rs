@@ -315,10 +315,12 @@ fn to_line(l: &Line<'_>) -> Vec<u8> {
 
 // ---- The engine's side -------------------------------------------------
 
-/// The engine's end of the channel: never blocks.
+/// The engine's end of the channel: never blocks. With shards every
+/// shard has a clone (one queue, one writer, one warning budget).
+#[derive(Clone)]
 pub struct CdrSink {
     tx: SyncSender<Vec<u8>>,
-    warned: RateLimit,
+    warned: Arc<RateLimit>,
 }
 
 impl CdrSink {
@@ -393,7 +395,7 @@ impl CdrWriter {
             .spawn(move || run_writer(appender, rx, &flag))?;
         let sink = CdrSink {
             tx,
-            warned: RateLimit::default(),
+            warned: Arc::default(),
         };
         Ok((sink, CdrWriter { thread, reopen }))
     }

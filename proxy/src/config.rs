@@ -1986,20 +1986,11 @@ impl Config {
         if !self.wans.is_empty() {
             return Err(not_yet("[[wan]]"));
         }
-        if self.cdr.is_some() {
-            return Err(not_yet("[cdr]"));
-        }
+        // `[cdr]` (one writer, a sender per shard) and the call caps (a
+        // node-wide tally, `shard::tally`) are shared; the rest keep one
+        // state for the node that one shard alone cannot keep.
         if self.sip.tls.is_some() {
             return Err(not_yet("[sip.tls]"));
-        }
-        if self.limits.max_calls != 0 {
-            return Err(not_yet("limits.max_calls"));
-        }
-        if let Some(t) = self.trunks.iter().find(|t| t.max_calls.is_some()) {
-            return Err(not_yet(&format!(
-                "a per-trunk cap (trunk {}: max_calls)",
-                t.name
-            )));
         }
         Ok(())
     }

@@ -148,6 +148,9 @@ pub struct Driver {
     heartbeat: Arc<Heartbeat>,
     /// The CDR file's writer (`[cdr]`), if configured.
     cdr: Option<crate::cdr::CdrSink>,
+    /// With shards: whether this shard probes the members and publishes
+    /// their health, or follows shard 0's.
+    health_share: Option<crate::shard::health::HealthShare>,
 }
 
 /// The relay's per-stream idle times, as the machine sees them.
@@ -279,6 +282,7 @@ impl Driver {
             snapshots: registrations::Snapshots::default(),
             heartbeat: Arc::default(),
             cdr: None,
+            health_share: None,
         }
     }
 
@@ -289,6 +293,40 @@ impl Driver {
         steering: crate::shard::steer::CallIdSteering,
     ) -> Driver {
         self.machine.set_call_id_steering(steering);
+        self
+    }
+
+    /// One shard of several: it probes the members and publishes their
+    /// health, or follows the shard that does.
+    pub fn with_health_share(mut self, share: crate::shard::health::HealthShare) -> Driver {
+        self.health_share = Some(share);
+        self
+    }
+
+    /// Shard 0 publishes the members' health when it changed; another
+    /// shard takes it (a member found down has its calls resumed: the
+    /// actions come out with the machine's next event).
+    fn share_member_health(&mut self) {
+        let Some(share) = self.health_share.as_mut() else {
+            return;
+        };
+        if share.probes() {
+            let now: Vec<(&str, bool)> = self
+                .machine
+                .member_health()
+                .map(|(name, up, _)| (name, up))
+                .collect();
+            share.publish(&now);
+        } else if let Some(found) = share.changed() {
+            for (name, up) in found {
+                self.machine.follow_member_health(&name, up);
+            }
+        }
+    }
+
+    /// Counts this shard's calls with the other shards' for the caps.
+    pub fn with_call_tally(mut self, tally: Arc<crate::shard::tally::CallTally>) -> Driver {
+        self.machine.set_call_tally(tally);
         self
     }
 
@@ -454,6 +492,12 @@ impl Driver {
         let settings = self.machine.settings().clone();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         let mut probes = tokio::time::interval(settings.probe_interval);
+        // With shards only shard 0 probes (the others follow its findings).
+        let probing_here = settings.probing
+            && self
+                .health_share
+                .as_ref()
+                .is_none_or(crate::shard::health::HealthShare::probes);
         probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Resumes are paced and media silence is checked on this tick.
         let mut survival = tokio::time::interval(SURVIVAL_TICK);
@@ -523,12 +567,13 @@ impl Driver {
                     }
                 }
                 // WAN rounds ride on this tick too, also when no group is probed.
-                _ = probes.tick(), if (settings.probing || !settings.wans.is_empty()) && self.serving() => self.feed(Event::Probes),
+                _ = probes.tick(), if (probing_here || !settings.wans.is_empty()) && self.serving() => self.feed(Event::Probes),
                 _ = survival.tick() => {
                     self.replicate();
                     self.sync_bindings();
                     self.sync_wans();
                     self.sync_upstream();
+                    self.share_member_health();
                     if !self.serving() {
                         continue;
                     }

@@ -114,26 +114,85 @@ pub(crate) fn relay_config(config: &Config) -> RelayConfig {
     }
 }
 
+/// What every engine of the node shares, started once before any engine:
+/// the metrics registry, the HEP export, the endpoint's settings, the
+/// media relay, the branch key and the CDR writer. One node engine uses
+/// it as shards do (`crate::shard`), so the two start the same way.
+pub(crate) struct Shared {
+    pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    pub hep_counters: Option<Arc<crate::hep::HepCounters>>,
+    pub ep_config: EndpointConfig,
+    pub relay: Arc<MediaRelay>,
+    pub branch_key: sipcore::transaction::BranchKey,
+    /// Each engine gets a clone of the sink; the writer is finished once
+    /// every engine has ended.
+    pub cdr: Option<(crate::cdr::CdrSink, crate::cdr::CdrWriter)>,
+}
+
+impl Shared {
+    /// Before anything is bound: a node without the capabilities its
+    /// configuration needs must not start and look healthy.
+    pub(crate) fn start(config: &Config) -> anyhow::Result<Shared> {
+        crate::capabilities::check(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let prometheus = crate::metrics::install()?;
+        let hep = config
+            .hep
+            .as_ref()
+            .map(|hep| crate::hep::start(&hep.settings()))
+            .transpose()
+            .context("starting the HEP export (hep.collector)")?;
+        let ep_config = endpoint_config(
+            config,
+            hep.as_ref()
+                .map(|hep| hep.tap.clone() as Arc<dyn sipcore::tap::MessageTap>),
+        );
+        let relay =
+            Arc::new(MediaRelay::new(relay_config(config)).context("starting the media relay")?);
+        if config.media.fast_path != media_relay::FastPathMode::Off {
+            tracing::info!(
+                active = relay.fast_path_active(),
+                "media.fast_path: RTP kernel fast path"
+            );
+        }
+        let branch_key = config.branch_key().map_err(|e| anyhow::anyhow!(e))?;
+        // The CDR counters exist (at 0) with or without [cdr]: alerts and
+        // dashboards name them either way.
+        crate::metrics::cdr_register();
+        let cdr = match &config.cdr {
+            Some(cdr) => {
+                let (sink, writer) = crate::cdr::CdrWriter::start(cdr)?;
+                reopen_on_sigusr1(Some(writer.reopen_flag()))?;
+                Some((sink, writer))
+            }
+            None => {
+                reopen_on_sigusr1(None)?;
+                None
+            }
+        };
+        Ok(Shared {
+            prometheus,
+            hep_counters: hep.map(|hep| hep.counters),
+            ep_config,
+            relay,
+            branch_key,
+            cdr,
+        })
+    }
+}
+
 pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Result<()> {
     if config.sip.shards > 1 {
         return crate::shard::run(config, router).await;
     }
-    // Before anything is bound: a node without the capabilities its
-    // configuration needs must not start and look healthy.
-    crate::capabilities::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let prometheus = crate::metrics::install()?;
     let config = Arc::new(config);
-    let hep = config
-        .hep
-        .as_ref()
-        .map(|hep| crate::hep::start(&hep.settings()))
-        .transpose()
-        .context("starting the HEP export (hep.collector)")?;
-    let mut ep_config = endpoint_config(
-        &config,
-        hep.as_ref()
-            .map(|hep| hep.tap.clone() as Arc<dyn sipcore::tap::MessageTap>),
-    );
+    let Shared {
+        prometheus,
+        hep_counters,
+        mut ep_config,
+        relay,
+        branch_key,
+        cdr,
+    } = Shared::start(&config)?;
     let tls_identity = match &config.sip.tls {
         Some(tls) => {
             let configs = tls
@@ -160,17 +219,8 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     let listen = config.sip.listen[0];
     let (endpoint, events) =
         Endpoint::bind(listen, &ep_config).with_context(|| format!("binding SIP on {listen}"))?;
-    let relay_config = relay_config(&config);
-    let relay = Arc::new(MediaRelay::new(relay_config).context("starting the media relay")?);
-    if config.media.fast_path != media_relay::FastPathMode::Off {
-        tracing::info!(
-            active = relay.fast_path_active(),
-            "media.fast_path: RTP kernel fast path"
-        );
-    }
     tracing::info!(sip = %endpoint.local_addr(), media = %config.media.ip, admin = ?config.admin.listen, "tandem running");
 
-    let branch_key = config.branch_key().map_err(|e| anyhow::anyhow!(e))?;
     let (sync, node_events) = match &config.ha {
         Some(ha) => {
             let probe = crate::ha::vip_probe(config.sip.listen[0], branch_key.clone());
@@ -210,24 +260,12 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         &config,
         crate::driver::now_millis(),
     )?);
-    // The CDR counters exist (at 0) with or without [cdr]: alerts and
-    // dashboards name them either way.
-    crate::metrics::cdr_register();
-    let cdr_writer = match &config.cdr {
-        Some(cdr) => {
-            let (sink, writer) = crate::cdr::CdrWriter::start(cdr)?;
-            engine.set_cdr(sink, cdr.start_records);
-            reopen_on_sigusr1(Some(writer.reopen_flag()))?;
-            Some(writer)
-        }
-        None => {
-            reopen_on_sigusr1(None)?;
-            None
-        }
-    };
+    let cdr_writer = cdr.map(|(sink, writer)| {
+        engine.set_cdr(sink, config.cdr.as_ref().is_some_and(|c| c.start_records));
+        writer
+    });
     let stats_ep = endpoint.clone();
     let stats_relay = relay.clone();
-    let hep_counters = hep.map(|hep| hep.counters);
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         for second in 0u64.. {
@@ -295,7 +333,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
 }
 
 /// Lets the CDR writer write what it holds (at most 5 s).
-async fn finish_cdrs(writer: Option<crate::cdr::CdrWriter>) {
+pub(crate) async fn finish_cdrs(writer: Option<crate::cdr::CdrWriter>) {
     if let Some(writer) = writer {
         let _ = tokio::task::spawn_blocking(move || writer.finish(Duration::from_secs(5))).await;
     }

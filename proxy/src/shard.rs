@@ -9,12 +9,16 @@
 //! them. TCP connections all go to shard 0 (a connection carries many
 //! calls). What the shards share: the media relay (thread-safe, its own
 //! workers), the metrics registry, the admin API (its commands are sent
-//! to every shard and the answers merged) and the stop signal. What one
-//! shard alone cannot do for the node — the pair's replication, the
-//! registrar, WAN state, call caps, CDR files, TLS — is refused at config
-//! load (`Config::validate_shards`).
+//! to every shard and the answers merged, the status page's too), the stop signal, the CDR
+//! writer (a sender per shard), the call caps ([`tally`]) and the
+//! members' health (shard 0 probes, the others follow: [`health`]). What
+//! one shard alone cannot do for the node — the pair's replication, the
+//! registrar, WAN state, TLS — is refused at config load
+//! (`Config::validate_shards`).
 
+pub mod health;
 pub mod steer;
+pub mod tally;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,34 +44,27 @@ struct ShardHandle {
 }
 
 pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Result<()> {
-    crate::capabilities::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let prometheus = crate::metrics::install()?;
+    let crate::server::Shared {
+        prometheus,
+        hep_counters,
+        ep_config,
+        relay,
+        branch_key,
+        cdr,
+    } = crate::server::Shared::start(&config)?;
     let config = Arc::new(config);
     let shards = config.sip.shards as u32;
     let key: u64 = rand::random();
     let steering = Arc::new(Mutex::new(
         Steering::load(key, shards).context("sip.shards")?,
     ));
-    let hep = config
-        .hep
-        .as_ref()
-        .map(|hep| crate::hep::start(&hep.settings()))
-        .transpose()
-        .context("starting the HEP export (hep.collector)")?;
-    let ep_config = crate::server::endpoint_config(
-        &config,
-        hep.as_ref()
-            .map(|hep| hep.tap.clone() as Arc<dyn sipcore::tap::MessageTap>),
-    );
-    let relay = Arc::new(
-        MediaRelay::new(crate::server::relay_config(&config))
-            .context("starting the media relay")?,
-    );
-    let branch_key = config.branch_key().map_err(|e| anyhow::anyhow!(e))?;
+    let (cdr_sink, cdr_writer) = cdr.unzip();
+    let tally = Arc::new(tally::CallTally::default());
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
     let mut listen = config.sip.listen[0];
     let mut handles = Vec::new();
     let mut heartbeat0 = None;
+    let mut health_shares = health::HealthShare::for_shards(shards).into_iter();
     // One after the other: shard 0 binds first (it attaches the program
     // to the group) and a port 0 becomes the port every shard binds.
     for shard in 0..shards {
@@ -96,6 +93,11 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             branch_key: branch_key.clone(),
             steering: CallIdSteering { key, shards, shard },
             stop: stop_rx.clone(),
+            cdr: cdr_sink.clone(),
+            tally: tally.clone(),
+            health: health_shares
+                .next()
+                .context("a health share for every shard")?,
         };
         let (bound, handle) = start_shard(spec)
             .await
@@ -104,6 +106,8 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
         heartbeat0.get_or_insert(bound.heartbeat);
         handles.push(handle);
     }
+    // The shards hold the only senders now: the writer ends with them.
+    drop(cdr_sink);
     tracing::info!(sip = %listen, shards, media = %config.media.ip, admin = ?config.admin.listen, "tandem running (sharded)");
     let (admin_tx, admin_rx) = mpsc::channel(COMMAND_QUEUE);
     crate::admin::serve(
@@ -128,6 +132,9 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             };
             metrics::counter!("tandem_shard_steered_total", "by" => "call_id").absolute(steered);
             metrics::counter!("tandem_shard_steered_total", "by" => "default").absolute(unparsed);
+            if let Some(hep) = &hep_counters {
+                crate::metrics::hep(&hep.snapshot());
+            }
         }
     });
     let mut panicked = crate::server::exit_on_any_panic();
@@ -136,8 +143,9 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     }
     let all_done = futures::future::join_all(handles.into_iter().map(|h| h.done));
     tokio::pin!(all_done);
-    tokio::select! {
-        _ = &mut all_done => {}
+    // Whether every shard ended (its CDR sink gone with it).
+    let ended = tokio::select! {
+        _ = &mut all_done => true,
         _ = panicked.changed() => {
             let reason = panicked.borrow().clone().unwrap_or_default();
             tracing::error!(%reason, "a task of this node panicked; stopping");
@@ -148,12 +156,17 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             tracing::info!("shutdown requested: every shard refuses new calls; the calls up end by shutdown.drain_s (signal again to stop now)");
             let _ = stop_tx.send(Stop::Drain);
             tokio::select! {
-                _ = &mut all_done => {}
+                _ = &mut all_done => true,
                 _ = crate::server::shutdown_signal() => {
                     tracing::warn!("stopping now, with the calls in progress");
+                    false
                 }
             }
         }
+    };
+    if ended {
+        // Every call's line is in the writer's queue: to the file with it.
+        crate::server::finish_cdrs(cdr_writer).await;
     }
     counts.abort();
     Ok(())
@@ -170,6 +183,11 @@ struct ShardSpec {
     branch_key: sipcore::transaction::BranchKey,
     steering: CallIdSteering,
     stop: watch::Receiver<Stop>,
+    cdr: Option<crate::cdr::CdrSink>,
+    /// The node's calls, for the caps.
+    tally: Arc<tally::CallTally>,
+    /// Shard 0 probes the members; the others follow it.
+    health: health::HealthShare,
 }
 
 /// What a shard reports once its sockets are bound.
@@ -228,7 +246,7 @@ async fn serve_shard(
         local: endpoint.local_addr(),
         heartbeat: heartbeat.clone(),
     }));
-    let engine = Driver::new(
+    let mut engine = Driver::new(
         &spec.config,
         spec.router,
         endpoint.clone(),
@@ -237,7 +255,13 @@ async fn serve_shard(
         spec.branch_key,
     )
     .with_call_id_steering(spec.steering)
+    .with_call_tally(spec.tally)
+    .with_health_share(spec.health)
     .with_heartbeat(heartbeat.clone());
+    if let Some(sink) = spec.cdr {
+        let start_records = spec.config.cdr.as_ref().is_some_and(|c| c.start_records);
+        engine.set_cdr(sink, start_records);
+    }
     let stats = tokio::spawn(shard_stats(spec.shard, endpoint.clone(), heartbeat));
     engine.run(events, spec.stop, None, commands).await;
     stats.abort();
@@ -310,8 +334,12 @@ async fn fan_out(mut admin: mpsc::Receiver<Command>, shards: Vec<mpsc::Sender<Co
                 .await;
                 let _ = reply.send(merge::moves(answers));
             }
+            Command::Overview { reply } => {
+                let answers = ask_all(&shards, |reply| Command::Overview { reply }).await;
+                let _ = reply.send(merge::overview(answers));
+            }
             // The rest are about the node's pair, WANs and registrar
-            // (refused with shards) or the status page: shard 0 answers.
+            // (refused with shards): shard 0 answers.
             other => {
                 if let Some(shard0) = shards.first() {
                     let _ = shard0.send(other).await;

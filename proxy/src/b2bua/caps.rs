@@ -15,8 +15,13 @@ impl Machine {
     /// and the trunk's `max_calls`; else the 503 (with Retry-After) to
     /// answer. A trunk is never banned: it is told to come back later.
     pub(super) fn within_call_caps(&self, source: &str) -> Result<(), Error> {
+        // With shards the caps hold for the node: every shard's calls.
+        let (up, from_source) = match self.store.tally() {
+            Some(node) => (node.total(), node.calls_from(source)),
+            None => (self.store.len(), self.store.calls_from(source)),
+        };
         let total = self.settings.max_calls;
-        if total > 0 && self.store.len() >= total {
+        if total > 0 && up >= total {
             return Err(Error::internal(
                 503,
                 "Service Unavailable",
@@ -24,7 +29,7 @@ impl Machine {
             ));
         }
         if let Some(max) = self.policy.max_calls(source) {
-            if self.store.calls_from(source) >= max {
+            if from_source >= max {
                 return Err(Error::internal(
                     503,
                     "Service Unavailable",

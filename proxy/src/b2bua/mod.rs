@@ -488,6 +488,12 @@ impl Machine {
             .set_id_space(u64::from(steering.shard) + 1, u64::from(steering.shards));
     }
 
+    /// Counts calls against the caps with the other shards' (see
+    /// [`CallTally`](crate::shard::tally::CallTally)).
+    pub fn set_call_tally(&mut self, tally: std::sync::Arc<crate::shard::tally::CallTally>) {
+        self.store.set_tally(tally);
+    }
+
     /// The earliest timer deadline, for the driver to sleep until.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next()

@@ -18,12 +18,14 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use sipcore::message::Message;
 use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::Target;
 
 use super::call::{Call, Leg, LegB};
+use crate::shard::tally::CallTally;
 
 /// What each of our client transactions is for.
 #[derive(Debug, Clone)]
@@ -105,6 +107,9 @@ pub struct CallStore {
     unacked: HashMap<(u64, Leg), u32>,
     /// Calls by source (trunk) name, for the per-trunk call caps.
     per_source: HashMap<String, usize>,
+    /// With shards: the node's count, kept in step with `per_source`
+    /// here, where calls enter and leave (the caps are the node's).
+    tally: Option<Arc<CallTally>>,
     /// Calls changed since the last `take_changed`; None when nothing is
     /// replicated (no cost then).
     changed: Option<HashSet<u64>>,
@@ -180,6 +185,9 @@ impl CallStore {
             .per_source
             .entry(call.a.source_name.clone())
             .or_insert(0) += 1;
+        if let Some(tally) = &self.tally {
+            tally.add(&call.a.source_name);
+        }
         self.calls.insert(id, Box::new(call));
         Ok(())
     }
@@ -196,6 +204,9 @@ impl CallStore {
             if *n == 0 {
                 self.per_source.remove(&call.a.source_name);
             }
+        }
+        if let Some(tally) = &self.tally {
+            tally.remove(&call.a.source_name);
         }
         if self.by_a.get(&call.a.call_id) == Some(&id) {
             self.by_a.remove(&call.a.call_id);
@@ -236,6 +247,20 @@ impl CallStore {
 
     pub fn len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Counts this store's calls in `tally` too, from now on (with the
+    /// calls it holds now).
+    pub fn set_tally(&mut self, tally: Arc<CallTally>) {
+        for call in self.calls.values() {
+            tally.add(&call.a.source_name);
+        }
+        self.tally = Some(tally);
+    }
+
+    /// The node's count, when shards share one.
+    pub fn tally(&self) -> Option<&CallTally> {
+        self.tally.as_deref()
     }
 
     /// Calls from the source (trunk) named `source`.
@@ -389,6 +414,11 @@ impl CallStore {
         self.by_a.clear();
         self.by_b.clear();
         self.per_source.clear();
+        if let Some(tally) = &self.tally {
+            for call in self.calls.values() {
+                tally.remove(&call.a.source_name);
+            }
+        }
         self.unacked.clear();
         self.call_clients.clear();
         self.clients.clear();

@@ -119,6 +119,28 @@ impl Machine {
 
     /// A media server's health as the active node last published it.
     pub fn set_member_health(&mut self, name: &str, up: bool) {
+        self.take_member_health(name, up, "as the active node saw it");
+    }
+
+    /// A media server's health as shard 0's probes found it (with shards
+    /// one shard probes for the node). This shard serves calls, unlike a
+    /// standby: a member found down has its calls here resumed, as if
+    /// this shard's own probes had found it down.
+    pub fn follow_member_health(&mut self, name: &str, up: bool) {
+        let Some(member) = self.dests.find(name) else {
+            return;
+        };
+        let was_up = self
+            .dests
+            .member(member)
+            .is_some_and(|m| m.health == Health::Up);
+        self.take_member_health(name, up, "as shard 0's probes found it");
+        if was_up && !up {
+            self.member_failed(member, "keepalive");
+        }
+    }
+
+    fn take_member_health(&mut self, name: &str, up: bool, why: &str) {
         if let Some(member) = self.dests.find(name).and_then(|i| self.dests.member_mut(i)) {
             let before = member.health;
             member.health = if up { Health::Up } else { Health::Down };
@@ -130,8 +152,7 @@ impl Machine {
                     super::journal::EventKind::MemberDown
                 };
                 let wall = self.wall;
-                self.journal
-                    .member_changed(wall, name, kind, "as the active node saw it");
+                self.journal.member_changed(wall, name, kind, why);
             }
         }
     }

@@ -1652,6 +1652,31 @@ fn calls_beyond_a_trunks_max_calls_get_503_and_an_ended_call_frees_its_place() {
     lab.m.store.check().unwrap();
 }
 
+/// Shards: each machine holds its own calls, but the caps count the
+/// node's (a shared tally): a trunk's one place taken on one shard is
+/// taken for the other too, and freed for both when the call ends.
+#[test]
+fn with_a_shared_tally_a_call_on_one_shard_counts_against_the_caps_on_another() {
+    let tally = std::sync::Arc::new(crate::shard::tally::CallTally::default());
+    let mut shard0 = Lab::with_policy("", |p| Tweaked::capped(p, 1));
+    let mut shard1 = Lab::with_policy("", |p| Tweaked::capped(p, 1));
+    shard0.m.set_call_tally(tally.clone());
+    shard1.m.set_call_tally(tally.clone());
+    shard0.call("c1");
+    assert_eq!(refused(&mut shard1, "c2"), (503, Some("5".into())));
+    let id = shard0.m.store.find("c1").unwrap().0;
+    shard0
+        .m
+        .fail_call(id, 500, "Server Internal Error", None, "test");
+    assert_eq!(tally.total(), 0);
+    shard1.call("c3");
+    assert_eq!((tally.total(), tally.calls_from("carrier")), (1, 1));
+    // limits.max_calls too: shard 0 holds no call, shard 1 one.
+    let _ = shard0.m.out.take();
+    shard0.m.settings.max_calls = 1;
+    assert_eq!(refused(&mut shard0, "c4"), (503, Some("5".into())));
+}
+
 /// The top Via of `msg`: its transport and sent-by.
 fn top_via(msg: &Message) -> String {
     let via = msg.top_via();

@@ -1076,15 +1076,20 @@ fn shards_are_checked_and_refused_where_not_yet_shared() {
         Err("tandem.toml: key `sip.shards`: 0 is not between 1 and 64".into())
     );
     assert!(shards("65", "").is_err());
+    // Shared across shards now: the call caps and the CDR file.
     let text = EXAMPLE
         .replace("#shards = 2", "shards = 2")
         .replace("max_calls = 0 ", "max_calls = 10 ");
-    assert_eq!(
-        parse(&text).unwrap_err().to_string(),
-        "tandem.toml: key `sip.shards`: sip.shards > 1 is not yet supported with limits.max_calls"
+    assert_eq!(parse(&text).map(|c| c.limits.max_calls).ok(), Some(10));
+    assert_eq!(shards("2", "\n[cdr]\npath = \"/tmp/x.jsonl\"\n"), Ok(2));
+    // Still one state for the node: refused, the error naming the key.
+    let registrar =
+        "\n[registrar]\ndomains = [\"example.com\"]\ncredentials_file = \"/tmp/none\"\n";
+    let err = shards("2", registrar).unwrap_err();
+    assert!(
+        err.starts_with("tandem.toml: key `sip.shards`:") && err.ends_with("[registrar]"),
+        "{err}"
     );
-    let err = shards("2", "\n[cdr]\npath = \"/tmp/x.jsonl\"\n").unwrap_err();
-    assert!(err.ends_with("not yet supported with [cdr]"), "{err}");
     // One shard: today's behaviour, everything allowed.
     assert!(shards("1", "\n[cdr]\npath = \"/tmp/x.jsonl\"\n").is_ok());
 }

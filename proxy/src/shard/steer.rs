@@ -16,6 +16,14 @@ use aya::maps::{Array, ReusePortSockArray};
 use aya::programs::SkReuseport;
 use aya::Ebpf;
 
+use crate::error::Error;
+
+/// A steering failure: Tandem's own side (no program, no privilege), and
+/// what a caller would get were one waiting: 503.
+fn steering_error(detail: String) -> Error {
+    Error::internal(503, "Service Unavailable", detail)
+}
+
 /// The program, built by build.rs (empty when clang was missing).
 static STEER_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.o"));
 
@@ -112,12 +120,16 @@ pub struct Steering {
 
 impl Steering {
     /// Loads the program for `shards` shards with hash `key`.
-    pub fn load(key: u64, shards: u32) -> anyhow::Result<Steering> {
+    pub fn load(key: u64, shards: u32) -> Result<Steering, Error> {
         if STEER_OBJECT.is_empty() {
-            anyhow::bail!("this build has no steering program (clang was missing at build time)");
+            return Err(steering_error(
+                "this build has no steering program (clang was missing at build time)".into(),
+            ));
         }
         let load = |e: &dyn std::fmt::Display| {
-            anyhow::anyhow!("loading the steering program (needs CAP_BPF or root): {e}")
+            steering_error(format!(
+                "loading the steering program (needs CAP_BPF or root): {e}"
+            ))
         };
         let mut ebpf = Ebpf::load(STEER_OBJECT).map_err(|e| load(&e))?;
         {
@@ -141,13 +153,13 @@ impl Steering {
 
     /// Shard `shard`'s UDP socket: into the program's socket array; shard
     /// 0's also gets the program (for the whole reuseport group).
-    pub fn add_udp(&mut self, shard: u32, socket: BorrowedFd<'_>) -> anyhow::Result<()> {
+    pub fn add_udp(&mut self, shard: u32, socket: BorrowedFd<'_>) -> Result<(), Error> {
         self.add(shard, socket, "udp_sockets", "steer_udp", shard)
     }
 
     /// Shard 0's TCP listener takes every connection; the others' are
     /// never chosen.
-    pub fn add_tcp(&mut self, shard: u32, socket: BorrowedFd<'_>) -> anyhow::Result<()> {
+    pub fn add_tcp(&mut self, shard: u32, socket: BorrowedFd<'_>) -> Result<(), Error> {
         if shard != 0 {
             return Ok(());
         }
@@ -161,9 +173,10 @@ impl Steering {
         map: &str,
         program: &str,
         index: u32,
-    ) -> anyhow::Result<()> {
-        let failed =
-            |e: &dyn std::fmt::Display| anyhow::anyhow!("registering shard {shard}'s socket: {e}");
+    ) -> Result<(), Error> {
+        let failed = |e: &dyn std::fmt::Display| {
+            steering_error(format!("registering shard {shard}'s socket: {e}"))
+        };
         let sockets = self
             .ebpf
             .map_mut(map)

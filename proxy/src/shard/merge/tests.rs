@@ -44,3 +44,43 @@ fn moves_add_up() {
     assert_eq!((total.scheduled, total.not_answered), (5, 2));
     assert!(first::<bool>(Vec::new()).is_err());
 }
+
+#[test]
+fn the_status_page_adds_every_shards_calls_and_events_to_shard_0s_view() {
+    let shard0 = r#"{"at_ms":10,"calls":{"active":2,"per_group":{"default":2},"per_trunk":{"carrier":2}},
+        "groups":[{"name":"default","calls":2,"members":[{"name":"ms1","state":"down","calls":2}]}],
+        "last_hour":{"resumed":1,"resume_failures":0,"takeovers":0},
+        "events":[{"at":9,"kind":"member_down","subject":"ms1"},{"at":5,"kind":"config_reloaded","subject":"node"}]}"#;
+    let shard1 = r#"{"at_ms":10,"calls":{"active":3,"per_group":{"default":3},"per_trunk":{"carrier":1,"pbx":2}},
+        "groups":[{"name":"default","calls":3,"members":[{"name":"ms1","state":"up","calls":3}]}],
+        "last_hour":{"resumed":2,"resume_failures":1,"takeovers":0},
+        "events":[{"at":9,"kind":"member_down","subject":"ms1"},{"at":7,"kind":"call_resumed","subject":"ms1"}]}"#;
+    let merged: Value =
+        serde_json::from_str(&overview(vec![shard0.to_owned(), shard1.to_owned()])).unwrap();
+    assert_eq!(merged["calls"]["active"], 5);
+    assert_eq!(merged["calls"]["per_group"]["default"], 5);
+    assert_eq!(merged["calls"]["per_trunk"]["carrier"], 3);
+    assert_eq!(merged["calls"]["per_trunk"]["pbx"], 2);
+    assert_eq!(merged["groups"][0]["calls"], 5);
+    assert_eq!(merged["groups"][0]["members"][0]["calls"], 5);
+    // The member's state is shard 0's: it probes.
+    assert_eq!(merged["groups"][0]["members"][0]["state"], "down");
+    assert_eq!(merged["last_hour"]["resumed"], 3);
+    assert_eq!(merged["last_hour"]["resume_failures"], 1);
+    // Newest first; shard 1's copy of the member's change left out.
+    let events: Vec<(u64, &str)> = merged["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["at"].as_u64().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (9, "member_down"),
+            (7, "call_resumed"),
+            (5, "config_reloaded")
+        ]
+    );
+    assert_eq!(overview(vec!["not json".into()]), "{}");
+}
