@@ -10,7 +10,7 @@ use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::Target;
 
-use super::call::{Call, CallState, Forking, Leg, LegA, LegB};
+use super::call::{push_exact, Call, CallState, Forking, Leg, LegA, LegB};
 use super::register::Caller;
 use super::{
     member_transport, without_body, Action, ClientRole, Machine, Route, SdpRole, TimerEvent,
@@ -165,7 +165,7 @@ impl Machine {
                 call_id: invite.call_id().to_owned(),
                 local_tag: self.tokens.token(12),
                 invite: invite.clone(),
-                invite_key: Some(key.clone()),
+                invite_key: Some(Box::new(key.clone())),
                 source_name,
                 transport: source.transport,
                 source: source.addr,
@@ -544,7 +544,7 @@ impl Machine {
         if let Some(offer) = offer {
             call.set_b_local_sdp(offer);
         }
-        call.servers.push((m.name.clone(), self.wall));
+        push_exact(&mut call.servers, (m.name.clone(), self.wall));
         call.history.tried(&m.name, self.wall);
         if let Some(m) = self.dests.member_mut(member) {
             m.active_calls += 1;
@@ -856,7 +856,7 @@ impl Machine {
                 TimerEvent::Retransmit2xx {
                     call: id,
                     leg: Leg::A,
-                    key,
+                    key: *key,
                     response: Box::new(msg),
                     interval: t1,
                     give_up: now + 64 * t1,
