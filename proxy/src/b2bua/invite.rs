@@ -13,7 +13,8 @@ use sipcore::transport::Target;
 use super::call::{push_exact, Call, CallState, Forking, Leg, LegA, LegB};
 use super::register::Caller;
 use super::{
-    member_transport, without_body, Action, ClientRole, Machine, Route, SdpRole, TimerEvent,
+    kept_leg_b_invite, member_transport, without_body, Action, ClientRole, Machine, Route, SdpRole,
+    TimerEvent,
 };
 use crate::error::Error;
 use crate::media::is_sdp;
@@ -512,9 +513,9 @@ impl Machine {
             target,
             ClientRole::LegBInvite { call: id },
         );
-        // Kept for CANCEL, the dialog and failover: headers only (the
+        // Kept for CANCEL and the dialog: the headers they use only (the
         // offer is kept once, in `offer` / `b_local_sdp`).
-        let b_invite = without_body(&b_invite);
+        let b_invite = kept_leg_b_invite(&b_invite);
         let timeout = self.settings.member_answer_timeout;
         let Some(call) = self.store.get_mut(id) else {
             return false;

@@ -117,7 +117,7 @@ impl Machine {
             group: usize::MAX,
             member: usize::MAX,
             tried: Vec::new(),
-            invite: super::without_body(&invite),
+            invite: super::kept_leg_b_invite(&invite),
             invite_key: Some(key.clone()),
             dialog: None,
             provisional: false,

@@ -1011,6 +1011,26 @@ impl Tokens {
     }
 }
 
+/// What a call keeps of the INVITE it sent on a leg B: what that leg's
+/// CANCEL ([`in_dialog::cancel_for`]), its dialog
+/// (`Dialog::from_uac_response`) and the CSeq of its ACK are made of —
+/// the Request-URI, top Via, From, To, Call-ID and CSeq — and nothing
+/// else. A held call keeps it for its whole life; the rest of the INVITE
+/// (Contact, carried headers, Supported, …) was about half of it. A
+/// message the builder refuses is kept without its body.
+fn kept_leg_b_invite(invite: &Message) -> Message {
+    let uri = invite.request_uri_str().unwrap_or_default();
+    sipcore::message::RequestBuilder::new(&Method::Invite, uri)
+        .header("Via", invite.top_via().raw)
+        .header("From", invite.header("From").unwrap_or_default())
+        .header("To", invite.header("To").unwrap_or_default())
+        .header("Call-ID", invite.call_id())
+        .header("CSeq", invite.header("CSeq").unwrap_or_default())
+        .build_message()
+        .map(|m| m.compact())
+        .unwrap_or_else(|_| without_body(invite))
+}
+
 /// A copy of a message without its body (and Content-Type): what a call
 /// keeps of an INVITE whose SDP it holds elsewhere.
 fn without_body(msg: &Message) -> Message {
