@@ -839,6 +839,9 @@ impl Machine {
             .ok()
         });
         call.a.dialog = a_dialog;
+        // Leg A's responses and dialog are made: keep of its INVITE only
+        // what a later leg B, the CDR and the hash read.
+        call.a.invite = super::kept_answered_leg_a_invite(&call.a.invite, &*self.policy);
         call.state = CallState::Answered;
         let now = self.wall;
         call.answered_at = Some(now);
