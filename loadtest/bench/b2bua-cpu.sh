@@ -33,6 +33,7 @@
 # UDP receive-buffer errors in /proc/net/snmp.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. loadtest/bench/lib/tandem-config.sh
 RATE=${1:-400}
 SECS=${2:-30}
 HOLD_CALLS=${HOLD_CALLS:-0}
@@ -62,31 +63,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT INT TERM
 
 SIP=25060 MS=25070 ADMIN=29090
-cat >"$dir/tandem.toml" <<TOML
-[sip]
-listen = ["127.0.0.1:$SIP"]
-udp_recv_buffer = 8388608
-$shards_line
-[admin]
-listen = "127.0.0.1:$ADMIN"
-[media]
-ip = "127.0.0.1"
-port_min = 30000
-port_max = 59999
-workers = 1
-[calls]
-media_timeout_s = 0
-[[trunk]]
-name = "bench"
-networks = ["127.0.0.0/8"]
-[pool]
-strategy = "round-robin"
-[[pool.member]]
-name = "uas"
-address = "127.0.0.1:$MS"
-[limits]
-$LIMITS
-TOML
+write_tandem_config "$dir/tandem.toml" $SIP $MS $ADMIN "$shards_line" "$LIMITS"
 
 taskset -c 1 sipp -sn uas -i 127.0.0.1 -p $MS -aa -nostdin -buff_size 8388608 >"$dir/uas.log" 2>&1 &
 pids+=($!)

@@ -299,15 +299,15 @@ impl MediaRelay {
             id,
             state: state.clone(),
             sockets: [a_rtp, a_rtcp, b_rtp, b_rtcp],
-            local: [
-                info.side_a.rtp_addr(),
-                info.side_a.rtcp_addr(),
-                info.side_b.rtp_addr(),
-                info.side_b.rtcp_addr(),
+            local_ips: [info.side_a.ip, info.side_b.ip],
+            local_ports: [
+                info.side_a.rtp_port,
+                info.side_a.rtcp_port,
+                info.side_b.rtp_port,
+                info.side_b.rtcp_port,
             ],
             conns: Default::default(),
-            no_conn: [None; 4],
-            ports: [a.port, b.port],
+            no_conn: None,
             pairs: [a.index, b.index],
         };
         if let Err(cmd) = self.workers[worker].send(Command::Add(Box::new(session))) {

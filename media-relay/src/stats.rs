@@ -117,9 +117,17 @@ pub struct StreamRecorder {
     last_transit: Option<u32>,
     epoch: Option<Instant>,
     last_arrival: Option<Instant>,
+    max_gap: Duration,
+    /// Drops and refusals, made at the first one: most streams have none,
+    /// and inline they took 64 bytes of each (two per relay session).
+    mishaps: Option<Box<Mishaps>>,
+}
+
+/// The counts of what went wrong with a stream.
+#[derive(Clone, Debug, Default)]
+struct Mishaps {
     refused: u64,
     last_refused: Option<Instant>,
-    max_gap: Duration,
     drops: [u64; DropReason::COUNT],
 }
 
@@ -145,10 +153,8 @@ impl StreamRecorder {
             last_transit: None,
             epoch: None,
             last_arrival: None,
-            refused: 0,
-            last_refused: None,
             max_gap: Duration::ZERO,
-            drops: [0; DropReason::COUNT],
+            mishaps: None,
         }
     }
 
@@ -195,24 +201,27 @@ impl StreamRecorder {
 
     /// Counts `n` dropped packets.
     pub fn on_drop(&mut self, reason: DropReason, n: u64) {
-        self.drops[reason as usize] += n;
+        self.mishaps.get_or_insert_with(Default::default).drops[reason as usize] += n;
     }
 
     /// The peer refused `n` packets (ICMP port unreachable).
     pub fn on_refused(&mut self, n: u64, now: Instant) {
-        self.refused += n;
-        self.last_refused = Some(now);
+        let m = self.mishaps.get_or_insert_with(Default::default);
+        m.refused += n;
+        m.last_refused = Some(now);
     }
 
     /// The peer changed: its predecessor's refusals say nothing of it
     /// (the count stays, for the session's totals).
     pub fn forget_refused(&mut self) {
-        self.last_refused = None;
+        if let Some(m) = self.mishaps.as_mut() {
+            m.last_refused = None;
+        }
     }
 
     /// When the peer last refused a packet.
     pub fn last_refused(&self) -> Option<Instant> {
-        self.last_refused
+        self.mishaps.as_ref().and_then(|m| m.last_refused)
     }
 
     /// Time of the last RTP packet.
@@ -279,6 +288,8 @@ impl StreamRecorder {
     /// Plain-data view; `now` gives `since_last_packet`.
     pub fn snapshot(&self, now: Instant) -> StreamStats {
         let expected = self.prior_expected + self.epoch_expected();
+        let none = Mishaps::default();
+        let mishaps = self.mishaps.as_deref().unwrap_or(&none);
         let received = self.prior_received + self.received;
         StreamStats {
             packets: self.packets,
@@ -293,12 +304,12 @@ impl StreamRecorder {
             jitter_ms: self.jitter * 1000.0 / f64::from(self.clock_rate),
             max_gap: self.max_gap,
             since_last_packet: self.last_arrival.map(|t| now.saturating_duration_since(t)),
-            dropped_wrong_source: self.drops[DropReason::WrongSource as usize],
-            dropped_rejected_source: self.drops[DropReason::RejectedSource as usize],
-            dropped_malformed: self.drops[DropReason::Malformed as usize],
-            dropped_no_destination: self.drops[DropReason::NoDestination as usize],
-            send_errors: self.drops[DropReason::SendError as usize],
-            peer_refused: self.refused,
+            dropped_wrong_source: mishaps.drops[DropReason::WrongSource as usize],
+            dropped_rejected_source: mishaps.drops[DropReason::RejectedSource as usize],
+            dropped_malformed: mishaps.drops[DropReason::Malformed as usize],
+            dropped_no_destination: mishaps.drops[DropReason::NoDestination as usize],
+            send_errors: mishaps.drops[DropReason::SendError as usize],
+            peer_refused: mishaps.refused,
             kernel_packets: 0,
             kernel_bytes: 0,
         }

@@ -143,17 +143,39 @@ pub(crate) struct WorkerSession {
     /// Unconnected sockets of the four ports (an RTCP port of a side that
     /// multiplexes has none).
     pub sockets: [Option<UdpSocket>; 4],
-    /// Their local addresses.
-    pub local: [SocketAddr; 4],
+    /// Their local addresses, as the IP of each side and the four ports
+    /// (see [`WorkerSession::local`]): 42 bytes a session where four
+    /// `SocketAddr`s took 128.
+    pub local_ips: [IpAddr; 2],
+    pub local_ports: [u16; 4],
     /// Connected sockets, per port.
     pub conns: [Option<Conn>; 4],
     /// Peer a connected socket could not be made for, per port (not
-    /// retried for that peer).
-    pub no_conn: [Option<SocketAddr>; 4],
-    /// RTP ports of side A and side B, returned to the pool on removal.
-    pub ports: [u16; 2],
-    /// Pool indexes of those pairs (they name the sockets' tokens).
+    /// retried for that peer). Boxed, made at the first failure: most
+    /// sessions never have one, and inline it took 128 bytes of each.
+    pub no_conn: Option<Box<[Option<SocketAddr>; 4]>>,
+    /// Pool indexes of the two port pairs (they name the sockets' tokens).
     pub pairs: [usize; 2],
+}
+
+impl WorkerSession {
+    /// The local address of port `p` (RTP and RTCP of side A, then of B).
+    pub(crate) fn local(&self, p: usize) -> SocketAddr {
+        SocketAddr::new(self.local_ips[p / 2], self.local_ports[p])
+    }
+
+    /// The RTP ports of side A and side B, returned to the pool on removal.
+    fn ports(&self) -> [u16; 2] {
+        [self.local_ports[0], self.local_ports[2]]
+    }
+
+    fn no_conn(&self, p: usize) -> Option<SocketAddr> {
+        self.no_conn.as_ref().and_then(|n| n[p])
+    }
+
+    fn set_no_conn(&mut self, p: usize, peer: SocketAddr) {
+        self.no_conn.get_or_insert_with(Default::default)[p] = Some(peer);
+    }
 }
 
 pub(crate) enum Command {
@@ -482,11 +504,11 @@ impl Worker {
         let Some(s) = self.slots[slot].take() else {
             return;
         };
+        let ports = s.ports();
         let WorkerSession {
             sockets,
-            local,
+            local_ips,
             mut conns,
-            ports,
             pairs,
             ..
         } = *s;
@@ -508,8 +530,8 @@ impl Worker {
             })
         };
         let mut sides = [
-            parked(a_rtp, a_rtcp, local[0].ip()),
-            parked(b_rtp, b_rtcp, local[2].ip()),
+            parked(a_rtp, a_rtcp, local_ips[0]),
+            parked(b_rtp, b_rtcp, local_ips[1]),
         ];
         let shared = &self.pool;
         let mut close = false;
@@ -608,7 +630,7 @@ impl Worker {
                         continue;
                     }
                     _ => {
-                        tracing::debug!(session = %sess.id, "recv on port {}: {e}", sess.local[p]);
+                        tracing::debug!(session = %sess.id, "recv on port {}: {e}", sess.local(p));
                         return Drained::Done(latched);
                     }
                 },
@@ -714,7 +736,7 @@ impl Worker {
                     drops[DropReason::SendError as usize] += res.failed as u64;
                     lock(&sess.state).stats[rx].on_drop(DropReason::SendError, res.failed as u64);
                     if let Some(e) = res.last_error {
-                        tracing::debug!(session = %sess.id, "send from {} to {dest}: {e}", sess.local[out]);
+                        tracing::debug!(session = %sess.id, "send from {} to {dest}: {e}", sess.local(out));
                     }
                 }
             }
@@ -735,7 +757,7 @@ impl Worker {
             return;
         };
         let current = sess.conns[p].as_ref().map(|c| c.peer);
-        if current == latched || latched.is_none() || sess.no_conn[p] == latched {
+        if current == latched || latched.is_none() || sess.no_conn(p) == latched {
             // Unlatched (by the control side) leaves the old socket in
             // place: it is not used for sending to anyone else, and what it
             // receives is judged like any other packet.
@@ -746,14 +768,14 @@ impl Worker {
             let _ = registry.deregister(&mut old.sock);
         }
         let peer = latched.expect("checked above");
-        match connected_socket(&self.config, sess.local[p], peer) {
+        match connected_socket(&self.config, sess.local(p), peer) {
             Ok(s) => {
                 let mut sock = UdpSocket::from_std(s);
                 let pair = sess.pairs[p / 2];
                 let token = pair_token(pair, 2 + p % 2);
                 if let Err(e) = registry.register(&mut sock, token, Interest::READABLE) {
                     tracing::debug!(session = %sess.id, "cannot register connected socket: {e}");
-                    sess.no_conn[p] = Some(peer);
+                    sess.set_no_conn(p, peer);
                     return;
                 }
                 sess.conns[p] = Some(Conn { sock, peer });
@@ -762,8 +784,8 @@ impl Worker {
                 self.pending.push(pair_token(pair, p % 2).0);
             }
             Err(e) => {
-                tracing::debug!(session = %sess.id, local = %sess.local[p], %peer, "no connected socket: {e}");
-                sess.no_conn[p] = Some(peer);
+                tracing::debug!(session = %sess.id, local = %sess.local(p), %peer, "no connected socket: {e}");
+                sess.set_no_conn(p, peer);
             }
         }
     }

@@ -99,8 +99,10 @@ pub fn rewrite_sdp(info: &SessionInfo, from: Side, body: &[u8]) -> Result<Relaye
         version: VersionChange::Bump,
         streams: &streams,
     };
+    // Boxed to its length: a call keeps the SDP it sent to leg B (for a
+    // resume) as long as it lasts, and `rewrite` leaves room to grow.
     Ok(RelayedSdp {
-        body: Bytes::from(sdp.rewrite(&rewrite)),
+        body: Bytes::from(sdp.rewrite(&rewrite).into_boxed_slice()),
         remote,
         rtcp_mux,
     })

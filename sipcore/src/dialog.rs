@@ -289,12 +289,21 @@ fn first_contact(msg: &Message) -> Result<String, DialogError> {
 }
 
 /// A name-addr in `<uri>` form, with every parameter but the tag kept.
+/// Sized exactly: a dialog keeps the string for its whole life, where
+/// `format!` could leave up to half of it spare.
 fn without_tag(addr: &NameAddr<'_>) -> String {
     let params = params_without_tag(addr.params);
-    match addr.display {
-        Some(d) => format!("{d} <{}>{params}", addr.uri),
-        None => format!("<{}>{params}", addr.uri),
+    let display = addr.display.map_or(0, |d| d.len() + 1);
+    let mut out = String::with_capacity(display + addr.uri.len() + 2 + params.len());
+    if let Some(d) = addr.display {
+        out.push_str(d);
+        out.push(' ');
     }
+    out.push('<');
+    out.push_str(addr.uri);
+    out.push('>');
+    out.push_str(&params);
+    out
 }
 
 fn uri_of(route: &str) -> &str {

@@ -35,7 +35,9 @@ pub struct LegA {
     /// identity and carried headers of any new leg B come from it.
     pub invite: Message,
     /// The INVITE server transaction while it awaits a final response.
-    pub invite_key: Option<ServerKey>,
+    /// Boxed: None once the call is answered, and inline it would cost
+    /// every held call 64 bytes more (serde writes a box as its content).
+    pub invite_key: Option<Box<ServerKey>>,
     /// The name of the source (trunk) the call came from, for CDRs.
     #[serde(default)]
     pub source_name: String,
@@ -70,9 +72,10 @@ pub struct LegB {
     pub ack_pending: bool,
     pub cancel_sent: bool,
     /// Leg B goes to a registered phone (the location service), not to a
-    /// member of a group (`member` is then `usize::MAX`).
+    /// member of a group (`member` is then `usize::MAX`). Boxed: most legs
+    /// B go to a member, and inline it would cost every call its size.
     #[serde(default)]
-    pub phone: Option<PhoneTarget>,
+    pub phone: Option<Box<PhoneTarget>>,
 }
 
 /// A registered contact as the target of a leg B: its URI and the flow it
@@ -198,8 +201,11 @@ pub struct Call {
     /// set, because the media-silence check reads it for every call
     /// twenty times a second.
     pub b_held: bool,
-    /// Set while the call is being moved to another media server.
-    pub resuming: Option<Resuming>,
+    /// Set while the call is being moved to another media server. Boxed:
+    /// a move is rare and short, and inline it would make every call 110
+    /// bytes larger for its whole life (serde writes a box as its content,
+    /// so the replicated record is unchanged).
+    pub resuming: Option<Box<Resuming>>,
     /// How many times the call moved to another media server.
     pub resumes: u32,
     /// How many of those moves the operator asked for (`tandem move`),
@@ -312,6 +318,15 @@ fn push_bounded<T>(list: &mut Vec<T>, entry: T, dropped: &mut u32) {
         list.remove(HISTORY_MAX / 2);
         *dropped = dropped.saturating_add(1);
     }
+    push_exact(list, entry);
+}
+
+/// Pushes without the spare room `Vec::push` leaves (it starts at 4
+/// entries): a call's lists mostly hold one entry for the call's whole
+/// life, and the spare 3 would cost every held call. At most
+/// [`HISTORY_MAX`] entries, so growing one at a time costs little.
+pub(crate) fn push_exact<T>(list: &mut Vec<T>, entry: T) {
+    list.reserve_exact(1);
     list.push(entry);
 }
 

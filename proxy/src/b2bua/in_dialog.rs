@@ -471,7 +471,7 @@ impl Machine {
         let found = invite_key.as_ref().and_then(|ik| {
             let (id, leg) = self.call_of(cancel.call_id())?;
             let call = self.store.get(id)?;
-            (leg == Leg::A && call.a.invite_key.as_ref() == Some(ik)).then_some(id)
+            (leg == Leg::A && call.a.invite_key.as_deref() == Some(ik)).then_some(id)
         });
         let Some(id) = found else {
             self.out

@@ -10,10 +10,11 @@ use sipcore::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use sipcore::transaction::{ClientKey, ServerKey};
 use sipcore::transport::Target;
 
-use super::call::{Call, CallState, Forking, Leg, LegA, LegB};
+use super::call::{push_exact, Call, CallState, Forking, Leg, LegA, LegB};
 use super::register::Caller;
 use super::{
-    member_transport, without_body, Action, ClientRole, Machine, Route, SdpRole, TimerEvent,
+    kept_leg_b_invite, member_transport, without_body, Action, ClientRole, Machine, Route, SdpRole,
+    TimerEvent,
 };
 use crate::error::Error;
 use crate::media::is_sdp;
@@ -165,7 +166,7 @@ impl Machine {
                 call_id: invite.call_id().to_owned(),
                 local_tag: self.tokens.token(12),
                 invite: invite.clone(),
-                invite_key: Some(key.clone()),
+                invite_key: Some(Box::new(key.clone())),
                 source_name,
                 transport: source.transport,
                 source: source.addr,
@@ -512,9 +513,9 @@ impl Machine {
             target,
             ClientRole::LegBInvite { call: id },
         );
-        // Kept for CANCEL, the dialog and failover: headers only (the
+        // Kept for CANCEL and the dialog: the headers they use only (the
         // offer is kept once, in `offer` / `b_local_sdp`).
-        let b_invite = without_body(&b_invite);
+        let b_invite = kept_leg_b_invite(&b_invite);
         let timeout = self.settings.member_answer_timeout;
         let Some(call) = self.store.get_mut(id) else {
             return false;
@@ -544,7 +545,7 @@ impl Machine {
         if let Some(offer) = offer {
             call.set_b_local_sdp(offer);
         }
-        call.servers.push((m.name.clone(), self.wall));
+        push_exact(&mut call.servers, (m.name.clone(), self.wall));
         call.history.tried(&m.name, self.wall);
         if let Some(m) = self.dests.member_mut(member) {
             m.active_calls += 1;
@@ -838,6 +839,9 @@ impl Machine {
             .ok()
         });
         call.a.dialog = a_dialog;
+        // Leg A's responses and dialog are made: keep of its INVITE only
+        // what a later leg B, the CDR and the hash read.
+        call.a.invite = super::kept_answered_leg_a_invite(&call.a.invite, &*self.policy);
         call.state = CallState::Answered;
         let now = self.wall;
         call.answered_at = Some(now);
@@ -856,7 +860,7 @@ impl Machine {
                 TimerEvent::Retransmit2xx {
                     call: id,
                     leg: Leg::A,
-                    key,
+                    key: *key,
                     response: Box::new(msg),
                     interval: t1,
                     give_up: now + 64 * t1,

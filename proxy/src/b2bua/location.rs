@@ -13,7 +13,7 @@ use media_relay::Side;
 use sipcore::message::Message;
 use sipcore::transaction::ClientKey;
 
-use super::call::{CallState, LegB, PhoneTarget};
+use super::call::{push_exact, CallState, LegB, PhoneTarget};
 use super::in_dialog::cancel_for;
 use super::{ClientRole, Machine, TimerEvent};
 use crate::config::ForkMode;
@@ -117,13 +117,13 @@ impl Machine {
             group: usize::MAX,
             member: usize::MAX,
             tried: Vec::new(),
-            invite: super::without_body(&invite),
+            invite: super::kept_leg_b_invite(&invite),
             invite_key: Some(key.clone()),
             dialog: None,
             provisional: false,
             ack_pending: false,
             cancel_sent: false,
-            phone: Some(phone),
+            phone: Some(Box::new(phone)),
         };
         let Some(f) = self.store.get_mut(id).and_then(|c| c.forking.as_mut()) else {
             return;
@@ -272,7 +272,7 @@ impl Machine {
             .as_ref()
             .map_or_else(String::new, |p| format!("phone:{}", p.aor));
         call.history.tried(&name, self.wall);
-        call.servers.push((name, self.wall));
+        push_exact(&mut call.servers, (name, self.wall));
         if let Some(offer) = call.offer.clone() {
             call.set_b_local_sdp(offer);
         }
@@ -337,7 +337,7 @@ impl Machine {
         }
         leg.cancel_sent = true;
         let bytes = cancel_for(&leg.invite);
-        let Some(target) = leg.phone.as_ref().map(PhoneTarget::target) else {
+        let Some(target) = leg.phone.as_deref().map(PhoneTarget::target) else {
             return;
         };
         self.send_request(bytes, target, ClientRole::Own);

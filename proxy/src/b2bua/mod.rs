@@ -1017,6 +1017,69 @@ impl Tokens {
     }
 }
 
+/// What a call keeps of the INVITE it sent on a leg B: what that leg's
+/// CANCEL ([`in_dialog::cancel_for`]), its dialog
+/// (`Dialog::from_uac_response`) and the CSeq of its ACK are made of —
+/// the Request-URI, top Via, From, To, Call-ID and CSeq — and nothing
+/// else. A held call keeps it for its whole life; the rest of the INVITE
+/// (Contact, carried headers, Supported, …) was about half of it. A
+/// message the builder refuses is kept without its body.
+fn kept_leg_b_invite(invite: &Message) -> Message {
+    let uri = invite.request_uri_str().unwrap_or_default();
+    sipcore::message::RequestBuilder::new(&Method::Invite, uri)
+        .header("Via", invite.top_via().raw)
+        .header("From", invite.header("From").unwrap_or_default())
+        .header("To", invite.header("To").unwrap_or_default())
+        .header("Call-ID", invite.call_id())
+        .header("CSeq", invite.header("CSeq").unwrap_or_default())
+        .build_message()
+        .map(|m| m.compact())
+        .unwrap_or_else(|_| without_body(invite))
+}
+
+/// What an answered call keeps of leg A's INVITE: what can still read it
+/// once leg A's 2xx is sent and its dialog made. That is a new leg B
+/// (`send_leg_b_invite`, after a move or a resume: From, To, Max-Forwards,
+/// Supported/Require, Session-Expires, Min-SE, the carried headers and a
+/// body that is not SDP), the hash strategies and the CDR (From, To,
+/// Call-ID) and its CSeq. Its Vias below the top one, Contact and
+/// Record-Route (read only by leg A's responses and dialog, both made by
+/// then), and the headers nobody reads again, go: a held call keeps this
+/// for its whole life. A message the builder refuses is kept whole.
+fn kept_answered_leg_a_invite(invite: &Message, policy: &dyn Policy) -> Message {
+    use sipcore::message::HeaderName as H;
+    let uri = invite.request_uri_str().unwrap_or_default();
+    // A request is not a message without a Via: the top one stays.
+    let mut req = sipcore::message::RequestBuilder::new(&Method::Invite, uri)
+        .header("Via", invite.top_via().raw);
+    for (name, value) in invite.iter_headers() {
+        let read_later = matches!(
+            H::classify(name),
+            H::From
+                | H::To
+                | H::CallId
+                | H::CSeq
+                | H::MaxForwards
+                | H::Supported
+                | H::Require
+                | H::SessionExpires
+                | H::MinSe
+        );
+        if read_later || policy.carried(name) {
+            req = req.header(name, value);
+        }
+    }
+    if !invite.body().is_empty() {
+        req = req.body(
+            invite.content_type().unwrap_or("application/octet-stream"),
+            invite.body_bytes(),
+        );
+    }
+    req.build_message()
+        .map(|m| m.compact())
+        .unwrap_or_else(|_| invite.clone())
+}
+
 /// A copy of a message without its body (and Content-Type): what a call
 /// keeps of an INVITE whose SDP it holds elsewhere.
 fn without_body(msg: &Message) -> Message {

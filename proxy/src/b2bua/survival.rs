@@ -147,7 +147,7 @@ impl Machine {
             return;
         }
         let from = call.b.member;
-        call.resuming = Some(Resuming {
+        call.resuming = Some(Box::new(Resuming {
             from,
             reason: reason.to_owned(),
             detected_at: self.wall,
@@ -156,7 +156,7 @@ impl Machine {
             planned: false,
             to: None,
             detected: self.now,
-        });
+        }));
         self.release_leg_b(id);
         self.survival.queue.push_back(id);
     }
@@ -174,7 +174,7 @@ impl Machine {
             return false;
         }
         let from = call.b.member;
-        call.resuming = Some(Resuming {
+        call.resuming = Some(Box::new(Resuming {
             from,
             reason: "moved by the operator".to_owned(),
             detected_at: self.wall,
@@ -183,7 +183,7 @@ impl Machine {
             planned: true,
             to,
             detected: self.now,
-        });
+        }));
         self.release_leg_b(id);
         self.survival.queue.push_back(id);
         true

@@ -63,7 +63,7 @@ impl Machine {
                 };
                 self.out
                     .adopted
-                    .insert(key, response_target(&call.a.invite, source));
+                    .insert(*key, response_target(&call.a.invite, source));
             }
             // Not marked changed: the node's journal starts from this same
             // copy, and re-sending 500 calls at the moment of a takeover

@@ -2892,3 +2892,55 @@ fn a_new_calls_relay_session_starts_with_the_sockets_leg_as_offer_needs() {
     );
     assert_eq!(created(&lab), [true]);
 }
+
+/// A held call keeps of the INVITE it sent on leg B only what that leg's
+/// CANCEL and dialog are made of (issue 15, memory per held call).
+#[test]
+fn a_call_keeps_only_what_cancel_and_the_dialog_need_of_leg_b_invite() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    let (id, _) = lab.m.store.find("c1").unwrap();
+    let kept = &lab.m.store.get(id).unwrap().b.invite;
+    let names: Vec<&str> = kept.iter_headers().map(|(name, _)| name).collect();
+    assert_eq!(
+        names,
+        [
+            "Via",
+            "From",
+            "To",
+            "Call-ID",
+            "CSeq",
+            "Max-Forwards",
+            "Content-Length"
+        ]
+    );
+    assert!(kept.body().is_empty());
+    assert_eq!(kept.method(), Some(&Method::Invite));
+}
+
+#[test]
+fn an_answered_call_keeps_only_what_a_later_leg_b_and_the_cdr_need_of_leg_a_invite() {
+    let mut lab = Lab::new();
+    lab.answered_call("c1");
+    let (id, _) = lab.m.store.find("c1").unwrap();
+    let call = lab.m.store.get(id).unwrap();
+    let kept = &call.a.invite;
+    let names: Vec<&str> = kept.iter_headers().map(|(name, _)| name).collect();
+    // Contact, lower Vias and the rest of leg A's INVITE went with its 2xx.
+    assert_eq!(
+        names,
+        [
+            "Via",
+            "Max-Forwards",
+            "From",
+            "To",
+            "Call-ID",
+            "CSeq",
+            "Content-Length"
+        ]
+    );
+    assert!(kept.body().is_empty());
+    assert_eq!(kept.method(), Some(&Method::Invite));
+    assert_eq!(kept.call_id(), call.a.call_id);
+    assert!(call.a.dialog.is_some());
+}

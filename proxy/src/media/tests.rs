@@ -88,3 +88,24 @@ m=audio 16000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n{crypto_b}\r\n"
     assert!(to_a.contains(&format!("{crypto_b}\r\n")), "{to_a}");
     assert!(!to_a.contains("127.0.0.50"), "{to_a}");
 }
+
+/// A call keeps the SDP it relayed to leg B for its whole life (to offer
+/// a new media server the same on a resume): no room to grow is kept
+/// with it (issue 15, memory per held call).
+#[test]
+fn a_relayed_sdp_is_kept_without_spare_room() {
+    let local = |rtp_port| media_relay::LocalPorts {
+        ip: "127.0.0.1".parse().unwrap(),
+        rtp_port,
+        rtcp_port: rtp_port + 1,
+    };
+    let info = SessionInfo {
+        id: media_relay::SessionId(1),
+        side_a: local(30000),
+        side_b: local(30002),
+    };
+    let relayed = rewrite_sdp(&info, Side::A, OFFER.as_bytes()).unwrap();
+    let len = relayed.body.len();
+    let kept = relayed.body.try_into_mut().expect("the only handle");
+    assert_eq!(kept.capacity(), len);
+}

@@ -179,3 +179,15 @@ fn raise_local_seq_never_lowers() {
     .unwrap();
     assert_eq!(bye.cseq().seq, 1001);
 }
+
+/// A dialog lives as long as its call: its strings carry no spare room
+/// (issue 15, memory per held call).
+#[test]
+fn a_dialog_keeps_its_addresses_without_spare_room() {
+    let d = Dialog::from_uas_request(&invite(), "tag9", "<sip:me@host>", DialogState::Confirmed)
+        .expect("dialog");
+    for s in [&d.local_uri, &d.remote_uri] {
+        assert_eq!(s.capacity(), s.len(), "{s:?}");
+    }
+    assert_eq!(d.remote_uri, "\"Alice\" <sip:alice@atlanta.example.com>");
+}

@@ -267,3 +267,31 @@ proptest! {
         }
     }
 }
+
+/// The store keeps every call's record for the call's whole life, so its
+/// size is a part of what each held call costs (issue 15: 4 KiB a call in
+/// all). Was 1,768 bytes; the parts only used while a call is set up or
+/// moved, or for calls to phones, are boxed.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_call_record_keeps_rare_parts_out_of_line() {
+    use crate::b2bua::call::Call;
+    let size = std::mem::size_of::<Call>();
+    assert!(size <= 1472, "a Call is {size} bytes");
+}
+
+/// A call's history and server list hold one entry for most of its life:
+/// no room kept for three more (`Vec::push` starts at four).
+#[test]
+fn a_first_history_entry_takes_no_spare_room() {
+    let mut call = call(1, "a1", "b1");
+    call.history.tried("uas", 1);
+    crate::b2bua::call::push_exact(&mut call.servers, ("uas".to_owned(), 1));
+    assert_eq!(call.history.members.capacity(), 1);
+    assert_eq!(call.servers.capacity(), 1);
+    for at in 2..40 {
+        call.history.tried("uas", at);
+    }
+    assert_eq!(call.history.members.len(), crate::b2bua::call::HISTORY_MAX);
+    assert!(call.history.members.capacity() <= crate::b2bua::call::HISTORY_MAX + 1);
+}
