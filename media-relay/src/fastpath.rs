@@ -108,7 +108,7 @@ pub(crate) fn desired(st: &SessionState, rx: Side) -> Option<(FlowKey, Route)> {
         return None;
     }
     let local = v4(from.local.rtp_addr())?;
-    let peer = v4(from.latched_rtp?)?;
+    let peer = v4(from.latched_rtp.get()?)?;
     let out_src = v4(to.local.rtp_addr())?;
     let out_dst = v4(to.rtp_destination()?)?;
     let key = FlowKey {

@@ -299,13 +299,6 @@ impl MediaRelay {
             id,
             state: state.clone(),
             sockets: [a_rtp, a_rtcp, b_rtp, b_rtcp],
-            local_ips: [info.side_a.ip, info.side_b.ip],
-            local_ports: [
-                info.side_a.rtp_port,
-                info.side_a.rtcp_port,
-                info.side_b.rtp_port,
-                info.side_b.rtcp_port,
-            ],
             conns: Default::default(),
             no_conn: None,
             pairs: [a.index, b.index],

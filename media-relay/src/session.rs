@@ -5,7 +5,7 @@
 //! per datagram of a received batch.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -179,6 +179,113 @@ impl SideState {
         }
     }
 
+    /// Where RTP toward this side goes.
+    pub fn rtp_destination(&self) -> Option<SocketAddr> {
+        LiveSide::from(self).rtp_destination()
+    }
+
+    /// Where RTCP toward this side goes: with rtcp-mux the RTP destination,
+    /// else the latched RTCP source, else the SDP RTCP address, else the RTP
+    /// destination's port + 1.
+    pub fn rtcp_destination(&self) -> Option<SocketAddr> {
+        LiveSide::from(self).rtcp_destination()
+    }
+}
+
+/// A peer address as a live session keeps it: an IPv4 address (nearly
+/// every peer) inline in 8 bytes, an IPv6 one boxed whole (flow label and
+/// scope kept). 16 bytes where an `Option<SocketAddr>` takes 32: a side
+/// keeps four, a session two sides, for a held call's whole life.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Peer {
+    #[default]
+    None,
+    V4(SocketAddrV4),
+    V6(Box<SocketAddrV6>),
+}
+
+impl Peer {
+    pub(crate) fn get(&self) -> Option<SocketAddr> {
+        match self {
+            Peer::None => None,
+            Peer::V4(a) => Some(SocketAddr::V4(*a)),
+            Peer::V6(a) => Some(SocketAddr::V6(**a)),
+        }
+    }
+}
+
+impl From<Option<SocketAddr>> for Peer {
+    fn from(a: Option<SocketAddr>) -> Peer {
+        match a {
+            None => Peer::None,
+            Some(SocketAddr::V4(a)) => Peer::V4(a),
+            Some(SocketAddr::V6(a)) => Peer::V6(Box::new(a)),
+        }
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(a: SocketAddr) -> Peer {
+        Peer::from(Some(a))
+    }
+}
+
+impl PartialEq<Option<SocketAddr>> for Peer {
+    fn eq(&self, other: &Option<SocketAddr>) -> bool {
+        self.get() == *other
+    }
+}
+
+/// A side as a live session keeps it: the data of [`SideState`] (the
+/// public, snapshot form, unchanged) in a compact form, 128 bytes where
+/// `SideState` takes 200 (see [`Peer`]; the refused sources, nearly
+/// always none, as a slice without spare room).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LiveSide {
+    pub local: LocalPorts,
+    pub remote_rtp: Peer,
+    pub remote_rtcp: Peer,
+    pub latched_rtp: Peer,
+    pub latched_rtcp: Peer,
+    pub latched_ssrc: Option<u32>,
+    pub refused_sources: Box<[SocketAddr]>,
+    pub signalling_ip: Option<IpAddr>,
+    pub rtcp_mux: bool,
+}
+
+impl From<&SideState> for LiveSide {
+    fn from(s: &SideState) -> LiveSide {
+        LiveSide {
+            local: s.local,
+            remote_rtp: s.remote_rtp.into(),
+            remote_rtcp: s.remote_rtcp.into(),
+            latched_rtp: s.latched_rtp.into(),
+            latched_rtcp: s.latched_rtcp.into(),
+            latched_ssrc: s.latched_ssrc,
+            refused_sources: s.refused_sources.as_slice().into(),
+            signalling_ip: s.signalling_ip,
+            rtcp_mux: s.rtcp_mux,
+        }
+    }
+}
+
+impl From<&LiveSide> for SideState {
+    fn from(s: &LiveSide) -> SideState {
+        SideState {
+            local: s.local,
+            remote_rtp: s.remote_rtp.get(),
+            remote_rtcp: s.remote_rtcp.get(),
+            latched_rtp: s.latched_rtp.get(),
+            latched_rtcp: s.latched_rtcp.get(),
+            latched_ssrc: s.latched_ssrc,
+            refused_sources: s.refused_sources.to_vec(),
+            signalling_ip: s.signalling_ip,
+            rtcp_mux: s.rtcp_mux,
+        }
+    }
+}
+
+impl LiveSide {
     /// Whether a packet from `src` on `port` may latch this side (or
     /// re-latch it) under `mode`, from what the signalling said: the SDP
     /// address, the SIP source IP, and the sources refused after a move.
@@ -191,7 +298,7 @@ impl SideState {
             Latching::Any => true,
             Latching::Strict => {
                 let signalled = match port {
-                    Port::Rtp => self.remote_rtp,
+                    Port::Rtp => self.remote_rtp.get(),
                     Port::Rtcp => self.sdp_rtcp(),
                 };
                 signalled.is_some_and(|a| same_addr(a, src))
@@ -199,8 +306,8 @@ impl SideState {
             Latching::SignalledIp => {
                 let ip = src.ip().to_canonical();
                 let same = |a: Option<IpAddr>| a.is_some_and(|a| a.to_canonical() == ip);
-                same(self.remote_rtp.map(|a| a.ip()))
-                    || same(self.remote_rtcp.map(|a| a.ip()))
+                same(self.remote_rtp.get().map(|a| a.ip()))
+                    || same(self.remote_rtcp.get().map(|a| a.ip()))
                     || same(self.signalling_ip)
             }
         }
@@ -208,8 +315,8 @@ impl SideState {
 
     /// The RTCP address the SDP gives: `a=rtcp`, else RTP port + 1.
     fn sdp_rtcp(&self) -> Option<SocketAddr> {
-        self.remote_rtcp.or_else(|| {
-            self.remote_rtp.map(|mut a| {
+        self.remote_rtcp.get().or_else(|| {
+            self.remote_rtp.get().map(|mut a| {
                 a.set_port(a.port().wrapping_add(1));
                 a
             })
@@ -217,28 +324,31 @@ impl SideState {
     }
 
     /// Where RTP toward this side goes.
-    pub fn rtp_destination(&self) -> Option<SocketAddr> {
-        self.latched_rtp.or(self.remote_rtp)
+    pub(crate) fn rtp_destination(&self) -> Option<SocketAddr> {
+        self.latched_rtp.get().or(self.remote_rtp.get())
     }
 
     /// Where RTCP toward this side goes: with rtcp-mux the RTP destination,
     /// else the latched RTCP source, else the SDP RTCP address, else the RTP
     /// destination's port + 1.
-    pub fn rtcp_destination(&self) -> Option<SocketAddr> {
+    pub(crate) fn rtcp_destination(&self) -> Option<SocketAddr> {
         if self.rtcp_mux {
             return self.rtp_destination();
         }
-        self.latched_rtcp.or(self.remote_rtcp).or_else(|| {
-            self.rtp_destination().map(|mut a| {
-                a.set_port(a.port().wrapping_add(1));
-                a
+        self.latched_rtcp
+            .get()
+            .or(self.remote_rtcp.get())
+            .or_else(|| {
+                self.rtp_destination().map(|mut a| {
+                    a.set_port(a.port().wrapping_add(1));
+                    a
+                })
             })
-        })
     }
 
     fn unlatch(&mut self) {
-        self.latched_rtp = None;
-        self.latched_rtcp = None;
+        self.latched_rtp = Peer::None;
+        self.latched_rtcp = Peer::None;
         self.latched_ssrc = None;
     }
 }
@@ -308,7 +418,7 @@ pub(crate) enum Verdict {
 pub(crate) struct SessionState {
     pub id: SessionId,
     pub options: SessionOptions,
-    pub sides: [SideState; 2],
+    pub sides: [LiveSide; 2],
     /// Indexed by the side the stream is sent toward.
     pub continuity: [ContinuityState; 2],
     /// Indexed by the side the stream is received on.
@@ -329,7 +439,7 @@ impl SessionState {
         SessionState {
             id,
             options,
-            sides: [side_a, side_b],
+            sides: [LiveSide::from(&side_a), LiveSide::from(&side_b)],
             continuity: Default::default(),
             stats: [
                 StreamRecorder::new(options.clock_rate),
@@ -351,7 +461,7 @@ impl SessionState {
     /// session, same local ports); stats are kept.
     pub(crate) fn apply_snapshot(&mut self, s: &SessionSnapshot) {
         self.options = s.options;
-        self.sides = [s.side_a.clone(), s.side_b.clone()];
+        self.sides = [LiveSide::from(&s.side_a), LiveSide::from(&s.side_b)];
         self.continuity = [s.continuity_toward_a.clone(), s.continuity_toward_b.clone()];
         self.upstream_switches = s.upstream_switches;
     }
@@ -360,9 +470,9 @@ impl SessionState {
         SessionSnapshot {
             id: self.id,
             options: self.options,
-            side_a: self.sides[0].clone(),
-            side_b: self.sides[1].clone(),
-            upstream: self.sides[1].remote_rtp,
+            side_a: SideState::from(&self.sides[0]),
+            side_b: SideState::from(&self.sides[1]),
+            upstream: self.sides[1].remote_rtp.get(),
             upstream_switches: self.upstream_switches,
             continuity_toward_a: self.continuity[0].clone(),
             continuity_toward_b: self.continuity[1].clone(),
@@ -390,8 +500,8 @@ impl SessionState {
     pub(crate) fn set_remote(&mut self, side: Side, addr: SocketAddr) {
         let s = &mut self.sides[side.index()];
         if s.remote_rtp != Some(addr) {
-            s.remote_rtp = Some(addr);
-            s.remote_rtcp = None;
+            s.remote_rtp = addr.into();
+            s.remote_rtcp = Peer::None;
             s.unlatch();
             // Refusals were the old peer's.
             self.stats[side.index()].forget_refused();
@@ -402,8 +512,8 @@ impl SessionState {
     pub(crate) fn set_remote_rtcp(&mut self, side: Side, addr: SocketAddr) {
         let s = &mut self.sides[side.index()];
         if s.remote_rtcp != Some(addr) {
-            s.remote_rtcp = Some(addr);
-            s.latched_rtcp = None;
+            s.remote_rtcp = addr.into();
+            s.latched_rtcp = Peer::None;
         }
     }
 
@@ -423,24 +533,26 @@ impl SessionState {
     pub(crate) fn switch_upstream(&mut self, addr: SocketAddr, signalling_ip: Option<IpAddr>) {
         self.stats[Side::B.index()].forget_refused();
         let b = &mut self.sides[Side::B.index()];
-        let mut old = [
-            b.latched_rtp,
-            b.latched_rtcp,
-            b.remote_rtp,
+        let old = [
+            b.latched_rtp.get(),
+            b.latched_rtcp.get(),
+            b.remote_rtp.get(),
             b.rtcp_destination(),
         ];
         let mut rtcp_guess = addr;
         rtcp_guess.set_port(addr.port().wrapping_add(1));
-        for a in old.iter_mut().flatten() {
-            if *a != addr && *a != rtcp_guess && !b.refused_sources.contains(a) {
-                b.refused_sources.push(*a);
+        let mut refused = std::mem::take(&mut b.refused_sources).into_vec();
+        for a in old.into_iter().flatten() {
+            if a != addr && a != rtcp_guess && !refused.contains(&a) {
+                refused.push(a);
             }
         }
-        b.refused_sources.retain(|a| *a != addr && *a != rtcp_guess);
-        let excess = b.refused_sources.len().saturating_sub(MAX_REFUSED);
-        b.refused_sources.drain(..excess);
-        b.remote_rtp = Some(addr);
-        b.remote_rtcp = None;
+        refused.retain(|a| *a != addr && *a != rtcp_guess);
+        let excess = refused.len().saturating_sub(MAX_REFUSED);
+        refused.drain(..excess);
+        b.refused_sources = refused.into_boxed_slice();
+        b.remote_rtp = addr.into();
+        b.remote_rtcp = Peer::None;
         b.signalling_ip = signalling_ip;
         b.unlatch();
         if self.options.continuity {
@@ -453,8 +565,8 @@ impl SessionState {
     pub(crate) fn latched(&self, side: Side, port: Port) -> Option<SocketAddr> {
         let s = &self.sides[side.index()];
         match port {
-            Port::Rtp => s.latched_rtp,
-            Port::Rtcp => s.latched_rtcp,
+            Port::Rtp => s.latched_rtp.get(),
+            Port::Rtcp => s.latched_rtcp.get(),
         }
     }
 
@@ -518,8 +630,8 @@ impl SessionState {
         let relatch = self.options.relatch_on_ssrc_change;
         let s = &mut self.sides[rx];
         let current = match port {
-            Port::Rtp => s.latched_rtp,
-            Port::Rtcp => s.latched_rtcp,
+            Port::Rtp => s.latched_rtp.get(),
+            Port::Rtcp => s.latched_rtcp.get(),
         };
         let refusal = match current {
             Some(l) if l == src => None,
@@ -542,11 +654,11 @@ impl SessionState {
                 Port::Rtp => {
                     if current.is_some() {
                         // Re-latch: the new source's RTCP latches afresh.
-                        s.latched_rtcp = None;
+                        s.latched_rtcp = Peer::None;
                     }
-                    s.latched_rtp = Some(src);
+                    s.latched_rtp = src.into();
                 }
-                Port::Rtcp => s.latched_rtcp = Some(src),
+                Port::Rtcp => s.latched_rtcp = src.into(),
             }
         }
 

@@ -57,7 +57,7 @@ use crate::fastpath::FastPath;
 use crate::pool::PortPool;
 use crate::relay::connected_socket;
 use crate::rtp::{self, Kind};
-use crate::session::{Port, SessionId, SessionState, Side, Verdict};
+use crate::session::{Peer, Port, SessionId, SessionState, Side, Verdict};
 use crate::stats::DropReason;
 use crate::sys::{pin_current_thread, RecvBatch, SendBatch};
 
@@ -111,9 +111,11 @@ fn port_role(i: usize) -> (Side, Port) {
 }
 
 /// A socket connected to the latched peer of one port.
+/// The peer in its compact form: 24 bytes a connection where a
+/// `SocketAddr` made it 36, and every session keeps room for four.
 pub(crate) struct Conn {
     sock: UdpSocket,
-    peer: SocketAddr,
+    peer: Peer,
 }
 
 /// The sockets of a free port pair (RTP, and RTCP unless its last session
@@ -143,11 +145,6 @@ pub(crate) struct WorkerSession {
     /// Unconnected sockets of the four ports (an RTCP port of a side that
     /// multiplexes has none).
     pub sockets: [Option<UdpSocket>; 4],
-    /// Their local addresses, as the IP of each side and the four ports
-    /// (see [`WorkerSession::local`]): 42 bytes a session where four
-    /// `SocketAddr`s took 128.
-    pub local_ips: [IpAddr; 2],
-    pub local_ports: [u16; 4],
     /// Connected sockets, per port.
     pub conns: [Option<Conn>; 4],
     /// Peer a connected socket could not be made for, per port (not
@@ -159,14 +156,16 @@ pub(crate) struct WorkerSession {
 }
 
 impl WorkerSession {
-    /// The local address of port `p` (RTP and RTCP of side A, then of B).
+    /// The local address of port `p` (RTP and RTCP of side A, then of B),
+    /// from the session's state: read when a connected socket is made and
+    /// for a log line, so a copy here (42 bytes a session) is not worth
+    /// keeping. Never called with the state locked.
     pub(crate) fn local(&self, p: usize) -> SocketAddr {
-        SocketAddr::new(self.local_ips[p / 2], self.local_ports[p])
-    }
-
-    /// The RTP ports of side A and side B, returned to the pool on removal.
-    fn ports(&self) -> [u16; 2] {
-        [self.local_ports[0], self.local_ports[2]]
+        let local = lock(&self.state).sides[p / 2].local;
+        match p % 2 {
+            0 => local.rtp_addr(),
+            _ => local.rtcp_addr(),
+        }
     }
 
     fn no_conn(&self, p: usize) -> Option<SocketAddr> {
@@ -504,10 +503,15 @@ impl Worker {
         let Some(s) = self.slots[slot].take() else {
             return;
         };
-        let ports = s.ports();
+        // The RTP ports of side A and side B go back to the pool; the IPs
+        // stay with parked sockets.
+        let (ports, local_ips) = {
+            let st = lock(&s.state);
+            let [a, b] = [st.sides[0].local, st.sides[1].local];
+            ([a.rtp_port, b.rtp_port], [a.ip, b.ip])
+        };
         let WorkerSession {
             sockets,
-            local_ips,
             mut conns,
             pairs,
             ..
@@ -711,7 +715,7 @@ impl Worker {
                 let out = rtp_out + usize::from(out_port == Port::Rtcp);
                 let addr = SockAddr::from(dest);
                 let (via, name) = match (&sess.conns[out], &sess.sockets[out]) {
-                    (Some(c), _) if c.peer == dest => (&c.sock, None),
+                    (Some(c), _) if c.peer == Some(dest) => (&c.sock, None),
                     (_, Some(s)) => (s, Some(&addr)),
                     (_, None) => match &sess.sockets[rtp_out] {
                         Some(s) => (s, Some(&addr)),
@@ -756,7 +760,7 @@ impl Worker {
         let Some(Some(sess)) = self.slots.get_mut(slot) else {
             return;
         };
-        let current = sess.conns[p].as_ref().map(|c| c.peer);
+        let current = sess.conns[p].as_ref().and_then(|c| c.peer.get());
         if current == latched || latched.is_none() || sess.no_conn(p) == latched {
             // Unlatched (by the control side) leaves the old socket in
             // place: it is not used for sending to anyone else, and what it
@@ -778,7 +782,10 @@ impl Worker {
                     sess.set_no_conn(p, peer);
                     return;
                 }
-                sess.conns[p] = Some(Conn { sock, peer });
+                sess.conns[p] = Some(Conn {
+                    sock,
+                    peer: peer.into(),
+                });
                 // Packets that reached the unconnected socket while the
                 // connected one was being set up.
                 self.pending.push(pair_token(pair, p % 2).0);

@@ -9,11 +9,16 @@ use serde::{Deserialize, Serialize};
 use crate::message::{params_without_tag, Message, Method, NameAddr, RequestBuilder};
 
 /// Call-ID + local tag + remote tag (§12).
+///
+/// A dialog's strings are `Box<str>` (and its route set a boxed slice):
+/// set once, read often, never grown, and a B2BUA keeps two dialogs for
+/// each held call's whole life, where a `String`'s capacity word cost 8
+/// bytes each (64 a dialog). Serde writes them as it wrote `String`s.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DialogId {
-    pub call_id: String,
-    pub local_tag: String,
-    pub remote_tag: String,
+    pub call_id: Box<str>,
+    pub local_tag: Box<str>,
+    pub remote_tag: Box<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,15 +54,15 @@ pub struct Dialog {
     /// Last CSeq number received from the peer, if any.
     pub remote_seq: Option<u32>,
     /// Our address as `name-addr` without tag (From of our requests).
-    pub local_uri: String,
+    pub local_uri: Box<str>,
     /// The peer's address as `name-addr` without tag.
-    pub remote_uri: String,
+    pub remote_uri: Box<str>,
     /// The peer's Contact URI: where in-dialog requests go (§12.1).
-    pub remote_target: String,
+    pub remote_target: Box<str>,
     /// Route set, in the order Route headers are to be written.
-    pub route_set: Vec<String>,
+    pub route_set: Box<[String]>,
     /// Our Contact, sent in target refresh requests.
-    pub local_contact: String,
+    pub local_contact: Box<str>,
     /// sips Request-URI or top Record-Route (§12.1.1).
     pub secure: bool,
 }
@@ -77,9 +82,9 @@ impl Dialog {
         let remote_target = first_contact(request)?;
         Ok(Dialog {
             id: DialogId {
-                call_id: request.call_id().to_owned(),
-                local_tag: local_tag.to_owned(),
-                remote_tag: remote_tag.to_owned(),
+                call_id: request.call_id().into(),
+                local_tag: local_tag.into(),
+                remote_tag: remote_tag.into(),
             },
             state,
             local_seq: 0,
@@ -92,7 +97,7 @@ impl Dialog {
                 .filter_map(Result::ok)
                 .map(|r| r.raw.to_owned())
                 .collect(),
-            local_contact: local_contact.to_owned(),
+            local_contact: local_contact.into(),
             secure: request
                 .request_uri()
                 .is_some_and(|u| u.scheme.eq_ignore_ascii_case("sips")),
@@ -122,9 +127,9 @@ impl Dialog {
         route_set.reverse();
         Ok(Dialog {
             id: DialogId {
-                call_id: request.call_id().to_owned(),
-                local_tag: local_tag.to_owned(),
-                remote_tag: remote_tag.to_owned(),
+                call_id: request.call_id().into(),
+                local_tag: local_tag.into(),
+                remote_tag: remote_tag.into(),
             },
             state: if (200..300).contains(&status) {
                 DialogState::Confirmed
@@ -136,8 +141,8 @@ impl Dialog {
             local_uri: without_tag(&request.from_header()),
             remote_uri: without_tag(&request.to_header()),
             remote_target,
-            route_set,
-            local_contact: local_contact.to_owned(),
+            route_set: route_set.into(),
+            local_contact: local_contact.into(),
             secure: request
                 .request_uri()
                 .is_some_and(|u| u.scheme.eq_ignore_ascii_case("sips")),
@@ -147,16 +152,16 @@ impl Dialog {
     /// Whether an incoming request belongs to this dialog: its To tag is
     /// our tag, its From tag the peer's.
     pub fn matches_request(&self, request: &Message) -> bool {
-        request.call_id() == self.id.call_id
-            && request.to_tag() == Some(self.id.local_tag.as_str())
-            && request.from_tag() == Some(self.id.remote_tag.as_str())
+        request.call_id() == &*self.id.call_id
+            && request.to_tag() == Some(&*self.id.local_tag)
+            && request.from_tag() == Some(&*self.id.remote_tag)
     }
 
     /// Whether a response to one of our requests belongs to this dialog.
     pub fn matches_response(&self, response: &Message) -> bool {
-        response.call_id() == self.id.call_id
-            && response.from_tag() == Some(self.id.local_tag.as_str())
-            && response.to_tag() == Some(self.id.remote_tag.as_str())
+        response.call_id() == &*self.id.call_id
+            && response.from_tag() == Some(&*self.id.local_tag)
+            && response.to_tag() == Some(&*self.id.remote_tag)
     }
 
     /// Accepts an in-dialog request from the peer (§12.2.2): checks that it
@@ -246,7 +251,7 @@ impl Dialog {
             routes.push(format!("<{}>", self.remote_target));
             (uri_of(&self.route_set[0]), routes)
         } else {
-            (&self.remote_target, self.route_set.clone())
+            (&*self.remote_target, self.route_set.to_vec())
         };
         let mut b = RequestBuilder::new(method, ruri)
             .header("Via", via)
@@ -279,19 +284,19 @@ fn is_target_refresh(method: &Method) -> bool {
     )
 }
 
-fn first_contact(msg: &Message) -> Result<String, DialogError> {
+fn first_contact(msg: &Message) -> Result<Box<str>, DialogError> {
     msg.contacts()
         .next()
         .and_then(Result::ok)
         .filter(|c| c.uri != "*")
-        .map(|c| c.uri.to_owned())
+        .map(|c| c.uri.into())
         .ok_or(DialogError::Incomplete("no usable Contact"))
 }
 
 /// A name-addr in `<uri>` form, with every parameter but the tag kept.
 /// Sized exactly: a dialog keeps the string for its whole life, where
 /// `format!` could leave up to half of it spare.
-fn without_tag(addr: &NameAddr<'_>) -> String {
+fn without_tag(addr: &NameAddr<'_>) -> Box<str> {
     let params = params_without_tag(addr.params);
     let display = addr.display.map_or(0, |d| d.len() + 1);
     let mut out = String::with_capacity(display + addr.uri.len() + 2 + params.len());
@@ -303,7 +308,7 @@ fn without_tag(addr: &NameAddr<'_>) -> String {
     out.push_str(addr.uri);
     out.push('>');
     out.push_str(&params);
-    out
+    out.into_boxed_str()
 }
 
 fn uri_of(route: &str) -> &str {

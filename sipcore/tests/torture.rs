@@ -160,7 +160,10 @@ extensionHeader-!.%*+_`'~: 大停電\n\
 Content-Length: 0"
     );
     let m = parse(message(&head, b""));
-    assert_eq!(m.method(), Some(&Method::Extension(method.into())));
+    assert_eq!(
+        m.method(),
+        Some(&Method::Extension(Box::new(method.into())))
+    );
     assert_eq!(m.cseq().method.as_str(), method);
     assert_eq!(m.cseq().seq, 139122385);
     let u = m.request_uri().unwrap();
@@ -270,7 +273,10 @@ CSeq: 29 RE%47IST%45R
 l: 0"#,
         b"",
     ));
-    assert_eq!(m.method(), Some(&Method::Extension("RE%47IST%45R".into())));
+    assert_eq!(
+        m.method(),
+        Some(&Method::Extension(Box::new("RE%47IST%45R".into())))
+    );
     assert_ne!(m.method(), Some(&Method::Register));
     assert_eq!(m.to_header().display, Some("\"%Z%45\""));
     assert_eq!(m.top_via().rport(), Some(None));

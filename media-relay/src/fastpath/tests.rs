@@ -344,7 +344,7 @@ fn a_peer_that_latches_anew_has_its_egress_looked_up_afresh() {
         .insert(moved, (bogus_ifindex, sys::monotonic_ns()));
     // The trunk's media now comes from there (a restarted host, a NAT
     // rebinding): side A latches to it.
-    s.sides[Side::A.index()].latched_rtp = Some(addr(11, 5001));
+    s.sides[Side::A.index()].latched_rtp = addr(11, 5001).into();
     fp.sync(&mut s, 1_000_000);
     let inner = lock(&fp.inner);
     let entry = inner.sessions[&s.id].dir[Side::A.index()]

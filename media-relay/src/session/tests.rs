@@ -1,4 +1,4 @@
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::time::Instant;
 
 use super::*;
@@ -297,21 +297,21 @@ fn may_latch_follows_the_mode() {
 
     // a=rtcp elsewhere: strict follows it; its IP counts as signalled.
     let mut rtcp_elsewhere = side.clone();
-    rtcp_elsewhere.remote_rtcp = Some(addr(12, 7000));
+    rtcp_elsewhere.remote_rtcp = addr(12, 7000).into();
     assert!(rtcp_elsewhere.may_latch(Strict, Port::Rtcp, addr(12, 7000)));
     assert!(!rtcp_elsewhere.may_latch(Strict, Port::Rtcp, addr(10, 5001)));
     assert!(rtcp_elsewhere.may_latch(SignalledIp, Port::Rtp, addr(12, 1)));
 
     // Nothing signalled yet: only `any` lets anyone latch.
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let unknown = SideState::new(LocalPorts::new(ip, 20000), None, false);
+    let unknown = LiveSide::from(&SideState::new(LocalPorts::new(ip, 20000), None, false));
     assert!(!unknown.may_latch(Strict, Port::Rtp, sdp));
     assert!(!unknown.may_latch(SignalledIp, Port::Rtp, sdp));
     assert!(unknown.may_latch(Any, Port::Rtp, sdp));
 
     // A refused source (a server the call moved away from) never latches.
     let mut refused = side.clone();
-    refused.refused_sources.push(sdp);
+    refused.refused_sources = [sdp].into();
     for mode in [Strict, SignalledIp, Any] {
         assert!(!refused.may_latch(mode, Port::Rtp, sdp), "{mode:?}");
     }
@@ -334,7 +334,7 @@ fn a_stranger_first_cannot_latch_and_the_real_peer_still_can() {
             assert_eq!(send(&mut s, Side::B, Port::Rtp, &mut p, stranger), REJECTED);
         }
         assert_eq!(
-            (s.sides[0].latched_rtp, s.sides[1].latched_rtp),
+            (s.sides[0].latched_rtp.get(), s.sides[1].latched_rtp.get()),
             (None, None)
         );
         // Media toward the sides still goes to the SDP addresses.
@@ -494,12 +494,60 @@ fn rtcp_crosses_between_a_multiplexing_side_and_one_that_is_not() {
 /// of what each held call costs (issue 15: 4 KiB a call in all). Were 968
 /// and 552 bytes: drop and refusal counts, and the peers a connected
 /// socket failed for, are made at the first one; the four local addresses
-/// are kept as two IPs and four ports.
+/// are kept as two IPs and four ports. Then 856 and 344: each side's
+/// addresses are kept in their compact form ([`LiveSide`], 128 bytes a
+/// side where the snapshot's `SideState` takes 200), a connected socket's
+/// peer too, and the worker reads the local addresses from the state
+/// instead of keeping a copy.
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn a_session_keeps_what_only_mishaps_need_out_of_line() {
     let state = std::mem::size_of::<SessionState>();
     let worker = std::mem::size_of::<crate::worker::WorkerSession>();
-    assert!(state <= 856, "a SessionState is {state} bytes");
-    assert!(worker <= 344, "a WorkerSession is {worker} bytes");
+    assert!(state <= 712, "a SessionState is {state} bytes");
+    assert!(worker <= 232, "a WorkerSession is {worker} bytes");
+}
+
+/// A live side keeps a peer address in 16 bytes (`Option<SocketAddr>`:
+/// 32) and its refused sources without spare room.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_live_side_is_compact() {
+    assert_eq!(std::mem::size_of::<Peer>(), 16);
+    let side = std::mem::size_of::<LiveSide>();
+    assert!(side <= 128, "a LiveSide is {side} bytes");
+}
+
+/// The snapshot form is what is replicated and re-created elsewhere: a
+/// side goes into its live form and back unchanged, IPv6 addresses with
+/// their flow label and scope, refused sources in order.
+#[test]
+fn a_side_goes_live_and_back_unchanged() {
+    let v6 = |port, scope| {
+        SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            port,
+            0x12345,
+            scope,
+        ))
+    };
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut side = SideState::new(LocalPorts::new(ip, 20000), Some(addr(10, 5000)), true);
+    side.remote_rtcp = Some(v6(5001, 3));
+    side.latched_rtp = Some(v6(40000, 7));
+    side.latched_rtcp = Some(addr(11, 40001));
+    side.latched_ssrc = Some(0xfeed);
+    side.refused_sources = vec![addr(20, 6000), v6(6001, 0)];
+    side.signalling_ip = Some(addr(11, 0).ip());
+    assert_eq!(SideState::from(&LiveSide::from(&side)), side);
+    let bare = SideState::new(LocalPorts::new(ip, 20002), None, false);
+    assert_eq!(SideState::from(&LiveSide::from(&bare)), bare);
+
+    // A session's snapshot gives back the sides it was made from.
+    let mut s = session(SessionOptions::default());
+    s.sides[0] = LiveSide::from(&side);
+    let snap = s.snapshot();
+    assert_eq!(snap.side_a, side);
+    assert_eq!(snap.upstream, Some(addr(20, 6000)));
+    assert_eq!(SessionState::from_snapshot(&snap).snapshot(), snap);
 }

@@ -602,9 +602,9 @@ impl Machine {
             .get(id)
             .and_then(|c| c.b.dialog.as_ref())
             .is_some_and(|d| {
-                d.id.call_id == response.call_id()
-                    && Some(d.id.local_tag.as_str()) == response.from_tag()
-                    && Some(d.id.remote_tag.as_str()) == response.to_tag()
+                *d.id.call_id == *response.call_id()
+                    && Some(&*d.id.local_tag) == response.from_tag()
+                    && Some(&*d.id.remote_tag) == response.to_tag()
             })
     }
 

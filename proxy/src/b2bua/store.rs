@@ -17,8 +17,12 @@
 //! [`unindex_leg_b`]: CallStore::unindex_leg_b
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use sipcore::message::Message;
 use sipcore::transaction::{ClientKey, ServerKey};
@@ -89,16 +93,16 @@ pub enum Conflict {
     CallId(String),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CallStore {
     /// Boxed: a call is over a kilobyte, and the map keeps spare slots
     /// (a quarter to a half of them empty); boxed, a spare slot is 8 bytes.
     calls: HashMap<u64, Box<Call>>,
     /// Leg A Call-ID → call (every call has one).
-    by_a: HashMap<String, u64>,
+    by_a: CallIdIndex,
     /// Leg B Call-ID → call (a call has none while its leg B is being
     /// replaced).
-    by_b: HashMap<String, u64>,
+    by_b: CallIdIndex,
     clients: HashMap<ClientKey, ClientRole>,
     /// The client transactions of each call (so a call's end finds them
     /// without a scan).
@@ -120,13 +124,100 @@ pub struct CallStore {
     id_space: (u64, u64),
 }
 
+/// One leg's Call-ID index: Call-ID → call. It holds only call ids;
+/// the Call-ID is the call's own (`a.call_id` or `b.call_id`), hashed and
+/// compared there. A `HashMap<String, u64>` kept a copy of each Call-ID
+/// and 32 bytes a slot, about two slots a held call with the spare ones:
+/// here a slot is 8 bytes and there is no copy (issue 15, 4 KiB a held
+/// call). The store keeps it in step: an id is in it only while its call
+/// is in `calls` with the Call-ID it was indexed by.
+#[derive(Debug)]
+struct CallIdIndex {
+    leg: Leg,
+    ids: HashTable<u64>,
+    hasher: RandomState,
+}
+
+impl CallIdIndex {
+    fn new(leg: Leg) -> CallIdIndex {
+        CallIdIndex {
+            leg,
+            ids: HashTable::new(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The indexed Call-ID of call `id` ("" for a call not in `calls`,
+    /// which the store never indexes).
+    fn call_id(leg: Leg, calls: &HashMap<u64, Box<Call>>, id: u64) -> &str {
+        calls.get(&id).map_or("", |c| match leg {
+            Leg::A => &c.a.call_id,
+            Leg::B => &c.b.call_id,
+        })
+    }
+
+    fn hash(&self, call_id: &str) -> u64 {
+        self.hasher.hash_one(call_id)
+    }
+
+    fn get(&self, calls: &HashMap<u64, Box<Call>>, call_id: &str) -> Option<u64> {
+        let leg = self.leg;
+        self.ids
+            .find(self.hash(call_id), |&id| {
+                CallIdIndex::call_id(leg, calls, id) == call_id
+            })
+            .copied()
+    }
+
+    /// Indexes call `id` (in `calls`, not indexed yet) by its Call-ID.
+    fn insert(&mut self, calls: &HashMap<u64, Box<Call>>, id: u64) {
+        let leg = self.leg;
+        let hash = self.hash(CallIdIndex::call_id(leg, calls, id));
+        let hasher = &self.hasher;
+        self.ids.insert_unique(hash, id, |&other| {
+            hasher.hash_one(CallIdIndex::call_id(leg, calls, other))
+        });
+    }
+
+    /// Takes call `id`, indexed by `call_id`, out. False when it was not
+    /// indexed by it.
+    fn remove(&mut self, call_id: &str, id: u64) -> bool {
+        match self
+            .ids
+            .find_entry(self.hash(call_id), |&other| other == id)
+        {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.ids.clear();
+    }
+
+    #[cfg(test)]
+    fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ids.iter().copied()
+    }
+}
+
 impl CallStore {
     pub fn new(track_changes: bool) -> CallStore {
         CallStore {
+            calls: HashMap::new(),
+            by_a: CallIdIndex::new(Leg::A),
+            by_b: CallIdIndex::new(Leg::B),
+            clients: HashMap::new(),
+            call_clients: HashMap::new(),
+            unacked: HashMap::new(),
+            per_source: HashMap::new(),
+            tally: None,
             changed: track_changes.then(HashSet::new),
             next_id: 1,
             id_space: (1, 1),
-            ..CallStore::default()
         }
     }
 
@@ -169,16 +260,12 @@ impl CallStore {
         if self.calls.contains_key(&id) {
             return Err(Conflict::Id(id));
         }
-        if self.by_a.contains_key(&call.a.call_id) {
+        if self.by_a.get(&self.calls, &call.a.call_id).is_some() {
             return Err(Conflict::CallId(call.a.call_id.clone()));
         }
-        let b = call.b.call_id.clone();
-        if !b.is_empty() && (self.by_b.contains_key(&b) || b == call.a.call_id) {
-            return Err(Conflict::CallId(b));
-        }
-        self.by_a.insert(call.a.call_id.clone(), id);
-        if !b.is_empty() {
-            self.by_b.insert(b, id);
+        let b = &call.b.call_id;
+        if !b.is_empty() && (self.by_b.get(&self.calls, b).is_some() || *b == call.a.call_id) {
+            return Err(Conflict::CallId(b.clone()));
         }
         self.next_id = self.next_id.max(id.saturating_add(1));
         *self
@@ -188,7 +275,13 @@ impl CallStore {
         if let Some(tally) = &self.tally {
             tally.add(&call.a.source_name);
         }
+        let index_b = !call.b.call_id.is_empty();
+        // The call first: the indexes read its Call-IDs.
         self.calls.insert(id, Box::new(call));
+        self.by_a.insert(&self.calls, id);
+        if index_b {
+            self.by_b.insert(&self.calls, id);
+        }
         Ok(())
     }
 
@@ -208,12 +301,8 @@ impl CallStore {
         if let Some(tally) = &self.tally {
             tally.remove(&call.a.source_name);
         }
-        if self.by_a.get(&call.a.call_id) == Some(&id) {
-            self.by_a.remove(&call.a.call_id);
-        }
-        if self.by_b.get(&call.b.call_id) == Some(&id) {
-            self.by_b.remove(&call.b.call_id);
-        }
+        self.by_a.remove(&call.a.call_id, id);
+        self.by_b.remove(&call.b.call_id, id);
         self.unacked.remove(&(id, Leg::A));
         self.unacked.remove(&(id, Leg::B));
         for key in self.call_clients.remove(&id).unwrap_or_default() {
@@ -283,15 +372,15 @@ impl CallStore {
 
     /// The call and leg a Call-ID belongs to.
     pub fn find(&self, call_id: &str) -> Option<(u64, Leg)> {
-        if let Some(&id) = self.by_a.get(call_id) {
+        if let Some(id) = self.by_a.get(&self.calls, call_id) {
             return Some((id, Leg::A));
         }
-        self.by_b.get(call_id).map(|&id| (id, Leg::B))
+        self.by_b.get(&self.calls, call_id).map(|id| (id, Leg::B))
     }
 
     /// Whether a call has this leg-A Call-ID.
     pub fn has_leg_a(&self, call_id: &str) -> bool {
-        self.by_a.contains_key(call_id)
+        self.by_a.get(&self.calls, call_id).is_some()
     }
 
     /// Replaces a call's leg B (a new INVITE to a member): the old leg-B
@@ -300,8 +389,11 @@ impl CallStore {
     pub fn set_leg_b(&mut self, id: u64, leg: LegB) -> bool {
         if !self.calls.contains_key(&id)
             || (!leg.call_id.is_empty()
-                && (self.by_b.get(&leg.call_id).is_some_and(|&o| o != id)
-                    || self.by_a.contains_key(&leg.call_id)))
+                && (self
+                    .by_b
+                    .get(&self.calls, &leg.call_id)
+                    .is_some_and(|o| o != id)
+                    || self.by_a.get(&self.calls, &leg.call_id).is_some()))
         {
             return false;
         }
@@ -309,10 +401,11 @@ impl CallStore {
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
-        if !leg.call_id.is_empty() {
-            self.by_b.insert(leg.call_id.clone(), id);
-        }
+        let index_b = !leg.call_id.is_empty();
         call.b = leg;
+        if index_b {
+            self.by_b.insert(&self.calls, id);
+        }
         self.mark(id);
         true
     }
@@ -321,11 +414,7 @@ impl CallStore {
     /// replaced: its messages are no longer this call's). Returns it.
     pub fn unindex_leg_b(&mut self, id: u64) -> Option<String> {
         let b = &self.calls.get(&id)?.b.call_id;
-        if self.by_b.get(b) == Some(&id) {
-            self.by_b.remove(b);
-            return Some(b.clone());
-        }
-        None
+        self.by_b.remove(b, id).then(|| b.clone())
     }
 
     // ---- client transactions ----
@@ -429,17 +518,17 @@ impl CallStore {
     /// disagreement, described. For tests.
     #[cfg(test)]
     pub fn check(&self) -> Result<(), String> {
-        for (cid, id) in &self.by_a {
-            match self.calls.get(id) {
-                Some(c) if &c.a.call_id == cid => {}
-                _ => return Err(format!("by_a {cid} → {id}: no such call with that Call-ID")),
+        for id in self.by_a.ids() {
+            match self.calls.get(&id) {
+                Some(c) if self.by_a.get(&self.calls, &c.a.call_id) == Some(id) => {}
+                _ => return Err(format!("by_a → {id}: no such call found by its Call-ID")),
             }
         }
         for (id, c) in &self.calls {
             if c.id != *id {
                 return Err(format!("call {} stored as {id}", c.id));
             }
-            if self.by_a.get(&c.a.call_id) != Some(id) {
+            if self.by_a.get(&self.calls, &c.a.call_id) != Some(*id) {
                 return Err(format!("call {id}: leg A Call-ID not indexed"));
             }
             if *id >= self.next_id {
@@ -456,10 +545,10 @@ impl CallStore {
                 return Err(format!("{n} calls counted from {source}, {counted} there"));
             }
         }
-        for (cid, id) in &self.by_b {
-            match self.calls.get(id) {
-                Some(c) if &c.b.call_id == cid => {}
-                _ => return Err(format!("by_b {cid} → {id}: no such call with that Call-ID")),
+        for id in self.by_b.ids() {
+            match self.calls.get(&id) {
+                Some(c) if self.by_b.get(&self.calls, &c.b.call_id) == Some(id) => {}
+                _ => return Err(format!("by_b → {id}: no such call found by its Call-ID")),
             }
         }
         for (key, role) in &self.clients {

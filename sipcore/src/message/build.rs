@@ -22,9 +22,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::edit::{put_content_length, put_header};
 use super::values::{is_token, parse_u32, split_list, trim_lws};
 use super::{
-    parse_cseq, CSeq, HeaderEntry, HeaderName, Message, Method, NameAddr, Span, StartLine, Via,
-    MANDATORY_CALL_ID, MANDATORY_CSEQ, MANDATORY_FROM, MANDATORY_MAX_FORWARDS, MANDATORY_TO,
-    MANDATORY_VIA, MAX_MESSAGE_SIZE,
+    parse_cseq, CSeq, HeaderEntry, HeaderName, HeaderSpan, Message, Method, NameAddr, Span,
+    StartLine, Via, MANDATORY_CALL_ID, MANDATORY_CSEQ, MANDATORY_FROM, MANDATORY_MAX_FORWARDS,
+    MANDATORY_TO, MANDATORY_VIA, MAX_MESSAGE_SIZE,
 };
 use crate::ParseError;
 
@@ -219,7 +219,13 @@ impl Head {
     }
 
     fn push(&mut self, kind: HeaderName, name: Span, value: Span) {
-        self.headers.push(HeaderEntry { kind, name, value });
+        let short = |s: Span| HeaderSpan::new(s.start as usize, s.end as usize);
+        match short(name).zip(short(value)) {
+            Some((name, value)) => self.headers.push(HeaderEntry { kind, name, value }),
+            // Past 64 KiB: `into_message` leaves it to the parser, which
+            // refuses it.
+            None => self.exact = false,
+        }
     }
 
     /// Prints `name: value` and records it.
@@ -259,7 +265,7 @@ impl Head {
         let line = h.name.start as usize..h.value.end as usize;
         self.out.put_slice(&from.buf[line]);
         self.out.put_slice(b"\r\n");
-        let shift = |s: u32| at + (s - h.name.start) as usize;
+        let shift = |s: u16| at + usize::from(s - h.name.start);
         self.push(
             h.kind,
             Span::new(at, shift(h.name.end)),
@@ -334,7 +340,7 @@ impl Index {
     /// `None` when the parser would reject the headers or read them
     /// differently (it then says why).
     fn of(buf: &[u8], headers: &[HeaderEntry], start: &StartLine) -> Option<Index> {
-        let text = |s: Span| std::str::from_utf8(&buf[s.range()]).ok();
+        let text = |s: HeaderSpan| std::str::from_utf8(&buf[Span::from(s).range()]).ok();
         let mut seen = 0u8;
         let once = |seen: &mut u8, bit: u8| {
             let first = *seen & bit == 0;

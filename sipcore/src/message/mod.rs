@@ -74,6 +74,36 @@ impl Span {
     }
 }
 
+/// A byte range of a header line's name or value. A message is at most
+/// [`MAX_MESSAGE_SIZE`] bytes and its header lines end before the empty
+/// line, so every header offset fits `u16`: the index of a message is
+/// half the size with it (10 bytes a header, was 20). Kept messages (the
+/// INVITEs of every held call) carry their index for the call's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeaderSpan {
+    start: u16,
+    end: u16,
+}
+
+impl HeaderSpan {
+    /// `None` when an end lies beyond `u16` (a message over 64 KiB).
+    fn new(start: usize, end: usize) -> Option<HeaderSpan> {
+        Some(HeaderSpan {
+            start: u16::try_from(start).ok()?,
+            end: u16::try_from(end).ok()?,
+        })
+    }
+}
+
+impl From<HeaderSpan> for Span {
+    fn from(s: HeaderSpan) -> Span {
+        Span {
+            start: u32::from(s.start),
+            end: u32::from(s.end),
+        }
+    }
+}
+
 // How many times `Message::parse` ran on this thread: the builder tests
 // check that building a message does not parse it.
 #[cfg(test)]
@@ -90,8 +120,8 @@ enum StartLine {
 #[derive(Debug, Clone, Copy)]
 struct HeaderEntry {
     kind: HeaderName,
-    name: Span,
-    value: Span,
+    name: HeaderSpan,
+    value: HeaderSpan,
 }
 
 /// CSeq (RFC 3261 §20.16).
@@ -160,10 +190,10 @@ impl Message {
         }
     }
 
-    fn text(&self, span: Span) -> &str {
+    fn text(&self, span: impl Into<Span>) -> &str {
         // Spans always start and end at ASCII delimiters of a header block
         // validated as UTF-8 in parse, so this cannot fail.
-        std::str::from_utf8(&self.buf[span.range()]).unwrap_or("")
+        std::str::from_utf8(&self.buf[span.into().range()]).unwrap_or("")
     }
 
     pub fn is_request(&self) -> bool {
@@ -627,11 +657,12 @@ fn parse_head(buf: &[u8], pos: usize, end: HeaderEnd) -> Result<Option<Message>,
             _ => {}
         }
         let vs = line.start + value_at;
-        headers.push(HeaderEntry {
-            kind,
-            name: Span::new(line.start, line.start + name.len()),
-            value: Span::new(vs, vs + value.len()),
-        });
+        let spans = HeaderSpan::new(line.start, line.start + name.len())
+            .zip(HeaderSpan::new(vs, vs + value.len()));
+        // Cannot happen (the message is at most 64 KiB), but an answer is
+        // cheaper than a wrong index.
+        let (name, value) = spans.ok_or(ParseError::new("header beyond 64 KiB"))?;
+        headers.push(HeaderEntry { kind, name, value });
     }
 
     let is_request = matches!(start, StartLine::Request { .. });
