@@ -11,8 +11,9 @@
 //! engine produced in one pass, each to its own destination, where a
 //! `sendto` each cost about 19 % of the CPU per call (issue 15, round 3).
 //! media-relay has its own `sendmmsg` wrapper (it counts ICMP errors of
-//! connected sockets and drops on a full buffer, which SIP must not do);
-//! neither crate depends on the other, so the two stay apart.
+//! connected sockets and drops on a full buffer, which SIP must not do):
+//! the two differ in what a failure means, so unlike `RecvBatch` the send
+//! side is not shared through `udp-batch`.
 //!
 //! Safety argument, once for the module: every pointer handed to the kernel
 //! points into memory owned by the batch (boxed slices that never move or
