@@ -279,6 +279,10 @@ struct Tokens {
     /// With `sip.shards` > 1: the Call-IDs made here must hash to this
     /// shard, so that the answers to them reach it.
     steering: Option<crate::shard::steer::CallIdSteering>,
+    /// The last sent-by written into a Via, and its text: the address is
+    /// the same for nearly every request, and printing a `SocketAddr`
+    /// costs more than the rest of the Via.
+    sent_by: Option<(SocketAddr, String)>,
 }
 
 impl Tokens {
@@ -419,6 +423,7 @@ impl Machine {
                 // driver sets the real key (`set_branch_key`).
                 branches: BranchKey::from_secret(&seed.to_le_bytes()),
                 steering: None,
+                sent_by: None,
             },
             draining: false,
             start_records: false,
@@ -1000,12 +1005,21 @@ impl Tokens {
     /// TLS leg must name the TLS port, not the UDP/TCP one.
     fn via(&mut self, settings: &Settings, transport: TransportKind) -> String {
         let nonce = self.token(12);
-        format!(
-            "SIP/2.0/{} {};branch={};rport",
-            transport.as_str(),
-            settings.sent_by(transport),
-            self.branches.branch(&nonce)
-        )
+        let addr = settings.sent_by(transport);
+        let sent_by = match &self.sent_by {
+            Some((cached, text)) if *cached == addr => text,
+            _ => &self.sent_by.insert((addr, addr.to_string())).1,
+        };
+        let branch = self.branches.branch(&nonce);
+        let mut via = String::with_capacity(32 + sent_by.len() + branch.len());
+        via.push_str("SIP/2.0/");
+        via.push_str(transport.as_str());
+        via.push(' ');
+        via.push_str(sent_by);
+        via.push_str(";branch=");
+        via.push_str(&branch);
+        via.push_str(";rport");
+        via
     }
 
     /// Whether the top Via branch of `msg` is one this node (or its pair)

@@ -43,3 +43,13 @@ fn the_key_is_not_printed() {
     let key = BranchKey::from_secret(b"secret");
     assert_eq!(format!("{key:?}"), "BranchKey(..)");
 }
+
+/// The tag is HMAC-SHA256 of the nonce under the derived key, its first
+/// 10 bytes in lower-case hex: fixed, so that the two nodes of a pair
+/// running different releases (a rolling upgrade) still recognise each
+/// other's branches. The value is Python's `hmac` module's.
+#[test]
+fn the_tag_is_hmac_sha256_of_the_nonce_in_hex() {
+    let key = BranchKey::from_secret(b"a shared secret of the pair");
+    assert_eq!(key.branch("abc123"), "z9hG4bKabc123.2893a46ecb8ba8bddbfc");
+}
