@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Tandem's user-space instructions per call as a B2BUA (the calls of
+# User-space instructions per call of Tandem as a B2BUA, or of Kamailio (the calls of
 # b2bua-cpu.sh: INVITE/100/180/200/ACK/BYE/200 on both legs, no media),
 # counted by valgrind's callgrind, with the functions that spend them.
 #
 #   loadtest/bench/b2bua-instructions.sh [CALLS] [RATE]     (defaults 1000 calls at 20 cps)
 #   TANDEM_BIN=/tmp/tandem-base loadtest/bench/b2bua-instructions.sh
+#   SYSTEM=kamailio-dialog loadtest/bench/b2bua-instructions.sh   (the comparator of
+#       `run signalling`, kamailio-dialog.cfg, every process of it counted)
 #
 # Why beside b2bua-cpu.sh: CPU seconds per call scatter by ±12 % on this
 # shared 2-core box, more than most single changes to the signalling path
@@ -28,10 +30,12 @@ CALLS=${1:-1000}
 RATE=${2:-20}
 WARMUP=${WARMUP:-200}
 TANDEM_BIN=${TANDEM_BIN:-}
+SYSTEM=${SYSTEM:-tandem}
+case "$SYSTEM" in tandem|kamailio-tm|kamailio-dialog) ;; *) echo "SYSTEM: tandem, kamailio-tm or kamailio-dialog"; exit 2;; esac
 for tool in sipp valgrind callgrind_control callgrind_annotate; do
     command -v $tool >/dev/null || { echo "needs $tool (apt-get install sip-tester valgrind)"; exit 2; }
 done
-if [ -z "$TANDEM_BIN" ]; then
+if [ "$SYSTEM" = tandem ] && [ -z "$TANDEM_BIN" ]; then
     cargo build --release --bin tandem >/dev/null 2>&1
     TANDEM_BIN=./target/release/tandem
 fi
@@ -48,16 +52,25 @@ sed -i 's/^\[media\]$/[media]\nfast_path = "off"/' "$dir/tandem.toml"
 
 sipp -sn uas -i 127.0.0.1 -p $MS -aa -nostdin -buff_size 8388608 >"$dir/uas.log" 2>&1 &
 pids+=($!)
-valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-    "$TANDEM_BIN" run --config "$dir/tandem.toml" >"$dir/tandem.log" 2>&1 &
-tpid=$!
-pids+=($tpid)
+if [ "$SYSTEM" = tandem ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out.%p" \
+        "$TANDEM_BIN" run --config "$dir/tandem.toml" >"$dir/system.log" 2>&1 &
+else
+    # Kamailio forks its workers: every process is followed and counted.
+    valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$dir/callgrind.out.%p" \
+        kamailio -DD -E -f "loadtest/bench/$SYSTEM.cfg" -l udp:127.0.0.1:$SIP -m 2048 -M 32 \
+        -x fm -X fm -Y "$dir" -w "$dir" -A "UAS_URI=\"sip:127.0.0.1:$MS\"" >"$dir/system.log" 2>&1 &
+fi
+vpid=$!
+pids+=($vpid)
 up=0
 for _ in $(seq 120); do
-    if curl -sf --max-time 2 "http://127.0.0.1:$ADMIN/metrics" >/dev/null; then up=1; break; fi
+    if ss -Hlun "sport = :$SIP" | grep -q .; then up=1; break; fi
     sleep 0.5
 done
-[ "$up" = 1 ] || { echo "tandem under valgrind not up within 60 s ($dir/tandem.log)"; exit 1; }
+[ "$up" = 1 ] || { echo "$SYSTEM under valgrind not up within 60 s ($dir/system.log)"; exit 1; }
+# Every process of the system: valgrind's pid and, for Kamailio, its children.
+system_pids() { echo "$vpid"; pgrep -P "$vpid" || true; }
 
 # One SIPp UAC run: CALLS calls at RATE, its CSV in $dir/$name.csv.
 uac() {
@@ -69,16 +82,17 @@ uac() {
 col() { awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} NF{v=$c} END{print v+0}' "$dir/$1.csv"; }
 
 uac warmup "$WARMUP" 25190
-callgrind_control --zero "$tpid" >/dev/null 2>&1
+for p in $(system_pids); do callgrind_control --zero "$p" >/dev/null 2>&1; done
 uac window "$CALLS" 25191
-callgrind_control --dump=window "$tpid" >/dev/null 2>&1
+for p in $(system_pids); do callgrind_control --dump=window "$p" >/dev/null 2>&1; done
 ok=$(col window 'SuccessfulCall(C)'); failed=$(col window 'FailedCall(C)'); retrans=$(col window 'Retransmissions(C)')
-out=$(ls -t "$dir"/callgrind.out.* 2>/dev/null | head -1)
-[ -n "$out" ] || { echo "no callgrind dump ($dir)"; exit 1; }
+dumps=$(ls "$dir"/callgrind.out.*.1 2>/dev/null | paste -sd, -)
+[ -n "$dumps" ] || { echo "no callgrind dump ($dir)"; exit 1; }
+out=$(ls -S "$dir"/callgrind.out.*.1 | head -1)   # the busiest process
 callgrind_annotate --inclusive=yes "$out" >"$dir/inclusive.txt" 2>/dev/null || true
 callgrind_annotate --tree=caller --inclusive=yes --threshold=100 "$out" >"$dir/callers.txt" 2>/dev/null || true
 printf 'rate %d cps, %d calls: %d ok, %d failed, %d retransmissions\n' "$RATE" "$CALLS" "$ok" "$failed" "$retrans"
 [ "$ok" -gt 0 ] || exit 1
-echo "tandem user-space instructions per call, and the top functions by their own:"
-python3 loadtest/bench/lib/callgrind-self.py "$out" "$ok" "${TOP:-25}" | sed 's/^total own instructions/  all/'
-echo "logs: $dir (inclusive.txt; callers.txt: who calls what)"
+echo "$SYSTEM: user-space instructions per call, and the top functions by their own:"
+python3 loadtest/bench/lib/callgrind-self.py "$dumps" "$ok" "${TOP:-25}" | sed 's/^total own instructions/  all/'
+echo "logs: $dir (inclusive.txt, callers.txt: who calls what, of the busiest process $out)"

@@ -7,7 +7,10 @@ that was running at the zero); the file itself is right: a function's own
 cost is every cost line in its `fn=` block except the line after each
 `calls=` line (that one is the call's inclusive cost).
 
-    callgrind-self.py FILE [DIVISOR] [TOP]
+    callgrind-self.py FILE[,FILE...] [DIVISOR] [TOP]
+
+Several files (one per process of a forking server, e.g. Kamailio's) are
+added together, functions matched by name.
 """
 import re
 import sys
@@ -15,9 +18,21 @@ from collections import defaultdict
 
 
 def main():
-    path = sys.argv[1]
+    paths = sys.argv[1].split(",")
     div = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
     top = int(sys.argv[3]) if len(sys.argv) > 3 else 30
+    own = defaultdict(int)
+    for path in paths:
+        for name, cost in own_costs(path).items():
+            own[name] += cost
+    total = sum(own.values())
+    print(f"total own instructions: {total:,.0f} ({total / div:,.0f} per unit)")
+    for name, cost in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {cost / div:10,.0f}  {100.0 * cost / total:5.1f} %  {name[:140]}")
+
+
+def own_costs(path):
+    """{function name: own instructions} of one callgrind file."""
     names = {}
     own = defaultdict(int)
     fn = None
@@ -45,10 +60,7 @@ def main():
                 continue
             if fn is not None and len(parts) >= 2:
                 own[fn] += int(parts[1])
-    total = sum(own.values())
-    print(f"total own instructions: {total:,.0f} ({total / div:,.0f} per unit)")
-    for num, cost in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"  {cost / div:10,.0f}  {100.0 * cost / total:5.1f} %  {names.get(num, num)[:140]}")
+    return {names.get(num, num): cost for num, cost in own.items()}
 
 
 main()
