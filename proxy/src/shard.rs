@@ -12,7 +12,8 @@
 //! to every shard and the answers merged, the status page's too), the stop signal, the CDR
 //! writer (a sender per shard), the call caps ([`tally`]) and the
 //! members' health (shard 0 probes, the others follow: [`health`]) and
-//! the node's SIP endpoint figures (each shard's, summed: [`sip_stats`]). What
+//! the node's SIP endpoint figures (each shard's, summed: [`sip_stats`];
+//! the relay's RTP quality is published once, by the node's task). What
 //! one shard alone cannot do for the node — the pair's replication, the
 //! registrar, WAN state, TLS — is refused at config load
 //! (`Config::validate_shards`).
@@ -128,10 +129,18 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     let steer_counts = steering.clone();
     let counts = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
+        for second in 0u64.. {
             tick.tick().await;
             // Each shard's last second, summed: the node's SIP figures.
-            crate::metrics::endpoint(&sip_stats.sum());
+            let sip = sip_stats.sum();
+            crate::metrics::endpoint(&sip.stats);
+            crate::metrics::unverified_responses(sip.unverified_responses);
+            // The relay is the node's, not a shard's: its media quality
+            // once, here, every 5 s as `server::run` does (it locks each
+            // session once, and Prometheus scrapes no faster).
+            if second % 5 == 0 {
+                crate::metrics::rtp_quality(&crate::server::rtp_quality(&relay));
+            }
             let (steered, unparsed) = match steer_counts.lock() {
                 Ok(s) => s.counts(),
                 Err(_) => return,
@@ -295,7 +304,13 @@ async fn shard_stats(
     loop {
         tick.tick().await;
         let stats = endpoint.stats();
-        node.publish(shard, stats);
+        node.publish(
+            shard,
+            sip_stats::EndpointFigures {
+                stats,
+                unverified_responses: endpoint.layer().unverified_responses(),
+            },
+        );
         let received =
             stats.transport.udp.messages_received + stats.transport.tcp.messages_received;
         metrics::counter!("tandem_shard_messages_received_total", "shard" => label.clone())

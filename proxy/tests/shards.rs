@@ -120,6 +120,26 @@ async fn two_shards_carry_calls_and_every_call_completes() {
         "{}",
         m.text()
     );
+    // The series `server::run` publishes that the sharded node must
+    // publish too: the shared relay's media quality (from its first
+    // second, every 5 s) and the stray responses dropped as not ours,
+    // summed over the shards' transaction layers (0 here, but there).
+    for (name, labels) in [
+        ("tandem_rtp_streams_receiving", &[][..]),
+        ("tandem_rtp_loss_ratio", &[]),
+        ("tandem_rtp_jitter_mean_seconds", &[]),
+        ("tandem_rtp_jitter_max_seconds", &[]),
+        (
+            "tandem_sip_refused_total",
+            &[("reason", "unverified_response")],
+        ),
+    ] {
+        assert!(
+            m.value(name, labels).is_some(),
+            "no {name}{labels:?}: {}",
+            m.text()
+        );
+    }
     // Every call ended on both shards.
     wait_for("no call left", SECS(10), || async {
         let m = tandem.try_metrics().await?;
