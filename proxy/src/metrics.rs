@@ -227,6 +227,8 @@ pub fn relay(c: &RelayCounters) {
     gauge!("tandem_media_port_pairs_free").set(c.port_pairs_free as f64);
 }
 
+/// The node's SIP endpoint figures: its one endpoint's, or with shards
+/// every shard's summed (`shard/sip_stats.rs`), never one shard's alone.
 pub fn endpoint(s: &EndpointStats) {
     counter!("tandem_sip_rejected_total", "status" => "400").absolute(s.rejected_400);
     counter!("tandem_sip_rejected_total", "status" => "505").absolute(s.rejected_505);

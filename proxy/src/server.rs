@@ -17,8 +17,9 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::driver::{Command, Driver, Heartbeat, Stop};
 
-/// The media quality of every session the relay holds now.
-fn rtp_quality(relay: &MediaRelay) -> crate::metrics::RtpQuality {
+/// The media quality of every session the relay holds now (the sharded
+/// node's task publishes it too: `shard::run`).
+pub(crate) fn rtp_quality(relay: &MediaRelay) -> crate::metrics::RtpQuality {
     let mut q = crate::metrics::RtpQuality::default();
     for id in relay.session_ids() {
         // A session that ended since the list was taken is skipped.

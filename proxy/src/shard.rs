@@ -11,12 +11,15 @@
 //! workers), the metrics registry, the admin API (its commands are sent
 //! to every shard and the answers merged, the status page's too), the stop signal, the CDR
 //! writer (a sender per shard), the call caps ([`tally`]) and the
-//! members' health (shard 0 probes, the others follow: [`health`]). What
+//! members' health (shard 0 probes, the others follow: [`health`]) and
+//! the node's SIP endpoint figures (each shard's, summed: [`sip_stats`];
+//! the relay's RTP quality is published once, by the node's task). What
 //! one shard alone cannot do for the node — the pair's replication, the
 //! registrar, WAN state, TLS — is refused at config load
 //! (`Config::validate_shards`).
 
 pub mod health;
+pub mod sip_stats;
 pub mod steer;
 pub mod tally;
 
@@ -65,6 +68,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     let mut handles = Vec::new();
     let mut heartbeat0 = None;
     let mut health_shares = health::HealthShare::for_shards(shards).into_iter();
+    let sip_stats = Arc::new(sip_stats::EndpointSlots::new(shards));
     // One after the other: shard 0 binds first (it attaches the program
     // to the group) and a port 0 becomes the port every shard binds.
     for shard in 0..shards {
@@ -95,6 +99,7 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
             stop: stop_rx.clone(),
             cdr: cdr_sink.clone(),
             tally: tally.clone(),
+            sip_stats: sip_stats.clone(),
             health: health_shares
                 .next()
                 .context("a health share for every shard")?,
@@ -124,8 +129,18 @@ pub async fn run(config: Config, router: crate::routing::Router) -> anyhow::Resu
     let steer_counts = steering.clone();
     let counts = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
+        for second in 0u64.. {
             tick.tick().await;
+            // Each shard's last second, summed: the node's SIP figures.
+            let sip = sip_stats.sum();
+            crate::metrics::endpoint(&sip.stats);
+            crate::metrics::unverified_responses(sip.unverified_responses);
+            // The relay is the node's, not a shard's: its media quality
+            // once, here, every 5 s as `server::run` does (it locks each
+            // session once, and Prometheus scrapes no faster).
+            if second % 5 == 0 {
+                crate::metrics::rtp_quality(&crate::server::rtp_quality(&relay));
+            }
             let (steered, unparsed) = match steer_counts.lock() {
                 Ok(s) => s.counts(),
                 Err(_) => return,
@@ -186,6 +201,8 @@ struct ShardSpec {
     cdr: Option<crate::cdr::CdrSink>,
     /// The node's calls, for the caps.
     tally: Arc<tally::CallTally>,
+    /// Where the shard puts its endpoint's figures for the node's sum.
+    sip_stats: Arc<sip_stats::EndpointSlots>,
     /// Shard 0 probes the members; the others follow it.
     health: health::HealthShare,
 }
@@ -262,23 +279,38 @@ async fn serve_shard(
         let start_records = spec.config.cdr.as_ref().is_some_and(|c| c.start_records);
         engine.set_cdr(sink, start_records);
     }
-    let stats = tokio::spawn(shard_stats(spec.shard, endpoint.clone(), heartbeat));
+    let stats = tokio::spawn(shard_stats(
+        spec.shard,
+        endpoint.clone(),
+        heartbeat,
+        spec.sip_stats,
+    ));
     engine.run(events, spec.stop, None, commands).await;
     stats.abort();
     endpoint.shutdown().await;
 }
 
-/// Each second: the shard's own figures (`shard` label), and for shard 0
-/// the node-wide SIP counters as one shard keeps them.
-async fn shard_stats(shard: u32, endpoint: Endpoint, heartbeat: Arc<Heartbeat>) {
+/// Each second: the shard's own figures (`shard` label), and its
+/// endpoint's snapshot into its slot of `node`, which the node's task in
+/// [`run`] sums over every shard for the node-wide SIP series.
+async fn shard_stats(
+    shard: u32,
+    endpoint: Endpoint,
+    heartbeat: Arc<Heartbeat>,
+    node: Arc<sip_stats::EndpointSlots>,
+) {
     let label = shard.to_string();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let stats = endpoint.stats();
-        if shard == 0 {
-            crate::metrics::endpoint(&stats);
-        }
+        node.publish(
+            shard,
+            sip_stats::EndpointFigures {
+                stats,
+                unverified_responses: endpoint.layer().unverified_responses(),
+            },
+        );
         let received =
             stats.transport.udp.messages_received + stats.transport.tcp.messages_received;
         metrics::counter!("tandem_shard_messages_received_total", "shard" => label.clone())

@@ -120,6 +120,26 @@ async fn two_shards_carry_calls_and_every_call_completes() {
         "{}",
         m.text()
     );
+    // The series `server::run` publishes that the sharded node must
+    // publish too: the shared relay's media quality (from its first
+    // second, every 5 s) and the stray responses dropped as not ours,
+    // summed over the shards' transaction layers (0 here, but there).
+    for (name, labels) in [
+        ("tandem_rtp_streams_receiving", &[][..]),
+        ("tandem_rtp_loss_ratio", &[]),
+        ("tandem_rtp_jitter_mean_seconds", &[]),
+        ("tandem_rtp_jitter_max_seconds", &[]),
+        (
+            "tandem_sip_refused_total",
+            &[("reason", "unverified_response")],
+        ),
+    ] {
+        assert!(
+            m.value(name, labels).is_some(),
+            "no {name}{labels:?}: {}",
+            m.text()
+        );
+    }
     // Every call ended on both shards.
     wait_for("no call left", SECS(10), || async {
         let m = tandem.try_metrics().await?;
@@ -131,7 +151,35 @@ async fn two_shards_carry_calls_and_every_call_completes() {
         }
     })
     .await;
+    // The node-wide SIP series are every shard's endpoint summed, not
+    // one shard's. The media server goes first: its answers to the
+    // probes (every 500 ms, to shard 0) would keep moving the figures,
+    // and the per-shard series and the sum are published on different
+    // ticks. Then each call brought at least 6 messages in: leg A's
+    // INVITE, ACK and BYE from the caller, leg B's 180, 200 and the
+    // BYE's 200 from the media server.
     ms.kill().await;
+    wait_for(
+        "the node's SIP messages received: the shards' sum",
+        SECS(10),
+        || async {
+            let m = tandem.try_metrics().await?;
+            let node = m.get(
+                "tandem_sip_messages_received_total",
+                &[("transport", "udp")],
+            );
+            let shards = m.get("tandem_shard_messages_received_total", &[]);
+            if node == shards && node >= (CALLS * 6) as f64 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "node {node}, shards' sum {shards}, calls' least {}",
+                    CALLS * 6
+                ))
+            }
+        },
+    )
+    .await;
 }
 
 /// Call survival with two shards: the media server holding every call is

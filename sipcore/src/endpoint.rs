@@ -127,7 +127,49 @@ pub struct GateDropped {
     pub backlog: u64,
 }
 
+impl EndpointStats {
+    /// Adds `other`'s figures to these: the node's, summed over the
+    /// endpoints of its shards. Every field is summed, the gauges
+    /// (transactions now) too: each shard's transactions are the node's.
+    /// Destructured without `..` so that a new field fails to build here
+    /// rather than go missing from the sum.
+    pub fn add(&mut self, other: &EndpointStats) {
+        let EndpointStats {
+            received,
+            rejected_400,
+            rejected_505,
+            dropped,
+            overload,
+            transactions,
+            transport,
+            strangers,
+            gate_dropped,
+        } = other;
+        self.received = self.received.saturating_add(*received);
+        self.rejected_400 = self.rejected_400.saturating_add(*rejected_400);
+        self.rejected_505 = self.rejected_505.saturating_add(*rejected_505);
+        self.dropped = self.dropped.saturating_add(*dropped);
+        self.overload.add(overload);
+        self.transactions.add(transactions);
+        self.transport.add(transport);
+        self.strangers = self.strangers.saturating_add(*strangers);
+        self.gate_dropped.add(gate_dropped);
+    }
+}
+
 impl GateDropped {
+    /// See [`EndpointStats::add`].
+    pub fn add(&mut self, other: &GateDropped) {
+        let GateDropped {
+            banned,
+            rate,
+            backlog,
+        } = other;
+        self.banned = self.banned.saturating_add(*banned);
+        self.rate = self.rate.saturating_add(*rate);
+        self.backlog = self.backlog.saturating_add(*backlog);
+    }
+
     pub fn get(&self, reason: DropReason) -> u64 {
         match reason {
             DropReason::Banned => self.banned,

@@ -365,3 +365,70 @@ async fn udp_messages_queued_together_leave_in_one_system_call_each_tapped() {
     assert_eq!((udp.messages_sent, udp.send_calls), (5, 1));
     ep.shutdown().await;
 }
+
+/// Every field a different multiple of `k` (struct literals without `..`:
+/// a new field must be given here too), so that `stats(a) + stats(b)` is
+/// `stats(a + b)` only if `add` sums every field into its own.
+fn stats(k: u64) -> EndpointStats {
+    use crate::transaction::{OverloadStats, ServerTransactionStats};
+    use crate::transport::StatsSnapshot;
+    let snapshot = |base: u64| StatsSnapshot {
+        messages_received: (base + 1) * k,
+        bytes_received: (base + 2) * k,
+        messages_sent: (base + 3) * k,
+        bytes_sent: (base + 4) * k,
+        keepalives_received: (base + 5) * k,
+        garbage_dropped: (base + 6) * k,
+        framing_errors: (base + 7) * k,
+        send_errors: (base + 8) * k,
+        send_calls: (base + 9) * k,
+        connections_opened: (base + 10) * k,
+        connections_closed: (base + 11) * k,
+        connections_rejected: (base + 12) * k,
+        connections_rejected_per_ip: (base + 13) * k,
+        closed_first_message_timeout: (base + 14) * k,
+        closed_message_timeout: (base + 15) * k,
+        closed_idle: (base + 16) * k,
+        accept_errors: (base + 17) * k,
+        handshake_failures: (base + 18) * k,
+    };
+    EndpointStats {
+        received: k,
+        rejected_400: 2 * k,
+        rejected_505: 3 * k,
+        dropped: 4 * k,
+        overload: OverloadStats {
+            rejected: 5 * k,
+            dropped: 6 * k,
+        },
+        transactions: ServerTransactionStats {
+            live: 7 * k as usize,
+            waiting: 8 * k as usize,
+            evicted: 9 * k,
+        },
+        transport: TransportStats {
+            udp: snapshot(100),
+            tcp: snapshot(200),
+            tls: snapshot(300),
+        },
+        strangers: 10 * k,
+        gate_dropped: GateDropped {
+            banned: 11 * k,
+            rate: 12 * k,
+            backlog: 13 * k,
+        },
+    }
+}
+
+#[test]
+fn endpoint_stats_add_sums_every_field() {
+    let mut sum = stats(1);
+    sum.add(&stats(10));
+    assert_eq!(sum, stats(11));
+    // A shard that has not reported yet (its slot at the default) adds
+    // nothing.
+    let mut sum = EndpointStats::default();
+    sum.add(&stats(3));
+    sum.add(&EndpointStats::default());
+    assert_eq!(sum, stats(3));
+}

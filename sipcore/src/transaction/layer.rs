@@ -600,6 +600,32 @@ pub struct ServerTransactionStats {
     pub evicted: u64,
 }
 
+impl OverloadStats {
+    /// Sums another layer's figures into these (a sharded node's
+    /// endpoints). Destructured without `..`: a new field must be summed.
+    pub fn add(&mut self, other: &OverloadStats) {
+        let OverloadStats { rejected, dropped } = other;
+        self.rejected = self.rejected.saturating_add(*rejected);
+        self.dropped = self.dropped.saturating_add(*dropped);
+    }
+}
+
+impl ServerTransactionStats {
+    /// Sums another layer's figures into these, the gauges too (a
+    /// sharded node's transactions are all its shards'). Destructured
+    /// without `..`: a new field must be summed.
+    pub fn add(&mut self, other: &ServerTransactionStats) {
+        let ServerTransactionStats {
+            live,
+            waiting,
+            evicted,
+        } = other;
+        self.live = self.live.saturating_add(*live);
+        self.waiting = self.waiting.saturating_add(*waiting);
+        self.evicted = self.evicted.saturating_add(*evicted);
+    }
+}
+
 /// The TU's side of the layer: events of existing transactions first,
 /// then new work.
 #[derive(Debug)]

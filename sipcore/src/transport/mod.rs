@@ -341,6 +341,66 @@ impl StatsSnapshot {
         self.connections_opened
             .saturating_sub(self.connections_closed)
     }
+
+    /// Sums another endpoint's counters into these (a sharded node's
+    /// endpoints). Destructured without `..`: a new field must be summed.
+    pub fn add(&mut self, other: &StatsSnapshot) {
+        let StatsSnapshot {
+            messages_received,
+            bytes_received,
+            messages_sent,
+            bytes_sent,
+            keepalives_received,
+            garbage_dropped,
+            framing_errors,
+            send_errors,
+            send_calls,
+            connections_opened,
+            connections_closed,
+            connections_rejected,
+            connections_rejected_per_ip,
+            closed_first_message_timeout,
+            closed_message_timeout,
+            closed_idle,
+            accept_errors,
+            handshake_failures,
+        } = other;
+        let sum = |a: &mut u64, b: &u64| *a = a.saturating_add(*b);
+        sum(&mut self.messages_received, messages_received);
+        sum(&mut self.bytes_received, bytes_received);
+        sum(&mut self.messages_sent, messages_sent);
+        sum(&mut self.bytes_sent, bytes_sent);
+        sum(&mut self.keepalives_received, keepalives_received);
+        sum(&mut self.garbage_dropped, garbage_dropped);
+        sum(&mut self.framing_errors, framing_errors);
+        sum(&mut self.send_errors, send_errors);
+        sum(&mut self.send_calls, send_calls);
+        sum(&mut self.connections_opened, connections_opened);
+        sum(&mut self.connections_closed, connections_closed);
+        sum(&mut self.connections_rejected, connections_rejected);
+        sum(
+            &mut self.connections_rejected_per_ip,
+            connections_rejected_per_ip,
+        );
+        sum(
+            &mut self.closed_first_message_timeout,
+            closed_first_message_timeout,
+        );
+        sum(&mut self.closed_message_timeout, closed_message_timeout);
+        sum(&mut self.closed_idle, closed_idle);
+        sum(&mut self.accept_errors, accept_errors);
+        sum(&mut self.handshake_failures, handshake_failures);
+    }
+}
+
+impl TransportStats {
+    /// See [`StatsSnapshot::add`].
+    pub fn add(&mut self, other: &TransportStats) {
+        let TransportStats { udp, tcp, tls } = other;
+        self.udp.add(udp);
+        self.tcp.add(tcp);
+        self.tls.add(tls);
+    }
 }
 
 /// Counters of a [`Transports`], per transport.
