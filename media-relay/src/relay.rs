@@ -1,6 +1,5 @@
 //! The control API used by the proxy.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +24,7 @@ use crate::worker::{
     self, lock, pair_token, Command, Parked, SharedPool, SharedState, WorkerHandle, WorkerSession,
     REAP_INTERVAL,
 };
+use crate::Map;
 
 /// Most datagrams read off a reused socket before a session gets it.
 const MAX_STRAYS: usize = 4096;
@@ -79,7 +79,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Registry {
-    sessions: HashMap<SessionId, Entry>,
+    sessions: Map<SessionId, Entry>,
     load: Vec<usize>,
 }
 
@@ -143,7 +143,7 @@ impl MediaRelay {
             .collect::<Result<Vec<_>>>()?;
         Ok(MediaRelay {
             registry: Mutex::new(Registry {
-                sessions: HashMap::new(),
+                sessions: Map::default(),
                 load: vec![0; n],
             }),
             first_port: config.port_min + config.port_min % 2,

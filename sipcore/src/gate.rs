@@ -16,7 +16,6 @@
 //! Everything here is plain data with the time passed in: the endpoint's
 //! receive loop owns it and is the only one to touch it.
 
-use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use lru::LruCache;
+
+use crate::{Hasher, Map, Set};
 
 /// The sources that are never limited: replaced whole when the TU's view
 /// changes (a reload, a DNS refresh, a registration), read on every
@@ -35,7 +36,7 @@ pub struct TrustedSources {
     /// that a UA or a load generator built on sipcore is never limited).
     everyone: bool,
     networks: Vec<IpNet>,
-    hosts: HashSet<IpAddr>,
+    hosts: Set<IpAddr>,
 }
 
 impl Default for TrustedSources {
@@ -50,7 +51,7 @@ impl TrustedSources {
         TrustedSources {
             everyone: true,
             networks: Vec::new(),
-            hosts: HashSet::new(),
+            hosts: Set::default(),
         }
     }
 
@@ -173,7 +174,7 @@ struct Bucket {
 #[derive(Debug)]
 pub struct SourceLimiter {
     limit: RateLimit,
-    table: LruCache<IpAddr, Bucket>,
+    table: LruCache<IpAddr, Bucket, Hasher>,
 }
 
 impl SourceLimiter {
@@ -181,7 +182,7 @@ impl SourceLimiter {
         let size = NonZeroUsize::new(limit.table_size).unwrap_or(NonZeroUsize::MIN);
         SourceLimiter {
             limit,
-            table: LruCache::new(size),
+            table: LruCache::with_hasher(size, Hasher::default()),
         }
     }
 
@@ -247,7 +248,7 @@ impl SourceLimiter {
 /// task keep the socket buffer empty for everyone else.
 #[derive(Debug, Default)]
 pub struct Bans {
-    until: RwLock<HashMap<IpAddr, Instant>>,
+    until: RwLock<Map<IpAddr, Instant>>,
     /// Datagrams dropped here.
     dropped: AtomicU64,
     /// Bumped on every change, so that the kernel filter made of the

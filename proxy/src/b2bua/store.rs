@@ -17,8 +17,6 @@
 //! [`unindex_leg_b`]: CallStore::unindex_leg_b
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -30,6 +28,7 @@ use sipcore::transport::Target;
 
 use super::call::{Call, Leg, LegB};
 use crate::shard::tally::CallTally;
+use crate::{Hasher, Map, Set};
 
 /// What each of our client transactions is for.
 #[derive(Debug, Clone)]
@@ -97,26 +96,26 @@ pub enum Conflict {
 pub struct CallStore {
     /// Boxed: a call is over a kilobyte, and the map keeps spare slots
     /// (a quarter to a half of them empty); boxed, a spare slot is 8 bytes.
-    calls: HashMap<u64, Box<Call>>,
+    calls: Map<u64, Box<Call>>,
     /// Leg A Call-ID → call (every call has one).
     by_a: CallIdIndex,
     /// Leg B Call-ID → call (a call has none while its leg B is being
     /// replaced).
     by_b: CallIdIndex,
-    clients: HashMap<ClientKey, ClientRole>,
+    clients: Map<ClientKey, ClientRole>,
     /// The client transactions of each call (so a call's end finds them
     /// without a scan).
-    call_clients: HashMap<u64, Vec<ClientKey>>,
+    call_clients: Map<u64, Vec<ClientKey>>,
     /// 2xx responses to INVITEs awaiting their ACK: (call, leg) → CSeq.
-    unacked: HashMap<(u64, Leg), u32>,
+    unacked: Map<(u64, Leg), u32>,
     /// Calls by source (trunk) name, for the per-trunk call caps.
-    per_source: HashMap<String, usize>,
+    per_source: Map<String, usize>,
     /// With shards: the node's count, kept in step with `per_source`
     /// here, where calls enter and leave (the caps are the node's).
     tally: Option<Arc<CallTally>>,
     /// Calls changed since the last `take_changed`; None when nothing is
     /// replicated (no cost then).
-    changed: Option<HashSet<u64>>,
+    changed: Option<Set<u64>>,
     next_id: u64,
     /// The ids this store gives out: `first`, `first + step`, … (one
     /// space per shard: the shards share the relay, whose sessions are
@@ -135,7 +134,7 @@ pub struct CallStore {
 struct CallIdIndex {
     leg: Leg,
     ids: HashTable<u64>,
-    hasher: RandomState,
+    hasher: Hasher,
 }
 
 impl CallIdIndex {
@@ -143,13 +142,13 @@ impl CallIdIndex {
         CallIdIndex {
             leg,
             ids: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: Hasher::default(),
         }
     }
 
     /// The indexed Call-ID of call `id` ("" for a call not in `calls`,
     /// which the store never indexes).
-    fn call_id(leg: Leg, calls: &HashMap<u64, Box<Call>>, id: u64) -> &str {
+    fn call_id(leg: Leg, calls: &Map<u64, Box<Call>>, id: u64) -> &str {
         calls.get(&id).map_or("", |c| match leg {
             Leg::A => &c.a.call_id,
             Leg::B => &c.b.call_id,
@@ -160,7 +159,7 @@ impl CallIdIndex {
         self.hasher.hash_one(call_id)
     }
 
-    fn get(&self, calls: &HashMap<u64, Box<Call>>, call_id: &str) -> Option<u64> {
+    fn get(&self, calls: &Map<u64, Box<Call>>, call_id: &str) -> Option<u64> {
         let leg = self.leg;
         self.ids
             .find(self.hash(call_id), |&id| {
@@ -170,7 +169,7 @@ impl CallIdIndex {
     }
 
     /// Indexes call `id` (in `calls`, not indexed yet) by its Call-ID.
-    fn insert(&mut self, calls: &HashMap<u64, Box<Call>>, id: u64) {
+    fn insert(&mut self, calls: &Map<u64, Box<Call>>, id: u64) {
         let leg = self.leg;
         let hash = self.hash(CallIdIndex::call_id(leg, calls, id));
         let hasher = &self.hasher;
@@ -207,15 +206,15 @@ impl CallIdIndex {
 impl CallStore {
     pub fn new(track_changes: bool) -> CallStore {
         CallStore {
-            calls: HashMap::new(),
+            calls: Map::default(),
             by_a: CallIdIndex::new(Leg::A),
             by_b: CallIdIndex::new(Leg::B),
-            clients: HashMap::new(),
-            call_clients: HashMap::new(),
-            unacked: HashMap::new(),
-            per_source: HashMap::new(),
+            clients: Map::default(),
+            call_clients: Map::default(),
+            unacked: Map::default(),
+            per_source: Map::default(),
             tally: None,
-            changed: track_changes.then(HashSet::new),
+            changed: track_changes.then(Set::default),
             next_id: 1,
             id_space: (1, 1),
         }

@@ -37,7 +37,7 @@
 //! [`TransactionLayer::forget`]: answered once or not at all, nothing kept
 //! that would retransmit to a spoofed source.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -56,7 +56,7 @@ use super::{
 use crate::gate::SourceClass;
 use crate::message::{Message, Method, RequestBuilder, ResponseBuilder};
 use crate::transport::{Incoming, Target};
-use crate::ParseError;
+use crate::{Map, ParseError};
 
 /// One message for the transport, with the transaction that sends it so
 /// that a failure detected later can be reported back with
@@ -406,8 +406,8 @@ enum Ctx<'a> {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<u64, Entry>,
-    index: HashMap<TransactionKey, u64>,
+    entries: Map<u64, Entry>,
+    index: Map<TransactionKey, u64>,
     /// (deadline, sequence, entry id, timer), earliest first.
     heap: Deadlines,
     next_id: u64,

@@ -1324,3 +1324,20 @@ async fn a_forgotten_invite_is_answered_once_and_never_again() {
     assert_eq!(wire.times("SIP/2.0"), [10]);
     assert!(tl.is_empty());
 }
+
+/// The index is keyed by branches a sender chose: each layer's maps hash
+/// with a seed of their own, never a fixed state (with which a sender
+/// could work out once a set of branches that all collide).
+#[test]
+fn the_index_hashes_with_a_seed_of_its_own() {
+    use std::hash::BuildHasher;
+    let key = TransactionKey::Server(ServerKey {
+        branch: "z9hG4bKsame".into(),
+        sent_by: "127.0.0.1:5060".into(),
+        method: Method::Invite,
+    });
+    let hashes: std::collections::HashSet<u64> = (0..4)
+        .map(|_| Inner::default().index.hasher().hash_one(&key))
+        .collect();
+    assert!(hashes.len() > 1, "the same key hashed alike in every layer");
+}

@@ -350,3 +350,17 @@ fn calls_are_found_by_either_call_id_as_the_indexes_grow_and_shrink() {
     }
     assert_eq!(s.check(), Ok(()));
 }
+
+/// Call-IDs are chosen by callers: each store's Call-ID index hashes with
+/// a seed of its own, never a fixed state (with which a caller could work
+/// out once a set of Call-IDs that all collide).
+#[test]
+fn call_id_indexes_hash_with_a_seed_of_their_own() {
+    let hashes: std::collections::HashSet<u64> = (0..4)
+        .map(|_| CallStore::new(false).by_a.hash("same-call-id@127.0.0.2"))
+        .collect();
+    assert!(
+        hashes.len() > 1,
+        "the same Call-ID hashed alike in every store"
+    );
+}
