@@ -27,23 +27,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// The hasher of the call store's maps and Call-ID indexes (looked up by
-/// every message of a call). Cost: foldhash is several times cheaper than
-/// std's SipHash-1-3 on short keys such as Call-IDs and branches; measured
-/// with sipcore's and the relay's maps switched too
-/// (loadtest/bench/b2bua-instructions.sh 600 20: 704,632 instructions per
-/// call with SipHash-1-3, of them ~42,400 in its hashing functions; 658,733
-/// with foldhash, ~4,300 left in hashing, mostly maps not switched).
-/// DoS: Call-IDs come from the network, so never a fixed state (a caller
-/// could work out once Call-IDs that all collide): `quality::RandomState`
-/// is seeded per process (address-space layout and the clock) and per
-/// map. Foldhash claims only that much ("minimally DoS-resistant"), less
-/// than SipHash's keyed PRF.
-pub(crate) type Hasher = foldhash::quality::RandomState;
-/// std's `HashMap` with [`Hasher`] (make one with `Map::default()`).
-pub(crate) type Map<K, V> = std::collections::HashMap<K, V, Hasher>;
-/// std's `HashSet` with [`Hasher`].
-pub(crate) type Set<T> = std::collections::HashSet<T, Hasher>;
+/// The maps of the call store and its Call-ID indexes hash like the
+/// transaction layer's: with foldhash under a seed from the OS's random
+/// generator (see `sipcore::hash` for why).
+pub(crate) use sipcore::hash::{Hasher, Map, Set};
 
 #[derive(Parser)]
 #[command(

@@ -43,20 +43,6 @@ pub mod transport;
 
 pub use error::{Error, ParseError, Result};
 
-/// The hasher of the maps every message touches (the transaction layer's
-/// entries and index, the gate's trusted hosts, buckets and bans).
-/// Cost: foldhash is several times cheaper than std's SipHash-1-3 on short
-/// keys such as branches and addresses; measured on all the maps switched
-/// (loadtest/bench/b2bua-instructions.sh 600 20: 704,632 instructions per
-/// call with SipHash-1-3, of them ~42,400 in its hashing functions; 658,733
-/// with foldhash, ~4,300 left in hashing, mostly maps not switched).
-/// DoS: the keys come from the network, so never a fixed state (a sender
-/// could work out once keys that all collide): `quality::RandomState` is
-/// seeded per process (address-space layout and the clock) and per map.
-/// Foldhash claims only that much ("minimally DoS-resistant"), less than
-/// SipHash's keyed PRF.
-pub(crate) type Hasher = foldhash::quality::RandomState;
-/// std's `HashMap` with [`Hasher`] (make one with `Map::default()`).
-pub(crate) type Map<K, V> = std::collections::HashMap<K, V, Hasher>;
-/// std's `HashSet` with [`Hasher`].
-pub(crate) type Set<T> = std::collections::HashSet<T, Hasher>;
+pub mod hash;
+
+pub(crate) use hash::{Hasher, Map, Set};
