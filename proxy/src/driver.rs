@@ -621,8 +621,12 @@ impl Driver {
     /// (the relay's answer, a request that could not be sent) is fed in
     /// turn.
     fn feed(&mut self, event: Event) {
-        let mut pending = VecDeque::from([event]);
-        while let Some(event) = pending.pop_front() {
+        // Most events produce no follow-up: the queue is only allocated
+        // for one that does (a queue per event was a malloc and free for
+        // every message and tick).
+        let mut next = Some(event);
+        let mut pending = VecDeque::new();
+        while let Some(event) = next.take().or_else(|| pending.pop_front()) {
             let now = std::time::Instant::now();
             let mut actions = self.machine.on(event, now, now_millis());
             if self.cdr.is_some() {
@@ -633,11 +637,12 @@ impl Driver {
                 // the writer's wake-up.
                 actions.sort_by_key(|a| !matches!(a, Action::CallEnded(_)));
             }
-            for action in actions {
+            for action in actions.drain(..) {
                 if let Some(follow) = self.carry_out(action) {
                     pending.push_back(follow);
                 }
             }
+            self.machine.recycle(actions);
         }
     }
 

@@ -126,6 +126,16 @@ impl Outbox {
         std::mem::take(&mut self.actions)
     }
 
+    /// Takes back a list `take` gave out, emptied, to hold the next
+    /// event's actions: one list reused rather than one allocated and
+    /// freed for every event.
+    pub fn recycle(&mut self, mut list: Vec<Action>) {
+        list.clear();
+        if self.actions.is_empty() && self.actions.capacity() < list.capacity() {
+            self.actions = list;
+        }
+    }
+
     /// Sends a response on a server transaction, built from its request.
     pub fn respond(
         &mut self,
