@@ -28,7 +28,7 @@ pub use replication::{Replication, RECORD_SCHEMA};
 use crate::b2bua::journal::EventKind;
 use crate::b2bua::{
     Action, CallEnd, Event, Machine, MediaView, Observer, Refusal, RtcpMuxChange, UnixMillis,
-    SURVIVAL_TICK,
+    IDLE_SURVIVAL_TICK, SURVIVAL_TICK,
 };
 use crate::config::Config;
 use crate::metrics;
@@ -500,8 +500,11 @@ impl Driver {
                 .is_none_or(crate::shard::health::HealthShare::probes);
         probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Resumes are paced and media silence is checked on this tick.
-        let mut survival = tokio::time::interval(SURVIVAL_TICK);
-        survival.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Every 10 ms while a pair replicates or resumes are paced, else
+        // every 50 ms (`IDLE_SURVIVAL_TICK`): one timer, moved, not an
+        // interval per period.
+        let mut survival = engine_timer::EngineTimer::new();
+        let mut survival_at = std::time::Instant::now();
         let refresh_every = (REFRESH_MOVED.as_millis() / SURVIVAL_TICK.as_millis()) as u64;
         let mut ticks: u64 = 0;
         let mut draining = false;
@@ -517,6 +520,12 @@ impl Driver {
         let mut engine_timer = engine_timer::EngineTimer::new();
         loop {
             engine_timer.set(self.machine.next_deadline());
+            let period = if self.replication.is_some() || self.machine.needs_fast_ticks() {
+                SURVIVAL_TICK
+            } else {
+                IDLE_SURVIVAL_TICK
+            };
+            survival.set(Some(survival_at + period));
             tokio::select! {
                 ev = events.recv() => match ev {
                     // While handing over, requests are left to the peers'
@@ -568,7 +577,8 @@ impl Driver {
                 }
                 // WAN rounds ride on this tick too, also when no group is probed.
                 _ = probes.tick(), if (probing_here || !settings.wans.is_empty()) && self.serving() => self.feed(Event::Probes),
-                _ = survival.tick() => {
+                _ = survival.fired() => {
+                    survival_at = std::time::Instant::now();
                     self.replicate();
                     self.sync_bindings();
                     self.sync_wans();

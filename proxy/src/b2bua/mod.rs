@@ -353,6 +353,8 @@ pub struct Machine {
     /// The budget of log lines about refused INVITEs.
     refusals: caps::RefusalLog,
     survival_ticks: u64,
+    /// When media silence was last looked for (see `Event::SurvivalTick`).
+    silence_checked_at: Option<Instant>,
     /// The registrar and location service (`[registrar]`), if on.
     registrar: Option<crate::registrar::Registrar>,
     /// The WANs to central sites (`[[wan]]`).
@@ -432,6 +434,7 @@ impl Machine {
             wall: 0,
             refusals: caps::RefusalLog::default(),
             survival_ticks: 0,
+            silence_checked_at: None,
             registrar: None,
             wans,
             wan_changed: false,
@@ -465,9 +468,20 @@ impl Machine {
             Event::SurvivalTick => {
                 self.survival_ticks += 1;
                 // Silence is looked for every 50 ms: a tenth of the
-                // default threshold, and a few lookups per call.
+                // default threshold, and a few lookups per call. Every
+                // 5th tick of 10 ms, or on the first tick 50 ms after the
+                // last look when the driver ticks slowly
+                // (`IDLE_SURVIVAL_TICK`: nothing to pace, no pair).
                 let every = (SILENCE_CHECK.as_millis() / SURVIVAL_TICK.as_millis()) as u64;
-                if self.survival_ticks.is_multiple_of(every) {
+                let by_time = match self.silence_checked_at {
+                    Some(at) => self.now.saturating_duration_since(at) >= SILENCE_CHECK,
+                    None => {
+                        self.silence_checked_at = Some(self.now);
+                        false
+                    }
+                };
+                if self.survival_ticks.is_multiple_of(every) || by_time {
+                    self.silence_checked_at = Some(self.now);
                     self.check_media_silence();
                 }
                 self.drain_resumes();
@@ -508,6 +522,13 @@ impl Machine {
     /// The earliest timer deadline, for the driver to sleep until.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// Whether the survival tick must come every [`SURVIVAL_TICK`]: resumes
+    /// (or moves) are waiting to be paced out. Otherwise every
+    /// [`IDLE_SURVIVAL_TICK`] is enough.
+    pub fn needs_fast_ticks(&self) -> bool {
+        self.survival.has_queued()
     }
 
     /// Calls in progress.
@@ -968,6 +989,12 @@ pub const PHONE_SOURCE: &str = "phone";
 
 /// Every survival tick resumes are paced.
 pub const SURVIVAL_TICK: Duration = Duration::from_millis(10);
+/// The survival tick while nothing needs the fast one ([`Machine::needs_fast_ticks`]
+/// is false): media silence is still looked for every 50 ms, and the
+/// engine wakes 20 times a second rather than 100 when idle (issue 15:
+/// the idle node's wake-ups were most of its CPU at low call rates, and
+/// each shard pays them).
+pub const IDLE_SURVIVAL_TICK: Duration = Duration::from_millis(50);
 const SILENCE_CHECK: Duration = Duration::from_millis(50);
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";

@@ -45,6 +45,11 @@ pub(super) struct Survival {
 }
 
 impl Survival {
+    /// Whether calls wait for their resume INVITE.
+    pub(super) fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Queues call `id` for a resume INVITE (a takeover adopts calls the
     /// old node had queued).
     pub(super) fn queue_resume(&mut self, id: u64) {
