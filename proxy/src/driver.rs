@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use media_relay::{MediaRelay, SessionId, SessionParams, Side};
 use sipcore::endpoint::Endpoint;
-use sipcore::transaction::{TransactionKey, TuEvent, TuReceiver};
+use sipcore::transaction::{TransactionError, TransactionKey, TuEvent, TuReceiver};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use replication::{Replication, RECORD_SCHEMA};
@@ -673,9 +673,19 @@ impl Driver {
                 }
             }
             Action::Respond { key, response } => {
-                metrics::sip_out_response(response.status().unwrap_or(0));
-                if let Err(e) = self.ep.layer().send_response(&key, response) {
-                    tracing::debug!(error = %e, "response not sent");
+                let status = response.status().unwrap_or(0);
+                metrics::sip_out_response(status);
+                // A 2xx to an INVITE may outlive its transaction (the
+                // layer's cap on waiting ones): kept to go on statelessly.
+                let two_xx = ((200..300).contains(&status)
+                    && response.cseq().method == sipcore::message::Method::Invite)
+                    .then(|| response.clone());
+                match self.ep.layer().send_response(&key, response) {
+                    Ok(()) => {}
+                    Err(TransactionError::NoSuchTransaction(_)) if two_xx.is_some() => {
+                        return two_xx.map(|response| Event::ResponseUnsent { key, response });
+                    }
+                    Err(e) => tracing::debug!(error = %e, "response not sent"),
                 }
             }
             Action::Forget { key, answer } => {

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use media_relay::{SessionId, Side};
-use sipcore::message::{Method, RequestBuilder};
+use sipcore::message::{Message, Method, RequestBuilder};
+use sipcore::transaction::{response_target, ServerKey};
+use sipcore::transport::Target;
 
 use super::call::{Call, CallState, Leg, UnixMillis};
 use super::journal::EventKind;
@@ -52,10 +54,14 @@ impl Machine {
                     give_up,
                 } => {
                     if !self.store.awaits_ack(call, leg, response.cseq().seq) {
+                        // Acked: a stateless route for its retransmissions
+                        // (a takeover's, or `on_response_unsent`'s) is done.
+                        self.out.adopted.remove(&key);
                         continue;
                     }
                     if now >= give_up {
                         // No ACK for 64*T1: the dialog is dead (§13.3.1.4).
+                        self.out.adopted.remove(&key);
                         self.store.acked(call, leg);
                         tracing::warn!(call, ?leg, "no ACK for the 2xx; ending the call");
                         self.end_call(call, "no_ack", leg == Leg::B, leg == Leg::A);
@@ -434,6 +440,42 @@ impl Machine {
             reason: reason.to_owned(),
             history: call.history.clone(),
         }
+    }
+
+    /// A response whose server transaction the layer had ended already
+    /// (its cap on waiting transactions ends the oldest early, and an
+    /// INVITE's waits in RFC 6026's Accepted state until its ACK). Only a
+    /// 2xx to leg A's INVITE that still awaits its ACK matters: it and its
+    /// retransmissions go on statelessly, to where §18.2.2 sends leg A's
+    /// responses, so that a lost 2xx still reaches the caller. Anything
+    /// else is dropped (counted by the caller's retransmission, if any).
+    pub(super) fn on_response_unsent(&mut self, key: ServerKey, response: Message) {
+        if !response.status().is_some_and(|s| (200..300).contains(&s))
+            || response.cseq().method != Method::Invite
+        {
+            return;
+        }
+        let Some((id, Leg::A)) = self.store.find(response.call_id()) else {
+            return;
+        };
+        if !self.store.awaits_ack(id, Leg::A, response.cseq().seq) {
+            return;
+        }
+        let Some(call) = self.store.get(id) else {
+            return;
+        };
+        let source = Target {
+            transport: call.a.transport,
+            addr: call.a.source,
+            connection: None,
+        };
+        let target = response_target(&call.a.invite, source);
+        tracing::debug!(call = id, %target, "2xx goes on statelessly: its transaction ended early");
+        self.out.adopted.insert(key, target);
+        self.out.push(Action::SendRaw {
+            target,
+            bytes: response.as_bytes().clone(),
+        });
     }
 
     /// Ends a call: BYE to the legs asked for, the relay session freed,

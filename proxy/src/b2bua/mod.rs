@@ -86,9 +86,15 @@ pub enum Event {
     Housekeeping,
     /// Every health interval: OPTIONS keepalives to the members.
     Probes,
-    /// Every [`SURVIVAL_TICK`]: resumes are paced; every fifth tick media
-    /// silence is looked for.
+    /// Every [`SURVIVAL_TICK`] (every [`IDLE_SURVIVAL_TICK`] while
+    /// [`Machine::needs_fast_ticks`] is false and no pair replicates):
+    /// resumes are paced; every 50 ms media silence is looked for.
     SurvivalTick,
+    /// A response could not be handed to its server transaction: the
+    /// transaction layer has ended it already (its cap on waiting
+    /// transactions ends the oldest early). A 2xx to an INVITE still
+    /// awaiting its ACK then goes on statelessly.
+    ResponseUnsent { key: ServerKey, response: Message },
     /// Shutdown: new calls are refused from now on.
     Drain,
     /// Shutdown, the drain's deadline: every call still up is ended (BYE
@@ -494,6 +500,7 @@ impl Machine {
                 self.draining = true;
                 self.end_calls_for_shutdown();
             }
+            Event::ResponseUnsent { key, response } => self.on_response_unsent(key, response),
         }
         self.upstream_step();
         self.out.take()

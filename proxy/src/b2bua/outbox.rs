@@ -189,11 +189,18 @@ impl Outbox {
     /// Hands a response to its server transaction, or, for one adopted
     /// at a takeover (it lives on the old node), sends it statelessly.
     pub fn deliver_response(&mut self, key: &ServerKey, response: Message) {
-        match self.adopted.get(key) {
-            Some(target) => self.actions.push(Action::SendRaw {
-                target: *target,
-                bytes: response.as_bytes().clone(),
-            }),
+        match self.adopted.get(key).copied() {
+            Some(target) => {
+                // A final answer other than a 2xx ends the need for the
+                // route (a 2xx's ends with its ACK: `Retransmit2xx`).
+                if response.status().is_some_and(|s| s >= 300) {
+                    self.adopted.remove(key);
+                }
+                self.actions.push(Action::SendRaw {
+                    target,
+                    bytes: response.as_bytes().clone(),
+                })
+            }
             None => self.actions.push(Action::Respond {
                 key: key.clone(),
                 response,

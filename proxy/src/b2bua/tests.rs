@@ -625,6 +625,51 @@ fn timers_fire_only_when_due() {
     assert!(lab.on(Event::Timers).is_empty());
 }
 
+/// The transaction layer ended leg A's INVITE transaction before its ACK
+/// came (its cap on waiting transactions ends the oldest early): the 2xx
+/// goes on statelessly to the trunk, and so do its retransmissions, until
+/// the ACK.
+#[test]
+fn a_2xx_whose_transaction_ended_early_goes_on_statelessly_until_the_ack() {
+    let mut lab = Lab::new();
+    lab.call("c1");
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000)));
+    let sent = |lab: &Lab, status: u16| {
+        lab.actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Respond { key, response } if response.status() == Some(status) => {
+                    Some((key.clone(), response.clone()))
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (key, ok) = sent(&lab, 200);
+    let raw = format!("raw 200 to {}", addr(TRUNK));
+    assert_eq!(
+        lab.on(Event::ResponseUnsent {
+            key: key.clone(),
+            response: ok.clone()
+        }),
+        [raw.as_str()]
+    );
+    let t1 = lab.m.settings().t1;
+    lab.advance(t1.as_millis() as u64);
+    assert_eq!(lab.on(Event::Timers), [raw.as_str()]);
+    lab.advance(2 * t1.as_millis() as u64);
+    assert_eq!(lab.on(Event::Timers), [raw.as_str()]);
+    // The ACK stops them, and the stateless route is gone with them.
+    lab.ack_from_trunk("c1");
+    lab.advance(10 * t1.as_millis() as u64);
+    assert!(lab.on(Event::Timers).is_empty());
+    assert!(lab.m.out.adopted.is_empty());
+    // Acked: a late report of the same kind sends nothing.
+    assert!(lab
+        .on(Event::ResponseUnsent { key, response: ok })
+        .is_empty());
+}
+
 #[test]
 fn a_call_silent_on_both_legs_past_the_media_timeout_is_ended() {
     let mut lab = Lab::new();
