@@ -13,6 +13,9 @@
 #                                                          before a change, for a ratio)
 #   SHARDS=2 loadtest/bench/b2bua-cpu.sh 1000 20          (`sip.shards = 2`: tandem pinned
 #                                                          to cores 0-1, SIPp still on 1)
+#   SHARDS=2 TANDEM_CPUS=0 loadtest/bench/b2bua-cpu.sh 1000 20
+#                                                         (both shards on core 0, SIPp alone
+#                                                          on core 1)
 #   LIMITS='max_transactions = 20000' loadtest/bench/b2bua-cpu.sh 500 40
 #                                                         (`[limits]` lines for Tandem's config,
 #                                                          e.g. a cap scaled down to a rate the
@@ -45,12 +48,13 @@ SHARDS=${SHARDS:-1}
 LIMITS=${LIMITS:-}
 # One shard: today's layout (core 0). More: the shards' threads may use
 # both cores, SIPp's core included (this machine has two).
-TANDEM_CPUS=0
 shards_line=""
 if [ "$SHARDS" -gt 1 ]; then
-    TANDEM_CPUS=0-1
     shards_line="shards = $SHARDS"
 fi
+# TANDEM_CPUS=0 with SHARDS=2 puts both shards on core 0, away from SIPp:
+# what sharding itself costs, without a shard sharing SIPp's core.
+TANDEM_CPUS=${TANDEM_CPUS:-$([ "$SHARDS" -gt 1 ] && echo 0-1 || echo 0)}
 command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 2; }
 if [ -z "$TANDEM_BIN" ]; then
     cargo build --release --bin tandem >/dev/null 2>&1
