@@ -490,21 +490,26 @@ impl Driver {
     ) {
         let (done_tx, mut done_rx) = mpsc::channel(COMMAND_QUEUE);
         let settings = self.machine.settings().clone();
-        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
-        let mut probes = tokio::time::interval(settings.probe_interval);
+        // The loop's deadlines (the machine's next timer, housekeeping,
+        // probes, the survival tick, the DNS refresh, the drain) share one
+        // tokio timer armed for the earliest: a `select!` pass polls one
+        // timer rather than six, and no pass makes a new one (issue 15:
+        // every message is a pass, and at low rates a wake-up of its own).
+        let mut wake = engine_timer::EngineTimer::new();
+        let start = std::time::Instant::now();
+        // Housekeeping and probes start at once, as intervals did.
+        let mut housekeeping_at = start;
+        let mut probes_at = start;
         // With shards only shard 0 probes (the others follow its findings).
         let probing_here = settings.probing
             && self
                 .health_share
                 .as_ref()
                 .is_none_or(crate::shard::health::HealthShare::probes);
-        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Resumes are paced and media silence is checked on this tick.
-        // Every 10 ms while a pair replicates or resumes are paced, else
-        // every 50 ms (`IDLE_SURVIVAL_TICK`): one timer, moved, not an
-        // interval per period.
-        let mut survival = engine_timer::EngineTimer::new();
-        let mut survival_at = std::time::Instant::now();
+        // Resumes are paced and media silence is checked on the survival
+        // tick: every 10 ms while a pair replicates or resumes are paced,
+        // else every 50 ms (`IDLE_SURVIVAL_TICK`).
+        let mut survival_at = start;
         let refresh_every = (REFRESH_MOVED.as_millis() / SURVIVAL_TICK.as_millis()) as u64;
         let mut ticks: u64 = 0;
         let mut draining = false;
@@ -517,15 +522,29 @@ impl Driver {
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let (dns_tx, mut dns_rx) = mpsc::channel(1);
-        let mut engine_timer = engine_timer::EngineTimer::new();
         loop {
-            engine_timer.set(self.machine.next_deadline());
-            let period = if self.replication.is_some() || self.machine.needs_fast_ticks() {
+            let survival_period = if self.replication.is_some() || self.machine.needs_fast_ticks() {
                 SURVIVAL_TICK
             } else {
                 IDLE_SURVIVAL_TICK
             };
-            survival.set(Some(survival_at + period));
+            // WAN rounds ride on the probes' tick too, also when no group
+            // is probed.
+            let probing = (probing_here || !settings.wans.is_empty()) && self.serving();
+            let dns_at = if self.dns.idle() {
+                self.dns.next_refresh()
+            } else {
+                None
+            };
+            let deadlines = Deadlines {
+                engine: self.machine.next_deadline(),
+                housekeeping: housekeeping_at,
+                probes: probing.then_some(probes_at),
+                survival: survival_at + survival_period,
+                dns: dns_at,
+                drain: drain_deadline,
+            };
+            wake.set(Some(deadlines.earliest()));
             tokio::select! {
                 ev = events.recv() => match ev {
                     // While handing over, requests are left to the peers'
@@ -540,9 +559,6 @@ impl Driver {
                 Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev).await,
                 Some(cmd) = commands.recv() => self.on_command(cmd, &done_tx),
                 Some(()) = next_hangup(&mut hangup) => self.reload(),
-                _ = sleep_until(self.dns.next_refresh()), if self.dns.idle() => {
-                    self.dns.resolve(&self.config, dns_tx.clone());
-                }
                 Some(results) = dns_rx.recv() => {
                     if self.dns.take(results) {
                         self.apply_config();
@@ -559,39 +575,42 @@ impl Driver {
                     }
                     let _ = reply.send(result);
                 }
-                _ = engine_timer.fired(), if engine_timer.is_armed() => self.feed(Event::Timers),
-                _ = housekeeping.tick() => {
-                    #[cfg(debug_assertions)]
-                    if stall_at.is_some_and(|t| std::time::Instant::now() >= t) {
-                        tracing::warn!("TANDEM_TEST_STALL_ENGINE_MS: the engine stalls for good");
-                        std::future::pending::<()>().await;
+                _ = wake.fired() => {
+                    let now = std::time::Instant::now();
+                    if deadlines.engine.is_some_and(|t| t <= now) {
+                        self.feed(Event::Timers);
                     }
-                    self.heartbeat.ticks.fetch_add(1, Ordering::Relaxed);
-                    self.heartbeat.calls.store(self.machine.calls(), Ordering::Relaxed);
-                    self.write_snapshot(false);
-                    self.trust_phones(false);
-                    if self.serving() {
-                        self.feed(Event::Housekeeping);
-                        metrics::relay(&self.relay.counters());
+                    if deadlines.housekeeping <= now {
+                        housekeeping_at = now + HOUSEKEEPING;
+                        #[cfg(debug_assertions)]
+                        if stall_at.is_some_and(|t| now >= t) {
+                            tracing::warn!("TANDEM_TEST_STALL_ENGINE_MS: the engine stalls for good");
+                            std::future::pending::<()>().await;
+                        }
+                        self.housekeeping_tick();
                     }
-                }
-                // WAN rounds ride on this tick too, also when no group is probed.
-                _ = probes.tick(), if (probing_here || !settings.wans.is_empty()) && self.serving() => self.feed(Event::Probes),
-                _ = survival.fired() => {
-                    survival_at = std::time::Instant::now();
-                    self.replicate();
-                    self.sync_bindings();
-                    self.sync_wans();
-                    self.sync_upstream();
-                    self.share_member_health();
-                    if !self.serving() {
-                        continue;
+                    if deadlines.probes.is_some_and(|t| t <= now) {
+                        probes_at = now + settings.probe_interval;
+                        self.feed(Event::Probes);
                     }
-                    ticks += 1;
-                    if self.replication.is_some() && ticks.is_multiple_of(refresh_every) {
-                        self.machine.refresh_moved_calls();
+                    if deadlines.survival <= now {
+                        survival_at = now;
+                        if self.survival_tick() {
+                            ticks += 1;
+                            if self.replication.is_some() && ticks.is_multiple_of(refresh_every) {
+                                self.machine.refresh_moved_calls();
+                            }
+                            self.feed(Event::SurvivalTick);
+                        }
                     }
-                    self.feed(Event::SurvivalTick);
+                    if deadlines.dns.is_some_and(|t| t <= now) && self.dns.idle() {
+                        self.dns.resolve(&self.config, dns_tx.clone());
+                    }
+                    if deadlines.drain.is_some_and(|t| t <= now) {
+                        drain_deadline = None;
+                        linger_until = Some(now + BYE_LINGER);
+                        self.feed(Event::DrainDeadline);
+                    }
                 }
                 changed = shutdown.changed() => {
                     let stop = if changed.is_err() { Stop::Now } else { *shutdown.borrow() };
@@ -608,11 +627,6 @@ impl Driver {
                         Stop::Drain => {}
                     }
                 }
-                _ = sleep_until(drain_deadline), if drain_deadline.is_some() => {
-                    drain_deadline = None;
-                    linger_until = Some(std::time::Instant::now() + BYE_LINGER);
-                    self.feed(Event::DrainDeadline);
-                }
             }
             if draining
                 && self.machine.calls() == 0
@@ -624,6 +638,32 @@ impl Driver {
         self.sync_bindings();
         self.write_snapshot(true);
         tracing::info!("call engine stopped");
+    }
+
+    /// Every half second: the heartbeat, snapshots, trusted phones, and
+    /// the machine's session hygiene.
+    fn housekeeping_tick(&mut self) {
+        self.heartbeat.ticks.fetch_add(1, Ordering::Relaxed);
+        self.heartbeat
+            .calls
+            .store(self.machine.calls(), Ordering::Relaxed);
+        self.write_snapshot(false);
+        self.trust_phones(false);
+        if self.serving() {
+            self.feed(Event::Housekeeping);
+            metrics::relay(&self.relay.counters());
+        }
+    }
+
+    /// The survival tick's replication and sharing; whether the machine
+    /// gets the tick (only while serving).
+    fn survival_tick(&mut self) -> bool {
+        self.replicate();
+        self.sync_bindings();
+        self.sync_wans();
+        self.sync_upstream();
+        self.share_member_health();
+        self.serving()
     }
 
     /// One event into the machine, and everything that follows from it:
@@ -892,12 +932,31 @@ async fn next_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
     }
 }
 
-async fn sleep_until(when: Option<std::time::Instant>) {
-    match when {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
+/// The engine loop's deadlines in one pass (see `Driver::run`).
+#[derive(Clone, Copy)]
+struct Deadlines {
+    /// The machine's next timer.
+    engine: Option<std::time::Instant>,
+    housekeeping: std::time::Instant,
+    /// None while nothing is probed here.
+    probes: Option<std::time::Instant>,
+    survival: std::time::Instant,
+    /// The next DNS refresh, while none runs.
+    dns: Option<std::time::Instant>,
+    drain: Option<std::time::Instant>,
+}
+
+impl Deadlines {
+    fn earliest(&self) -> std::time::Instant {
+        [self.engine, self.probes, self.dns, self.drain]
+            .into_iter()
+            .flatten()
+            .fold(self.housekeeping.min(self.survival), std::cmp::min)
     }
 }
+
+/// How often housekeeping runs.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
 /// A random token for tags, branches and Call-IDs outside the machine.
 pub(crate) fn token(len: usize) -> String {

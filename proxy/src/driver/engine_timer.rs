@@ -1,5 +1,6 @@
-//! The one timer of the engine loop: when the machine's next deadline
-//! falls due.
+//! The one timer of the engine loop: when the earliest of its deadlines
+//! (the machine's next timer, housekeeping, probes, the survival tick,
+//! the DNS refresh, the drain) falls due.
 //!
 //! Made once and moved, not made anew on every pass of the loop: a new
 //! tokio timer that is due before what the time driver last planned to
@@ -54,7 +55,8 @@ impl EngineTimer {
         self.armed = next;
     }
 
-    pub(super) fn is_armed(&self) -> bool {
+    #[cfg(test)]
+    fn is_armed(&self) -> bool {
         self.armed.is_some()
     }
 
