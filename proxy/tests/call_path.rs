@@ -7,16 +7,17 @@
 //! range), so the tests run in parallel; every process is killed when its
 //! handle drops, also when an assertion fails; every wait has a deadline.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
 use sipcore::dialog::Dialog;
 use sipcore::endpoint::{Endpoint, EndpointConfig};
-use sipcore::message::{Message, Method, RequestBuilder};
+use sipcore::message::{Message, Method};
 use sipcore::sdp::Sdp;
 use sipcore::transaction::TuEvent;
 use sipcore::transport::{Target, TransportKind};
@@ -270,18 +271,14 @@ async fn place_probe_call(tandem: &Tandem, ms: &SippProcess, attributes: &str) -
          m=audio {} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n{attributes}",
         rtp.local_addr().unwrap().port()
     );
-    let contact = format!("<sip:probe@{me}>");
-    let invite = RequestBuilder::new(&Method::Invite, &format!("sip:1000@{}", tandem.sip_addr()))
-        .header("Via", &format!("SIP/2.0/UDP {me};branch=z9hG4bKprobe1"))
-        .header("Max-Forwards", "70")
-        .header("From", &format!("<sip:probe@{me}>;tag=probe"))
-        .header("To", &format!("<sip:1000@{}>", tandem.sip_addr()))
-        .header("Call-ID", "rtp-probe@127.0.0.1")
-        .header("CSeq", "1 INVITE")
-        .header("Contact", &contact)
-        .body("application/sdp", Bytes::from(sdp))
-        .build();
-    let invite = Message::parse(invite).unwrap();
+    let (invite, contact) = common::uac_invite(
+        me,
+        tandem.sip_addr(),
+        "probe",
+        "rtp-probe@127.0.0.1",
+        "z9hG4bKprobe1",
+        sdp,
+    );
     ep.layer().send_request(invite.clone(), target).unwrap();
     let ok = next_final(&mut events, SECS(5), tandem).await;
     assert_eq!(ok.status(), Some(200), "{}", tandem.log_tail(20));

@@ -7,11 +7,10 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::{media_server, scenario, SECS, TANDEM};
 use sipcore::dialog::Dialog;
 use sipcore::endpoint::{Endpoint, EndpointConfig};
-use sipcore::message::{Message, Method, RequestBuilder};
+use sipcore::message::Message;
 use sipcore::transaction::TuEvent;
 use sipcore::transport::{Target, TransportKind};
 use testkit::{wait_for, Sipp, Tandem, TandemConfig};
@@ -86,20 +85,16 @@ async fn a_2xx_is_retransmitted_after_its_transaction_was_ended_early() {
         addr: tandem.sip_addr(),
         connection: None,
     };
-    let contact = format!("<sip:late@{me}>");
     let sdp = "v=0\r\no=late 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
-    let invite = RequestBuilder::new(&Method::Invite, &format!("sip:1000@{}", tandem.sip_addr()))
-        .header("Via", &format!("SIP/2.0/UDP {me};branch=z9hG4bKlateack1"))
-        .header("Max-Forwards", "70")
-        .header("From", &format!("<sip:late@{me}>;tag=late"))
-        .header("To", &format!("<sip:1000@{}>", tandem.sip_addr()))
-        .header("Call-ID", "late-ack@127.0.0.1")
-        .header("CSeq", "1 INVITE")
-        .header("Contact", &contact)
-        .body("application/sdp", Bytes::from(sdp))
-        .build();
-    let invite = Message::parse(invite).unwrap();
+    let (invite, contact) = common::uac_invite(
+        me,
+        tandem.sip_addr(),
+        "late",
+        "late-ack@127.0.0.1",
+        "z9hG4bKlateack1",
+        sdp.to_owned(),
+    );
     ep.layer().send_request(invite.clone(), target).unwrap();
     let ok = next_200(&mut events, SECS(5), &tandem).await;
 

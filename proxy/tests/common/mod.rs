@@ -179,3 +179,32 @@ pub async fn media_server(scenario_file: Option<&str>, echo: bool) -> SippProces
     p.wait_ready(SECS(5)).await;
     p
 }
+
+/// An INVITE from a caller of the test's own at `me` to `sip:1000@tandem`,
+/// From and Contact `sip:USER@me` (tag USER), with `sdp` as its body; and
+/// its Contact, for the dialog.
+pub fn uac_invite(
+    me: std::net::SocketAddr,
+    tandem: std::net::SocketAddr,
+    user: &str,
+    call_id: &str,
+    branch: &str,
+    sdp: String,
+) -> (sipcore::message::Message, String) {
+    use sipcore::message::{Message, Method, RequestBuilder};
+    let contact = format!("<sip:{user}@{me}>");
+    let invite = RequestBuilder::new(&Method::Invite, &format!("sip:1000@{tandem}"))
+        .header("Via", &format!("SIP/2.0/UDP {me};branch={branch}"))
+        .header("Max-Forwards", "70")
+        .header("From", &format!("<sip:{user}@{me}>;tag={user}"))
+        .header("To", &format!("<sip:1000@{tandem}>"))
+        .header("Call-ID", call_id)
+        .header("CSeq", "1 INVITE")
+        .header("Contact", &contact)
+        .body("application/sdp", bytes::Bytes::from(sdp))
+        .build();
+    (
+        Message::parse(invite).expect("the test's INVITE parses"),
+        contact,
+    )
+}
