@@ -812,6 +812,13 @@ impl MediaRelay {
     /// of the queue), with their sockets parked for reuse. Does not wait
     /// for the worker.
     pub async fn remove_session(&self, id: SessionId) -> Result<SessionStats> {
+        self.remove_session_now(id)
+    }
+
+    /// [`MediaRelay::remove_session`] without the future: it never waits
+    /// (short locks, a command queued for the worker), so the call engine
+    /// removes its sessions inline rather than through a task per call.
+    pub fn remove_session_now(&self, id: SessionId) -> Result<SessionStats> {
         let (worker, state) = {
             let mut reg = lock(&self.registry);
             let e = reg.sessions.remove(&id).ok_or(Error::NoSuchSession(id))?;

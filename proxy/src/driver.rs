@@ -847,10 +847,9 @@ impl Driver {
     }
 
     fn remove_media(&self, session: SessionId) {
-        let relay = self.relay.clone();
-        tokio::spawn(async move {
-            let _ = relay.remove_session(session).await;
-        });
+        // Inline: removing never waits (see `remove_session_now`); its
+        // stats went into the CDR line just before.
+        let _ = self.relay.remove_session_now(session);
     }
 
     /// One CDR line per call: the machine's record and the relay's stream
