@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use testkit::{free_port, port_range, Sipp, Tandem, TandemConfig};
+use testkit::{free_port, port_range, wait_for, Sipp, Tandem, TandemConfig};
 
 const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -324,7 +324,17 @@ async fn sigterm_on_a_lone_node_drains_then_ends_the_calls_still_up_with_a_reaso
         .wait_metric("tandem_calls_active", &[], 1.0, SECS(10))
         .await;
     tandem.signal("TERM");
-    // Draining: a new call is refused, and told when to come back.
+    // Once the engine has taken the signal (an INVITE already in its
+    // queue at that instant is still served)...
+    wait_for("the engine draining", SECS(5), || async {
+        if tandem.log().contains("shutdown: new calls are refused") {
+            Ok(())
+        } else {
+            Err(tandem.log_tail(10))
+        }
+    })
+    .await;
+    // ...a new call is refused, and told when to come back.
     let refused = tokio::task::spawn_blocking({
         let sip = tandem.sip_addr();
         move || invite_final(sip, "drain-new-1", SECS(5))
