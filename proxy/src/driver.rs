@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use media_relay::{MediaRelay, SessionId, SessionParams, Side};
 use sipcore::endpoint::Endpoint;
-use sipcore::transaction::{TransactionError, TransactionKey, TuEvent, TuReceiver};
+use sipcore::transaction::{TransactionError, TransactionKey, TuEvent, TuReceiver, Unsent};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use replication::{Replication, RECORD_SCHEMA};
@@ -713,19 +713,20 @@ impl Driver {
                 }
             }
             Action::Respond { key, response } => {
-                let status = response.status().unwrap_or(0);
-                metrics::sip_out_response(status);
-                // A 2xx to an INVITE may outlive its transaction (the
-                // layer's cap on waiting ones): kept to go on statelessly.
-                let two_xx = ((200..300).contains(&status)
-                    && response.cseq().method == sipcore::message::Method::Invite)
-                    .then(|| response.clone());
-                match self.ep.layer().send_response(&key, response) {
-                    Ok(()) => {}
-                    Err(TransactionError::NoSuchTransaction(_)) if two_xx.is_some() => {
-                        return two_xx.map(|response| Event::ResponseUnsent { key, response });
+                metrics::sip_out_response(response.status().unwrap_or(0));
+                if let Err(unsent) = self.ep.layer().try_send_response(&key, response) {
+                    match *unsent {
+                        // Its transaction has ended already (the layer's
+                        // cap on waiting ones): the machine decides
+                        // whether it goes on statelessly.
+                        Unsent {
+                            error: TransactionError::NoSuchTransaction(_),
+                            response,
+                        } => return Some(Event::ResponseUnsent { key, response }),
+                        Unsent { error, .. } => {
+                            tracing::debug!(error = %error, "response not sent")
+                        }
                     }
-                    Err(e) => tracing::debug!(error = %e, "response not sent"),
                 }
             }
             Action::Forget { key, answer } => {

@@ -448,11 +448,12 @@ impl Machine {
     /// 2xx to leg A's INVITE that still awaits its ACK matters: it and its
     /// retransmissions go on statelessly, to where §18.2.2 sends leg A's
     /// responses, so that a lost 2xx still reaches the caller. Anything
-    /// else is dropped (counted by the caller's retransmission, if any).
+    /// else is not sent (logged at debug, as the driver did before).
     pub(super) fn on_response_unsent(&mut self, key: ServerKey, response: Message) {
         if !response.status().is_some_and(|s| (200..300).contains(&s))
             || response.cseq().method != Method::Invite
         {
+            tracing::debug!(status = ?response.status(), "response not sent: its transaction has ended");
             return;
         }
         let Some((id, Leg::A)) = self.store.find(response.call_id()) else {

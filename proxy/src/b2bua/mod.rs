@@ -449,14 +449,14 @@ impl Machine {
         }
     }
 
-    /// Handles one event that happened at `now` (`wall`: the same moment
-    /// as milliseconds since the Unix epoch) and returns what to do.
     /// Gives back an action list that [`Machine::on`] returned, emptied,
     /// for the next event's actions (no allocation per event).
     pub fn recycle(&mut self, actions: Vec<Action>) {
         self.out.recycle(actions);
     }
 
+    /// Handles one event that happened at `now` (`wall`: the same moment
+    /// as milliseconds since the Unix epoch) and returns what to do.
     pub fn on(&mut self, event: Event, now: Instant, wall: UnixMillis) -> Vec<Action> {
         self.now = now;
         self.wall = wall;

@@ -232,6 +232,14 @@ pub enum TransactionError {
     },
 }
 
+/// A response [`TransactionLayer::try_send_response`] did not send, and
+/// why.
+#[derive(Debug)]
+pub struct Unsent {
+    pub error: TransactionError,
+    pub response: Message,
+}
+
 /// The ACK for a non-2xx final response (§17.1.1.3): Request-URI, Call-ID,
 /// From and CSeq number of the request, method ACK, To of the response, the
 /// single top Via of the request and the request's Route headers.
@@ -875,19 +883,33 @@ impl TransactionLayer {
         key: &ServerKey,
         response: Message,
     ) -> Result<(), TransactionError> {
-        let status = response.status().ok_or(TransactionError::NotAResponse)?;
+        self.try_send_response(key, response)
+            .map_err(|unsent| unsent.error)
+    }
+
+    /// [`TransactionLayer::send_response`], handing a response it did not
+    /// send back with the reason: a TU that can still send it another way
+    /// (a 2xx whose transaction this layer has ended early) needs no copy
+    /// of every response it sends.
+    pub fn try_send_response(&self, key: &ServerKey, response: Message) -> Result<(), Box<Unsent>> {
+        let unsent = |error, response| Box::new(Unsent { error, response });
+        let Some(status) = response.status() else {
+            return Err(unsent(TransactionError::NotAResponse, response));
+        };
         let tkey = TransactionKey::Server(key.clone());
         let shared = &*self.shared;
         let mut inner = self.lock();
-        let id = *inner
-            .index
-            .get(&tkey)
-            .ok_or(TransactionError::NoSuchTransaction(tkey))?;
+        let Some(&id) = inner.index.get(&tkey) else {
+            return Err(unsent(TransactionError::NoSuchTransaction(tkey), response));
+        };
         let machine = inner.machine(id);
         let state = machine.state();
         let actions = machine.server(ServerEvent::TuResponse(status));
         if !actions.contains(&Action::SendResponse) {
-            return Err(TransactionError::ResponseRefused { status, state });
+            return Err(unsent(
+                TransactionError::ResponseRefused { status, state },
+                response,
+            ));
         }
         inner.apply(shared, id, actions, Ctx::Sending(&response));
         Ok(())

@@ -37,7 +37,7 @@ pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
 pub use layer::{
     build_ack, response_target, ClientKey, Outgoing, OverloadStats, ServerKey,
     ServerTransactionStats, TransactionError, TransactionKey, TransactionLayer, TransactionState,
-    Transmit, TuEvent, TuQueueConfig, TuReceiver,
+    Transmit, TuEvent, TuQueueConfig, TuReceiver, Unsent,
 };
 pub use server_invite::{ServerInvite, ServerInviteState};
 pub use server_non_invite::{ServerNonInvite, ServerNonInviteState};
