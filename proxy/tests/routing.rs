@@ -567,28 +567,14 @@ async fn sighup_changes_the_rules_for_new_calls_only() {
     };
     rewrite(&(groups.clone() + &rule("g2")));
     tandem.signal("HUP");
-    wait_for("the reload", SECS(5), || async {
-        if tandem.log().contains("configuration reloaded") {
-            Ok(())
-        } else {
-            Err(tandem.log_tail(10))
-        }
-    })
-    .await;
+    tandem.wait_log("configuration reloaded", SECS(5)).await;
     let out = caller(&tandem, "uac.xml", "1002", 5).run(SECS(30)).await;
     assert_all_succeeded(&out, 5, &tandem);
 
     // A file that does not load changes nothing.
     rewrite(&(groups + "[[rule]]\nname = \"bad\"\ngroup = \"nowhere\"\n"));
     tandem.signal("HUP");
-    wait_for("the refusal", SECS(5), || async {
-        if tandem.log().contains("configuration not reloaded") {
-            Ok(())
-        } else {
-            Err(tandem.log_tail(10))
-        }
-    })
-    .await;
+    tandem.wait_log("configuration not reloaded", SECS(5)).await;
     let out = caller(&tandem, "uac.xml", "1003", 2).run(SECS(30)).await;
     assert_all_succeeded(&out, 2, &tandem);
 

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use testkit::{free_port, port_range, wait_for, Sipp, Tandem, TandemConfig};
+use testkit::{free_port, port_range, Sipp, Tandem, TandemConfig};
 
 const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -326,14 +326,9 @@ async fn sigterm_on_a_lone_node_drains_then_ends_the_calls_still_up_with_a_reaso
     tandem.signal("TERM");
     // Once the engine has taken the signal (an INVITE already in its
     // queue at that instant is still served)...
-    wait_for("the engine draining", SECS(5), || async {
-        if tandem.log().contains("shutdown: new calls are refused") {
-            Ok(())
-        } else {
-            Err(tandem.log_tail(10))
-        }
-    })
-    .await;
+    tandem
+        .wait_log("shutdown: new calls are refused", SECS(5))
+        .await;
     // ...a new call is refused, and told when to come back.
     let refused = tokio::task::spawn_blocking({
         let sip = tandem.sip_addr();

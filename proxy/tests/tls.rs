@@ -177,14 +177,7 @@ async fn options_over_tls_and_certificate_reload_on_sighup() {
     // Renewed files, then SIGHUP: new handshakes see the new certificate.
     new_ca.issue(&["127.0.0.1"], &f.cert, &f.key);
     tandem.signal("HUP");
-    testkit::wait_for("the TLS certificate reload", DEADLINE, || async {
-        if tandem.log().contains("TLS certificate reloaded") {
-            Ok(())
-        } else {
-            Err(tandem.log_tail(10))
-        }
-    })
-    .await;
+    tandem.wait_log("TLS certificate reloaded", DEADLINE).await;
     let refused = options_over_tls(&trusts_old, to).await;
     assert!(
         refused.as_ref().is_err_and(|e| e.starts_with("handshake")),

@@ -442,6 +442,19 @@ impl Tandem {
         std::fs::read_to_string(self.dir.path().join("tandem.log")).unwrap_or_default()
     }
 
+    /// Waits until the log holds `text` (panics with the log's tail after
+    /// `deadline`).
+    pub async fn wait_log(&self, text: &str, deadline: Duration) {
+        wait_for(&format!("{text:?} in the log"), deadline, || async {
+            if self.log().contains(text) {
+                Ok(())
+            } else {
+                Err(self.log_tail(10))
+            }
+        })
+        .await;
+    }
+
     /// The last `lines` lines of the log, for assertion messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let log = self.log();
