@@ -56,15 +56,8 @@ fi
 # what sharding itself costs, without a shard sharing SIPp's core.
 TANDEM_CPUS=${TANDEM_CPUS:-$([ "$SHARDS" -gt 1 ] && echo 0-1 || echo 0)}
 command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 2; }
-if [ -z "$TANDEM_BIN" ]; then
-    cargo build --release --bin tandem >/dev/null 2>&1
-    TANDEM_BIN=./target/release/tandem
-fi
-
-dir=$(mktemp -d /tmp/tandem-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+tandem_bin
+bench_dir tandem-bench
 
 SIP=25060 MS=25070 ADMIN=29090
 write_tandem_config "$dir/tandem.toml" $SIP $MS $ADMIN "$shards_line" "$LIMITS"
@@ -110,7 +103,7 @@ if [ "$CENSUS" = 1 ]; then
     kill -INT "$census_pid" 2>/dev/null || true
     wait "$census_pid" 2>/dev/null || true
 fi
-col() { awk -F';' -v col="$1" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} NF{v=$c} END{print v+0}' "$dir/uac.csv"; }
+col() { sipp_stat "$dir/uac.csv" "$1"; }
 ok=$(col 'SuccessfulCall(C)'); failed=$(col 'FailedCall(C)'); retrans=$(col 'Retransmissions(C)')
 cpu_s=$(echo "($c1 - $c0) / $hz" | bc -l)
 wall=$(echo "$t1 - $t0" | bc -l)

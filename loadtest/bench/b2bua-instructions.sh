@@ -35,15 +35,8 @@ case "$SYSTEM" in tandem|kamailio-tm|kamailio-dialog) ;; *) echo "SYSTEM: tandem
 for tool in sipp valgrind callgrind_control callgrind_annotate; do
     command -v $tool >/dev/null || { echo "needs $tool (apt-get install sip-tester valgrind)"; exit 2; }
 done
-if [ "$SYSTEM" = tandem ] && [ -z "$TANDEM_BIN" ]; then
-    cargo build --release --bin tandem >/dev/null 2>&1
-    TANDEM_BIN=./target/release/tandem
-fi
-
-dir=$(mktemp -d /tmp/tandem-instr.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+[ "$SYSTEM" = tandem ] && tandem_bin
+bench_dir tandem-instr
 
 SIP=25160 MS=25170 ADMIN=29190
 write_tandem_config "$dir/tandem.toml" $SIP $MS $ADMIN
@@ -79,7 +72,7 @@ uac() {
         -nostdin -buff_size 8388608 -trace_stat -stf "$dir/$name.csv" -fd 1 \
         -timeout $((calls / RATE * 3 + 30))s >"$dir/$name.log" 2>&1 || true
 }
-col() { awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} NF{v=$c} END{print v+0}' "$dir/$1.csv"; }
+col() { sipp_stat "$dir/$1.csv" "$2"; }
 
 uac warmup "$WARMUP" 25190
 for p in $(system_pids); do callgrind_control --zero "$p" >/dev/null 2>&1; done

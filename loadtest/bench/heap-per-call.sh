@@ -34,15 +34,8 @@ RATE=200
 [ "$N2" -gt "$N1" ] || { echo "N2 ($N2) must be more than N1 ($N1)"; exit 2; }
 command -v heaptrack >/dev/null || { echo "needs heaptrack (apt-get install heaptrack)"; exit 2; }
 command -v sipp >/dev/null || { echo "needs sipp (apt-get install sip-tester)"; exit 2; }
-TANDEM_BIN=${TANDEM_BIN:-}
-if [ -z "$TANDEM_BIN" ]; then
-    cargo build --release --bin tandem >/dev/null 2>&1
-    TANDEM_BIN=./target/release/tandem
-fi
-dir=$(mktemp -d /tmp/tandem-heap.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+tandem_bin
+bench_dir tandem-heap
 
 SIP=26060 MS=26070 ADMIN=29190
 write_tandem_config "$dir/tandem.toml" $SIP $MS $ADMIN

@@ -1,9 +1,16 @@
-# Tandem's config for the single-binary benches (b2bua-cpu.sh,
-# heap-per-call.sh): one trunk for all of loopback, one media server (the
-# SIPp UAS), one relay worker, no media timeout (SIPp's built-in scenarios
-# send no RTP), a large UDP receive buffer. Sourced, not run:
+# What the single-binary benches (b2bua-cpu.sh, heap-per-call.sh,
+# b2bua-instructions.sh) share. Sourced, not run:
 #
 #   . "$(dirname "$0")/lib/tandem-config.sh"
+#   tandem_bin                   TANDEM_BIN, built (release) when not given
+#   bench_dir PREFIX             $dir, a fresh /tmp/PREFIX.XXXXXX; every pid
+#                                added to $pids is killed on exit
+#   sipp_stat CSV COLUMN         the last value of COLUMN in a SIPp -trace_stat CSV
+#
+# And Tandem's config for them: one trunk for all of loopback, one media server (the
+# SIPp UAS), one relay worker, no media timeout (SIPp's built-in scenarios
+# send no RTP), a large UDP receive buffer:
+#
 #   write_tandem_config FILE SIP_PORT MEDIA_SERVER_PORT ADMIN_PORT [EXTRA_SIP_LINE] [LIMITS_LINES]
 #
 # EXTRA_SIP_LINE goes into [sip] as is (e.g. "shards = 2"), empty for none;
@@ -35,4 +42,27 @@ address = "127.0.0.1:$media_server"
 [limits]
 $limits
 TOML
+}
+
+tandem_bin() {
+    TANDEM_BIN=${TANDEM_BIN:-}
+    if [ -z "$TANDEM_BIN" ]; then
+        cargo build --release --bin tandem >/dev/null 2>&1
+        TANDEM_BIN=./target/release/tandem
+    fi
+}
+
+bench_dir() {
+    dir=$(mktemp -d "/tmp/$1.XXXXXX")
+    pids=()
+    trap bench_cleanup EXIT INT TERM
+}
+
+bench_cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+
+sipp_stat() {
+    awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} NF{v=$c} END{print v+0}' "$1"
 }
