@@ -13,8 +13,7 @@ use sipcore::transport::Target;
 use super::call::{push_exact, Call, CallState, Forking, Leg, LegA, LegB};
 use super::register::Caller;
 use super::{
-    kept_leg_b_invite, member_transport, without_body, Action, ClientRole, Machine, Route, SdpRole,
-    TimerEvent,
+    kept_leg_b_invite, member_transport, Action, ClientRole, Machine, Route, SdpRole, TimerEvent,
 };
 use crate::error::Error;
 use crate::media::is_sdp;
@@ -264,7 +263,7 @@ impl Machine {
                         call.offer = Some(offer);
                         // The caller's own SDP is not needed again: leg A's
                         // INVITE is kept for its headers only.
-                        call.a.invite = without_body(&call.a.invite);
+                        call.a.invite = call.a.invite.without_body();
                     }
                 }
                 Err(e) => {

@@ -1088,7 +1088,7 @@ fn kept_leg_b_invite(invite: &Message) -> Message {
         .header("CSeq", invite.header("CSeq").unwrap_or_default())
         .build_message()
         .map(|m| m.compact())
-        .unwrap_or_else(|_| without_body(invite))
+        .unwrap_or_else(|_| invite.without_body())
 }
 
 /// What an answered call keeps of leg A's INVITE: what can still read it
@@ -1136,14 +1136,6 @@ fn kept_answered_leg_a_invite(invite: &Message, policy: &dyn Policy) -> Message 
 
 /// A copy of a message without its body (and Content-Type): what a call
 /// keeps of an INVITE whose SDP it holds elsewhere.
-fn without_body(msg: &Message) -> Message {
-    msg.edit()
-        .set_body(None, Bytes::new())
-        .build_message()
-        .map(|m| m.compact())
-        .unwrap_or_else(|_| msg.compact())
-}
-
 /// `sip:user@1.2.3.4:5070;params` → 1.2.3.4:5070 when the host is an IP.
 fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
     let u = sipcore::message::Uri::parse(uri).ok()?;

@@ -195,6 +195,54 @@ impl ResponseBuilder {
     }
 }
 
+impl Message {
+    /// This message without its body: the same start line and header
+    /// lines, Content-Type dropped and `Content-Length: 0`, in a buffer of
+    /// its own sized to fit (a kept INVITE holds no spare room). Made from
+    /// the index, not parsed again (see the module documentation): what
+    /// a B2BUA keeps of an INVITE once its SDP is relayed.
+    pub fn without_body(&self) -> Message {
+        let line = self.start_line.range();
+        let size = line.len()
+            + 2
+            + self
+                .headers
+                .iter()
+                .filter(|h| !matches!(h.kind, HeaderName::ContentLength | HeaderName::ContentType))
+                .map(|h| usize::from(h.value.end - h.name.start) + 2)
+                .sum::<usize>()
+            + "Content-Length: 0\r\n\r\n".len();
+        let mut out = BytesMut::with_capacity(size);
+        out.put_slice(&self.buf[line.clone()]);
+        out.put_slice(b"\r\n");
+        // Leading CRLFs the parser skipped are not copied: the start
+        // line's spans move with it.
+        let shift = |s: Span| Span::new(s.start as usize - line.start, s.end as usize - line.start);
+        let start = match &self.start {
+            StartLine::Request { method, uri } => StartLine::Request {
+                method: method.clone(),
+                uri: shift(*uri),
+            },
+            StartLine::Response { status, reason } => StartLine::Response {
+                status: *status,
+                reason: shift(*reason),
+            },
+        };
+        let kept = |h: &&HeaderEntry| {
+            !matches!(h.kind, HeaderName::ContentLength | HeaderName::ContentType)
+        };
+        let mut head = Head::new(out, true);
+        // Content-Length comes last.
+        head.headers = Vec::with_capacity(self.headers.iter().filter(kept).count() + 1);
+        for h in self.headers.iter().filter(kept) {
+            head.copy(self, h);
+        }
+        head.finish(None);
+        head.into_message(start, shift(self.version))
+            .unwrap_or_else(|_| self.compact())
+    }
+}
+
 /// What a builder has printed, with the index of its header lines.
 struct Head {
     out: BytesMut,
@@ -205,6 +253,11 @@ struct Head {
     /// False once something was printed that the parser would read
     /// differently from how it was written: `into_message` then parses.
     exact: bool,
+    /// Bit i: header line i was copied from a parsed message (or made of
+    /// a parsed value and a token), so its grammar was checked already
+    /// and `into_message` does not check it again. Lines past the 64th
+    /// are always checked.
+    copied: u64,
 }
 
 impl Head {
@@ -215,6 +268,14 @@ impl Head {
             headers_end: 0,
             body: Span::new(0, 0),
             exact,
+            copied: 0,
+        }
+    }
+
+    /// Marks the next header line pushed as already checked.
+    fn mark_copied(&mut self) {
+        if let Some(bit) = 1u64.checked_shl(self.headers.len() as u32) {
+            self.copied |= bit;
         }
     }
 
@@ -251,6 +312,10 @@ impl Head {
         let end = self.out.len();
         self.out.put_slice(b"\r\n");
         self.exact &= plain(tag) && !tag.is_empty();
+        // A parsed To with a token for a tag parses as the To did.
+        if is_token(tag) {
+            self.mark_copied();
+        }
         self.push(
             HeaderName::To,
             Span::new(at, at + 2),
@@ -266,6 +331,7 @@ impl Head {
         self.out.put_slice(&from.buf[line]);
         self.out.put_slice(b"\r\n");
         let shift = |s: u16| at + usize::from(s - h.name.start);
+        self.mark_copied();
         self.push(
             h.kind,
             Span::new(at, shift(h.name.end)),
@@ -305,7 +371,7 @@ impl Head {
         if !self.exact || buf.len() > MAX_MESSAGE_SIZE || self.headers.len() >= u16::MAX as usize {
             return Message::parse(buf);
         }
-        let Some(index) = Index::of(&buf, &self.headers, &start) else {
+        let Some(index) = Index::of(&buf, &self.headers, self.copied, &start) else {
             return Message::parse(buf);
         };
         let line_end = match &start {
@@ -339,7 +405,7 @@ struct Index {
 impl Index {
     /// `None` when the parser would reject the headers or read them
     /// differently (it then says why).
-    fn of(buf: &[u8], headers: &[HeaderEntry], start: &StartLine) -> Option<Index> {
+    fn of(buf: &[u8], headers: &[HeaderEntry], copied: u64, start: &StartLine) -> Option<Index> {
         let text = |s: HeaderSpan| std::str::from_utf8(&buf[Span::from(s).range()]).ok();
         let mut seen = 0u8;
         let once = |seen: &mut u8, bit: u8| {
@@ -354,31 +420,38 @@ impl Index {
             let idx = i as u16;
             // The same checks as the parser's: a From, To or Contact value is
             // often made of parts of a stranger's message (leg A's URI user),
-            // so the built message must be one the parser would accept.
+            // so the built message must be one the parser would accept. A
+            // line copied from a parsed message passed them there.
+            let checked = copied.checked_shr(i as u32).is_some_and(|c| c & 1 == 1);
             let ok = match h.kind {
                 HeaderName::Via => {
                     seen |= MANDATORY_VIA;
-                    let mut vias = split_list(text(h.value)?).peekable();
-                    vias.peek().is_some() && vias.all(|v| Via::parse(v).is_ok())
+                    checked || {
+                        let mut vias = split_list(text(h.value)?).peekable();
+                        vias.peek().is_some() && vias.all(|v| Via::parse(v).is_ok())
+                    }
                 }
                 HeaderName::From => {
                     from = idx;
                     once(&mut seen, MANDATORY_FROM)
-                        && NameAddr::parse(text(h.value)?, "From").is_ok()
+                        && (checked || NameAddr::parse(text(h.value)?, "From").is_ok())
                 }
                 HeaderName::To => {
                     to = idx;
-                    once(&mut seen, MANDATORY_TO) && NameAddr::parse(text(h.value)?, "To").is_ok()
+                    once(&mut seen, MANDATORY_TO)
+                        && (checked || NameAddr::parse(text(h.value)?, "To").is_ok())
                 }
                 HeaderName::Contact | HeaderName::Route => {
-                    split_list(text(h.value)?).all(|v| NameAddr::parse(v, "Contact").is_ok())
+                    checked
+                        || split_list(text(h.value)?).all(|v| NameAddr::parse(v, "Contact").is_ok())
                 }
                 HeaderName::CallId => {
                     call_id = idx;
-                    let v = text(h.value)?;
                     once(&mut seen, MANDATORY_CALL_ID)
-                        && !v.is_empty()
-                        && !v.bytes().any(|c| c <= b' ' || c == 0x7f)
+                        && (checked || {
+                            let v = text(h.value)?;
+                            !v.is_empty() && !v.bytes().any(|c| c <= b' ' || c == 0x7f)
+                        })
                 }
                 HeaderName::CSeq => {
                     cseq = Some(parse_cseq(text(h.value)?).ok()?);

@@ -166,3 +166,65 @@ fn odd_builds_get_the_parsers_answer() {
         same(make().build_message(), make().build());
     }
 }
+
+/// `without_body` keeps the start line and every header line but
+/// Content-Type and Content-Length, says `Content-Length: 0`, and is what
+/// the parser reads in its bytes, made without a parse: also for compact
+/// names, a response, and leading CRLFs the parser skipped.
+#[test]
+fn a_message_without_its_body_is_what_the_parser_reads_without_a_parse() {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let with_body = |head: &str| {
+        Message::parse(Bytes::from(format!(
+            "{head}Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )))
+        .expect("test message parses")
+    };
+    let invite = with_body(
+        "INVITE sip:bob@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@example.com>;tag=a1\r\n\
+         To: <sip:bob@example.com>\r\n\
+         Call-ID: call-1@192.0.2.1\r\n\
+         CSeq: 7 INVITE\r\n\
+         Content-Type: application/sdp\r\n\
+         Contact: <sip:alice@192.0.2.1>\r\n",
+    );
+    let compact = with_body(
+        "\r\n\r\nINVITE sip:bob@example.com SIP/2.0\r\n\
+         v: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK2\r\n\
+         Max-Forwards: 70\r\n\
+         f: <sip:alice@example.com>;tag=a1\r\n\
+         t: <sip:bob@example.com>\r\n\
+         i: call-2\r\n\
+         CSeq: 1 INVITE\r\n\
+         c: application/sdp\r\n",
+    );
+    let answer = with_body(
+        "SIP/2.0 200 OK\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK3\r\n\
+         From: <sip:alice@example.com>;tag=a1\r\n\
+         To: <sip:bob@example.com>;tag=b1\r\n\
+         Call-ID: call-3\r\n\
+         CSeq: 1 INVITE\r\n\
+         Content-Type: application/sdp\r\n",
+    );
+    for msg in [invite, compact, answer] {
+        let expected = String::from_utf8(msg.as_bytes()[..msg.headers_end as usize].to_vec())
+            .unwrap()
+            .trim_start_matches("\r\n")
+            .lines()
+            .filter(|l| {
+                let name = l.split(':').next().unwrap().trim().to_ascii_lowercase();
+                !["content-type", "c", "content-length", "l"].contains(&name.as_str())
+            })
+            .map(|l| format!("{l}\r\n"))
+            .collect::<String>()
+            + "Content-Length: 0\r\n\r\n";
+        assert_built_without_a_parse(|| Ok(msg.without_body()), Bytes::from(expected));
+        assert!(msg.without_body().body().is_empty());
+        assert_eq!(msg.without_body().content_type(), None);
+    }
+}
