@@ -3,8 +3,8 @@
 //! Every transaction timer is started with one of a few durations (T1 and
 //! its doublings up to T2, T4, 64*T1, Timer D), and deadlines are taken
 //! from a clock that never goes back: timers started with the same
-//! duration expire in the order they were started. So each duration gets
-//! a FIFO queue, already sorted; starting a timer is a push at the back,
+//! duration expire in the order they were started. So each duration (and
+//! laxness, see [`Timer::is_lax`]) gets a FIFO queue, already sorted; starting a timer is a push at the back,
 //! and the next one due is the earliest of a handful of queue fronts.
 //! A binary heap (what this replaces) paid a sift through a table of
 //! hundreds of thousands of entries (the 32 s timers of every transaction
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::timers::lax_slack;
 use super::Timer;
 
 /// One running timer: when, its sequence number (start order, which also
@@ -29,7 +30,9 @@ const MAX_QUEUES: usize = 16;
 
 #[derive(Default)]
 pub(super) struct Deadlines {
-    queues: Vec<(Duration, VecDeque<Deadline>)>,
+    /// By duration and whether the timers are lax (a queue holds only
+    /// one kind, so its front says when it needs a wake-up).
+    queues: Vec<(Duration, bool, VecDeque<Deadline>)>,
     /// Durations without a queue, and a deadline earlier than the back
     /// of its queue (a clock that went back).
     overflow: BinaryHeap<Reverse<Deadline>>,
@@ -38,20 +41,38 @@ pub(super) struct Deadlines {
 impl Deadlines {
     /// Adds a timer that was started `after` before `deadline.0`.
     pub(super) fn push(&mut self, after: Duration, deadline: Deadline) {
-        let slot = match self.queues.iter().position(|(d, _)| *d == after) {
+        let lax = deadline.3.is_lax();
+        let slot = match self
+            .queues
+            .iter()
+            .position(|(d, l, _)| *d == after && *l == lax)
+        {
             Some(i) => Some(i),
             None if self.queues.len() < MAX_QUEUES => {
-                self.queues.push((after, VecDeque::new()));
+                self.queues.push((after, lax, VecDeque::new()));
                 Some(self.queues.len() - 1)
             }
             None => None,
         };
         match slot {
-            Some(i) if self.queues[i].1.back().is_none_or(|b| *b <= deadline) => {
-                self.queues[i].1.push_back(deadline)
+            Some(i) if self.queues[i].2.back().is_none_or(|b| *b <= deadline) => {
+                self.queues[i].2.push_back(deadline)
             }
             _ => self.overflow.push(Reverse(deadline)),
         }
+    }
+
+    /// When the timer task must wake next: the earliest deadline, where a
+    /// lax timer's counts with its slack (the wake-up then fires every
+    /// timer due by then, lax timers up to their slack late together).
+    /// Timers in the overflow heap keep their time.
+    pub(super) fn wake_at(&self) -> Option<Instant> {
+        let queued = self.queues.iter().filter_map(|(after, lax, q)| {
+            let (at, ..) = q.front()?;
+            Some(if *lax { *at + lax_slack(*after) } else { *at })
+        });
+        let heaped = self.overflow.peek().map(|Reverse(d)| d.0);
+        queued.chain(heaped).min()
     }
 
     /// The earliest timer.
@@ -63,7 +84,7 @@ impl Deadlines {
     pub(super) fn pop(&mut self) -> Option<Deadline> {
         let (from, deadline) = self.earliest()?;
         match from {
-            Some(i) => self.queues[i].1.pop_front(),
+            Some(i) => self.queues[i].2.pop_front(),
             None => self.overflow.pop().map(|Reverse(d)| d),
         };
         Some(deadline)
@@ -75,19 +96,19 @@ impl Deadlines {
             .queues
             .iter()
             .enumerate()
-            .filter_map(|(i, (_, q))| q.front().map(|d| (Some(i), *d)));
+            .filter_map(|(i, (_, _, q))| q.front().map(|d| (Some(i), *d)));
         let heaped = self.overflow.peek().map(|Reverse(d)| (None, *d));
         queued.chain(heaped).min_by_key(|&(_, d)| (d.0, d.1))
     }
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.queues.iter().map(|(_, q)| q.len()).sum::<usize>() + self.overflow.len()
+        self.queues.iter().map(|(_, _, q)| q.len()).sum::<usize>() + self.overflow.len()
     }
 
     /// Gives back room a past peak left (see `Inner::shrink_after_peak`).
     pub(super) fn shrink_if_sparse(&mut self, sparse: impl Fn(usize, usize) -> bool) {
-        for (_, q) in &mut self.queues {
+        for (_, _, q) in &mut self.queues {
             if sparse(q.len(), q.capacity()) {
                 q.shrink_to(2 * q.len());
             }

@@ -1192,7 +1192,12 @@ impl Inner {
                         None => entry.timers.push((timer, seq)),
                     }
                     let at = Instant::now() + after;
-                    let earliest = heap.peek().is_none_or(|(first, ..)| at < first);
+                    let wake = if timer.is_lax() {
+                        at + super::timers::lax_slack(after)
+                    } else {
+                        at
+                    };
+                    let earliest = heap.wake_at().is_none_or(|first| wake < first);
                     heap.push(after, (at, seq, id, timer));
                     if earliest {
                         shared.notify.notify_one();
@@ -1302,10 +1307,11 @@ impl Inner {
         }
     }
 
-    /// The earliest deadline still in the heap (stale ones included; they
-    /// only cause a spurious wake-up).
+    /// When the timer task wakes next (stale timers included; they only
+    /// cause a spurious wake-up): lax timers with their slack, so that
+    /// their firings share wake-ups.
     fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|(at, ..)| at)
+        self.heap.wake_at()
     }
 }
 

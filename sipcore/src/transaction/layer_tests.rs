@@ -166,7 +166,7 @@ async fn client_invite_timer_a_then_timeout_b() {
     );
     wire.at(31_999).await;
     assert!(drain(&mut rx).is_empty());
-    wire.at(32_001).await;
+    wire.at(32_101).await;
     assert_eq!(names(&drain(&mut rx)), ["Timeout B", "Terminated"]);
     wire.at(100_000).await;
     assert_eq!(
@@ -213,12 +213,48 @@ async fn client_non_invite_final_then_timer_k() {
     assert!(drain(&mut rx).is_empty());
     wire.at(5699).await;
     assert_eq!(tl.len(), 1);
-    wire.at(5701).await;
+    wire.at(5780).await;
     assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
     assert_eq!(wire.times("BYE"), [0, 500]);
     // Late response after termination: stray.
     tl.on_message(response(&req, 200), Target::udp(addr(UAS)));
     assert_eq!(names(&drain(&mut rx)), ["Stray 200"]);
+}
+
+/// Wait states are lax: Timer Ks due at 5,100 and 5,140 end at one
+/// wake-up, the first's T4/64 (78 ms) late, none of them early; the one
+/// due at 5,180 rides the next wake-up; a retransmission timer keeps its
+/// millisecond.
+#[tokio::test(start_paused = true)]
+async fn wait_states_ending_close_together_share_a_wake_up() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    let byes: Vec<Message> = (0..3)
+        .map(|i| request("BYE", &format!("z9hG4bKlax{i}")))
+        .collect();
+    for bye in &byes {
+        tl.send_request(bye.clone(), Target::udp(addr(UAS))).unwrap();
+    }
+    for (i, bye) in byes.iter().enumerate() {
+        wire.at(100 + 40 * i as u64).await;
+        tl.on_message(response(bye, 200), Target::udp(addr(UAS)));
+    }
+    assert_eq!(names(&drain(&mut rx)).len(), 3);
+    // Another BYE, unanswered: Timer E retransmits it at T1.
+    wire.at(5_000).await;
+    let pending = request("BYE", "z9hG4bKpending");
+    tl.send_request(pending, Target::udp(addr(UAS))).unwrap();
+    wire.at(5_177).await;
+    assert_eq!(tl.len(), 4, "no wait state ends before its slack is used up");
+    wire.at(5_180).await;
+    assert_eq!(names(&drain(&mut rx)), ["Terminated", "Terminated"]);
+    assert_eq!(tl.len(), 2);
+    wire.at(5_257).await;
+    assert_eq!(tl.len(), 2);
+    wire.at(5_260).await;
+    assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
+    wire.at(5_501).await;
+    assert_eq!(wire.times("BYE"), [0, 0, 0, 5_000, 5_500]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -277,7 +313,7 @@ async fn client_invite_non_2xx_is_acked() {
     // Timer D: 32 s after the 486.
     wire.at(32_999).await;
     assert_eq!(tl.len(), 1);
-    wire.at(33_001).await;
+    wire.at(33_101).await;
     assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
     tl.on_message(busy, Target::udp(addr(UAS)));
     assert_eq!(names(&drain(&mut rx)), ["Stray 486"]);
@@ -311,6 +347,8 @@ async fn client_invite_accepted_passes_2xx_retransmissions_up() {
     wire.at(32_599).await;
     assert!(drain(&mut rx).is_empty());
     wire.at(32_601).await;
+    assert!(drain(&mut rx).is_empty(), "lax: up to 100 ms late");
+    wire.at(32_701).await;
     assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
     assert_eq!(wire.times("INVITE"), [0, 500]);
     assert!(wire.times("ACK").is_empty());
@@ -490,7 +528,7 @@ async fn server_invite_trying_timer_g_and_timeout_h() {
     tl.send_response(&key, response(&inv, 486)).unwrap();
     wire.at(32_999).await;
     assert!(drain(&mut rx).is_empty());
-    wire.at(33_001).await;
+    wire.at(33_101).await;
     assert_eq!(names(&drain(&mut rx)), ["Timeout H", "Terminated"]);
     assert_eq!(
         wire.times("SIP/2.0 486"),
@@ -544,7 +582,7 @@ async fn server_invite_ack_confirms_and_is_absorbed() {
     // Timer I = T4.
     wire.at(5699).await;
     assert_eq!(tl.len(), 1);
-    wire.at(5701).await;
+    wire.at(5780).await;
     assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
     assert_eq!(wire.times("SIP/2.0 486"), [0, 500]);
 }
@@ -590,7 +628,7 @@ async fn server_invite_accepted() {
     // Timer L = 64*T1 from the 2xx.
     wire.at(32_049).await;
     assert_eq!(tl.len(), 1);
-    wire.at(32_051).await;
+    wire.at(32_151).await;
     assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
     assert_eq!(wire.times("SIP/2.0 200"), [50, 1000]);
     assert!(wire.times("SIP/2.0 100").is_empty());
@@ -627,7 +665,7 @@ async fn server_non_invite_absorbs_and_resends() {
     // Timer J = 64*T1.
     wire.at(32_599).await;
     assert_eq!(tl.len(), 1);
-    wire.at(32_601).await;
+    wire.at(32_701).await;
     assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
     // The same request now starts a new transaction.
     tl.on_message(opt, Target::udp(addr(UAC)));

@@ -70,6 +70,26 @@ impl Timer {
     pub fn is_retransmission(self) -> bool {
         matches!(self, Timer::A | Timer::E | Timer::G)
     }
+
+    /// Whether this timer may fire a little late (at most [`lax_slack`] of
+    /// its duration): the wait states (D, I, J, K, L, M), which only end a
+    /// transaction that absorbed retransmissions, and the timeouts (B, F,
+    /// H), 64*T1 and mostly cancelled before they fire. Their firings then
+    /// share wake-ups: at 1,000 calls a second some 7,000 of them a second
+    /// would each wake the layer's timer task on a millisecond of its own
+    /// (issue 15: low rates must not be dominated by wake-ups). Never
+    /// early: a wait state is at least as long as RFC 3261 says.
+    /// Retransmissions and the 100 Trying delay keep their time.
+    pub fn is_lax(self) -> bool {
+        !matches!(self, Timer::A | Timer::E | Timer::G | Timer::Trying)
+    }
+}
+
+/// How late a lax timer (see [`Timer::is_lax`]) that ran for `duration`
+/// may fire: 1/64 of it, at most 100 ms (32 s wait states: 100 ms; T4:
+/// 78 ms; a zero timer of a reliable transport: none).
+pub fn lax_slack(duration: Duration) -> Duration {
+    (duration / 64).min(Duration::from_millis(100))
 }
 
 impl TimerConfig {
