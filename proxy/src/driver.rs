@@ -123,6 +123,9 @@ const BYE_LINGER: Duration = Duration::from_secs(2);
 /// How many commands may wait for the driver.
 pub const COMMAND_QUEUE: usize = 16;
 
+/// Transaction-layer events fed in one pass of the engine loop, at most.
+const TU_BATCH: usize = 64;
+
 /// How often calls that moved to another media server are re-sent to the
 /// standby: their relay's continuity state settles with the first packets
 /// from the new server, after the call event that moved them.
@@ -547,13 +550,20 @@ impl Driver {
             wake.set(Some(deadlines.earliest()));
             tokio::select! {
                 ev = events.recv() => match ev {
-                    // While handing over, requests are left to the peers'
-                    // retransmissions, which reach the new active node.
-                    Some(ev) if self.serving() && !self.handing_over => {
-                        count_received(&ev);
-                        self.feed(Event::Tu(ev));
+                    Some(ev) => {
+                        self.on_tu(ev);
+                        // What else the layer queued meanwhile (a receive
+                        // batch) is fed now, not one pass of this loop
+                        // each: a pass polls every branch and re-arms the
+                        // timer (issue 15). Bounded, so that timers and
+                        // commands still come in between.
+                        for _ in 1..TU_BATCH {
+                            match events.try_recv() {
+                                Some(ev) => self.on_tu(ev),
+                                None => break,
+                            }
+                        }
                     }
-                    Some(_) => {}
                     None => break,
                 },
                 Some(ev) = next_node_event(&mut node_events) => self.on_node_event(ev).await,
@@ -638,6 +648,16 @@ impl Driver {
         self.sync_bindings();
         self.write_snapshot(true);
         tracing::info!("call engine stopped");
+    }
+
+    /// One event of the transaction layer. While handing over, requests
+    /// are left to the peers' retransmissions, which reach the new active
+    /// node.
+    fn on_tu(&mut self, ev: TuEvent) {
+        if self.serving() && !self.handing_over {
+            count_received(&ev);
+            self.feed(Event::Tu(ev));
+        }
     }
 
     /// Every half second: the heartbeat, snapshots, trusted phones, and

@@ -363,9 +363,16 @@ impl Machine {
             return Err(Error::downstream(483, "Too Many Hops", "Max-Forwards is 0"));
         }
         let me = self.settings.advertised;
+        // Parsed, not printed: `[v6]` hosts compare too.
+        let is_me = |host: &str| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip == me.ip())
+        };
         if invite
             .vias()
-            .any(|v| v.host == me.ip().to_string() && v.sent_by_port() == me.port())
+            .any(|v| is_me(v.host) && v.sent_by_port() == me.port())
         {
             return Err(Error::downstream(
                 482,
@@ -584,13 +591,26 @@ impl Machine {
         let a = &call.a.invite;
         let from = a.from_header();
         let a_to = a.to_header();
-        let host = self.settings.advertised;
-        let ident = |display: Option<&str>, user: Option<&str>, host: &str| -> String {
-            let user = user.map(|u| format!("{u}@")).unwrap_or_default();
-            match display {
-                Some(d) => format!("{d} <sip:{user}{host}>"),
-                None => format!("<sip:{user}{host}>"),
+        let host = &self.advertised;
+        // `display <sip:user@host>` (the tag appended after), in one string.
+        let ident = |display: Option<&str>, user: Option<&str>, host: &str, tag: &str| {
+            let mut out = String::with_capacity(64);
+            if let Some(d) = display {
+                out.push_str(d);
+                out.push(' ');
             }
+            out.push_str("<sip:");
+            if let Some(u) = user {
+                out.push_str(u);
+                out.push('@');
+            }
+            out.push_str(host);
+            out.push('>');
+            if !tag.is_empty() {
+                out.push_str(";tag=");
+                out.push_str(tag);
+            }
+            out
         };
         let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).to_string();
         let mut req = RequestBuilder::new(&Method::Invite, ruri)
@@ -600,14 +620,8 @@ impl Machine {
             req = req.header("Route", route);
         }
         req = req
-            .header(
-                "From",
-                &format!(
-                    "{};tag={b_tag}",
-                    ident(from.display, from.uri().user, &host.to_string())
-                ),
-            )
-            .header("To", &ident(a_to.display, to.0, to.1))
+            .header("From", &ident(from.display, from.uri().user, host, &b_tag))
+            .header("To", &ident(a_to.display, to.0, to.1, ""))
             .header("Call-ID", &b_call_id)
             .header("CSeq", "1 INVITE")
             .header("Contact", &contact)

@@ -2989,3 +2989,30 @@ fn an_answered_call_keeps_only_what_a_later_leg_b_and_the_cdr_need_of_leg_a_invi
     assert_eq!(kept.call_id(), call.a.call_id);
     assert!(call.a.dialog.is_some());
 }
+
+/// An INVITE that already passed this node (a Via of its advertised
+/// address and port, not necessarily the top one) is refused 482 Loop
+/// Detected; a Via of the same address on another port is no loop.
+#[test]
+fn an_invite_that_passed_this_node_before_is_refused_as_a_loop() {
+    let mut lab = Lab::new();
+    let me = lab.m.settings().advertised;
+    let looped = |port: u16, call_id: &str| {
+        let text = String::from_utf8(invite(call_id, "i1", true).as_bytes().to_vec()).unwrap();
+        let own = format!(
+            "Via: SIP/2.0/UDP {}:{port};branch=z9hG4bKbefore\r\nMax-Forwards",
+            me.ip()
+        );
+        Message::parse(Bytes::from(text.replacen("Max-Forwards", &own, 1))).unwrap()
+    };
+    assert_eq!(
+        lab.trunk_sends(looped(me.port(), "loop")),
+        ["respond 482 INVITE"]
+    );
+    assert_eq!(lab.m.calls(), 0);
+    assert_ne!(
+        lab.trunk_sends(looped(me.port() + 1, "no-loop")),
+        ["respond 482 INVITE"]
+    );
+    assert_eq!(lab.m.calls(), 1);
+}
