@@ -328,7 +328,7 @@ pub struct Machine {
     /// address as text, printed once: every call's INVITE, 2xx and
     /// dialogs use them, and printing a `SocketAddr` cost about 1,700
     /// instructions each time (issue 15).
-    contacts: [String; 3],
+    contacts: Contacts,
     advertised: String,
     /// Every destination group and its members, with their health.
     dests: Destinations,
@@ -418,7 +418,7 @@ impl Machine {
             obs.wan_state(w.name(), false);
         }
         Machine {
-            contacts: contacts(&settings),
+            contacts: Contacts::new(&settings),
             advertised: settings.advertised.to_string(),
             settings,
             dests,
@@ -787,7 +787,12 @@ impl Machine {
     }
 
     fn contact(&self, transport: TransportKind) -> String {
-        self.contacts[transport_index(transport)].clone()
+        let c = &self.contacts;
+        match transport {
+            TransportKind::Udp => c.udp.clone(),
+            TransportKind::Tcp => c.tcp.clone(),
+            TransportKind::Tls => c.tls.clone(),
+        }
     }
 
     /// Where leg `leg` of a call is reached; None for a leg B that has no
@@ -1067,24 +1072,24 @@ impl Tokens {
     }
 }
 
-/// This node's Contact on each transport, in [`transport_index`] order.
-fn contacts(settings: &Settings) -> [String; 3] {
-    let advertised = settings.advertised;
-    [
-        format!("<sip:tandem@{advertised}>"),
-        format!("<sip:tandem@{advertised};transport=tcp>"),
-        // RFC 5630: a sips: Contact over TLS, at the TLS listener (a leg
-        // is TLS only when the listener or a TLS member is configured,
-        // and both need [sip.tls]).
-        format!("<sips:tandem@{}>", settings.sent_by(TransportKind::Tls)),
-    ]
+/// This node's Contact on each transport.
+struct Contacts {
+    udp: String,
+    tcp: String,
+    tls: String,
 }
 
-fn transport_index(transport: TransportKind) -> usize {
-    match transport {
-        TransportKind::Udp => 0,
-        TransportKind::Tcp => 1,
-        TransportKind::Tls => 2,
+impl Contacts {
+    fn new(settings: &Settings) -> Contacts {
+        let advertised = settings.advertised;
+        Contacts {
+            udp: format!("<sip:tandem@{advertised}>"),
+            tcp: format!("<sip:tandem@{advertised};transport=tcp>"),
+            // RFC 5630: a sips: Contact over TLS, at the TLS listener (a
+            // leg is TLS only when the listener or a TLS member is
+            // configured, and both need [sip.tls]).
+            tls: format!("<sips:tandem@{}>", settings.sent_by(TransportKind::Tls)),
+        }
     }
 }
 
