@@ -10,6 +10,7 @@ mod driver;
 mod error;
 mod ha;
 mod hep;
+mod log_fields;
 mod media;
 mod metrics;
 mod ops;
@@ -436,6 +437,7 @@ fn main() -> ExitCode {
         }
         Command::Run { config } => {
             tracing_subscriber::fmt()
+                .fmt_fields(log_fields::LeanFields)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
