@@ -57,3 +57,55 @@ fn rtp_quality_is_published_as_gauges() {
         ]
     );
 }
+
+/// The SIP message counters, whose handles are kept per thread, count
+/// every message in its own series.
+#[test]
+fn sip_messages_are_counted_by_direction_and_method_or_class() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        for _ in 0..3 {
+            sip_in_request(Some(&Method::Invite));
+        }
+        sip_in_request(Some(&Method::Bye));
+        sip_out_request(Some(&Method::Invite));
+        sip_in_request(Some(&Method::from_token("FROBNICATE")));
+        for status in [180, 200, 200, 486] {
+            sip_out_response(status);
+        }
+        sip_in_response(200);
+    });
+    let mut counts: Vec<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let labels: Vec<String> = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            match value {
+                DebugValue::Counter(n) => {
+                    format!("{} {} {n}", key.key().name(), labels.join(","))
+                }
+                other => panic!("{key:?} is no counter: {other:?}"),
+            }
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            "tandem_sip_requests_total direction=in,method=BYE 1",
+            "tandem_sip_requests_total direction=in,method=INVITE 3",
+            "tandem_sip_requests_total direction=in,method=other 1",
+            "tandem_sip_requests_total direction=out,method=INVITE 1",
+            "tandem_sip_responses_total direction=in,class=2xx 1",
+            "tandem_sip_responses_total direction=out,class=1xx 1",
+            "tandem_sip_responses_total direction=out,class=2xx 2",
+            "tandem_sip_responses_total direction=out,class=4xx 1",
+        ]
+    );
+}
