@@ -349,7 +349,7 @@ impl Machine {
         let name = if phone {
             Some(super::PHONE_SOURCE.to_owned())
         } else {
-            self.policy.source(source.addr.ip())
+            self.policy.source(source.addr.ip()).map(str::to_owned)
         };
         let Some(name) = name else {
             return Err(Error::downstream(

@@ -973,7 +973,7 @@ impl Machine {
     fn leg_source_ok(&self, call: &Call, leg: Leg, ip: std::net::IpAddr) -> bool {
         match leg {
             Leg::A if call.a.source_name == PHONE_SOURCE => call.a.source.ip() == ip,
-            Leg::A => self.policy.source(ip).as_deref() == Some(call.a.source_name.as_str()),
+            Leg::A => self.policy.source(ip) == Some(call.a.source_name.as_str()),
             Leg::B if call.b.phone.is_some() => call
                 .b
                 .phone

@@ -53,7 +53,7 @@ pub enum Route {
 pub trait Policy: Send {
     /// The name of the source (trunk) an INVITE from `ip` comes from;
     /// None: a stranger, refused.
-    fn source(&self, ip: IpAddr) -> Option<String>;
+    fn source(&self, ip: IpAddr) -> Option<&str>;
 
     /// Where a new call from `source` goes; `minute_of_day` is the time in
     /// UTC, in minutes since midnight.

@@ -1194,7 +1194,7 @@ impl Tweaked {
 }
 
 impl Policy for Tweaked {
-    fn source(&self, ip: std::net::IpAddr) -> Option<String> {
+    fn source(&self, ip: std::net::IpAddr) -> Option<&str> {
         self.rules.source(ip)
     }
     fn route(&self, invite: &Message, source: &str, minute: u16) -> Route {
@@ -1454,10 +1454,10 @@ const VICTIM: &str = "127.0.0.4:5060";
 struct TrunkOnly(Box<dyn Policy>);
 
 impl Policy for TrunkOnly {
-    fn source(&self, ip: std::net::IpAddr) -> Option<String> {
+    fn source(&self, ip: std::net::IpAddr) -> Option<&str> {
         let ip = ip.to_string();
         if ip == "127.0.0.20" {
-            return Some("other".into());
+            return Some("other");
         }
         let trunk = ["127.0.0.9", "127.0.0.10"].contains(&ip.as_str());
         trunk.then(|| self.0.source(ip.parse().unwrap())).flatten()

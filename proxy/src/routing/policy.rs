@@ -43,11 +43,11 @@ impl RulesPolicy {
 }
 
 impl Policy for RulesPolicy {
-    fn source(&self, ip: IpAddr) -> Option<String> {
+    fn source(&self, ip: IpAddr) -> Option<&str> {
         self.trunks
             .iter()
             .find(|(_, nets)| nets.iter().any(|n| n.contains(&ip)))
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| name.as_str())
     }
 
     fn max_calls(&self, source: &str) -> Option<usize> {
