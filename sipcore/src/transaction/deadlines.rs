@@ -62,6 +62,19 @@ impl Deadlines {
         }
     }
 
+    /// Drops the timers at the front of each queue (and the top of the
+    /// heap) that `stale` says were cancelled, up to the first live one.
+    pub(super) fn drop_stale_fronts(&mut self, stale: impl Fn(&Deadline) -> bool) {
+        for (_, _, q) in &mut self.queues {
+            while q.front().is_some_and(&stale) {
+                q.pop_front();
+            }
+        }
+        while self.overflow.peek().is_some_and(|Reverse(d)| stale(d)) {
+            self.overflow.pop();
+        }
+    }
+
     /// When the timer task must wake next: the earliest deadline, where a
     /// lax timer's counts with its slack (the wake-up then fires every
     /// timer due by then, lax timers up to their slack late together).

@@ -233,7 +233,8 @@ async fn wait_states_ending_close_together_share_a_wake_up() {
         .map(|i| request("BYE", &format!("z9hG4bKlax{i}")))
         .collect();
     for bye in &byes {
-        tl.send_request(bye.clone(), Target::udp(addr(UAS))).unwrap();
+        tl.send_request(bye.clone(), Target::udp(addr(UAS)))
+            .unwrap();
     }
     for (i, bye) in byes.iter().enumerate() {
         wire.at(100 + 40 * i as u64).await;
@@ -245,7 +246,11 @@ async fn wait_states_ending_close_together_share_a_wake_up() {
     let pending = request("BYE", "z9hG4bKpending");
     tl.send_request(pending, Target::udp(addr(UAS))).unwrap();
     wire.at(5_177).await;
-    assert_eq!(tl.len(), 4, "no wait state ends before its slack is used up");
+    assert_eq!(
+        tl.len(),
+        4,
+        "no wait state ends before its slack is used up"
+    );
     wire.at(5_180).await;
     assert_eq!(names(&drain(&mut rx)), ["Terminated", "Terminated"]);
     assert_eq!(tl.len(), 2);
@@ -255,6 +260,44 @@ async fn wait_states_ending_close_together_share_a_wake_up() {
     assert_eq!(names(&drain(&mut rx)), ["Terminated"]);
     wire.at(5_501).await;
     assert_eq!(wire.times("BYE"), [0, 0, 0, 5_000, 5_500]);
+}
+
+/// A cancelled timer does not wake the timer task when a wake-up found
+/// it stale already: three BYEs answered within 5 ms each leave their
+/// Timer E (500, 510, 520 ms) cancelled; the task wakes at 500 ms, drops
+/// the other two, and wakes next for their Timer Ks, all at one wake-up.
+#[tokio::test(start_paused = true)]
+async fn cancelled_timers_do_not_each_wake_the_timer_task() {
+    let wire = Wire::new();
+    let (tl, mut rx) = layer(&wire);
+    for i in 0..3u64 {
+        wire.at(10 * i).await;
+        let bye = request("BYE", &format!("z9hG4bKstale{i}"));
+        tl.send_request(bye.clone(), Target::udp(addr(UAS)))
+            .unwrap();
+        wire.at(10 * i + 5).await;
+        tl.on_message(response(&bye, 200), Target::udp(addr(UAS)));
+    }
+    assert_eq!(names(&drain(&mut rx)).len(), 3);
+    wire.at(30).await;
+    let before = tl.timer_wakes();
+    wire.at(1_000).await;
+    assert_eq!(
+        tl.timer_wakes() - before,
+        1,
+        "one wake-up for three cancelled Timer Es"
+    );
+    wire.at(6_000).await;
+    assert_eq!(
+        names(&drain(&mut rx)),
+        ["Terminated", "Terminated", "Terminated"]
+    );
+    assert_eq!(
+        tl.timer_wakes() - before,
+        2,
+        "the three Timer Ks share a wake-up"
+    );
+    assert_eq!(wire.times("BYE"), [0, 10, 20]);
 }
 
 #[tokio::test(start_paused = true)]
