@@ -1096,21 +1096,19 @@ impl Contacts {
 /// What a call keeps of the INVITE it sent on a leg B: what that leg's
 /// CANCEL ([`in_dialog::cancel_for`]), its dialog
 /// (`Dialog::from_uac_response`) and the CSeq of its ACK are made of —
-/// the Request-URI, top Via, From, To, Call-ID and CSeq — and nothing
-/// else. A held call keeps it for its whole life; the rest of the INVITE
-/// (Contact, carried headers, Supported, …) was about half of it. A
-/// message the builder refuses is kept without its body.
+/// the Request-URI, Via (Tandem's one), From, To, Call-ID and CSeq, with
+/// Max-Forwards that a request needs — and nothing else. A held call
+/// keeps it for its whole life; the rest of the INVITE (Contact, carried
+/// headers, Supported, …) was about half of it. Copied line by line with
+/// the index, not built and checked again.
 fn kept_leg_b_invite(invite: &Message) -> Message {
-    let uri = invite.request_uri_str().unwrap_or_default();
-    sipcore::message::RequestBuilder::new(&Method::Invite, uri)
-        .header("Via", invite.top_via().raw)
-        .header("From", invite.header("From").unwrap_or_default())
-        .header("To", invite.header("To").unwrap_or_default())
-        .header("Call-ID", invite.call_id())
-        .header("CSeq", invite.header("CSeq").unwrap_or_default())
-        .build_message()
-        .map(|m| m.compact())
-        .unwrap_or_else(|_| invite.without_body())
+    use sipcore::message::HeaderName as H;
+    invite.with_headers_only(|kind| {
+        matches!(
+            kind,
+            H::Via | H::MaxForwards | H::From | H::To | H::CallId | H::CSeq
+        )
+    })
 }
 
 /// What an answered call keeps of leg A's INVITE: what can still read it
@@ -1156,8 +1154,6 @@ fn kept_answered_leg_a_invite(invite: &Message, policy: &dyn Policy) -> Message 
         .unwrap_or_else(|_| invite.clone())
 }
 
-/// A copy of a message without its body (and Content-Type): what a call
-/// keeps of an INVITE whose SDP it holds elsewhere.
 /// `sip:user@1.2.3.4:5070;params` → 1.2.3.4:5070 when the host is an IP.
 fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
     let u = sipcore::message::Uri::parse(uri).ok()?;

@@ -2951,11 +2951,11 @@ fn a_call_keeps_only_what_cancel_and_the_dialog_need_of_leg_b_invite() {
         names,
         [
             "Via",
+            "Max-Forwards",
             "From",
             "To",
             "Call-ID",
             "CSeq",
-            "Max-Forwards",
             "Content-Length"
         ]
     );

@@ -202,13 +202,30 @@ impl Message {
     /// the index, not parsed again (see the module documentation): what
     /// a B2BUA keeps of an INVITE once its SDP is relayed.
     pub fn without_body(&self) -> Message {
+        self.copy_head(|_| true).unwrap_or_else(|_| self.compact())
+    }
+
+    /// The start line and the header lines whose kind `keep` takes, in
+    /// their order, without a body (`Content-Length: 0`; Content-Type is
+    /// dropped), in a buffer sized to fit; made from the index like
+    /// [`Message::without_body`]. The mandatory headers must be kept for
+    /// the result to be a message: if not, this message without its body
+    /// comes out instead.
+    pub fn with_headers_only(&self, keep: impl Fn(HeaderName) -> bool) -> Message {
+        self.copy_head(keep).unwrap_or_else(|_| self.without_body())
+    }
+
+    fn copy_head(&self, keep: impl Fn(HeaderName) -> bool) -> Result<Message, ParseError> {
+        let kept = |h: &&HeaderEntry| {
+            !matches!(h.kind, HeaderName::ContentLength | HeaderName::ContentType) && keep(h.kind)
+        };
         let line = self.start_line.range();
         let size = line.len()
             + 2
             + self
                 .headers
                 .iter()
-                .filter(|h| !matches!(h.kind, HeaderName::ContentLength | HeaderName::ContentType))
+                .filter(kept)
                 .map(|h| usize::from(h.value.end - h.name.start) + 2)
                 .sum::<usize>()
             + "Content-Length: 0\r\n\r\n".len();
@@ -228,9 +245,6 @@ impl Message {
                 reason: shift(*reason),
             },
         };
-        let kept = |h: &&HeaderEntry| {
-            !matches!(h.kind, HeaderName::ContentLength | HeaderName::ContentType)
-        };
         let mut head = Head::new(out, true);
         // Content-Length comes last.
         head.headers = Vec::with_capacity(self.headers.iter().filter(kept).count() + 1);
@@ -239,7 +253,6 @@ impl Message {
         }
         head.finish(None);
         head.into_message(start, shift(self.version))
-            .unwrap_or_else(|_| self.compact())
     }
 }
 

@@ -228,3 +228,50 @@ fn a_message_without_its_body_is_what_the_parser_reads_without_a_parse() {
         assert_eq!(msg.without_body().content_type(), None);
     }
 }
+
+/// `with_headers_only` keeps the start line and the header lines of the
+/// kinds asked for, in order, with `Content-Length: 0`, without a parse;
+/// asked to drop a mandatory header it keeps them all (without the body).
+#[test]
+fn a_message_with_some_headers_only_is_what_the_parser_reads_without_a_parse() {
+    let invite = Message::parse(Bytes::from(
+        "INVITE sip:bob@192.0.2.7 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.5;branch=z9hG4bKb1;rport\r\n\
+         Max-Forwards: 69\r\n\
+         Route: <sip:edge.example.com;lr>\r\n\
+         From: <sip:alice@example.com>;tag=t1\r\n\
+         To: <sip:bob@example.com>\r\n\
+         Call-ID: b-1@tandem\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:tandem@192.0.2.5>\r\n\
+         Supported: timer\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: 4\r\n\r\nv=0\n",
+    ))
+    .unwrap();
+    use HeaderName as H;
+    let mandatory = |k: HeaderName| {
+        matches!(
+            k,
+            H::Via | H::MaxForwards | H::From | H::To | H::CallId | H::CSeq
+        )
+    };
+    assert_built_without_a_parse(
+        || Ok(invite.with_headers_only(mandatory)),
+        Bytes::from(
+            "INVITE sip:bob@192.0.2.7 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.5;branch=z9hG4bKb1;rport\r\n\
+             Max-Forwards: 69\r\n\
+             From: <sip:alice@example.com>;tag=t1\r\n\
+             To: <sip:bob@example.com>\r\n\
+             Call-ID: b-1@tandem\r\n\
+             CSeq: 1 INVITE\r\n\
+             Content-Length: 0\r\n\r\n",
+        ),
+    );
+    let without_call_id = invite.with_headers_only(|k| mandatory(k) && k != H::CallId);
+    assert_eq!(
+        format!("{without_call_id:?}"),
+        format!("{:?}", invite.without_body())
+    );
+}
