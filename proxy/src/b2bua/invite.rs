@@ -202,6 +202,7 @@ impl Machine {
             b_local_sdp: None,
             b_remote_sdp: None,
             b_held: false,
+            b_sides_held: Some([false, false]),
             offer: None,
             resuming: None,
             resumes: 0,

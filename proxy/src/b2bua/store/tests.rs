@@ -73,6 +73,7 @@ fn call(id: u64, a: &str, b: &str) -> Call {
         b_local_sdp: None,
         b_remote_sdp: None,
         b_held: false,
+        b_sides_held: Some([false, false]),
         resuming: None,
         resumes: 0,
         moves: 0,
