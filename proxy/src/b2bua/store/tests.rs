@@ -365,3 +365,35 @@ fn call_id_indexes_hash_with_a_seed_of_their_own() {
         "the same Call-ID hashed alike in every store"
     );
 }
+
+/// A call is held while either of leg B's SDPs holds the stream, each
+/// parsed when it is set; a call from a standby's record (no per-side
+/// flags) works them out from both SDPs at the next setting.
+#[test]
+fn leg_b_is_held_while_either_sdp_holds() {
+    let sdp = |extra: &str| {
+        Bytes::from(format!(
+            "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 8\r\n{extra}"
+        ))
+    };
+    let mut c = call(1, "a1", "b1");
+    c.set_b_local_sdp(sdp(""));
+    assert!(!c.b_held);
+    c.set_b_remote_sdp(sdp("a=sendonly\r\n"));
+    assert!(c.b_held, "remote holds");
+    c.set_b_local_sdp(sdp("a=sendrecv\r\n"));
+    assert!(c.b_held, "remote still holds");
+    c.set_b_remote_sdp(sdp(""));
+    assert!(!c.b_held);
+    c.set_b_local_sdp(sdp("a=inactive\r\n"));
+    assert!(c.b_held, "local holds");
+
+    // As a standby has it: the remote held, the flags not replicated.
+    let mut standby = call(2, "a2", "b2");
+    standby.b_remote_sdp = Some(sdp("a=recvonly\r\n"));
+    standby.b_held = true;
+    standby.b_sides_held = None;
+    standby.set_b_local_sdp(sdp(""));
+    assert!(standby.b_held, "the remote's hold is read from its SDP");
+}
