@@ -485,6 +485,7 @@ impl Machine {
         let Some(mut call) = self.store.remove(id) else {
             return;
         };
+        self.cancel_call_timers(id);
         // Phones still ringing for this call stop (a 2xx that crosses the
         // CANCEL is hung up when it comes: `on_fork_response`).
         if let Some(f) = call.forking.take() {

@@ -392,6 +392,7 @@ impl Machine {
         }
         if self.store.awaits_ack(id, leg, ack.cseq().seq) {
             self.store.acked(id, leg);
+            self.cancel_timer(id, super::CallTimer::Retransmit2xx(leg));
         }
         let late = self
             .store

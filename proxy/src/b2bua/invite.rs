@@ -796,6 +796,9 @@ impl Machine {
             }
         };
         call.b.dialog = Some(b_dialog);
+        // Not through `cancel_timer` (the call is borrowed): an answer
+        // timer has no stateless route to drop.
+        self.timers.cancel(id, super::CallTimer::MemberAnswer);
         if !response.body().is_empty() && is_sdp(response.content_type()) {
             call.set_b_remote_sdp(Bytes::copy_from_slice(response.body()));
         }

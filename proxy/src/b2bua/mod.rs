@@ -230,21 +230,70 @@ enum TimerEvent {
 }
 
 /// Deadlines of the machine; stale events are recognised when they fire.
+///
+/// Two kinds a later event of the call makes moot are cancelled by it:
+/// leg B's answer timeout (by the answer) and a 2xx's retransmissions (by
+/// the ACK). Otherwise each would still wake the engine at its time, a
+/// wake-up or two for every call at low rates (issue 15).
 #[derive(Default)]
 struct Timers {
     heap: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
     events: HashMap<u64, TimerEvent>,
     seq: u64,
+    /// The running cancellable timer of each call and slot. An entry
+    /// lives from a call's INVITE to its answer or ACK: held calls have
+    /// none.
+    cancellable: HashMap<(u64, CallTimer), u64>,
+}
+
+/// A call's cancellable timer (see [`Timers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum CallTimer {
+    MemberAnswer,
+    Retransmit2xx(Leg),
+}
+
+impl TimerEvent {
+    fn call_timer(&self) -> Option<(u64, CallTimer)> {
+        match self {
+            TimerEvent::MemberAnswer { call, .. } => Some((*call, CallTimer::MemberAnswer)),
+            TimerEvent::Retransmit2xx { call, leg, .. } => {
+                Some((*call, CallTimer::Retransmit2xx(*leg)))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Timers {
     fn at(&mut self, when: Instant, event: TimerEvent) {
         self.seq += 1;
+        if let Some(slot) = event.call_timer() {
+            // A new one supersedes the call's last of the kind (a new
+            // member tried, a new 2xx on the leg), which would find
+            // itself moot when it fired.
+            if let Some(old) = self.cancellable.insert(slot, self.seq) {
+                self.events.remove(&old);
+            }
+        }
         self.heap.push(std::cmp::Reverse((when, self.seq)));
         self.events.insert(self.seq, event);
     }
 
-    fn next(&self) -> Option<Instant> {
+    /// Cancels a call's timer of kind `which`, if running: its event.
+    fn cancel(&mut self, call: u64, which: CallTimer) -> Option<TimerEvent> {
+        let seq = self.cancellable.remove(&(call, which))?;
+        self.events.remove(&seq)
+    }
+
+    /// The earliest live deadline; cancelled ones on top are dropped first.
+    fn next(&mut self) -> Option<Instant> {
+        while let Some(std::cmp::Reverse((_, seq))) = self.heap.peek() {
+            if self.events.contains_key(seq) {
+                break;
+            }
+            self.heap.pop();
+        }
         self.heap.peek().map(|r| r.0 .0)
     }
 
@@ -253,6 +302,9 @@ impl Timers {
     fn shrink_after_peak(&mut self) {
         if self.events.capacity() > 4 * self.events.len() + 1024 {
             self.events.shrink_to(2 * self.events.len());
+        }
+        if self.cancellable.capacity() > 4 * self.cancellable.len() + 1024 {
+            self.cancellable.shrink_to(2 * self.cancellable.len());
         }
         if self.heap.capacity() > 4 * self.heap.len() + 1024 {
             self.heap.shrink_to(2 * self.heap.len());
@@ -269,6 +321,11 @@ impl Timers {
             }
             self.heap.pop();
             if let Some(event) = self.events.remove(&seq) {
+                if let Some(slot) = event.call_timer() {
+                    if self.cancellable.get(&slot) == Some(&seq) {
+                        self.cancellable.remove(&slot);
+                    }
+                }
                 return Some((when, event));
             }
         }
@@ -535,7 +592,27 @@ impl Machine {
     }
 
     /// The earliest timer deadline, for the driver to sleep until.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    /// Cancels a call's timer: leg B's answer timeout, or a 2xx's
+    /// retransmissions, with the stateless route their firing would have
+    /// dropped (`fire_timers`).
+    fn cancel_timer(&mut self, call: u64, which: CallTimer) {
+        if let Some(TimerEvent::Retransmit2xx { key, .. }) = self.timers.cancel(call, which) {
+            self.out.adopted.remove(&key);
+        }
+    }
+
+    /// Cancels every cancellable timer of an ended call.
+    fn cancel_call_timers(&mut self, call: u64) {
+        for which in [
+            CallTimer::MemberAnswer,
+            CallTimer::Retransmit2xx(Leg::A),
+            CallTimer::Retransmit2xx(Leg::B),
+        ] {
+            self.cancel_timer(call, which);
+        }
+    }
+
+    pub fn next_deadline(&mut self) -> Option<Instant> {
         self.timers.next()
     }
 

@@ -3016,3 +3016,29 @@ fn an_invite_that_passed_this_node_before_is_refused_as_a_loop() {
     );
     assert_eq!(lab.m.calls(), 1);
 }
+
+/// Once leg B answered and leg A acknowledged, no timer of the call is
+/// left to wake the engine: the answer cancels leg B's answer timeout and
+/// the ACK the 2xx's retransmissions. Before, both stayed due (and found
+/// themselves moot when they fired), a wake-up or two for every call.
+#[test]
+fn an_answered_and_acknowledged_call_leaves_no_timer_due() {
+    let mut lab = Lab::new();
+    assert_eq!(lab.m.next_deadline(), None, "nothing runs before the call");
+    lab.call("c1");
+    assert!(lab.m.next_deadline().is_some(), "leg B's answer timeout");
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16000)));
+    assert!(
+        lab.m.next_deadline().is_some(),
+        "leg A's 2xx retransmissions"
+    );
+    lab.ack_from_trunk("c1");
+    assert_eq!(lab.m.next_deadline(), None);
+    assert_eq!(lab.m.calls(), 1);
+    // An unacknowledged 2xx is still retransmitted.
+    lab.call("c2");
+    lab.answer("INVITE", 200, Some(&sdp("127.0.0.1", 16002)));
+    lab.advance(600);
+    let retransmitted = lab.on(Event::Timers);
+    assert_eq!(retransmitted, ["respond 200 INVITE"]);
+}
