@@ -641,6 +641,9 @@ pub(super) fn cancel_for(inv: &Message) -> Result<Message, sipcore::ParseError> 
     RequestBuilder::new(&Method::Cancel, inv.request_uri_str().unwrap_or_default())
         .header("Via", inv.top_via().raw)
         .header("Max-Forwards", "70")
+        // The INVITE's route (a phone's Path): "the same Route header
+        // field values as the request being cancelled" (RFC 3261 §9.1).
+        .headers("Route", inv.headers("Route"))
         .header("From", inv.header("From").unwrap_or_default())
         .header("To", inv.header("To").unwrap_or_default())
         .header("Call-ID", inv.call_id())

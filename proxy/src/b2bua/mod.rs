@@ -1173,8 +1173,9 @@ impl Contacts {
 /// What a call keeps of the INVITE it sent on a leg B: what that leg's
 /// CANCEL ([`in_dialog::cancel_for`]), its dialog
 /// (`Dialog::from_uac_response`) and the CSeq of its ACK are made of —
-/// the Request-URI, Via (Tandem's one), From, To, Call-ID and CSeq, with
-/// Max-Forwards that a request needs — and nothing else. A held call
+/// the Request-URI, Via (Tandem's one), Route (a phone's Path, which the
+/// CANCEL repeats), From, To, Call-ID and CSeq, with Max-Forwards that a
+/// request needs — and nothing else. A held call
 /// keeps it for its whole life; the rest of the INVITE (Contact, carried
 /// headers, Supported, …) was about half of it. Copied line by line with
 /// the index, not built and checked again.
@@ -1183,7 +1184,7 @@ fn kept_leg_b_invite(invite: &Message) -> Message {
     invite.with_headers_only(|kind| {
         matches!(
             kind,
-            H::Via | H::MaxForwards | H::From | H::To | H::CallId | H::CSeq
+            H::Via | H::MaxForwards | H::Route | H::From | H::To | H::CallId | H::CSeq
         )
     })
 }

@@ -1889,7 +1889,27 @@ impl Lab {
         from: &str,
         call_id: &str,
     ) -> u16 {
-        let first = register_request(user, contact, from, call_id, 1);
+        self.register_with(user, password, contact, from, call_id, &[])
+    }
+
+    /// `register` with `extra` headers in both REGISTERs (e.g. Path).
+    fn register_with(
+        &mut self,
+        user: &str,
+        password: &str,
+        contact: &str,
+        from: &str,
+        call_id: &str,
+        extra: &[(&str, &str)],
+    ) -> u16 {
+        let with_extra = |m: Message| {
+            extra
+                .iter()
+                .fold(m.edit(), |e, (n, v)| e.add_header(*n, *v))
+                .build_message()
+                .unwrap()
+        };
+        let first = with_extra(register_request(user, contact, from, call_id, 1));
         assert_eq!(self.phone_sends(first, from), ["respond 401 REGISTER"]);
         let challenge = self
             .responses
@@ -1903,7 +1923,7 @@ impl Lab {
         let auth = sipcore::digest::authorization(
             &challenge, user, password, "REGISTER", &uri, "c0ffee", 1,
         );
-        let second = register_request(user, contact, from, call_id, 2)
+        let second = with_extra(register_request(user, contact, from, call_id, 2))
             .edit()
             .add_header("Authorization", &auth)
             .build_message()
@@ -2203,6 +2223,41 @@ fn a_cancel_while_phones_ring_cancels_every_fork() {
     let done = lab.phone_answers(PHONE2, 487, None);
     assert_eq!(done, ["cdr cancelled", "remove media"]);
     assert_eq!(lab.m.calls(), 0);
+}
+
+/// A phone registered through an edge proxy (Path): the INVITE to it
+/// and the CANCEL of that INVITE carry the same Route (RFC 3261 §9.1).
+#[test]
+fn the_cancel_to_a_phone_behind_a_path_carries_the_invites_route() {
+    let mut lab = phone_lab();
+    let edge = "<sip:edge.example.com;lr>";
+    let status = lab.register_with(
+        "alice",
+        "alice-secret",
+        &format!("<sip:alice@{PHONE1}>"),
+        PHONE1,
+        "r1",
+        &[("Path", edge)],
+    );
+    assert_eq!(status, 200);
+    lab.trunk_calls("alice", "c1");
+    lab.phone_answers(PHONE1, 180, None);
+    let cancelled = lab.trunk_sends(cancel("c1"));
+    assert!(
+        cancelled.contains(&format!("send CANCEL to {PHONE1}")),
+        "{cancelled:?}"
+    );
+    let routes = |method: Method| -> Vec<String> {
+        let (_, m, _) = lab
+            .sent
+            .iter()
+            .rev()
+            .find(|(_, m, _)| m.method() == Some(&method))
+            .unwrap();
+        m.headers("Route").map(str::to_owned).collect()
+    };
+    assert_eq!(routes(Method::Invite), [edge]);
+    assert_eq!(routes(Method::Cancel), [edge]);
 }
 
 #[test]
