@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::message::{Message, MAX_MESSAGE_SIZE};
+use crate::message::{HeaderName, Message, Method, ResponseBuilder, MAX_MESSAGE_SIZE};
 use crate::sdp::{Direction, Rewrite, Sdp, StreamChange, VersionChange};
 use crate::transport::{Frame, Framer};
 
@@ -39,6 +39,29 @@ fn check_message(m: &Message) {
     assert!(kept.vias().eq(m.vias()));
     assert_eq!(kept.from_tag(), m.from_tag());
     assert_eq!(kept.to_tag(), m.to_tag());
+
+    // What is made from the index without a parse (a kept INVITE, a
+    // response copying the request's lines) is exactly what the parser
+    // makes of its bytes.
+    let as_parsed = |copy: Message| {
+        let parsed = Message::parse(copy.as_bytes().clone()).expect("an index copy parses");
+        assert_eq!(format!("{copy:?}"), format!("{parsed:?}"));
+    };
+    as_parsed(m.without_body());
+    as_parsed(m.with_headers_only(|k| {
+        use HeaderName as H;
+        matches!(
+            k,
+            H::Via | H::MaxForwards | H::Route | H::From | H::To | H::CallId | H::CSeq
+        )
+    }));
+    if m.is_request() && m.method() != Some(&Method::Ack) {
+        let response = ResponseBuilder::with_to_tag(m, 200, "OK", Some("fuzz1"))
+            .header("Contact", "<sip:tandem@203.0.113.1>")
+            .build_message()
+            .expect("a response to a parsed request builds");
+        as_parsed(response);
+    }
 
     // A plain re-print parses to the same message and is a fixed point.
     let printed = m.edit().build();
