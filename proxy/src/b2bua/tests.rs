@@ -1881,19 +1881,8 @@ impl Lab {
 
     /// `user` registers `contact` from `from`: the 401, then the digest
     /// answer with the password; the final status.
+    /// `extra` headers go in both REGISTERs (e.g. Path).
     fn register(
-        &mut self,
-        user: &str,
-        password: &str,
-        contact: &str,
-        from: &str,
-        call_id: &str,
-    ) -> u16 {
-        self.register_with(user, password, contact, from, call_id, &[])
-    }
-
-    /// `register` with `extra` headers in both REGISTERs (e.g. Path).
-    fn register_with(
         &mut self,
         user: &str,
         password: &str,
@@ -1968,7 +1957,7 @@ fn a_register_is_challenged_then_bound_and_its_200_lists_the_contact() {
     let mut lab = phone_lab();
     let contact = format!("<sip:alice@{PHONE1}>");
     assert_eq!(
-        lab.register("alice", "alice-secret", &contact, PHONE1, "r1"),
+        lab.register("alice", "alice-secret", &contact, PHONE1, "r1", &[]),
         200
     );
     let ok = lab.responses.last().unwrap();
@@ -1984,7 +1973,14 @@ fn a_register_is_challenged_then_bound_and_its_200_lists_the_contact() {
     assert!(via.ends_with(";received=10.1.0.21;rport=5062"), "{via}");
     // A wrong password binds nothing.
     assert_eq!(
-        lab.register("bob", "guess", &format!("<sip:bob@{PHONE2}>"), PHONE2, "r2"),
+        lab.register(
+            "bob",
+            "guess",
+            &format!("<sip:bob@{PHONE2}>"),
+            PHONE2,
+            "r2",
+            &[]
+        ),
         403
     );
     assert_eq!(lab.m.registrar().unwrap().bindings.len(), 1);
@@ -2031,7 +2027,8 @@ fn a_call_to_an_aor_rings_every_contact_and_the_first_2xx_wins() {
             "alice-secret",
             "<sip:alice@192.168.1.10:5060>",
             PHONE1,
-            "r1"
+            "r1",
+            &[]
         ),
         200
     );
@@ -2041,7 +2038,8 @@ fn a_call_to_an_aor_rings_every_contact_and_the_first_2xx_wins() {
             "alice-secret",
             &format!("<sip:alice@{PHONE2}>"),
             PHONE2,
-            "r2"
+            "r2",
+            &[]
         ),
         200
     );
@@ -2123,7 +2121,8 @@ fn sequential_forking_rings_one_contact_after_another() {
             "bob-secret",
             &format!("<sip:bob@{PHONE1}>;q=0.5"),
             PHONE1,
-            "r1"
+            "r1",
+            &[]
         ),
         200
     );
@@ -2133,7 +2132,8 @@ fn sequential_forking_rings_one_contact_after_another() {
             "bob-secret",
             &format!("<sip:bob@{PHONE2}>;q=1.0"),
             PHONE2,
-            "r2"
+            "r2",
+            &[]
         ),
         200
     );
@@ -2194,6 +2194,7 @@ fn a_cancel_while_phones_ring_cancels_every_fork() {
         &format!("<sip:alice@{PHONE1}>"),
         PHONE1,
         "r1",
+        &[],
     );
     lab.register(
         "alice",
@@ -2201,6 +2202,7 @@ fn a_cancel_while_phones_ring_cancels_every_fork() {
         &format!("<sip:alice@{PHONE2}>"),
         PHONE2,
         "r2",
+        &[],
     );
     lab.trunk_calls("alice", "c1");
     lab.phone_answers(PHONE1, 180, None);
@@ -2231,7 +2233,7 @@ fn a_cancel_while_phones_ring_cancels_every_fork() {
 fn the_cancel_to_a_phone_behind_a_path_carries_the_invites_route() {
     let mut lab = phone_lab();
     let edge = "<sip:edge.example.com;lr>";
-    let status = lab.register_with(
+    let status = lab.register(
         "alice",
         "alice-secret",
         &format!("<sip:alice@{PHONE1}>"),
@@ -2612,7 +2614,7 @@ fn a_phones_registration_is_registered_with_the_centre_contact_tandem() {
     let mut lab = upstream_lab();
     let contact = format!("<sip:alice@{PHONE1}>");
     assert_eq!(
-        lab.register("alice", "alice-secret", &contact, PHONE1, "r1"),
+        lab.register("alice", "alice-secret", &contact, PHONE1, "r1", &[]),
         200
     );
     let (_, first, target) = lab.last("REGISTER");
@@ -2671,7 +2673,7 @@ fn nothing_goes_upstream_while_the_wan_is_down() {
     lab.m.force_wan("dc", crate::wan::Forced::Down).unwrap();
     let contact = format!("<sip:bob@{PHONE2}>");
     assert_eq!(
-        lab.register("bob", "bob-secret", &contact, PHONE2, "r1"),
+        lab.register("bob", "bob-secret", &contact, PHONE2, "r1", &[]),
         200
     );
     for _ in 0..120 {
