@@ -275,3 +275,30 @@ fn a_message_with_some_headers_only_is_what_the_parser_reads_without_a_parse() {
         format!("{:?}", invite.without_body())
     );
 }
+
+/// A To tag appended to a parsed To value (not checked again) gives what
+/// the parser reads, also for odd To values the parser takes.
+#[test]
+fn a_to_tag_added_to_an_odd_to_value_is_what_the_parser_reads() {
+    for to in [
+        "<sip:bob@example.com>;",
+        "sip:bob@example.com;",
+        "<sip:bob@example.com>;x",
+        "<sip:bob@example.com>;x=\"a;b\"",
+        "sip:bob@example.com;x=",
+        "Bob <sip:b@e>  ",
+    ] {
+        let req = request(&[
+            "INVITE sip:bob@example.com SIP/2.0",
+            "Via: SIP/2.0/UDP h;branch=z9hG4bK1",
+            "Max-Forwards: 70",
+            "From: <sip:a@e>;tag=1",
+            &format!("To: {to}"),
+            "Call-ID: c",
+            "CSeq: 1 INVITE",
+            "Content-Length: 0",
+        ]);
+        let make = || ResponseBuilder::with_to_tag(&req, 200, "OK", Some("t1"));
+        assert_built_without_a_parse(|| make().build_message(), make().build());
+    }
+}
