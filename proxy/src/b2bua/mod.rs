@@ -269,12 +269,11 @@ impl Timers {
     fn at(&mut self, when: Instant, event: TimerEvent) {
         self.seq += 1;
         if let Some(slot) = event.call_timer() {
-            // A new one supersedes the call's last of the kind (a new
-            // member tried, a new 2xx on the leg), which would find
-            // itself moot when it fired.
-            if let Some(old) = self.cancellable.insert(slot, self.seq) {
-                self.events.remove(&old);
-            }
+            // The newest of the kind is the one to cancel. An older one (a
+            // member tried before, an earlier 2xx on the leg) stays and
+            // finds itself moot when it fires, dropping what it must (a
+            // 2xx's stateless route); that is rare.
+            self.cancellable.insert(slot, self.seq);
         }
         self.heap.push(std::cmp::Reverse((when, self.seq)));
         self.events.insert(self.seq, event);
