@@ -4,8 +4,9 @@
 //! its doublings up to T2, T4, 64*T1, Timer D), and deadlines are taken
 //! from a clock that never goes back: timers started with the same
 //! duration expire in the order they were started. So each duration (and
-//! laxness, see [`Timer::is_lax`]) gets a FIFO queue, already sorted; starting a timer is a push at the back,
-//! and the next one due is the earliest of a handful of queue fronts.
+//! laxness, see [`Timer::is_lax`]) gets a FIFO queue, already sorted;
+//! starting a timer is a push at the back, and the next one due is the
+//! earliest of a handful of queue fronts.
 //! A binary heap (what this replaces) paid a sift through a table of
 //! hundreds of thousands of entries (the 32 s timers of every transaction
 //! of the last 32 s) for each timer started and fired, with a cache miss
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::timers::lax_slack;
+use super::timers::wake_time;
 use super::Timer;
 
 /// One running timer: when, its sequence number (start order, which also
@@ -80,9 +81,9 @@ impl Deadlines {
     /// timer due by then, lax timers up to their slack late together).
     /// Timers in the overflow heap keep their time.
     pub(super) fn wake_at(&self) -> Option<Instant> {
-        let queued = self.queues.iter().filter_map(|(after, lax, q)| {
-            let (at, ..) = q.front()?;
-            Some(if *lax { *at + lax_slack(*after) } else { *at })
+        let queued = self.queues.iter().filter_map(|(after, _, q)| {
+            let &(at, _, _, timer) = q.front()?;
+            Some(wake_time(timer, at, *after))
         });
         let heaped = self.overflow.peek().map(|Reverse(d)| d.0);
         queued.chain(heaped).min()

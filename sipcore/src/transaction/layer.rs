@@ -1201,11 +1201,7 @@ impl Inner {
                         None => entry.timers.push((timer, seq)),
                     }
                     let at = Instant::now() + after;
-                    let wake = if timer.is_lax() {
-                        at + super::timers::lax_slack(after)
-                    } else {
-                        at
-                    };
+                    let wake = super::timers::wake_time(timer, at, after);
                     let earliest = heap.wake_at().is_none_or(|first| wake < first);
                     heap.push(after, (at, seq, id, timer));
                     if earliest {

@@ -92,6 +92,20 @@ pub fn lax_slack(duration: Duration) -> Duration {
     (duration / 64).min(Duration::from_millis(100))
 }
 
+/// When the timer task must be awake for `timer`, due at `at` after
+/// running for `duration`: at `at`, or for a lax one up to its slack later.
+pub(super) fn wake_time(
+    timer: Timer,
+    at: tokio::time::Instant,
+    duration: Duration,
+) -> tokio::time::Instant {
+    if timer.is_lax() {
+        at + lax_slack(duration)
+    } else {
+        at
+    }
+}
+
 impl TimerConfig {
     /// Checks that the values can drive the machines: T1 must be non-zero
     /// (a zero T1 would retransmit in a loop) and T2 at least T1.
