@@ -87,13 +87,8 @@ impl LeanVisitor<'_> {
 /// BS, FF, DEL, C1) written as escapes, as `DefaultFields` writes them in
 /// the message.
 fn write_escaped(out: &mut dyn Write, s: &str) -> fmt::Result {
-    let risky = |c: char| {
-        matches!(
-            c,
-            '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}'
-        )
-    };
-    // The common case: nothing to escape, one copy.
+    // The common case: nothing to escape (0xc2 leads every C1 character
+    // in UTF-8), one copy.
     if !s
         .bytes()
         .any(|b| matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f | 0xc2))
@@ -101,13 +96,10 @@ fn write_escaped(out: &mut dyn Write, s: &str) -> fmt::Result {
         return out.write_str(s);
     }
     for c in s.chars() {
-        if risky(c) {
-            match c {
-                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' => write!(out, "\\x{:02x}", c as u32)?,
-                _ => write!(out, "\\u{{{:x}}}", c as u32)?,
-            }
-        } else {
-            out.write_char(c)?;
+        match c {
+            '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' => write!(out, "\\x{:02x}", c as u32)?,
+            '\u{80}'..='\u{9f}' => write!(out, "\\u{{{:x}}}", c as u32)?,
+            _ => out.write_char(c)?,
         }
     }
     Ok(())

@@ -374,24 +374,24 @@ pub struct Resuming {
 impl Call {
     /// The SDP Tandem sent to leg B last.
     pub fn set_b_local_sdp(&mut self, sdp: Bytes) {
-        let local = holds(&sdp);
-        let remote = match self.b_sides_held {
-            Some([_, remote]) => remote,
-            None => self.b_remote_sdp.as_deref().is_some_and(holds),
-        };
+        let [_, remote] = self.b_sides();
+        self.set_b_held([holds(&sdp), remote]);
         self.b_local_sdp = Some(sdp);
-        self.set_b_held([local, remote]);
     }
 
     /// The SDP leg B sent last.
     pub fn set_b_remote_sdp(&mut self, sdp: Bytes) {
-        let remote = holds(&sdp);
-        let local = match self.b_sides_held {
-            Some([local, _]) => local,
-            None => self.b_local_sdp.as_deref().is_some_and(holds),
-        };
+        let [local, _] = self.b_sides();
+        self.set_b_held([local, holds(&sdp)]);
         self.b_remote_sdp = Some(sdp);
-        self.set_b_held([local, remote]);
+    }
+
+    /// Whether leg B's local and remote SDP hold: as worked out when they
+    /// were set, or (a standby's call) from the SDPs.
+    fn b_sides(&self) -> [bool; 2] {
+        let held = |sdp: &Option<Bytes>| sdp.as_deref().is_some_and(holds);
+        self.b_sides_held
+            .unwrap_or_else(|| [held(&self.b_local_sdp), held(&self.b_remote_sdp)])
     }
 
     fn set_b_held(&mut self, sides: [bool; 2]) {

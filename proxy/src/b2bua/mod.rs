@@ -590,7 +590,6 @@ impl Machine {
         self.store.set_tally(tally);
     }
 
-    /// The earliest timer deadline, for the driver to sleep until.
     /// Cancels a call's timer: leg B's answer timeout, or a 2xx's
     /// retransmissions, with the stateless route their firing would have
     /// dropped (`fire_timers`).
@@ -611,6 +610,7 @@ impl Machine {
         }
     }
 
+    /// The earliest timer deadline, for the driver to sleep until.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         self.timers.next()
     }
@@ -1174,10 +1174,10 @@ impl Contacts {
 /// (`Dialog::from_uac_response`) and the CSeq of its ACK are made of —
 /// the Request-URI, Via (Tandem's one), Route (a phone's Path, which the
 /// CANCEL repeats), From, To, Call-ID and CSeq, with Max-Forwards that a
-/// request needs — and nothing else. A held call
-/// keeps it for its whole life; the rest of the INVITE (Contact, carried
-/// headers, Supported, …) was about half of it. Copied line by line with
-/// the index, not built and checked again.
+/// request needs — and nothing else. A held call keeps it for its whole
+/// life; the rest of the INVITE (Contact, carried headers, Supported, …)
+/// was about half of it. Copied line by line with the index, not built
+/// and checked again.
 fn kept_leg_b_invite(invite: &Message) -> Message {
     use sipcore::message::HeaderName as H;
     invite.with_headers_only(|kind| {
